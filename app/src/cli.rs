@@ -1,0 +1,338 @@
+//! The command line: `plugins` and `mask` (the dashboard and training commands
+//! arrive with their issues).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use clap::{Parser, Subcommand};
+use plugin_api::{ParamKind, Value};
+use serde::Serialize;
+
+use crate::npy;
+use crate::plugins::{Found, Library, MaskContext, discover};
+use crate::stats::{MaskStats, mask_stats};
+
+#[derive(Parser, Debug)]
+#[command(name = "probdrop-tui", version, about = "Terminal dashboard for structured-dropout research")]
+pub struct Cli {
+    /// Directory of strategy plugins (crates and prebuilt libraries).
+    #[arg(long, global = true, default_value = "plugins")]
+    pub plugins: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List every strategy found in the plugins directory (building plugin crates).
+    Plugins {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sample one keep-mask through the real plugin path and print its statistics.
+    Mask(MaskArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MaskArgs {
+    /// Strategy name (as `plugins` lists it).
+    pub strategy: String,
+    /// Input shape, e.g. 8,64,16,16 (taken from --input when omitted).
+    #[arg(long, value_delimiter = ',')]
+    pub shape: Option<Vec<usize>>,
+    /// Drop rate p.
+    #[arg(long)]
+    pub p: f64,
+    /// Strategy parameter, repeatable: --param block_size=5.
+    #[arg(long = "param", value_name = "K=V")]
+    pub params: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Feature map to mask (.npy, float32/64); without it a N(0, 1) input is drawn.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Write the mask, broadcast to the input's shape, as .npy.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Evaluation mode (the mask is then the identity).
+    #[arg(long)]
+    pub eval: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One strategy as `plugins --json` lists it.
+#[derive(Serialize)]
+struct Listing {
+    name: String,
+    version: Option<String>,
+    source: crate::plugins::Source,
+    origin: PathBuf,
+    library: Option<PathBuf>,
+    interface: Option<String>,
+    description: Option<String>,
+    params: Vec<ParamListing>,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ParamListing {
+    name: String,
+    kind: &'static str,
+    default: String,
+    min: Option<f64>,
+    max: Option<f64>,
+    choices: Vec<String>,
+    help: String,
+}
+
+fn listing(found: &Found) -> Listing {
+    let (lib, error) = match &found.outcome {
+        Ok(lib) => (Some(lib), None),
+        Err(e) => (None, Some(e.0.clone())),
+    };
+    Listing {
+        name: lib.map_or(found.id.clone(), |l| l.info.name.clone()),
+        version: lib.map(|l| l.info.version.clone()),
+        source: found.source,
+        origin: found.origin.clone(),
+        library: found.library_path.clone(),
+        interface: lib.map(|l| l.interface.clone()),
+        description: lib.map(|l| l.info.description.clone()),
+        params: lib
+            .map(|l| {
+                l.info
+                    .params
+                    .iter()
+                    .map(|p| ParamListing {
+                        name: p.name.clone(),
+                        kind: p.kind.name(),
+                        default: p.default.to_string(),
+                        min: p.min,
+                        max: p.max,
+                        choices: p.choices.clone(),
+                        help: p.help.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        error,
+    }
+}
+
+fn discover_quietly(dir: &Path) -> Result<Vec<Found>> {
+    let mut log = Vec::new();
+    let found = discover(dir, &mut |line| log.push(line.to_string()))
+        .with_context(|| format!("cannot read plugins directory {}", dir.display()))?;
+    Ok(found)
+}
+
+/// `probdrop-tui plugins`.
+pub fn plugins(dir: &Path, json: bool) -> Result<()> {
+    let found = discover_quietly(dir)?;
+    let listings: Vec<Listing> = found.iter().map(listing).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listings)?);
+        return Ok(());
+    }
+    for l in &listings {
+        match &l.error {
+            None => {
+                println!(
+                    "{} {} [{}] interface {}",
+                    l.name,
+                    l.version.as_deref().unwrap_or("?"),
+                    serde_json::to_value(l.source)?.as_str().unwrap_or("?"),
+                    l.interface.as_deref().unwrap_or("?")
+                );
+                if let Some(lib) = &l.library {
+                    println!("  library: {}", lib.display());
+                }
+                for p in &l.params {
+                    let range = match (p.min, p.max) {
+                        (Some(a), Some(b)) => format!(" in [{a}, {b}]"),
+                        _ => String::new(),
+                    };
+                    let choices = if p.choices.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" one of {}", p.choices.join("|"))
+                    };
+                    println!("  {} ({}, default {}{range}{choices}): {}", p.name, p.kind, p.default, p.help);
+                }
+            }
+            Some(e) => {
+                println!("{} [refused] {}", l.name, l.origin.display());
+                for line in e.lines() {
+                    println!("  {line}");
+                }
+            }
+        }
+    }
+    let ok = listings.iter().filter(|l| l.error.is_none()).count();
+    println!("{ok} strategies loaded, {} refused", listings.len() - ok);
+    Ok(())
+}
+
+/// Finds a loaded strategy by name, with a did-you-mean.
+pub fn find_strategy(found: Vec<Found>, name: &str) -> Result<Library> {
+    let mut names = Vec::new();
+    for f in found {
+        if let Ok(lib) = f.outcome {
+            if lib.info.name == name {
+                return Ok(lib);
+            }
+            names.push(lib.info.name);
+        }
+    }
+    let hint = plugin_api::closest(name, &names)
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default();
+    Err(anyhow!("no strategy named `{name}`{hint}; found: {}", names.join(", ")))
+}
+
+/// Parses `k=v` pairs against the strategy's schema (types from the schema).
+pub fn parse_params(library: &Library, pairs: &[String]) -> Result<Vec<(String, Value)>> {
+    let mut out = Vec::new();
+    for pair in pairs {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--param {pair:?}: expected KEY=VALUE"))?;
+        let kind = library
+            .info
+            .params
+            .iter()
+            .find(|p| p.name == k)
+            .map(|p| p.kind)
+            .unwrap_or(ParamKind::Choice);
+        let value = Value::parse_for(kind, v)
+            .ok_or_else(|| anyhow!("--param {k}: expected a value of type {}, found {v:?}", kind.name()))?;
+        out.push((k.to_string(), value));
+    }
+    Ok(out)
+}
+
+/// The report of `probdrop-tui mask`.
+#[derive(Serialize)]
+pub struct MaskReport {
+    pub strategy: String,
+    pub version: String,
+    pub shape: Vec<usize>,
+    pub mask_shape: Vec<usize>,
+    pub p: f64,
+    pub seed: u64,
+    #[serde(flatten)]
+    pub stats: MaskStats,
+    pub millis: f64,
+}
+
+/// `probdrop-tui mask`.
+pub fn mask(dir: &Path, args: &MaskArgs) -> Result<()> {
+    let library = find_strategy(discover_quietly(dir)?, &args.strategy)?;
+    let params = parse_params(&library, &args.params)?;
+    let strategy = library.create(&params)?;
+    let input = match &args.input {
+        Some(path) => {
+            let array = npy::read(path)?;
+            if let Some(shape) = &args.shape {
+                if *shape != array.shape {
+                    bail!("--shape {shape:?} does not match {} of shape {:?}", path.display(), array.shape);
+                }
+            }
+            array
+        }
+        None => {
+            let shape = args
+                .shape
+                .clone()
+                .ok_or_else(|| anyhow!("give --shape N,C,H,W or --input FILE.npy"))?;
+            random_input(&shape, args.seed)
+        }
+    };
+    let ctx = MaskContext {
+        p: args.p,
+        training: !args.eval,
+        step: 0,
+        epoch: 0,
+        slot: "mask".into(),
+        seed: args.seed,
+    };
+    let (mask_shape, mask, millis) = match input.shape.len() {
+        1 => run_mask::<1>(&strategy, &input, &ctx)?,
+        2 => run_mask::<2>(&strategy, &input, &ctx)?,
+        3 => run_mask::<3>(&strategy, &input, &ctx)?,
+        4 => run_mask::<4>(&strategy, &input, &ctx)?,
+        n => bail!("inputs of rank {n} are not supported (1 to 4)"),
+    };
+    let stats = mask_stats(&input.shape, &mask);
+    if let Some(out) = &args.out {
+        npy::write(
+            out,
+            &npy::Array {
+                shape: input.shape.clone(),
+                data: mask.clone(),
+            },
+        )?;
+    }
+    let report = MaskReport {
+        strategy: library.info.name.clone(),
+        version: library.info.version.clone(),
+        shape: input.shape.clone(),
+        mask_shape,
+        p: args.p,
+        seed: args.seed,
+        stats,
+        millis,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("strategy        {} {}", report.strategy, report.version);
+        println!("input shape     {:?}", report.shape);
+        println!("mask shape      {:?}", report.mask_shape);
+        println!("p               {}", report.p);
+        println!("dropped         {:.4}", report.stats.dropped_fraction);
+        println!("dropped blocks  {}", report.stats.dropped_blocks);
+        println!("mean rescale    {:.4}", report.stats.mean_rescale);
+        println!("mean of mask    {:.4}", report.stats.mean);
+        println!("time            {:.2} ms", report.millis);
+        if let Some(out) = &args.out {
+            println!("written         {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn random_input(shape: &[usize], seed: u64) -> npy::Array {
+    let device = Device::default();
+    device.seed(seed ^ 0x5eed);
+    let n: usize = shape.iter().product();
+    let t = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device);
+    npy::Array {
+        shape: shape.to_vec(),
+        data: t.into_data().try_to_vec::<f32>().unwrap_or_default(),
+    }
+}
+
+/// Masks `input` and returns (mask shape, mask broadcast to the input, ms).
+fn run_mask<const D: usize>(
+    strategy: &crate::plugins::Strategy,
+    input: &npy::Array,
+    ctx: &MaskContext,
+) -> Result<(Vec<usize>, Vec<f32>, f64)> {
+    let device = Device::default();
+    let shape: [usize; D] = input.shape.clone().try_into().map_err(|_| anyhow!("rank mismatch"))?;
+    let x = Tensor::<D>::from_data(TensorData::new(input.data.clone(), shape), &device);
+    let start = std::time::Instant::now();
+    let m = strategy.mask(&x, ctx)?;
+    let mask_shape = m.dims().to_vec();
+    let full = m.expand(shape);
+    let data = full
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow!("reading the mask: {e:?}"))?;
+    Ok((mask_shape, data, start.elapsed().as_secs_f64() * 1e3))
+}

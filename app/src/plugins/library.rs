@@ -1,0 +1,277 @@
+//! Loading one strategy library, and running the strategies it makes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use abi_stable::library::{LibraryError, lib_header_from_path};
+use abi_stable::std_types::{RResult, RStr};
+use burn::tensor::Tensor;
+use plugin_api::abi::{MaskArgs, MaskCtx, StrategyBox, StrategyModRef};
+use plugin_api::{Info, Params, Value};
+
+use super::host_ops::{HOST_OPS, Session};
+
+/// Why a library was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
+
+/// Why a mask could not be computed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MaskError(pub String);
+
+/// A loaded strategy library.
+#[derive(Clone)]
+pub struct Library {
+    /// Where the library was found (what the user dropped or cargo built).
+    pub path: PathBuf,
+    module: StrategyModRef,
+    pub info: Info,
+    /// The plugin-api version the library was built against.
+    pub interface: String,
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Library")
+            .field("path", &self.path)
+            .field("name", &self.info.name)
+            .field("version", &self.info.version)
+            .field("interface", &self.interface)
+            .finish()
+    }
+}
+
+static COPY_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Copies `path` to a file name never used before: the dynamic loader returns the
+/// already-loaded code for a path it has seen, so a reload must use a new one.
+fn unique_copy(path: &Path) -> Result<PathBuf, LoadError> {
+    let dir = std::env::temp_dir().join(format!("probdrop-tui-libs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| LoadError(format!("cannot create {}: {e}", dir.display())))?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("so");
+    let n = COPY_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let copy = dir.join(format!("{stem}-{n}.{ext}"));
+    std::fs::copy(path, &copy)
+        .map_err(|e| LoadError(format!("cannot copy {}: {e}", path.display())))?;
+    Ok(copy)
+}
+
+/// Keeps abi_stable's report short: its layout mismatch report runs to hundreds of
+/// lines, the `Error:` lines say what differs.
+fn describe_library_error(e: &LibraryError) -> String {
+    match e {
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => format!(
+            "built against plugin-api {actual_version}, this host has plugin-api {expected_version} \
+             (major versions must match): rebuild the plugin against plugin-api {}",
+            plugin_api::INTERFACE_VERSION
+        ),
+        LibraryError::AbiInstability(_) => {
+            let report = e.to_string();
+            let errors: Vec<&str> = report
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("Error:"))
+                .take(8)
+                .collect();
+            format!(
+                "its ABI does not match this host's plugin-api {}: {}",
+                plugin_api::INTERFACE_VERSION,
+                if errors.is_empty() { "layout mismatch".to_string() } else { errors.join("; ") }
+            )
+        }
+        LibraryError::OpenError { err, .. } => format!("not a loadable library: {err}"),
+        LibraryError::GetSymbolError { .. } => {
+            "not a probdrop strategy: the library exports no abi_stable root module \
+             (did it use plugin_api::export_strategy!?)"
+                .to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+impl Library {
+    /// Loads, checks and reads the metadata of the library at `path`.
+    pub fn load(path: &Path) -> Result<Library, LoadError> {
+        let copy = unique_copy(path)?;
+        let loaded = Self::load_copy(path, &copy);
+        // The mapping stays valid once loaded; the copy itself is not needed.
+        let _ = std::fs::remove_file(&copy);
+        loaded
+    }
+
+    fn load_copy(path: &Path, copy: &Path) -> Result<Library, LoadError> {
+        let header = lib_header_from_path(copy).map_err(|e| LoadError(describe_library_error(&e)))?;
+        let version = header.version_strings().version.to_string();
+        let module = header
+            .init_root_module::<StrategyModRef>()
+            .map_err(|e| LoadError(describe_library_error(&e)))?;
+        check_minor(&version)?;
+        let info = match (module.info())() {
+            RResult::ROk(info) => Info::from_r(&info).map_err(LoadError)?,
+            RResult::RErr(e) => return Err(LoadError(format!("metadata failed: {e}"))),
+        };
+        if info.name.is_empty() || semver::Version::parse(&info.version).is_err() {
+            return Err(LoadError(format!(
+                "invalid metadata: name {:?}, version {:?} (must be semver)",
+                info.name, info.version
+            )));
+        }
+        Ok(Library {
+            path: path.to_path_buf(),
+            module,
+            info,
+            interface: version,
+        })
+    }
+
+    /// Validates `given` against the schema and builds a strategy.
+    pub fn create(&self, given: &[(String, Value)]) -> Result<Strategy, LoadError> {
+        let params = plugin_api::validate(&self.info.params, given)
+            .map_err(|e| LoadError(format!("{}: {e}", self.info.name)))?;
+        self.create_validated(&params)
+    }
+
+    fn create_validated(&self, params: &Params) -> Result<Strategy, LoadError> {
+        match (self.module.create())(plugin_api::params_to_abi(params)) {
+            RResult::ROk(obj) => Ok(Strategy {
+                obj,
+                info: self.info.clone(),
+                params: params.clone(),
+            }),
+            RResult::RErr(e) => Err(LoadError(format!("{}: {e}", self.info.name))),
+        }
+    }
+}
+
+/// A plugin built against a newer minor than the host may call ops the host lacks.
+fn check_minor(plugin_version: &str) -> Result<(), LoadError> {
+    let plugin = semver::Version::parse(plugin_version)
+        .map_err(|e| LoadError(format!("bad interface version {plugin_version:?}: {e}")))?;
+    if plugin.major != plugin_api::INTERFACE_MAJOR as u64
+        || plugin.minor > plugin_api::INTERFACE_MINOR as u64
+    {
+        return Err(LoadError(format!(
+            "built against plugin-api {plugin}, newer than this host's plugin-api {}: \
+             update probdrop-tui",
+            plugin_api::INTERFACE_VERSION
+        )));
+    }
+    Ok(())
+}
+
+/// Per-call facts the host passes to a strategy.
+#[derive(Clone, Debug)]
+pub struct MaskContext {
+    pub p: f64,
+    pub training: bool,
+    pub step: u64,
+    pub epoch: u64,
+    pub slot: String,
+    pub seed: u64,
+}
+
+impl MaskContext {
+    /// A training-time context with everything but `p` and `seed` neutral.
+    pub fn training(p: f64, seed: u64) -> Self {
+        Self {
+            p,
+            training: true,
+            step: 0,
+            epoch: 0,
+            slot: "test".into(),
+            seed,
+        }
+    }
+
+    /// The generator seed for this call: a hash of run seed, step and slot, so every
+    /// (step, slot) draws its own reproducible mask.
+    pub fn call_seed(&self) -> u64 {
+        let mut h = splitmix(self.seed ^ 0x9e37_79b9_7f4a_7c15);
+        h = splitmix(h ^ self.step);
+        for byte in self.slot.bytes() {
+            h = splitmix(h ^ byte as u64);
+        }
+        h
+    }
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Backends keep one global generator: a mask call seeds it and draws from it
+/// without another thread drawing in between.
+static RNG_LOCK: Mutex<()> = Mutex::new(());
+
+/// A strategy instance made by a [`Library`].
+pub struct Strategy {
+    obj: StrategyBox,
+    pub info: Info,
+    pub params: Params,
+}
+
+impl Strategy {
+    /// The keep-tensor for `x` (never differentiated), checked to broadcast to `x`.
+    pub fn mask<const D: usize>(&self, x: &Tensor<D>, ctx: &MaskContext) -> Result<Tensor<D>, MaskError> {
+        let input = x.clone().inner();
+        let device = input.device();
+        let _rng = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        device.seed(ctx.call_seed());
+        let session = Session::open(device);
+        let handle = session.insert(input).map_err(MaskError)?;
+        let args = MaskArgs {
+            ops: &HOST_OPS,
+            x: handle,
+            ctx: MaskCtx {
+                p: ctx.p,
+                training: ctx.training,
+                step: ctx.step,
+                epoch: ctx.epoch,
+                slot: RStr::from_str(&ctx.slot),
+                seed: ctx.seed,
+            },
+        };
+        let result = match self.obj.mask(args) {
+            RResult::ROk(h) => h,
+            RResult::RErr(e) => {
+                let host = session.last_error().map(|h| format!(" ({h})")).unwrap_or_default();
+                return Err(MaskError(format!("{} {}: {e}{host}", self.info.name, self.info.version)));
+            }
+        };
+        let shape = session.shape(result).map_err(|e| {
+            MaskError(format!("{} returned an invalid handle: {e}", self.info.name))
+        })?;
+        let dims = x.dims();
+        let broadcasts = shape.len() == D && shape.iter().zip(dims).all(|(&m, d)| m == d || m == 1);
+        if !broadcasts {
+            return Err(MaskError(format!(
+                "{} returned a mask of shape {shape:?}, which does not broadcast to the input {dims:?}",
+                self.info.name
+            )));
+        }
+        session.take::<D>(result).map_err(MaskError)
+    }
+
+    /// `y = x * m` with `m` a constant of the autodiff graph. Identity (no call) when
+    /// not training or at `p == 0`.
+    pub fn apply<const D: usize>(&self, x: Tensor<D>, ctx: &MaskContext) -> Result<Tensor<D>, MaskError> {
+        if !ctx.training || ctx.p == 0.0 {
+            return Ok(x);
+        }
+        let m = self.mask(&x, ctx)?;
+        let m = if x.is_autodiff() { m.autodiff() } else { m };
+        Ok(x * m)
+    }
+}

@@ -1,0 +1,309 @@
+//! Finding strategies in the plugins directory: prebuilt libraries are loaded as
+//! they are; plugin crates are built with cargo first.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Serialize;
+
+use super::library::{LoadError, Library};
+
+/// Where a strategy came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// A crate shipped with probdrop-tui (`[package.metadata.probdrop] bundled = true`).
+    Bundled,
+    /// A user's plugin crate, built by the host.
+    Crate,
+    /// A library dropped into the directory.
+    Prebuilt,
+}
+
+/// One thing found in the plugins directory.
+#[derive(Debug)]
+pub struct Found {
+    /// Crate package name, or the library's file name.
+    pub id: String,
+    pub source: Source,
+    /// The crate directory or the library file.
+    pub origin: PathBuf,
+    /// The library that was (or would have been) loaded.
+    pub library_path: Option<PathBuf>,
+    pub outcome: Result<Library, LoadError>,
+}
+
+/// A plugin crate in the directory.
+#[derive(Clone, Debug)]
+pub struct PluginCrate {
+    pub package: String,
+    pub dir: PathBuf,
+    pub bundled: bool,
+}
+
+/// Whether `path` names a dynamic library for this platform.
+pub fn is_library(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e == std::env::consts::DLL_EXTENSION)
+}
+
+/// Reads a crate's package name and whether it is bundled.
+pub fn read_crate(dir: &Path) -> Result<PluginCrate, String> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let doc: toml::Table = text.parse().map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let package = doc
+        .get("package")
+        .and_then(|p| p.as_table())
+        .ok_or_else(|| format!("{}: no [package]", manifest.display()))?;
+    let name = package
+        .get("name")
+        .and_then(|n| n.as_str())
+        .ok_or_else(|| format!("{}: no package.name", manifest.display()))?;
+    let bundled = package
+        .get("metadata")
+        .and_then(|m| m.get("probdrop"))
+        .and_then(|p| p.get("bundled"))
+        .and_then(|b| b.as_bool())
+        .unwrap_or(false);
+    Ok(PluginCrate {
+        package: name.to_string(),
+        dir: dir.to_path_buf(),
+        bundled,
+    })
+}
+
+/// The outcome of building plugin crates.
+#[derive(Debug, Default)]
+pub struct BuildReport {
+    /// Package name → the cdylib cargo produced, or the build error.
+    pub libraries: BTreeMap<String, Result<PathBuf, String>>,
+    /// Everything cargo printed (for the dashboard).
+    pub log: String,
+}
+
+/// Builds crates with `cargo build --release`, streaming each line of cargo's
+/// human output to `on_line`. One cargo call for all crates (they share the target
+/// directory lock anyway); `--keep-going` so one broken crate spares the others.
+pub fn build_crates(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> BuildReport {
+    let mut report = BuildReport::default();
+    if crates.is_empty() {
+        return report;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--keep-going")
+        .arg("--message-format=json-diagnostic-rendered-ansi")
+        .arg("--manifest-path")
+        .arg(crates[0].dir.join("Cargo.toml"));
+    for c in crates {
+        cmd.arg("-p").arg(&c.package);
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let msg = format!("cannot run cargo to build plugin crates: {e}");
+            on_line(&msg);
+            for c in crates {
+                report.libraries.insert(c.package.clone(), Err(msg.clone()));
+            }
+            return report;
+        }
+    };
+    let stderr = child.stderr.take().expect("piped");
+    let stderr_thread = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let stdout = child.stdout.take().expect("piped");
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let package = msg["package_id"].as_str().map(package_name_of).unwrap_or_default();
+        match msg["reason"].as_str() {
+            Some("compiler-artifact") => {
+                let is_cdylib = msg["target"]["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+                if is_cdylib {
+                    if let Some(file) = msg["filenames"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|f| f.as_str())
+                        .find(|f| is_library(Path::new(f)))
+                    {
+                        report.libraries.insert(package, Ok(PathBuf::from(file)));
+                    }
+                }
+            }
+            Some("compiler-message") => {
+                if let Some(rendered) = msg["message"]["rendered"].as_str() {
+                    let plain = strip_ansi(rendered);
+                    for l in plain.lines() {
+                        on_line(l);
+                        report.log.push_str(l);
+                        report.log.push('\n');
+                    }
+                    if msg["message"]["level"] == "error" {
+                        errors.entry(package).or_default().push(plain);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let status = child.wait();
+    for l in stderr_thread.join().unwrap_or_default() {
+        on_line(&l);
+        report.log.push_str(&l);
+        report.log.push('\n');
+    }
+    let failed = !matches!(status, Ok(s) if s.success());
+    for c in crates {
+        if report.libraries.contains_key(&c.package) {
+            continue;
+        }
+        let why = match errors.get(&c.package) {
+            Some(errs) => format!("build failed:\n{}", errs.join("\n")),
+            None if failed => format!("build failed:\n{}", tail(&report.log, 20)),
+            None => "cargo produced no cdylib (is crate-type = [\"cdylib\"] set?)".to_string(),
+        };
+        report.libraries.insert(c.package.clone(), Err(why));
+    }
+    report
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// `path+file:///x/plugins/dropout#1.0.0` or `dropout 1.0.0 (path+...)` → `dropout`.
+fn package_name_of(id: &str) -> String {
+    if let Some((_, frag)) = id.rsplit_once('#') {
+        let name_ver = frag;
+        return match name_ver.split_once('@') {
+            Some((name, _)) => name.to_string(),
+            // `#1.0.0` alone: the name is the last path segment.
+            None => id[..id.len() - frag.len() - 1]
+                .rsplit('/')
+                .next()
+                .unwrap_or(id)
+                .to_string(),
+        };
+    }
+    id.split_whitespace().next().unwrap_or(id).to_string()
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What the directory holds: crate directories and prebuilt libraries, sorted.
+pub fn scan(dir: &Path) -> std::io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let mut crates = Vec::new();
+    let mut libs = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() && path.join("Cargo.toml").is_file() {
+            crates.push(path);
+        } else if path.is_file() && is_library(&path) {
+            libs.push(path);
+        }
+    }
+    crates.sort();
+    libs.sort();
+    Ok((crates, libs))
+}
+
+/// Finds, builds and loads every strategy in `dir`.
+pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Result<Vec<Found>> {
+    let (crate_dirs, libs) = scan(dir)?;
+    let mut found = Vec::new();
+    let mut crates = Vec::new();
+    for d in crate_dirs {
+        match read_crate(&d) {
+            Ok(c) => crates.push(c),
+            Err(e) => found.push(Found {
+                id: d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                source: Source::Crate,
+                origin: d,
+                library_path: None,
+                outcome: Err(LoadError(e)),
+            }),
+        }
+    }
+    let report = build_crates(&crates, on_build_line);
+    for c in crates {
+        let built = report
+            .libraries
+            .get(&c.package)
+            .cloned()
+            .unwrap_or_else(|| Err("not built".into()));
+        let (library_path, outcome) = match built {
+            Ok(lib) => (Some(lib.clone()), Library::load(&lib)),
+            Err(e) => (None, Err(LoadError(e))),
+        };
+        found.push(Found {
+            id: c.package,
+            source: if c.bundled { Source::Bundled } else { Source::Crate },
+            origin: c.dir,
+            library_path,
+            outcome,
+        });
+    }
+    for lib in libs {
+        found.push(Found {
+            id: lib.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            source: Source::Prebuilt,
+            origin: lib.clone(),
+            library_path: Some(lib.clone()),
+            outcome: Library::load(&lib),
+        });
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_ids_of_both_cargo_formats() {
+        assert_eq!(package_name_of("path+file:///w/plugins/dropout#1.0.0"), "dropout");
+        assert_eq!(package_name_of("path+file:///w/plugins/x#my-drop@0.2.0"), "my-drop");
+        assert_eq!(package_name_of("dropout 1.0.0 (path+file:///w/plugins/dropout)"), "dropout");
+    }
+
+    #[test]
+    fn ansi_codes_are_stripped() {
+        assert_eq!(strip_ansi("\u{1b}[1m\u{1b}[38;5;9merror\u{1b}[0m: x"), "error: x");
+    }
+}

@@ -1,0 +1,274 @@
+//! Hot reload: watch the plugins directory, load changed libraries (rebuilding
+//! changed crates), smoke-test them, and hand them to the training loop at its next
+//! step boundary. A failure leaves the running version in place.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, Instant};
+
+use burn::tensor::{Device, Distribution, Tensor};
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+use notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use plugin_api::Value;
+
+use super::library::{Library, MaskContext, Strategy};
+use super::registry::{build_crates, is_library, read_crate};
+
+/// What the watcher reports.
+#[derive(Debug)]
+pub enum ReloadEvent {
+    /// A new version passed its checks and smoke test.
+    Ready { library: Library, detected_at: Instant },
+    /// A changed library or crate was refused; whatever ran before keeps running.
+    Refused { path: PathBuf, reason: String },
+    /// A line of cargo output while rebuilding a crate.
+    BuildOutput { line: String },
+}
+
+/// Watches a plugins directory until dropped.
+pub struct Watcher {
+    _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+    events: Receiver<ReloadEvent>,
+}
+
+/// (inode, mtime ns, size): a file whose triple is unchanged is not reloaded. The
+/// host's own copies and cargo's touch-ups otherwise cause reload loops.
+type Fingerprint = (u64, i128, u64);
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    let meta = std::fs::metadata(path).ok()?;
+    let mtime = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+    Some((meta.ino(), mtime, meta.size()))
+}
+
+struct State {
+    dir: PathBuf,
+    seen: HashMap<PathBuf, Fingerprint>,
+    tx: Sender<ReloadEvent>,
+}
+
+impl State {
+    fn handle(&mut self, paths: Vec<PathBuf>) {
+        let mut crates_to_build = Vec::new();
+        for path in paths {
+            if path.parent() == Some(self.dir.as_path()) && is_library(&path) {
+                self.library_changed(&path);
+            } else if let Some(crate_dir) = self.crate_dir_of(&path) {
+                if !crates_to_build.contains(&crate_dir) {
+                    crates_to_build.push(crate_dir);
+                }
+            }
+        }
+        for crate_dir in crates_to_build {
+            self.crate_changed(&crate_dir);
+        }
+    }
+
+    /// The plugin crate directory a changed path belongs to (its `Cargo.toml` or a
+    /// file under `src/`), if any.
+    fn crate_dir_of(&self, path: &Path) -> Option<PathBuf> {
+        let rel = path.strip_prefix(&self.dir).ok()?;
+        let first = rel.components().next()?;
+        let crate_dir = self.dir.join(first);
+        let inside = rel.components().nth(1).map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let relevant = match inside.as_deref() {
+            None | Some("Cargo.toml") | Some("src") => true,
+            _ => false,
+        };
+        (relevant && crate_dir.join("Cargo.toml").is_file()).then_some(crate_dir)
+    }
+
+    fn library_changed(&mut self, path: &Path) {
+        let Some(print) = fingerprint(path) else {
+            return; // Removed or renamed away.
+        };
+        if self.seen.get(path) == Some(&print) {
+            return;
+        }
+        self.seen.insert(path.to_path_buf(), print);
+        self.try_load(path);
+    }
+
+    fn try_load(&mut self, path: &Path) {
+        let detected_at = Instant::now();
+        let event = match Library::load(path).map_err(|e| e.0).and_then(|lib| smoke_test(&lib).map(|()| lib)) {
+            Ok(library) => ReloadEvent::Ready { library, detected_at },
+            Err(reason) => ReloadEvent::Refused {
+                path: path.to_path_buf(),
+                reason,
+            },
+        };
+        let _ = self.tx.send(event);
+    }
+
+    fn crate_changed(&mut self, crate_dir: &Path) {
+        let krate = match read_crate(crate_dir) {
+            Ok(c) => c,
+            Err(reason) => {
+                let _ = self.tx.send(ReloadEvent::Refused {
+                    path: crate_dir.to_path_buf(),
+                    reason,
+                });
+                return;
+            }
+        };
+        let tx = self.tx.clone();
+        let report = build_crates(std::slice::from_ref(&krate), &mut |line| {
+            let _ = tx.send(ReloadEvent::BuildOutput { line: line.to_string() });
+        });
+        match report.libraries.get(&krate.package) {
+            Some(Ok(lib)) => {
+                let lib = lib.clone();
+                match fingerprint(&lib) {
+                    Some(print) if self.seen.get(&lib) == Some(&print) => {}
+                    print => {
+                        if let Some(print) = print {
+                            self.seen.insert(lib.clone(), print);
+                        }
+                        self.try_load(&lib);
+                    }
+                }
+            }
+            Some(Err(reason)) => {
+                let _ = self.tx.send(ReloadEvent::Refused {
+                    path: crate_dir.to_path_buf(),
+                    reason: reason.clone(),
+                });
+            }
+            None => {}
+        }
+    }
+}
+
+fn relevant(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Modify(ModifyKind::Data(_))
+            | EventKind::Modify(ModifyKind::Name(_))
+            | EventKind::Modify(ModifyKind::Any)
+            | EventKind::Access(AccessKind::Close(AccessMode::Write))
+    )
+}
+
+impl Watcher {
+    /// Starts watching `dir`: the directory itself (libraries dropped or replaced,
+    /// crates added) and each plugin crate's `src/` and `Cargo.toml`.
+    pub fn start(dir: &Path) -> anyhow::Result<Watcher> {
+        let dir = dir.canonicalize()?;
+        let (tx, rx) = channel();
+        let mut state = State {
+            dir: dir.clone(),
+            seen: HashMap::new(),
+            tx,
+        };
+        // What is there now counts as seen: only changes trigger a reload.
+        if let Ok((_, libs)) = super::registry::scan(&dir) {
+            for lib in libs {
+                if let Some(p) = fingerprint(&lib) {
+                    state.seen.insert(lib, p);
+                }
+            }
+        }
+        let mut debouncer = new_debouncer(Duration::from_millis(150), None, move |res: DebounceEventResult| {
+            let Ok(events) = res else { return };
+            let paths: Vec<PathBuf> = events
+                .into_iter()
+                .filter(|e| relevant(&e.kind))
+                .flat_map(|e| e.event.paths)
+                .collect();
+            if !paths.is_empty() {
+                state.handle(paths);
+            }
+        })?;
+        debouncer.watch(&dir, RecursiveMode::NonRecursive)?;
+        if let Ok((crates, _)) = super::registry::scan(&dir) {
+            for c in crates {
+                let src = c.join("src");
+                if src.is_dir() {
+                    debouncer.watch(&src, RecursiveMode::Recursive)?;
+                }
+                debouncer.watch(c.join("Cargo.toml"), RecursiveMode::NonRecursive)?;
+            }
+        }
+        Ok(Watcher {
+            _debouncer: debouncer,
+            events: rx,
+        })
+    }
+
+    /// Every event reported since the last call, without waiting.
+    pub fn drain(&self) -> Vec<ReloadEvent> {
+        self.events.try_iter().collect()
+    }
+}
+
+/// Runs a fresh library once on small random inputs (rank 4, then rank 3): it must
+/// produce a finite mask that broadcasts to the input for at least one of them.
+pub fn smoke_test(library: &Library) -> Result<(), String> {
+    let strategy = library.create(&[]).map_err(|e| format!("smoke test: {e}"))?;
+    let device = Device::default();
+    let ctx = MaskContext::training(0.2, 7);
+    let x4 = Tensor::<4>::random([2, 3, 12, 12], Distribution::Normal(0.0, 1.0), &device);
+    let first = check_finite(&strategy, &x4, &ctx);
+    if first.is_ok() {
+        return Ok(());
+    }
+    let x3 = Tensor::<3>::random([2, 10, 16], Distribution::Normal(0.0, 1.0), &device);
+    check_finite(&strategy, &x3, &ctx).map_err(|second| {
+        format!(
+            "smoke test failed: on [2, 3, 12, 12]: {}; on [2, 10, 16]: {second}",
+            first.unwrap_err()
+        )
+    })
+}
+
+fn check_finite<const D: usize>(strategy: &Strategy, x: &Tensor<D>, ctx: &MaskContext) -> Result<(), String> {
+    let m = strategy.mask(x, ctx).map_err(|e| e.0)?;
+    let finite = m.is_finite().all().into_scalar::<bool>();
+    if finite { Ok(()) } else { Err("mask has NaN or infinite values".into()) }
+}
+
+/// A strategy in use by a training loop, swapped for a new version of the same
+/// strategy at a step boundary.
+pub struct LiveStrategy {
+    pub strategy: Strategy,
+    params: Vec<(String, Value)>,
+}
+
+/// What happened at a step boundary.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SwapOutcome {
+    Swapped { name: String, from: String, to: String },
+    Refused { name: String, reason: String },
+}
+
+impl LiveStrategy {
+    pub fn new(library: &Library, params: Vec<(String, Value)>) -> Result<Self, String> {
+        let strategy = library.create(&params).map_err(|e| e.0)?;
+        Ok(Self { strategy, params })
+    }
+
+    /// Takes a ready library of this strategy's name: the new version replaces the
+    /// old one only if it accepts the same parameters.
+    pub fn offer(&mut self, library: &Library) -> Option<SwapOutcome> {
+        if library.info.name != self.strategy.info.name {
+            return None;
+        }
+        let name = library.info.name.clone();
+        Some(match library.create(&self.params) {
+            Ok(next) => {
+                let from = std::mem::replace(&mut self.strategy, next).info.version;
+                SwapOutcome::Swapped {
+                    name,
+                    from,
+                    to: library.info.version.clone(),
+                }
+            }
+            Err(e) => SwapOutcome::Refused { name, reason: e.0 },
+        })
+    }
+}

@@ -1,0 +1,362 @@
+//! The safe face of the host-ops table: [`Ops`] and [`Tensor`].
+//!
+//! A [`Tensor`] owns one handle. Methods that transform it take `self` (the host
+//! consumes the handle, which lets the backend reuse the buffer); [`Tensor::dup`]
+//! makes a second reference when a value is needed twice. A tensor dropped without
+//! being consumed gives its handle back. None of this can go wrong from safe code.
+
+use crate::abi::{Handle, HostOps, PoolArgs, RawDims};
+use crate::{Error, Result};
+
+macro_rules! op_codes {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $code:literal),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+        #[repr(u32)]
+        pub enum $name { $($variant = $code),* }
+
+        impl $name {
+            /// Decodes a code received over the ABI.
+            pub fn from_code(code: u32) -> Option<Self> {
+                match code {
+                    $($code => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+op_codes!(
+    /// Element-wise functions of one tensor.
+    Unary { Abs = 0, Neg = 1, Exp = 2, Log = 3, Sqrt = 4, Recip = 5 }
+);
+op_codes!(
+    /// `tensor OP scalar`; `RSub`/`RDiv` are `scalar - t` and `scalar / t`;
+    /// comparisons give 0.0/1.0.
+    ScalarOp {
+        Add = 0, Sub = 1, RSub = 2, Mul = 3, Div = 4, RDiv = 5, Pow = 6, Max = 7, Min = 8,
+        Lt = 9, Le = 10, Gt = 11, Ge = 12, Eq = 13, Ne = 14,
+    }
+);
+op_codes!(
+    /// `a OP b` with broadcasting; comparisons give 0.0/1.0.
+    BinaryOp {
+        Add = 0, Sub = 1, Mul = 2, Div = 3, Max = 4, Min = 5,
+        Lt = 9, Le = 10, Gt = 11, Ge = 12, Eq = 13, Ne = 14,
+    }
+);
+op_codes!(
+    /// Reductions over a set of dimensions.
+    Reduce { Sum = 0, Mean = 1, Max = 2, Min = 3 }
+);
+op_codes!(
+    /// Pooling kinds. `Avg` counts padding in the divisor, `AvgExcludePad` does not.
+    Pool { Max = 0, Avg = 1, AvgExcludePad = 2 }
+);
+
+/// The host's operations for one `mask` call.
+#[derive(Copy, Clone)]
+pub struct Ops<'a> {
+    raw: &'a HostOps,
+}
+
+impl<'a> Ops<'a> {
+    /// Wraps a table, refusing one of another major version.
+    pub fn new(raw: &'a HostOps) -> Result<Self> {
+        if raw.header.major != crate::INTERFACE_MAJOR {
+            return Err(Error::new(format!(
+                "host ops table is interface {}.{}, plugin was built for {}.{}",
+                raw.header.major,
+                raw.header.minor,
+                crate::INTERFACE_MAJOR,
+                crate::INTERFACE_MINOR
+            )));
+        }
+        Ok(Self { raw })
+    }
+
+    /// The interface version of the host's table.
+    pub fn host_version(&self) -> (u32, u32) {
+        (self.raw.header.major, self.raw.header.minor)
+    }
+
+    /// Takes ownership of a raw handle (the input of a `mask` call).
+    pub fn adopt(&self, handle: Handle) -> Tensor<'a> {
+        Tensor {
+            handle,
+            raw: self.raw,
+        }
+    }
+
+    fn wrap(&self, handle: Handle, op: &'static str) -> Result<Tensor<'a>> {
+        wrap(self.raw, handle, op)
+    }
+
+    /// A tensor of `shape` filled with `value`.
+    pub fn full(&self, shape: &[usize], value: f64) -> Result<Tensor<'a>> {
+        let dims = dims(shape)?;
+        self.wrap((self.raw.full)(dims, value), "full")
+    }
+
+    /// Uniform `[0, 1)` samples from the host's seeded generator.
+    pub fn uniform(&self, shape: &[usize]) -> Result<Tensor<'a>> {
+        let dims = dims(shape)?;
+        self.wrap((self.raw.uniform)(dims), "uniform")
+    }
+
+    /// 0/1 samples, 1 with probability `p` (the same for every element).
+    pub fn bernoulli_scalar(&self, shape: &[usize], p: f64) -> Result<Tensor<'a>> {
+        self.uniform(shape)?.scalar(ScalarOp::Lt, p)
+    }
+}
+
+fn dims(values: &[usize]) -> Result<RawDims> {
+    RawDims::from_slice(values).ok_or_else(|| {
+        Error::new(format!(
+            "rank {} exceeds the ABI's maximum of {}",
+            values.len(),
+            crate::abi::MAX_RANK
+        ))
+    })
+}
+
+fn wrap<'a>(raw: &'a HostOps, handle: Handle, op: &'static str) -> Result<Tensor<'a>> {
+    if handle.is_error() {
+        Err(Error::host_op(op))
+    } else {
+        Ok(Tensor { handle, raw })
+    }
+}
+
+/// One tensor held in the host's arena. See the module docs for ownership.
+pub struct Tensor<'a> {
+    handle: Handle,
+    raw: &'a HostOps,
+}
+
+impl Drop for Tensor<'_> {
+    fn drop(&mut self) {
+        if !self.handle.is_error() {
+            (self.raw.release)(self.handle);
+        }
+    }
+}
+
+impl std::fmt::Debug for Tensor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor#{}", self.handle.0)
+    }
+}
+
+impl<'a> Tensor<'a> {
+    /// Gives up ownership: the handle is returned to the host as the result.
+    pub fn into_handle(mut self) -> Handle {
+        std::mem::replace(&mut self.handle, Handle::ERROR)
+    }
+
+    fn take(mut self) -> Handle {
+        std::mem::replace(&mut self.handle, Handle::ERROR)
+    }
+
+    fn then(&self, handle: Handle, op: &'static str) -> Result<Tensor<'a>> {
+        wrap(self.raw, handle, op)
+    }
+
+    /// The shape (borrows).
+    pub fn shape(&self) -> Result<Vec<usize>> {
+        let dims = (self.raw.shape)(self.handle);
+        if dims.rank == 0 {
+            return Err(Error::host_op("shape"));
+        }
+        Ok(dims.to_vec())
+    }
+
+    /// A second reference to the same value (borrows).
+    pub fn dup(&self) -> Result<Tensor<'a>> {
+        self.then((self.raw.dup)(self.handle), "dup")
+    }
+
+    /// 0/1 samples, 1 with the per-element probability held in `self`.
+    pub fn bernoulli(self) -> Result<Tensor<'a>> {
+        let raw = self.raw;
+        wrap(raw, (raw.bernoulli)(self.take()), "bernoulli")
+    }
+
+    pub fn unary(self, op: Unary) -> Result<Tensor<'a>> {
+        let raw = self.raw;
+        wrap(raw, (raw.unary)(self.take(), op as u32), "unary")
+    }
+
+    pub fn abs(self) -> Result<Tensor<'a>> {
+        self.unary(Unary::Abs)
+    }
+
+    pub fn scalar(self, op: ScalarOp, value: f64) -> Result<Tensor<'a>> {
+        let raw = self.raw;
+        wrap(raw, (raw.scalar)(self.take(), op as u32, value), "scalar")
+    }
+
+    pub fn add_scalar(self, value: f64) -> Result<Tensor<'a>> {
+        self.scalar(ScalarOp::Add, value)
+    }
+
+    pub fn mul_scalar(self, value: f64) -> Result<Tensor<'a>> {
+        self.scalar(ScalarOp::Mul, value)
+    }
+
+    /// `value - self`.
+    pub fn rsub_scalar(self, value: f64) -> Result<Tensor<'a>> {
+        self.scalar(ScalarOp::RSub, value)
+    }
+
+    /// `value / self`.
+    pub fn rdiv_scalar(self, value: f64) -> Result<Tensor<'a>> {
+        self.scalar(ScalarOp::RDiv, value)
+    }
+
+    pub fn binary(self, op: BinaryOp, other: Tensor<'a>) -> Result<Tensor<'a>> {
+        let raw = self.raw;
+        let (a, b) = (self.take(), other.take());
+        wrap(raw, (raw.binary)(a, b, op as u32), "binary")
+    }
+
+    pub fn add(self, other: Tensor<'a>) -> Result<Tensor<'a>> {
+        self.binary(BinaryOp::Add, other)
+    }
+
+    pub fn sub(self, other: Tensor<'a>) -> Result<Tensor<'a>> {
+        self.binary(BinaryOp::Sub, other)
+    }
+
+    pub fn mul(self, other: Tensor<'a>) -> Result<Tensor<'a>> {
+        self.binary(BinaryOp::Mul, other)
+    }
+
+    pub fn div(self, other: Tensor<'a>) -> Result<Tensor<'a>> {
+        self.binary(BinaryOp::Div, other)
+    }
+
+    pub fn clamp(self, min: f64, max: f64) -> Result<Tensor<'a>> {
+        let raw = self.raw;
+        wrap(raw, (raw.clamp)(self.take(), min, max), "clamp")
+    }
+
+    /// Reduces over `dims`; with `keepdim` the reduced dimensions stay as size 1.
+    pub fn reduce(self, op: Reduce, dims: &[usize], keepdim: bool) -> Result<Tensor<'a>> {
+        let mut mask = 0u32;
+        for &d in dims {
+            if d >= 32 {
+                return Err(Error::new(format!("reduce: dimension {d} out of range")));
+            }
+            mask |= 1 << d;
+        }
+        let raw = self.raw;
+        wrap(raw, (raw.reduce)(self.take(), op as u32, mask, keepdim), "reduce")
+    }
+
+    /// Sum over every element, as a tensor of shape `[1; rank]`.
+    pub fn sum_all(self) -> Result<Tensor<'a>> {
+        let rank = self.shape()?.len();
+        let all: Vec<usize> = (0..rank).collect();
+        self.reduce(Reduce::Sum, &all, true)
+    }
+
+    pub fn softmax(self, dim: usize) -> Result<Tensor<'a>> {
+        let raw = self.raw;
+        wrap(raw, (raw.softmax)(self.take(), dim as u32), "softmax")
+    }
+
+    /// Pooling over the last two dimensions.
+    pub fn pool2d(
+        self,
+        kind: Pool,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Result<Tensor<'a>> {
+        let args = PoolArgs {
+            kernel: kernel.map(|v| v as u32),
+            stride: stride.map(|v| v as u32),
+            padding: padding.map(|v| v as u32),
+        };
+        let raw = self.raw;
+        wrap(raw, (raw.pool2d)(self.take(), kind as u32, args), "pool2d")
+    }
+
+    /// Pooling along one dimension.
+    pub fn pool1d(
+        self,
+        kind: Pool,
+        dim: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor<'a>> {
+        let args = PoolArgs {
+            kernel: [kernel as u32, 1],
+            stride: [stride as u32, 1],
+            padding: [padding as u32, 0],
+        };
+        let raw = self.raw;
+        wrap(
+            raw,
+            (raw.pool1d)(self.take(), kind as u32, dim as u32, args),
+            "pool1d",
+        )
+    }
+
+    /// Pads each dimension with `(before, after)` elements of `value`.
+    pub fn pad(self, before: &[usize], after: &[usize], value: f64) -> Result<Tensor<'a>> {
+        let (b, a) = (dims(before)?, dims(after)?);
+        let raw = self.raw;
+        wrap(raw, (raw.pad)(self.take(), b, a, value), "pad")
+    }
+
+    /// Keeps `[start, end)` of each dimension.
+    pub fn slice(self, start: &[usize], end: &[usize]) -> Result<Tensor<'a>> {
+        let (s, e) = (dims(start)?, dims(end)?);
+        let raw = self.raw;
+        wrap(raw, (raw.slice)(self.take(), s, e), "slice")
+    }
+
+    pub fn reshape(self, shape: &[usize]) -> Result<Tensor<'a>> {
+        let d = dims(shape)?;
+        let raw = self.raw;
+        wrap(raw, (raw.reshape)(self.take(), d), "reshape")
+    }
+
+    /// Broadcasts to `shape`.
+    pub fn expand(self, shape: &[usize]) -> Result<Tensor<'a>> {
+        let d = dims(shape)?;
+        let raw = self.raw;
+        wrap(raw, (raw.expand)(self.take(), d), "expand")
+    }
+
+    pub fn permute(self, axes: &[usize]) -> Result<Tensor<'a>> {
+        let d = dims(axes)?;
+        let raw = self.raw;
+        wrap(raw, (raw.permute)(self.take(), d), "permute")
+    }
+
+    // @interface-1.1 {
+    /// The `k`-th smallest value (1-based) along `dim`, the dimension kept as size 1.
+    /// Needs a host of interface 1.1 or later.
+    pub fn kth_smallest(self, k: usize, dim: usize) -> Result<Tensor<'a>> {
+        let needed = std::mem::offset_of!(HostOps, kth_smallest)
+            + std::mem::size_of::<extern "C" fn(Handle, u64, u32) -> Handle>();
+        if (self.raw.header.size as usize) < needed {
+            return Err(Error::new(format!(
+                "kth_smallest needs host interface 1.1, the host has {}.{}",
+                self.raw.header.major, self.raw.header.minor
+            )));
+        }
+        let raw = self.raw;
+        wrap(
+            raw,
+            (raw.kth_smallest)(self.take(), k as u64, dim as u32),
+            "kth_smallest",
+        )
+    }
+    // @interface-1.1 }
+}
