@@ -14,7 +14,11 @@ use crate::plugins::{Found, Library, MaskContext, discover};
 use crate::stats::{MaskStats, mask_stats};
 
 #[derive(Parser, Debug)]
-#[command(name = "probdrop-tui", version, about = "Terminal dashboard for structured-dropout research")]
+#[command(
+    name = "probdrop-tui",
+    version,
+    about = "Terminal dashboard for structured-dropout research"
+)]
 pub struct Cli {
     /// Directory of strategy plugins (crates and prebuilt libraries).
     #[arg(long, global = true, default_value = "plugins")]
@@ -160,7 +164,10 @@ pub fn plugins(dir: &Path, json: bool) -> Result<()> {
                     } else {
                         format!(" one of {}", p.choices.join("|"))
                     };
-                    println!("  {} ({}, default {}{range}{choices}): {}", p.name, p.kind, p.default, p.help);
+                    println!(
+                        "  {} ({}, default {}{range}{choices}): {}",
+                        p.name, p.kind, p.default, p.help
+                    );
                 }
             }
             Some(e) => {
@@ -190,7 +197,10 @@ pub fn find_strategy(found: Vec<Found>, name: &str) -> Result<Library> {
     let hint = plugin_api::closest(name, &names)
         .map(|c| format!(" (did you mean `{c}`?)"))
         .unwrap_or_default();
-    Err(anyhow!("no strategy named `{name}`{hint}; found: {}", names.join(", ")))
+    Err(anyhow!(
+        "no strategy named `{name}`{hint}; found: {}",
+        names.join(", ")
+    ))
 }
 
 /// Parses `k=v` pairs against the strategy's schema (types from the schema).
@@ -207,8 +217,12 @@ pub fn parse_params(library: &Library, pairs: &[String]) -> Result<Vec<(String, 
             .find(|p| p.name == k)
             .map(|p| p.kind)
             .unwrap_or(ParamKind::Choice);
-        let value = Value::parse_for(kind, v)
-            .ok_or_else(|| anyhow!("--param {k}: expected a value of type {}, found {v:?}", kind.name()))?;
+        let value = Value::parse_for(kind, v).ok_or_else(|| {
+            anyhow!(
+                "--param {k}: expected a value of type {}, found {v:?}",
+                kind.name()
+            )
+        })?;
         out.push((k.to_string(), value));
     }
     Ok(out)
@@ -238,7 +252,11 @@ pub fn mask(dir: &Path, args: &MaskArgs) -> Result<()> {
             let array = npy::read(path)?;
             if let Some(shape) = &args.shape {
                 if *shape != array.shape {
-                    bail!("--shape {shape:?} does not match {} of shape {:?}", path.display(), array.shape);
+                    bail!(
+                        "--shape {shape:?} does not match {} of shape {:?}",
+                        path.display(),
+                        array.shape
+                    );
                 }
             }
             array
@@ -323,7 +341,11 @@ fn run_mask<const D: usize>(
     ctx: &MaskContext,
 ) -> Result<(Vec<usize>, Vec<f32>, f64)> {
     let device = Device::default();
-    let shape: [usize; D] = input.shape.clone().try_into().map_err(|_| anyhow!("rank mismatch"))?;
+    let shape: [usize; D] = input
+        .shape
+        .clone()
+        .try_into()
+        .map_err(|_| anyhow!("rank mismatch"))?;
     let x = Tensor::<D>::from_data(TensorData::new(input.data.clone(), shape), &device);
     let start = std::time::Instant::now();
     let m = strategy.mask(&x, ctx)?;

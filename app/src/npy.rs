@@ -20,14 +20,24 @@ pub fn read(path: &Path) -> Result<Array> {
     let npy = npyz::NpyFile::new(BufReader::new(file))
         .with_context(|| format!("{} is not a .npy file", path.display()))?;
     if npy.order() != npyz::Order::C {
-        bail!("{}: Fortran-order arrays are not supported; save with np.ascontiguousarray", path.display());
+        bail!(
+            "{}: Fortran-order arrays are not supported; save with np.ascontiguousarray",
+            path.display()
+        );
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let descr = npy.dtype().descr();
     let data: Vec<f32> = match descr.trim_start_matches(['<', '|', '=']) {
         "f4" => npy.into_vec::<f32>()?,
-        "f8" => npy.into_vec::<f64>()?.into_iter().map(|v| v as f32).collect(),
-        other => bail!("{}: dtype {other} not supported (use float32 or float64)", path.display()),
+        "f8" => npy
+            .into_vec::<f64>()?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        other => bail!(
+            "{}: dtype {other} not supported (use float32 or float64)",
+            path.display()
+        ),
     };
     Ok(Array { shape, data })
 }

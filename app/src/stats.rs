@@ -26,7 +26,11 @@ pub fn mask_stats(shape: &[usize], mask: &[f32]) -> MaskStats {
         elements,
         dropped_fraction: dropped as f64 / elements.max(1) as f64,
         dropped_blocks: count_regions(shape, mask),
-        mean_rescale: if kept > 0 { kept_sum / kept as f64 } else { 0.0 },
+        mean_rescale: if kept > 0 {
+            kept_sum / kept as f64
+        } else {
+            0.0
+        },
         mean: kept_sum / elements.max(1) as f64,
     }
 }

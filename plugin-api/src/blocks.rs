@@ -75,7 +75,11 @@ pub fn expand_blocks<'a>(seeds: Tensor<'a>, block_dims: &[usize], b: usize) -> R
 
 /// The author code's expansion: average pool of kernel `b` (padding counted), a
 /// position is dropped when any seed falls in its window.
-pub fn expand_blocks_avg<'a>(seeds: Tensor<'a>, block_dims: &[usize], b: usize) -> Result<Tensor<'a>> {
+pub fn expand_blocks_avg<'a>(
+    seeds: Tensor<'a>,
+    block_dims: &[usize],
+    b: usize,
+) -> Result<Tensor<'a>> {
     let shape = seeds.shape()?;
     let mut out = seeds;
     for &d in block_dims {
@@ -84,7 +88,12 @@ pub fn expand_blocks_avg<'a>(seeds: Tensor<'a>, block_dims: &[usize], b: usize) 
     crop_even(out, &shape, block_dims, b)?.scalar(ScalarOp::Gt, 0.0)
 }
 
-fn crop_even<'a>(t: Tensor<'a>, shape: &[usize], block_dims: &[usize], b: usize) -> Result<Tensor<'a>> {
+fn crop_even<'a>(
+    t: Tensor<'a>,
+    shape: &[usize],
+    block_dims: &[usize],
+    b: usize,
+) -> Result<Tensor<'a>> {
     if b % 2 == 1 || block_dims.is_empty() {
         return Ok(t);
     }
@@ -94,7 +103,11 @@ fn crop_even<'a>(t: Tensor<'a>, shape: &[usize], block_dims: &[usize], b: usize)
 /// `keep · numel(keep) / (sum(keep) + 1e-6)`: the expectation-preserving rescale.
 pub fn rescale<'a>(keep: Tensor<'a>) -> Result<Tensor<'a>> {
     let numel: usize = keep.shape()?.iter().product();
-    let factor = keep.dup()?.sum_all()?.add_scalar(RESCALE_EPS)?.rdiv_scalar(numel as f64)?;
+    let factor = keep
+        .dup()?
+        .sum_all()?
+        .add_scalar(RESCALE_EPS)?
+        .rdiv_scalar(numel as f64)?;
     keep.mul(factor)
 }
 
@@ -150,7 +163,12 @@ pub enum Direction {
 }
 
 /// Salience `s` of `x` (consumes `x`).
-pub fn salience<'a>(x: Tensor<'a>, how: Salience, block_dims: &[usize], b: usize) -> Result<Tensor<'a>> {
+pub fn salience<'a>(
+    x: Tensor<'a>,
+    how: Salience,
+    block_dims: &[usize],
+    b: usize,
+) -> Result<Tensor<'a>> {
     let s = x.abs()?;
     match how {
         Salience::Abs => Ok(s),
@@ -326,17 +344,18 @@ impl ProbConfig {
     pub fn from_params(params: &crate::Params) -> Result<Self> {
         let pick = |name: &str, choices: &[&str]| -> Result<usize> {
             let value = params.choice(name)?;
-            choices
-                .iter()
-                .position(|c| *c == value)
-                .ok_or_else(|| crate::Error::new(format!("parameter `{name}`: unexpected {value:?}")))
+            choices.iter().position(|c| *c == value).ok_or_else(|| {
+                crate::Error::new(format!("parameter `{name}`: unexpected {value:?}"))
+            })
         };
         Ok(Self {
             block_size: params.usize("block_size")?,
             gamma_scale: params.f64("gamma_scale")?,
             topk: pick("mode", &["sample", "topk"])? == 1,
-            salience: [Salience::Abs, Salience::BlockMean][pick("salience", &["abs", "block_mean"])?],
-            group: [Group::Channel, Group::Sample, Group::Batch][pick("group", &["channel", "sample", "batch"])?],
+            salience: [Salience::Abs, Salience::BlockMean]
+                [pick("salience", &["abs", "block_mean"])?],
+            group: [Group::Channel, Group::Sample, Group::Batch]
+                [pick("group", &["channel", "sample", "batch"])?],
             normalize: match pick("normalize", &["mean", "max", "softmax"])? {
                 0 => Normalize::Mean,
                 1 => Normalize::Max,
@@ -352,7 +371,13 @@ impl ProbConfig {
 
     /// The mask for `x` (of the mask's shape; its salience is taken here), with
     /// blocks along `block_dims`. The channel group starts at the first block dim.
-    pub fn mask<'a>(&self, ops: &Ops<'a>, x: Tensor<'a>, p: f64, block_dims: &[usize]) -> Result<Tensor<'a>> {
+    pub fn mask<'a>(
+        &self,
+        ops: &Ops<'a>,
+        x: Tensor<'a>,
+        p: f64,
+        block_dims: &[usize],
+    ) -> Result<Tensor<'a>> {
         let shape = x.shape()?;
         let b = clip_block(self.block_size, &shape, block_dims);
         let s = salience(x, self.salience, block_dims, b)?;

@@ -46,7 +46,9 @@ use abi_stable::std_types::{RResult, RString, RVec};
 
 pub use abi_stable;
 pub use ops::{BinaryOp, Ops, Pool, Reduce, ScalarOp, Tensor, Unary};
-pub use params::{closest, from_r_params, validate, ParamError, ParamKind, ParamSpec, Params, Value};
+pub use params::{
+    closest, from_r_params, validate, ParamError, ParamKind, ParamSpec, Params, Value,
+};
 
 use abi::{Handle, MaskArgs, RInfo, RParam, StrategyBox, StrategyMod, StrategyModRef, StrategyObj};
 
@@ -180,7 +182,9 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> RResult<T, RString> 
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => RResult::ROk(v),
         Ok(Err(e)) => RResult::RErr(e.message.into()),
-        Err(payload) => RResult::RErr(format!("plugin panicked in {what}: {}", panic_message(payload)).into()),
+        Err(payload) => {
+            RResult::RErr(format!("plugin panicked in {what}: {}", panic_message(payload)).into())
+        }
     }
 }
 
@@ -200,7 +204,10 @@ impl<S: Strategy> StrategyObj for Glue<S> {
                 seed: args.ctx.seed,
             };
             if !(0.0..=1.0).contains(&ctx.p) {
-                return Err(Error::new(format!("drop rate p = {} is outside [0, 1]", ctx.p)));
+                return Err(Error::new(format!(
+                    "drop rate p = {} is outside [0, 1]",
+                    ctx.p
+                )));
             }
             let mask = if !ctx.training || ctx.p == 0.0 {
                 // Identity: a single 1 broadcast over x.

@@ -252,7 +252,11 @@ impl<'a> Tensor<'a> {
             mask |= 1 << d;
         }
         let raw = self.raw;
-        wrap(raw, (raw.reduce)(self.take(), op as u32, mask, keepdim), "reduce")
+        wrap(
+            raw,
+            (raw.reduce)(self.take(), op as u32, mask, keepdim),
+            "reduce",
+        )
     }
 
     /// Sum over every element, as a tensor of shape `[1; rank]`.

@@ -166,7 +166,11 @@ impl ParamSpec {
             default: self.default.to_r(),
             min: self.min.into(),
             max: self.max.into(),
-            choices: self.choices.iter().map(|c| RString::from(c.as_str())).collect(),
+            choices: self
+                .choices
+                .iter()
+                .map(|c| RString::from(c.as_str()))
+                .collect(),
             help: self.help.as_str().into(),
         }
     }
@@ -182,7 +186,11 @@ impl ParamSpec {
             default: Value::from_r(&spec.default),
             min: opt(&spec.min),
             max: opt(&spec.max),
-            choices: spec.choices.iter().map(|c| c.as_str().to_string()).collect(),
+            choices: spec
+                .choices
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
             help: spec.help.as_str().to_string(),
         })
     }

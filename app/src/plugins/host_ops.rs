@@ -33,7 +33,10 @@ impl Entry {
     /// Maps a logical dimension to the stored one.
     fn stored_dim(&self, dim: usize) -> Result<usize, String> {
         if dim >= self.rank {
-            return Err(format!("dimension {dim} out of range for rank {}", self.rank));
+            return Err(format!(
+                "dimension {dim} out of range for rank {}",
+                self.rank
+            ));
         }
         Ok(dim + HOST_MAX_RANK - self.rank)
     }
@@ -308,7 +311,10 @@ extern "C" fn op_unary(h: Handle, code: u32) -> Handle {
             Unary::Sqrt => t.sqrt(),
             Unary::Recip => t.recip(),
         };
-        Ok(Entry { tensor, rank: e.rank })
+        Ok(Entry {
+            tensor,
+            rank: e.rank,
+        })
     })
 }
 
@@ -334,7 +340,10 @@ extern "C" fn op_scalar(h: Handle, code: u32, v: f64) -> Handle {
             ScalarOp::Eq => t.equal_elem(v).float(),
             ScalarOp::Ne => t.not_equal_elem(v).float(),
         };
-        Ok(Entry { tensor, rank: e.rank })
+        Ok(Entry {
+            tensor,
+            rank: e.rank,
+        })
     })
 }
 
@@ -404,7 +413,10 @@ extern "C" fn op_reduce(h: Handle, code: u32, dim_mask: u32, keepdim: bool) -> H
             Reduce::Min => t.min_dims(&stored),
         };
         if keepdim {
-            return Ok(Entry { tensor, rank: e.rank });
+            return Ok(Entry {
+                tensor,
+                rank: e.rank,
+            });
         }
         let dims: Vec<usize> = kept_dims
             .into_iter()
@@ -429,13 +441,21 @@ extern "C" fn op_softmax(h: Handle, dim: u32) -> Handle {
     })
 }
 
-fn pool(t: Tensor<4>, kind: Pool, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> Result<Tensor<4>, String> {
+fn pool(
+    t: Tensor<4>,
+    kind: Pool,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Result<Tensor<4>, String> {
     if kernel.contains(&0) || stride.contains(&0) {
         return Err("kernel and stride must be non-zero".into());
     }
     let [_, _, h, w] = t.dims();
     if h + 2 * padding[0] < kernel[0] || w + 2 * padding[1] < kernel[1] {
-        return Err(format!("kernel {kernel:?} larger than padded input {h}x{w}"));
+        return Err(format!(
+            "kernel {kernel:?} larger than padded input {h}x{w}"
+        ));
     }
     Ok(match kind {
         Pool::Max => max_pool2d(
@@ -500,14 +520,20 @@ extern "C" fn op_pad(h: Handle, before: RawDims, after: RawDims, value: f64) -> 
         let e = a.take(h)?;
         let (b, f) = (dims_arg(&before)?, dims_arg(&after)?);
         if b.len() != e.rank || f.len() != e.rank {
-            return Err(format!("padding for rank {}, tensor has rank {}", b.len(), e.rank));
+            return Err(format!(
+                "padding for rank {}, tensor has rank {}",
+                b.len(),
+                e.rank
+            ));
         }
         let mut pairs = [(0, 0); HOST_MAX_RANK];
         for i in 0..e.rank {
             pairs[HOST_MAX_RANK - e.rank + i] = (b[i], f[i]);
         }
         Ok(Entry {
-            tensor: e.tensor.pad(pairs, burn::tensor::ops::PadMode::Constant(value as f32)),
+            tensor: e
+                .tensor
+                .pad(pairs, burn::tensor::ops::PadMode::Constant(value as f32)),
             rank: e.rank,
         })
     })
@@ -519,7 +545,11 @@ extern "C" fn op_slice(h: Handle, start: RawDims, end: RawDims) -> Handle {
         let (s, t) = (dims_arg(&start)?, dims_arg(&end)?);
         let dims = e.dims();
         if s.len() != e.rank || t.len() != e.rank {
-            return Err(format!("slice for rank {}, tensor has rank {}", s.len(), e.rank));
+            return Err(format!(
+                "slice for rank {}, tensor has rank {}",
+                s.len(),
+                e.rank
+            ));
         }
         let mut ranges = [0..1, 0..1, 0..1, 0..1];
         let off = HOST_MAX_RANK - e.rank;
@@ -528,7 +558,10 @@ extern "C" fn op_slice(h: Handle, start: RawDims, end: RawDims) -> Handle {
         }
         for i in 0..e.rank {
             if s[i] >= t[i] || t[i] > dims[i] {
-                return Err(format!("range {}..{} invalid for dimension {i} of size {}", s[i], t[i], dims[i]));
+                return Err(format!(
+                    "range {}..{} invalid for dimension {i} of size {}",
+                    s[i], t[i], dims[i]
+                ));
             }
             ranges[off + i] = s[i]..t[i];
         }
@@ -545,7 +578,10 @@ extern "C" fn op_reshape(h: Handle, shape: RawDims) -> Handle {
         let dims = dims_arg(&shape)?;
         let (from, to): (usize, usize) = (e.dims().iter().product(), dims.iter().product());
         if from != to {
-            return Err(format!("cannot reshape {:?} ({from} elements) to {dims:?}", e.dims()));
+            return Err(format!(
+                "cannot reshape {:?} ({from} elements) to {dims:?}",
+                e.dims()
+            ));
         }
         entry_of(e.tensor, &dims)
     })

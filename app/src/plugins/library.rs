@@ -52,7 +52,10 @@ fn unique_copy(path: &Path) -> Result<PathBuf, LoadError> {
     let dir = std::env::temp_dir().join(format!("probdrop-tui-libs-{}", std::process::id()));
     std::fs::create_dir_all(&dir)
         .map_err(|e| LoadError(format!("cannot create {}: {e}", dir.display())))?;
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin");
     let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("so");
     let n = COPY_COUNTER.fetch_add(1, Ordering::Relaxed);
     let copy = dir.join(format!("{stem}-{n}.{ext}"));
@@ -85,7 +88,11 @@ fn describe_library_error(e: &LibraryError) -> String {
             format!(
                 "its ABI does not match this host's plugin-api {}: {}",
                 plugin_api::INTERFACE_VERSION,
-                if errors.is_empty() { "layout mismatch".to_string() } else { errors.join("; ") }
+                if errors.is_empty() {
+                    "layout mismatch".to_string()
+                } else {
+                    errors.join("; ")
+                }
             )
         }
         LibraryError::OpenError { err, .. } => format!("not a loadable library: {err}"),
@@ -109,7 +116,8 @@ impl Library {
     }
 
     fn load_copy(path: &Path, copy: &Path) -> Result<Library, LoadError> {
-        let header = lib_header_from_path(copy).map_err(|e| LoadError(describe_library_error(&e)))?;
+        let header =
+            lib_header_from_path(copy).map_err(|e| LoadError(describe_library_error(&e)))?;
         let version = header.version_strings().version.to_string();
         let module = header
             .init_root_module::<StrategyModRef>()
@@ -224,7 +232,11 @@ pub struct Strategy {
 
 impl Strategy {
     /// The keep-tensor for `x` (never differentiated), checked to broadcast to `x`.
-    pub fn mask<const D: usize>(&self, x: &Tensor<D>, ctx: &MaskContext) -> Result<Tensor<D>, MaskError> {
+    pub fn mask<const D: usize>(
+        &self,
+        x: &Tensor<D>,
+        ctx: &MaskContext,
+    ) -> Result<Tensor<D>, MaskError> {
         let input = x.clone().inner();
         let device = input.device();
         let _rng = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -246,12 +258,21 @@ impl Strategy {
         let result = match self.obj.mask(args) {
             RResult::ROk(h) => h,
             RResult::RErr(e) => {
-                let host = session.last_error().map(|h| format!(" ({h})")).unwrap_or_default();
-                return Err(MaskError(format!("{} {}: {e}{host}", self.info.name, self.info.version)));
+                let host = session
+                    .last_error()
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                return Err(MaskError(format!(
+                    "{} {}: {e}{host}",
+                    self.info.name, self.info.version
+                )));
             }
         };
         let shape = session.shape(result).map_err(|e| {
-            MaskError(format!("{} returned an invalid handle: {e}", self.info.name))
+            MaskError(format!(
+                "{} returned an invalid handle: {e}",
+                self.info.name
+            ))
         })?;
         let dims = x.dims();
         let broadcasts = shape.len() == D && shape.iter().zip(dims).all(|(&m, d)| m == d || m == 1);
@@ -266,7 +287,11 @@ impl Strategy {
 
     /// `y = x * m` with `m` a constant of the autodiff graph. Identity (no call) when
     /// not training or at `p == 0`.
-    pub fn apply<const D: usize>(&self, x: Tensor<D>, ctx: &MaskContext) -> Result<Tensor<D>, MaskError> {
+    pub fn apply<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        ctx: &MaskContext,
+    ) -> Result<Tensor<D>, MaskError> {
         if !ctx.training || ctx.p == 0.0 {
             return Ok(x);
         }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use serde::Serialize;
 
-use super::library::{LoadError, Library};
+use super::library::{Library, LoadError};
 
 /// Where a strategy came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -53,8 +53,11 @@ pub fn is_library(path: &Path) -> bool {
 /// Reads a crate's package name and whether it is bundled.
 pub fn read_crate(dir: &Path) -> Result<PluginCrate, String> {
     let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
-    let doc: toml::Table = text.parse().map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let text =
+        std::fs::read_to_string(&manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", manifest.display()))?;
     let package = doc
         .get("package")
         .and_then(|p| p.as_table())
@@ -129,7 +132,10 @@ pub fn build_crates(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> Bu
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
-        let package = msg["package_id"].as_str().map(package_name_of).unwrap_or_default();
+        let package = msg["package_id"]
+            .as_str()
+            .map(package_name_of)
+            .unwrap_or_default();
         match msg["reason"].as_str() {
             Some("compiler-artifact") => {
                 let is_cdylib = msg["target"]["kind"]
@@ -252,7 +258,10 @@ pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Res
         match read_crate(&d) {
             Ok(c) => crates.push(c),
             Err(e) => found.push(Found {
-                id: d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                id: d
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 source: Source::Crate,
                 origin: d,
                 library_path: None,
@@ -273,7 +282,11 @@ pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Res
         };
         found.push(Found {
             id: c.package,
-            source: if c.bundled { Source::Bundled } else { Source::Crate },
+            source: if c.bundled {
+                Source::Bundled
+            } else {
+                Source::Crate
+            },
             origin: c.dir,
             library_path,
             outcome,
@@ -281,7 +294,10 @@ pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Res
     }
     for lib in libs {
         found.push(Found {
-            id: lib.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            id: lib
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             source: Source::Prebuilt,
             origin: lib.clone(),
             library_path: Some(lib.clone()),
@@ -297,13 +313,25 @@ mod tests {
 
     #[test]
     fn package_ids_of_both_cargo_formats() {
-        assert_eq!(package_name_of("path+file:///w/plugins/dropout#1.0.0"), "dropout");
-        assert_eq!(package_name_of("path+file:///w/plugins/x#my-drop@0.2.0"), "my-drop");
-        assert_eq!(package_name_of("dropout 1.0.0 (path+file:///w/plugins/dropout)"), "dropout");
+        assert_eq!(
+            package_name_of("path+file:///w/plugins/dropout#1.0.0"),
+            "dropout"
+        );
+        assert_eq!(
+            package_name_of("path+file:///w/plugins/x#my-drop@0.2.0"),
+            "my-drop"
+        );
+        assert_eq!(
+            package_name_of("dropout 1.0.0 (path+file:///w/plugins/dropout)"),
+            "dropout"
+        );
     }
 
     #[test]
     fn ansi_codes_are_stripped() {
-        assert_eq!(strip_ansi("\u{1b}[1m\u{1b}[38;5;9merror\u{1b}[0m: x"), "error: x");
+        assert_eq!(
+            strip_ansi("\u{1b}[1m\u{1b}[38;5;9merror\u{1b}[0m: x"),
+            "error: x"
+        );
     }
 }

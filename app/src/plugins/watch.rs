@@ -21,7 +21,10 @@ use super::registry::{build_crates, is_library, read_crate};
 #[derive(Debug)]
 pub enum ReloadEvent {
     /// A new version passed its checks and smoke test.
-    Ready { library: Library, detected_at: Instant },
+    Ready {
+        library: Library,
+        detected_at: Instant,
+    },
     /// A changed library or crate was refused; whatever ran before keeps running.
     Refused { path: PathBuf, reason: String },
     /// A line of cargo output while rebuilding a crate.
@@ -73,7 +76,10 @@ impl State {
         let rel = path.strip_prefix(&self.dir).ok()?;
         let first = rel.components().next()?;
         let crate_dir = self.dir.join(first);
-        let inside = rel.components().nth(1).map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let inside = rel
+            .components()
+            .nth(1)
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
         let relevant = match inside.as_deref() {
             None | Some("Cargo.toml") | Some("src") => true,
             _ => false,
@@ -94,8 +100,14 @@ impl State {
 
     fn try_load(&mut self, path: &Path) {
         let detected_at = Instant::now();
-        let event = match Library::load(path).map_err(|e| e.0).and_then(|lib| smoke_test(&lib).map(|()| lib)) {
-            Ok(library) => ReloadEvent::Ready { library, detected_at },
+        let event = match Library::load(path)
+            .map_err(|e| e.0)
+            .and_then(|lib| smoke_test(&lib).map(|()| lib))
+        {
+            Ok(library) => ReloadEvent::Ready {
+                library,
+                detected_at,
+            },
             Err(reason) => ReloadEvent::Refused {
                 path: path.to_path_buf(),
                 reason,
@@ -117,7 +129,9 @@ impl State {
         };
         let tx = self.tx.clone();
         let report = build_crates(std::slice::from_ref(&krate), &mut |line| {
-            let _ = tx.send(ReloadEvent::BuildOutput { line: line.to_string() });
+            let _ = tx.send(ReloadEvent::BuildOutput {
+                line: line.to_string(),
+            });
         });
         match report.libraries.get(&krate.package) {
             Some(Ok(lib)) => {
@@ -173,17 +187,21 @@ impl Watcher {
                 }
             }
         }
-        let mut debouncer = new_debouncer(Duration::from_millis(150), None, move |res: DebounceEventResult| {
-            let Ok(events) = res else { return };
-            let paths: Vec<PathBuf> = events
-                .into_iter()
-                .filter(|e| relevant(&e.kind))
-                .flat_map(|e| e.event.paths)
-                .collect();
-            if !paths.is_empty() {
-                state.handle(paths);
-            }
-        })?;
+        let mut debouncer = new_debouncer(
+            Duration::from_millis(150),
+            None,
+            move |res: DebounceEventResult| {
+                let Ok(events) = res else { return };
+                let paths: Vec<PathBuf> = events
+                    .into_iter()
+                    .filter(|e| relevant(&e.kind))
+                    .flat_map(|e| e.event.paths)
+                    .collect();
+                if !paths.is_empty() {
+                    state.handle(paths);
+                }
+            },
+        )?;
         debouncer.watch(&dir, RecursiveMode::NonRecursive)?;
         if let Ok((crates, _)) = super::registry::scan(&dir) {
             for c in crates {
@@ -209,7 +227,9 @@ impl Watcher {
 /// Runs a fresh library once on small random inputs (rank 4, then rank 3): it must
 /// produce a finite mask that broadcasts to the input for at least one of them.
 pub fn smoke_test(library: &Library) -> Result<(), String> {
-    let strategy = library.create(&[]).map_err(|e| format!("smoke test: {e}"))?;
+    let strategy = library
+        .create(&[])
+        .map_err(|e| format!("smoke test: {e}"))?;
     let device = Device::default();
     let ctx = MaskContext::training(0.2, 7);
     let x4 = Tensor::<4>::random([2, 3, 12, 12], Distribution::Normal(0.0, 1.0), &device);
@@ -226,10 +246,18 @@ pub fn smoke_test(library: &Library) -> Result<(), String> {
     })
 }
 
-fn check_finite<const D: usize>(strategy: &Strategy, x: &Tensor<D>, ctx: &MaskContext) -> Result<(), String> {
+fn check_finite<const D: usize>(
+    strategy: &Strategy,
+    x: &Tensor<D>,
+    ctx: &MaskContext,
+) -> Result<(), String> {
     let m = strategy.mask(x, ctx).map_err(|e| e.0)?;
     let finite = m.is_finite().all().into_scalar::<bool>();
-    if finite { Ok(()) } else { Err("mask has NaN or infinite values".into()) }
+    if finite {
+        Ok(())
+    } else {
+        Err("mask has NaN or infinite values".into())
+    }
 }
 
 /// A strategy in use by a training loop, swapped for a new version of the same
@@ -242,8 +270,15 @@ pub struct LiveStrategy {
 /// What happened at a step boundary.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SwapOutcome {
-    Swapped { name: String, from: String, to: String },
-    Refused { name: String, reason: String },
+    Swapped {
+        name: String,
+        from: String,
+        to: String,
+    },
+    Refused {
+        name: String,
+        reason: String,
+    },
 }
 
 impl LiveStrategy {

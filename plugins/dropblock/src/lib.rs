@@ -26,7 +26,8 @@ impl Strategy for DropBlock {
             ParamSpec::float("gamma_scale", 1.0)
                 .range(0.0, 1000.0)
                 .help("multiplies the seed rate gamma"),
-            ParamSpec::bool("batchwise", false).help("one seed map [1, C, ...] shared by the batch"),
+            ParamSpec::bool("batchwise", false)
+                .help("one seed map [1, C, ...] shared by the batch"),
             ParamSpec::bool("shared_channels", false)
                 .help("one seed map [N, 1, ...] shared by all channels"),
         ]
@@ -44,7 +45,9 @@ impl Strategy for DropBlock {
     fn mask<'a>(&self, ops: &Ops<'a>, x: Tensor<'a>, ctx: &Ctx) -> Result<Tensor<'a>> {
         let shape = x.shape()?;
         let [n, c, h, w] = shape[..] else {
-            return Err(Error::new(format!("dropblock needs [N, C, H, W], got {shape:?}")));
+            return Err(Error::new(format!(
+                "dropblock needs [N, C, H, W], got {shape:?}"
+            )));
         };
         let block_dims = [2, 3];
         let b = clip_block(self.block_size, &shape, &block_dims);

@@ -12,7 +12,8 @@ pub struct DropBlock1d {
 
 impl Strategy for DropBlock1d {
     const NAME: &'static str = "dropblock1d";
-    const DESCRIPTION: &'static str = "DropBlock1D for [N, T, D]: blocks of b consecutive positions \
+    const DESCRIPTION: &'static str =
+        "DropBlock1D for [N, T, D]: blocks of b consecutive positions \
         along the hidden units of each token (axis = \"hidden\", as the author code) or of b whole \
         consecutive tokens (axis = \"tokens\"); gamma = gamma_scale * p*L / (b (L-b+1)) over the \
         axis length L; seeds at valid centres padded by (b//2, (b-1)//2); stride-1 max-pool \
@@ -26,8 +27,9 @@ impl Strategy for DropBlock1d {
             ParamSpec::float("gamma_scale", 1.0)
                 .range(0.0, 1000.0)
                 .help("multiplies the seed rate gamma"),
-            ParamSpec::choice("axis", &["hidden", "tokens"])
-                .help("hidden: blocks along one token's hidden units; tokens: whole consecutive tokens"),
+            ParamSpec::choice("axis", &["hidden", "tokens"]).help(
+                "hidden: blocks along one token's hidden units; tokens: whole consecutive tokens",
+            ),
         ]
     }
 
@@ -42,9 +44,15 @@ impl Strategy for DropBlock1d {
     fn mask<'a>(&self, ops: &Ops<'a>, x: Tensor<'a>, ctx: &Ctx) -> Result<Tensor<'a>> {
         let shape = x.shape()?;
         let [n, t, d] = shape[..] else {
-            return Err(Error::new(format!("dropblock1d needs [N, T, D], got {shape:?}")));
+            return Err(Error::new(format!(
+                "dropblock1d needs [N, T, D], got {shape:?}"
+            )));
         };
-        let (seed_shape, axis) = if self.tokens { ([n, t, 1], 1) } else { ([n, t, d], 2) };
+        let (seed_shape, axis) = if self.tokens {
+            ([n, t, 1], 1)
+        } else {
+            ([n, t, d], 2)
+        };
         let b = clip_block(self.block_size, &seed_shape, &[axis]);
         let gamma = self.gamma_scale * ghiasi_gamma(ctx.p, b, &[seed_shape[axis]]);
         dropblock_mask(ops, &seed_shape, &[axis], b, gamma)

@@ -22,7 +22,9 @@ impl Strategy for Dropout2d {
     fn mask<'a>(&self, ops: &Ops<'a>, x: Tensor<'a>, ctx: &Ctx) -> Result<Tensor<'a>> {
         let shape = x.shape()?;
         if shape.len() < 3 {
-            return Err(Error::new(format!("dropout2d needs [N, C, ...], got {shape:?}")));
+            return Err(Error::new(format!(
+                "dropout2d needs [N, C, ...], got {shape:?}"
+            )));
         }
         let mut mask_shape = vec![1; shape.len()];
         mask_shape[..2].copy_from_slice(&shape[..2]);

@@ -11,7 +11,8 @@ pub struct ProbDropBlock {
 
 impl Strategy for ProbDropBlock {
     const NAME: &'static str = "probdropblock";
-    const DESCRIPTION: &'static str = "ProbDropBlock (Revisiting Structured Dropout, ACML 2023) for \
+    const DESCRIPTION: &'static str =
+        "ProbDropBlock (Revisiting Structured Dropout, ACML 2023) for \
         [N, C, H, W]: salience s = |x| (or its b-window mean), normalised to mean 1 per group \
         (s_hat); drop = \"low\" uses max(s) - s instead; seed probability q = clamp(gamma * s_hat, \
         0, 1) with DropBlock's gamma (or p/b^2); Bernoulli(q) seeds at every position (valid_only \
@@ -33,7 +34,9 @@ impl Strategy for ProbDropBlock {
     fn mask<'a>(&self, ops: &Ops<'a>, x: Tensor<'a>, ctx: &Ctx) -> Result<Tensor<'a>> {
         let shape = x.shape()?;
         if shape.len() != 4 {
-            return Err(Error::new(format!("probdropblock needs [N, C, H, W], got {shape:?}")));
+            return Err(Error::new(format!(
+                "probdropblock needs [N, C, H, W], got {shape:?}"
+            )));
         }
         self.config.mask(ops, x, ctx.p, &[2, 3])
     }

@@ -19,10 +19,9 @@ impl Strategy for ProbDropBlock1d {
 
     fn params() -> Vec<ParamSpec> {
         let mut schema = ProbConfig::schema(4);
-        schema.push(
-            ParamSpec::choice("axis", &["hidden", "tokens"])
-                .help("hidden: blocks along one token's hidden units; tokens: whole consecutive tokens"),
-        );
+        schema.push(ParamSpec::choice("axis", &["hidden", "tokens"]).help(
+            "hidden: blocks along one token's hidden units; tokens: whole consecutive tokens",
+        ));
         schema
     }
 
@@ -36,7 +35,9 @@ impl Strategy for ProbDropBlock1d {
     fn mask<'a>(&self, ops: &Ops<'a>, x: Tensor<'a>, ctx: &Ctx) -> Result<Tensor<'a>> {
         let shape = x.shape()?;
         if shape.len() != 3 {
-            return Err(Error::new(format!("probdropblock1d needs [N, T, D], got {shape:?}")));
+            return Err(Error::new(format!(
+                "probdropblock1d needs [N, T, D], got {shape:?}"
+            )));
         }
         if self.tokens {
             // [N, T, 1]: one salience per token.

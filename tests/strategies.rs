@@ -1,0 +1,535 @@
+//! Statistical tests of every bundled strategy, run through the dynamic-library
+//! path (cargo-built plugin, abi_stable load, host ops on burn's flex backend).
+//! Tolerances are stated per test, from the binomial spread of the draws involved.
+
+mod common;
+
+use common::*;
+use probdrop_tui::plugins::MaskContext;
+
+/// 1,048,576 elements.
+const IMG: [usize; 4] = [16, 64, 32, 32];
+const SEQ: [usize; 3] = [64, 128, 128];
+
+fn ctx(p: f64, seed: u64) -> MaskContext {
+    MaskContext::training(p, seed)
+}
+
+fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// A positive input (|N(0,1)| + 0.5) so that mean(y) ≈ mean(x) is a real check.
+fn positive(shape: &[usize], seed: u64) -> Vec<f32> {
+    gaussian(numel(shape), seed)
+        .into_iter()
+        .map(|v| v.abs() + 0.5)
+        .collect()
+}
+
+fn mean(v: &[f32]) -> f64 {
+    v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64
+}
+
+fn ghiasi(p: f64, b: usize, lens: &[usize]) -> f64 {
+    plugin_api::blocks::ghiasi_gamma(p, b, lens)
+}
+
+#[test]
+fn dropout_drops_p_and_rescales_by_one_over_keep() {
+    let s = strategy("dropout", &[]);
+    let x = tensor(IMG, positive(&IMG, 1));
+    let m = mask_of(&s, &x, &ctx(0.3, 1));
+    // sigma = sqrt(0.21 / 2^20) = 0.00045; tolerance 0.003.
+    assert!(
+        (dropped_fraction(&m) - 0.3).abs() < 0.003,
+        "{}",
+        dropped_fraction(&m)
+    );
+    let scale = (1.0 / 0.7) as f32;
+    assert!(m.iter().all(|&v| v == 0.0 || (v - scale).abs() < 1e-5));
+}
+
+#[test]
+fn dropout2d_drops_whole_maps() {
+    let shape = [64, 256, 8, 8];
+    let s = strategy("dropout2d", &[]);
+    let x = tensor(shape, positive(&shape, 2));
+    let mask = s.mask(&x, &ctx(0.2, 2)).unwrap();
+    assert_eq!(mask.dims(), [64, 256, 1, 1]);
+    let m = to_vec(mask);
+    // 16384 draws: sigma = 0.0031; tolerance 0.015.
+    assert!(
+        (dropped_fraction(&m) - 0.2).abs() < 0.015,
+        "{}",
+        dropped_fraction(&m)
+    );
+}
+
+#[test]
+fn droppath_drops_whole_samples() {
+    let shape = [4096, 16, 4, 4];
+    let s = strategy("droppath", &[]);
+    let x = tensor(shape, positive(&shape, 3));
+    let mask = s.mask(&x, &ctx(0.25, 3)).unwrap();
+    assert_eq!(mask.dims(), [4096, 1, 1, 1]);
+    let m = to_vec(mask);
+    // 4096 draws: sigma = 0.0068; tolerance 0.03.
+    assert!(
+        (dropped_fraction(&m) - 0.25).abs() < 0.03,
+        "{}",
+        dropped_fraction(&m)
+    );
+    assert!(m.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-5));
+}
+
+#[test]
+fn drophead_drops_heads_and_rescales_per_sample() {
+    let shape = [512, 8, 16, 16];
+    let s = strategy("drophead", &[]);
+    let x = tensor(shape, positive(&shape, 4));
+    let mask = s.mask(&x, &ctx(0.25, 4)).unwrap();
+    assert_eq!(mask.dims(), [512, 8, 1, 1]);
+    let m = to_vec(mask);
+    // 4096 (sample, head) draws: sigma = 0.0068; tolerance 0.03.
+    assert!(
+        (dropped_fraction(&m) - 0.25).abs() < 0.03,
+        "{}",
+        dropped_fraction(&m)
+    );
+    for sample in m.chunks(8) {
+        let kept = sample.iter().filter(|&&v| v > 0.0).count();
+        let sum: f32 = sample.iter().sum();
+        if kept > 0 {
+            assert!((sum - 8.0).abs() < 1e-4, "heads / kept rescale: {sample:?}");
+        } else {
+            assert_eq!(sum, 0.0);
+        }
+    }
+}
+
+#[test]
+fn dropblock_fraction_matches_its_exact_expectation() {
+    for (b, p) in [(5, 0.1), (4, 0.15), (7, 0.05)] {
+        let s = strategy("dropblock", &[("block_size", int(b as i64))]);
+        let x = tensor(IMG, positive(&IMG, 5));
+        let m = mask_of(&s, &x, &ctx(p, 5));
+        let expected = expected_block_fraction(&[32, 32], b, ghiasi(p, b, &[32, 32]), true);
+        let got = dropped_fraction(&m);
+        // ~1000 maps of ~1-2 blocks: sigma ~ 0.002; tolerance 0.008.
+        assert!(
+            (got - expected).abs() < 0.008,
+            "b={b} p={p}: {got} vs {expected}"
+        );
+        // Overlaps make it a little less than p.
+        assert!(got < p * 1.02, "b={b}: {got} > p");
+        let mean_m = mean(&m);
+        assert!((mean_m - 1.0).abs() < 1e-3, "mean of mask {mean_m}");
+    }
+}
+
+/// Bounding boxes (height, width, area, touches the bottom/right edge) of the
+/// 4-connected zero regions in each map.
+fn regions(mask: &[f32], h: usize, w: usize) -> Vec<(usize, usize, usize, bool)> {
+    let mut out = Vec::new();
+    for plane in mask.chunks(h * w) {
+        let mut seen = vec![false; h * w];
+        for start in 0..h * w {
+            if plane[start] != 0.0 || seen[start] {
+                continue;
+            }
+            let (mut r0, mut r1, mut c0, mut c1, mut area) = (h, 0, w, 0, 0);
+            let mut stack = vec![start];
+            seen[start] = true;
+            while let Some(i) = stack.pop() {
+                let (r, c) = (i / w, i % w);
+                (r0, r1, c0, c1, area) = (r0.min(r), r1.max(r), c0.min(c), c1.max(c), area + 1);
+                let mut nbrs = Vec::new();
+                if r > 0 {
+                    nbrs.push(i - w)
+                }
+                if r + 1 < h {
+                    nbrs.push(i + w)
+                }
+                if c > 0 {
+                    nbrs.push(i - 1)
+                }
+                if c + 1 < w {
+                    nbrs.push(i + 1)
+                }
+                for j in nbrs {
+                    if plane[j] == 0.0 && !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+            out.push((r1 - r0 + 1, c1 - c0 + 1, area, r1 == h - 1 || c1 == w - 1));
+        }
+    }
+    out
+}
+
+#[test]
+fn dropblock_regions_are_b_by_b_squares_when_seeds_are_sparse() {
+    let shape = [4, 16, 64, 64];
+    for b in [3, 4, 7] {
+        let s = strategy("dropblock", &[("block_size", int(b as i64))]);
+        let x = tensor(shape, positive(&shape, 6));
+        let m = mask_of(&s, &x, &ctx(0.01, 6));
+        let found = regions(&m, 64, 64);
+        assert!(found.len() > 50, "too few blocks to judge: {}", found.len());
+        // Seeds only at valid centres: a region is a b x b square unless two blocks
+        // touched, or (even b, whose blocks sit one step after the seed) it was
+        // clipped at the bottom/right edge.
+        let squares = found
+            .iter()
+            .filter(|&&(h, w, a, _)| h == b && w == b && a == b * b)
+            .count();
+        assert!(
+            squares as f64 >= 0.9 * found.len() as f64,
+            "b={b}: {squares}/{}",
+            found.len()
+        );
+        assert!(
+            found
+                .iter()
+                .all(|&(h, w, _, edge)| (h >= b && w >= b) || (edge && b % 2 == 0)),
+            "b={b}: a region smaller than a block"
+        );
+    }
+}
+
+#[test]
+fn probdropblock_on_a_constant_input_is_dropblock() {
+    let x = tensor(IMG, vec![1.0; numel(&IMG)]);
+    let (b, p) = (5, 0.1);
+    let gamma = ghiasi(p, b, &[32, 32]);
+    // valid_only = true: exactly DropBlock's seed distribution.
+    let s = strategy(
+        "probdropblock",
+        &[
+            ("block_size", int(5)),
+            ("valid_only", plugin_api::Value::Bool(true)),
+        ],
+    );
+    let got = dropped_fraction(&mask_of(&s, &x, &ctx(p, 7)));
+    let dropblock = expected_block_fraction(&[32, 32], b, gamma, true);
+    assert!(
+        (got - dropblock).abs() < 0.008,
+        "{got} vs DropBlock's {dropblock}"
+    );
+    let db = strategy("dropblock", &[("block_size", int(5))]);
+    let measured_db = dropped_fraction(&mask_of(&db, &x, &ctx(p, 8)));
+    assert!(
+        (got - measured_db).abs() < 0.01,
+        "{got} vs measured DropBlock {measured_db}"
+    );
+    // Default (seeds at every position): the same gamma over H x W positions, blocks
+    // clipped at the border. Its exact expectation:
+    let s = strategy("probdropblock", &[("block_size", int(5))]);
+    let got = dropped_fraction(&mask_of(&s, &x, &ctx(p, 9)));
+    let expected = expected_block_fraction(&[32, 32], b, gamma, false);
+    assert!((got - expected).abs() < 0.008, "{got} vs {expected}");
+}
+
+/// Left half of every map large (|x| in 2..3), right half small (0.1..0.5).
+fn half_bright(shape: &[usize]) -> Vec<f32> {
+    let w = *shape.last().unwrap();
+    let noise = gaussian(numel(shape), 10);
+    noise
+        .iter()
+        .enumerate()
+        .map(|(i, &z)| {
+            let u = (z.abs() / 4.0).min(1.0);
+            if i % w < w / 2 {
+                2.0 + u
+            } else {
+                0.1 + 0.4 * u
+            }
+        })
+        .collect()
+}
+
+fn salience_split(x: &[f32], m: &[f32]) -> (f64, f64) {
+    let (mut d, mut nd, mut k, mut nk) = (0.0, 0usize, 0.0, 0usize);
+    for (&xv, &mv) in x.iter().zip(m) {
+        if mv == 0.0 {
+            d += xv.abs() as f64;
+            nd += 1;
+        } else {
+            k += xv.abs() as f64;
+            nk += 1;
+        }
+    }
+    (d / nd as f64, k / nk as f64)
+}
+
+#[test]
+fn probdropblock_drops_salient_positions_for_high_and_quiet_ones_for_low() {
+    let data = half_bright(&IMG);
+    let x = tensor(IMG, data.clone());
+    for mode in ["sample", "topk"] {
+        let high = strategy(
+            "probdropblock",
+            &[("block_size", int(5)), ("mode", choice(mode))],
+        );
+        let (dropped, kept) = salience_split(&data, &mask_of(&high, &x, &ctx(0.1, 11)));
+        assert!(
+            dropped > kept * 1.2,
+            "{mode}/high: dropped {dropped} vs kept {kept}"
+        );
+        let low = strategy(
+            "probdropblock",
+            &[
+                ("block_size", int(5)),
+                ("mode", choice(mode)),
+                ("drop", choice("low")),
+            ],
+        );
+        let (dropped, kept) = salience_split(&data, &mask_of(&low, &x, &ctx(0.1, 12)));
+        assert!(
+            dropped < kept * 0.8,
+            "{mode}/low: dropped {dropped} vs kept {kept}"
+        );
+    }
+}
+
+#[test]
+fn probdropblock_topk_drops_the_author_codes_seed_count() {
+    // Sparse enough that blocks rarely overlap: k = floor(numel p / b^2) seeds.
+    let shape = [2, 4, 64, 64];
+    let (b, p) = (3, 0.02);
+    let s = strategy(
+        "probdropblock",
+        &[
+            ("block_size", int(b)),
+            ("mode", choice("topk")),
+            ("drop", choice("low")),
+        ],
+    );
+    let x = tensor(shape, positive(&shape, 13));
+    let m = mask_of(&s, &x, &ctx(p, 13));
+    let k = (numel(&shape) as f64 * p / 9.0).floor();
+    let blocks = regions(&m, 64, 64).len() as f64;
+    // Touching blocks merge, border blocks are clipped: count within 15 %.
+    assert!(
+        (blocks - k).abs() < 0.15 * k,
+        "{blocks} regions for k = {k}"
+    );
+    let mean_m = mean(&m);
+    assert!((mean_m - 1.0).abs() < 1e-3);
+}
+
+#[test]
+fn every_probdropblock_switch_gives_a_sane_mask() {
+    let x = tensor(IMG, positive(&IMG, 14));
+    let variants: Vec<Vec<(&str, plugin_api::Value)>> = vec![
+        vec![("group", choice("sample"))],
+        vec![("group", choice("batch"))],
+        vec![("normalize", choice("max"))],
+        vec![
+            ("normalize", choice("softmax")),
+            ("tau", plugin_api::Value::Float(0.5)),
+        ],
+        vec![("salience", choice("block_mean"))],
+        vec![("gamma", choice("simple"))],
+        vec![
+            ("valid_only", plugin_api::Value::Bool(true)),
+            ("drop", choice("low")),
+        ],
+        vec![("mode", choice("topk")), ("group", choice("batch"))],
+    ];
+    for params in variants {
+        let mut all = params.clone();
+        all.push(("block_size", int(5)));
+        let s = strategy("probdropblock", &all);
+        let m = mask_of(&s, &x, &ctx(0.1, 15));
+        let f = dropped_fraction(&m);
+        assert!(f > 0.02 && f < 0.2, "{params:?}: dropped {f}");
+        assert!(m.iter().all(|v| v.is_finite()));
+        assert!(
+            (mean(&m) - 1.0).abs() < 1e-3,
+            "{params:?}: mean {}",
+            mean(&m)
+        );
+    }
+}
+
+#[test]
+fn every_strategy_is_the_identity_in_eval_and_at_p_zero() {
+    for (name, shape) in all_strategies() {
+        let s = strategy(name, &[]);
+        let x = tensor_any(&shape, positive(&shape, 16));
+        let mut eval = ctx(0.5, 16);
+        eval.training = false;
+        for (label, c) in [("eval", eval), ("p = 0", ctx(0.0, 16))] {
+            let m = x.mask(&s, &c);
+            assert!(
+                m.iter().all(|&v| v == 1.0),
+                "{name} is not the identity in {label}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_strategy_preserves_the_mean_and_is_seeded() {
+    for (name, shape) in all_strategies() {
+        let s = strategy(name, &[]);
+        let data = positive(&shape, 17);
+        let x = tensor_any(&shape, data.clone());
+        let m = x.mask(&s, &ctx(0.1, 17));
+        let y: Vec<f32> = data.iter().zip(&m).map(|(a, b)| a * b).collect();
+        let (mx, my) = (mean(&data), mean(&y));
+        // Count-based rescale: exact for salience-blind strategies; ProbDropBlock
+        // drops salient mass on purpose (drop = high), so its y mean runs lower.
+        let tolerance = if name.starts_with("prob") { 0.05 } else { 0.02 };
+        assert!(
+            (my / mx - 1.0).abs() < tolerance,
+            "{name}: mean(y)/mean(x) = {}",
+            my / mx
+        );
+        assert_eq!(
+            m,
+            x.mask(&s, &ctx(0.1, 17)),
+            "{name}: same seed, different mask"
+        );
+        assert_ne!(
+            m,
+            x.mask(&s, &ctx(0.1, 18)),
+            "{name}: different seeds, same mask"
+        );
+    }
+}
+
+#[test]
+fn dropblock1d_drops_runs_of_b_along_the_chosen_axis() {
+    let (b, p) = (4usize, 0.05);
+    let x3 = tensor(SEQ, positive(&SEQ, 19));
+    // hidden: runs along the last axis of each token.
+    let s = strategy("dropblock1d", &[("block_size", int(b as i64))]);
+    let m = mask_of(&s, &x3, &ctx(p, 19));
+    let expected = expected_block_fraction(&[128], b, ghiasi(p, b, &[128]), true);
+    assert!(
+        (dropped_fraction(&m) - expected).abs() < 0.004,
+        "{} vs {expected}",
+        dropped_fraction(&m)
+    );
+    let runs = zero_runs(&m, 128);
+    let exact = runs.iter().filter(|&&(r, _)| r == b).count();
+    // Even b: a block may be clipped at the end of the row.
+    let whole = runs.iter().all(|&(r, end)| r >= b || end);
+    assert!(exact as f64 > 0.85 * runs.len() as f64 && whole, "{runs:?}");
+    // tokens: whole tokens, runs along T.
+    let s = strategy(
+        "dropblock1d",
+        &[("block_size", int(b as i64)), ("axis", choice("tokens"))],
+    );
+    let mask = s.mask(&x3, &ctx(p, 20)).unwrap();
+    assert_eq!(mask.dims(), [64, 128, 1]);
+    let m = to_vec(mask);
+    let runs = zero_runs(&m, 128);
+    assert!(
+        runs.iter().all(|&(r, end)| r >= b || end) && !runs.is_empty(),
+        "{runs:?}"
+    );
+}
+
+/// Lengths of zero runs in each row, and whether each run ends the row.
+fn zero_runs(m: &[f32], row: usize) -> Vec<(usize, bool)> {
+    let mut runs = Vec::new();
+    for r in m.chunks(row) {
+        let mut len = 0;
+        for (i, &v) in r.iter().chain(std::iter::once(&1.0)).enumerate() {
+            if v == 0.0 {
+                len += 1;
+            } else if len > 0 {
+                runs.push((len, i == row));
+                len = 0;
+            }
+        }
+    }
+    runs
+}
+
+#[test]
+fn probdropblock1d_follows_salience_and_reduces_to_dropblock1d() {
+    let (b, p) = (4usize, 0.1);
+    let ones = tensor(SEQ, vec![1.0; numel(&SEQ)]);
+    let s = strategy(
+        "probdropblock1d",
+        &[("valid_only", plugin_api::Value::Bool(true))],
+    );
+    let got = dropped_fraction(&mask_of(&s, &ones, &ctx(p, 21)));
+    let expected = expected_block_fraction(&[128], b, ghiasi(p, b, &[128]), true);
+    assert!(
+        (got - expected).abs() < 0.006,
+        "{got} vs DropBlock1D's {expected}"
+    );
+    let data = half_bright(&SEQ);
+    let x = tensor(SEQ, data.clone());
+    let (d, k) = salience_split(
+        &data,
+        &mask_of(&strategy("probdropblock1d", &[]), &x, &ctx(p, 22)),
+    );
+    assert!(d > 1.2 * k, "high: {d} vs {k}");
+    let low = strategy("probdropblock1d", &[("drop", choice("low"))]);
+    let (d, k) = salience_split(&data, &mask_of(&low, &x, &ctx(p, 23)));
+    assert!(d < 0.8 * k, "low: {d} vs {k}");
+}
+
+/// A tensor of rank 3 or 4 behind one interface, for the all-strategy tests.
+enum AnyTensor {
+    R3(burn::tensor::Tensor<3>),
+    R4(burn::tensor::Tensor<4>),
+}
+
+impl AnyTensor {
+    fn mask(&self, s: &probdrop_tui::plugins::Strategy, c: &MaskContext) -> Vec<f32> {
+        match self {
+            AnyTensor::R3(t) => mask_of(s, t, c),
+            AnyTensor::R4(t) => mask_of(s, t, c),
+        }
+    }
+}
+
+fn tensor_any(shape: &[usize], data: Vec<f32>) -> AnyTensor {
+    match shape.len() {
+        3 => AnyTensor::R3(tensor([shape[0], shape[1], shape[2]], data)),
+        _ => AnyTensor::R4(tensor([shape[0], shape[1], shape[2], shape[3]], data)),
+    }
+}
+
+/// Each strategy with an input of >= 2^20 elements in its natural layout.
+fn all_strategies() -> Vec<(&'static str, Vec<usize>)> {
+    let names = [
+        "dropout",
+        "dropout2d",
+        "dropblock",
+        "probdropblock",
+        "droppath",
+        "dropblock1d",
+        "probdropblock1d",
+        "drophead",
+    ];
+    assert_eq!(
+        bundled().len(),
+        names.len(),
+        "bundled strategies: {:?}",
+        bundled().keys()
+    );
+    names
+        .into_iter()
+        .map(|n| {
+            let shape = match n {
+                "dropblock1d" | "probdropblock1d" => SEQ.to_vec(),
+                "droppath" => vec![4096, 16, 4, 4],
+                "drophead" => vec![512, 8, 16, 16],
+                "dropout2d" => vec![64, 256, 8, 8],
+                _ => IMG.to_vec(),
+            };
+            (n, shape)
+        })
+        .collect()
+}
