@@ -59,9 +59,30 @@ fn unique_copy(path: &Path) -> Result<PathBuf, LoadError> {
     let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("so");
     let n = COPY_COUNTER.fetch_add(1, Ordering::Relaxed);
     let copy = dir.join(format!("{stem}-{n}.{ext}"));
-    std::fs::copy(path, &copy)
-        .map_err(|e| LoadError(format!("cannot copy {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| LoadError(format!("cannot read {}: {e}", path.display())))?;
+    check_complete(&bytes)?;
+    std::fs::write(&copy, &bytes)
+        .map_err(|e| LoadError(format!("cannot copy {}: {e}", copy.display())))?;
     Ok(copy)
+}
+
+/// Refuses a file that is not an object file, or one whose segments reach past its
+/// end (half-written or truncated): the dynamic loader would map those pages and
+/// the process would die of SIGBUS on first touch.
+fn check_complete(bytes: &[u8]) -> Result<(), LoadError> {
+    use object::read::{Object, ObjectSegment};
+    let file = object::File::parse(bytes)
+        .map_err(|e| LoadError(format!("not a loadable library: {e}")))?;
+    for segment in file.segments() {
+        segment.data().map_err(|_| {
+            LoadError(format!(
+                "not a loadable library: truncated or half-written ({} bytes; a segment reaches past the end)",
+                bytes.len()
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// Keeps abi_stable's report short: its layout mismatch report runs to hundreds of

@@ -98,7 +98,9 @@ pub fn build_crates(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> Bu
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.arg("build")
+    // From the crate's directory, so its own `.cargo/config.toml` applies.
+    cmd.current_dir(&crates[0].dir)
+        .arg("build")
         .arg("--release")
         .arg("--keep-going")
         .arg("--message-format=json-diagnostic-rendered-ansi")

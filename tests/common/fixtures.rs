@@ -1,0 +1,133 @@
+//! Builds the fixture plugins once per test binary, under `CARGO_TARGET_TMPDIR`:
+//! several versions of `tests/fixtures/probe.rs`, one of them against a copy of
+//! plugin-api as it was at interface 1.0 (the `@interface-1.1` parts removed) and
+//! one against a copy claiming interface 2.0.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use probdrop_tui::plugins::registry::{PluginCrate, build_crates};
+
+use super::repo_root;
+
+/// Library path of each fixture crate, by package name.
+pub fn fixtures() -> &'static BTreeMap<String, PathBuf> {
+    static BUILT: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
+    BUILT.get_or_init(build)
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    fixtures()[name].clone()
+}
+
+/// plugin-api's source with the parts added after `minor` removed.
+fn copy_api(to: &Path, version: &str, strip_1_1: bool) {
+    let from = repo_root().join("plugin-api");
+    std::fs::create_dir_all(to.join("src")).unwrap();
+    for entry in std::fs::read_dir(from.join("src")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut out = String::new();
+        let mut skipping = false;
+        for line in text.lines() {
+            if strip_1_1 && line.trim() == "// @interface-1.1 {" {
+                skipping = true;
+            }
+            if !skipping {
+                out.push_str(line);
+                out.push('\n');
+            }
+            if line.trim() == "// @interface-1.1 }" {
+                skipping = false;
+            }
+        }
+        std::fs::write(to.join("src").join(path.file_name().unwrap()), out).unwrap();
+    }
+    let manifest = std::fs::read_to_string(from.join("Cargo.toml")).unwrap();
+    let manifest = manifest.replacen(
+        "version = \"1.1.0\"",
+        &format!("version = \"{version}\""),
+        1,
+    );
+    assert!(
+        manifest.contains(version),
+        "plugin-api's version line moved"
+    );
+    std::fs::write(to.join("Cargo.toml"), manifest).unwrap();
+}
+
+fn build() -> BTreeMap<String, PathBuf> {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-fixtures");
+    let ws = root.join("ws");
+    std::fs::create_dir_all(ws.join(".cargo")).unwrap();
+    copy_api(&root.join("api-1.0"), "1.0.0", true);
+    copy_api(&root.join("api-2.0"), "2.0.0", false);
+    let probe_src = repo_root()
+        .join("tests/fixtures/probe.rs")
+        .canonicalize()
+        .unwrap();
+    let current_api = repo_root().join("plugin-api").canonicalize().unwrap();
+    let probes = [
+        ("probe-v1", "1.0.0", current_api.clone()),
+        ("probe-v2", "2.0.0", current_api.clone()),
+        ("probe-old-minor", "3.0.0", root.join("api-1.0")),
+        ("probe-other-major", "4.0.0", root.join("api-2.0")),
+        ("probe-bad-shape", "5.0.0", current_api.clone()),
+        ("probe-panics", "6.0.0", current_api),
+    ];
+    let mut members = Vec::new();
+    let mut crates = Vec::new();
+    for (name, version, api) in probes {
+        let dir = ws.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            format!(
+                "[package]\nname = \"{name}\"\nversion = \"{version}\"\nedition = \"2021\"\n\n\
+                 [lib]\npath = {probe_src:?}\ncrate-type = [\"cdylib\"]\n\n\
+                 [dependencies]\nplugin-api = {{ path = {api:?} }}\nabi_stable = \"0.11.3\"\n"
+            ),
+        )
+        .unwrap();
+        members.push(format!("{name:?}"));
+        crates.push(PluginCrate {
+            package: name.to_string(),
+            dir,
+            bundled: false,
+        });
+    }
+    std::fs::write(
+        ws.join("Cargo.toml"),
+        format!(
+            "[workspace]\nresolver = \"2\"\nmembers = [{}]\n",
+            members.join(", ")
+        ),
+    )
+    .unwrap();
+    // Same dependency versions as the project, from the local cache: no network.
+    std::fs::copy(repo_root().join("Cargo.lock"), ws.join("Cargo.lock")).unwrap();
+    std::fs::write(
+        ws.join(".cargo/config.toml"),
+        format!(
+            "[net]\noffline = true\n[build]\ntarget-dir = {:?}\n",
+            root.join("target")
+        ),
+    )
+    .unwrap();
+    let mut log = String::new();
+    let report = build_crates(&crates, &mut |l| {
+        log.push_str(l);
+        log.push('\n');
+    });
+    report
+        .libraries
+        .into_iter()
+        .map(|(name, lib)| {
+            (
+                name.clone(),
+                lib.unwrap_or_else(|e| panic!("fixture {name}: {e}\n{log}")),
+            )
+        })
+        .collect()
+}

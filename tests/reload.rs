@@ -1,0 +1,190 @@
+//! Interface versions and hot reload, with fixture plugins built from
+//! `tests/fixtures/probe.rs` (see `common/fixtures.rs`).
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::fixtures::fixture;
+use common::*;
+use probdrop_tui::plugins::watch::{LiveStrategy, ReloadEvent, SwapOutcome, Watcher};
+use probdrop_tui::plugins::{Library, MaskContext};
+
+fn probe_value(live: &LiveStrategy) -> f32 {
+    let x = tensor([1, 2, 4, 4], vec![1.0; 32]);
+    to_vec(
+        live.strategy
+            .mask(&x, &MaskContext::training(0.5, 1))
+            .unwrap(),
+    )[0]
+}
+
+#[test]
+fn a_plugin_of_another_major_version_is_refused_naming_both() {
+    let err = Library::load(&fixture("probe-other-major")).unwrap_err().0;
+    assert!(
+        err.contains("2.0.0") && err.contains(plugin_api::INTERFACE_VERSION),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_plugin_built_against_an_older_minor_still_loads_and_runs() {
+    let lib = Library::load(&fixture("probe-old-minor")).expect("older minor loads");
+    assert_eq!(lib.interface, "1.0.0");
+    let live = LiveStrategy::new(&lib, vec![]).unwrap();
+    assert_eq!(probe_value(&live), 3.0);
+}
+
+#[test]
+fn a_wrong_shaped_mask_is_an_error_and_fails_the_smoke_test() {
+    let lib = Library::load(&fixture("probe-bad-shape")).unwrap();
+    let s = lib.create(&[]).unwrap();
+    let x = tensor([1, 2, 4, 4], vec![1.0; 32]);
+    let err = s.mask(&x, &MaskContext::training(0.5, 1)).unwrap_err().0;
+    assert!(err.contains("does not broadcast"), "{err}");
+    let smoke = probdrop_tui::plugins::watch::smoke_test(&lib).unwrap_err();
+    assert!(smoke.contains("smoke test failed"), "{smoke}");
+}
+
+#[test]
+fn a_panicking_plugin_returns_an_error_and_the_host_goes_on() {
+    let lib = Library::load(&fixture("probe-panics")).unwrap();
+    let s = lib.create(&[]).unwrap();
+    let x = tensor([1, 2, 4, 4], vec![1.0; 32]);
+    let err = s.mask(&x, &MaskContext::training(0.5, 1)).unwrap_err().0;
+    assert!(
+        err.contains("panicked") && err.contains("on purpose"),
+        "{err}"
+    );
+    // And again: nothing was left poisoned.
+    assert!(s.mask(&x, &MaskContext::training(0.5, 2)).is_err());
+}
+
+#[test]
+fn a_file_that_is_not_a_library_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.so");
+    std::fs::write(&path, b"definitely not ELF").unwrap();
+    let err = Library::load(&path).unwrap_err().0;
+    assert!(err.contains("not a loadable library"), "{err}");
+}
+
+/// Replaces `target` the way cargo and editors do: write beside it, then rename.
+fn replace_atomically(source: &Path, target: &Path) {
+    let tmp = target.with_extension("partial");
+    std::fs::copy(source, &tmp).unwrap();
+    std::fs::rename(&tmp, target).unwrap();
+}
+
+/// Runs the "training loop" (a mask per iteration, events drained at each step
+/// boundary) until `done` says so or `limit` passes.
+fn run_loop(
+    live: &mut LiveStrategy,
+    watcher: &Watcher,
+    limit: Duration,
+    log: &mut Vec<String>,
+    mut done: impl FnMut(f32, &[String]) -> bool,
+) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        for event in watcher.drain() {
+            match event {
+                ReloadEvent::Ready { library, .. } => match live.offer(&library) {
+                    Some(SwapOutcome::Swapped { to, .. }) => log.push(format!("swapped to {to}")),
+                    Some(SwapOutcome::Refused { reason, .. }) => {
+                        log.push(format!("refused: {reason}"))
+                    }
+                    None => {}
+                },
+                ReloadEvent::Refused { reason, .. } => log.push(format!("refused: {reason}")),
+                ReloadEvent::BuildOutput { .. } => {}
+            }
+        }
+        if done(probe_value(live), log) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+#[test]
+fn hot_reload_swaps_versions_and_refuses_broken_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("probe.so");
+    std::fs::copy(fixture("probe-v1"), &target).unwrap();
+    let mut live = LiveStrategy::new(&Library::load(&target).unwrap(), vec![]).unwrap();
+    let watcher = Watcher::start(dir.path()).unwrap();
+    let mut log = Vec::new();
+    assert_eq!(probe_value(&live), 1.0);
+
+    // New version, atomic replace: in effect within 2 s.
+    replace_atomically(&fixture("probe-v2"), &target);
+    let took = run_loop(
+        &mut live,
+        &watcher,
+        Duration::from_secs(10),
+        &mut log,
+        |v, _| v == 2.0,
+    );
+    let took = took.unwrap_or_else(|| panic!("v2 never took effect: {log:?}"));
+    assert!(took < Duration::from_secs(2), "reload took {took:?}");
+
+    // Corrupt file, written in place: refused, v2 keeps answering.
+    std::fs::write(&target, b"\x7fELF but not really").unwrap();
+    let seen = run_loop(
+        &mut live,
+        &watcher,
+        Duration::from_secs(10),
+        &mut log,
+        |v, log| {
+            assert_eq!(v, 2.0);
+            log.iter().any(|l| l.contains("not a loadable library"))
+        },
+    );
+    assert!(seen.is_some(), "corrupt library not reported: {log:?}");
+
+    // Truncated library: refused.
+    let bytes = std::fs::read(fixture("probe-v1")).unwrap();
+    std::fs::write(&target, &bytes[..bytes.len() / 3]).unwrap();
+    let before = log.len();
+    let seen = run_loop(
+        &mut live,
+        &watcher,
+        Duration::from_secs(10),
+        &mut log,
+        |v, log| {
+            assert_eq!(v, 2.0);
+            log.len() > before && log.last().unwrap().starts_with("refused")
+        },
+    );
+    assert!(seen.is_some(), "truncated library not reported: {log:?}");
+
+    // Another interface major: refused naming both versions.
+    replace_atomically(&fixture("probe-other-major"), &target);
+    let seen = run_loop(
+        &mut live,
+        &watcher,
+        Duration::from_secs(10),
+        &mut log,
+        |v, log| {
+            assert_eq!(v, 2.0);
+            log.iter()
+                .any(|l| l.contains("2.0.0") && l.contains(plugin_api::INTERFACE_VERSION))
+        },
+    );
+    assert!(seen.is_some(), "incompatible library not reported: {log:?}");
+
+    // A version built against the older minor interface is taken.
+    replace_atomically(&fixture("probe-old-minor"), &target);
+    let seen = run_loop(
+        &mut live,
+        &watcher,
+        Duration::from_secs(10),
+        &mut log,
+        |v, _| v == 3.0,
+    );
+    assert!(seen.is_some(), "older-minor version not taken: {log:?}");
+}
