@@ -250,14 +250,14 @@ pub fn mask(dir: &Path, args: &MaskArgs) -> Result<()> {
     let input = match &args.input {
         Some(path) => {
             let array = npy::read(path)?;
-            if let Some(shape) = &args.shape {
-                if *shape != array.shape {
-                    bail!(
-                        "--shape {shape:?} does not match {} of shape {:?}",
-                        path.display(),
-                        array.shape
-                    );
-                }
+            if let Some(shape) = &args.shape
+                && *shape != array.shape
+            {
+                bail!(
+                    "--shape {shape:?} does not match {} of shape {:?}",
+                    path.display(),
+                    array.shape
+                );
             }
             array
         }

@@ -26,7 +26,7 @@ pub fn read(path: &Path) -> Result<Array> {
         );
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let descr = npy.dtype().descr();
+    let descr = npy.dtype().descr().trim_matches(['\'', '"']).to_string();
     let data: Vec<f32> = match descr.trim_start_matches(['<', '|', '=']) {
         "f4" => npy.into_vec::<f32>()?,
         "f8" => npy

@@ -149,6 +149,9 @@ impl std::fmt::Debug for Tensor<'_> {
     }
 }
 
+// `add`/`sub`/`mul`/`div` return `Result` (a host op can fail), so they cannot be
+// the `std::ops` traits.
+#[allow(clippy::should_implement_trait)]
 impl<'a> Tensor<'a> {
     /// Gives up ownership: the handle is returned to the host as the result.
     pub fn into_handle(mut self) -> Handle {

@@ -553,9 +553,6 @@ extern "C" fn op_slice(h: Handle, start: RawDims, end: RawDims) -> Handle {
         }
         let mut ranges = [0..1, 0..1, 0..1, 0..1];
         let off = HOST_MAX_RANK - e.rank;
-        for i in 0..off {
-            ranges[i] = 0..1;
-        }
         for i in 0..e.rank {
             if s[i] >= t[i] || t[i] > dims[i] {
                 return Err(format!(

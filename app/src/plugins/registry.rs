@@ -99,13 +99,17 @@ pub fn build_crates(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> Bu
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     // From the crate's directory, so its own `.cargo/config.toml` applies.
-    cmd.current_dir(&crates[0].dir)
+    let first = crates[0]
+        .dir
+        .canonicalize()
+        .unwrap_or_else(|_| crates[0].dir.clone());
+    cmd.current_dir(&first)
         .arg("build")
         .arg("--release")
         .arg("--keep-going")
         .arg("--message-format=json-diagnostic-rendered-ansi")
         .arg("--manifest-path")
-        .arg(crates[0].dir.join("Cargo.toml"));
+        .arg(first.join("Cargo.toml"));
     for c in crates {
         cmd.arg("-p").arg(&c.package);
     }
@@ -143,16 +147,15 @@ pub fn build_crates(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> Bu
                 let is_cdylib = msg["target"]["kind"]
                     .as_array()
                     .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
-                if is_cdylib {
-                    if let Some(file) = msg["filenames"]
+                if is_cdylib
+                    && let Some(file) = msg["filenames"]
                         .as_array()
                         .into_iter()
                         .flatten()
                         .filter_map(|f| f.as_str())
                         .find(|f| is_library(Path::new(f)))
-                    {
-                        report.libraries.insert(package, Ok(PathBuf::from(file)));
-                    }
+                {
+                    report.libraries.insert(package, Ok(PathBuf::from(file)));
                 }
             }
             Some("compiler-message") => {

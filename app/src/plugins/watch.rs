@@ -59,10 +59,10 @@ impl State {
         for path in paths {
             if path.parent() == Some(self.dir.as_path()) && is_library(&path) {
                 self.library_changed(&path);
-            } else if let Some(crate_dir) = self.crate_dir_of(&path) {
-                if !crates_to_build.contains(&crate_dir) {
-                    crates_to_build.push(crate_dir);
-                }
+            } else if let Some(crate_dir) = self.crate_dir_of(&path)
+                && !crates_to_build.contains(&crate_dir)
+            {
+                crates_to_build.push(crate_dir);
             }
         }
         for crate_dir in crates_to_build {
@@ -80,10 +80,7 @@ impl State {
             .components()
             .nth(1)
             .map(|c| c.as_os_str().to_string_lossy().into_owned());
-        let relevant = match inside.as_deref() {
-            None | Some("Cargo.toml") | Some("src") => true,
-            _ => false,
-        };
+        let relevant = matches!(inside.as_deref(), None | Some("Cargo.toml") | Some("src"));
         (relevant && crate_dir.join("Cargo.toml").is_file()).then_some(crate_dir)
     }
 
