@@ -237,33 +237,9 @@ fn bad_input_gets_a_clear_error() {
 #[test]
 fn the_example_crate_builds_when_dropped_into_plugins() {
     // A fresh plugins directory holding a copy of examples/my-strategy.
-    let fixtures = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-fixtures");
     let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("plugins");
+    let plugins = common::fixtures::example_crate_in(dir.path());
     let krate = plugins.join("my-strategy");
-    std::fs::create_dir_all(krate.join("src")).unwrap();
-    std::fs::create_dir_all(dir.path().join(".cargo")).unwrap();
-    let example = repo_root().join("examples/my-strategy");
-    std::fs::copy(example.join("src/lib.rs"), krate.join("src/lib.rs")).unwrap();
-    let api = repo_root().join("plugin-api").canonicalize().unwrap();
-    let manifest = std::fs::read_to_string(example.join("Cargo.toml"))
-        .unwrap()
-        .replace("path = \"../../plugin-api\"", &format!("path = {api:?}"));
-    std::fs::write(
-        krate.join("Cargo.toml"),
-        format!("{manifest}\n[workspace]\n"),
-    )
-    .unwrap();
-    std::fs::copy(repo_root().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
-    // Offline, sharing the fixtures' target directory (abi_stable built once).
-    std::fs::write(
-        dir.path().join(".cargo/config.toml"),
-        format!(
-            "[net]\noffline = true\n[build]\ntarget-dir = {:?}\n",
-            fixtures.join("target")
-        ),
-    )
-    .unwrap();
     let out = run(&["--plugins", plugins.to_str().unwrap(), "plugins", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();

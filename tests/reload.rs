@@ -188,3 +188,53 @@ fn hot_reload_swaps_versions_and_refuses_broken_ones() {
     );
     assert!(seen.is_some(), "older-minor version not taken: {log:?}");
 }
+
+#[test]
+fn a_changed_plugin_crate_is_rebuilt_and_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = common::fixtures::example_crate_in(dir.path());
+    let found = probdrop_tui::plugins::discover(&plugins, &mut |_| {}).unwrap();
+    let lib = found
+        .into_iter()
+        .next()
+        .unwrap()
+        .outcome
+        .expect("example builds");
+    assert_eq!(
+        (lib.info.name.as_str(), lib.info.version.as_str()),
+        ("stripes", "0.1.0")
+    );
+    let mut live = LiveStrategy::new(&lib, vec![]).unwrap();
+    let watcher = Watcher::start(&plugins).unwrap();
+    // The author bumps the version: the crate is rebuilt and the new one swapped in.
+    let manifest = plugins.join("my-strategy/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("version = \"0.1.0\"", "version = \"0.2.0\""),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut built_lines = 0;
+    let mut swapped = None;
+    while start.elapsed() < Duration::from_secs(120) && swapped.is_none() {
+        for event in watcher.drain() {
+            match event {
+                ReloadEvent::Ready { library, .. } => swapped = live.offer(&library),
+                ReloadEvent::BuildOutput { .. } => built_lines += 1,
+                ReloadEvent::Refused { reason, .. } => panic!("refused: {reason}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        swapped,
+        Some(SwapOutcome::Swapped {
+            name: "stripes".into(),
+            from: "0.1.0".into(),
+            to: "0.2.0".into()
+        }),
+        "({built_lines} build lines)"
+    );
+    assert_eq!(live.strategy.info.version, "0.2.0");
+}

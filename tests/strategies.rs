@@ -533,3 +533,30 @@ fn all_strategies() -> Vec<(&'static str, Vec<usize>)> {
         })
         .collect()
 }
+
+#[test]
+fn the_mask_multiplies_inside_autodiff_and_is_not_differentiated() {
+    use burn::tensor::{Device, Tensor, TensorData};
+    let device = Device::default().autodiff();
+    let shape = [2, 3, 16, 16];
+    let data = positive(&shape, 24);
+    let x = Tensor::<4>::from_data(TensorData::new(data.clone(), shape), &device).require_grad();
+    let s = strategy("dropblock", &[("block_size", int(3))]);
+    let c = ctx(0.2, 24);
+    let y = s.apply(x.clone(), &c).unwrap();
+    assert!(y.is_autodiff());
+    let grads = y.clone().sum().backward();
+    let gx = to_vec(x.grad(&grads).expect("x has a gradient"));
+    // dy/dx = m exactly: the mask is a constant of the graph.
+    let m = mask_of(&s, &tensor(shape, data.clone()), &c);
+    assert_eq!(gx, m);
+    let yv = to_vec(y.inner());
+    for ((yv, xv), mv) in yv.iter().zip(&data).zip(&m) {
+        assert!((yv - xv * mv).abs() < 1e-5);
+    }
+    // In eval the input passes through untouched.
+    let mut eval = c.clone();
+    eval.training = false;
+    let same = s.apply(x.clone(), &eval).unwrap();
+    assert_eq!(to_vec(same.inner()), data);
+}

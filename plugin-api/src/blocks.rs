@@ -402,3 +402,25 @@ impl ProbConfig {
         prob_block_mask(s_hat, gamma, block_dims, b, self.valid_only)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ghiasi_gamma_matches_the_formula() {
+        // p * H * W / (b^2 (H - b + 1)(W - b + 1))
+        let g = ghiasi_gamma(0.1, 5, &[16, 16]);
+        assert!((g - 0.1 * 256.0 / (25.0 * 144.0)).abs() < 1e-15);
+        let g1 = ghiasi_gamma(0.1, 4, &[128]);
+        assert!((g1 - 0.1 * 128.0 / (4.0 * 125.0)).abs() < 1e-15);
+        assert_eq!(simple_gamma(0.1, 5, 2), 0.1 / 25.0);
+    }
+
+    #[test]
+    fn block_size_is_clipped_to_the_smallest_block_dim() {
+        assert_eq!(clip_block(7, &[2, 3, 5, 9], &[2, 3]), 5);
+        assert_eq!(clip_block(7, &[2, 3, 32, 32], &[2, 3]), 7);
+        assert_eq!(clip_block(0, &[2, 3, 32, 32], &[2, 3]), 1);
+    }
+}

@@ -397,3 +397,84 @@ pub fn from_r_params(params: &RVec<RParam>) -> Vec<(String, Value)> {
         .map(|p| (p.name.as_str().to_string(), Value::from_r(&p.value)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::int("block_size", 7).range(1.0, 64.0),
+            ParamSpec::float("gamma_scale", 1.0).range(0.0, 10.0),
+            ParamSpec::bool("batchwise", false),
+            ParamSpec::choice("drop", &["high", "low"]),
+        ]
+    }
+
+    #[test]
+    fn defaults_fill_what_is_not_given() {
+        let p = validate(&schema(), &[("block_size".into(), Value::Int(5))]).unwrap();
+        assert_eq!(p.usize("block_size").unwrap(), 5);
+        assert_eq!(p.f64("gamma_scale").unwrap(), 1.0);
+        assert!(!p.bool("batchwise").unwrap());
+        assert_eq!(p.choice("drop").unwrap(), "high");
+    }
+
+    #[test]
+    fn errors_name_the_parameter_and_what_was_expected() {
+        let err = validate(&schema(), &[("blok_size".into(), Value::Int(5))]).unwrap_err();
+        assert_eq!(err.param, "blok_size");
+        assert!(err.message.contains("did you mean `block_size`"), "{err}");
+
+        let err = validate(&schema(), &[("block_size".into(), Value::Int(0))]).unwrap_err();
+        assert!(
+            err.to_string().contains("`block_size`") && err.message.contains("[1, 64]"),
+            "{err}"
+        );
+
+        let err = validate(&schema(), &[("drop".into(), Value::Str("middle".into()))]).unwrap_err();
+        assert!(
+            err.message.contains("\"high\", \"low\"") && err.message.contains("middle"),
+            "{err}"
+        );
+
+        let err = validate(&schema(), &[("batchwise".into(), Value::Float(1.0))]).unwrap_err();
+        assert!(
+            err.message.contains("bool") && err.message.contains("a float"),
+            "{err}"
+        );
+
+        let err =
+            validate(&schema(), &[("gamma_scale".into(), Value::Float(f64::NAN))]).unwrap_err();
+        assert!(err.message.contains("finite"), "{err}");
+    }
+
+    #[test]
+    fn integers_are_accepted_for_floats_and_whole_floats_for_integers() {
+        let p = validate(
+            &schema(),
+            &[
+                ("gamma_scale".into(), Value::Int(2)),
+                ("block_size".into(), Value::Float(3.0)),
+            ],
+        )
+        .unwrap();
+        assert_eq!(p.f64("gamma_scale").unwrap(), 2.0);
+        assert_eq!(p.usize("block_size").unwrap(), 3);
+        assert!(validate(&schema(), &[("block_size".into(), Value::Float(3.5))]).is_err());
+    }
+
+    #[test]
+    fn specs_survive_the_abi_round_trip() {
+        for spec in schema() {
+            assert_eq!(ParamSpec::from_r(&spec.to_r()).unwrap(), spec);
+        }
+    }
+
+    #[test]
+    fn closest_only_suggests_near_misses() {
+        let names = vec!["block_size".to_string(), "gamma_scale".to_string()];
+        assert_eq!(closest("blocksize", &names), Some("block_size"));
+        assert_eq!(closest("temperature", &names), None);
+    }
+}

@@ -131,3 +131,33 @@ fn build() -> BTreeMap<String, PathBuf> {
         })
         .collect()
 }
+
+/// Copies `examples/my-strategy` into `<root>/plugins/my-strategy` as a user would,
+/// building offline into the fixtures' target directory (abi_stable built once).
+/// Returns the plugins directory.
+pub fn example_crate_in(root: &Path) -> PathBuf {
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-fixtures/target");
+    let plugins = root.join("plugins");
+    let krate = plugins.join("my-strategy");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    std::fs::create_dir_all(root.join(".cargo")).unwrap();
+    let example = repo_root().join("examples/my-strategy");
+    std::fs::copy(example.join("src/lib.rs"), krate.join("src/lib.rs")).unwrap();
+    let api = repo_root().join("plugin-api").canonicalize().unwrap();
+    let manifest = std::fs::read_to_string(example.join("Cargo.toml"))
+        .unwrap()
+        .replace("path = \"../../plugin-api\"", &format!("path = {api:?}"));
+    // Its own workspace: outside the project tree it has no parent one.
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        format!("{manifest}\n[workspace]\n"),
+    )
+    .unwrap();
+    std::fs::copy(repo_root().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    std::fs::write(
+        root.join(".cargo/config.toml"),
+        format!("[net]\noffline = true\n[build]\ntarget-dir = {target:?}\n"),
+    )
+    .unwrap();
+    plugins
+}

@@ -125,16 +125,37 @@ pub fn build_crates(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> Bu
             return report;
         }
     };
+    // Both pipes are read on their own threads and merged here, so cargo's progress
+    // lines reach `on_line` as they are printed.
+    enum Line {
+        Json(String),
+        Text(String),
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
-    let stderr_thread = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
+    let tx_err = tx.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(Line::Json(l));
+        }
+    });
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx_err.send(Line::Text(l));
+        }
     });
     let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let stdout = child.stdout.take().expect("piped");
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+    for line in rx {
+        let line = match line {
+            Line::Text(text) => {
+                on_line(&text);
+                report.log.push_str(&text);
+                report.log.push('\n');
+                continue;
+            }
+            Line::Json(line) => line,
+        };
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
@@ -175,11 +196,6 @@ pub fn build_crates(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> Bu
         }
     }
     let status = child.wait();
-    for l in stderr_thread.join().unwrap_or_default() {
-        on_line(&l);
-        report.log.push_str(&l);
-        report.log.push('\n');
-    }
     let failed = !matches!(status, Ok(s) if s.success());
     for c in crates {
         if report.libraries.contains_key(&c.package) {

@@ -1,0 +1,239 @@
+//! Mask cost through the plugin ABI versus the same algorithm written directly
+//! against burn, the block-expansion variants, and the mask's share of a small-CNN
+//! training step. Results and the machine are recorded in BENCHMARKS.md.
+//!
+//! Run: `cargo bench --bench masks` (the plugins are built first, as at start-up).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d, conv::Conv2d, conv::Conv2dConfig};
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Device, Distribution, Int, Tensor};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use probdrop_tui::plugins::{Library, MaskContext, Strategy, discover};
+
+fn libraries() -> HashMap<String, Library> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    discover(&dir, &mut |_| {})
+        .expect("plugins dir")
+        .into_iter()
+        .filter_map(|f| f.outcome.ok())
+        .map(|l| (l.info.name.clone(), l))
+        .collect()
+}
+
+fn pool(x: Tensor<4>, k: [usize; 2], pad: [usize; 2]) -> Tensor<4> {
+    max_pool2d(
+        x,
+        MaxPoolOptions::new(k).with_stride([1, 1]).with_padding(pad),
+    )
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Expand {
+    /// One b x b max-pool.
+    Square,
+    /// b x 1 then 1 x b on the 4-D tensor.
+    Separable,
+}
+
+/// DropBlock written directly against burn (same steps as the plugin).
+fn dropblock_direct(x: &Tensor<4>, p: f64, b: usize, expand: Expand) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let device = x.device();
+    let gamma = plugin_api::blocks::ghiasi_gamma(p, b, &[h, w]);
+    let seeds = Tensor::<4>::random(
+        [n, c, h - b + 1, w - b + 1],
+        Distribution::Uniform(0.0, 1.0),
+        &device,
+    )
+    .lower_elem(gamma)
+    .float();
+    let seeds = seeds.pad(
+        [(0, 0), (0, 0), (b / 2, (b - 1) / 2), (b / 2, (b - 1) / 2)],
+        burn::tensor::ops::PadMode::Constant(0.0),
+    );
+    let expanded = match expand {
+        Expand::Square => pool(seeds, [b, b], [b / 2, b / 2]),
+        Expand::Separable => pool(pool(seeds, [b, 1], [b / 2, 0]), [1, b], [0, b / 2]),
+    };
+    let expanded = if b.is_multiple_of(2) {
+        expanded.slice([0..n, 0..c, 0..h, 0..w])
+    } else {
+        expanded
+    };
+    let keep = expanded.neg().add_scalar(1.0);
+    let numel = (n * c * h * w) as f64;
+    let factor = keep
+        .clone()
+        .sum()
+        .add_scalar(1e-6)
+        .recip()
+        .mul_scalar(numel);
+    keep * factor.reshape([1, 1, 1, 1])
+}
+
+/// ProbDropBlock's default reading written directly against burn.
+fn probdropblock_direct(x: &Tensor<4>, p: f64, b: usize) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let s = x.clone().abs();
+    let mean = s.clone().mean_dims(&[2, 3]);
+    let empty = mean.clone().equal_elem(0.0).float();
+    let s_hat = s.div(mean.add_scalar(1e-12)).add(empty);
+    let gamma = plugin_api::blocks::ghiasi_gamma(p, b, &[h, w]);
+    let q = s_hat.mul_scalar(gamma).clamp(0.0, 1.0);
+    let seeds = q
+        .random_like(Distribution::Uniform(0.0, 1.0))
+        .lower(q)
+        .float();
+    let expanded = pool(pool(seeds, [b, 1], [b / 2, 0]), [1, b], [0, b / 2]);
+    let expanded = if b.is_multiple_of(2) {
+        expanded.slice([0..n, 0..c, 0..h, 0..w])
+    } else {
+        expanded
+    };
+    let keep = expanded.neg().add_scalar(1.0);
+    let numel = (n * c * h * w) as f64;
+    let factor = keep
+        .clone()
+        .sum()
+        .add_scalar(1e-6)
+        .recip()
+        .mul_scalar(numel);
+    keep * factor.reshape([1, 1, 1, 1])
+}
+
+/// Forces the lazy/async backend to finish.
+fn sync(t: Tensor<4>) {
+    black_box(t.sum().into_scalar::<f32>());
+}
+
+fn masks(c: &mut Criterion) {
+    let libs = libraries();
+    let device = Device::default();
+    let ctx = MaskContext::training(0.1, 1);
+    for shape in [[32, 64, 16, 16], [128, 256, 14, 14]] {
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let label = format!("{shape:?}");
+        let dropblock = libs["dropblock"]
+            .create(&[("block_size".into(), plugin_api::Value::Int(5))])
+            .unwrap();
+        let prob = libs["probdropblock"]
+            .create(&[("block_size".into(), plugin_api::Value::Int(5))])
+            .unwrap();
+
+        let mut g = c.benchmark_group("dropblock");
+        g.sample_size(20);
+        g.bench_with_input(BenchmarkId::new("abi", &label), &x, |bch, x| {
+            bch.iter(|| sync(dropblock.mask(x, &ctx).unwrap()))
+        });
+        for expand in [Expand::Separable, Expand::Square] {
+            g.bench_with_input(
+                BenchmarkId::new(format!("direct-{expand:?}"), &label),
+                &x,
+                |bch, x| bch.iter(|| sync(dropblock_direct(x, 0.1, 5, expand))),
+            );
+        }
+        g.finish();
+
+        let mut g = c.benchmark_group("probdropblock");
+        g.sample_size(20);
+        g.bench_with_input(BenchmarkId::new("abi", &label), &x, |bch, x| {
+            bch.iter(|| sync(prob.mask(x, &ctx).unwrap()))
+        });
+        g.bench_with_input(BenchmarkId::new("direct", &label), &x, |bch, x| {
+            bch.iter(|| sync(probdropblock_direct(x, 0.1, 5)))
+        });
+        g.finish();
+    }
+}
+
+/// A small CNN for 28x28 inputs: two conv blocks, a dropout slot after the second
+/// (strategies.md: after each conv block but the first), two linear layers.
+#[derive(Module, Debug)]
+struct SmallCnn {
+    conv1: Conv2d,
+    conv2: Conv2d,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl SmallCnn {
+    fn new(device: &Device) -> Self {
+        let conv = |i, o| {
+            Conv2dConfig::new([i, o], [3, 3])
+                .with_padding(PaddingConfig2d::Same)
+                .init(device)
+        };
+        Self {
+            conv1: conv(1, 32),
+            conv2: conv(32, 64),
+            fc1: LinearConfig::new(64 * 7 * 7, 128).init(device),
+            fc2: LinearConfig::new(128, 10).init(device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>, slot: Option<(&Strategy, &MaskContext)>) -> Tensor<2> {
+        let halve = |t| max_pool2d(t, MaxPoolOptions::new([2, 2]));
+        let x = halve(relu(self.conv1.forward(x))); // [batch, 32, 14, 14]
+        let x = halve(relu(self.conv2.forward(x))); // [batch, 64, 7, 7]
+        let x = match slot {
+            Some((s, ctx)) => s.apply(x, ctx).unwrap(),
+            None => x,
+        };
+        let [batch, ..] = x.dims();
+        let x = relu(self.fc1.forward(x.reshape([batch, 64 * 7 * 7])));
+        self.fc2.forward(x)
+    }
+}
+
+fn cnn_step(c: &mut Criterion) {
+    let libs = libraries();
+    let device = Device::default().autodiff();
+    let images = Tensor::<4>::random([64, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
+    let labels = Tensor::<1, Int>::from_ints([3; 64], &device);
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let ctx = MaskContext::training(0.1, 1);
+    let mut g = c.benchmark_group("small_cnn_step");
+    g.sample_size(10);
+    for name in ["none", "dropblock", "probdropblock"] {
+        let strategy = (name != "none").then(|| {
+            libs[name]
+                .create(&[("block_size".into(), plugin_api::Value::Int(3))])
+                .unwrap()
+        });
+        let mut model = Some(SmallCnn::new(&device));
+        let mut optim = SgdConfig::new().init();
+        g.bench_function(BenchmarkId::new("batch64", name), |bch| {
+            bch.iter(|| {
+                let m = model.take().unwrap();
+                let logits = m.forward(images.clone(), strategy.as_ref().map(|s| (s, &ctx)));
+                let loss = loss_fn.forward(logits, labels.clone());
+                let grads = GradientsParams::from_grads(loss.backward(), &m);
+                model = Some(optim.step(0.01, m, grads));
+            })
+        });
+        // The mask alone on the slot's activation shape, for the ratio.
+        if let Some(s) = &strategy {
+            let act = Tensor::<4>::random(
+                [64, 64, 7, 7],
+                Distribution::Normal(0.0, 1.0),
+                &Device::default(),
+            );
+            g.bench_function(BenchmarkId::new("mask-only-64x64x7x7", name), |bch| {
+                bch.iter(|| sync(s.mask(&act, &ctx).unwrap()))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, masks, cnn_step);
+criterion_main!(benches);
