@@ -60,12 +60,11 @@ fn main() {
                     library,
                     detected_at,
                 } = event
+                    && let Some(SwapOutcome::Swapped { .. }) = live.offer(&library)
                 {
-                    if let Some(SwapOutcome::Swapped { .. }) = live.offer(&library) {
-                        end_to_end.push(replaced.elapsed());
-                        detect_to_ready.push(detected_at.elapsed());
-                        break 'wait;
-                    }
+                    end_to_end.push(replaced.elapsed());
+                    detect_to_ready.push(detected_at.elapsed());
+                    break 'wait;
                 }
             }
             assert!(replaced.elapsed() < Duration::from_secs(10), "no reload");
