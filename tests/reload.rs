@@ -110,6 +110,24 @@ fn run_loop(
     None
 }
 
+/// Waits for a refusal that `matches`, checking that v2 keeps answering meanwhile.
+fn expect_refusal(
+    live: &mut LiveStrategy,
+    watcher: &Watcher,
+    log: &mut Vec<String>,
+    what: &str,
+    matches: impl Fn(&str) -> bool,
+) {
+    let before = log.len();
+    let seen = run_loop(live, watcher, Duration::from_secs(10), log, |v, log| {
+        assert_eq!(v, 2.0, "the running version changed");
+        log[before..]
+            .iter()
+            .any(|l| l.starts_with("refused") && matches(l))
+    });
+    assert!(seen.is_some(), "{what} not reported: {log:?}");
+}
+
 #[test]
 fn hot_reload_swaps_versions_and_refuses_broken_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -134,48 +152,22 @@ fn hot_reload_swaps_versions_and_refuses_broken_ones() {
 
     // Corrupt file, written in place: refused, v2 keeps answering.
     std::fs::write(&target, b"\x7fELF but not really").unwrap();
-    let seen = run_loop(
-        &mut live,
-        &watcher,
-        Duration::from_secs(10),
-        &mut log,
-        |v, log| {
-            assert_eq!(v, 2.0);
-            log.iter().any(|l| l.contains("not a loadable library"))
-        },
-    );
-    assert!(seen.is_some(), "corrupt library not reported: {log:?}");
+    expect_refusal(&mut live, &watcher, &mut log, "corrupt library", |l| {
+        l.contains("not a loadable library")
+    });
 
     // Truncated library: refused.
     let bytes = std::fs::read(fixture("probe-v1")).unwrap();
     std::fs::write(&target, &bytes[..bytes.len() / 3]).unwrap();
-    let before = log.len();
-    let seen = run_loop(
-        &mut live,
-        &watcher,
-        Duration::from_secs(10),
-        &mut log,
-        |v, log| {
-            assert_eq!(v, 2.0);
-            log.len() > before && log.last().unwrap().starts_with("refused")
-        },
-    );
-    assert!(seen.is_some(), "truncated library not reported: {log:?}");
+    expect_refusal(&mut live, &watcher, &mut log, "truncated library", |l| {
+        l.contains("truncated")
+    });
 
     // Another interface major: refused naming both versions.
     replace_atomically(&fixture("probe-other-major"), &target);
-    let seen = run_loop(
-        &mut live,
-        &watcher,
-        Duration::from_secs(10),
-        &mut log,
-        |v, log| {
-            assert_eq!(v, 2.0);
-            log.iter()
-                .any(|l| l.contains("2.0.0") && l.contains(plugin_api::INTERFACE_VERSION))
-        },
-    );
-    assert!(seen.is_some(), "incompatible library not reported: {log:?}");
+    expect_refusal(&mut live, &watcher, &mut log, "incompatible library", |l| {
+        l.contains("2.0.0") && l.contains(plugin_api::INTERFACE_VERSION)
+    });
 
     // A version built against the older minor interface is taken.
     replace_atomically(&fixture("probe-old-minor"), &target);

@@ -64,20 +64,7 @@ fn dropblock_direct(x: &Tensor<4>, p: f64, b: usize, expand: Expand) -> Tensor<4
         Expand::Square => pool(seeds, [b, b], [b / 2, b / 2]),
         Expand::Separable => pool(pool(seeds, [b, 1], [b / 2, 0]), [1, b], [0, b / 2]),
     };
-    let expanded = if b.is_multiple_of(2) {
-        expanded.slice([0..n, 0..c, 0..h, 0..w])
-    } else {
-        expanded
-    };
-    let keep = expanded.neg().add_scalar(1.0);
-    let numel = (n * c * h * w) as f64;
-    let factor = keep
-        .clone()
-        .sum()
-        .add_scalar(1e-6)
-        .recip()
-        .mul_scalar(numel);
-    keep * factor.reshape([1, 1, 1, 1])
+    keep_rescaled(expanded, [n, c, h, w], b)
 }
 
 /// ProbDropBlock's default reading written directly against burn.
@@ -94,6 +81,11 @@ fn probdropblock_direct(x: &Tensor<4>, p: f64, b: usize) -> Tensor<4> {
         .lower(q)
         .float();
     let expanded = pool(pool(seeds, [b, 1], [b / 2, 0]), [1, b], [0, b / 2]);
+    keep_rescaled(expanded, [n, c, h, w], b)
+}
+
+/// Crops an even-b expansion, then `keep * numel / (sum + 1e-6)`.
+fn keep_rescaled(expanded: Tensor<4>, [n, c, h, w]: [usize; 4], b: usize) -> Tensor<4> {
     let expanded = if b.is_multiple_of(2) {
         expanded.slice([0..n, 0..c, 0..h, 0..w])
     } else {

@@ -61,16 +61,34 @@ pub fn restrict_valid<'a>(seeds: Tensor<'a>, block_dims: &[usize], b: usize) -> 
     pad_valid(seeds.slice(&start, &end)?, block_dims, b)
 }
 
-/// Grows each seed into a `b`-wide block along every block dim: a stride-1 max-pool
-/// of kernel `b` and padding `b / 2`, cropped back to size when `b` is even. Done as
-/// one 1-D pool per dim (max is separable, so this is exact).
-pub fn expand_blocks<'a>(seeds: Tensor<'a>, block_dims: &[usize], b: usize) -> Result<Tensor<'a>> {
-    let shape = seeds.shape()?;
-    let mut out = seeds;
-    for &d in block_dims {
-        out = out.pool1d(Pool::Max, d, b, 1, b / 2)?;
-    }
+/// A stride-1 pool of window `b` (padding `b / 2`) over the block dims, cropped back
+/// to size when `b` is even. Over the last two dims it is one `b x b` pool (the
+/// fastest exact form on flex, measured in BENCHMARKS.md); otherwise one 1-D pool
+/// per dim (max and mean are separable, so that is exact too).
+pub fn window_pool<'a>(
+    t: Tensor<'a>,
+    kind: Pool,
+    block_dims: &[usize],
+    b: usize,
+) -> Result<Tensor<'a>> {
+    let shape = t.shape()?;
+    let rank = shape.len();
+    let out = if rank >= 2 && block_dims == [rank - 2, rank - 1] {
+        t.pool2d(kind, [b, b], [1, 1], [b / 2, b / 2])?
+    } else {
+        let mut out = t;
+        for &d in block_dims {
+            out = out.pool1d(kind, d, b, 1, b / 2)?;
+        }
+        out
+    };
     crop_even(out, &shape, block_dims, b)
+}
+
+/// Grows each seed into a `b`-wide block along every block dim (a stride-1 max-pool
+/// of window `b`, see [`window_pool`]).
+pub fn expand_blocks<'a>(seeds: Tensor<'a>, block_dims: &[usize], b: usize) -> Result<Tensor<'a>> {
+    window_pool(seeds, Pool::Max, block_dims, b)
 }
 
 /// The author code's expansion: average pool of kernel `b` (padding counted), a
@@ -80,12 +98,7 @@ pub fn expand_blocks_avg<'a>(
     block_dims: &[usize],
     b: usize,
 ) -> Result<Tensor<'a>> {
-    let shape = seeds.shape()?;
-    let mut out = seeds;
-    for &d in block_dims {
-        out = out.pool1d(Pool::Avg, d, b, 1, b / 2)?;
-    }
-    crop_even(out, &shape, block_dims, b)?.scalar(ScalarOp::Gt, 0.0)
+    window_pool(seeds, Pool::Avg, block_dims, b)?.scalar(ScalarOp::Gt, 0.0)
 }
 
 fn crop_even<'a>(
@@ -172,14 +185,7 @@ pub fn salience<'a>(
     let s = x.abs()?;
     match how {
         Salience::Abs => Ok(s),
-        Salience::BlockMean => {
-            let shape = s.shape()?;
-            let mut out = s;
-            for &d in block_dims {
-                out = out.pool1d(Pool::AvgExcludePad, d, b, 1, b / 2)?;
-            }
-            crop_even(out, &shape, block_dims, b)
-        }
+        Salience::BlockMean => window_pool(s, Pool::AvgExcludePad, block_dims, b),
     }
 }
 

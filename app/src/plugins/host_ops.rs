@@ -406,11 +406,22 @@ extern "C" fn op_reduce(h: Handle, code: u32, dim_mask: u32, keepdim: bool) -> H
         }
         let kept_dims = e.dims();
         let t = e.tensor;
-        let tensor = match op {
-            Reduce::Sum => t.sum_dims(&stored),
-            Reduce::Mean => t.mean_dims(&stored),
-            Reduce::Max => t.max_dims(&stored),
-            Reduce::Min => t.min_dims(&stored),
+        let tensor = if stored.len() == e.rank && e.rank == HOST_MAX_RANK {
+            // Whole-tensor reductions have their own, faster kernels.
+            let all = match op {
+                Reduce::Sum => t.sum(),
+                Reduce::Mean => t.mean(),
+                Reduce::Max => t.max(),
+                Reduce::Min => t.min(),
+            };
+            all.reshape([1, 1, 1, 1])
+        } else {
+            match op {
+                Reduce::Sum => t.sum_dims(&stored),
+                Reduce::Mean => t.mean_dims(&stored),
+                Reduce::Max => t.max_dims(&stored),
+                Reduce::Min => t.min_dims(&stored),
+            }
         };
         if keepdim {
             return Ok(Entry {
@@ -503,14 +514,27 @@ extern "C" fn op_pool1d(h: Handle, code: u32, dim: u32, args: PoolArgs) -> Handl
         let e = a.take(h)?;
         let d = e.stored_dim(dim as usize)?;
         let stored = e.tensor.dims();
-        // View as [before, 1, len, after] and pool the third dimension.
         let before: usize = stored[..d].iter().product();
         let after: usize = stored[d + 1..].iter().product();
         let (k, s, p) = pool_args(&args);
+        let len = stored[d];
         let mut logical = e.dims();
-        let view = e.tensor.reshape([before, 1, stored[d], after]);
-        let pooled = pool(view, kind, [k[0], 1], [s[0], 1], [p[0], 0])?;
-        logical[dim as usize] = pooled.dims()[2];
+        // Pool the dimension where it lies: the last one as the width of a
+        // [before, 1, 1, len] view, any other as the height of [before, 1, len, after]
+        // (a width-1 layout for the last dim was most of the ABI overhead measured in
+        // BENCHMARKS.md).
+        let (pooled, out_len) = if after == 1 {
+            let view = e.tensor.reshape([before, 1, 1, len]);
+            let pooled = pool(view, kind, [1, k[0]], [1, s[0]], [0, p[0]])?;
+            let out_len = pooled.dims()[3];
+            (pooled, out_len)
+        } else {
+            let view = e.tensor.reshape([before, 1, len, after]);
+            let pooled = pool(view, kind, [k[0], 1], [s[0], 1], [p[0], 0])?;
+            let out_len = pooled.dims()[2];
+            (pooled, out_len)
+        };
+        logical[dim as usize] = out_len;
         entry_of(pooled, &logical)
     })
 }

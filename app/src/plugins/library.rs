@@ -72,8 +72,14 @@ fn unique_copy(path: &Path) -> Result<PathBuf, LoadError> {
 /// the process would die of SIGBUS on first touch.
 fn check_complete(bytes: &[u8]) -> Result<(), LoadError> {
     use object::read::{Object, ObjectSegment};
-    let file = object::File::parse(bytes)
-        .map_err(|e| LoadError(format!("not a loadable library: {e}")))?;
+    let file = object::File::parse(bytes).map_err(|e| {
+        let what = if bytes.starts_with(b"\x7fELF") {
+            "truncated or damaged ELF file"
+        } else {
+            "not an object file"
+        };
+        LoadError(format!("not a loadable library: {what} ({e}, {} bytes)", bytes.len()))
+    })?;
     for segment in file.segments() {
         segment.data().map_err(|_| {
             LoadError(format!(
