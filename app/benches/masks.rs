@@ -80,7 +80,8 @@ fn probdropblock_direct(x: &Tensor<4>, p: f64, b: usize) -> Tensor<4> {
         .random_like(Distribution::Uniform(0.0, 1.0))
         .lower(q)
         .float();
-    let expanded = pool(pool(seeds, [b, 1], [b / 2, 0]), [1, b], [0, b / 2]);
+    // The same expansion as the plugin (one b x b pool).
+    let expanded = pool(seeds, [b, b], [b / 2, b / 2]);
     keep_rescaled(expanded, [n, c, h, w], b)
 }
 

@@ -78,7 +78,10 @@ fn check_complete(bytes: &[u8]) -> Result<(), LoadError> {
         } else {
             "not an object file"
         };
-        LoadError(format!("not a loadable library: {what} ({e}, {} bytes)", bytes.len()))
+        LoadError(format!(
+            "not a loadable library: {what} ({e}, {} bytes)",
+            bytes.len()
+        ))
     })?;
     for segment in file.segments() {
         segment.data().map_err(|_| {
