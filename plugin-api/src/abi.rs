@@ -154,9 +154,12 @@ pub struct MaskCtx<'a> {
 #[repr(C)]
 #[derive(StableAbi)]
 pub struct MaskArgs<'a> {
-    // The table is opaque to abi_stable's check on purpose: a newer host hands out a
-    // longer table, which abi_stable would refuse. `header` carries its own size and
-    // version instead.
+    // SAFETY: the table is opaque to abi_stable's layout check on purpose: a newer
+    // host hands out a longer table, which abi_stable would refuse. Compatibility is
+    // ours to keep instead: fields are only ever appended, `header` carries the
+    // host's size and version, the host refuses plugins of another major or a newer
+    // minor (so a plugin never reads past the host's table), and the safe wrapper
+    // checks `header.size` before any op added after 1.0.
     #[sabi(unsafe_opaque_field)]
     pub ops: &'a HostOps,
     pub x: Handle,
