@@ -7,3 +7,4 @@ pub mod cli;
 pub mod npy;
 pub mod plugins;
 pub mod stats;
+pub mod train;

@@ -1,0 +1,3 @@
+//! Training: data, models, schedule, loop, metrics. So far: the data readers.
+
+pub mod idx;
