@@ -8,16 +8,14 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d, conv::Conv2d, conv::Conv2dConfig};
 use burn::optim::{GradientsParams, SgdConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use probdrop_tui::plugins::{Library, MaskContext, Strategy, discover};
+use probdrop_tui::plugins::{Library, MaskContext, discover};
+use probdrop_tui::train::models::SmallCnnConfig;
 
 fn libraries() -> HashMap<String, Library> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins");
@@ -148,45 +146,6 @@ fn masks(c: &mut Criterion) {
     }
 }
 
-/// A small CNN for 28x28 inputs: two conv blocks, a dropout slot after the second
-/// (strategies.md: after each conv block but the first), two linear layers.
-#[derive(Module, Debug)]
-struct SmallCnn {
-    conv1: Conv2d,
-    conv2: Conv2d,
-    fc1: Linear,
-    fc2: Linear,
-}
-
-impl SmallCnn {
-    fn new(device: &Device) -> Self {
-        let conv = |i, o| {
-            Conv2dConfig::new([i, o], [3, 3])
-                .with_padding(PaddingConfig2d::Same)
-                .init(device)
-        };
-        Self {
-            conv1: conv(1, 32),
-            conv2: conv(32, 64),
-            fc1: LinearConfig::new(64 * 7 * 7, 128).init(device),
-            fc2: LinearConfig::new(128, 10).init(device),
-        }
-    }
-
-    fn forward(&self, x: Tensor<4>, slot: Option<(&Strategy, &MaskContext)>) -> Tensor<2> {
-        let halve = |t| max_pool2d(t, MaxPoolOptions::new([2, 2]));
-        let x = halve(relu(self.conv1.forward(x))); // [batch, 32, 14, 14]
-        let x = halve(relu(self.conv2.forward(x))); // [batch, 64, 7, 7]
-        let x = match slot {
-            Some((s, ctx)) => s.apply(x, ctx).unwrap(),
-            None => x,
-        };
-        let [batch, ..] = x.dims();
-        let x = relu(self.fc1.forward(x.reshape([batch, 64 * 7 * 7])));
-        self.fc2.forward(x)
-    }
-}
-
 fn cnn_step(c: &mut Criterion) {
     let libs = libraries();
     let device = Device::default().autodiff();
@@ -202,12 +161,17 @@ fn cnn_step(c: &mut Criterion) {
                 .create(&[("block_size".into(), plugin_api::Value::Int(3))])
                 .unwrap()
         });
-        let mut model = Some(SmallCnn::new(&device));
+        let mut model = Some(SmallCnnConfig::new().init(&device));
         let mut optim = SgdConfig::new().init();
         g.bench_function(BenchmarkId::new("batch64", name), |bch| {
             bch.iter(|| {
                 let m = model.take().unwrap();
-                let logits = m.forward(images.clone(), strategy.as_ref().map(|s| (s, &ctx)));
+                let logits = m
+                    .forward(images.clone(), &mut |_, x| match &strategy {
+                        Some(s) => s.apply(x, &ctx),
+                        None => Ok(x),
+                    })
+                    .unwrap();
                 let loss = loss_fn.forward(logits, labels.clone());
                 let grads = GradientsParams::from_grads(loss.backward(), &m);
                 model = Some(optim.step(0.01, m, grads));

@@ -1,0 +1,136 @@
+//! Models with named dropout slots (placements from strategies.md).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Device, Tensor};
+
+use crate::plugins::MaskError;
+
+/// Applies whatever strategy is configured for a slot (the identity when none is).
+pub type SlotFn<'a> = dyn FnMut(&str, Tensor<4>) -> Result<Tensor<4>, MaskError> + 'a;
+
+/// A small CNN for small images (28×28 by default): conv 3×3 + ReLU + 2×2
+/// max-pool blocks, then two linear layers. A dropout slot follows each conv block
+/// but the first (`block2`, `block3`, …).
+#[derive(Config, Debug)]
+pub struct SmallCnnConfig {
+    #[config(default = 1)]
+    pub in_channels: usize,
+    #[config(default = 28)]
+    pub image_size: usize,
+    /// Output channels of each conv block.
+    #[config(default = "vec![32, 64]")]
+    pub channels: Vec<usize>,
+    #[config(default = 128)]
+    pub hidden: usize,
+    #[config(default = 10)]
+    pub classes: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct SmallCnn {
+    convs: Vec<Conv2d>,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl SmallCnnConfig {
+    pub fn init(&self, device: &Device) -> SmallCnn {
+        let mut convs = Vec::new();
+        let mut inputs = self.in_channels;
+        for &out in &self.channels {
+            convs.push(
+                Conv2dConfig::new([inputs, out], [3, 3])
+                    .with_padding(PaddingConfig2d::Same)
+                    .init(device),
+            );
+            inputs = out;
+        }
+        SmallCnn {
+            convs,
+            fc1: LinearConfig::new(self.flat_features(), self.hidden).init(device),
+            fc2: LinearConfig::new(self.hidden, self.classes).init(device),
+        }
+    }
+
+    /// Features entering the first linear layer: each block halves the image.
+    pub fn flat_features(&self) -> usize {
+        let side = self.channels.iter().fold(self.image_size, |s, _| s / 2);
+        self.channels.last().copied().unwrap_or(self.in_channels) * side * side
+    }
+
+    /// The model's dropout slots, in forward order.
+    pub fn slots(&self) -> Vec<String> {
+        (2..=self.channels.len())
+            .map(|i| format!("block{i}"))
+            .collect()
+    }
+}
+
+impl SmallCnn {
+    /// Logits `[batch, classes]` for images `[batch, in_channels, size, size]`.
+    pub fn forward(
+        &self,
+        images: Tensor<4>,
+        slots: &mut SlotFn<'_>,
+    ) -> Result<Tensor<2>, MaskError> {
+        let mut x = images;
+        for (i, conv) in self.convs.iter().enumerate() {
+            // [batch, channels[i], size / 2^(i+1), size / 2^(i+1)]
+            x = max_pool2d(relu(conv.forward(x)), MaxPoolOptions::new([2, 2]));
+            if i > 0 {
+                x = slots(&format!("block{}", i + 1), x)?;
+            }
+        }
+        let [batch, c, h, w] = x.dims();
+        let x = relu(self.fc1.forward(x.reshape([batch, c * h * w]))); // [batch, hidden]
+        Ok(self.fc2.forward(x)) // [batch, classes]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn shapes_and_slots_follow_the_config() {
+        let device = Device::default();
+        let config = SmallCnnConfig::new().with_channels(vec![8, 16, 16]);
+        assert_eq!(config.slots(), ["block2", "block3"]);
+        assert_eq!(config.flat_features(), 16 * 3 * 3);
+        let model = config.init(&device);
+        let x = Tensor::<4>::random([5, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
+        let mut seen = Vec::new();
+        let logits = model
+            .forward(x, &mut |slot, t| {
+                seen.push((slot.to_string(), t.dims()));
+                Ok(t)
+            })
+            .unwrap();
+        assert_eq!(logits.dims(), [5, 10]);
+        assert_eq!(
+            seen,
+            [
+                ("block2".to_string(), [5, 16, 7, 7]),
+                ("block3".to_string(), [5, 16, 3, 3])
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failing_slot_fails_the_forward_pass() {
+        let device = Device::default();
+        let model = SmallCnnConfig::new().init(&device);
+        let x = Tensor::<4>::zeros([1, 1, 28, 28], &device);
+        let err = model
+            .forward(x, &mut |_, _| Err(MaskError("broken".into())))
+            .unwrap_err();
+        assert_eq!(err.0, "broken");
+    }
+}
