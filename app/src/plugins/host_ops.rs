@@ -46,7 +46,6 @@ struct Arena {
     device: Device,
     entries: Vec<Option<Entry>>,
     error: Option<String>,
-    ops_run: u64,
 }
 
 thread_local! {
@@ -95,7 +94,6 @@ impl Session {
                 device,
                 entries: Vec::new(),
                 error: None,
-                ops_run: 0,
             })
         });
         Session { _private: () }
@@ -127,15 +125,6 @@ impl Session {
     /// The first error an op recorded during this call, if any.
     pub fn last_error(&self) -> Option<String> {
         ARENA.with(|a| a.borrow().as_ref().and_then(|a| a.error.clone()))
-    }
-
-    /// How many ops ran, and how many handles are still live.
-    pub fn stats(&self) -> (u64, usize) {
-        ARENA.with(|a| {
-            a.borrow().as_ref().map_or((0, 0), |a| {
-                (a.ops_run, a.entries.iter().filter(|e| e.is_some()).count())
-            })
-        })
     }
 }
 
@@ -221,7 +210,6 @@ fn entry_of(tensor: Tensor<4>, dims: &[usize]) -> Result<Entry, String> {
 fn run(name: &str, body: impl FnOnce(&mut Arena) -> Result<Entry, String>) -> Handle {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         with_arena(|a| {
-            a.ops_run += 1;
             let entry = body(a)?;
             Ok(a.push(entry))
         })
