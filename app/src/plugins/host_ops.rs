@@ -217,7 +217,7 @@ fn run(name: &str, body: impl FnOnce(&mut Arena) -> Result<Entry, String>) -> Ha
     let error = match outcome {
         Ok(Ok(handle)) => return handle,
         Ok(Err(e)) => e,
-        Err(payload) => panic_text(payload),
+        Err(payload) => format!("panicked: {}", plugin_api::panic_message(payload)),
     };
     ARENA.with(|a| {
         if let Some(arena) = a.borrow_mut().as_mut() {
@@ -225,16 +225,6 @@ fn run(name: &str, body: impl FnOnce(&mut Arena) -> Result<Entry, String>) -> Ha
         }
     });
     Handle::ERROR
-}
-
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        format!("panicked: {s}")
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        format!("panicked: {s}")
-    } else {
-        "panicked".into()
-    }
 }
 
 fn dims_arg(raw: &RawDims) -> Result<Vec<usize>, String> {
