@@ -1,5 +1,5 @@
-//! The command line: `plugins` and `mask` (the dashboard and training commands
-//! arrive with their issues).
+//! The command line: argument parsing, and the `plugins` and `mask` commands
+//! (the training commands live in `commands`).
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +37,22 @@ pub enum Command {
     },
     /// Sample one keep-mask through the real plugin path and print its statistics.
     Mask(MaskArgs),
+    /// Validate experiment files; every error names file, line, column and key.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Train every run of an experiment in the foreground, without the dashboard.
+    Run(crate::commands::RunArgs),
+    /// Train one prepared run directory (what the dashboard starts for each run).
+    #[command(hide = true)]
+    Train { run_dir: PathBuf },
+    /// Report backends, devices, plugins and the data paths of the experiments.
+    Doctor {
+        /// Experiments directory.
+        #[arg(long, default_value = "experiments")]
+        experiments: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]

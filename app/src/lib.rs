@@ -1,10 +1,14 @@
 //! probdrop-tui: a terminal dashboard for structured-dropout research.
 //!
-//! Modules follow the data flow of `docs/architecture.md`; this crate so far holds
-//! the plugin host and the commands that inspect strategies.
+//! Data flows one way: `experiment` (TOML schema, validation) → `run` (run
+//! directory, control) → `train` (data, models, loop) → `plugins` (the strategy
+//! host). The commands in `cli` tie them together.
 
 pub mod cli;
+pub mod commands;
+pub mod experiment;
 pub mod npy;
 pub mod plugins;
+pub mod run;
 pub mod stats;
 pub mod train;

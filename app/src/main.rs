@@ -1,14 +1,19 @@
 use clap::Parser;
 use probdrop_tui::cli::{self, Cli, Command};
+use probdrop_tui::commands;
 
 fn main() {
     let args = Cli::parse();
     let result = match &args.command {
         Some(Command::Plugins { json }) => cli::plugins(&args.plugins, *json),
         Some(Command::Mask(mask)) => cli::mask(&args.plugins, mask),
+        Some(Command::Check { files }) => commands::check(&args.plugins, files),
+        Some(Command::Run(run)) => commands::run(&args.plugins, run),
+        Some(Command::Train { run_dir }) => commands::train(&args.plugins, run_dir),
+        Some(Command::Doctor { experiments }) => commands::doctor(&args.plugins, experiments),
         None => cli::plugins(&args.plugins, false).map(|()| {
             eprintln!(
-                "\nThe dashboard is not built yet (issue 4); `probdrop-tui --help` lists the commands."
+                "\nThe dashboard is not built yet (issue 4); `probdrop-tui run experiments/quickstart.toml` trains headless."
             );
         }),
     };

@@ -1,5 +1,10 @@
-//! Training: data, models, schedule, loop, metrics. So far: the IDX reader and
-//! the small CNN.
+//! Training: data, models, schedules, the loop and its metrics.
 
+pub mod data;
+pub mod device;
 pub mod idx;
 pub mod models;
+pub mod resnet;
+pub mod schedule;
+pub mod sources;
+pub mod trainer;

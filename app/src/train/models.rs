@@ -9,7 +9,9 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 
+use crate::experiment::{ModelKind, ModelSpec};
 use crate::plugins::MaskError;
+use crate::train::resnet::{ResNet, ResNetConfig};
 
 /// Applies whatever strategy is configured for a slot (the identity when none is).
 pub type SlotFn<'a> = dyn FnMut(&str, Tensor<4>) -> Result<Tensor<4>, MaskError> + 'a;
@@ -90,6 +92,76 @@ impl SmallCnn {
         let [batch, c, h, w] = x.dims();
         let x = relu(self.fc1.forward(x.reshape([batch, c * h * w]))); // [batch, hidden]
         Ok(self.fc2.forward(x)) // [batch, classes]
+    }
+}
+
+/// Any bundled model, built from an experiment's `[model]` table.
+// One model exists per run: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Model {
+    SmallCnn(SmallCnn),
+    ResNet(ResNet),
+}
+
+impl Model {
+    /// Builds the model of `spec` for images `[channels, height, width]`.
+    pub fn build(
+        spec: &ModelSpec,
+        shape: [usize; 3],
+        classes: usize,
+        device: &Device,
+    ) -> Result<Model, String> {
+        let [channels, height, width] = shape;
+        match spec.kind {
+            ModelKind::SmallCnn => {
+                if height != width {
+                    return Err(format!(
+                        "small-cnn takes square images, found {height}×{width}"
+                    ));
+                }
+                let mut config = SmallCnnConfig::new()
+                    .with_in_channels(channels)
+                    .with_image_size(height)
+                    .with_classes(classes);
+                if let Some(c) = &spec.channels {
+                    config = config.with_channels(c.clone());
+                }
+                if let Some(h) = spec.hidden {
+                    config = config.with_hidden(h);
+                }
+                if height >> config.channels.len() == 0 {
+                    return Err(format!(
+                        "{} conv blocks halve a {height}-pixel image to nothing",
+                        config.channels.len()
+                    ));
+                }
+                Ok(Model::SmallCnn(config.init(device)))
+            }
+            ModelKind::Resnet18 | ModelKind::Resnet50 => {
+                let depth = if spec.kind == ModelKind::Resnet18 {
+                    18
+                } else {
+                    50
+                };
+                // Small images get the CIFAR stem (3×3, no max-pool), large ones the
+                // ImageNet stem.
+                let config =
+                    ResNetConfig::new(depth, classes, height <= 64).with_in_channels(channels);
+                Ok(Model::ResNet(config.init(device)?))
+            }
+        }
+    }
+
+    pub fn forward(
+        &self,
+        images: Tensor<4>,
+        slots: &mut SlotFn<'_>,
+    ) -> Result<Tensor<2>, MaskError> {
+        match self {
+            Model::SmallCnn(m) => m.forward(images, slots),
+            Model::ResNet(m) => m.forward(images, slots),
+        }
     }
 }
 

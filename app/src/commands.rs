@@ -1,0 +1,374 @@
+//! `check`, `run`, `train` and `doctor`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::experiment::{self, Catalog, Diagnostic, Experiment, RunSpec};
+use crate::plugins::{Library, discover};
+use crate::run::dir::{self, RunDir, RunInfo, State};
+use crate::train::device;
+use crate::train::trainer::{self, Progress, Summary, TrainOptions};
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Experiment file (omit with --resume).
+    #[arg(required_unless_present = "resume")]
+    pub file: Option<PathBuf>,
+    /// Device override: "cpu" or "cuda:N".
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Epochs override.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Only the strategy with this label (or plugin name).
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Only this seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where run directories are created.
+    #[arg(long, default_value = "runs")]
+    pub runs: PathBuf,
+    /// Continue a run directory from its last checkpoint.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "file")]
+    pub resume: Option<PathBuf>,
+    /// No progress output, only the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Loads the plugins (building crates quietly) into a validation catalog.
+pub fn catalog(plugins: &Path) -> Result<(Catalog, Vec<Library>)> {
+    let mut log = String::new();
+    let found = discover(plugins, &mut |l| {
+        log.push_str(l);
+        log.push('\n');
+    })
+    .with_context(|| format!("cannot read the plugins directory {}", plugins.display()))?;
+    let libraries: Vec<Library> = found.into_iter().filter_map(|f| f.outcome.ok()).collect();
+    Ok((Catalog::from_libraries(&libraries), libraries))
+}
+
+/// `probdrop-tui check FILE...`: prints every error; fails if any file is invalid.
+pub fn check(plugins: &Path, files: &[PathBuf]) -> Result<()> {
+    let (catalog, _) = catalog(plugins)?;
+    let mut bad = 0;
+    for file in files {
+        match experiment::load(file, &catalog) {
+            Ok(exp) => {
+                let runs = exp.runs();
+                println!(
+                    "{}: ok ({} run{}: {})",
+                    file.display(),
+                    runs.len(),
+                    if runs.len() == 1 { "" } else { "s" },
+                    describe_runs(&runs)
+                );
+                for w in &exp.warnings {
+                    println!("  warning: {w}");
+                }
+            }
+            Err(errors) => {
+                bad += 1;
+                for e in errors {
+                    print!("{e}");
+                }
+            }
+        }
+    }
+    if bad > 0 {
+        bail!("{bad} of {} experiment file(s) invalid", files.len());
+    }
+    Ok(())
+}
+
+fn describe_runs(runs: &[RunSpec]) -> String {
+    let mut labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
+    labels.dedup();
+    let seeds: std::collections::BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
+    format!(
+        "{} × seeds {:?}",
+        labels.join(", "),
+        seeds.into_iter().collect::<Vec<_>>()
+    )
+}
+
+/// Formats diagnostics for an error message.
+pub fn diagnostics_error(errors: &[Diagnostic]) -> anyhow::Error {
+    let text: String = errors.iter().map(ToString::to_string).collect();
+    anyhow!("invalid experiment:\n{}", text.trim_end())
+}
+
+/// Validates `file`, applies overrides, and creates one run directory per selected
+/// run (nothing trained yet).
+pub fn prepare_runs(
+    plugins: &Path,
+    file: &Path,
+    runs_dir: &Path,
+    device_override: Option<&str>,
+    epochs_override: Option<usize>,
+    only_strategy: Option<&str>,
+    only_seed: Option<u64>,
+) -> Result<(Experiment, Vec<RunDir>)> {
+    let (catalog, _) = catalog(plugins)?;
+    let mut exp = experiment::load(file, &catalog).map_err(|e| diagnostics_error(&e))?;
+    for w in &exp.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(d) = device_override {
+        device::parse_device(d).map_err(|e| anyhow!("--device: {e}"))?;
+        exp.file.device = d.to_string();
+    }
+    if let Some(e) = epochs_override {
+        if e == 0 {
+            bail!("--epochs: expected a positive number");
+        }
+        exp.file.train.epochs = e;
+    }
+    // Refuse a device this build cannot open before creating anything.
+    let name = device::parse_device(&exp.file.device).map_err(|e| anyhow!(e))?;
+    device::backend_for(name, exp.file.backend).map_err(|e| anyhow!(e))?;
+    let source = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
+    let mut selected: Vec<RunSpec> = exp.runs();
+    if let Some(s) = only_strategy {
+        selected.retain(|r| r.label == s);
+        if selected.is_empty() {
+            let labels: Vec<String> = exp
+                .strategies()
+                .iter()
+                .map(experiment::strategy_label)
+                .collect();
+            bail!(
+                "--strategy {s}: not in the experiment; its strategies are: {}",
+                labels.join(", ")
+            );
+        }
+    }
+    if let Some(seed) = only_seed {
+        selected.retain(|r| r.seed == seed);
+        if selected.is_empty() {
+            bail!(
+                "--seed {seed}: not among the experiment's seeds {:?}",
+                exp.file.seeds
+            );
+        }
+    }
+    let mut dirs = Vec::new();
+    for run in &selected {
+        let resolved = exp.resolved(run);
+        let text = toml::to_string(&resolved).context("writing the resolved experiment")?;
+        let info = RunInfo {
+            experiment: exp.file.name.clone(),
+            source: source.clone(),
+            label: run.label.clone(),
+            strategy_index: run.strategy_index,
+            seed: run.seed,
+            created: dir::timestamp(dir::now() as u64),
+        };
+        let d = RunDir::create(runs_dir, &info, &text)
+            .with_context(|| format!("creating a run directory under {}", runs_dir.display()))?;
+        dir::write_json(
+            &d.file(dir::STATUS),
+            &dir::Status {
+                state: State::Queued,
+                step: 0,
+                epoch: 0,
+                total_steps: 0,
+                pid: 0,
+                updated: dir::now(),
+                message: String::new(),
+                device: resolved.device.clone(),
+                plugin_version: String::new(),
+                best_val_acc: None,
+                last_val_acc: None,
+                samples_per_s: None,
+            },
+        )?;
+        dirs.push(d);
+    }
+    Ok((exp, dirs))
+}
+
+/// `probdrop-tui run`.
+pub fn run(plugins: &Path, args: &RunArgs) -> Result<()> {
+    let progress = if args.quiet {
+        Progress::Quiet
+    } else {
+        Progress::auto()
+    };
+    let opts = TrainOptions {
+        plugins_dir: plugins.to_path_buf(),
+        progress,
+    };
+    let dirs = if let Some(dir) = &args.resume {
+        let d = RunDir::new(dir);
+        d.info()
+            .map_err(|e| anyhow!("{}: not a run directory ({e})", dir.display()))?;
+        if d.checkpoint().is_none() {
+            eprintln!(
+                "{}: no checkpoint yet; starting from the beginning",
+                dir.display()
+            );
+        }
+        vec![d]
+    } else {
+        let file = args
+            .file
+            .as_ref()
+            .ok_or_else(|| anyhow!("an experiment file is needed"))?;
+        let (_, dirs) = prepare_runs(
+            plugins,
+            file,
+            &args.runs,
+            args.device.as_deref(),
+            args.epochs,
+            args.strategy.as_deref(),
+            args.seed,
+        )?;
+        dirs
+    };
+    let mut summaries: Vec<(RunDir, Result<Summary>)> = Vec::new();
+    for d in dirs {
+        let info = d.info().map_err(|e| anyhow!(e))?;
+        eprintln!(
+            "run {} ({} seed {})",
+            d.path.display(),
+            info.label,
+            info.seed
+        );
+        let result = trainer::train(&d, &opts);
+        if let Err(e) = &result {
+            eprintln!("error: {e:#}");
+        }
+        summaries.push((d, result));
+    }
+    println!(
+        "{:<40} {:>9} {:>7} {:>10} {:>10} {:>8}",
+        "run", "state", "steps", "val acc", "best acc", "seconds"
+    );
+    let mut failed = 0;
+    for (d, result) in &summaries {
+        let name = d
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match result {
+            Ok(s) => {
+                let acc = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{a:.4}"));
+                println!(
+                    "{name:<40} {:>9} {:>7} {:>10} {:>10} {:>8.1}",
+                    format!("{:?}", s.state).to_lowercase(),
+                    s.steps,
+                    acc(s.final_val_acc),
+                    acc(s.best_val_acc),
+                    s.seconds
+                );
+                if s.state != State::Done {
+                    failed += 1;
+                }
+            }
+            Err(_) => {
+                failed += 1;
+                println!("{name:<40} {:>9}", "failed");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} run(s) did not finish", summaries.len());
+    }
+    Ok(())
+}
+
+/// `probdrop-tui train RUN_DIR`: one run, plain progress lines (to the run's log).
+pub fn train(plugins: &Path, run_dir: &Path) -> Result<()> {
+    let d = RunDir::new(run_dir);
+    d.info()
+        .map_err(|e| anyhow!("{}: not a run directory ({e})", run_dir.display()))?;
+    let summary = trainer::train(
+        &d,
+        &TrainOptions {
+            plugins_dir: plugins.to_path_buf(),
+            progress: Progress::Lines,
+        },
+    )?;
+    eprintln!("{}", summary.message);
+    match summary.state {
+        State::Done | State::Stopped => Ok(()),
+        other => bail!("run ended {other:?}: {}", summary.message),
+    }
+}
+
+/// `probdrop-tui doctor`.
+pub fn doctor(plugins: &Path, experiments: &Path) -> Result<()> {
+    println!("probdrop-tui {}", env!("CARGO_PKG_VERSION"));
+    println!("backends compiled in:");
+    for b in device::backends_built() {
+        println!("  {b}");
+    }
+    if device::LIBTORCH_BUILT {
+        let n = device::cuda_device_count();
+        if n == 0 {
+            println!("CUDA: not available to LibTorch (CPU-only torch, no driver, or no GPU)");
+        } else {
+            println!("CUDA: {n} device(s) available: cuda:0..cuda:{}", n - 1);
+        }
+    } else {
+        println!("CUDA: not compiled in ({})", device::LIBTORCH_MISSING);
+    }
+    println!("plugins directory: {}", plugins.display());
+    match catalog(plugins) {
+        Ok((_, libs)) => {
+            let names: Vec<String> = libs
+                .iter()
+                .map(|l| format!("{} {}", l.info.name, l.info.version))
+                .collect();
+            println!("  {} strategies: {}", libs.len(), names.join(", "));
+        }
+        Err(e) => println!("  error: {e:#}"),
+    }
+    println!("experiments in {}:", experiments.display());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(experiments)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    if files.is_empty() {
+        println!("  none found");
+    }
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        match experiment::parse(&f, &text) {
+            Ok(file) => {
+                let base = f.parent().unwrap_or(Path::new("."));
+                let path = if file.data.path.is_absolute() {
+                    file.data.path.clone()
+                } else {
+                    base.join(&file.data.path)
+                };
+                let state = if path.exists() { "found" } else { "MISSING" };
+                print!("  {}: data {} ({state})", f.display(), path.display());
+                if let Some(fb) = &file.data.fallback {
+                    let fb = if fb.is_absolute() {
+                        fb.clone()
+                    } else {
+                        base.join(fb)
+                    };
+                    print!(
+                        ", fallback {} ({})",
+                        fb.display(),
+                        if fb.exists() { "found" } else { "MISSING" }
+                    );
+                }
+                println!(", device {}", file.device);
+            }
+            Err(e) => println!("  {}: invalid ({})", f.display(), e[0].message),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,884 @@
+//! Experiment files: schema, validation with positioned errors, expansion into runs.
+
+pub mod diagnostic;
+pub mod schema;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use plugin_api::{ParamSpec, Value};
+
+pub use diagnostic::{Diagnostic, Seg};
+use diagnostic::{Locator, did_you_mean, expected_words, first_quoted, key};
+pub use schema::*;
+
+/// Name of the strategy that applies no extra dropout.
+pub const NONE: &str = "none";
+
+/// What the validator knows about strategies: name → parameter schema.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    pub strategies: BTreeMap<String, Vec<ParamSpec>>,
+}
+
+impl Catalog {
+    pub fn from_libraries<'a>(
+        libraries: impl IntoIterator<Item = &'a crate::plugins::Library>,
+    ) -> Self {
+        let strategies = libraries
+            .into_iter()
+            .map(|l| (l.info.name.clone(), l.info.params.clone()))
+            .collect();
+        Self { strategies }
+    }
+}
+
+/// A validated experiment file.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    /// Where it was read from.
+    pub path: PathBuf,
+    pub file: ExperimentFile,
+    /// The data directory or file actually used (absolute where possible).
+    pub data_path: PathBuf,
+    /// Non-fatal remarks (e.g. the data fallback was taken).
+    pub warnings: Vec<String>,
+}
+
+/// One strategy × seed of an experiment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSpec {
+    pub label: String,
+    pub strategy_index: usize,
+    pub seed: u64,
+}
+
+impl Experiment {
+    /// Every strategy × seed, strategies outermost. An experiment without
+    /// `[[strategy]]` tables has one arm, "none".
+    pub fn runs(&self) -> Vec<RunSpec> {
+        let mut runs = Vec::new();
+        for (index, strategy) in self.strategies().iter().enumerate() {
+            for &seed in &self.file.seeds {
+                runs.push(RunSpec {
+                    label: strategy_label(strategy),
+                    strategy_index: index,
+                    seed,
+                });
+            }
+        }
+        runs
+    }
+
+    pub fn strategies(&self) -> Vec<StrategySpec> {
+        if self.file.strategy.is_empty() {
+            vec![none_strategy()]
+        } else {
+            self.file.strategy.clone()
+        }
+    }
+
+    /// The experiment as one run sees it: one strategy, one seed, the data path
+    /// absolute. Written into the run directory.
+    pub fn resolved(&self, run: &RunSpec) -> ExperimentFile {
+        let mut file = self.file.clone();
+        file.strategy = vec![self.strategies()[run.strategy_index].clone()];
+        file.seeds = vec![run.seed];
+        file.data.path = self.data_path.clone();
+        file.data.fallback = None;
+        file
+    }
+}
+
+pub fn none_strategy() -> StrategySpec {
+    StrategySpec {
+        plugin: NONE.into(),
+        label: None,
+        params: toml::Table::new(),
+        schedule: DropSchedule::default(),
+        slots: None,
+    }
+}
+
+pub fn strategy_label(s: &StrategySpec) -> String {
+    s.label.clone().unwrap_or_else(|| s.plugin.clone())
+}
+
+/// Reads and validates `path`.
+pub fn load(path: &Path, catalog: &Catalog) -> Result<Experiment, Vec<Diagnostic>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+            help: None,
+            source_line: String::new(),
+        }]
+    })?;
+    validate(path, &text, catalog)
+}
+
+/// Parses `text` (the content of `path`) into the schema, without checks that need
+/// plugins or the file system.
+pub fn parse(path: &Path, text: &str) -> Result<ExperimentFile, Vec<Diagnostic>> {
+    let locator = Locator::new(path, text);
+    let deserializer = match toml::Deserializer::parse(text) {
+        Ok(d) => d,
+        Err(e) => return Err(vec![syntax_error(&locator, &e)]),
+    };
+    serde_path_to_error::deserialize::<_, ExperimentFile>(deserializer)
+        .map_err(|e| vec![schema_error(&locator, e)])
+}
+
+fn syntax_error(locator: &Locator, e: &toml::de::Error) -> Diagnostic {
+    let offset = e.span().map_or(0, |s| s.start);
+    let message = format!("invalid TOML: {}", e.message().trim());
+    locator.at(offset, String::new(), message, None)
+}
+
+fn schema_error(locator: &Locator, e: serde_path_to_error::Error<toml::de::Error>) -> Diagnostic {
+    let mut path = parse_path(&e.path().to_string());
+    let inner = e.inner();
+    let raw = inner.message().trim().to_string();
+    let offset = inner.span().map(|s| s.start);
+    let (message, help) = if raw.starts_with("unknown field") {
+        let word = first_quoted(&raw).unwrap_or_default();
+        let known = expected_words(&raw);
+        if path.last() != Some(&Seg::Key(word.clone())) {
+            path.push(Seg::Key(word.clone()));
+        }
+        let message = if known.is_empty() {
+            format!("unknown key `{word}`; this table takes no keys")
+        } else {
+            format!(
+                "unknown key `{word}`; expected one of: {}",
+                known.join(", ")
+            )
+        };
+        (message, did_you_mean(&word, &known))
+    } else if raw.starts_with("unknown variant") {
+        let word = first_quoted(&raw).unwrap_or_default();
+        let known = expected_words(&raw);
+        let message = format!(
+            "unknown value \"{word}\"; expected one of: {}",
+            known.join(", ")
+        );
+        (message, did_you_mean(&word, &known))
+    } else if raw.starts_with("missing field") {
+        let word = first_quoted(&raw).unwrap_or_default();
+        path.push(Seg::Key(word.clone()));
+        (format!("missing required key `{word}`"), None)
+    } else if let Some(rest) = raw.strip_prefix("invalid type: ") {
+        match rest.split_once(", expected ") {
+            Some((found, expected)) => (format!("expected {expected}, found {found}"), None),
+            None => (raw.clone(), None),
+        }
+    } else if let Some(rest) = raw.strip_prefix("invalid value: ") {
+        match rest.split_once(", expected ") {
+            Some((found, expected)) => (format!("expected {expected}, found {found}"), None),
+            None => (raw.clone(), None),
+        }
+    } else if let Some(rest) = raw.strip_prefix("invalid length ") {
+        (format!("wrong number of items: {rest}"), None)
+    } else {
+        (raw.clone(), None)
+    };
+    match offset {
+        Some(offset) => locator.at(offset, diagnostic::path_string(&path), message, help),
+        None => locator.at_path(&path, true, message, help),
+    }
+}
+
+/// Parses serde_path_to_error's `a.b[0].c` into segments.
+fn parse_path(text: &str) -> Vec<Seg> {
+    let mut out = Vec::new();
+    if text == "." {
+        return out;
+    }
+    for part in text.split('.') {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            if i > 0 {
+                out.push(Seg::Key(rest[..i].to_string()));
+            }
+            rest = &rest[i..];
+            while let Some(stripped) = rest.strip_prefix('[') {
+                let end = stripped.find(']').unwrap_or(stripped.len());
+                if let Ok(n) = stripped[..end].parse() {
+                    out.push(Seg::Index(n));
+                }
+                rest = stripped.get(end + 1..).unwrap_or("");
+            }
+        } else if !rest.is_empty() {
+            out.push(Seg::Key(rest.to_string()));
+        }
+    }
+    out
+}
+
+/// Parses and checks `text` fully: plugins and their parameters, ranges, data paths.
+pub fn validate(path: &Path, text: &str, catalog: &Catalog) -> Result<Experiment, Vec<Diagnostic>> {
+    let file = parse(path, text)?;
+    let locator = Locator::new(path, text);
+    let mut checker = Checker {
+        locator: &locator,
+        errors: Vec::new(),
+    };
+    checker.check(&file, catalog);
+    let mut warnings = Vec::new();
+    let data_path = checker.check_data(path, &file.data, &mut warnings);
+    if checker.errors.is_empty() {
+        Ok(Experiment {
+            path: path.to_path_buf(),
+            file,
+            data_path: data_path.unwrap_or_default(),
+            warnings,
+        })
+    } else {
+        Err(checker.errors)
+    }
+}
+
+struct Checker<'a> {
+    locator: &'a Locator<'a>,
+    errors: Vec<Diagnostic>,
+}
+
+fn p(segs: &[&str]) -> Vec<Seg> {
+    segs.iter().map(|s| key(s)).collect()
+}
+
+impl Checker<'_> {
+    fn err(&mut self, path: Vec<Seg>, message: impl Into<String>) {
+        self.errors
+            .push(self.locator.at_path(&path, false, message.into(), None));
+    }
+
+    fn err_help(&mut self, path: Vec<Seg>, at_key: bool, message: String, help: Option<String>) {
+        self.errors
+            .push(self.locator.at_path(&path, at_key, message, help));
+    }
+
+    fn forbid<T>(&mut self, value: &Option<T>, path: &[&str], why: &str) {
+        if value.is_some() {
+            self.err_help(
+                p(path),
+                true,
+                format!("not used {why}"),
+                Some("remove this key".into()),
+            );
+        }
+    }
+
+    fn rate(&mut self, path: Vec<Seg>, v: f64) {
+        if !(0.0..=1.0).contains(&v) {
+            self.err(path, format!("expected a drop rate in [0, 1], found {v}"));
+        }
+    }
+
+    fn check(&mut self, f: &ExperimentFile, catalog: &Catalog) {
+        let name_ok = !f.name.is_empty()
+            && f.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !name_ok {
+            self.err(
+                p(&["name"]),
+                format!(
+                    "expected a name of letters, digits, '-', '_' or '.' (it names run directories), found {:?}",
+                    f.name
+                ),
+            );
+        }
+        if f.seeds.is_empty() {
+            self.err(
+                p(&["seeds"]),
+                "expected at least one seed, found an empty list",
+            );
+        }
+        if let Err(message) = crate::train::device::parse_device(&f.device) {
+            self.err(p(&["device"]), message);
+        }
+        self.check_model(&f.model);
+        self.check_optimizer(&f.optimizer);
+        self.check_lr(&f.lr_schedule, &f.train);
+        self.check_train(&f.train);
+        let slots = model_slots(&f.model);
+        let mut labels: Vec<String> = Vec::new();
+        for (i, s) in f.strategy.iter().enumerate() {
+            let at = |k: &[&str]| {
+                let mut v = vec![key("strategy"), Seg::Index(i)];
+                v.extend(k.iter().map(|s| key(s)));
+                v
+            };
+            let label = strategy_label(s);
+            if labels.contains(&label) {
+                self.err(
+                    at(&["label"]),
+                    format!(
+                        "two strategies are labelled \"{label}\"; give each a distinct `label`"
+                    ),
+                );
+            }
+            labels.push(label);
+            if let Some(list) = &s.slots {
+                for (j, slot) in list.iter().enumerate() {
+                    if !slots.contains(slot) {
+                        let mut path = at(&["slots"]);
+                        path.push(Seg::Index(j));
+                        self.err_help(
+                            path,
+                            false,
+                            format!(
+                                "unknown slot \"{slot}\"; this model's slots are: {}",
+                                slots.join(", ")
+                            ),
+                            did_you_mean(slot, &slots),
+                        );
+                    }
+                }
+            }
+            if s.plugin == NONE {
+                if !s.params.is_empty() {
+                    self.err(at(&["params"]), "the \"none\" strategy takes no parameters");
+                }
+                continue;
+            }
+            let Some(schema) = catalog.strategies.get(&s.plugin) else {
+                let mut known: Vec<String> = catalog.strategies.keys().cloned().collect();
+                known.push(NONE.into());
+                self.err_help(
+                    at(&["plugin"]),
+                    false,
+                    format!(
+                        "unknown strategy \"{}\"; the plugins found are: {}",
+                        s.plugin,
+                        known.join(", ")
+                    ),
+                    did_you_mean(&s.plugin, &known),
+                );
+                continue;
+            };
+            self.check_params(at(&["params"]), &s.params, schema);
+            for (slot, spec) in &f.model.slots {
+                if s.slots.as_ref().is_none_or(|l| l.contains(slot)) && !spec.params.is_empty() {
+                    // Errors point at the slot's own table.
+                    let path = vec![key("model"), key("slots"), key(slot), key("params")];
+                    self.check_params(path, &spec.params, schema);
+                }
+            }
+            self.check_schedule(&s.schedule, &at(&["schedule"]), f.train.epochs);
+        }
+    }
+
+    fn check_params(&mut self, base: Vec<Seg>, table: &toml::Table, schema: &[ParamSpec]) {
+        for (name, value) in table {
+            let mut path = base.clone();
+            path.push(key(name));
+            let value = match toml_to_value(value) {
+                Ok(v) => v,
+                Err(found) => {
+                    self.err(
+                        path,
+                        format!("expected a number, boolean or string, found {found}"),
+                    );
+                    continue;
+                }
+            };
+            if let Err(e) = plugin_api::validate(schema, &[(name.clone(), value)]) {
+                let known: Vec<String> = schema.iter().map(|s| s.name.clone()).collect();
+                let unknown = !known.contains(name);
+                let help = if unknown {
+                    did_you_mean(name, &known)
+                } else {
+                    None
+                };
+                let message = if unknown {
+                    if known.is_empty() {
+                        "unknown parameter: this strategy takes none".to_string()
+                    } else {
+                        format!(
+                            "unknown parameter; this strategy takes: {}",
+                            known.join(", ")
+                        )
+                    }
+                } else {
+                    e.message
+                };
+                self.err_help(path, unknown, message, help);
+            }
+        }
+    }
+
+    fn check_schedule(&mut self, s: &DropSchedule, base: &[Seg], epochs: usize) {
+        let at = |k: &str| {
+            let mut v = base.to_vec();
+            v.push(key(k));
+            v
+        };
+        let kind = match s.kind {
+            DropKind::Constant => "constant",
+            DropKind::Linear => "linear",
+            DropKind::Step => "step",
+        };
+        let unused = |this: &mut Self, present: bool, k: &str| {
+            if present {
+                this.err_help(
+                    at(k),
+                    true,
+                    format!("not used by a {kind} schedule"),
+                    Some("remove this key or change `kind`".into()),
+                );
+            }
+        };
+        match s.kind {
+            DropKind::Constant => {
+                match s.p {
+                    None => self.err(at("kind"), "a constant schedule needs `p`, the drop rate"),
+                    Some(v) => self.rate(at("p"), v),
+                }
+                unused(self, s.start.is_some(), "start");
+                unused(self, s.end.is_some(), "end");
+                unused(self, s.ramp.is_some(), "ramp");
+                unused(self, !s.values.is_empty(), "values");
+                unused(self, !s.at_epochs.is_empty(), "at_epochs");
+            }
+            DropKind::Linear => {
+                match s.end {
+                    None => self.err(
+                        at("kind"),
+                        "a linear schedule needs `end`, the final drop rate",
+                    ),
+                    Some(v) => self.rate(at("end"), v),
+                }
+                if let Some(v) = s.start {
+                    self.rate(at("start"), v);
+                }
+                if let Some(r) = s.ramp
+                    && !(r > 0.0 && r <= 1.0)
+                {
+                    self.err(
+                        at("ramp"),
+                        format!("expected a fraction of training in (0, 1], found {r}"),
+                    );
+                }
+                unused(self, s.p.is_some(), "p");
+                unused(self, !s.values.is_empty(), "values");
+                unused(self, !s.at_epochs.is_empty(), "at_epochs");
+            }
+            DropKind::Step => {
+                if s.values.is_empty() {
+                    self.err(at("kind"), "a step schedule needs `values`, the drop rates");
+                }
+                for (i, &v) in s.values.iter().enumerate() {
+                    let mut path = at("values");
+                    path.push(Seg::Index(i));
+                    self.rate(path, v);
+                }
+                if !s.values.is_empty() && s.at_epochs.len() + 1 != s.values.len() {
+                    self.err(
+                        at("at_epochs"),
+                        format!(
+                            "expected {} epoch(s), one fewer than `values`, found {}",
+                            s.values.len() - 1,
+                            s.at_epochs.len()
+                        ),
+                    );
+                }
+                if s.at_epochs.windows(2).any(|w| w[0] >= w[1])
+                    || s.at_epochs.iter().any(|&e| e == 0 || e >= epochs.max(1))
+                {
+                    self.err(
+                        at("at_epochs"),
+                        format!(
+                            "expected increasing epochs between 1 and {}, found {:?}",
+                            epochs.saturating_sub(1),
+                            s.at_epochs
+                        ),
+                    );
+                }
+                unused(self, s.p.is_some(), "p");
+                unused(self, s.start.is_some(), "start");
+                unused(self, s.end.is_some(), "end");
+                unused(self, s.ramp.is_some(), "ramp");
+            }
+        }
+    }
+
+    fn check_model(&mut self, m: &ModelSpec) {
+        if m.kind != ModelKind::SmallCnn {
+            self.forbid(
+                &m.channels,
+                &["model", "channels"],
+                "by this model (small-cnn only)",
+            );
+            self.forbid(
+                &m.hidden,
+                &["model", "hidden"],
+                "by this model (small-cnn only)",
+            );
+        }
+        if let Some(c) = &m.channels
+            && (c.is_empty() || c.contains(&0))
+        {
+            self.err(
+                p(&["model", "channels"]),
+                format!("expected a non-empty list of positive channel counts, found {c:?}"),
+            );
+        }
+        if m.hidden == Some(0) {
+            self.err(
+                p(&["model", "hidden"]),
+                "expected a positive width, found 0",
+            );
+        }
+        let slots = model_slots(m);
+        for (name, spec) in &m.slots {
+            if !slots.contains(name) {
+                self.err_help(
+                    vec![key("model"), key("slots"), key(name)],
+                    true,
+                    format!(
+                        "unknown slot \"{name}\"; this model's slots are: {}",
+                        slots.join(", ")
+                    ),
+                    did_you_mean(name, &slots),
+                );
+            }
+            if !(spec.p_scale.is_finite() && spec.p_scale >= 0.0) {
+                self.err(
+                    vec![key("model"), key("slots"), key(name), key("p_scale")],
+                    format!("expected a non-negative factor, found {}", spec.p_scale),
+                );
+            }
+        }
+    }
+
+    fn check_optimizer(&mut self, o: &OptimizerSpec) {
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            self.err(
+                p(&["optimizer", "lr"]),
+                format!("expected a positive learning rate, found {}", o.lr),
+            );
+        }
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            self.err(
+                p(&["optimizer", "weight_decay"]),
+                format!("expected a non-negative decay, found {}", o.weight_decay),
+            );
+        }
+        match o.kind {
+            OptimizerKind::Sgd => {
+                self.forbid(&o.betas, &["optimizer", "betas"], "by SGD (AdamW only)");
+                if let Some(m) = o.momentum
+                    && !(0.0..1.0).contains(&m)
+                {
+                    self.err(
+                        p(&["optimizer", "momentum"]),
+                        format!("expected a momentum in [0, 1), found {m}"),
+                    );
+                }
+                if o.nesterov == Some(true) && o.momentum.unwrap_or(0.0) == 0.0 {
+                    self.err(
+                        p(&["optimizer", "nesterov"]),
+                        "Nesterov needs a positive `momentum`",
+                    );
+                }
+            }
+            OptimizerKind::Adamw => {
+                self.forbid(
+                    &o.momentum,
+                    &["optimizer", "momentum"],
+                    "by AdamW (SGD only; see `betas`)",
+                );
+                self.forbid(
+                    &o.nesterov,
+                    &["optimizer", "nesterov"],
+                    "by AdamW (SGD only)",
+                );
+                if let Some(b) = o.betas
+                    && !b.iter().all(|b| (0.0..1.0).contains(b))
+                {
+                    self.err(
+                        p(&["optimizer", "betas"]),
+                        format!("expected two values in [0, 1), found {b:?}"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_lr(&mut self, s: &LrScheduleSpec, t: &TrainSpec) {
+        if !(s.warmup_epochs.is_finite()
+            && s.warmup_epochs >= 0.0
+            && s.warmup_epochs <= t.epochs as f64)
+        {
+            self.err(
+                p(&["lr_schedule", "warmup_epochs"]),
+                format!(
+                    "expected between 0 and the {} training epochs, found {}",
+                    t.epochs, s.warmup_epochs
+                ),
+            );
+        }
+        match s.kind {
+            LrKind::Step => {
+                if s.milestones.is_empty() {
+                    self.err(
+                        p(&["lr_schedule", "kind"]),
+                        "a step schedule needs `milestones`, the epochs at which the rate drops",
+                    );
+                }
+                if s.milestones.windows(2).any(|w| w[0] >= w[1]) {
+                    self.err(
+                        p(&["lr_schedule", "milestones"]),
+                        format!("expected increasing epochs, found {:?}", s.milestones),
+                    );
+                }
+                if let Some(g) = s.gamma
+                    && !(g > 0.0 && g <= 1.0)
+                {
+                    self.err(
+                        p(&["lr_schedule", "gamma"]),
+                        format!("expected a factor in (0, 1], found {g}"),
+                    );
+                }
+                self.forbid(
+                    &s.min_lr,
+                    &["lr_schedule", "min_lr"],
+                    "by a step schedule (cosine only)",
+                );
+            }
+            LrKind::Cosine => {
+                if !s.milestones.is_empty() {
+                    self.forbid(
+                        &Some(()),
+                        &["lr_schedule", "milestones"],
+                        "by a cosine schedule (step only)",
+                    );
+                }
+                self.forbid(
+                    &s.gamma,
+                    &["lr_schedule", "gamma"],
+                    "by a cosine schedule (step only)",
+                );
+                if let Some(m) = s.min_lr
+                    && !(m.is_finite() && m >= 0.0)
+                {
+                    self.err(
+                        p(&["lr_schedule", "min_lr"]),
+                        format!("expected a non-negative rate, found {m}"),
+                    );
+                }
+            }
+            LrKind::Constant => {
+                if !s.milestones.is_empty() {
+                    self.forbid(
+                        &Some(()),
+                        &["lr_schedule", "milestones"],
+                        "by a constant schedule (step only)",
+                    );
+                }
+                self.forbid(
+                    &s.gamma,
+                    &["lr_schedule", "gamma"],
+                    "by a constant schedule (step only)",
+                );
+                self.forbid(
+                    &s.min_lr,
+                    &["lr_schedule", "min_lr"],
+                    "by a constant schedule (cosine only)",
+                );
+            }
+        }
+    }
+
+    fn check_train(&mut self, t: &TrainSpec) {
+        let positive: [(&str, Option<usize>); 6] = [
+            ("epochs", Some(t.epochs)),
+            ("batch_size", Some(t.batch_size)),
+            ("log_every", Some(t.log_every)),
+            ("eval_every", t.eval_every),
+            ("checkpoint_every", t.checkpoint_every),
+            ("max_steps", t.max_steps),
+        ];
+        for (name, value) in positive {
+            if value == Some(0) {
+                self.err(p(&["train", name]), "expected a positive integer, found 0");
+            }
+        }
+    }
+
+    fn check_data(
+        &mut self,
+        file: &Path,
+        d: &DataSpec,
+        warnings: &mut Vec<String>,
+    ) -> Option<PathBuf> {
+        let base = file.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &Path| -> PathBuf {
+            let joined = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            };
+            joined.canonicalize().unwrap_or(joined)
+        };
+        let primary = resolve(&d.path);
+        let chosen = if primary.exists() {
+            primary
+        } else if let Some(fallback) = d.fallback.as_ref().map(|f| resolve(f)) {
+            if fallback.exists() {
+                warnings.push(format!(
+                    "data path {} not found; using the fallback {}",
+                    primary.display(),
+                    fallback.display()
+                ));
+                fallback
+            } else {
+                self.err(
+                    p(&["data", "path"]),
+                    format!(
+                        "data not found: neither {} nor the fallback {} exists",
+                        primary.display(),
+                        fallback.display()
+                    ),
+                );
+                return None;
+            }
+        } else {
+            self.err(
+                p(&["data", "path"]),
+                format!(
+                    "data not found: {} does not exist (relative paths are read from the experiment file's directory)",
+                    primary.display()
+                ),
+            );
+            return None;
+        };
+        if let Err(e) = crate::train::data::check_layout(d.format, &chosen) {
+            self.err(p(&["data", "path"]), e);
+            return None;
+        }
+        if d.format != DataFormat::ImageFolder {
+            self.forbid(
+                &d.image_size,
+                &["data", "image_size"],
+                "by this format (image-folder only)",
+            );
+        }
+        Some(chosen)
+    }
+}
+
+/// A TOML scalar as a strategy parameter value, or what was found instead.
+pub fn toml_to_value(value: &toml::Value) -> Result<Value, String> {
+    Ok(match value {
+        toml::Value::Integer(i) => Value::Int(*i),
+        toml::Value::Float(f) => Value::Float(*f),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::String(s) => Value::Str(s.clone()),
+        other => return Err(format!("a {}", other.type_str())),
+    })
+}
+
+/// Converts a parameter table; call only on validated tables.
+pub fn params_of(table: &toml::Table) -> Vec<(String, Value)> {
+    table
+        .iter()
+        .filter_map(|(k, v)| toml_to_value(v).ok().map(|v| (k.clone(), v)))
+        .collect()
+}
+
+/// The dropout slots of a model, in forward order.
+pub fn model_slots(m: &ModelSpec) -> Vec<String> {
+    match m.kind {
+        ModelKind::SmallCnn => {
+            let n = m.channels.as_ref().map_or(2, Vec::len);
+            (2..=n).map(|i| format!("block{i}")).collect()
+        }
+        ModelKind::Resnet18 | ModelKind::Resnet50 => vec!["stage3".into(), "stage4".into()],
+    }
+}
+
+/// The drop rate in force at `step` of `total_steps` (`steps_per_epoch` for step
+/// schedules).
+pub fn drop_rate(s: &DropSchedule, step: u64, total_steps: u64, steps_per_epoch: u64) -> f64 {
+    match s.kind {
+        DropKind::Constant => s.p.unwrap_or(0.0),
+        DropKind::Linear => {
+            let start = s.start.unwrap_or(0.0);
+            let end = s.end.unwrap_or(0.0);
+            let ramp_steps = (s.ramp.unwrap_or(1.0) * total_steps as f64).max(1.0);
+            let t = (step as f64 / ramp_steps).min(1.0);
+            start + (end - start) * t
+        }
+        DropKind::Step => {
+            let epoch = step / steps_per_epoch.max(1);
+            let idx = s.at_epochs.iter().filter(|&&e| epoch >= e as u64).count();
+            s.values.get(idx).copied().unwrap_or(0.0)
+        }
+    }
+}
+
+/// Which fields differ between two versions of the same run's experiment, split into
+/// those a running run can take and those that need a restart.
+pub fn live_diff(old: &ExperimentFile, new: &ExperimentFile) -> (Vec<String>, Vec<String>) {
+    let mut live = Vec::new();
+    let mut restart = Vec::new();
+    let os = old.strategy.first();
+    let ns = new.strategy.first();
+    if os.map(|s| &s.params) != ns.map(|s| &s.params) {
+        live.push("strategy.params".to_string());
+    }
+    if os.map(|s| &s.schedule) != ns.map(|s| &s.schedule) {
+        live.push("strategy.schedule".to_string());
+    }
+    if os.map(|s| &s.slots) != ns.map(|s| &s.slots) || old.model.slots != new.model.slots {
+        live.push("slots".to_string());
+    }
+    if old.train.eval_every != new.train.eval_every {
+        live.push("train.eval_every".to_string());
+    }
+    if old.train.log_every != new.train.log_every
+        || old.train.snapshot_every != new.train.snapshot_every
+    {
+        live.push("train.log_every/snapshot_every".to_string());
+    }
+    if os.map(|s| &s.plugin) != ns.map(|s| &s.plugin) {
+        restart.push("strategy.plugin".to_string());
+    }
+    let fixed: [(&str, bool); 8] = [
+        (
+            "model",
+            old.model.kind != new.model.kind
+                || old.model.channels != new.model.channels
+                || old.model.hidden != new.model.hidden,
+        ),
+        ("data", old.data != new.data),
+        (
+            "train.batch_size",
+            old.train.batch_size != new.train.batch_size,
+        ),
+        ("train.epochs", old.train.epochs != new.train.epochs),
+        ("optimizer", old.optimizer != new.optimizer),
+        ("lr_schedule", old.lr_schedule != new.lr_schedule),
+        (
+            "device",
+            old.device != new.device || old.backend != new.backend,
+        ),
+        (
+            "train.checkpoint_every/max_steps",
+            old.train.checkpoint_every != new.train.checkpoint_every
+                || old.train.max_steps != new.train.max_steps,
+        ),
+    ];
+    for (name, changed) in fixed {
+        if changed {
+            restart.push(name.to_string());
+        }
+    }
+    (live, restart)
+}

@@ -1,0 +1,290 @@
+//! The experiment file as written by the user. Every table rejects unknown keys;
+//! choices are enums so a wrong word is refused with the list of valid ones.
+//! Combinations serde cannot express (a momentum given to AdamW, a step schedule
+//! without milestones) are checked in `validate`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentFile {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    #[serde(default = "default_device")]
+    pub device: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendChoice>,
+    pub data: DataSpec,
+    pub model: ModelSpec,
+    #[serde(default)]
+    pub optimizer: OptimizerSpec,
+    #[serde(default)]
+    pub lr_schedule: LrScheduleSpec,
+    pub train: TrainSpec,
+    #[serde(default)]
+    pub strategy: Vec<StrategySpec>,
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![0]
+}
+
+fn default_device() -> String {
+    "cpu".into()
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    Flex,
+    Libtorch,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataFormat {
+    Idx,
+    Cifar10,
+    Cifar100,
+    ImageFolder,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Augment {
+    #[default]
+    None,
+    CropFlip,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    pub format: DataFormat,
+    /// Relative paths are resolved against the experiment file's directory.
+    pub path: PathBuf,
+    /// Used, with a warning, when `path` does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_limit: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_limit: Option<usize>,
+    #[serde(default = "yes")]
+    pub normalize: bool,
+    #[serde(default)]
+    pub augment: Augment,
+    /// Images of an image folder are resized to this square side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_workers() -> usize {
+    2
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    SmallCnn,
+    Resnet18,
+    Resnet50,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub kind: ModelKind,
+    /// small-cnn: output channels of each conv block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<usize>>,
+    /// small-cnn: width of the hidden linear layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<usize>,
+    /// Per-slot overrides, keyed by slot name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub slots: BTreeMap<String, SlotSpec>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlotSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Multiplies the scheduled drop rate at this slot.
+    #[serde(default = "one")]
+    pub p_scale: f64,
+    /// Strategy parameters for this slot, over the strategy's own.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub params: toml::Table,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    #[default]
+    Sgd,
+    Adamw,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerSpec {
+    #[serde(default)]
+    pub kind: OptimizerKind,
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// SGD only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+    /// SGD only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nesterov: Option<bool>,
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// AdamW only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub betas: Option<[f64; 2]>,
+}
+
+fn default_lr() -> f64 {
+    0.05
+}
+
+impl Default for OptimizerSpec {
+    fn default() -> Self {
+        Self {
+            kind: OptimizerKind::Sgd,
+            lr: default_lr(),
+            momentum: None,
+            nesterov: None,
+            weight_decay: 0.0,
+            betas: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LrKind {
+    #[default]
+    Constant,
+    Step,
+    Cosine,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LrScheduleSpec {
+    #[serde(default)]
+    pub kind: LrKind,
+    /// Linear warm-up from 0 over this many epochs (fractions allowed).
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    /// step: epochs at which the rate is multiplied by `gamma`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub milestones: Vec<usize>,
+    /// step: the factor (default 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f64>,
+    /// cosine: the rate reached at the end (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_lr: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Evaluate every N steps (default: at the end of each epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_every: Option<usize>,
+    /// Checkpoint every N steps (default: at the end of each epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<usize>,
+    /// Log training metrics every N steps.
+    #[serde(default = "default_log_every")]
+    pub log_every: usize,
+    /// Mask and salience snapshot every N steps (0: never).
+    #[serde(default = "default_snapshot_every")]
+    pub snapshot_every: usize,
+    /// Stop after this many optimiser steps (for smoke tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<usize>,
+}
+
+fn default_log_every() -> usize {
+    10
+}
+
+fn default_snapshot_every() -> usize {
+    50
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StrategySpec {
+    /// Strategy name as its plugin reports it, or "none" for no extra dropout.
+    pub plugin: String,
+    /// Name of this arm in run names and tables (default: the plugin name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub params: toml::Table,
+    #[serde(default)]
+    pub schedule: DropSchedule,
+    /// Slots this strategy is applied at (default: every slot of the model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DropKind {
+    #[default]
+    Constant,
+    Linear,
+    Step,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DropSchedule {
+    #[serde(default)]
+    pub kind: DropKind,
+    /// constant: the drop rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p: Option<f64>,
+    /// linear: rate at the first step (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<f64>,
+    /// linear: rate reached at the end of the ramp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<f64>,
+    /// linear: fraction of training over which the rate ramps (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<f64>,
+    /// step: the rates, the first from epoch 0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<f64>,
+    /// step: epochs at which the next rate starts (one fewer than `values`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub at_epochs: Vec<usize>,
+}

@@ -1,0 +1,412 @@
+//! The run directory: the contract between a trainer and whoever watches it.
+//!
+//! ```text
+//! runs/<utc time>-<experiment>-<label>-s<seed>/
+//!   experiment.toml   the resolved experiment (one strategy, one seed)
+//!   run.json          identity: experiment name and source file, label, seed
+//!   status.json       state, step, epoch, pid, best accuracy (replaced atomically)
+//!   metrics.jsonl     append-only, one metric per line
+//!   events.jsonl      append-only: reloads, config changes, errors
+//!   snapshots.jsonl   append-only: sampled masks and salience per slot
+//!   checkpoint.json   which checkpoint files are complete (replaced atomically)
+//!   checkpoint/       model and optimiser records
+//!   control.sock      pause / resume / stop / apply-config
+//! ```
+//! Whole files are written to a temporary name and renamed; logs are appended one
+//! line per write, and a torn last line is skipped on read.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub const EXPERIMENT: &str = "experiment.toml";
+pub const RUN: &str = "run.json";
+pub const STATUS: &str = "status.json";
+pub const METRICS: &str = "metrics.jsonl";
+pub const EVENTS: &str = "events.jsonl";
+pub const SNAPSHOTS: &str = "snapshots.jsonl";
+pub const CHECKPOINT: &str = "checkpoint.json";
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+pub const SOCKET: &str = "control.sock";
+
+/// Who a run is.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    pub experiment: String,
+    /// The experiment file the run came from (watched for live changes).
+    pub source: PathBuf,
+    pub label: String,
+    pub strategy_index: usize,
+    pub seed: u64,
+    pub created: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Queued,
+    Training,
+    Paused,
+    Stopped,
+    Done,
+    Failed,
+    Diverged,
+}
+
+impl State {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            State::Done | State::Failed | State::Diverged | State::Stopped
+        )
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub state: State,
+    pub step: u64,
+    pub epoch: u64,
+    pub total_steps: u64,
+    pub pid: u32,
+    pub updated: f64,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub device: String,
+    #[serde(default)]
+    pub plugin_version: String,
+    #[serde(default)]
+    pub best_val_acc: Option<f64>,
+    #[serde(default)]
+    pub last_val_acc: Option<f64>,
+    #[serde(default)]
+    pub samples_per_s: Option<f64>,
+}
+
+/// One line of metrics.jsonl.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MetricLine {
+    pub step: u64,
+    pub epoch: u64,
+    /// "train" or "val".
+    pub split: String,
+    pub metric: String,
+    pub value: f64,
+    /// Seconds since the Unix epoch.
+    pub wall: f64,
+    /// Drop rate in force.
+    pub p: f64,
+    pub plugin_version: String,
+}
+
+/// One line of events.jsonl.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EventLine {
+    pub wall: f64,
+    pub step: u64,
+    /// e.g. "started", "reload", "reload_refused", "config_applied", "needs_restart",
+    /// "config_invalid", "paused", "resumed", "stopped", "error", "diverged", "done".
+    pub kind: String,
+    pub message: String,
+}
+
+/// One line of snapshots.jsonl: a few channels of one sample at one slot.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotLine {
+    pub step: u64,
+    pub slot: String,
+    pub sample: usize,
+    pub channels: Vec<usize>,
+    pub height: usize,
+    pub width: usize,
+    /// `|x|` per channel, row-major, `channels.len() × height × width`.
+    pub salience: Vec<f32>,
+    /// The keep-mask (rescale included) at the same positions.
+    pub mask: Vec<f32>,
+    pub p: f64,
+}
+
+/// What checkpoint.json records: the step the checkpoint was taken after.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointInfo {
+    pub step: u64,
+    pub epoch: u64,
+    pub model: String,
+    pub optimizer: String,
+    pub best_val_acc: Option<f64>,
+}
+
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC.
+pub fn timestamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Gregorian date from days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a
+/// rename, so readers see the old content or the new, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    write_atomic(path, text.as_bytes())
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// An append-only JSON-lines log. Each record is one `write` of one whole line.
+pub struct JsonLog {
+    file: File,
+    pub path: PathBuf,
+}
+
+impl JsonLog {
+    pub fn open(path: &Path) -> std::io::Result<JsonLog> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(JsonLog {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn append<T: Serialize>(&mut self, record: &T) -> std::io::Result<()> {
+        let mut line = serde_json::to_string(record).map_err(std::io::Error::other)?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes())
+    }
+
+    pub fn append_all<T: Serialize>(&mut self, records: &[T]) -> std::io::Result<()> {
+        let mut text = String::new();
+        for r in records {
+            text.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
+            text.push('\n');
+        }
+        self.file.write_all(text.as_bytes())
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Every complete, parseable line of a JSON-lines file; a torn or foreign line is
+/// skipped (a crash can leave the last line half-written).
+pub fn read_lines<T: DeserializeOwned>(path: &Path) -> Vec<T> {
+    let Ok(file) = File::open(path) else {
+        return Vec::new();
+    };
+    BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect()
+}
+
+/// A run directory.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// Creates `runs/<time>-<name>-<label>-s<seed>` (with a counter on a clash).
+    pub fn create(runs: &Path, info: &RunInfo, experiment_toml: &str) -> std::io::Result<RunDir> {
+        fs::create_dir_all(runs)?;
+        let secs = now() as u64;
+        let base = format!(
+            "{}-{}-{}-s{}",
+            timestamp(secs),
+            sanitize(&info.experiment),
+            sanitize(&info.label),
+            info.seed
+        );
+        let mut path = runs.join(&base);
+        let mut n = 1;
+        while let Err(e) = fs::create_dir(&path) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(e);
+            }
+            n += 1;
+            path = runs.join(format!("{base}-{n}"));
+        }
+        let dir = RunDir { path };
+        write_atomic(&dir.file(EXPERIMENT), experiment_toml.as_bytes())?;
+        write_json(&dir.file(RUN), info)?;
+        Ok(dir)
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn info(&self) -> Result<RunInfo, String> {
+        read_json(&self.file(RUN))
+    }
+
+    pub fn status(&self) -> Option<Status> {
+        read_json(&self.file(STATUS)).ok()
+    }
+
+    pub fn checkpoint(&self) -> Option<CheckpointInfo> {
+        let info: CheckpointInfo = read_json(&self.file(CHECKPOINT)).ok()?;
+        let dir = self.file(CHECKPOINT_DIR);
+        (dir.join(&info.model).exists() && dir.join(&info.optimizer).exists()).then_some(info)
+    }
+
+    pub fn metrics(&self) -> Vec<MetricLine> {
+        read_lines(&self.file(METRICS))
+    }
+
+    pub fn events(&self) -> Vec<EventLine> {
+        read_lines(&self.file(EVENTS))
+    }
+
+    pub fn snapshots(&self) -> Vec<SnapshotLine> {
+        read_lines(&self.file(SNAPSHOTS))
+    }
+
+    /// Keeps only complete lines of a log whose `step` is at most `step` (on resume,
+    /// what was logged after the checkpoint is logged again by the resumed run).
+    pub fn truncate_log_after(&self, name: &str, step: u64) -> std::io::Result<()> {
+        let path = self.file(name);
+        let Ok(text) = fs::read_to_string(&path) else {
+            return Ok(());
+        };
+        let mut kept = String::new();
+        for line in text.lines() {
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if value
+                .get("step")
+                .and_then(|s| s.as_u64())
+                .is_some_and(|s| s <= step)
+            {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        write_atomic(&path, kept.as_bytes())
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Run directories under `runs`, oldest first.
+pub fn list_runs(runs: &Path) -> Vec<RunDir> {
+    let Ok(entries) = fs::read_dir(runs) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join(RUN).is_file())
+        .collect();
+    dirs.sort();
+    dirs.into_iter().map(RunDir::new).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_calendar_dates() {
+        assert_eq!(timestamp(0), "19700101-000000");
+        assert_eq!(timestamp(951_782_400), "20000229-000000");
+        assert_eq!(timestamp(1_795_775_345), "20261127-102905");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_truncation_keeps_earlier_steps() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::new(tmp.path());
+        let mut log = JsonLog::open(&dir.file(METRICS)).unwrap();
+        for step in 1..=5 {
+            log.append(&MetricLine {
+                step,
+                epoch: 0,
+                split: "train".into(),
+                metric: "loss".into(),
+                value: 1.0 / step as f64,
+                wall: 0.0,
+                p: 0.0,
+                plugin_version: "1.0.0".into(),
+            })
+            .unwrap();
+        }
+        drop(log);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.file(METRICS))
+            .unwrap();
+        f.write_all(b"{\"step\": 6, \"epo").unwrap();
+        assert_eq!(dir.metrics().len(), 5);
+        dir.truncate_log_after(METRICS, 3).unwrap();
+        let steps: Vec<u64> = dir.metrics().iter().map(|m| m.step).collect();
+        assert_eq!(steps, [1, 2, 3]);
+    }
+}

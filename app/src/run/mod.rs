@@ -1,0 +1,6 @@
+//! Runs: the run directory (the contract with the dashboard) and its control socket.
+
+pub mod control;
+pub mod dir;
+
+pub use dir::{RunDir, RunInfo, State, Status};

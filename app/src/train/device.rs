@@ -1,0 +1,142 @@
+//! Devices named in experiment files ("cpu", "cuda:N") and the backends compiled in.
+
+use burn::tensor::Device;
+
+use crate::experiment::BackendChoice;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceName {
+    Cpu,
+    Cuda(usize),
+}
+
+pub fn parse_device(text: &str) -> Result<DeviceName, String> {
+    let text = text.trim();
+    if text == "cpu" {
+        return Ok(DeviceName::Cpu);
+    }
+    if text == "cuda" {
+        return Ok(DeviceName::Cuda(0));
+    }
+    if let Some(index) = text.strip_prefix("cuda:")
+        && let Ok(i) = index.parse()
+    {
+        return Ok(DeviceName::Cuda(i));
+    }
+    Err(format!(
+        "expected \"cpu\" or \"cuda:N\" (e.g. \"cuda:0\"), found {text:?}"
+    ))
+}
+
+/// Whether the LibTorch backend is compiled into this binary.
+pub const LIBTORCH_BUILT: bool = cfg!(feature = "tch");
+
+/// What to tell a user who asked for LibTorch in a build without it.
+pub const LIBTORCH_MISSING: &str = "this probdrop-tui was built without LibTorch: rebuild with \
+`--features tch` (see README: \"GPU training with LibTorch\")";
+
+/// The backend a run on `name` uses: `forced` if given, else LibTorch when compiled
+/// in, else flex.
+pub fn backend_for(
+    name: DeviceName,
+    forced: Option<BackendChoice>,
+) -> Result<BackendChoice, String> {
+    let choice = match (name, forced) {
+        (DeviceName::Cuda(_), Some(BackendChoice::Flex)) => {
+            return Err(
+                "the flex backend runs on the CPU only; use backend = \"libtorch\" for CUDA".into(),
+            );
+        }
+        (DeviceName::Cuda(_), _) => BackendChoice::Libtorch,
+        (DeviceName::Cpu, Some(b)) => b,
+        (DeviceName::Cpu, None) if LIBTORCH_BUILT => BackendChoice::Libtorch,
+        (DeviceName::Cpu, None) => BackendChoice::Flex,
+    };
+    if choice == BackendChoice::Libtorch && !LIBTORCH_BUILT {
+        return Err(LIBTORCH_MISSING.into());
+    }
+    Ok(choice)
+}
+
+/// The burn device (without autodiff) for `name` on `backend`.
+pub fn open(name: DeviceName, backend: BackendChoice) -> Result<Device, String> {
+    match (backend, name) {
+        (BackendChoice::Flex, DeviceName::Cpu) => Ok(Device::flex()),
+        (BackendChoice::Flex, DeviceName::Cuda(_)) => Err("flex has no CUDA device".into()),
+        (BackendChoice::Libtorch, name) => open_libtorch(name),
+    }
+}
+
+#[cfg(feature = "tch")]
+fn open_libtorch(name: DeviceName) -> Result<Device, String> {
+    match name {
+        DeviceName::Cpu => Ok(Device::libtorch()),
+        DeviceName::Cuda(i) => {
+            let count = cuda_device_count();
+            if count == 0 {
+                return Err(format!(
+                    "cuda:{i} requested but LibTorch sees no CUDA device (CUDA build of torch? \
+                     driver? `probdrop-tui doctor` shows what was found)"
+                ));
+            }
+            if i >= count {
+                return Err(format!(
+                    "cuda:{i} requested but LibTorch sees {count} CUDA device(s)"
+                ));
+            }
+            Ok(Device::libtorch_cuda(i))
+        }
+    }
+}
+
+#[cfg(not(feature = "tch"))]
+fn open_libtorch(_: DeviceName) -> Result<Device, String> {
+    Err(LIBTORCH_MISSING.into())
+}
+
+/// CUDA devices LibTorch can use (0 without the `tch` feature).
+pub fn cuda_device_count() -> usize {
+    #[cfg(feature = "tch")]
+    {
+        if tch::Cuda::is_available() {
+            return tch::Cuda::device_count().max(0) as usize;
+        }
+    }
+    0
+}
+
+/// Human-readable backends compiled in.
+pub fn backends_built() -> Vec<&'static str> {
+    let mut v = vec!["flex (CPU, pure Rust)"];
+    if LIBTORCH_BUILT {
+        v.push("libtorch (CPU and CUDA, via burn-tch)");
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names() {
+        assert_eq!(parse_device("cpu"), Ok(DeviceName::Cpu));
+        assert_eq!(parse_device("cuda:1"), Ok(DeviceName::Cuda(1)));
+        assert_eq!(parse_device("cuda"), Ok(DeviceName::Cuda(0)));
+        assert!(parse_device("gpu").unwrap_err().contains("cuda:N"));
+        assert!(parse_device("cuda:x").is_err());
+    }
+
+    #[test]
+    fn backend_choice() {
+        assert!(backend_for(DeviceName::Cuda(0), Some(BackendChoice::Flex)).is_err());
+        if !LIBTORCH_BUILT {
+            assert_eq!(backend_for(DeviceName::Cpu, None), Ok(BackendChoice::Flex));
+            assert!(
+                backend_for(DeviceName::Cuda(0), None)
+                    .unwrap_err()
+                    .contains("--features tch")
+            );
+        }
+    }
+}

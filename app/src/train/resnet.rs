@@ -1,0 +1,374 @@
+//! ResNets (He et al., 2016) with dropout slots after stage 3 and stage 4.
+//!
+//! Depth 18 stacks basic blocks (two 3×3 convs), depth 50 stacks bottleneck
+//! blocks (1×1 → 3×3 → 1×1, four times wider out than in) with the stride on
+//! the 3×3 conv (the "v1.5" layout torchvision uses). The CIFAR stem replaces
+//! the 7×7 stride-2 conv and max-pool with one 3×3 stride-1 conv, so 32×32
+//! images still reach stage 4 at 4×4.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Device, Tensor};
+
+use super::models::SlotFn;
+use crate::plugins::MaskError;
+
+/// The dropout slots, in forward order: the outputs of stage 3 and stage 4.
+const SLOTS: [&str; 2] = ["stage3", "stage4"];
+
+/// Base width of each stage; bottleneck stages output four times as much.
+const WIDTHS: [usize; 4] = [64, 128, 256, 512];
+
+/// Output channels of a bottleneck block relative to its inner width.
+const EXPANSION: usize = 4;
+
+/// A ResNet for `in_channels × H × W` images.
+#[derive(Config, Debug)]
+pub struct ResNetConfig {
+    /// 18 (basic blocks) or 50 (bottleneck blocks).
+    pub depth: usize,
+    pub classes: usize,
+    #[config(default = 3)]
+    pub in_channels: usize,
+    /// A 3×3 stride-1 stem without max-pool, for 32×32 images; otherwise the
+    /// ImageNet stem (7×7 stride-2 conv, 3×3 stride-2 max-pool).
+    pub cifar_stem: bool,
+}
+
+/// A conv without bias (the batch norm after it has one) and its batch norm.
+#[derive(Module, Debug)]
+struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+/// A residual block: `relu(convs(x) + shortcut(x))`, a ReLU between the convs.
+/// Two 3×3 convs make a basic block; 1×1, 3×3, 1×1 a bottleneck.
+#[derive(Module, Debug)]
+struct Block {
+    convs: Vec<ConvBn>,
+    /// A 1×1 projection where the block changes the shape; the identity otherwise.
+    shortcut: Option<ConvBn>,
+}
+
+#[derive(Module, Debug)]
+pub struct ResNet {
+    stem: ConvBn,
+    /// Whether the stem ends with the 3×3 stride-2 max-pool (ImageNet stem).
+    stem_pool: bool,
+    stages: Vec<Vec<Block>>,
+    fc: Linear,
+}
+
+/// Which block a depth stacks, and how many per stage.
+#[derive(Clone, Copy)]
+struct Layout {
+    bottleneck: bool,
+    blocks: [usize; 4],
+}
+
+impl Layout {
+    fn of(depth: usize) -> Result<Layout, String> {
+        match depth {
+            18 => Ok(Layout {
+                bottleneck: false,
+                blocks: [2, 2, 2, 2],
+            }),
+            50 => Ok(Layout {
+                bottleneck: true,
+                blocks: [3, 4, 6, 3],
+            }),
+            _ => Err(format!(
+                "ResNet depth {depth} is not supported (choose 18 or 50)"
+            )),
+        }
+    }
+
+    /// Output channels of a block with this inner width.
+    fn outputs(self, width: usize) -> usize {
+        if self.bottleneck {
+            width * EXPANSION
+        } else {
+            width
+        }
+    }
+}
+
+impl ResNetConfig {
+    /// Builds the model; fails on an unsupported depth or zero classes/channels.
+    pub fn init(&self, device: &Device) -> Result<ResNet, String> {
+        let layout = Layout::of(self.depth)?;
+        if self.classes == 0 {
+            return Err("a ResNet needs at least one class".into());
+        }
+        if self.in_channels == 0 {
+            return Err("a ResNet needs at least one input channel".into());
+        }
+        let stem = if self.cifar_stem {
+            conv_bn(self.in_channels, WIDTHS[0], 3, 1, device)
+        } else {
+            conv_bn(self.in_channels, WIDTHS[0], 7, 2, device)
+        };
+        let mut inputs = WIDTHS[0];
+        let mut stages = Vec::with_capacity(WIDTHS.len());
+        for (stage, &width) in WIDTHS.iter().enumerate() {
+            // The first stage keeps the stem's resolution; the others halve it
+            // in their first block.
+            let first_stride = if stage == 0 { 1 } else { 2 };
+            let blocks = (0..layout.blocks[stage])
+                .map(|i| {
+                    let stride = if i == 0 { first_stride } else { 1 };
+                    let block = if layout.bottleneck {
+                        bottleneck(inputs, width, stride, device)
+                    } else {
+                        basic_block(inputs, width, stride, device)
+                    };
+                    inputs = layout.outputs(width);
+                    block
+                })
+                .collect();
+            stages.push(blocks);
+        }
+        Ok(ResNet {
+            stem,
+            stem_pool: !self.cifar_stem,
+            stages,
+            fc: LinearConfig::new(inputs, self.classes).init(device),
+        })
+    }
+
+    /// The model's dropout slots, in forward order.
+    pub fn slots(&self) -> Vec<String> {
+        SLOTS.iter().map(|s| s.to_string()).collect()
+    }
+}
+
+impl ResNet {
+    /// Logits `[batch, classes]` for images `[batch, in_channels, H, W]`.
+    ///
+    /// Shapes below are for the CIFAR ResNet-18 on 32×32 input; ResNet-50 has
+    /// four times the channels from stage 1 on, and the ImageNet stem divides
+    /// the resolution by four.
+    pub fn forward(
+        &self,
+        images: Tensor<4>,
+        slots: &mut SlotFn<'_>,
+    ) -> Result<Tensor<2>, MaskError> {
+        let mut x = relu(self.stem.forward(images)); // [batch, 64, 32, 32]
+        if self.stem_pool {
+            let pool = MaxPoolOptions::new([3, 3])
+                .with_stride([2, 2])
+                .with_padding([1, 1]);
+            x = max_pool2d(x, pool);
+        }
+        // Stage index i outputs [batch, 64·2^i, 32 / 2^i, 32 / 2^i]: stage 3 is
+        // [batch, 256, 8, 8], stage 4 [batch, 512, 4, 4].
+        for (i, stage) in self.stages.iter().enumerate() {
+            x = stage.iter().fold(x, |x, block| block.forward(x));
+            // Stages 3 and 4 (indices 2 and 3) end in a slot.
+            if let Some(slot) = i.checked_sub(2).and_then(|j| SLOTS.get(j)) {
+                x = slots(slot, x)?;
+            }
+        }
+        let [batch, channels, _, _] = x.dims();
+        let x = adaptive_avg_pool2d(x, [1, 1]).reshape([batch, channels]); // [batch, 512]
+        Ok(self.fc.forward(x)) // [batch, classes]
+    }
+}
+
+impl Block {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let identity = match &self.shortcut {
+            Some(projection) => projection.forward(x.clone()),
+            None => x.clone(),
+        };
+        let last = self.convs.len() - 1;
+        let out = self.convs.iter().enumerate().fold(x, |x, (i, layer)| {
+            let y = layer.forward(x);
+            // The last conv's ReLU comes after the addition.
+            if i < last { relu(y) } else { y }
+        });
+        relu(out + identity)
+    }
+}
+
+impl ConvBn {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.bn.forward(self.conv.forward(x))
+    }
+}
+
+/// A `kernel × kernel` conv padded by `kernel / 2` (so stride 1 keeps the size,
+/// stride 2 halves it), then batch norm.
+fn conv_bn(inputs: usize, outputs: usize, kernel: usize, stride: usize, device: &Device) -> ConvBn {
+    let pad = kernel / 2;
+    let conv = Conv2dConfig::new([inputs, outputs], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(false)
+        // He initialisation for ReLU networks (fan-out, normal), as in the
+        // paper; burn's default is scaled for a unit-gain activation.
+        .with_initializer(Initializer::KaimingNormal {
+            gain: std::f64::consts::SQRT_2,
+            fan_out_only: true,
+        })
+        .init(device);
+    ConvBn {
+        conv,
+        bn: BatchNormConfig::new(outputs).init(device),
+    }
+}
+
+/// Projects the input when the block changes its shape.
+fn shortcut(inputs: usize, outputs: usize, stride: usize, device: &Device) -> Option<ConvBn> {
+    (stride != 1 || inputs != outputs).then(|| conv_bn(inputs, outputs, 1, stride, device))
+}
+
+fn basic_block(inputs: usize, width: usize, stride: usize, device: &Device) -> Block {
+    Block {
+        convs: vec![
+            conv_bn(inputs, width, 3, stride, device),
+            conv_bn(width, width, 3, 1, device),
+        ],
+        shortcut: shortcut(inputs, width, stride, device),
+    }
+}
+
+fn bottleneck(inputs: usize, width: usize, stride: usize, device: &Device) -> Block {
+    let outputs = width * EXPANSION;
+    Block {
+        convs: vec![
+            conv_bn(inputs, width, 1, 1, device),
+            conv_bn(width, width, 3, stride, device),
+            conv_bn(width, outputs, 1, 1, device),
+        ],
+        shortcut: shortcut(inputs, outputs, stride, device),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::Distribution;
+
+    /// Learned weights only: `num_params()` also counts batch norm's running
+    /// mean and variance, which published parameter counts leave out.
+    fn trainable_params(model: &ResNet) -> usize {
+        #[derive(Default)]
+        struct Count {
+            path: Vec<String>,
+            total: usize,
+        }
+        impl ModuleVisitor for Count {
+            fn enter_module(&mut self, name: &str, _: &str) {
+                self.path.push(name.to_string());
+            }
+            fn exit_module(&mut self, _: &str, _: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let field = self.path.last().map(String::as_str);
+                if !matches!(field, Some("running_mean" | "running_var")) {
+                    self.total += param.lazy_shape().num_elements();
+                }
+            }
+        }
+        let mut count = Count::default();
+        model.visit(&mut count);
+        count.total
+    }
+
+    /// Runs the model, recording each slot's name and input shape.
+    fn slot_shapes(model: &ResNet, x: Tensor<4>) -> (Tensor<2>, Vec<(String, [usize; 4])>) {
+        let mut seen = Vec::new();
+        let logits = model
+            .forward(x, &mut |slot, t| {
+                seen.push((slot.to_string(), t.dims()));
+                Ok(t)
+            })
+            .unwrap();
+        (logits, seen)
+    }
+
+    #[test]
+    fn cifar_resnet18_shapes_and_slots() {
+        let device = Device::default();
+        let config = ResNetConfig::new(18, 10, true);
+        assert_eq!(config.slots(), ["stage3", "stage4"]);
+        let model = config.init(&device).unwrap();
+        let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let (logits, seen) = slot_shapes(&model, x);
+        assert_eq!(logits.dims(), [2, 10]);
+        assert_eq!(
+            seen,
+            [
+                ("stage3".to_string(), [2, 256, 8, 8]),
+                ("stage4".to_string(), [2, 512, 4, 4])
+            ]
+        );
+    }
+
+    #[test]
+    fn imagenet_resnet50_shapes_and_slots() {
+        let device = Device::default();
+        let model = ResNetConfig::new(50, 7, false).init(&device).unwrap();
+        let x = Tensor::<4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+        let (logits, seen) = slot_shapes(&model, x);
+        assert_eq!(logits.dims(), [1, 7]);
+        assert_eq!(
+            seen,
+            [
+                ("stage3".to_string(), [1, 1024, 4, 4]),
+                ("stage4".to_string(), [1, 2048, 2, 2])
+            ]
+        );
+    }
+
+    #[test]
+    fn parameter_counts_match_the_reference_models() {
+        let device = Device::default();
+        let resnet18 = ResNetConfig::new(18, 10, true).init(&device).unwrap();
+        assert_eq!(trainable_params(&resnet18), 11_173_962);
+        // Plus the running mean and variance of 4,800 batch-norm channels.
+        assert_eq!(resnet18.num_params(), 11_173_962 + 2 * 4_800);
+        let resnet50 = ResNetConfig::new(50, 1000, false).init(&device).unwrap();
+        assert_eq!(trainable_params(&resnet50), 25_557_032);
+    }
+
+    #[test]
+    fn unsupported_depths_are_refused() {
+        let device = Device::default();
+        let err = ResNetConfig::new(34, 10, true).init(&device).unwrap_err();
+        assert_eq!(err, "ResNet depth 34 is not supported (choose 18 or 50)");
+        assert!(ResNetConfig::new(18, 0, true).init(&device).is_err());
+    }
+
+    #[test]
+    fn a_failing_slot_fails_the_forward_pass() {
+        let device = Device::default();
+        let model = ResNetConfig::new(18, 10, true)
+            .with_in_channels(1)
+            .init(&device)
+            .unwrap();
+        let x = Tensor::<4>::zeros([1, 1, 16, 16], &device);
+        let mut calls = Vec::new();
+        let err = model
+            .forward(x, &mut |slot, t| {
+                calls.push(slot.to_string());
+                if slot == "stage4" {
+                    Err(MaskError("broken".into()))
+                } else {
+                    Ok(t)
+                }
+            })
+            .unwrap_err();
+        assert_eq!(err.0, "broken");
+        assert_eq!(calls, ["stage3", "stage4"]);
+    }
+}

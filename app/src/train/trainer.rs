@@ -1,0 +1,1042 @@
+//! The training loop of one run, writing its run directory.
+//!
+//! At every step boundary it takes control commands (pause, resume, stop,
+//! apply-config), a new version of its strategy from the plugin watcher, and a
+//! saved change of its experiment file; what it did goes to the event log.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamWConfig, ModuleOptimizer, SgdConfig, momentum::MomentumConfig};
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::experiment::{
+    self, Catalog, DropSchedule, ExperimentFile, NONE, OptimizerKind, RunSpec, StrategySpec,
+};
+use crate::plugins::watch::{LiveStrategy, ReloadEvent, SwapOutcome, Watcher};
+use crate::plugins::{Library, MaskContext, MaskError};
+use crate::run::control::{Command, ControlServer};
+use crate::run::dir::{
+    self, CheckpointInfo, EventLine, JsonLog, MetricLine, RunDir, SnapshotLine, State, Status,
+};
+use crate::train::data::{self, EpochItems, ImageBatcher, SplitBatcher};
+use crate::train::device;
+use crate::train::models::Model;
+use crate::train::schedule::learning_rate;
+
+/// How progress is shown while training in the foreground.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// A progress bar (stderr is a terminal).
+    Bar,
+    /// One plain line per logged step.
+    Lines,
+    Quiet,
+}
+
+impl Progress {
+    pub fn auto() -> Self {
+        if std::io::stderr().is_terminal() {
+            Progress::Bar
+        } else {
+            Progress::Lines
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub plugins_dir: PathBuf,
+    pub progress: Progress,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub state: State,
+    pub steps: u64,
+    pub final_val_acc: Option<f64>,
+    pub best_val_acc: Option<f64>,
+    pub final_train_loss: Option<f64>,
+    pub seconds: f64,
+    pub message: String,
+}
+
+/// The strategy configured at one slot.
+struct Slot {
+    name: String,
+    enabled: bool,
+    p_scale: f64,
+    live: Option<LiveStrategy>,
+}
+
+/// Everything the loop changes live.
+struct Live {
+    resolved: ExperimentFile,
+    strategy: StrategySpec,
+    slots: Vec<Slot>,
+}
+
+fn strategy_params(
+    spec: &StrategySpec,
+    slot_params: Option<&toml::Table>,
+) -> Vec<(String, plugin_api::Value)> {
+    let mut table = spec.params.clone();
+    if let Some(extra) = slot_params {
+        table.extend(extra.clone());
+    }
+    experiment::params_of(&table)
+}
+
+fn build_slots(
+    file: &ExperimentFile,
+    spec: &StrategySpec,
+    library: Option<&Library>,
+) -> Result<Vec<Slot>, String> {
+    let mut slots = Vec::new();
+    for name in experiment::model_slots(&file.model) {
+        let over = file.model.slots.get(&name);
+        let chosen = spec.slots.as_ref().is_none_or(|l| l.contains(&name));
+        let enabled = chosen && over.is_none_or(|o| o.enabled);
+        let live = match library {
+            Some(lib) if enabled => Some(LiveStrategy::new(
+                lib,
+                strategy_params(spec, over.map(|o| &o.params)),
+            )?),
+            _ => None,
+        };
+        slots.push(Slot {
+            name,
+            enabled,
+            p_scale: over.map_or(1.0, |o| o.p_scale),
+            live,
+        });
+    }
+    Ok(slots)
+}
+
+/// The resolved experiment of a run, as stored in its directory.
+pub fn read_resolved(dir: &RunDir) -> Result<ExperimentFile> {
+    let path = dir.file(dir::EXPERIMENT);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    experiment::parse(&path, &text).map_err(|errors| anyhow!("{}", errors[0]))
+}
+
+struct Writer {
+    dir: RunDir,
+    metrics: JsonLog,
+    events: JsonLog,
+    snapshots: JsonLog,
+    status: Status,
+}
+
+impl Writer {
+    fn event(&mut self, step: u64, kind: &str, message: impl Into<String>) -> Result<()> {
+        let line = EventLine {
+            wall: dir::now(),
+            step,
+            kind: kind.into(),
+            message: message.into(),
+        };
+        self.events.append(&line).context("writing the event log")
+    }
+
+    fn status(&mut self) -> Result<()> {
+        self.status.updated = dir::now();
+        dir::write_json(&self.dir.file(dir::STATUS), &self.status).context("writing status.json")
+    }
+}
+
+/// Trains the run in `run_dir` to its end, resuming from its checkpoint if it has one.
+pub fn train(run_dir: &RunDir, opts: &TrainOptions) -> Result<Summary> {
+    let started = Instant::now();
+    let info = run_dir.info().map_err(|e| anyhow!(e))?;
+    let resolved = read_resolved(run_dir)?;
+    let mut writer = Writer {
+        dir: run_dir.clone(),
+        metrics: JsonLog::open(&run_dir.file(dir::METRICS))?,
+        events: JsonLog::open(&run_dir.file(dir::EVENTS))?,
+        snapshots: JsonLog::open(&run_dir.file(dir::SNAPSHOTS))?,
+        status: Status {
+            state: State::Training,
+            step: 0,
+            epoch: 0,
+            total_steps: 0,
+            pid: std::process::id(),
+            updated: dir::now(),
+            message: String::new(),
+            device: resolved.device.clone(),
+            plugin_version: String::new(),
+            best_val_acc: None,
+            last_val_acc: None,
+            samples_per_s: None,
+        },
+    };
+    match run(run_dir, &info, resolved, opts, &mut writer, started) {
+        Ok(summary) => Ok(summary),
+        Err(e) => {
+            let message = format!("{e:#}");
+            let step = writer.status.step;
+            let _ = writer.event(step, "error", message.clone());
+            writer.status.state = State::Failed;
+            writer.status.message = message.clone();
+            let _ = writer.status();
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_lines)]
+fn run(
+    run_dir: &RunDir,
+    info: &dir::RunInfo,
+    resolved: ExperimentFile,
+    opts: &TrainOptions,
+    writer: &mut Writer,
+    started: Instant,
+) -> Result<Summary> {
+    let seed = info.seed;
+    let strategy_spec = resolved
+        .strategy
+        .first()
+        .cloned()
+        .unwrap_or_else(experiment::none_strategy);
+
+    // Plugins: the strategy's library, and the catalog for re-validating live changes.
+    let mut build_log = String::new();
+    let found = crate::plugins::discover(&opts.plugins_dir, &mut |l| {
+        build_log.push_str(l);
+        build_log.push('\n');
+    })
+    .with_context(|| {
+        format!(
+            "reading the plugins directory {}",
+            opts.plugins_dir.display()
+        )
+    })?;
+    let libraries: Vec<Library> = found.into_iter().filter_map(|f| f.outcome.ok()).collect();
+    let catalog = Catalog::from_libraries(&libraries);
+    let library = if strategy_spec.plugin == NONE {
+        None
+    } else {
+        Some(
+            libraries
+                .iter()
+                .find(|l| l.info.name == strategy_spec.plugin)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "strategy \"{}\" not found in {}",
+                        strategy_spec.plugin,
+                        opts.plugins_dir.display()
+                    )
+                })?,
+        )
+    };
+    let slots = build_slots(&resolved, &strategy_spec, library).map_err(|e| anyhow!(e))?;
+    let mut plugin_version = library.map(|l| l.info.version.clone()).unwrap_or_default();
+    writer.status.plugin_version = plugin_version.clone();
+
+    // Device and data.
+    let name = device::parse_device(&resolved.device).map_err(|e| anyhow!(e))?;
+    let backend = device::backend_for(name, resolved.backend).map_err(|e| anyhow!(e))?;
+    let device = device::open(name, backend).map_err(|e| anyhow!(e))?;
+    let train_device = device.clone().autodiff();
+    let splits = data::load(&resolved.data, &resolved.data.path).map_err(|e| anyhow!(e))?;
+    let (mean, std) = if resolved.data.normalize {
+        data::channel_stats(splits.train.as_ref())
+    } else {
+        let c = splits.shape()[0];
+        (vec![0.0; c], vec![1.0; c])
+    };
+    let classes = splits.classes();
+    let train_batcher = SplitBatcher {
+        inner: ImageBatcher {
+            source: splits.train.clone(),
+            mean: mean.clone(),
+            std: std.clone(),
+            augment: resolved.data.augment,
+        },
+        augment: true,
+    };
+    let val_batcher = SplitBatcher {
+        inner: ImageBatcher {
+            source: splits.val.clone(),
+            mean,
+            std,
+            augment: resolved.data.augment,
+        },
+        augment: false,
+    };
+    let batch_size = resolved.train.batch_size;
+    let steps_per_epoch = splits.train.len().div_ceil(batch_size) as u64;
+    let mut total_steps = resolved.train.epochs as u64 * steps_per_epoch;
+    if let Some(max) = resolved.train.max_steps {
+        total_steps = total_steps.min(max as u64);
+    }
+    writer.status.total_steps = total_steps;
+
+    // Model and optimiser, seeded; then the checkpoint if there is one.
+    device.seed(seed);
+    let mut model = Model::build(&resolved.model, splits.shape(), classes, &train_device)
+        .map_err(|e| anyhow!(e))?;
+    let mut optim = make_optimizer(&resolved);
+    let mut step: u64 = 0;
+    let mut best_val_acc = None;
+    let checkpoint_dir = run_dir.file(dir::CHECKPOINT_DIR);
+    if let Some(ck) = run_dir.checkpoint() {
+        model = model
+            .try_load_file(checkpoint_dir.join(&ck.model))
+            .map_err(|e| anyhow!("loading the model checkpoint: {e:?}"))?;
+        optim = optim
+            .load(checkpoint_dir.join(&ck.optimizer))
+            .map_err(|e| anyhow!("loading the optimiser checkpoint: {e:?}"))?;
+        step = ck.step;
+        best_val_acc = ck.best_val_acc;
+        run_dir.truncate_log_after(dir::METRICS, step)?;
+        run_dir.truncate_log_after(dir::SNAPSHOTS, step)?;
+        writer.metrics = JsonLog::open(&run_dir.file(dir::METRICS))?;
+        writer.snapshots = JsonLog::open(&run_dir.file(dir::SNAPSHOTS))?;
+        writer.event(
+            step,
+            "resumed",
+            format!("resumed from the checkpoint after step {step}"),
+        )?;
+    } else {
+        let what = if let Some(lib) = library {
+            format!("{} {}", lib.info.name, lib.info.version)
+        } else {
+            "no extra dropout".into()
+        };
+        writer.event(
+            0,
+            "started",
+            format!(
+                "{} on {} ({:?}), {what}, seed {seed}, {total_steps} steps",
+                info.experiment, resolved.device, backend
+            ),
+        )?;
+    }
+    writer.status.best_val_acc = best_val_acc;
+    writer.status.step = step;
+    writer.status.state = State::Training;
+    writer.status()?;
+
+    let control =
+        ControlServer::start(&run_dir.file(dir::SOCKET)).context("opening the control socket")?;
+    let watcher = if library.is_some() {
+        Watcher::start(&opts.plugins_dir).ok()
+    } else {
+        None
+    };
+    let mut source_stamp = file_stamp(&info.source);
+    let mut last_source_check = Instant::now();
+    let mut live = Live {
+        resolved: resolved.clone(),
+        strategy: strategy_spec.clone(),
+        slots,
+    };
+    let run_spec = RunSpec {
+        label: info.label.clone(),
+        strategy_index: info.strategy_index,
+        seed,
+    };
+
+    let progress = match opts.progress {
+        Progress::Bar => {
+            let bar = indicatif::ProgressBar::new(total_steps);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  eta {eta}  {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_position(step);
+            Some(bar)
+        }
+        _ => None,
+    };
+    let say = |text: &str| match (&progress, opts.progress) {
+        (Some(bar), _) => bar.println(text),
+        (None, Progress::Lines) => eprintln!("{text}"),
+        _ => {}
+    };
+
+    let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
+    let mut window = Window::default();
+    let mut final_val_acc = None;
+    let mut last_loss = None;
+    let mut paused = false;
+    let mut stop_requested = false;
+    let mut diverged = None;
+
+    'epochs: while step < total_steps {
+        let epoch = step / steps_per_epoch;
+        let position = (step % steps_per_epoch) as usize * batch_size;
+        let items = EpochItems::shuffled(splits.train.len(), seed, epoch, position);
+        let loader = data::loader(
+            train_batcher.clone(),
+            items,
+            batch_size,
+            resolved.data.workers,
+            &train_device,
+        );
+        for batch in loader.iter() {
+            let batch = batch.map_err(|e| anyhow!("reading training data: {e}"))?;
+            // ---- step boundary ----
+            loop {
+                for cmd in control.commands.try_iter() {
+                    match cmd {
+                        Command::Pause if !paused => {
+                            paused = true;
+                            writer.event(step, "paused", "paused by request")?;
+                            writer.status.state = State::Paused;
+                            writer.status()?;
+                        }
+                        Command::Resume if paused => {
+                            paused = false;
+                            writer.event(step, "resumed", "resumed by request")?;
+                            writer.status.state = State::Training;
+                            writer.status()?;
+                        }
+                        Command::Stop => stop_requested = true,
+                        Command::ApplyConfig { toml } => {
+                            let text = match toml {
+                                Some(t) => Ok(t),
+                                None => std::fs::read_to_string(&info.source)
+                                    .map_err(|e| format!("{}: {e}", info.source.display())),
+                            };
+                            match text {
+                                Ok(text) => apply_config(
+                                    &text,
+                                    &info.source,
+                                    &catalog,
+                                    &run_spec,
+                                    library,
+                                    &mut live,
+                                    writer,
+                                    step,
+                                )?,
+                                Err(e) => writer.event(step, "config_invalid", e)?,
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if stop_requested || !paused {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if stop_requested {
+                break 'epochs;
+            }
+            if let Some(w) = &watcher {
+                for event in w.drain() {
+                    match event {
+                        ReloadEvent::Ready { library: new, .. } => {
+                            let mut outcome = None;
+                            for slot in live.slots.iter_mut() {
+                                if let Some(l) = slot.live.as_mut() {
+                                    outcome = l.offer(&new).or(outcome);
+                                }
+                            }
+                            match outcome {
+                                Some(SwapOutcome::Swapped { name, from, to }) => {
+                                    plugin_version = to.clone();
+                                    writer.status.plugin_version = to.clone();
+                                    writer.event(
+                                        step,
+                                        "reload",
+                                        format!("{name} {from} → {to}"),
+                                    )?;
+                                }
+                                Some(SwapOutcome::Refused { name, reason }) => {
+                                    writer.event(
+                                        step,
+                                        "reload_refused",
+                                        format!("{name}: {reason}"),
+                                    )?;
+                                }
+                                None => {}
+                            }
+                        }
+                        ReloadEvent::Refused { path, reason } => {
+                            writer.event(
+                                step,
+                                "reload_refused",
+                                format!("{}: {reason}", path.display()),
+                            )?;
+                        }
+                        ReloadEvent::BuildOutput { .. } => {}
+                    }
+                }
+            }
+            if last_source_check.elapsed() >= Duration::from_millis(300) {
+                last_source_check = Instant::now();
+                let stamp = file_stamp(&info.source);
+                if stamp != source_stamp {
+                    source_stamp = stamp;
+                    match std::fs::read_to_string(&info.source) {
+                        Ok(text) => apply_config(
+                            &text,
+                            &info.source,
+                            &catalog,
+                            &run_spec,
+                            library,
+                            &mut live,
+                            writer,
+                            step,
+                        )?,
+                        Err(e) => writer.event(
+                            step,
+                            "config_invalid",
+                            format!("{}: {e}", info.source.display()),
+                        )?,
+                    }
+                }
+            }
+
+            // ---- one optimiser step ----
+            let step_started = Instant::now();
+            step += 1;
+            let epoch = (step - 1) / steps_per_epoch;
+            let lr = learning_rate(
+                resolved.optimizer.lr,
+                &resolved.lr_schedule,
+                step,
+                total_steps,
+                steps_per_epoch,
+            );
+            let p = experiment::drop_rate(
+                &live.strategy.schedule,
+                step - 1,
+                total_steps,
+                steps_per_epoch,
+            );
+            let log_now =
+                step.is_multiple_of(live.resolved.train.log_every as u64) || step == total_steps;
+            let snapshot_every = live.resolved.train.snapshot_every as u64;
+            let snapshot_now = snapshot_every > 0 && step.is_multiple_of(snapshot_every);
+            let mut dropped: BTreeMap<String, f64> = BTreeMap::new();
+            let mut snapshots: Vec<SnapshotLine> = Vec::new();
+            let n = batch.targets.dims()[0];
+            let logits = {
+                let slots = &live.slots;
+                let mut slot_fn = |name: &str, x: Tensor<4>| -> Result<Tensor<4>, MaskError> {
+                    let Some(slot) = slots.iter().find(|s| s.name == name) else {
+                        return Ok(x);
+                    };
+                    let (true, Some(live)) = (slot.enabled, slot.live.as_ref()) else {
+                        return Ok(x);
+                    };
+                    let ctx = MaskContext {
+                        p: (p * slot.p_scale).clamp(0.0, 1.0),
+                        training: true,
+                        step,
+                        epoch,
+                        slot: name.to_string(),
+                        seed,
+                    };
+                    if ctx.p == 0.0 {
+                        if log_now {
+                            dropped.insert(name.to_string(), 0.0);
+                        }
+                        return Ok(x);
+                    }
+                    let m = live.strategy.mask(&x, &ctx)?;
+                    if log_now {
+                        let frac: f32 = m.clone().equal_elem(0.0).float().mean().into_scalar();
+                        dropped.insert(name.to_string(), frac as f64);
+                    }
+                    if snapshot_now {
+                        snapshots.push(snapshot(&x, &m, step, name, ctx.p));
+                    }
+                    Ok(x * m.autodiff())
+                };
+                model.forward(batch.images, &mut slot_fn)
+            };
+            let logits = match logits {
+                Ok(l) => l,
+                Err(e) => bail!("step {step}: the strategy failed: {}", e.0),
+            };
+            let loss = loss_fn.forward(logits.clone(), batch.targets.clone());
+            let loss_value: f64 = loss.clone().into_scalar::<f32>() as f64;
+            if !loss_value.is_finite() {
+                diverged = Some(step);
+                break 'epochs;
+            }
+            let correct = correct_top1(logits.inner(), batch.targets.inner());
+            let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            window.add(loss_value, correct, n, step_started.elapsed());
+            last_loss = Some(loss_value);
+            writer.status.step = step;
+            writer.status.epoch = epoch;
+
+            if log_now {
+                let (mean_loss, acc, per_s, step_s) = window.take();
+                let mut lines = vec![
+                    metric(step, epoch, "train", "loss", mean_loss, p, &plugin_version),
+                    metric(step, epoch, "train", "acc", acc, p, &plugin_version),
+                    metric(step, epoch, "train", "lr", lr, p, &plugin_version),
+                    metric(step, epoch, "train", "p", p, p, &plugin_version),
+                    metric(
+                        step,
+                        epoch,
+                        "train",
+                        "step_time",
+                        step_s,
+                        p,
+                        &plugin_version,
+                    ),
+                    metric(
+                        step,
+                        epoch,
+                        "train",
+                        "samples_per_s",
+                        per_s,
+                        p,
+                        &plugin_version,
+                    ),
+                ];
+                for (slot, frac) in &dropped {
+                    lines.push(metric(
+                        step,
+                        epoch,
+                        "train",
+                        &format!("dropped/{slot}"),
+                        *frac,
+                        p,
+                        &plugin_version,
+                    ));
+                }
+                writer
+                    .metrics
+                    .append_all(&lines)
+                    .context("writing metrics")?;
+                writer.status.samples_per_s = Some(per_s);
+                writer.status()?;
+                let text = format!(
+                    "step {step}/{total_steps} epoch {} loss {mean_loss:.4} acc {acc:.3} p {p:.3} lr {lr:.4} {per_s:.0} samples/s",
+                    epoch + 1
+                );
+                match &progress {
+                    Some(bar) => {
+                        bar.set_position(step);
+                        bar.set_message(format!("loss {mean_loss:.3} p {p:.3}"));
+                    }
+                    None => say(&text),
+                }
+            }
+            if !snapshots.is_empty() {
+                writer
+                    .snapshots
+                    .append_all(&snapshots)
+                    .context("writing snapshots")?;
+            }
+
+            let end_of_epoch = step.is_multiple_of(steps_per_epoch);
+            let last = step == total_steps;
+            let eval_now = match live.resolved.train.eval_every {
+                Some(n) => step.is_multiple_of(n as u64),
+                None => end_of_epoch,
+            } || last;
+            if eval_now {
+                let (val_loss, top1, top5) = evaluate(
+                    &model,
+                    &val_batcher,
+                    batch_size,
+                    resolved.data.workers,
+                    &device,
+                    classes,
+                );
+                let mut lines = vec![
+                    metric(step, epoch, "val", "loss", val_loss, p, &plugin_version),
+                    metric(step, epoch, "val", "acc", top1, p, &plugin_version),
+                ];
+                if let Some(t5) = top5 {
+                    lines.push(metric(step, epoch, "val", "top5", t5, p, &plugin_version));
+                }
+                writer
+                    .metrics
+                    .append_all(&lines)
+                    .context("writing metrics")?;
+                if !val_loss.is_finite() {
+                    diverged = Some(step);
+                    break 'epochs;
+                }
+                final_val_acc = Some(top1);
+                best_val_acc = Some(best_val_acc.map_or(top1, |b: f64| b.max(top1)));
+                writer.status.last_val_acc = Some(top1);
+                writer.status.best_val_acc = best_val_acc;
+                writer.status()?;
+                say(&format!(
+                    "step {step}: validation loss {val_loss:.4}, accuracy {top1:.4}"
+                ));
+            }
+            let checkpoint_now = match resolved.train.checkpoint_every {
+                Some(n) => step.is_multiple_of(n as u64),
+                None => end_of_epoch,
+            } || last;
+            if checkpoint_now {
+                save_checkpoint(run_dir, &model, &optim, step, epoch, best_val_acc)?;
+            }
+            if last {
+                break 'epochs;
+            }
+        }
+    }
+    if let Some(bar) = &progress {
+        bar.finish_and_clear();
+    }
+
+    let (state, message) = if let Some(at) = diverged {
+        let message =
+            format!("the loss became non-finite at step {at}; the last good checkpoint is kept");
+        writer.event(at, "diverged", message.clone())?;
+        (State::Diverged, message)
+    } else if stop_requested {
+        save_checkpoint(
+            run_dir,
+            &model,
+            &optim,
+            step,
+            step.saturating_sub(1) / steps_per_epoch,
+            best_val_acc,
+        )?;
+        writer.event(
+            step,
+            "stopped",
+            "stopped by request; resume continues from here",
+        )?;
+        (State::Stopped, format!("stopped at step {step}"))
+    } else {
+        let message = format!(
+            "finished {step} steps; validation accuracy {}",
+            final_val_acc.map_or("n/a".into(), |a| format!("{a:.4}"))
+        );
+        writer.event(step, "done", message.clone())?;
+        (State::Done, message)
+    };
+    writer.status.state = state;
+    writer.status.message = message.clone();
+    writer.status()?;
+    writer.metrics.flush()?;
+    Ok(Summary {
+        state,
+        steps: step,
+        final_val_acc,
+        best_val_acc,
+        final_train_loss: last_loss,
+        seconds: started.elapsed().as_secs_f64(),
+        message,
+    })
+}
+
+/// Re-validates the experiment text and applies what can change live.
+#[allow(clippy::too_many_arguments)]
+fn apply_config(
+    text: &str,
+    source: &Path,
+    catalog: &Catalog,
+    run: &RunSpec,
+    library: Option<&Library>,
+    live: &mut Live,
+    writer: &mut Writer,
+    step: u64,
+) -> Result<()> {
+    let exp = match experiment::validate(source, text, catalog) {
+        Ok(e) => e,
+        Err(errors) => {
+            let first = errors[0].to_string();
+            return writer.event(
+                step,
+                "config_invalid",
+                format!(
+                    "change not applied, the file is invalid: {}",
+                    first.trim_end()
+                ),
+            );
+        }
+    };
+    let strategies = exp.strategies();
+    let Some(index) = strategies
+        .iter()
+        .position(|s| experiment::strategy_label(s) == run.label)
+    else {
+        return writer.event(
+            step,
+            "needs_restart",
+            format!(
+                "the strategy \"{}\" is no longer in the file; the run keeps its configuration",
+                run.label
+            ),
+        );
+    };
+    let new = exp.resolved(&RunSpec {
+        strategy_index: index,
+        ..run.clone()
+    });
+    let (changed_live, changed_fixed) = experiment::live_diff(&live.resolved, &new);
+    if !changed_fixed.is_empty() {
+        writer.event(
+            step,
+            "needs_restart",
+            format!("changed, needs a restart: {}", changed_fixed.join(", ")),
+        )?;
+    }
+    if changed_live.is_empty() {
+        return Ok(());
+    }
+    let new_strategy = new.strategy[0].clone();
+    let same_plugin = new_strategy.plugin == live.strategy.plugin;
+    if same_plugin {
+        match build_slots(&new, &new_strategy, library) {
+            Ok(slots) => {
+                live.slots = slots;
+                live.strategy = new_strategy.clone();
+                let mut applied = live.resolved.clone();
+                applied.strategy = vec![new_strategy];
+                applied.model.slots = new.model.slots.clone();
+                applied.train.eval_every = new.train.eval_every;
+                applied.train.log_every = new.train.log_every;
+                applied.train.snapshot_every = new.train.snapshot_every;
+                live.resolved = applied;
+                if let Ok(text) = toml::to_string(&live.resolved) {
+                    dir::write_atomic(&writer.dir.file(dir::EXPERIMENT), text.as_bytes())?;
+                }
+                writer.event(
+                    step,
+                    "config_applied",
+                    format!(
+                        "applied at step {}: {}{}",
+                        step + 1,
+                        changed_live.join(", "),
+                        describe_schedule(&live.strategy.schedule, &live.strategy.params)
+                    ),
+                )?;
+            }
+            Err(e) => writer.event(step, "config_invalid", format!("change not applied: {e}"))?,
+        }
+    }
+    Ok(())
+}
+
+fn describe_schedule(s: &DropSchedule, params: &toml::Table) -> String {
+    let params: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(" (schedule {:?}, params [{}])", s.kind, params.join(", ")).to_lowercase()
+}
+
+fn make_optimizer(f: &ExperimentFile) -> ModuleOptimizer {
+    let o = &f.optimizer;
+    match o.kind {
+        OptimizerKind::Sgd => {
+            let momentum = o.momentum.unwrap_or(0.0);
+            let mut config = SgdConfig::new();
+            if momentum > 0.0 {
+                // PyTorch's convention: no dampening.
+                config = config.with_momentum(Some(
+                    MomentumConfig::new()
+                        .with_momentum(momentum)
+                        .with_dampening(0.0)
+                        .with_nesterov(o.nesterov.unwrap_or(false)),
+                ));
+            }
+            if o.weight_decay > 0.0 {
+                config = config.with_weight_decay(Some(
+                    burn::optim::decay::WeightDecayConfig::new(o.weight_decay as f32),
+                ));
+            }
+            config.init()
+        }
+        OptimizerKind::Adamw => {
+            let [b1, b2] = o.betas.unwrap_or([0.9, 0.999]);
+            AdamWConfig::new()
+                .with_beta_1(b1 as f32)
+                .with_beta_2(b2 as f32)
+                .with_epsilon(1e-8)
+                .with_weight_decay(o.weight_decay as f32)
+                .init()
+        }
+    }
+}
+
+fn save_checkpoint(
+    run_dir: &RunDir,
+    model: &Model,
+    optim: &ModuleOptimizer,
+    step: u64,
+    epoch: u64,
+    best_val_acc: Option<f64>,
+) -> Result<()> {
+    let dir = run_dir.file(dir::CHECKPOINT_DIR);
+    std::fs::create_dir_all(&dir)?;
+    let model_name = format!("model-{step:08}.bpk");
+    let optim_name = format!("optim-{step:08}.bpk");
+    model
+        .clone()
+        .save_file(dir.join(&model_name))
+        .map_err(|e| anyhow!("saving the model checkpoint: {e:?}"))?;
+    optim
+        .save(dir.join(&optim_name))
+        .map_err(|e| anyhow!("saving the optimiser checkpoint: {e:?}"))?;
+    let previous = run_dir.checkpoint();
+    dir::write_json(
+        &run_dir.file(dir::CHECKPOINT),
+        &CheckpointInfo {
+            step,
+            epoch,
+            model: model_name.clone(),
+            optimizer: optim_name.clone(),
+            best_val_acc,
+        },
+    )?;
+    // Older files go only once the new pair is recorded as complete.
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name != model_name && name != optim_name {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let _ = previous;
+    Ok(())
+}
+
+fn correct_top1(logits: Tensor<2>, targets: Tensor<1, Int>) -> usize {
+    let predicted = logits.argmax(1).squeeze_dim::<1>(1);
+    predicted.equal(targets).int().sum().into_scalar::<i64>() as usize
+}
+
+fn correct_top5(logits: Tensor<2>, targets: Tensor<1, Int>) -> usize {
+    let (_, idx) = logits.topk_with_indices(5, 1); // [batch, 5]
+    let [n, k] = idx.dims();
+    let t = targets.reshape([n, 1]).expand([n, k]);
+    idx.equal(t).int().sum().into_scalar::<i64>() as usize
+}
+
+/// Validation loss, top-1 and (over 10 classes) top-5 accuracy.
+fn evaluate(
+    model: &Model,
+    batcher: &SplitBatcher,
+    batch_size: usize,
+    workers: usize,
+    device: &Device,
+    classes: usize,
+) -> (f64, f64, Option<f64>) {
+    let model = model.valid();
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let items = EpochItems::sequential(batcher.inner.source.len());
+    let loader = data::loader(batcher.clone(), items, batch_size, workers, device);
+    let (mut loss_sum, mut top1, mut top5, mut count) = (0.0, 0usize, 0usize, 0usize);
+    for batch in loader.iter() {
+        let Ok(batch) = batch else { continue };
+        let n = batch.targets.dims()[0];
+        let logits = match model.forward(batch.images, &mut |_, x| Ok(x)) {
+            Ok(l) => l,
+            Err(_) => continue,
+        };
+        let loss: f32 = loss_fn
+            .forward(logits.clone(), batch.targets.clone())
+            .into_scalar();
+        loss_sum += loss as f64 * n as f64;
+        top1 += correct_top1(logits.clone(), batch.targets.clone());
+        if classes > 10 {
+            top5 += correct_top5(logits, batch.targets);
+        }
+        count += n;
+    }
+    let count = count.max(1) as f64;
+    (
+        loss_sum / count,
+        top1 as f64 / count,
+        (classes > 10).then_some(top5 as f64 / count),
+    )
+}
+
+fn snapshot(x: &Tensor<4>, m: &Tensor<4>, step: u64, slot: &str, p: f64) -> SnapshotLine {
+    let x = x.clone().inner();
+    let [_, c, h, w] = x.dims();
+    let k = c.min(4);
+    let sal = x.clone().slice([0..1, 0..k, 0..h, 0..w]).abs();
+    let full = x.ones_like() * m.clone();
+    let mask = full.slice([0..1, 0..k, 0..h, 0..w]);
+    SnapshotLine {
+        step,
+        slot: slot.to_string(),
+        sample: 0,
+        channels: (0..k).collect(),
+        height: h,
+        width: w,
+        salience: sal.into_data().try_to_vec::<f32>().unwrap_or_default(),
+        mask: mask.into_data().try_to_vec::<f32>().unwrap_or_default(),
+        p,
+    }
+}
+
+fn metric(
+    step: u64,
+    epoch: u64,
+    split: &str,
+    name: &str,
+    value: f64,
+    p: f64,
+    version: &str,
+) -> MetricLine {
+    MetricLine {
+        step,
+        epoch,
+        split: split.into(),
+        metric: name.into(),
+        value,
+        wall: dir::now(),
+        p,
+        plugin_version: version.into(),
+    }
+}
+
+fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Training statistics between two logged steps.
+#[derive(Default)]
+struct Window {
+    loss: f64,
+    correct: usize,
+    samples: usize,
+    steps: usize,
+    time: Duration,
+}
+
+impl Window {
+    fn add(&mut self, loss: f64, correct: usize, samples: usize, took: Duration) {
+        self.loss += loss;
+        self.correct += correct;
+        self.samples += samples;
+        self.steps += 1;
+        self.time += took;
+    }
+
+    /// (mean loss, accuracy, samples/s, seconds per step), and a reset.
+    fn take(&mut self) -> (f64, f64, f64, f64) {
+        let steps = self.steps.max(1) as f64;
+        let secs = self.time.as_secs_f64().max(1e-9);
+        let out = (
+            self.loss / steps,
+            self.correct as f64 / self.samples.max(1) as f64,
+            self.samples as f64 / secs,
+            secs / steps,
+        );
+        *self = Window::default();
+        out
+    }
+}
