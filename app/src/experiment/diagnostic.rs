@@ -136,7 +136,11 @@ impl<'a> Locator<'a> {
             let last = i + 1 == path.len();
             match seg {
                 Seg::Key(k) => {
-                    let (found_key, found) = table?.get_key_value(k.as_str())?;
+                    // A key missing from the file: point at its nearest ancestor.
+                    let Some((found_key, found)) = table.and_then(|t| t.get_key_value(k.as_str()))
+                    else {
+                        return best;
+                    };
                     best = Some(if last && at_key {
                         found_key.span()
                     } else {
@@ -153,7 +157,9 @@ impl<'a> Locator<'a> {
                     table = found.get_ref().as_table();
                 }
                 Seg::Index(n) => {
-                    let item = value?.get_ref().get(*n)?;
+                    let Some(item) = value.and_then(|v| v.get_ref().get(*n)) else {
+                        return best;
+                    };
                     best = Some(item.span());
                     value = Some(item);
                     table = item.get_ref().as_table();

@@ -185,10 +185,27 @@ fn schema_error(locator: &Locator, e: serde_path_to_error::Error<toml::de::Error
     } else {
         (raw.clone(), None)
     };
+    let message = plain_types(&message);
     match offset {
         Some(offset) => locator.at(offset, diagnostic::path_string(&path), message, help),
         None => locator.at_path(&path, true, message, help),
     }
+}
+
+/// Serde names Rust types ("expected usize"); users read TOML.
+fn plain_types(message: &str) -> String {
+    let mut out = message.to_string();
+    for (rust, plain) in [
+        ("expected usize", "expected a non-negative integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected an array"),
+        ("expected a map", "expected a table"),
+    ] {
+        out = out.replace(rust, plain);
+    }
+    out
 }
 
 /// Parses serde_path_to_error's `a.b[0].c` into segments.

@@ -1,0 +1,113 @@
+//! `probdrop-tui check` on the shipped experiments and on every malformed file of
+//! tests/invalid_experiments/, run as a user runs it.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::repo_root;
+
+fn check(files: &[&Path]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
+        .current_dir(repo_root())
+        .arg("check")
+        .args(files)
+        .output()
+        .expect("run probdrop-tui");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn shipped_experiments_are_valid() {
+    let dir = repo_root().join("experiments");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.iter().any(|f| f.ends_with("quickstart.toml")));
+    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let (ok, out) = check(&refs);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("quickstart.toml: ok (1 run: probdropblock"),
+        "{out}"
+    );
+}
+
+#[test]
+fn every_malformed_file_is_refused_with_its_message_and_position() {
+    let dir = repo_root().join("tests/invalid_experiments");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "only {} malformed files", files.len());
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let at = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# at: "))
+            .unwrap_or_else(|| panic!("{}: no `# at:` header", file.display()));
+        let expects: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(
+            !expects.is_empty(),
+            "{}: no `# expect:` header",
+            file.display()
+        );
+        let relative = file.strip_prefix(repo_root()).unwrap_or(file);
+        let (ok, out) = check(&[relative]);
+        let name = relative.display().to_string();
+        let mut problems = Vec::new();
+        if ok {
+            problems.push("accepted".to_string());
+        }
+        let first = out.lines().next().unwrap_or("");
+        if !first.starts_with(&format!("{name}:{at}: ")) {
+            problems.push(format!("first line should start with {name}:{at}:"));
+        }
+        for e in &expects {
+            if !out.contains(e) {
+                problems.push(format!("missing {e:?}"));
+            }
+        }
+        // The offending line is quoted under the position.
+        let line_no: usize = at.split(':').next().unwrap().parse().unwrap();
+        let offending = text.lines().nth(line_no - 1).unwrap_or("");
+        if !out.contains(&format!("{line_no} | {offending}")) {
+            problems.push(format!("offending line {offending:?} not quoted"));
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{name}: {}\n{out}", problems.join("; ")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_missing_file_and_several_files_are_reported_together() {
+    let (ok, out) = check(&[
+        Path::new("experiments/quickstart.toml"),
+        Path::new("tests/invalid_experiments/zero-epochs.toml"),
+        Path::new("experiments/no-such-file.toml"),
+    ]);
+    assert!(!ok);
+    assert!(out.contains("quickstart.toml: ok"), "{out}");
+    assert!(out.contains("zero-epochs.toml:21:10:"), "{out}");
+    assert!(
+        out.contains("no-such-file.toml:1:1: cannot read the file"),
+        "{out}"
+    );
+    assert!(out.contains("2 of 3 experiment file(s) invalid"), "{out}");
+}

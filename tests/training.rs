@@ -1,0 +1,363 @@
+//! Headless training with the real binary on the committed Fashion-MNIST subset:
+//! the run directory contract, the schedule, SIGKILL and resume, live changes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::repo_root;
+use probdrop_tui::experiment::{DropKind, DropSchedule, drop_rate};
+use probdrop_tui::run::control::{self, Command as Ctl};
+use probdrop_tui::run::dir::{self, MetricLine, RunDir, State};
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"));
+    cmd.current_dir(repo_root())
+        .arg("--plugins")
+        .arg(repo_root().join("plugins"));
+    cmd
+}
+
+/// A small experiment over the committed subset; `extra` is appended to `[train]`.
+fn experiment(dir: &Path, train: &str, strategy: &str) -> PathBuf {
+    let data = repo_root().join("data/fashion-mnist-subset");
+    let text = format!(
+        r#"name = "tiny"
+seeds = [3]
+
+[data]
+format = "idx"
+path = "{}"
+train_limit = 512
+val_limit = 256
+workers = 1
+
+[model]
+kind = "small-cnn"
+channels = [8, 16]
+hidden = 32
+
+[optimizer]
+lr = 0.05
+momentum = 0.9
+
+[train]
+batch_size = 32
+{train}
+
+{strategy}
+"#,
+        data.display()
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn only_run(runs: &Path) -> RunDir {
+    let mut all = dir::list_runs(runs);
+    assert_eq!(all.len(), 1, "{all:?}");
+    all.pop().unwrap()
+}
+
+fn output_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn train_steps(metrics: &[MetricLine], name: &str) -> Vec<(u64, f64, f64)> {
+    metrics
+        .iter()
+        .filter(|m| m.split == "train" && m.metric == name)
+        .map(|m| (m.step, m.value, m.p))
+        .collect()
+}
+
+#[test]
+fn a_headless_run_writes_the_whole_run_directory_and_follows_the_schedule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = experiment(
+        tmp.path(),
+        "epochs = 2\nlog_every = 1\neval_every = 8\ncheckpoint_every = 4\nsnapshot_every = 4",
+        "[[strategy]]\nplugin = \"dropblock\"\nparams = { block_size = 3 }\nschedule = { kind = \"linear\", start = 0.0, end = 0.2 }",
+    );
+    let runs = tmp.path().join("runs");
+    let out = bin()
+        .args(["run", "--runs"])
+        .arg(&runs)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("done"), "{text}");
+    let run = only_run(&runs);
+    for name in [
+        dir::EXPERIMENT,
+        dir::RUN,
+        dir::STATUS,
+        dir::METRICS,
+        dir::EVENTS,
+        dir::SNAPSHOTS,
+        dir::CHECKPOINT,
+    ] {
+        assert!(run.file(name).is_file(), "{name} missing");
+    }
+    let status = run.status().unwrap();
+    assert_eq!(status.state, State::Done);
+    assert_eq!((status.step, status.total_steps), (32, 32));
+    assert_eq!(status.plugin_version, "1.0.0");
+    let ck = run.checkpoint().expect("a complete checkpoint");
+    assert_eq!(ck.step, 32);
+
+    let metrics = run.metrics();
+    let losses = train_steps(&metrics, "loss");
+    assert_eq!(
+        losses.iter().map(|l| l.0).collect::<Vec<_>>(),
+        (1..=32).collect::<Vec<_>>()
+    );
+    // The linear schedule: p at step s is 0.2 · (s - 1) / 32, logged with every metric.
+    let schedule = DropSchedule {
+        kind: DropKind::Linear,
+        start: Some(0.0),
+        end: Some(0.2),
+        ..Default::default()
+    };
+    for &(step, _, p) in &losses {
+        let expected = drop_rate(&schedule, step - 1, 32, 16);
+        assert!(
+            (p - expected).abs() < 1e-12,
+            "step {step}: p {p} vs {expected}"
+        );
+    }
+    let first: f64 = losses[..4].iter().map(|l| l.1).sum::<f64>() / 4.0;
+    let last: f64 = losses[28..].iter().map(|l| l.1).sum::<f64>() / 4.0;
+    assert!(
+        last < first * 0.8,
+        "loss did not decrease: {first} -> {last}"
+    );
+    // The fraction actually dropped is logged per slot and grows with p.
+    let dropped = train_steps(&metrics, "dropped/block2");
+    assert_eq!(dropped.len(), 32);
+    assert_eq!(dropped[0].1, 0.0, "p = 0 at the first step");
+    let late: f64 = dropped[24..].iter().map(|d| d.1).sum::<f64>() / 8.0;
+    assert!(
+        late > 0.08 && late < 0.35,
+        "dropped fraction {late} at p ≈ 0.17"
+    );
+    let val: Vec<u64> = metrics
+        .iter()
+        .filter(|m| m.split == "val" && m.metric == "acc")
+        .map(|m| m.step)
+        .collect();
+    assert_eq!(val, [8, 16, 24, 32]);
+    let acc = metrics
+        .iter()
+        .rfind(|m| m.split == "val" && m.metric == "acc")
+        .unwrap();
+    assert!(acc.value > 0.5, "validation accuracy {}", acc.value);
+    for name in ["lr", "p", "acc", "step_time", "samples_per_s"] {
+        assert_eq!(train_steps(&metrics, name).len(), 32, "{name}");
+    }
+
+    let snaps = run.snapshots();
+    assert_eq!(
+        snaps.iter().map(|s| s.step).collect::<Vec<_>>(),
+        [4, 8, 12, 16, 20, 24, 28, 32]
+    );
+    for s in &snaps {
+        assert_eq!((s.slot.as_str(), s.height, s.width), ("block2", 7, 7));
+        assert_eq!(s.salience.len(), s.channels.len() * 49);
+        assert_eq!(s.mask.len(), s.salience.len());
+        assert!(s.salience.iter().all(|v| *v >= 0.0));
+    }
+    let events = run.events();
+    assert_eq!(events.first().unwrap().kind, "started");
+    assert_eq!(events.last().unwrap().kind, "done");
+    // The resolved experiment parses and names one strategy and one seed.
+    let resolved = probdrop_tui::train::trainer::read_resolved(&run).unwrap();
+    assert_eq!(resolved.seeds, [3]);
+    assert_eq!(resolved.strategy.len(), 1);
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn last_step(run: &RunDir) -> u64 {
+    run.metrics().iter().map(|m| m.step).max().unwrap_or(0)
+}
+
+fn spawn(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_killed_trainer_resumes_from_its_checkpoint_without_gaps_or_repeats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = experiment(
+        tmp.path(),
+        "epochs = 2\nlog_every = 1\ncheckpoint_every = 5\nsnapshot_every = 0",
+        "[[strategy]]\nplugin = \"probdropblock\"\nparams = { block_size = 3 }\nschedule = { kind = \"constant\", p = 0.1 }",
+    );
+    let runs = tmp.path().join("runs");
+    let mut child = spawn(bin().args(["run", "-q", "--runs"]).arg(&runs).arg(&file));
+    wait_for("the run directory", Duration::from_secs(120), || {
+        dir::list_runs(&runs).len() == 1
+    });
+    let run = only_run(&runs);
+    // Kill mid-epoch, past a checkpoint and between two.
+    wait_for("step 12", Duration::from_secs(120), || {
+        last_step(&run) >= 12
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = last_step(&run);
+    let ck = run.checkpoint().expect("a checkpoint before the kill");
+    assert!(
+        ck.step >= 10 && ck.step <= killed_at,
+        "{ck:?} at {killed_at}"
+    );
+
+    let out = bin()
+        .args(["run", "-q", "--resume"])
+        .arg(&run.path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let losses = train_steps(&run.metrics(), "loss");
+    let steps: Vec<u64> = losses.iter().map(|l| l.0).collect();
+    assert_eq!(
+        steps,
+        (1..=32).collect::<Vec<_>>(),
+        "a step missing or repeated"
+    );
+    let status = run.status().unwrap();
+    assert_eq!((status.state, status.step), (State::Done, 32));
+    assert!(
+        run.events()
+            .iter()
+            .any(|e| e.kind == "resumed" && e.message.contains(&format!("after step {}", ck.step)))
+    );
+}
+
+#[test]
+fn a_saved_parameter_change_applies_at_a_step_boundary_and_a_stop_keeps_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let strategy = "[[strategy]]\nplugin = \"dropblock\"\nparams = { block_size = 3 }\nschedule = { kind = \"constant\", p = 0.1 }";
+    let file = experiment(
+        tmp.path(),
+        "epochs = 50\nlog_every = 1\nsnapshot_every = 0",
+        strategy,
+    );
+    let runs = tmp.path().join("runs");
+    let mut child = spawn(bin().args(["run", "-q", "--runs"]).arg(&runs).arg(&file));
+    wait_for("the run directory", Duration::from_secs(120), || {
+        dir::list_runs(&runs).len() == 1
+    });
+    let run = only_run(&runs);
+    wait_for("step 3", Duration::from_secs(120), || last_step(&run) >= 3);
+
+    // An editor's truncate-then-write: first a half-written file, refused...
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, &text[..text.len() / 2]).unwrap();
+    wait_for("config_invalid", Duration::from_secs(30), || {
+        run.events().iter().any(|e| e.kind == "config_invalid")
+    });
+    // ...then the whole file with a new block size and drop rate, applied.
+    let changed = text
+        .replace("block_size = 3", "block_size = 5")
+        .replace("p = 0.1", "p = 0.25");
+    std::fs::write(&file, changed).unwrap();
+    wait_for("config_applied", Duration::from_secs(30), || {
+        run.events().iter().any(|e| e.kind == "config_applied")
+    });
+    let applied = run
+        .events()
+        .into_iter()
+        .find(|e| e.kind == "config_applied")
+        .unwrap();
+    assert!(
+        applied.message.contains("strategy.params"),
+        "{}",
+        applied.message
+    );
+    assert!(
+        applied.message.contains("strategy.schedule"),
+        "{}",
+        applied.message
+    );
+    let resolved = probdrop_tui::train::trainer::read_resolved(&run).unwrap();
+    assert_eq!(
+        resolved.strategy[0].params["block_size"].as_integer(),
+        Some(5)
+    );
+    wait_for("a step after the change", Duration::from_secs(60), || {
+        last_step(&run) > applied.step + 2
+    });
+    let ps = train_steps(&run.metrics(), "p");
+    for &(step, _, p) in &ps {
+        let expected = if step <= applied.step { 0.1 } else { 0.25 };
+        assert_eq!(
+            p, expected,
+            "step {step}, change applied after step {}",
+            applied.step
+        );
+    }
+
+    // Pause, resume and stop over the control socket.
+    let socket = run.file(dir::SOCKET);
+    assert!(control::send(&socket, &Ctl::Pause).unwrap().ok);
+    wait_for("paused", Duration::from_secs(30), || {
+        run.status().is_some_and(|s| s.state == State::Paused)
+    });
+    assert!(control::send(&socket, &Ctl::Resume).unwrap().ok);
+    assert!(control::send(&socket, &Ctl::Stop).unwrap().ok);
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "a stopped run has not finished");
+    let status = run.status().unwrap();
+    assert_eq!(status.state, State::Stopped);
+    assert_eq!(run.checkpoint().unwrap().step, status.step);
+    let kinds: Vec<String> = run.events().into_iter().map(|e| e.kind).collect();
+    for k in ["paused", "resumed", "stopped"] {
+        assert!(kinds.iter().any(|x| x == k), "{kinds:?}");
+    }
+    assert!(!socket.exists(), "the socket is removed on exit");
+}
+
+#[test]
+fn an_unknown_device_or_missing_backend_is_refused_before_anything_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = experiment(tmp.path(), "epochs = 1", "");
+    let runs = tmp.path().join("runs");
+    let out = bin()
+        .args(["run", "--device", "cuda:0", "--runs"])
+        .arg(&runs)
+        .arg(&file)
+        .output()
+        .unwrap();
+    if !cfg!(feature = "tch") {
+        assert!(!out.status.success());
+        assert!(
+            output_text(&out).contains("--features tch"),
+            "{}",
+            output_text(&out)
+        );
+        assert!(dir::list_runs(&runs).is_empty());
+    }
+    let out = bin()
+        .args(["run", "--device", "tpu"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(output_text(&out).contains("--device: expected \"cpu\" or \"cuda:N\""));
+}
