@@ -47,6 +47,9 @@ pub enum Command {
     /// Train one prepared run directory (what the dashboard starts for each run).
     #[command(hide = true)]
     Train { run_dir: PathBuf },
+    /// Time whole training steps on synthetic data and print JSON (for benchmarks).
+    #[command(hide = true)]
+    BenchStep(crate::train::bench::BenchArgs),
     /// Report backends, devices, plugins and the data paths of the experiments.
     Doctor {
         /// Experiments directory.

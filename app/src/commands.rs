@@ -372,3 +372,20 @@ pub fn doctor(plugins: &Path, experiments: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// `probdrop-tui bench-step`: one JSON line.
+pub fn bench_step(plugins: &Path, args: &crate::train::bench::BenchArgs) -> Result<()> {
+    let library = if args.strategy == experiment::NONE {
+        None
+    } else {
+        let (_, libs) = catalog(plugins)?;
+        Some(
+            libs.into_iter()
+                .find(|l| l.info.name == args.strategy)
+                .ok_or_else(|| anyhow!("no strategy named {}", args.strategy))?,
+        )
+    };
+    let report = crate::train::bench::bench_step(args, library.as_ref())?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}

@@ -10,6 +10,7 @@ fn main() {
         Some(Command::Check { files }) => commands::check(&args.plugins, files),
         Some(Command::Run(run)) => commands::run(&args.plugins, run),
         Some(Command::Train { run_dir }) => commands::train(&args.plugins, run_dir),
+        Some(Command::BenchStep(bench)) => commands::bench_step(&args.plugins, bench),
         Some(Command::Doctor { experiments }) => commands::doctor(&args.plugins, experiments),
         None => cli::plugins(&args.plugins, false).map(|()| {
             eprintln!(

@@ -833,7 +833,7 @@ fn describe_schedule(s: &DropSchedule, params: &toml::Table) -> String {
     format!(" (schedule {:?}, params [{}])", s.kind, params.join(", ")).to_lowercase()
 }
 
-fn make_optimizer(f: &ExperimentFile) -> ModuleOptimizer {
+pub fn make_optimizer(f: &ExperimentFile) -> ModuleOptimizer {
     let o = &f.optimizer;
     match o.kind {
         OptimizerKind::Sgd => {

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Training-step throughput: probdrop-tui against PyTorch, same models, same DropBlock.
+
+One command prints both sides and their ratio:
+
+    python3 bench/pytorch_reference.py --ours target/release/probdrop-tui
+
+The PyTorch side builds the small CNN (conv 1->32, pool, conv 32->64, pool,
+DropBlock slot, linear 3136->128->10) and a CIFAR-style ResNet-18 (3x3 stem, no
+max-pool, DropBlock after stages 3 and 4), and times forward + backward + SGD
+(momentum 0.9) on random inputs, like `probdrop-tui bench-step`. DropBlock is
+written here from its formula (seed rate gamma = p / b^2 * HW / ((H-b+1)(W-b+1)),
+seeds in the valid region, b x b max-pool, rescale by numel / kept).
+
+Not part of the product: the product never needs Python.
+"""
+
+import argparse
+import json
+import subprocess
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def drop_block(x, p, b):
+    if p == 0.0:
+        return x
+    n, c, h, w = x.shape
+    b = min(b, h, w)
+    gamma = p / (b * b) * (h * w) / ((h - b + 1) * (w - b + 1))
+    seeds = torch.zeros(n, c, h, w, device=x.device)
+    valid = torch.rand(n, c, h - b + 1, w - b + 1, device=x.device) < gamma
+    off = b // 2
+    seeds[:, :, off:off + h - b + 1, off:off + w - b + 1] = valid.float()
+    dropped = F.max_pool2d(seeds, kernel_size=b, stride=1, padding=b // 2)
+    if b % 2 == 0:
+        dropped = dropped[:, :, :h, :w]
+    keep = 1.0 - dropped
+    keep = keep * (keep.numel() / (keep.sum() + 1e-6))
+    return x * keep
+
+
+class SmallCnn(nn.Module):
+    def __init__(self, p, b):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 32, 3, padding=1)
+        self.c2 = nn.Conv2d(32, 64, 3, padding=1)
+        self.f1 = nn.Linear(64 * 7 * 7, 128)
+        self.f2 = nn.Linear(128, 10)
+        self.p, self.b = p, b
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)  # [n, 32, 14, 14]
+        x = F.max_pool2d(F.relu(self.c2(x)), 2)  # [n, 64, 7, 7]
+        x = drop_block(x, self.p, self.b)
+        return self.f2(F.relu(self.f1(x.flatten(1))))
+
+
+class Basic(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.a = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.an = nn.BatchNorm2d(cout)
+        self.b = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.short = None
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = F.relu(self.an(self.a(x)))
+        y = self.bn(self.b(y))
+        return F.relu(y + (x if self.short is None else self.short(x)))
+
+
+class ResNet18(nn.Module):
+    def __init__(self, p, b):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        widths, cin, stages = [64, 128, 256, 512], 64, []
+        for i, wdt in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            stages.append(nn.Sequential(Basic(cin, wdt, stride), Basic(wdt, wdt, 1)))
+            cin = wdt
+        self.stages = nn.ModuleList(stages)
+        self.fc = nn.Linear(512, 10)
+        self.p, self.b = p, b
+
+    def forward(self, x):
+        x = self.stem(x)
+        for i, s in enumerate(self.stages):
+            x = s(x)
+            if i >= 2:  # after stage 3 and stage 4
+                x = drop_block(x, self.p, self.b)
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def torch_step_rate(model_name, batch, steps, device, p, b):
+    torch.manual_seed(0)
+    if model_name == "small-cnn":
+        model, shape = SmallCnn(p, b), (1, 28, 28)
+    else:
+        model, shape = ResNet18(p, b), (3, 32, 32)
+    model = model.to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, *shape, device=device)
+    y = torch.arange(batch, device=device) % 10
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def ours_step_rate(binary, model, batch, steps, device, p, b, backend, plugins):
+    cmd = [binary, "--plugins", plugins, "bench-step", "--model", model, "--batch", str(batch),
+           "--steps", str(steps), "--device", device, "--p", str(p), "--block-size", str(b)]
+    if backend:
+        cmd += ["--backend", backend]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["samples_per_s"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ours", help="probdrop-tui binary; without it only PyTorch is timed")
+    ap.add_argument("--plugins", default="plugins")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--backends", default="flex", help="comma list of our backends to time (flex,libtorch)")
+    ap.add_argument("--models", default="small-cnn,resnet18")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--p", type=float, default=0.1)
+    ap.add_argument("--block-size", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ours_device = "cuda:0" if args.device.startswith("cuda") else "cpu"
+    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
+          f"DropBlock p={args.p} b={args.block_size}, SGD momentum 0.9")
+    print(f"{'model':<10} {'batch':>5} {'PyTorch samples/s':>18} {'ours backend':>13} {'ours samples/s':>15} {'ratio':>6}")
+    for model in args.models.split(","):
+        batch = 64 if model == "small-cnn" else 128
+        theirs = torch_step_rate(model, batch, args.steps, args.device, args.p, args.block_size)
+        if not args.ours:
+            print(f"{model:<10} {batch:>5} {theirs:>18.1f}")
+            continue
+        for backend in args.backends.split(","):
+            ours = ours_step_rate(args.ours, model, batch, args.steps, ours_device, args.p,
+                                  args.block_size, backend, args.plugins)
+            print(f"{model:<10} {batch:>5} {theirs:>18.1f} {backend:>13} {ours:>15.1f} {ours / theirs:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
