@@ -247,6 +247,18 @@ fn a_killed_trainer_resumes_from_its_checkpoint_without_gaps_or_repeats() {
             .iter()
             .any(|e| e.kind == "resumed" && e.message.contains(&format!("after step {}", ck.step)))
     );
+    // Training continued exactly: the same losses as a run never interrupted.
+    let fresh = tmp.path().join("fresh");
+    let out = bin()
+        .args(["run", "-q", "--runs"])
+        .arg(&fresh)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let uninterrupted = train_steps(&only_run(&fresh).metrics(), "loss");
+    let values = |l: &[(u64, f64, f64)]| l.iter().map(|x| x.1).collect::<Vec<_>>();
+    assert_eq!(values(&losses), values(&uninterrupted));
 }
 
 #[test]
@@ -360,4 +372,42 @@ fn an_unknown_device_or_missing_backend_is_refused_before_anything_is_created() 
         .unwrap();
     assert!(!out.status.success());
     assert!(output_text(&out).contains("--device: expected \"cpu\" or \"cuda:N\""));
+}
+
+#[test]
+fn the_same_seed_reproduces_the_same_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = experiment(
+        tmp.path(),
+        "epochs = 1\nmax_steps = 8\nlog_every = 1\nsnapshot_every = 0",
+        "[[strategy]]\nplugin = \"probdropblock\"\nparams = { block_size = 3 }\nschedule = { kind = \"constant\", p = 0.2 }",
+    );
+    let losses = |runs: &Path| -> Vec<f64> {
+        let out = bin()
+            .args(["run", "-q", "--runs"])
+            .arg(runs)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        train_steps(&only_run(runs).metrics(), "loss")
+            .iter()
+            .map(|l| l.1)
+            .collect()
+    };
+    let a = losses(&tmp.path().join("a"));
+    let b = losses(&tmp.path().join("b"));
+    assert_eq!(a.len(), 8);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn doctor_reports_backends_plugins_and_data_paths() {
+    let out = bin().arg("doctor").output().unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("flex (CPU, pure Rust)"), "{text}");
+    assert!(text.contains("8 strategies: "), "{text}");
+    assert!(text.contains("quickstart.toml: data "), "{text}");
+    assert!(text.contains("fashion-mnist-subset (found)"), "{text}");
 }

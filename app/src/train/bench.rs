@@ -56,7 +56,11 @@ pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchRe
         None => None,
         Some("flex") => Some(BackendChoice::Flex),
         Some("libtorch") => Some(BackendChoice::Libtorch),
-        Some(other) => return Err(anyhow!("--backend: expected flex or libtorch, found {other:?}")),
+        Some(other) => {
+            return Err(anyhow!(
+                "--backend: expected flex or libtorch, found {other:?}"
+            ));
+        }
     };
     let name = device::parse_device(&args.device).map_err(|e| anyhow!(e))?;
     let backend = device::backend_for(name, forced).map_err(|e| anyhow!(e))?;
@@ -65,7 +69,11 @@ pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchRe
     let (kind, shape) = match args.model.as_str() {
         "small-cnn" => (ModelKind::SmallCnn, [1, 28, 28]),
         "resnet18" => (ModelKind::Resnet18, [3, 32, 32]),
-        other => return Err(anyhow!("--model: expected small-cnn or resnet18, found {other:?}")),
+        other => {
+            return Err(anyhow!(
+                "--model: expected small-cnn or resnet18, found {other:?}"
+            ));
+        }
     };
     let spec = ModelSpec {
         kind,
@@ -79,7 +87,10 @@ pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchRe
         Some(lib) => {
             let mut params = Vec::new();
             if lib.info.params.iter().any(|p| p.name == "block_size") {
-                params.push(("block_size".to_string(), plugin_api::Value::Int(args.block_size)));
+                params.push((
+                    "block_size".to_string(),
+                    plugin_api::Value::Int(args.block_size),
+                ));
             }
             Some(lib.create(&params).map_err(|e| anyhow!("{}", e.0))?)
         }
@@ -92,7 +103,11 @@ pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchRe
     let mut optim = super::trainer::make_optimizer(&file);
     let loss_fn = CrossEntropyLossConfig::new().init(&train_dev);
     let [c, h, w] = shape;
-    let images = Tensor::<4>::random([args.batch, c, h, w], Distribution::Normal(0.0, 1.0), &train_dev);
+    let images = Tensor::<4>::random(
+        [args.batch, c, h, w],
+        Distribution::Normal(0.0, 1.0),
+        &train_dev,
+    );
     let labels: Vec<i64> = (0..args.batch as i64).map(|i| i % 10).collect();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [args.batch]), &train_dev);
     let mut step = 0u64;

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -335,23 +334,51 @@ impl Batcher<Item, ImageBatch> for SplitBatcher {
     }
 }
 
-/// A loader over `items` with `workers` threads preparing batches in order.
-pub fn loader(
+/// Batches of `items` in order, prepared ahead by `workers` threads (none: in
+/// the caller's thread).
+///
+/// burn's multi-worker data loader yields batches in the order workers finish
+/// them, which breaks reproducibility under a seed and exact mid-epoch resume;
+/// this one keeps burn's `Dataset` and `Batcher` but hands batch `i` to worker
+/// `i mod workers` and reads the workers round-robin.
+pub fn ordered_batches(
     batcher: SplitBatcher,
     items: EpochItems,
     batch_size: usize,
     workers: usize,
     device: &Device,
-) -> Arc<dyn DataLoader<ImageBatch>> {
-    let builder = DataLoaderBuilder::new(batcher)
-        .batch_size(batch_size)
-        .set_device(device.clone());
-    let builder = if workers > 0 {
-        builder.num_workers(workers)
-    } else {
-        builder
+) -> Box<dyn Iterator<Item = ImageBatch>> {
+    let items = Arc::new(items);
+    let batch_size = batch_size.max(1);
+    let batches = items.len().div_ceil(batch_size);
+    let make = {
+        let items = items.clone();
+        let batcher = batcher.clone();
+        let device = device.clone();
+        move |i: usize| -> ImageBatch {
+            let end = ((i + 1) * batch_size).min(items.len());
+            let chunk: Vec<Item> = items.items[i * batch_size..end].to_vec();
+            batcher.batch(chunk, &device)
+        }
     };
-    builder.build(items)
+    if workers == 0 {
+        return Box::new((0..batches).map(make));
+    }
+    let mut receivers = Vec::with_capacity(workers);
+    for k in 0..workers {
+        // Two batches ahead per worker bounds memory.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<ImageBatch>(2);
+        let make = make.clone();
+        std::thread::spawn(move || {
+            for i in (k..batches).step_by(workers) {
+                if tx.send(make(i)).is_err() {
+                    return; // the consumer stopped early
+                }
+            }
+        });
+        receivers.push(rx);
+    }
+    Box::new((0..batches).map_while(move |i| receivers[i % workers].recv().ok()))
 }
 
 /// A small, good-enough generator for shuffles and augmentation draws.
@@ -374,6 +401,46 @@ pub fn mix(a: u64, b: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ordered_batches_keep_the_epoch_order_with_any_number_of_workers() {
+        let n = 203;
+        let source = Arc::new(InMemory {
+            images: (0..n).map(|i| i as u8).collect(),
+            labels: (0..n).map(|i| i as u16).collect(),
+            shape: [1, 1, 1],
+            classes: n,
+        });
+        let batcher = SplitBatcher {
+            inner: ImageBatcher {
+                source,
+                mean: vec![0.0],
+                std: vec![1.0],
+                augment: Augment::None,
+            },
+            augment: false,
+        };
+        let device = Device::flex();
+        let labels = |workers: usize| -> Vec<i64> {
+            ordered_batches(
+                batcher.clone(),
+                EpochItems::shuffled(n, 5, 1, 10),
+                16,
+                workers,
+                &device,
+            )
+            .flat_map(|b| b.targets.into_data().iter::<i64>().collect::<Vec<_>>())
+            .collect()
+        };
+        let expected: Vec<i64> = EpochItems::shuffled(n, 5, 1, 10)
+            .items
+            .iter()
+            .map(|i| i.index as i64)
+            .collect();
+        for workers in [0, 1, 3] {
+            assert_eq!(labels(workers), expected, "{workers} workers");
+        }
+    }
 
     #[test]
     fn epoch_order_is_a_seeded_permutation_and_resumes_exactly() {

@@ -379,15 +379,14 @@ fn run(
         let epoch = step / steps_per_epoch;
         let position = (step % steps_per_epoch) as usize * batch_size;
         let items = EpochItems::shuffled(splits.train.len(), seed, epoch, position);
-        let loader = data::loader(
+        let batches = data::ordered_batches(
             train_batcher.clone(),
             items,
             batch_size,
             resolved.data.workers,
             &train_device,
         );
-        for batch in loader.iter() {
-            let batch = batch.map_err(|e| anyhow!("reading training data: {e}"))?;
+        for batch in batches {
             // ---- step boundary ----
             loop {
                 for cmd in control.commands.try_iter() {
@@ -934,10 +933,9 @@ fn evaluate(
     let model = model.valid();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let items = EpochItems::sequential(batcher.inner.source.len());
-    let loader = data::loader(batcher.clone(), items, batch_size, workers, device);
+    let batches = data::ordered_batches(batcher.clone(), items, batch_size, workers, device);
     let (mut loss_sum, mut top1, mut top5, mut count) = (0.0, 0usize, 0usize, 0usize);
-    for batch in loader.iter() {
-        let Ok(batch) = batch else { continue };
+    for batch in batches {
         let n = batch.targets.dims()[0];
         let logits = match model.forward(batch.images, &mut |_, x| Ok(x)) {
             Ok(l) => l,
