@@ -411,3 +411,74 @@ fn doctor_reports_backends_plugins_and_data_paths() {
     assert!(text.contains("quickstart.toml: data "), "{text}");
     assert!(text.contains("fashion-mnist-subset (found)"), "{text}");
 }
+
+#[test]
+fn a_resnet18_trains_on_cifar10_binary_files_with_augmentation() {
+    let tmp = tempfile::tempdir().unwrap();
+    // CIFAR-10's binary layout: one label byte, then 32×32 red, green, blue planes.
+    let cifar = tmp.path().join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&cifar).unwrap();
+    let record = |i: usize| -> Vec<u8> {
+        let label = (i % 10) as u8;
+        let mut r = vec![label];
+        r.extend((0..3072).map(|j| ((j * 7 + i * 13) % 251) as u8 ^ (label * 25)));
+        r
+    };
+    for b in 1..=5 {
+        let bytes: Vec<u8> = (0..8).flat_map(|i| record(b * 8 + i)).collect();
+        std::fs::write(cifar.join(format!("data_batch_{b}.bin")), bytes).unwrap();
+    }
+    let test: Vec<u8> = (0..8).flat_map(record).collect();
+    std::fs::write(cifar.join("test_batch.bin"), test).unwrap();
+    let file = tmp.path().join("cifar.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "cifar-smoke"
+[data]
+format = "cifar10"
+path = "{}"
+augment = "crop-flip"
+[model]
+kind = "resnet18"
+[model.slots.stage4]
+params = {{ block_size = 1 }}
+[train]
+epochs = 1
+batch_size = 8
+max_steps = 2
+log_every = 1
+snapshot_every = 1
+[[strategy]]
+plugin = "dropblock"
+params = {{ block_size = 3 }}
+schedule = {{ kind = "constant", p = 0.2 }}
+"#,
+            tmp.path().display()
+        ),
+    )
+    .unwrap();
+    let runs = tmp.path().join("runs");
+    let out = bin()
+        .args(["run", "-q", "--runs"])
+        .arg(&runs)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let run = only_run(&runs);
+    let metrics = run.metrics();
+    assert_eq!(train_steps(&metrics, "loss").len(), 2);
+    let slots: Vec<(String, usize)> = run
+        .snapshots()
+        .iter()
+        .map(|s| (s.slot.clone(), s.height))
+        .collect();
+    assert!(slots.contains(&("stage3".to_string(), 8)), "{slots:?}");
+    assert!(slots.contains(&("stage4".to_string(), 4)), "{slots:?}");
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m.split == "val" && m.metric == "acc")
+    );
+}
