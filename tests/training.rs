@@ -482,3 +482,95 @@ schedule = {{ kind = "constant", p = 0.2 }}
             .any(|m| m.split == "val" && m.metric == "acc")
     );
 }
+
+#[test]
+fn a_rebuilt_plugin_is_swapped_into_a_running_training_and_a_broken_one_refused() {
+    use common::fixtures::fixture;
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = tmp.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let library = plugins.join(format!("libprobe{}", std::env::consts::DLL_SUFFIX));
+    std::fs::copy(fixture("probe-v1"), &library).unwrap();
+    let file = experiment(
+        tmp.path(),
+        "epochs = 50\nlog_every = 1\nsnapshot_every = 0",
+        "[[strategy]]\nplugin = \"probe\"\nschedule = { kind = \"constant\", p = 0.1 }",
+    );
+    let runs = tmp.path().join("runs");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"));
+    cmd.arg("--plugins")
+        .arg(&plugins)
+        .args(["run", "-q", "--runs"])
+        .arg(&runs)
+        .arg(&file);
+    let mut child = spawn(&mut cmd);
+    wait_for("the run directory", Duration::from_secs(120), || {
+        dir::list_runs(&runs).len() == 1
+    });
+    let run = only_run(&runs);
+    wait_for("step 3", Duration::from_secs(120), || last_step(&run) >= 3);
+
+    let replace = |source: &Path| {
+        let tmp = library.with_extension("partial");
+        std::fs::copy(source, &tmp).unwrap();
+        std::fs::rename(&tmp, &library).unwrap();
+    };
+    replace(&fixture("probe-v2"));
+    wait_for("the reload event", Duration::from_secs(30), || {
+        run.events().iter().any(|e| e.kind == "reload")
+    });
+    let reload = run
+        .events()
+        .into_iter()
+        .find(|e| e.kind == "reload")
+        .unwrap();
+    assert!(
+        reload.message.contains("probe 1.0.0 → 2.0.0"),
+        "{}",
+        reload.message
+    );
+    wait_for("steps on the new version", Duration::from_secs(60), || {
+        last_step(&run) > reload.step + 2
+    });
+    for m in train_steps_full(&run.metrics()) {
+        let expected = if m.step <= reload.step {
+            "1.0.0"
+        } else {
+            "2.0.0"
+        };
+        assert_eq!(m.plugin_version, expected, "step {}", m.step);
+    }
+
+    // A version that panics inside `mask` fails its smoke test: refused, and the
+    // run goes on with 2.0.0.
+    replace(&fixture("probe-panics"));
+    wait_for("the refusal", Duration::from_secs(30), || {
+        run.events().iter().any(|e| e.kind == "reload_refused")
+    });
+    let refused = run
+        .events()
+        .into_iter()
+        .find(|e| e.kind == "reload_refused")
+        .unwrap();
+    assert!(refused.message.contains("panic"), "{}", refused.message);
+    wait_for("steps after the refusal", Duration::from_secs(60), || {
+        last_step(&run) > refused.step + 2
+    });
+    let last = train_steps_full(&run.metrics()).pop().unwrap();
+    assert_eq!(last.plugin_version, "2.0.0");
+    assert!(
+        control::send(&run.file(dir::SOCKET), &Ctl::Stop)
+            .unwrap()
+            .ok
+    );
+    child.wait().unwrap();
+    assert_eq!(run.status().unwrap().state, State::Stopped);
+}
+
+fn train_steps_full(metrics: &[MetricLine]) -> Vec<MetricLine> {
+    metrics
+        .iter()
+        .filter(|m| m.split == "train" && m.metric == "loss")
+        .cloned()
+        .collect()
+}
