@@ -899,3 +899,110 @@ pub fn live_diff(old: &ExperimentFile, new: &ExperimentFile) -> (Vec<String>, Ve
     }
     (live, restart)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "t"
+seeds = [1, 2, 3]
+[data]
+format = "idx"
+path = "."
+[model]
+kind = "small-cnn"
+channels = [8, 16, 16]
+[train]
+epochs = 4
+batch_size = 8
+[[strategy]]
+plugin = "none"
+[[strategy]]
+plugin = "dropout"
+label = "dropout-0.1"
+schedule = { kind = "constant", p = 0.1 }
+"#;
+
+    #[test]
+    fn strategies_times_seeds_expand_into_runs_each_resolved_alone() {
+        let file = parse(Path::new("t.toml"), BASE).unwrap();
+        let exp = Experiment {
+            path: "t.toml".into(),
+            file,
+            data_path: "/data".into(),
+            warnings: vec![],
+        };
+        let runs = exp.runs();
+        assert_eq!(runs.len(), 6);
+        assert_eq!(
+            runs.iter()
+                .map(|r| (r.label.as_str(), r.seed))
+                .collect::<Vec<_>>(),
+            [
+                ("none", 1),
+                ("none", 2),
+                ("none", 3),
+                ("dropout-0.1", 1),
+                ("dropout-0.1", 2),
+                ("dropout-0.1", 3)
+            ]
+        );
+        let resolved = exp.resolved(&runs[4]);
+        assert_eq!(resolved.seeds, [2]);
+        assert_eq!(resolved.strategy.len(), 1);
+        assert_eq!(resolved.strategy[0].plugin, "dropout");
+        assert_eq!(resolved.data.path, Path::new("/data"));
+        // The resolved file round-trips through TOML unchanged.
+        let text = toml::to_string(&resolved).unwrap();
+        assert_eq!(parse(Path::new("r.toml"), &text).unwrap(), resolved);
+        assert_eq!(model_slots(&resolved.model), ["block2", "block3"]);
+    }
+
+    #[test]
+    fn drop_rate_schedules() {
+        let linear = DropSchedule {
+            kind: DropKind::Linear,
+            start: Some(0.0),
+            end: Some(0.1),
+            ramp: Some(0.5),
+            ..Default::default()
+        };
+        assert_eq!(drop_rate(&linear, 0, 100, 10), 0.0);
+        assert!((drop_rate(&linear, 25, 100, 10) - 0.05).abs() < 1e-12);
+        assert_eq!(drop_rate(&linear, 50, 100, 10), 0.1);
+        assert_eq!(drop_rate(&linear, 99, 100, 10), 0.1);
+        let step = DropSchedule {
+            kind: DropKind::Step,
+            values: vec![0.0, 0.05, 0.1],
+            at_epochs: vec![1, 3],
+            ..Default::default()
+        };
+        let at = |s| drop_rate(&step, s, 100, 10);
+        assert_eq!(
+            [at(0), at(9), at(10), at(29), at(30)],
+            [0.0, 0.0, 0.05, 0.05, 0.1]
+        );
+    }
+
+    #[test]
+    fn live_and_restart_fields_are_told_apart() {
+        let a = parse(Path::new("t.toml"), BASE).unwrap();
+        let mut b = a.clone();
+        b.strategy[1].schedule.p = Some(0.2);
+        b.train.eval_every = Some(5);
+        b.train.batch_size = 16;
+        let (live, restart) = live_diff(
+            &ExperimentFile {
+                strategy: vec![a.strategy[1].clone()],
+                ..a.clone()
+            },
+            &ExperimentFile {
+                strategy: vec![b.strategy[1].clone()],
+                ..b
+            },
+        );
+        assert_eq!(live, ["strategy.schedule", "train.eval_every"]);
+        assert_eq!(restart, ["train.batch_size"]);
+    }
+}
