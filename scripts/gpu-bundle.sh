@@ -21,6 +21,7 @@ cp "$TARGET/release/probdrop-tui" gpu-bundle/
 strip gpu-bundle/probdrop-tui
 for p in probdropblock dropblock dropout dropout2d droppath dropblock1d probdropblock1d drophead; do
   cp "target/release/lib$p.so" gpu-bundle/plugins/
+  strip "gpu-bundle/plugins/lib$p.so"
 done
 readelf -d gpu-bundle/probdrop-tui | grep -E 'NEEDED.*torch' || true
 du -sh gpu-bundle

@@ -67,7 +67,11 @@ pub fn open(name: DeviceName, backend: BackendChoice) -> Result<Device, String> 
     }
 }
 
+// burn marks burn-tch deprecated in favour of its CubeCL backends, but those
+// download LLVM at build time (no offline build) and LibTorch is what GPU users
+// already have: the project chose it (see architecture.md).
 #[cfg(feature = "tch")]
+#[allow(deprecated)]
 fn open_libtorch(name: DeviceName) -> Result<Device, String> {
     match name {
         DeviceName::Cpu => Ok(Device::libtorch()),
