@@ -37,6 +37,15 @@ pub enum Command {
     },
     /// Sample one keep-mask through the real plugin path and print its statistics.
     Mask(MaskArgs),
+    /// Open the dashboard (the default without a command).
+    Dashboard {
+        /// Where runs live.
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        /// Experiment files.
+        #[arg(long, default_value = "experiments")]
+        experiments: PathBuf,
+    },
     /// Validate experiment files; every error names file, line, column and key.
     Check {
         #[arg(required = true)]

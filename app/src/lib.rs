@@ -12,3 +12,4 @@ pub mod plugins;
 pub mod run;
 pub mod stats;
 pub mod train;
+pub mod ui;

@@ -12,10 +12,17 @@ fn main() {
         Some(Command::Train { run_dir }) => commands::train(&args.plugins, run_dir),
         Some(Command::BenchStep(bench)) => commands::bench_step(&args.plugins, bench),
         Some(Command::Doctor { experiments }) => commands::doctor(&args.plugins, experiments),
-        None => cli::plugins(&args.plugins, false).map(|()| {
-            eprintln!(
-                "\nThe dashboard is not built yet (issue 4); `probdrop-tui run experiments/quickstart.toml` trains headless."
-            );
+        Some(Command::Dashboard { runs, experiments }) => {
+            probdrop_tui::ui::run(probdrop_tui::ui::Options {
+                plugins: args.plugins.clone(),
+                runs: runs.clone(),
+                experiments: experiments.clone(),
+            })
+        }
+        None => probdrop_tui::ui::run(probdrop_tui::ui::Options {
+            plugins: args.plugins.clone(),
+            runs: "runs".into(),
+            experiments: "experiments".into(),
         }),
     };
     if let Err(e) = result {

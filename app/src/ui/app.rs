@@ -1,0 +1,345 @@
+//! Dashboard state and what actions do to it (event → state; drawing is in
+//! `views`). Actions that reach outside — starting a trainer, a control message,
+//! the editor — go through `Effects`, so tests can run every key without spawning.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::keys::{Action, View};
+use super::workspace::{self, DisplayState, ExperimentView, RunView};
+use crate::experiment::Catalog;
+use crate::plugins::Found;
+use crate::run::control::Command as Ctl;
+use crate::run::dir::{RunDir, State};
+
+/// Side effects the dashboard asks for.
+pub trait Effects {
+    fn start_trainer(&mut self, run: &RunDir) -> Result<(), String>;
+    fn control(&mut self, run: &RunDir, command: Ctl) -> Result<(), String>;
+    /// Prepares the run directories of an experiment (device override optional).
+    fn prepare(&mut self, experiment: &Path, device: Option<&str>) -> Result<Vec<RunDir>, String>;
+    fn edit(&mut self, file: &Path) -> Result<(), String>;
+}
+
+pub const SMOOTHING: [f64; 4] = [0.0, 0.6, 0.9, 0.98];
+pub const ZOOM: [Option<f64>; 3] = [None, Some(1000.0), Some(100.0)];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    Loss,
+    Accuracy,
+    DropRate,
+}
+
+/// One plugin as the Plugins view lists it.
+#[derive(Clone, Debug)]
+pub struct PluginRow {
+    pub name: String,
+    pub version: String,
+    pub source: String,
+    pub status: Result<String, String>,
+}
+
+impl PluginRow {
+    pub fn from_found(f: &Found) -> PluginRow {
+        let source = serde_json::to_value(f.source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        match &f.outcome {
+            Ok(lib) => PluginRow {
+                name: lib.info.name.clone(),
+                version: lib.info.version.clone(),
+                source,
+                status: Ok(format!("loaded, interface {}", lib.interface)),
+            },
+            Err(e) => PluginRow {
+                name: f.id.clone(),
+                version: "?".into(),
+                source,
+                status: Err(e.0.clone()),
+            },
+        }
+    }
+}
+
+pub struct App {
+    pub runs_dir: PathBuf,
+    pub experiments_dir: PathBuf,
+    pub view: View,
+    pub help: bool,
+    pub quit: bool,
+    pub runs: Vec<RunView>,
+    pub experiments: Vec<ExperimentView>,
+    pub plugins: Vec<PluginRow>,
+    /// Lines of plugin build output (latest last).
+    pub build_log: Vec<String>,
+    pub catalog: Catalog,
+    pub selected_run: usize,
+    pub selected_experiment: usize,
+    pub selected_plugin: usize,
+    pub event_scroll: usize,
+    /// Runs overlaid in the charts, by directory.
+    pub marked: BTreeSet<PathBuf>,
+    pub smoothing: usize,
+    pub zoom: usize,
+    pub log_scale: bool,
+    pub metric: Metric,
+    pub slot: usize,
+    pub channel: usize,
+    /// The last thing an action said (shown in the status line).
+    pub message: String,
+    /// Anything changed since the last draw.
+    pub dirty: bool,
+}
+
+impl App {
+    pub fn new(
+        runs_dir: PathBuf,
+        experiments_dir: PathBuf,
+        found: &[Found],
+        build_log: Vec<String>,
+    ) -> App {
+        let libraries = found.iter().filter_map(|f| f.outcome.as_ref().ok());
+        let catalog = Catalog::from_libraries(libraries);
+        let mut app = App {
+            runs_dir,
+            experiments_dir,
+            view: View::Runs,
+            help: false,
+            quit: false,
+            runs: Vec::new(),
+            experiments: Vec::new(),
+            plugins: found.iter().map(PluginRow::from_found).collect(),
+            build_log,
+            catalog,
+            selected_run: 0,
+            selected_experiment: 0,
+            selected_plugin: 0,
+            event_scroll: 0,
+            marked: BTreeSet::new(),
+            smoothing: 0,
+            zoom: 0,
+            log_scale: false,
+            metric: Metric::Loss,
+            slot: 0,
+            channel: 0,
+            message: String::new(),
+            dirty: true,
+        };
+        app.refresh();
+        app
+    }
+
+    /// Re-reads run directories and experiment files; true if anything changed.
+    pub fn refresh(&mut self) -> bool {
+        let mut changed = workspace::scan_runs(&self.runs_dir, &mut self.runs);
+        changed |= workspace::scan_experiments(
+            &self.experiments_dir,
+            &self.catalog,
+            &mut self.experiments,
+        );
+        self.selected_run = self.selected_run.min(self.runs.len().saturating_sub(1));
+        self.selected_experiment = self
+            .selected_experiment
+            .min(self.experiments.len().saturating_sub(1));
+        self.dirty |= changed;
+        changed
+    }
+
+    pub fn selected_run(&self) -> Option<&RunView> {
+        self.runs.get(self.selected_run)
+    }
+
+    /// The runs the charts overlay: the marked ones, else the selected one.
+    pub fn chart_runs(&self) -> Vec<&RunView> {
+        let marked: Vec<&RunView> = self
+            .runs
+            .iter()
+            .filter(|r| self.marked.contains(&r.dir.path))
+            .collect();
+        if marked.is_empty() {
+            self.selected_run().into_iter().collect()
+        } else {
+            marked
+        }
+    }
+
+    /// Events of every run, newest last: (wall, run name, kind, message).
+    pub fn all_events(&self) -> Vec<(f64, String, String, String)> {
+        let mut all: Vec<(f64, String, String, String)> = self
+            .runs
+            .iter()
+            .flat_map(|r| {
+                let name = r.info.label.clone() + " s" + &r.info.seed.to_string();
+                r.events
+                    .iter()
+                    .map(move |e| (e.wall, name.clone(), e.kind.clone(), e.message.clone()))
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        all
+    }
+
+    fn list_len(&self) -> usize {
+        match self.view {
+            View::Runs | View::Charts | View::Masks => self.runs.len(),
+            View::Experiments => self.experiments.len(),
+            View::Plugins => self.plugins.len(),
+            View::Events => self.all_events().len(),
+        }
+    }
+
+    fn cursor(&mut self) -> &mut usize {
+        match self.view {
+            View::Runs | View::Charts | View::Masks => &mut self.selected_run,
+            View::Experiments => &mut self.selected_experiment,
+            View::Plugins => &mut self.selected_plugin,
+            View::Events => &mut self.event_scroll,
+        }
+    }
+
+    /// Applies one action.
+    pub fn apply(&mut self, action: Action, fx: &mut dyn Effects) {
+        self.dirty = true;
+        let len = self.list_len();
+        match action {
+            Action::Quit => self.quit = true,
+            Action::ToggleHelp => self.help = !self.help,
+            Action::NextView | Action::PrevView => {
+                let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
+                let n = View::ALL.len();
+                let next = if action == Action::NextView {
+                    (i + 1) % n
+                } else {
+                    (i + n - 1) % n
+                };
+                self.view = View::ALL[next];
+                self.help = false;
+            }
+            Action::Go(v) => {
+                self.view = v;
+                self.help = false;
+            }
+            Action::Up => {
+                let c = self.cursor();
+                *c = c.saturating_sub(1);
+            }
+            Action::Down => {
+                let c = self.cursor();
+                *c = (*c + 1).min(len.saturating_sub(1));
+            }
+            Action::Top => *self.cursor() = 0,
+            Action::Bottom => *self.cursor() = len.saturating_sub(1),
+            Action::Mark => {
+                if let Some(r) = self.selected_run() {
+                    let p = r.dir.path.clone();
+                    if !self.marked.remove(&p) {
+                        self.marked.insert(p);
+                    }
+                }
+            }
+            Action::Pause | Action::Resume | Action::Stop => {
+                let Some(r) = self.selected_run() else { return };
+                let (cmd, verb) = match action {
+                    Action::Pause => (Ctl::Pause, "pause"),
+                    Action::Resume => (Ctl::Resume, "resume"),
+                    _ => (Ctl::Stop, "stop"),
+                };
+                let name = r.name();
+                let dir = r.dir.clone();
+                if !r.alive {
+                    self.message = format!("{name}: no trainer running");
+                    return;
+                }
+                self.message = match fx.control(&dir, cmd) {
+                    Ok(()) => format!("{verb} sent to {name}"),
+                    Err(e) => format!("{verb} failed: {e}"),
+                };
+            }
+            Action::Restart => {
+                let Some(r) = self.selected_run() else { return };
+                let name = r.name();
+                let dir = r.dir.clone();
+                let restartable = match r.state() {
+                    DisplayState::Lost | DisplayState::Unknown => true,
+                    DisplayState::Is(s) => {
+                        matches!(s, State::Stopped | State::Failed | State::Queued)
+                    }
+                };
+                if r.alive || !restartable {
+                    self.message = format!("{name} is {}: nothing to restart", r.state().label());
+                    return;
+                }
+                self.message = match fx.start_trainer(&dir) {
+                    Ok(()) => format!("{name}: trainer started (from its checkpoint)"),
+                    Err(e) => format!("{name}: could not start: {e}"),
+                };
+            }
+            Action::StartRuns | Action::StartRunsGpu => {
+                let Some(e) = self.experiments.get(self.selected_experiment) else {
+                    return;
+                };
+                let name = e.name();
+                if e.result.is_err() {
+                    self.message = format!("{name} is invalid: fix it first (see the errors)");
+                    return;
+                }
+                let path = e.path.clone();
+                let device = (action == Action::StartRunsGpu).then_some("cuda:0");
+                self.message = match fx.prepare(&path, device) {
+                    Ok(dirs) => {
+                        let mut started = 0;
+                        let mut errors = Vec::new();
+                        for d in &dirs {
+                            match fx.start_trainer(d) {
+                                Ok(()) => started += 1,
+                                Err(e) => errors.push(e),
+                            }
+                        }
+                        if errors.is_empty() {
+                            format!("{name}: started {started} run(s)")
+                        } else {
+                            format!("{name}: started {started}, failed: {}", errors.join("; "))
+                        }
+                    }
+                    Err(e) => format!("{name}: {e}"),
+                };
+                self.refresh();
+            }
+            Action::Edit => {
+                let Some(e) = self.experiments.get(self.selected_experiment) else {
+                    return;
+                };
+                let path = e.path.clone();
+                if let Err(err) = fx.edit(&path) {
+                    self.message = format!("editor: {err}");
+                }
+                self.refresh();
+                if let Some(e) = self.experiments.iter().find(|e| e.path == path) {
+                    self.message = match &e.result {
+                        Ok(_) => format!(
+                            "{}: valid; running runs take live changes at their next step",
+                            e.name()
+                        ),
+                        Err(errors) => format!("{}: {} error(s)", e.name(), errors.len()),
+                    };
+                }
+            }
+            Action::CycleSmoothing => self.smoothing = (self.smoothing + 1) % SMOOTHING.len(),
+            Action::ToggleLog => self.log_scale = !self.log_scale,
+            Action::CycleZoom => self.zoom = (self.zoom + 1) % ZOOM.len(),
+            Action::CycleMetric => {
+                self.metric = match self.metric {
+                    Metric::Loss => Metric::Accuracy,
+                    Metric::Accuracy => Metric::DropRate,
+                    Metric::DropRate => Metric::Loss,
+                }
+            }
+            Action::NextSlot => self.slot += 1,
+            Action::PrevSlot => self.slot = self.slot.saturating_sub(1),
+            Action::NextChannel => self.channel += 1,
+            Action::PrevChannel => self.channel = self.channel.saturating_sub(1),
+        }
+    }
+}

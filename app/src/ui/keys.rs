@@ -1,0 +1,254 @@
+//! The key map: one table that both dispatches keys and writes the help view.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// The dashboard's views, in tab order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum View {
+    Runs,
+    Charts,
+    Masks,
+    Plugins,
+    Experiments,
+    Events,
+}
+
+impl View {
+    pub const ALL: [View; 6] = [
+        View::Runs,
+        View::Charts,
+        View::Masks,
+        View::Plugins,
+        View::Experiments,
+        View::Events,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Runs => "Runs",
+            View::Charts => "Charts",
+            View::Masks => "Masks",
+            View::Plugins => "Plugins",
+            View::Experiments => "Experiments",
+            View::Events => "Events",
+        }
+    }
+}
+
+/// Everything a key can ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    ToggleHelp,
+    NextView,
+    PrevView,
+    Go(View),
+    Up,
+    Down,
+    Top,
+    Bottom,
+    /// Runs: mark the selected run for the chart overlay.
+    Mark,
+    Pause,
+    Resume,
+    Stop,
+    /// Runs: start the trainer again on a stopped or failed run (from its checkpoint).
+    Restart,
+    /// Experiments: start every run of the selected experiment.
+    StartRuns,
+    /// Experiments: start them on cuda:0.
+    StartRunsGpu,
+    /// Experiments: open the file in $EDITOR.
+    Edit,
+    CycleSmoothing,
+    ToggleLog,
+    CycleZoom,
+    CycleMetric,
+    NextSlot,
+    PrevSlot,
+    NextChannel,
+    PrevChannel,
+}
+
+/// Where a binding applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Global,
+    In(View),
+}
+
+pub struct Binding {
+    pub code: KeyCode,
+    pub label: &'static str,
+    pub scope: Scope,
+    pub action: Action,
+    pub help: &'static str,
+}
+
+const fn b(
+    code: KeyCode,
+    label: &'static str,
+    scope: Scope,
+    action: Action,
+    help: &'static str,
+) -> Binding {
+    Binding {
+        code,
+        label,
+        scope,
+        action,
+        help,
+    }
+}
+
+use Action as A;
+use KeyCode as K;
+use Scope::{Global as G, In};
+
+/// Every key the dashboard knows. Mouse: click a tab, scroll lists.
+pub const KEYMAP: &[Binding] = &[
+    b(K::Char('q'), "q", G, A::Quit, "quit (runs keep training)"),
+    b(
+        K::Char('?'),
+        "?",
+        G,
+        A::ToggleHelp,
+        "show or hide this help",
+    ),
+    b(K::Tab, "Tab", G, A::NextView, "next view"),
+    b(K::BackTab, "S-Tab", G, A::PrevView, "previous view"),
+    b(K::Char('1'), "1", G, A::Go(View::Runs), "runs"),
+    b(K::Char('2'), "2", G, A::Go(View::Charts), "charts"),
+    b(K::Char('3'), "3", G, A::Go(View::Masks), "masks"),
+    b(K::Char('4'), "4", G, A::Go(View::Plugins), "plugins"),
+    b(
+        K::Char('5'),
+        "5",
+        G,
+        A::Go(View::Experiments),
+        "experiments",
+    ),
+    b(K::Char('6'), "6", G, A::Go(View::Events), "events"),
+    b(K::Up, "↑/k", G, A::Up, "select previous"),
+    b(K::Char('k'), "", G, A::Up, ""),
+    b(K::Down, "↓/j", G, A::Down, "select next"),
+    b(K::Char('j'), "", G, A::Down, ""),
+    b(K::Home, "Home/g", G, A::Top, "first"),
+    b(K::Char('g'), "", G, A::Top, ""),
+    b(K::End, "End/G", G, A::Bottom, "last"),
+    b(K::Char('G'), "", G, A::Bottom, ""),
+    b(
+        K::Char(' '),
+        "Space",
+        In(View::Runs),
+        A::Mark,
+        "mark run for the chart overlay",
+    ),
+    b(
+        K::Char('p'),
+        "p",
+        In(View::Runs),
+        A::Pause,
+        "pause the selected run",
+    ),
+    b(
+        K::Char('r'),
+        "r",
+        In(View::Runs),
+        A::Resume,
+        "resume a paused run",
+    ),
+    b(
+        K::Char('s'),
+        "s",
+        In(View::Runs),
+        A::Stop,
+        "stop (checkpointed; R continues it)",
+    ),
+    b(
+        K::Char('R'),
+        "R",
+        In(View::Runs),
+        A::Restart,
+        "restart a stopped or failed run from its checkpoint",
+    ),
+    b(
+        K::Char('n'),
+        "n",
+        In(View::Experiments),
+        A::StartRuns,
+        "start the experiment's runs",
+    ),
+    b(
+        K::Char('c'),
+        "c",
+        In(View::Experiments),
+        A::StartRunsGpu,
+        "start them on cuda:0",
+    ),
+    b(
+        K::Char('e'),
+        "e",
+        In(View::Experiments),
+        A::Edit,
+        "edit in $EDITOR",
+    ),
+    b(
+        K::Char('s'),
+        "s",
+        In(View::Charts),
+        A::CycleSmoothing,
+        "smoothing: off, 0.6, 0.9, 0.98",
+    ),
+    b(
+        K::Char('l'),
+        "l",
+        In(View::Charts),
+        A::ToggleLog,
+        "log scale",
+    ),
+    b(
+        K::Char('z'),
+        "z",
+        In(View::Charts),
+        A::CycleZoom,
+        "zoom: all, last 1000, last 100 steps",
+    ),
+    b(
+        K::Char('m'),
+        "m",
+        In(View::Charts),
+        A::CycleMetric,
+        "metric: loss, accuracy, drop rate",
+    ),
+    b(K::Right, "→", In(View::Masks), A::NextSlot, "next slot"),
+    b(K::Left, "←", In(View::Masks), A::PrevSlot, "previous slot"),
+    b(
+        K::Char(']'),
+        "]",
+        In(View::Masks),
+        A::NextChannel,
+        "next channel",
+    ),
+    b(
+        K::Char('['),
+        "[",
+        In(View::Masks),
+        A::PrevChannel,
+        "previous channel",
+    ),
+];
+
+/// The action of `key` in `view`: a binding of the view wins over a global one.
+pub fn action_for(key: KeyEvent, view: View) -> Option<Action> {
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        return (key.code == K::Char('c')).then_some(A::Quit);
+    }
+    let matches = |b: &&Binding| b.code == key.code;
+    KEYMAP
+        .iter()
+        .filter(matches)
+        .find(|b| b.scope == In(view))
+        .or_else(|| KEYMAP.iter().filter(matches).find(|b| b.scope == G))
+        .map(|b| b.action)
+}

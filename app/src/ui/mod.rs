@@ -1,0 +1,283 @@
+//! The dashboard: reads run directories, sends control messages, starts trainer
+//! processes; never trains in its own process.
+
+pub mod app;
+pub mod keys;
+pub mod series;
+pub mod views;
+pub mod workspace;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossterm::event::{self, Event, KeyEventKind, MouseEventKind};
+use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
+use crossterm::{cursor, execute};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+
+use crate::plugins::watch::{ReloadEvent, Watcher};
+use crate::run::control::{self, Command as Ctl};
+use crate::run::dir::{self, RunDir};
+use app::{App, Effects};
+use views::ColorDepth;
+
+/// At most this many redraws a second, and none when nothing changed.
+const FRAME: Duration = Duration::from_millis(100);
+/// How often run directories and experiment files are re-read.
+const REFRESH: Duration = Duration::from_millis(500);
+
+pub struct Options {
+    pub plugins: PathBuf,
+    pub runs: PathBuf,
+    pub experiments: PathBuf,
+}
+
+/// Puts the terminal back however the dashboard ends (return, error, panic).
+struct TerminalGuard;
+
+impl TerminalGuard {
+    fn enter() -> Result<TerminalGuard> {
+        terminal::enable_raw_mode().context("this needs a terminal")?;
+        execute!(
+            std::io::stdout(),
+            EnterAlternateScreen,
+            event::EnableMouseCapture,
+            cursor::Hide
+        )?;
+        Ok(TerminalGuard)
+    }
+}
+
+fn restore_terminal() {
+    let _ = terminal::disable_raw_mode();
+    let _ = execute!(
+        std::io::stdout(),
+        event::DisableMouseCapture,
+        LeaveAlternateScreen,
+        cursor::Show
+    );
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// Starts trainers as detached processes and talks to them.
+struct RealEffects {
+    plugins: PathBuf,
+    runs: PathBuf,
+    children: Vec<Child>,
+    /// Set while an editor has the terminal.
+    suspended_for_editor: bool,
+}
+
+impl RealEffects {
+    /// Collects exited trainers so they do not linger as zombies.
+    fn reap(&mut self) {
+        self.children
+            .retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+    }
+}
+
+impl Effects for RealEffects {
+    fn start_trainer(&mut self, run: &RunDir) -> Result<(), String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(run.file("trainer.log"))
+            .map_err(|e| e.to_string())?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(exe)
+            .arg("--plugins")
+            .arg(&self.plugins)
+            .arg("train")
+            .arg(&run.path)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            // Its own process group: closing the dashboard or losing the SSH
+            // connection does not stop training.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        self.children.push(child);
+        Ok(())
+    }
+
+    fn control(&mut self, run: &RunDir, command: Ctl) -> Result<(), String> {
+        let reply = control::send(&run.file(dir::SOCKET), &command)?;
+        if reply.ok { Ok(()) } else { Err(reply.message) }
+    }
+
+    fn prepare(&mut self, experiment: &Path, device: Option<&str>) -> Result<Vec<RunDir>, String> {
+        crate::commands::prepare_runs(
+            &self.plugins,
+            experiment,
+            &self.runs,
+            device,
+            None,
+            None,
+            None,
+        )
+        .map(|(_, dirs)| dirs)
+        .map_err(|e| format!("{e:#}"))
+    }
+
+    fn edit(&mut self, file: &Path) -> Result<(), String> {
+        let editor = std::env::var("VISUAL")
+            .or_else(|_| std::env::var("EDITOR"))
+            .unwrap_or_else(|_| "vi".into());
+        restore_terminal();
+        self.suspended_for_editor = true;
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{editor} \"$1\""))
+            .arg("sh")
+            .arg(file)
+            .status();
+        let _ = terminal::enable_raw_mode();
+        let _ = execute!(
+            std::io::stdout(),
+            EnterAlternateScreen,
+            event::EnableMouseCapture,
+            cursor::Hide
+        );
+        match status {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!("{editor} exited with {s}")),
+            Err(e) => Err(format!("{editor}: {e}")),
+        }
+    }
+}
+
+/// Runs the dashboard until the user quits or the process is told to stop.
+pub fn run(opts: Options) -> Result<()> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        anyhow::bail!("the dashboard needs a terminal; `probdrop-tui run FILE` trains without one");
+    }
+    eprintln!(
+        "probdrop-tui: loading plugins from {} …",
+        opts.plugins.display()
+    );
+    let mut build_log = Vec::new();
+    let found = crate::plugins::discover(&opts.plugins, &mut |l| build_log.push(l.to_string()))
+        .with_context(|| format!("reading {}", opts.plugins.display()))?;
+    let mut app = App::new(
+        opts.runs.clone(),
+        opts.experiments.clone(),
+        &found,
+        build_log,
+    );
+    let watcher = Watcher::start(&opts.plugins).ok();
+    let mut fx = RealEffects {
+        plugins: opts.plugins.clone(),
+        runs: opts.runs.clone(),
+        children: Vec::new(),
+        suspended_for_editor: false,
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGINT,
+    ] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        default_hook(info);
+    }));
+
+    let guard = TerminalGuard::enter()?;
+    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+    terminal.clear()?;
+    let depth = ColorDepth::detect();
+    let mut last_refresh = Instant::now();
+    let mut last_draw = Instant::now() - FRAME;
+    while !app.quit && !stop.load(Ordering::Relaxed) {
+        if app.dirty && last_draw.elapsed() >= FRAME {
+            terminal.draw(|f| views::draw(f, &app, depth))?;
+            app.dirty = false;
+            last_draw = Instant::now();
+        }
+        let wait = REFRESH.saturating_sub(last_refresh.elapsed()).min(FRAME);
+        if event::poll(wait)? {
+            match event::read()? {
+                Event::Key(key) if key.kind != KeyEventKind::Release => {
+                    if let Some(action) = keys::action_for(key, app.view) {
+                        app.apply(action, &mut fx);
+                        if fx.suspended_for_editor {
+                            fx.suspended_for_editor = false;
+                            terminal.clear()?;
+                        }
+                    }
+                }
+                Event::Mouse(m) => match m.kind {
+                    MouseEventKind::ScrollDown => app.apply(keys::Action::Down, &mut fx),
+                    MouseEventKind::ScrollUp => app.apply(keys::Action::Up, &mut fx),
+                    MouseEventKind::Down(_) if m.row == 0 => {
+                        // A click on the tab bar: tabs are laid out evenly enough to map by text.
+                        let mut x = 0u16;
+                        for (i, v) in keys::View::ALL.iter().enumerate() {
+                            let w = (format!("{} {}", i + 1, v.title()).len() + 3) as u16;
+                            if m.column < x + w {
+                                app.apply(keys::Action::Go(*v), &mut fx);
+                                break;
+                            }
+                            x += w;
+                        }
+                    }
+                    _ => {}
+                },
+                Event::Resize(_, _) => app.dirty = true,
+                _ => {}
+            }
+        }
+        if last_refresh.elapsed() >= REFRESH {
+            last_refresh = Instant::now();
+            app.refresh();
+            fx.reap();
+            if let Some(w) = &watcher {
+                for e in w.drain() {
+                    app.dirty = true;
+                    match e {
+                        ReloadEvent::Ready { library, .. } => {
+                            let line =
+                                format!("reloaded {} {}", library.info.name, library.info.version);
+                            if let Some(row) =
+                                app.plugins.iter_mut().find(|p| p.name == library.info.name)
+                            {
+                                row.version = library.info.version.clone();
+                                row.status =
+                                    Ok(format!("reloaded, interface {}", library.interface));
+                            }
+                            app.build_log.push(line);
+                        }
+                        ReloadEvent::Refused { path, reason } => {
+                            app.build_log
+                                .push(format!("refused {}: {reason}", path.display()));
+                        }
+                        ReloadEvent::BuildOutput { line } => app.build_log.push(line),
+                    }
+                }
+            }
+        }
+    }
+    drop(terminal);
+    drop(guard);
+    let _ = std::io::stdout().flush();
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Curve preparation for the charts: smoothing, zoom, log scale, and per-column
+//! downsampling that keeps each column's minimum and maximum (spikes stay visible).
+
+/// Exponential moving average with weight `alpha` on the history (0: raw),
+/// bias-corrected so the first points are not pulled towards 0.
+pub fn ema(points: &[(f64, f64)], alpha: f64) -> Vec<(f64, f64)> {
+    if alpha <= 0.0 {
+        return points.to_vec();
+    }
+    let mut avg = 0.0;
+    let mut weight = 0.0;
+    points
+        .iter()
+        .map(|&(x, y)| {
+            avg = alpha * avg + (1.0 - alpha) * y;
+            weight = alpha * weight + (1.0 - alpha);
+            (x, avg / weight)
+        })
+        .collect()
+}
+
+/// At most `2 × columns` points: for each of `columns` equal bins of x in
+/// `[x0, x1]`, the bin's minimum and maximum in x order.
+pub fn downsample(points: &[(f64, f64)], x0: f64, x1: f64, columns: usize) -> Vec<(f64, f64)> {
+    if columns == 0 || points.len() <= 2 * columns || x1 <= x0 {
+        return points.to_vec();
+    }
+    let width = (x1 - x0) / columns as f64;
+    let mut out = Vec::with_capacity(2 * columns);
+    let mut bin = usize::MAX;
+    let mut lo = (0.0, f64::INFINITY);
+    let mut hi = (0.0, f64::NEG_INFINITY);
+    let flush = |out: &mut Vec<(f64, f64)>, lo: (f64, f64), hi: (f64, f64)| {
+        if lo.1.is_finite() {
+            if lo.0 <= hi.0 {
+                out.push(lo);
+                if hi != lo {
+                    out.push(hi);
+                }
+            } else {
+                out.push(hi);
+                out.push(lo);
+            }
+        }
+    };
+    for &(x, y) in points {
+        let b = (((x - x0) / width) as usize).min(columns - 1);
+        if b != bin {
+            flush(&mut out, lo, hi);
+            bin = b;
+            lo = (x, f64::INFINITY);
+            hi = (x, f64::NEG_INFINITY);
+        }
+        if y < lo.1 {
+            lo = (x, y);
+        }
+        if y > hi.1 {
+            hi = (x, y);
+        }
+    }
+    flush(&mut out, lo, hi);
+    out
+}
+
+/// Points with x in the last `n` steps (all when `None`).
+pub fn zoom(points: &[(f64, f64)], last: Option<f64>) -> &[(f64, f64)] {
+    let Some(n) = last else { return points };
+    let Some(&(x_end, _)) = points.last() else {
+        return points;
+    };
+    let start = points.partition_point(|p| p.0 < x_end - n);
+    &points[start..]
+}
+
+/// log10 of positive values; others dropped.
+pub fn log10(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    points
+        .iter()
+        .filter(|p| p.1 > 0.0)
+        .map(|&(x, y)| (x, y.log10()))
+        .collect()
+}
+
+/// Bounds of several curves with a little head-room; a flat curve gets a band.
+pub fn bounds<'a>(curves: impl Iterator<Item = &'a [(f64, f64)]>) -> Option<([f64; 2], [f64; 2])> {
+    let mut x = [f64::INFINITY, f64::NEG_INFINITY];
+    let mut y = [f64::INFINITY, f64::NEG_INFINITY];
+    for c in curves {
+        for &(px, py) in c {
+            if py.is_finite() {
+                x = [x[0].min(px), x[1].max(px)];
+                y = [y[0].min(py), y[1].max(py)];
+            }
+        }
+    }
+    if !x[0].is_finite() {
+        return None;
+    }
+    if x[1] <= x[0] {
+        x[1] = x[0] + 1.0;
+    }
+    let pad = ((y[1] - y[0]) * 0.05).max(1e-9);
+    Some((x, [y[0] - pad, y[1] + pad]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downsampling_keeps_a_single_spike() {
+        let mut points: Vec<(f64, f64)> = (0..100_000).map(|i| (i as f64, 1.0)).collect();
+        points[54_321].1 = 50.0;
+        let out = downsample(&points, 0.0, 99_999.0, 80);
+        assert!(out.len() <= 160);
+        assert!(out.iter().any(|p| p.1 == 50.0));
+        assert!(out.windows(2).all(|w| w[0].0 <= w[1].0), "x order kept");
+    }
+
+    #[test]
+    fn ema_is_bias_corrected_and_zoom_keeps_the_tail() {
+        let pts = [(1.0, 10.0), (2.0, 10.0), (3.0, 10.0)];
+        assert!(ema(&pts, 0.9).iter().all(|p| (p.1 - 10.0).abs() < 1e-9));
+        let pts: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, i as f64)).collect();
+        assert_eq!(zoom(&pts, Some(3.0)).first(), Some(&(6.0, 6.0)));
+        assert_eq!(zoom(&pts, None).len(), 10);
+    }
+}

@@ -1,0 +1,335 @@
+//! The dashboard over real run directories made by the training engine: snapshot
+//! tests of every view at 80×24 and 160×48 (insta over ratatui's TestBackend),
+//! every key of the help view, and resizing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::repo_root;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use probdrop_tui::plugins::{Found, discover};
+use probdrop_tui::run::control::Command as Ctl;
+use probdrop_tui::run::dir::RunDir;
+use probdrop_tui::ui::app::{App, Effects};
+use probdrop_tui::ui::keys::{Action, KEYMAP, Scope, View, action_for};
+use probdrop_tui::ui::views::{ColorDepth, draw};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+struct Fixture {
+    root: PathBuf,
+}
+
+/// Two finished runs (no extra dropout, DropBlock) and a stopped one, trained by
+/// the real binary; an experiments directory with a valid and a broken file.
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-fixture");
+        let _ = std::fs::remove_dir_all(&root);
+        let experiments = root.join("experiments");
+        std::fs::create_dir_all(&experiments).unwrap();
+        // Through a link and a relative path, so that nothing drawn depends on
+        // where the repository is.
+        std::os::unix::fs::symlink(
+            repo_root().join("data/fashion-mnist-subset"),
+            root.join("data"),
+        )
+        .unwrap();
+        let data = "../data";
+        let text = format!(
+            r#"name = "dash"
+description = "dashboard fixture"
+seeds = [7]
+[data]
+format = "idx"
+path = "{}"
+train_limit = 256
+val_limit = 128
+workers = 1
+[model]
+kind = "small-cnn"
+channels = [8, 16]
+hidden = 32
+[optimizer]
+lr = 0.05
+momentum = 0.9
+[train]
+epochs = 3
+batch_size = 32
+log_every = 1
+eval_every = 8
+snapshot_every = 8
+[[strategy]]
+plugin = "none"
+[[strategy]]
+plugin = "dropblock"
+params = {{ block_size = 3 }}
+schedule = {{ kind = "linear", end = 0.2 }}
+"#,
+            data
+        );
+        std::fs::write(experiments.join("dash.toml"), text).unwrap();
+        std::fs::copy(
+            repo_root().join("tests/invalid_experiments/unknown-train-key.toml"),
+            experiments.join("broken.toml"),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
+            .arg("--plugins")
+            .arg(repo_root().join("plugins"))
+            .args(["run", "-q", "--runs"])
+            .arg(root.join("runs"))
+            .arg(experiments.join("dash.toml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Fixture { root }
+    })
+}
+
+fn plugins() -> &'static Vec<Found> {
+    static P: OnceLock<Vec<Found>> = OnceLock::new();
+    P.get_or_init(|| discover(&repo_root().join("plugins"), &mut |_| {}).unwrap())
+}
+
+fn app() -> App {
+    let f = fixture();
+    App::new(
+        f.root.join("runs"),
+        f.root.join("experiments"),
+        plugins(),
+        Vec::new(),
+    )
+}
+
+fn render(app: &App, w: u16, h: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    terminal
+        .draw(|f| draw(f, app, ColorDepth::Indexed256))
+        .unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..h {
+        for x in 0..w {
+            out.push_str(buffer[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn snapshot(name: &str, text: &str) {
+    let root = fixture().root.display().to_string();
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex_escape(&root), "[FIXTURE]");
+    settings.add_filter(
+        &regex_escape(&repo_root().canonicalize().unwrap().display().to_string()),
+        "[REPO]",
+    );
+    settings.add_filter(r"\d\d:\d\d:\d\d", "[HH:MM:SS]");
+    settings.add_filter(r"\d{8}-\d{6}", "[TIME]");
+    settings.set_snapshot_path(repo_root().join("tests/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!(name, text));
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct FakeEffects {
+    calls: Vec<String>,
+}
+
+impl Effects for FakeEffects {
+    fn start_trainer(&mut self, run: &RunDir) -> Result<(), String> {
+        self.calls.push(format!("start {}", run.path.display()));
+        Ok(())
+    }
+    fn control(&mut self, run: &RunDir, command: Ctl) -> Result<(), String> {
+        self.calls
+            .push(format!("{command:?} {}", run.path.display()));
+        Ok(())
+    }
+    fn prepare(&mut self, experiment: &Path, device: Option<&str>) -> Result<Vec<RunDir>, String> {
+        self.calls
+            .push(format!("prepare {} {device:?}", experiment.display()));
+        Ok(vec![])
+    }
+    fn edit(&mut self, file: &Path) -> Result<(), String> {
+        self.calls.push(format!("edit {}", file.display()));
+        Ok(())
+    }
+}
+
+fn press(app: &mut App, code: KeyCode, fx: &mut FakeEffects) {
+    if let Some(a) = action_for(KeyEvent::new(code, KeyModifiers::NONE), app.view) {
+        app.apply(a, fx);
+    }
+}
+
+#[test]
+fn every_view_at_80x24_and_160x48() {
+    let mut app = app();
+    assert_eq!(app.runs.len(), 2, "two runs in the fixture");
+    let mut fx = FakeEffects::default();
+    // Select the DropBlock run (the second), overlay both in the charts.
+    press(&mut app, KeyCode::Char(' '), &mut fx);
+    press(&mut app, KeyCode::Down, &mut fx);
+    press(&mut app, KeyCode::Char(' '), &mut fx);
+    press(&mut app, KeyCode::Up, &mut fx);
+    for view in View::ALL {
+        app.apply(Action::Go(view), &mut fx);
+        for (w, h) in [(80, 24), (160, 48)] {
+            let name = format!("{}_{w}x{h}", view.title().to_lowercase());
+            snapshot(&name, &render(&app, w, h));
+        }
+    }
+    app.apply(Action::ToggleHelp, &mut fx);
+    snapshot("help_80x24", &render(&app, 80, 24));
+    snapshot("help_160x48", &render(&app, 160, 48));
+    // The broken experiment's full error is shown with its position.
+    app.apply(Action::Go(View::Experiments), &mut fx);
+    press(&mut app, KeyCode::Home, &mut fx);
+    let text = render(&app, 160, 48);
+    let source = std::fs::read_to_string(
+        repo_root().join("tests/invalid_experiments/unknown-train-key.toml"),
+    )
+    .unwrap();
+    let at = source.lines().next().unwrap().trim_start_matches("# at: ");
+    assert!(
+        text.contains(&format!(
+            "broken.toml:{at}: `train.epoch`: unknown key `epoch`"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("did you mean `epochs`?"), "{text}");
+}
+
+#[test]
+fn charts_smoothing_log_zoom_and_metric_change_the_drawing() {
+    let mut app = app();
+    let mut fx = FakeEffects::default();
+    app.apply(Action::Go(View::Charts), &mut fx);
+    let base = render(&app, 100, 30);
+    assert!(base.contains("loss"), "{base}");
+    for code in ['s', 'l', 'z', 'm'] {
+        let mut other = self::app();
+        other.apply(Action::Go(View::Charts), &mut fx);
+        press(&mut other, KeyCode::Char(code), &mut fx);
+        assert_ne!(render(&other, 100, 30), base, "key {code} changed nothing");
+    }
+}
+
+#[test]
+fn every_key_in_the_help_does_what_it_says() {
+    for binding in KEYMAP.iter().filter(|b| !b.label.is_empty()) {
+        let mut app = app();
+        let mut fx = FakeEffects::default();
+        let view = match binding.scope {
+            Scope::In(v) => v,
+            Scope::Global => View::Runs,
+        };
+        app.view = view;
+        // Up and Top need somewhere to come from.
+        app.selected_run = usize::from(matches!(binding.action, Action::Up | Action::Top));
+        app.selected_experiment = app
+            .experiments
+            .iter()
+            .position(|e| e.result.is_ok())
+            .unwrap();
+        // Previous slot and channel need somewhere to come from.
+        (app.slot, app.channel) = (1, 1);
+        assert_eq!(
+            action_for(KeyEvent::new(binding.code, KeyModifiers::NONE), view),
+            Some(binding.action)
+        );
+        let before = (
+            app.view,
+            app.help,
+            app.selected_run,
+            app.event_scroll,
+            app.marked.len(),
+            app.smoothing,
+            app.zoom,
+            app.log_scale,
+            app.metric,
+            app.slot,
+            app.channel,
+        );
+        app.apply(binding.action, &mut fx);
+        let after = (
+            app.view,
+            app.help,
+            app.selected_run,
+            app.event_scroll,
+            app.marked.len(),
+            app.smoothing,
+            app.zoom,
+            app.log_scale,
+            app.metric,
+            app.slot,
+            app.channel,
+        );
+        let acted = match binding.action {
+            Action::Quit => app.quit,
+            Action::ToggleHelp => app.help,
+            Action::NextView => app.view == View::Charts,
+            Action::PrevView => app.view == View::Events,
+            Action::Go(v) => app.view == v,
+            Action::Up => app.selected_run == 0,
+            Action::Down | Action::Bottom => app.selected_run == 1,
+            Action::Top => app.selected_run == 0,
+            Action::Mark => app.marked.len() == 1,
+            // Finished runs have no trainer: the dashboard says so instead of sending.
+            Action::Pause | Action::Resume | Action::Stop => {
+                fx.calls.is_empty() && app.message.contains("no trainer running")
+            }
+            Action::Restart => app.message.contains("nothing to restart"),
+            Action::StartRuns => fx
+                .calls
+                .first()
+                .is_some_and(|c| c.starts_with("prepare") && c.ends_with("None")),
+            Action::StartRunsGpu => fx
+                .calls
+                .first()
+                .is_some_and(|c| c.ends_with("Some(\"cuda:0\")")),
+            Action::Edit => fx.calls.first().is_some_and(|c| c.starts_with("edit")),
+            _ => before != after,
+        };
+        assert!(
+            acted,
+            "{} ({:?}) did not do what the help says: {}",
+            binding.label, binding.action, binding.help
+        );
+    }
+}
+
+#[test]
+fn resizing_to_tiny_sizes_and_back_does_not_panic() {
+    let mut app = app();
+    let mut fx = FakeEffects::default();
+    for view in View::ALL {
+        app.apply(Action::Go(view), &mut fx);
+        for (w, h) in [(20, 5), (1, 1), (80, 24), (3, 40), (200, 2)] {
+            render(&app, w, h);
+        }
+    }
+}
