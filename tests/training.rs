@@ -574,3 +574,53 @@ fn train_steps_full(metrics: &[MetricLine]) -> Vec<MetricLine> {
         .cloned()
         .collect()
 }
+
+#[test]
+fn over_ten_classes_validation_reports_top5_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cifar = tmp.path().join("cifar-100-binary");
+    std::fs::create_dir_all(&cifar).unwrap();
+    // CIFAR-100's layout: coarse label, fine label, then the three colour planes.
+    let record = |i: usize| -> Vec<u8> {
+        let mut r = vec![(i % 20) as u8, (i % 100) as u8];
+        r.extend((0..3072).map(|j| ((j * 3 + i * 11) % 256) as u8));
+        r
+    };
+    std::fs::write(
+        cifar.join("train.bin"),
+        (0..64).flat_map(record).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    std::fs::write(
+        cifar.join("test.bin"),
+        (0..32).flat_map(record).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let file = tmp.path().join("c100.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"c100\"\n[data]\nformat = \"cifar100\"\npath = \"{}\"\n[model]\nkind = \"small-cnn\"\nchannels = [8, 8]\n[train]\nepochs = 1\nbatch_size = 16\nmax_steps = 2\n",
+            tmp.path().display()
+        ),
+    )
+    .unwrap();
+    let runs = tmp.path().join("runs");
+    let out = bin()
+        .args(["run", "-q", "--runs"])
+        .arg(&runs)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let metrics = only_run(&runs).metrics();
+    let val = |name: &str| {
+        metrics
+            .iter()
+            .find(|m| m.split == "val" && m.metric == name)
+            .map(|m| m.value)
+            .unwrap_or_else(|| panic!("no val/{name}"))
+    };
+    assert!(val("top5") >= val("acc"));
+    assert!(val("top5") <= 1.0);
+}

@@ -128,6 +128,17 @@ impl App {
             dirty: true,
         };
         app.refresh();
+        // A fresh checkout has no runs: open where the next step is, on the quickstart.
+        if app.runs.is_empty() {
+            app.view = View::Experiments;
+            if let Some(i) = app
+                .experiments
+                .iter()
+                .position(|e| e.name() == "quickstart.toml")
+            {
+                app.selected_experiment = i;
+            }
+        }
         app
     }
 

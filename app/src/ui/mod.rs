@@ -202,8 +202,10 @@ pub fn run(opts: Options) -> Result<()> {
     }));
 
     let guard = TerminalGuard::enter()?;
+    // A fresh terminal on the fresh alternate screen: its first frame draws every
+    // cell. (`Terminal::clear` would query the cursor position, which some
+    // terminals and slow links never answer.)
     let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
-    terminal.clear()?;
     let depth = ColorDepth::detect();
     let mut last_refresh = Instant::now();
     let mut last_draw = Instant::now() - FRAME;
@@ -220,8 +222,12 @@ pub fn run(opts: Options) -> Result<()> {
                     if let Some(action) = keys::action_for(key, app.view) {
                         app.apply(action, &mut fx);
                         if fx.suspended_for_editor {
+                            // Back from the editor: blank the screen and start from
+                            // fresh buffers so that the next frame redraws everything.
                             fx.suspended_for_editor = false;
-                            terminal.clear()?;
+                            execute!(std::io::stdout(), terminal::Clear(terminal::ClearType::All))?;
+                            terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+                            app.dirty = true;
                         }
                     }
                 }

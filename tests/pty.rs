@@ -1,0 +1,197 @@
+//! The dashboard in a real pseudo-terminal: start a run from the quickstart
+//! experiment, watch it train, quit, come back to the same run still going, and
+//! find the terminal restored each time.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::repo_root;
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use probdrop_tui::run::control::{self, Command as Ctl};
+use probdrop_tui::run::dir::{self, State};
+
+struct Session {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    writer: Box<dyn Write + Send>,
+    parser: Arc<Mutex<vt100::Parser>>,
+    raw: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Session {
+    fn start(cwd: &Path) -> Session {
+        let pty = native_pty_system()
+            .openpty(PtySize {
+                rows: 24,
+                cols: 80,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_probdrop-tui"));
+        cmd.arg("--plugins");
+        cmd.arg(repo_root().join("plugins"));
+        cmd.cwd(cwd);
+        cmd.env("TERM", "xterm-256color");
+        let child = pty.slave.spawn_command(cmd).unwrap();
+        drop(pty.slave);
+        let mut reader = pty.master.try_clone_reader().unwrap();
+        let writer = pty.master.take_writer().unwrap();
+        let parser = Arc::new(Mutex::new(vt100::Parser::new(
+            std::num::NonZeroU16::new(24).unwrap(),
+            std::num::NonZeroU16::new(80).unwrap(),
+            0,
+        )));
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let (p, r) = (parser.clone(), raw.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                p.lock().unwrap().process(&buf[..n]);
+                r.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        // The master must outlive the child's use of the terminal.
+        std::mem::forget(pty.master);
+        Session {
+            child,
+            writer,
+            parser,
+            raw,
+        }
+    }
+
+    fn screen(&self) -> String {
+        self.parser.lock().unwrap().screen().contents()
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if done(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for {what}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn keys(&mut self, keys: &str) {
+        self.writer.write_all(keys.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// Quits and checks that the terminal was handed back: alternate screen left,
+    /// cursor shown, mouse reporting off.
+    fn quit(mut self) {
+        self.keys("q");
+        let start = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the dashboard did not quit"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let raw = String::from_utf8_lossy(&self.raw.lock().unwrap()).into_owned();
+        let tail = &raw[raw
+            .rfind("\x1b[?1049h")
+            .expect("entered the alternate screen")..];
+        assert!(tail.contains("\x1b[?1049l"), "left the alternate screen");
+        assert!(tail.contains("\x1b[?25h"), "cursor shown again");
+        let parser = self.parser.lock().unwrap();
+        assert!(
+            !parser.screen().alternate_screen(),
+            "back on the main screen"
+        );
+        assert!(!parser.screen().hide_cursor(), "cursor visible");
+    }
+}
+
+fn step_of(screen: &str) -> Option<u64> {
+    let line = screen
+        .lines()
+        .find(|l| l.contains("quickstart") && l.contains("training"))?;
+    let field = line
+        .split_whitespace()
+        .find(|w| w.contains('/') && w.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
+    field.split('/').next()?.parse().ok()
+}
+
+#[test]
+fn start_a_run_from_the_dashboard_quit_and_find_it_still_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let experiments = tmp.path().join("experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    let quickstart =
+        std::fs::read_to_string(repo_root().join("experiments/quickstart.toml")).unwrap();
+    let data = repo_root().join("data/fashion-mnist-subset");
+    std::fs::write(
+        experiments.join("quickstart.toml"),
+        quickstart.replace("../data/fashion-mnist-subset", &data.display().to_string()),
+    )
+    .unwrap();
+
+    let mut s = Session::start(tmp.path());
+    s.wait_for("the tab bar", Duration::from_secs(120), |t| {
+        t.contains("1 Runs")
+    });
+    s.keys("5");
+    s.wait_for("the quickstart experiment", Duration::from_secs(10), |t| {
+        t.contains("quickstart.toml") && t.contains("ok")
+    });
+    s.keys("n");
+    s.keys("1");
+    let first = s.wait_for("the run training", Duration::from_secs(60), |t| {
+        step_of(t).is_some_and(|n| n > 0)
+    });
+    let a = step_of(&first).unwrap();
+    let later = s.wait_for(
+        "the step counter to advance",
+        Duration::from_secs(60),
+        |t| step_of(t).is_some_and(|n| n > a),
+    );
+    assert!(step_of(&later).unwrap() > a);
+    s.quit();
+
+    // Started again, the dashboard finds the same run, still going.
+    let runs = dir::list_runs(&tmp.path().join("runs"));
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    let before = run.status().unwrap().step;
+    let s = Session::start(tmp.path());
+    let screen = s.wait_for("the run, re-attached", Duration::from_secs(60), |t| {
+        step_of(t).is_some_and(|n| n > before)
+    });
+    assert_eq!(
+        screen.matches("quickstart").count(),
+        1,
+        "one run, not a new one:\n{screen}"
+    );
+    s.quit();
+    assert_eq!(
+        run.status().unwrap().state,
+        State::Training,
+        "closing the dashboard does not stop training"
+    );
+
+    // Clean up: stop the trainer the dashboard started.
+    control::send(&run.file(dir::SOCKET), &Ctl::Stop).unwrap();
+    let start = Instant::now();
+    while run.status().unwrap().state == State::Training {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
