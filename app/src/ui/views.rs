@@ -246,6 +246,19 @@ fn metric_keys(metric: Metric) -> (&'static str, &'static str, &'static str) {
     }
 }
 
+/// What a prepared curve depends on: new points, another width or other chart
+/// options make a new one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CurveKey {
+    pub run: std::path::PathBuf,
+    pub series: String,
+    pub len: usize,
+    pub columns: usize,
+    pub zoom: usize,
+    pub log: bool,
+    pub alpha: usize,
+}
+
 /// (legend label, colour, points, drawn faint)
 type Curve = (String, Color, Vec<(f64, f64)>, bool);
 
@@ -262,41 +275,58 @@ fn draw_charts(frame: &mut Frame, app: &App, area: Rect) {
             let Some(s) = r.series.get(key).filter(|_| !key.is_empty()) else {
                 continue;
             };
-            let pts = series::zoom(&s.points, zoom);
-            let pts = if app.log_scale {
-                series::log10(pts)
-            } else {
-                pts.to_vec()
-            };
-            let (x0, x1) = (
-                pts.first().map_or(0.0, |p| p.0),
-                pts.last().map_or(1.0, |p| p.0),
-            );
             let label = format!("{} s{} {split}", r.info.label, r.info.seed);
+            let key_of = |smoothed: bool| CurveKey {
+                run: r.dir.path.clone(),
+                series: key.to_string(),
+                len: s.points.len(),
+                columns,
+                zoom: app.zoom,
+                log: app.log_scale,
+                alpha: if smoothed { app.smoothing } else { 0 },
+            };
+            let prepare = |smoothed: bool| -> Vec<(f64, f64)> {
+                let pts = series::zoom(&s.points, zoom);
+                let pts = if app.log_scale {
+                    series::log10(pts)
+                } else {
+                    pts.to_vec()
+                };
+                let (x0, x1) = (
+                    pts.first().map_or(0.0, |p| p.0),
+                    pts.last().map_or(1.0, |p| p.0),
+                );
+                let pts = if smoothed {
+                    series::ema(&pts, alpha)
+                } else {
+                    pts
+                };
+                series::downsample(&pts, x0, x1, columns)
+            };
+            let cached = |smoothed: bool| -> Vec<(f64, f64)> {
+                let mut cache = app.curve_cache.borrow_mut();
+                cache
+                    .entry(key_of(smoothed))
+                    .or_insert_with(|| prepare(smoothed))
+                    .clone()
+            };
             if alpha > 0.0 && split == "train" {
-                curves.push((
-                    String::new(),
-                    color,
-                    series::downsample(&pts, x0, x1, columns),
-                    true,
-                ));
-                let smooth = series::ema(&pts, alpha);
-                curves.push((
-                    label,
-                    color,
-                    series::downsample(&smooth, x0, x1, columns),
-                    false,
-                ));
+                curves.push((String::new(), color, cached(false), true));
+                curves.push((label, color, cached(true), false));
             } else {
-                curves.push((
-                    label,
-                    color,
-                    series::downsample(&pts, x0, x1, columns),
-                    false,
-                ));
+                curves.push((label, color, cached(false), false));
             }
         }
     }
+    // Curves of data no longer shown (or superseded by newer points) go.
+    app.curve_cache.borrow_mut().retain(|k, _| {
+        runs.iter().any(|r| {
+            r.dir.path == k.run
+                && r.series
+                    .get(&k.series)
+                    .is_some_and(|s| s.points.len() == k.len)
+        })
+    });
     let title = format!(
         "{name}{}  smoothing {}  zoom {}  ({} run{})",
         if app.log_scale { " (log10)" } else { "" },
