@@ -325,8 +325,33 @@ fn a_saved_parameter_change_applies_at_a_step_boundary_and_a_stop_keeps_a_checkp
         );
     }
 
-    // Pause, resume and stop over the control socket.
+    // The dashboard's way: the new text through the control socket.
     let socket = run.file(dir::SOCKET);
+    let via_socket = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("block_size = 5", "block_size = 7");
+    let reply = control::send(
+        &socket,
+        &Ctl::ApplyConfig {
+            toml: Some(via_socket),
+        },
+    )
+    .unwrap();
+    assert!(reply.ok, "{reply:?}");
+    wait_for("the second config_applied", Duration::from_secs(30), || {
+        run.events()
+            .iter()
+            .filter(|e| e.kind == "config_applied")
+            .count()
+            == 2
+    });
+    let resolved = probdrop_tui::train::trainer::read_resolved(&run).unwrap();
+    assert_eq!(
+        resolved.strategy[0].params["block_size"].as_integer(),
+        Some(7)
+    );
+
+    // Pause, resume and stop over the control socket.
     assert!(control::send(&socket, &Ctl::Pause).unwrap().ok);
     wait_for("paused", Duration::from_secs(30), || {
         run.status().is_some_and(|s| s.state == State::Paused)
@@ -540,6 +565,26 @@ fn a_rebuilt_plugin_is_swapped_into_a_running_training_and_a_broken_one_refused(
         };
         assert_eq!(m.plugin_version, expected, "step {}", m.step);
     }
+
+    // A parameter change after the reload builds on the new version.
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "plugin = \"probe\"",
+        "plugin = \"probe\"\nparams = { gain = 2.0 }",
+    );
+    std::fs::write(&file, text).unwrap();
+    wait_for("config_applied", Duration::from_secs(30), || {
+        run.events().iter().any(|e| e.kind == "config_applied")
+    });
+    let applied = run
+        .events()
+        .into_iter()
+        .find(|e| e.kind == "config_applied")
+        .unwrap();
+    assert!(
+        applied.message.contains("with probe 2.0.0"),
+        "{}",
+        applied.message
+    );
 
     // A version that panics inside `mask` fails its smoke test: refused, and the
     // run goes on with 2.0.0.

@@ -240,6 +240,8 @@ fn run(
     };
     let slots = build_slots(&resolved, &strategy_spec, library).map_err(|e| anyhow!(e))?;
     let mut plugin_version = library.map(|l| l.info.version.clone()).unwrap_or_default();
+    // The version in use: replaced when a reload is taken.
+    let mut current: Option<Library> = library.cloned();
     writer.status.plugin_version = plugin_version.clone();
 
     // Device and data.
@@ -416,7 +418,7 @@ fn run(
                                     &info.source,
                                     &catalog,
                                     &run_spec,
-                                    library,
+                                    current.as_ref(),
                                     &mut live,
                                     writer,
                                     step,
@@ -447,6 +449,8 @@ fn run(
                             }
                             match outcome {
                                 Some(SwapOutcome::Swapped { name, from, to }) => {
+                                    // Later parameter changes build on the new version.
+                                    current = Some(new.clone());
                                     plugin_version = to.clone();
                                     writer.status.plugin_version = to.clone();
                                     writer.event(
@@ -487,7 +491,7 @@ fn run(
                             &info.source,
                             &catalog,
                             &run_spec,
-                            library,
+                            current.as_ref(),
                             &mut live,
                             writer,
                             step,
@@ -814,8 +818,11 @@ fn apply_config(
                     step,
                     "config_applied",
                     format!(
-                        "applied at step {}: {}{}",
+                        "applied at step {}{}: {}{}",
                         step + 1,
+                        library
+                            .map(|l| format!(" with {} {}", l.info.name, l.info.version))
+                            .unwrap_or_default(),
                         changed_live.join(", "),
                         describe_schedule(&live.strategy.schedule, &live.strategy.params)
                     ),
