@@ -329,15 +329,7 @@ pub fn doctor(plugins: &Path, experiments: &Path) -> Result<()> {
         Err(e) => println!("  error: {e:#}"),
     }
     println!("experiments in {}:", experiments.display());
-    let mut files: Vec<PathBuf> = std::fs::read_dir(experiments)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
+    let files = experiment::files_in(experiments);
     if files.is_empty() {
         println!("  none found");
     }

@@ -104,6 +104,20 @@ pub fn strategy_label(s: &StrategySpec) -> String {
     s.label.clone().unwrap_or_else(|| s.plugin.clone())
 }
 
+/// The experiment files (`*.toml`) of a directory, sorted; none if it cannot be read.
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
 /// Reads and validates `path`.
 pub fn load(path: &Path, catalog: &Catalog) -> Result<Experiment, Vec<Diagnostic>> {
     let text = std::fs::read_to_string(path).map_err(|e| {

@@ -338,6 +338,7 @@ fn run(
     };
     let mut source_stamp = file_stamp(&info.source);
     let mut last_source_check = Instant::now();
+    let mut pending_config: Vec<Result<String, String>> = Vec::new();
     let mut live = Live {
         resolved: resolved.clone(),
         strategy: strategy_spec.clone(),
@@ -406,26 +407,10 @@ fn run(
                             writer.status()?;
                         }
                         Command::Stop => stop_requested = true,
-                        Command::ApplyConfig { toml } => {
-                            let text = match toml {
-                                Some(t) => Ok(t),
-                                None => std::fs::read_to_string(&info.source)
-                                    .map_err(|e| format!("{}: {e}", info.source.display())),
-                            };
-                            match text {
-                                Ok(text) => apply_config(
-                                    &text,
-                                    &info.source,
-                                    &catalog,
-                                    &run_spec,
-                                    current.as_ref(),
-                                    &mut live,
-                                    writer,
-                                    step,
-                                )?,
-                                Err(e) => writer.event(step, "config_invalid", e)?,
-                            }
-                        }
+                        Command::ApplyConfig { toml } => pending_config.push(match toml {
+                            Some(t) => Ok(t),
+                            None => read_source(&info.source),
+                        }),
                         _ => {}
                     }
                 }
@@ -485,23 +470,23 @@ fn run(
                 let stamp = file_stamp(&info.source);
                 if stamp != source_stamp {
                     source_stamp = stamp;
-                    match std::fs::read_to_string(&info.source) {
-                        Ok(text) => apply_config(
-                            &text,
-                            &info.source,
-                            &catalog,
-                            &run_spec,
-                            current.as_ref(),
-                            &mut live,
-                            writer,
-                            step,
-                        )?,
-                        Err(e) => writer.event(
-                            step,
-                            "config_invalid",
-                            format!("{}: {e}", info.source.display()),
-                        )?,
-                    }
+                    pending_config.push(read_source(&info.source));
+                }
+            }
+            // Saved changes and apply-config messages go through the same checks.
+            for text in pending_config.drain(..) {
+                match text {
+                    Ok(text) => apply_config(
+                        &text,
+                        &info.source,
+                        &catalog,
+                        &run_spec,
+                        current.as_ref(),
+                        &mut live,
+                        writer,
+                        step,
+                    )?,
+                    Err(e) => writer.event(step, "config_invalid", e)?,
                 }
             }
 
@@ -1005,6 +990,10 @@ fn metric(
         p,
         plugin_version: version.into(),
     }
+}
+
+fn read_source(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {

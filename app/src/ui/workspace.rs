@@ -86,6 +86,8 @@ pub struct RunView {
     pub snapshots: BTreeMap<String, SnapshotLine>,
     /// Whether the trainer's process is alive (for "training" that is not).
     pub alive: bool,
+    /// From the resolved experiment, read once (the ETA needs it at every frame).
+    batch_size: Option<usize>,
     metrics_tail: Tail,
     events_tail: Tail,
     snapshots_tail: Tail,
@@ -94,6 +96,9 @@ pub struct RunView {
 impl RunView {
     pub fn open(dir: RunDir) -> Option<RunView> {
         let info = dir.info().ok()?;
+        let batch_size = crate::train::trainer::read_resolved(&dir)
+            .ok()
+            .map(|f| f.train.batch_size);
         let mut view = RunView {
             dir,
             info,
@@ -102,6 +107,7 @@ impl RunView {
             events: Vec::new(),
             snapshots: BTreeMap::new(),
             alive: false,
+            batch_size,
             metrics_tail: Tail::default(),
             events_tail: Tail::default(),
             snapshots_tail: Tail::default(),
@@ -177,21 +183,15 @@ impl RunView {
         self.status.as_ref().and_then(|s| s.best_val_acc)
     }
 
-    /// Seconds left at the current speed, from the last two logged steps' wall times.
+    /// Seconds left at the last logged speed.
     pub fn eta_seconds(&self) -> Option<f64> {
         let s = self.status.as_ref()?;
         if s.state != State::Training || s.step == 0 {
             return None;
         }
         let per_s = s.samples_per_s?;
-        let steps_per_s = per_s / self.batch_size()? as f64;
+        let steps_per_s = per_s / self.batch_size? as f64;
         (steps_per_s > 0.0).then(|| (s.total_steps.saturating_sub(s.step)) as f64 / steps_per_s)
-    }
-
-    fn batch_size(&self) -> Option<usize> {
-        crate::train::trainer::read_resolved(&self.dir)
-            .ok()
-            .map(|f| f.train.batch_size)
     }
 }
 
@@ -262,15 +262,7 @@ impl ExperimentView {
 
 /// Experiment files of a directory, re-validated when they change.
 pub fn scan_experiments(dir: &Path, catalog: &Catalog, known: &mut Vec<ExperimentView>) -> bool {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
+    let files = experiment::files_in(dir);
     let mut changed = files.len() != known.len();
     let mut next = Vec::with_capacity(files.len());
     for path in files {
