@@ -39,39 +39,7 @@ fn fixture() -> &'static Fixture {
             root.join("data"),
         )
         .unwrap();
-        let data = "../data";
-        let text = format!(
-            r#"name = "dash"
-description = "dashboard fixture"
-seeds = [7]
-[data]
-format = "idx"
-path = "{}"
-train_limit = 256
-val_limit = 128
-workers = 1
-[model]
-kind = "small-cnn"
-channels = [8, 16]
-hidden = 32
-[optimizer]
-lr = 0.05
-momentum = 0.9
-[train]
-epochs = 3
-batch_size = 32
-log_every = 1
-eval_every = 8
-snapshot_every = 8
-[[strategy]]
-plugin = "none"
-[[strategy]]
-plugin = "dropblock"
-params = {{ block_size = 3 }}
-schedule = {{ kind = "linear", end = 0.2 }}
-"#,
-            data
-        );
+        let text = fixture_experiment("../data", 3);
         std::fs::write(experiments.join("dash.toml"), text).unwrap();
         std::fs::copy(
             repo_root().join("tests/invalid_experiments/unknown-train-key.toml"),
@@ -95,6 +63,41 @@ schedule = {{ kind = "linear", end = 0.2 }}
     })
 }
 
+/// A small experiment: no extra dropout and DropBlock, one seed.
+fn fixture_experiment(data: &str, epochs: usize) -> String {
+    format!(
+        r#"name = "dash"
+description = "dashboard fixture"
+seeds = [7]
+[data]
+format = "idx"
+path = "{data}"
+train_limit = 256
+val_limit = 128
+workers = 1
+[model]
+kind = "small-cnn"
+channels = [8, 16]
+hidden = 32
+[optimizer]
+lr = 0.05
+momentum = 0.9
+[train]
+epochs = {epochs}
+batch_size = 32
+log_every = 1
+eval_every = 8
+snapshot_every = 8
+[[strategy]]
+plugin = "none"
+[[strategy]]
+plugin = "dropblock"
+params = {{ block_size = 3 }}
+schedule = {{ kind = "linear", end = 0.2 }}
+"#
+    )
+}
+
 fn plugins() -> &'static Vec<Found> {
     static P: OnceLock<Vec<Found>> = OnceLock::new();
     P.get_or_init(|| discover(&repo_root().join("plugins"), &mut |_| {}).unwrap())
@@ -102,12 +105,15 @@ fn plugins() -> &'static Vec<Found> {
 
 fn app() -> App {
     let f = fixture();
-    App::new(
+    let mut app = App::new(
         f.root.join("runs"),
         f.root.join("experiments"),
         plugins(),
         Vec::new(),
-    )
+    );
+    // What the start prompt offers must not depend on the machine's GPUs.
+    app.devices = vec!["cpu".into(), "cuda:0".into()];
+    app
 }
 
 fn render(app: &App, w: u16, h: u16) -> String {
@@ -180,7 +186,11 @@ impl Effects for FakeEffects {
 }
 
 fn press(app: &mut App, code: KeyCode, fx: &mut FakeEffects) {
-    if let Some(a) = action_for(KeyEvent::new(code, KeyModifiers::NONE), app.view) {
+    if let Some(a) = action_for(
+        KeyEvent::new(code, KeyModifiers::NONE),
+        app.view,
+        app.prompt.is_some(),
+    ) {
         app.apply(a, fx);
     }
 }
@@ -223,6 +233,49 @@ fn every_view_at_80x24_and_160x48() {
     assert!(text.contains("did you mean `epochs`?"), "{text}");
 }
 
+/// On a 16-colour terminal (TERM=xterm, screen, linux) nothing asks for a colour
+/// it cannot show, no text is drawn in its own background colour, and the
+/// heatmaps still show more than one shade; on a 256-colour one (xterm-256color,
+/// screen-256color) nothing asks for true colour.
+#[test]
+fn every_view_renders_legibly_in_16_and_256_colours() {
+    use ratatui::style::Color;
+    let mut app = app();
+    let mut fx = FakeEffects::default();
+    for depth in [ColorDepth::Basic16, ColorDepth::Indexed256] {
+        for view in View::ALL {
+            app.apply(Action::Go(view), &mut fx);
+            let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+            terminal.draw(|f| draw(f, &app, depth)).unwrap();
+            let buffer = terminal.backend().buffer();
+            let mut heat_shades = std::collections::BTreeSet::new();
+            for cell in buffer.content() {
+                for c in [cell.fg, cell.bg] {
+                    match (depth, c) {
+                        (_, Color::Rgb(..)) => panic!("{view:?} asks {depth:?} for {c:?}"),
+                        (ColorDepth::Basic16, Color::Indexed(_)) => {
+                            panic!("{view:?} asks {depth:?} for {c:?}")
+                        }
+                        _ => {}
+                    }
+                }
+                let sym = cell.symbol();
+                if sym == "▀" {
+                    heat_shades.insert(format!("{:?}", cell.fg));
+                } else if sym.trim() != "" && cell.fg != Color::Reset {
+                    assert_ne!(
+                        cell.fg, cell.bg,
+                        "{view:?} in {depth:?}: {sym:?} unreadable"
+                    );
+                }
+            }
+            if view == View::Masks {
+                assert!(heat_shades.len() >= 2, "{depth:?}: {heat_shades:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn charts_smoothing_log_zoom_and_metric_change_the_drawing() {
     let mut app = app();
@@ -246,6 +299,7 @@ fn every_key_in_the_help_does_what_it_says() {
         let view = match binding.scope {
             Scope::In(v) => v,
             Scope::Global => View::Runs,
+            Scope::Prompt => View::Experiments,
         };
         app.view = view;
         // Up and Top need somewhere to come from.
@@ -257,8 +311,17 @@ fn every_key_in_the_help_does_what_it_says() {
             .unwrap();
         // Previous slot and channel need somewhere to come from.
         (app.slot, app.channel) = (1, 1);
+        let prompt = binding.scope == Scope::Prompt;
+        if prompt {
+            app.apply(Action::StartRuns, &mut fx);
+            assert!(app.prompt.is_some());
+        }
         assert_eq!(
-            action_for(KeyEvent::new(binding.code, KeyModifiers::NONE), view),
+            action_for(
+                KeyEvent::new(binding.code, KeyModifiers::NONE),
+                view,
+                prompt
+            ),
             Some(binding.action)
         );
         let before = (
@@ -303,14 +366,21 @@ fn every_key_in_the_help_does_what_it_says() {
                 fx.calls.is_empty() && app.message.contains("no trainer running")
             }
             Action::Restart => app.message.contains("nothing to restart"),
-            Action::StartRuns => fx
-                .calls
-                .first()
-                .is_some_and(|c| c.starts_with("prepare") && c.ends_with("None")),
-            Action::StartRunsGpu => fx
-                .calls
-                .first()
-                .is_some_and(|c| c.ends_with("Some(\"cuda:0\")")),
+            // It asks first: nothing is started until the device is chosen.
+            Action::StartRuns => app.prompt.is_some() && fx.calls.is_empty(),
+            Action::PromptNext => app.prompt.as_ref().is_some_and(|p| p.selected == 1),
+            Action::PromptPrev => app
+                .prompt
+                .as_ref()
+                .is_some_and(|p| p.selected == p.choices.len() - 1),
+            Action::PromptConfirm => {
+                app.prompt.is_none()
+                    && fx
+                        .calls
+                        .first()
+                        .is_some_and(|c| c.starts_with("prepare") && c.ends_with("None"))
+            }
+            Action::PromptCancel => app.prompt.is_none() && fx.calls.is_empty(),
             Action::Edit => fx.calls.first().is_some_and(|c| c.starts_with("edit")),
             _ => before != after,
         };
@@ -323,6 +393,122 @@ fn every_key_in_the_help_does_what_it_says() {
 }
 
 #[test]
+fn the_start_prompt_overrides_the_device_and_takes_every_key() {
+    let mut app = app();
+    let mut fx = FakeEffects::default();
+    app.apply(Action::Go(View::Experiments), &mut fx);
+    app.selected_experiment = app
+        .experiments
+        .iter()
+        .position(|e| e.name() == "dash.toml")
+        .unwrap();
+    press(&mut app, KeyCode::Char('n'), &mut fx);
+    snapshot("start_prompt_80x24", &render(&app, 80, 24));
+    let labels: Vec<String> = {
+        let p = app.prompt.as_ref().unwrap();
+        (0..p.choices.len()).map(|i| p.choice_label(i)).collect()
+    };
+    // The file's own device first, then the others (the file's not repeated).
+    assert_eq!(labels, ["as in the file (cpu)", "cuda:0"]);
+    // Keys outside the prompt do nothing while it is open.
+    for code in [KeyCode::Char('q'), KeyCode::Char('1'), KeyCode::Char('e')] {
+        press(&mut app, code, &mut fx);
+    }
+    assert!(!app.quit && app.view == View::Experiments && fx.calls.is_empty());
+    press(&mut app, KeyCode::Right, &mut fx);
+    press(&mut app, KeyCode::Enter, &mut fx);
+    assert_eq!(fx.calls.len(), 1, "{:?}", fx.calls);
+    assert!(
+        fx.calls[0].ends_with("dash.toml Some(\"cuda:0\")"),
+        "{:?}",
+        fx.calls
+    );
+    assert!(app.prompt.is_none());
+    assert!(app.message.contains("on cuda:0"), "{}", app.message);
+}
+
+fn wait_until(what: &str, timeout: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A saved change to a file with a run going: the Experiments view says, for that
+/// run, what was applied live and what needs a restart (a real trainer process).
+#[test]
+fn experiments_view_shows_what_a_saved_change_did_to_running_runs() {
+    use probdrop_tui::run::control;
+    use probdrop_tui::run::dir::State;
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-live-change");
+    let _ = std::fs::remove_dir_all(&root);
+    let experiments = root.join("experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    let data = repo_root().join("data/fashion-mnist-subset");
+    let file = experiments.join("dash.toml");
+    let text = fixture_experiment(&data.display().to_string(), 200);
+    std::fs::write(&file, &text).unwrap();
+    let plugins_dir = repo_root().join("plugins");
+    let (_, dirs) = probdrop_tui::commands::prepare_runs(
+        &plugins_dir,
+        &file,
+        &root.join("runs"),
+        None,
+        None,
+        Some("dropblock"),
+        None,
+    )
+    .unwrap();
+    let run = dirs[0].clone();
+    let mut trainer = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
+        .arg("--plugins")
+        .arg(&plugins_dir)
+        .arg("train")
+        .arg(&run.path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let long = std::time::Duration::from_secs(60);
+    wait_until("training", long, || {
+        run.status()
+            .is_some_and(|s| s.state == State::Training && s.step > 0)
+    });
+
+    let mut app = App::new(
+        root.join("runs"),
+        experiments.clone(),
+        plugins(),
+        Vec::new(),
+    );
+    app.apply(Action::Go(View::Experiments), &mut FakeEffects::default());
+    let before = render(&app, 160, 48);
+    assert!(before.contains("no change since it started"), "{before}");
+
+    // A live field (the schedule) and one that needs a restart (the batch size).
+    let changed = text
+        .replace("end = 0.2", "end = 0.3")
+        .replace("batch_size = 32", "batch_size = 16");
+    assert_ne!(changed, text);
+    std::fs::write(&file, changed).unwrap();
+    wait_until("the change handled", long, || {
+        let kinds: Vec<String> = run.events().into_iter().map(|e| e.kind).collect();
+        kinds.iter().any(|k| k == "config_applied") && kinds.iter().any(|k| k == "needs_restart")
+    });
+    app.refresh();
+    let after = render(&app, 160, 48);
+    control::send(&run.file(probdrop_tui::run::dir::SOCKET), &Ctl::Stop).unwrap();
+    trainer.wait().unwrap();
+    assert!(after.contains("dropblock s7 (training):"), "{after}");
+    assert!(after.contains("applied live: applied at step"), "{after}");
+    assert!(
+        after.contains("needs restart: changed, needs a restart: train.batch_size"),
+        "{after}"
+    );
+}
+
+#[test]
 fn resizing_to_tiny_sizes_and_back_does_not_panic() {
     let mut app = app();
     let mut fx = FakeEffects::default();
@@ -331,5 +517,16 @@ fn resizing_to_tiny_sizes_and_back_does_not_panic() {
         for (w, h) in [(20, 5), (1, 1), (80, 24), (3, 40), (200, 2)] {
             render(&app, w, h);
         }
+    }
+    app.apply(Action::Go(View::Experiments), &mut fx);
+    app.selected_experiment = app
+        .experiments
+        .iter()
+        .position(|e| e.result.is_ok())
+        .unwrap();
+    app.apply(Action::StartRuns, &mut fx);
+    assert!(app.prompt.is_some());
+    for (w, h) in [(20, 5), (1, 1), (21, 6), (80, 24)] {
+        render(&app, w, h);
     }
 }

@@ -130,8 +130,8 @@ fn step_of(screen: &str) -> Option<u64> {
     field.split('/').next()?.parse().ok()
 }
 
-#[test]
-fn start_a_run_from_the_dashboard_quit_and_find_it_still_training() {
+/// A scratch directory with the quickstart experiment pointing at the committed data.
+fn workspace() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let experiments = tmp.path().join("experiments");
     std::fs::create_dir_all(&experiments).unwrap();
@@ -143,8 +143,11 @@ fn start_a_run_from_the_dashboard_quit_and_find_it_still_training() {
         quickstart.replace("../data/fashion-mnist-subset", &data.display().to_string()),
     )
     .unwrap();
+    tmp
+}
 
-    let mut s = Session::start(tmp.path());
+/// Starts the quickstart's run from the Experiments view, through the start prompt.
+fn start_quickstart(s: &mut Session) {
     s.wait_for("the tab bar", Duration::from_secs(120), |t| {
         t.contains("1 Runs")
     });
@@ -153,7 +156,27 @@ fn start_a_run_from_the_dashboard_quit_and_find_it_still_training() {
         t.contains("quickstart.toml") && t.contains("ok")
     });
     s.keys("n");
+    s.wait_for("the start prompt", Duration::from_secs(10), |t| {
+        t.contains("as in the file (cpu)")
+    });
+    s.keys("\r");
     s.keys("1");
+}
+
+fn stop_and_wait(run: &dir::RunDir) {
+    control::send(&run.file(dir::SOCKET), &Ctl::Stop).unwrap();
+    let start = Instant::now();
+    while run.status().unwrap().state == State::Training {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn start_a_run_from_the_dashboard_quit_and_find_it_still_training() {
+    let tmp = workspace();
+    let mut s = Session::start(tmp.path());
+    start_quickstart(&mut s);
     let first = s.wait_for("the run training", Duration::from_secs(60), |t| {
         step_of(t).is_some_and(|n| n > 0)
     });
@@ -188,10 +211,51 @@ fn start_a_run_from_the_dashboard_quit_and_find_it_still_training() {
     );
 
     // Clean up: stop the trainer the dashboard started.
-    control::send(&run.file(dir::SOCKET), &Ctl::Stop).unwrap();
-    let start = Instant::now();
-    while run.status().unwrap().state == State::Training {
-        assert!(start.elapsed() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    stop_and_wait(run);
+}
+
+#[test]
+fn a_crashed_trainer_shows_as_failed_with_its_signal_and_restarts() {
+    let tmp = workspace();
+    let mut s = Session::start(tmp.path());
+    start_quickstart(&mut s);
+    s.wait_for("the run training", Duration::from_secs(60), |t| {
+        step_of(t).is_some_and(|n| n > 0)
+    });
+    let runs = dir::list_runs(&tmp.path().join("runs"));
+    let run = &runs[0];
+    let pid = run.status().unwrap().pid;
+    // What an abort in libtorch or a plugin does to the process. (A SIGSEGV sent
+    // with kill would only reset Rust's stack-overflow handler: no fault to re-run.)
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGABRT,
+    )
+    .unwrap();
+    let screen = s.wait_for("the run marked failed", Duration::from_secs(20), |t| {
+        t.contains("failed") && t.contains("SIGABRT")
+    });
+    assert!(screen.contains("signal 6"), "{screen}");
+    let status = run.status().unwrap();
+    assert_eq!(status.state, State::Failed);
+    assert!(status.message.contains("SIGABRT"), "{}", status.message);
+    assert!(
+        run.events().iter().any(|e| e.kind == "crashed"),
+        "the event log says why"
+    );
+    let log = std::fs::read_to_string(tmp.path().join("runs/dashboard.log")).unwrap();
+    assert!(
+        log.contains("SIGABRT"),
+        "the dashboard's log says it too:\n{log}"
+    );
+
+    // R continues it from its checkpoint, in a new trainer.
+    s.keys("R");
+    s.wait_for("the run training again", Duration::from_secs(60), |t| {
+        step_of(t).is_some()
+    });
+    let again = run.status().unwrap();
+    assert_ne!(again.pid, pid, "a new trainer");
+    s.quit();
+    stop_and_wait(run);
 }

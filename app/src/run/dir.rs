@@ -320,6 +320,51 @@ impl RunDir {
 
     /// Keeps only complete lines of a log whose `step` is at most `step` (on resume,
     /// what was logged after the checkpoint is logged again by the resumed run).
+    /// Records how a trainer process ended when the trainer could not say so itself
+    /// (a signal, a panic, an abort): a run it left training, paused or queued
+    /// becomes failed, with the reason in its status and event log. Returns the
+    /// reason when something was recorded. A run another trainer has taken over
+    /// since (another pid in its status) is left alone.
+    pub fn record_exit(
+        &self,
+        pid: u32,
+        exit: std::process::ExitStatus,
+    ) -> std::io::Result<Option<String>> {
+        let Some(why) = exit_description(exit) else {
+            return Ok(None);
+        };
+        let mut status = match self.status() {
+            Some(s) if s.state.is_final() || (s.pid != pid && s.pid != 0) => return Ok(None),
+            Some(s) => s,
+            None => Status {
+                state: State::Queued,
+                step: 0,
+                epoch: 0,
+                total_steps: 0,
+                pid,
+                updated: 0.0,
+                message: String::new(),
+                device: String::new(),
+                plugin_version: String::new(),
+                best_val_acc: None,
+                last_val_acc: None,
+                samples_per_s: None,
+            },
+        };
+        status.state = State::Failed;
+        status.updated = now();
+        status.message = format!("{why} (see trainer.log; resume continues from the checkpoint)");
+        write_json(&self.file(STATUS), &status)?;
+        end_torn_line(&self.file(EVENTS))?;
+        JsonLog::open(&self.file(EVENTS))?.append(&EventLine {
+            wall: status.updated,
+            step: status.step,
+            kind: "crashed".into(),
+            message: why.clone(),
+        })?;
+        Ok(Some(why))
+    }
+
     pub fn truncate_log_after(&self, name: &str, step: u64) -> std::io::Result<()> {
         let path = self.file(name);
         let Ok(text) = fs::read_to_string(&path) else {
@@ -353,6 +398,44 @@ fn sanitize(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// How a process ended, when it did not end well: "killed by signal 11 (SIGSEGV)"
+/// or "exited with status 101".
+pub fn exit_description(exit: std::process::ExitStatus) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(sig) = exit.signal() {
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map(|s| s.as_str())
+            .unwrap_or("unknown signal");
+        Some(format!("trainer killed by signal {sig} ({name})"))
+    } else if exit.success() {
+        None
+    } else {
+        Some(format!(
+            "trainer exited with status {}",
+            exit.code().unwrap_or(-1)
+        ))
+    }
+}
+
+/// Ends a log that a crash left torn with a newline, so the next record starts a
+/// line of its own (the torn one stays unreadable, as before).
+fn end_torn_line(path: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = OpenOptions::new().read(true).append(true).open(path) else {
+        return Ok(());
+    };
+    if f.metadata()?.len() == 0 {
+        return Ok(());
+    }
+    f.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    f.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        f.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// Run directories under `runs`, oldest first.

@@ -109,6 +109,13 @@ pub fn cuda_device_count() -> usize {
     0
 }
 
+/// Devices this build can open: the CPU, then each CUDA device LibTorch sees.
+pub fn available_devices() -> Vec<String> {
+    let mut v = vec!["cpu".to_string()];
+    v.extend((0..cuda_device_count()).map(|i| format!("cuda:{i}")));
+    v
+}
+
 /// Human-readable backends compiled in.
 pub fn backends_built() -> Vec<&'static str> {
     let mut v = vec!["flex (CPU, pure Rust)"];

@@ -63,6 +63,28 @@ impl PluginRow {
     }
 }
 
+/// The open question "start this experiment's runs on which device?".
+#[derive(Clone, Debug)]
+pub struct StartPrompt {
+    pub experiment: PathBuf,
+    pub name: String,
+    pub runs: usize,
+    /// The device the file asks for.
+    pub file_device: String,
+    /// `None` keeps the file's device; `Some` overrides it.
+    pub choices: Vec<Option<String>>,
+    pub selected: usize,
+}
+
+impl StartPrompt {
+    pub fn choice_label(&self, i: usize) -> String {
+        match &self.choices[i] {
+            None => format!("as in the file ({})", self.file_device),
+            Some(d) => d.clone(),
+        }
+    }
+}
+
 pub struct App {
     pub runs_dir: PathBuf,
     pub experiments_dir: PathBuf,
@@ -89,6 +111,9 @@ pub struct App {
     pub channel: usize,
     /// The last thing an action said (shown in the status line).
     pub message: String,
+    /// Devices this build can open, offered when starting runs.
+    pub devices: Vec<String>,
+    pub prompt: Option<StartPrompt>,
     /// Anything changed since the last draw.
     pub dirty: bool,
     /// Zoomed, smoothed, downsampled curves, reused until their data or options
@@ -129,6 +154,8 @@ impl App {
             slot: 0,
             channel: 0,
             message: String::new(),
+            devices: crate::train::device::available_devices(),
+            prompt: None,
             dirty: true,
             curve_cache: Default::default(),
         };
@@ -292,18 +319,55 @@ impl App {
                     Err(e) => format!("{name}: could not start: {e}"),
                 };
             }
-            Action::StartRuns | Action::StartRunsGpu => {
+            Action::StartRuns => {
                 let Some(e) = self.experiments.get(self.selected_experiment) else {
                     return;
                 };
                 let name = e.name();
-                if e.result.is_err() {
-                    self.message = format!("{name} is invalid: fix it first (see the errors)");
-                    return;
+                let exp = match &e.result {
+                    Ok(exp) => exp,
+                    Err(_) => {
+                        self.message = format!("{name} is invalid: fix it first (see the errors)");
+                        return;
+                    }
+                };
+                let file_device = exp.file.device.clone();
+                let mut choices = vec![None];
+                choices.extend(
+                    self.devices
+                        .iter()
+                        .filter(|d| **d != file_device)
+                        .map(|d| Some(d.clone())),
+                );
+                self.prompt = Some(StartPrompt {
+                    experiment: e.path.clone(),
+                    name,
+                    runs: exp.runs().len(),
+                    file_device,
+                    choices,
+                    selected: 0,
+                });
+            }
+            Action::PromptNext | Action::PromptPrev => {
+                if let Some(p) = &mut self.prompt {
+                    let n = p.choices.len();
+                    p.selected = if action == Action::PromptNext {
+                        (p.selected + 1) % n
+                    } else {
+                        (p.selected + n - 1) % n
+                    };
                 }
-                let path = e.path.clone();
-                let device = (action == Action::StartRunsGpu).then_some("cuda:0");
-                self.message = match fx.prepare(&path, device) {
+            }
+            Action::PromptCancel => {
+                if self.prompt.take().is_some() {
+                    self.message = "nothing started".into();
+                }
+            }
+            Action::PromptConfirm => {
+                let Some(p) = self.prompt.take() else { return };
+                let device = p.choices[p.selected].clone();
+                let name = p.name;
+                self.message = match fx.prepare(&p.experiment, device.as_deref()) {
                     Ok(dirs) => {
                         let mut started = 0;
                         let mut errors = Vec::new();
@@ -313,8 +377,9 @@ impl App {
                                 Err(e) => errors.push(e),
                             }
                         }
+                        let on = device.as_deref().unwrap_or(&p.file_device);
                         if errors.is_empty() {
-                            format!("{name}: started {started} run(s)")
+                            format!("{name}: started {started} run(s) on {on}")
                         } else {
                             format!("{name}: started {started}, failed: {}", errors.join("; "))
                         }

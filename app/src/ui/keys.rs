@@ -54,10 +54,13 @@ pub enum Action {
     Stop,
     /// Runs: start the trainer again on a stopped or failed run (from its checkpoint).
     Restart,
-    /// Experiments: start every run of the selected experiment.
+    /// Experiments: ask which device, then start every run of the selected experiment.
     StartRuns,
-    /// Experiments: start them on cuda:0.
-    StartRunsGpu,
+    /// Start prompt: next / previous device choice, start, cancel.
+    PromptNext,
+    PromptPrev,
+    PromptConfirm,
+    PromptCancel,
     /// Experiments: open the file in $EDITOR.
     Edit,
     CycleSmoothing,
@@ -75,6 +78,8 @@ pub enum Action {
 pub enum Scope {
     Global,
     In(View),
+    /// While the start prompt is open (it takes every key).
+    Prompt,
 }
 
 pub struct Binding {
@@ -177,14 +182,7 @@ pub const KEYMAP: &[Binding] = &[
         "n",
         In(View::Experiments),
         A::StartRuns,
-        "start the experiment's runs",
-    ),
-    b(
-        K::Char('c'),
-        "c",
-        In(View::Experiments),
-        A::StartRunsGpu,
-        "start them on cuda:0",
+        "start the experiment's runs (asks which device)",
     ),
     b(
         K::Char('e'),
@@ -237,14 +235,45 @@ pub const KEYMAP: &[Binding] = &[
         A::PrevChannel,
         "previous channel",
     ),
+    b(
+        K::Right,
+        "→/Tab",
+        Scope::Prompt,
+        A::PromptNext,
+        "next device",
+    ),
+    b(K::Tab, "", Scope::Prompt, A::PromptNext, ""),
+    b(
+        K::Left,
+        "←",
+        Scope::Prompt,
+        A::PromptPrev,
+        "previous device",
+    ),
+    b(
+        K::Enter,
+        "Enter",
+        Scope::Prompt,
+        A::PromptConfirm,
+        "start the runs",
+    ),
+    b(K::Esc, "Esc", Scope::Prompt, A::PromptCancel, "cancel"),
 ];
 
 /// The action of `key` in `view`: a binding of the view wins over a global one.
-pub fn action_for(key: KeyEvent, view: View) -> Option<Action> {
+/// An open prompt takes every key (only its own bindings act).
+pub fn action_for(key: KeyEvent, view: View, prompt_open: bool) -> Option<Action> {
     if key.modifiers.contains(KeyModifiers::CONTROL) {
         return (key.code == K::Char('c')).then_some(A::Quit);
     }
     let matches = |b: &&Binding| b.code == key.code;
+    if prompt_open {
+        return KEYMAP
+            .iter()
+            .filter(matches)
+            .find(|b| b.scope == Scope::Prompt)
+            .map(|b| b.action);
+    }
     KEYMAP
         .iter()
         .filter(matches)

@@ -7,11 +7,13 @@ pub mod series;
 pub mod views;
 pub mod workspace;
 
+use std::fs::File;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -38,23 +40,81 @@ pub struct Options {
     pub experiments: PathBuf,
 }
 
+/// The dashboard's log file. While the dashboard owns the terminal, stderr points
+/// at it too, so that nothing (a warning from a library, a build message) is ever
+/// written over the screen.
+static LOG: OnceLock<Mutex<File>> = OnceLock::new();
+/// The terminal's stderr, put back whenever the dashboard leaves the screen.
+static TERMINAL_STDERR: OnceLock<OwnedFd> = OnceLock::new();
+
+/// The log's place: beside the runs it watches.
+pub fn log_path(runs: &Path) -> PathBuf {
+    runs.join("dashboard.log")
+}
+
+fn open_log(runs: &Path) -> Result<()> {
+    std::fs::create_dir_all(runs).with_context(|| format!("creating {}", runs.display()))?;
+    let path = log_path(runs);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening the log {}", path.display()))?;
+    let _ = LOG.set(Mutex::new(file));
+    if let Ok(fd) = nix::unistd::dup(std::io::stderr()) {
+        let _ = TERMINAL_STDERR.set(fd);
+    }
+    Ok(())
+}
+
+/// Appends one time-stamped line to the dashboard's log.
+fn log(line: &str) {
+    if let Some(file) = LOG.get()
+        && let Ok(mut f) = file.lock()
+    {
+        let t = dir::now();
+        let _ = writeln!(f, "{} {line}", dir::timestamp(t as u64));
+    }
+}
+
+fn stderr_to_log() {
+    if let Some(file) = LOG.get()
+        && let Ok(f) = file.lock()
+    {
+        let _ = nix::unistd::dup2_stderr(&*f);
+    }
+}
+
+fn stderr_to_terminal() {
+    if let Some(fd) = TERMINAL_STDERR.get() {
+        let _ = nix::unistd::dup2_stderr(fd);
+    }
+}
+
+fn enter_screen() -> std::io::Result<()> {
+    terminal::enable_raw_mode()?;
+    execute!(
+        std::io::stdout(),
+        EnterAlternateScreen,
+        event::EnableMouseCapture,
+        cursor::Hide
+    )?;
+    stderr_to_log();
+    Ok(())
+}
+
 /// Puts the terminal back however the dashboard ends (return, error, panic).
 struct TerminalGuard;
 
 impl TerminalGuard {
     fn enter() -> Result<TerminalGuard> {
-        terminal::enable_raw_mode().context("this needs a terminal")?;
-        execute!(
-            std::io::stdout(),
-            EnterAlternateScreen,
-            event::EnableMouseCapture,
-            cursor::Hide
-        )?;
+        enter_screen().context("this needs a terminal")?;
         Ok(TerminalGuard)
     }
 }
 
 fn restore_terminal() {
+    stderr_to_terminal();
     let _ = terminal::disable_raw_mode();
     let _ = execute!(
         std::io::stdout(),
@@ -74,28 +134,46 @@ impl Drop for TerminalGuard {
 struct RealEffects {
     plugins: PathBuf,
     runs: PathBuf,
-    children: Vec<Child>,
+    children: Vec<(RunDir, Child)>,
     /// Set while an editor has the terminal.
     suspended_for_editor: bool,
 }
 
 impl RealEffects {
-    /// Collects exited trainers so they do not linger as zombies.
-    fn reap(&mut self) {
+    /// Collects exited trainers (so they do not linger as zombies) and records a
+    /// crash the trainer could not record itself: the run shows as failed with the
+    /// signal or exit status. Returns what was recorded, for the log.
+    fn reap(&mut self) -> Vec<String> {
+        let mut recorded = Vec::new();
         self.children
-            .retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+            .retain_mut(|(run, child)| match child.try_wait() {
+                Ok(None) => true,
+                Ok(Some(exit)) => {
+                    match run.record_exit(child.id(), exit) {
+                        Ok(Some(why)) => recorded.push(format!("{}: {why}", run.path.display())),
+                        Ok(None) => {}
+                        Err(e) => recorded.push(format!(
+                            "{}: could not record the trainer's exit ({exit}): {e}",
+                            run.path.display()
+                        )),
+                    }
+                    false
+                }
+                Err(_) => false,
+            });
+        recorded
     }
 }
 
 impl Effects for RealEffects {
     fn start_trainer(&mut self, run: &RunDir) -> Result<(), String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let log = std::fs::OpenOptions::new()
+        let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(run.file("trainer.log"))
             .map_err(|e| e.to_string())?;
-        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
         use std::os::unix::process::CommandExt;
         let child = Command::new(exe)
             .arg("--plugins")
@@ -103,14 +181,19 @@ impl Effects for RealEffects {
             .arg("train")
             .arg(&run.path)
             .stdin(Stdio::null())
-            .stdout(log)
+            .stdout(out)
             .stderr(err)
             // Its own process group: closing the dashboard or losing the SSH
             // connection does not stop training.
             .process_group(0)
             .spawn()
             .map_err(|e| e.to_string())?;
-        self.children.push(child);
+        log(&format!(
+            "started trainer {} for {}",
+            child.id(),
+            run.path.display()
+        ));
+        self.children.push((run.clone(), child));
         Ok(())
     }
 
@@ -145,13 +228,7 @@ impl Effects for RealEffects {
             .arg("sh")
             .arg(file)
             .status();
-        let _ = terminal::enable_raw_mode();
-        let _ = execute!(
-            std::io::stdout(),
-            EnterAlternateScreen,
-            event::EnableMouseCapture,
-            cursor::Hide
-        );
+        let _ = enter_screen();
         match status {
             Ok(s) if s.success() => Ok(()),
             Ok(s) => Err(format!("{editor} exited with {s}")),
@@ -166,13 +243,30 @@ pub fn run(opts: Options) -> Result<()> {
     if !std::io::stdout().is_terminal() {
         anyhow::bail!("the dashboard needs a terminal; `probdrop-tui run FILE` trains without one");
     }
+    open_log(&opts.runs)?;
     eprintln!(
-        "probdrop-tui: loading plugins from {} …",
-        opts.plugins.display()
+        "probdrop-tui: loading plugins from {} … (log: {})",
+        opts.plugins.display(),
+        log_path(&opts.runs).display()
     );
+    log(&format!(
+        "dashboard {} started: runs {}, experiments {}, plugins {}",
+        std::process::id(),
+        opts.runs.display(),
+        opts.experiments.display(),
+        opts.plugins.display()
+    ));
     let mut build_log = Vec::new();
-    let found = crate::plugins::discover(&opts.plugins, &mut |l| build_log.push(l.to_string()))
-        .with_context(|| format!("reading {}", opts.plugins.display()))?;
+    let found = crate::plugins::discover(&opts.plugins, &mut |l| {
+        log(l);
+        build_log.push(l.to_string())
+    })
+    .with_context(|| format!("reading {}", opts.plugins.display()))?;
+    for f in &found {
+        if let Err(e) = &f.outcome {
+            log(&format!("plugin {} refused: {}", f.id, e.0));
+        }
+    }
     let mut app = App::new(
         opts.runs.clone(),
         opts.experiments.clone(),
@@ -219,8 +313,12 @@ pub fn run(opts: Options) -> Result<()> {
         if event::poll(wait)? {
             match event::read()? {
                 Event::Key(key) if key.kind != KeyEventKind::Release => {
-                    if let Some(action) = keys::action_for(key, app.view) {
+                    if let Some(action) = keys::action_for(key, app.view, app.prompt.is_some()) {
+                        let before = app.message.clone();
                         app.apply(action, &mut fx);
+                        if app.message != before {
+                            log(&app.message);
+                        }
                         if fx.suspended_for_editor {
                             // Back from the editor: blank the screen and start from
                             // fresh buffers so that the next frame redraws everything.
@@ -255,7 +353,14 @@ pub fn run(opts: Options) -> Result<()> {
         if last_refresh.elapsed() >= REFRESH {
             last_refresh = Instant::now();
             app.refresh();
-            fx.reap();
+            let recorded = fx.reap();
+            if !recorded.is_empty() {
+                for r in &recorded {
+                    log(r);
+                }
+                app.message = recorded.join("; ");
+                app.refresh();
+            }
             if let Some(w) = &watcher {
                 for e in w.drain() {
                     app.dirty = true;
@@ -270,13 +375,18 @@ pub fn run(opts: Options) -> Result<()> {
                                 row.status =
                                     Ok(format!("reloaded, interface {}", library.interface));
                             }
+                            log(&line);
                             app.build_log.push(line);
                         }
                         ReloadEvent::Refused { path, reason } => {
-                            app.build_log
-                                .push(format!("refused {}: {reason}", path.display()));
+                            let line = format!("refused {}: {reason}", path.display());
+                            log(&line);
+                            app.build_log.push(line);
                         }
-                        ReloadEvent::BuildOutput { line } => app.build_log.push(line),
+                        ReloadEvent::BuildOutput { line } => {
+                            log(&line);
+                            app.build_log.push(line)
+                        }
                     }
                 }
             }
@@ -285,5 +395,10 @@ pub fn run(opts: Options) -> Result<()> {
     drop(terminal);
     drop(guard);
     let _ = std::io::stdout().flush();
+    log(&format!(
+        "dashboard {} closed; {} trainer(s) it started keep running",
+        std::process::id(),
+        fx.children.len()
+    ));
     Ok(())
 }

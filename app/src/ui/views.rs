@@ -6,7 +6,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{
-    Axis, Block, Borders, Cell, Chart, Dataset, GraphType, Paragraph, Row, Table, Tabs, Wrap,
+    Axis, Block, Borders, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Table, Tabs, Wrap,
 };
 
 use super::app::{App, Metric, SMOOTHING, ZOOM};
@@ -26,8 +26,15 @@ pub enum ColorDepth {
 impl ColorDepth {
     /// From COLORTERM and TERM, as terminals advertise it.
     pub fn detect() -> ColorDepth {
-        let colorterm = std::env::var("COLORTERM").unwrap_or_default();
-        let term = std::env::var("TERM").unwrap_or_default();
+        ColorDepth::from_env(
+            &std::env::var("TERM").unwrap_or_default(),
+            &std::env::var("COLORTERM").unwrap_or_default(),
+        )
+    }
+
+    /// `xterm-256color`, `screen-256color` and `tmux-256color` get the 256-colour
+    /// palette, anything else without COLORTERM the 16 basic colours.
+    pub fn from_env(term: &str, colorterm: &str) -> ColorDepth {
         if colorterm.contains("truecolor") || colorterm.contains("24bit") {
             ColorDepth::TrueColor
         } else if term.contains("256color") {
@@ -86,6 +93,9 @@ pub fn draw(frame: &mut Frame, app: &App, depth: ColorDepth) {
             View::Experiments => draw_experiments(frame, app, body),
             View::Events => draw_events(frame, app, body),
         }
+    }
+    if let Some(p) = &app.prompt {
+        draw_prompt(frame, p, body);
     }
     let hint = if app.message.is_empty() {
         "? help  q quit".to_string()
@@ -234,8 +244,34 @@ fn draw_runs(frame: &mut Frame, app: &App, area: Rect) {
             area,
         );
     } else {
-        frame.render_widget(table, area);
+        let [list, detail] =
+            Layout::vertical([Constraint::Min(3), Constraint::Length(2)]).areas(area);
+        frame.render_widget(table, list);
+        if let Some(r) = app.selected_run() {
+            frame.render_widget(
+                Paragraph::new(run_detail(r)).wrap(Wrap { trim: true }),
+                detail,
+            );
+        }
     }
+}
+
+/// One or two lines about the selected run: what its trainer last said, or why
+/// it is not running.
+fn run_detail(r: &RunView) -> Line<'static> {
+    let state = r.state();
+    let message = r
+        .status
+        .as_ref()
+        .map(|s| s.message.clone())
+        .unwrap_or_default();
+    let text = match state {
+        DisplayState::Lost => {
+            "its trainer is gone without a word (killed, or the machine restarted); R continues it from the checkpoint".to_string()
+        }
+        _ => message,
+    };
+    Line::from(text).style(state_style(state))
 }
 
 fn metric_keys(metric: Metric) -> (&'static str, &'static str, &'static str) {
@@ -656,8 +692,11 @@ fn draw_experiments(frame: &mut Frame, app: &App, area: Rect) {
                         Line::from(format!("warning: {w}")).style(Style::new().fg(Color::Yellow)),
                     );
                 }
+                lines.extend(config_outcomes(app, &e.path));
                 lines.push(Line::from(""));
-                lines.push(Line::from("n: start its runs   c: on cuda:0   e: edit"));
+                lines.push(Line::from(
+                    "n: start its runs (asks which device)   e: edit",
+                ));
                 lines
             }
             Err(errors) => errors
@@ -724,6 +763,100 @@ fn draw_events(frame: &mut Frame, app: &App, area: Rect) {
     );
 }
 
+/// What the last saved change of `file` did to each run started from it that is
+/// still going: applied live, needs a restart, or refused.
+fn config_outcomes(app: &App, file: &std::path::Path) -> Vec<Line<'static>> {
+    let file = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
+    let mut lines = Vec::new();
+    for r in app.runs.iter().filter(|r| r.info.source == file) {
+        let state = r.state();
+        if !matches!(
+            state,
+            DisplayState::Is(State::Training) | DisplayState::Is(State::Paused)
+        ) {
+            continue;
+        }
+        if lines.is_empty() {
+            lines.push(Line::from(""));
+            lines.push(
+                Line::from("running from this file (last saved change):")
+                    .style(Style::new().add_modifier(Modifier::BOLD)),
+            );
+        }
+        lines.push(Line::from(format!(
+            "  {} s{} ({}):",
+            r.info.label,
+            r.info.seed,
+            state.label()
+        )));
+        let is_config =
+            |kind: &str| matches!(kind, "config_applied" | "needs_restart" | "config_invalid");
+        // One save can both apply live fields and leave others for a restart:
+        // its events share a step.
+        let Some(last) = r.events.iter().rev().find(|e| is_config(&e.kind)) else {
+            lines.push(Line::from("    no change since it started"));
+            continue;
+        };
+        for e in r
+            .events
+            .iter()
+            .filter(|e| e.step == last.step && is_config(&e.kind))
+        {
+            let (what, color) = match e.kind.as_str() {
+                "config_applied" => ("applied live", Color::Green),
+                "needs_restart" => ("needs restart", Color::Yellow),
+                _ => ("refused", Color::Red),
+            };
+            lines.push(Line::from(vec![
+                Span::styled(format!("    {what}: "), Style::new().fg(color)),
+                Span::raw(e.message.clone()),
+            ]));
+        }
+    }
+    lines
+}
+
+/// The start prompt, over the middle of the body.
+fn draw_prompt(frame: &mut Frame, p: &super::app::StartPrompt, area: Rect) {
+    let width = area.width.min(64);
+    let height = area.height.min(7);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let mut choices = Vec::new();
+    for i in 0..p.choices.len() {
+        let style = if i == p.selected {
+            Style::new().add_modifier(Modifier::REVERSED)
+        } else {
+            Style::new()
+        };
+        choices.push(Span::styled(format!(" {} ", p.choice_label(i)), style));
+        choices.push(Span::raw(" "));
+    }
+    let mut lines = vec![
+        Line::from(format!("{} run(s) of {} on:", p.runs, p.name)),
+        Line::from(choices),
+        Line::from("←/→ choose   Enter start   Esc cancel")
+            .style(Style::new().add_modifier(Modifier::DIM)),
+    ];
+    if !crate::train::device::LIBTORCH_BUILT {
+        lines.push(
+            Line::from("GPUs need a build with --features tch (see README)")
+                .style(Style::new().add_modifier(Modifier::DIM)),
+        );
+    }
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::new().borders(Borders::ALL).title("Start runs")),
+        popup,
+    );
+}
+
 fn draw_help(frame: &mut Frame, area: Rect) {
     let mut lines = Vec::new();
     let mut last_scope = None;
@@ -732,6 +865,7 @@ fn draw_help(frame: &mut Frame, area: Rect) {
             let heading = match b.scope {
                 Scope::Global => "everywhere".to_string(),
                 Scope::In(v) => format!("in {}", v.title()),
+                Scope::Prompt => "in the start prompt".to_string(),
             };
             lines.push(Line::from(heading).style(Style::new().add_modifier(Modifier::BOLD)));
             last_scope = Some(b.scope);
@@ -766,4 +900,64 @@ pub fn run_summary(r: &RunView) -> String {
         st.map_or(0, |s| s.step),
         st.map_or(0, |s| s.total_steps)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_depth_from_term_and_colorterm() {
+        use ColorDepth::*;
+        for (term, colorterm, want) in [
+            ("xterm-256color", "", Indexed256),
+            ("screen-256color", "", Indexed256),
+            ("tmux-256color", "", Indexed256),
+            ("xterm-256color", "truecolor", TrueColor),
+            ("xterm", "24bit", TrueColor),
+            ("xterm", "", Basic16),
+            ("screen", "", Basic16),
+            ("linux", "", Basic16),
+            ("", "", Basic16),
+        ] {
+            assert_eq!(
+                ColorDepth::from_env(term, colorterm),
+                want,
+                "{term} {colorterm}"
+            );
+        }
+    }
+
+    #[test]
+    fn heat_ramps_stay_in_the_palette_and_rise() {
+        let lum = |c: Color| match c {
+            Color::Rgb(r, g, b) => r as u32 + g as u32 + b as u32,
+            Color::Indexed(i) => i as u32,
+            Color::Black => 0,
+            Color::DarkGray => 1,
+            Color::Gray => 2,
+            Color::White => 3,
+            other => panic!("{other:?} is not on a ramp"),
+        };
+        for depth in [
+            ColorDepth::TrueColor,
+            ColorDepth::Indexed256,
+            ColorDepth::Basic16,
+        ] {
+            let ramp: Vec<Color> = (0..=20).map(|i| heat(i as f32 / 20.0, depth)).collect();
+            for w in ramp.windows(2) {
+                assert!(lum(w[0]) <= lum(w[1]), "{depth:?}: {w:?}");
+            }
+            assert_ne!(ramp[0], ramp[20], "{depth:?}: the ends differ");
+            for c in &ramp {
+                match depth {
+                    ColorDepth::Basic16 => {
+                        assert!(!matches!(c, Color::Rgb(..) | Color::Indexed(_)))
+                    }
+                    ColorDepth::Indexed256 => assert!(matches!(c, Color::Indexed(232..=255))),
+                    ColorDepth::TrueColor => assert!(matches!(c, Color::Rgb(..))),
+                }
+            }
+        }
+    }
 }
