@@ -291,6 +291,22 @@ fn charts_smoothing_log_zoom_and_metric_change_the_drawing() {
     }
 }
 
+/// "1…6" in the help: the digits go to the views in tab order.
+#[test]
+fn the_digit_keys_go_to_the_views_in_tab_order() {
+    for (i, view) in View::ALL.iter().enumerate() {
+        let digit = char::from_digit(i as u32 + 1, 10).unwrap();
+        assert_eq!(
+            action_for(
+                KeyEvent::new(KeyCode::Char(digit), KeyModifiers::NONE),
+                View::Masks,
+                false
+            ),
+            Some(Action::Go(*view))
+        );
+    }
+}
+
 #[test]
 fn every_key_in_the_help_does_what_it_says() {
     for binding in KEYMAP.iter().filter(|b| !b.label.is_empty()) {
@@ -310,7 +326,7 @@ fn every_key_in_the_help_does_what_it_says() {
             .position(|e| e.result.is_ok())
             .unwrap();
         // Previous slot and channel need somewhere to come from.
-        (app.slot, app.channel) = (1, 1);
+        (app.slot, app.sample, app.channel) = (1, 1, 1);
         let prompt = binding.scope == Scope::Prompt;
         if prompt {
             app.apply(Action::StartRuns, &mut fx);
@@ -335,6 +351,7 @@ fn every_key_in_the_help_does_what_it_says() {
             app.log_scale,
             app.metric,
             app.slot,
+            app.sample,
             app.channel,
         );
         app.apply(binding.action, &mut fx);
@@ -349,6 +366,7 @@ fn every_key_in_the_help_does_what_it_says() {
             app.log_scale,
             app.metric,
             app.slot,
+            app.sample,
             app.channel,
         );
         let acted = match binding.action {

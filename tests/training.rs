@@ -161,11 +161,17 @@ fn a_headless_run_writes_the_whole_run_directory_and_follows_the_schedule() {
         assert_eq!(train_steps(&metrics, name).len(), 32, "{name}");
     }
 
+    // Four samples of the batch at each snapshot step.
     let snaps = run.snapshots();
+    let expected: Vec<(u64, usize)> = [4, 8, 12, 16, 20, 24, 28, 32]
+        .into_iter()
+        .flat_map(|step| (0..4).map(move |sample| (step, sample)))
+        .collect();
     assert_eq!(
-        snaps.iter().map(|s| s.step).collect::<Vec<_>>(),
-        [4, 8, 12, 16, 20, 24, 28, 32]
+        snaps.iter().map(|s| (s.step, s.sample)).collect::<Vec<_>>(),
+        expected
     );
+    assert_ne!(snaps[0].salience, snaps[1].salience, "different samples");
     for s in &snaps {
         assert_eq!((s.slot.as_str(), s.height, s.width), ("block2", 7, 7));
         assert_eq!(s.salience.len(), s.channels.len() * 49);

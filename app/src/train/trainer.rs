@@ -543,7 +543,9 @@ fn run(
                         dropped.insert(name.to_string(), frac as f64);
                     }
                     if snapshot_now {
-                        snapshots.push(snapshot(&x, &m, step, name, ctx.p));
+                        for sample in 0..n.min(SNAPSHOT_SAMPLES) {
+                            snapshots.push(snapshot(&x, &m, step, name, ctx.p, sample));
+                        }
                     }
                     Ok(x * m.autodiff())
                 };
@@ -951,17 +953,30 @@ fn evaluate(
     )
 }
 
-fn snapshot(x: &Tensor<4>, m: &Tensor<4>, step: u64, slot: &str, p: f64) -> SnapshotLine {
+/// Samples of a batch and channels of a slot kept in each mask snapshot.
+const SNAPSHOT_SAMPLES: usize = 4;
+const SNAPSHOT_CHANNELS: usize = 4;
+
+fn snapshot(
+    x: &Tensor<4>,
+    m: &Tensor<4>,
+    step: u64,
+    slot: &str,
+    p: f64,
+    sample: usize,
+) -> SnapshotLine {
     let x = x.clone().inner();
     let [_, c, h, w] = x.dims();
-    let k = c.min(4);
-    let sal = x.clone().slice([0..1, 0..k, 0..h, 0..w]).abs();
+    let k = c.min(SNAPSHOT_CHANNELS);
+    let one = sample..sample + 1;
+    let sal = x.clone().slice([one.clone(), 0..k, 0..h, 0..w]).abs();
+    // The mask may be broadcast ([n, c, 1, 1] for channel drop): expand it first.
     let full = x.ones_like() * m.clone();
-    let mask = full.slice([0..1, 0..k, 0..h, 0..w]);
+    let mask = full.slice([one, 0..k, 0..h, 0..w]);
     SnapshotLine {
         step,
         slot: slot.to_string(),
-        sample: 0,
+        sample,
         channels: (0..k).collect(),
         height: h,
         width: w,

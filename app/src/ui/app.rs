@@ -108,6 +108,7 @@ pub struct App {
     pub log_scale: bool,
     pub metric: Metric,
     pub slot: usize,
+    pub sample: usize,
     pub channel: usize,
     /// The last thing an action said (shown in the status line).
     pub message: String,
@@ -152,6 +153,7 @@ impl App {
             log_scale: false,
             metric: Metric::Loss,
             slot: 0,
+            sample: 0,
             channel: 0,
             message: String::new(),
             devices: crate::train::device::available_devices(),
@@ -419,6 +421,8 @@ impl App {
             }
             Action::NextSlot => self.slot += 1,
             Action::PrevSlot => self.slot = self.slot.saturating_sub(1),
+            Action::NextSample => self.sample += 1,
+            Action::PrevSample => self.sample = self.sample.saturating_sub(1),
             Action::NextChannel => self.channel += 1,
             Action::PrevChannel => self.channel = self.channel.saturating_sub(1),
         }

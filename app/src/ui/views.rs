@@ -13,7 +13,7 @@ use super::app::{App, Metric, SMOOTHING, ZOOM};
 use super::keys::{KEYMAP, Scope, View};
 use super::series;
 use super::workspace::{DisplayState, RunView};
-use crate::run::dir::State;
+use crate::run::dir::{SnapshotLine, State};
 
 /// How many colours the terminal shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -509,7 +509,8 @@ fn draw_masks(frame: &mut Frame, app: &App, area: Rect, depth: ColorDepth) {
         );
         return;
     };
-    let slots: Vec<&String> = run.snapshots.keys().collect();
+    let mut slots: Vec<&String> = run.snapshots.keys().map(|(slot, _)| slot).collect();
+    slots.dedup();
     if slots.is_empty() {
         let text = format!(
             "{}: no mask snapshots yet (train.snapshot_every)",
@@ -519,7 +520,12 @@ fn draw_masks(frame: &mut Frame, app: &App, area: Rect, depth: ColorDepth) {
         return;
     }
     let slot = slots[app.slot % slots.len()];
-    let snap = &run.snapshots[slot];
+    let samples: Vec<&SnapshotLine> = run
+        .snapshots
+        .range((slot.clone(), 0)..=(slot.clone(), usize::MAX))
+        .map(|(_, s)| s)
+        .collect();
+    let snap = samples[app.sample % samples.len()];
     let channels = snap.channels.len().max(1);
     let ci = app.channel % channels;
     let plane = snap.height * snap.width;
@@ -529,13 +535,14 @@ fn draw_masks(frame: &mut Frame, app: &App, area: Rect, depth: ColorDepth) {
         .unwrap_or(&[]);
     let mask = snap.mask.get(ci * plane..(ci + 1) * plane).unwrap_or(&[]);
     let dropped = mask.iter().filter(|v| **v == 0.0).count() as f64 / mask.len().max(1) as f64;
-    let title = format!(
-        "Masks: {} s{}  slot {} ({}/{})  channel {} ({}/{})  step {}  p {:.3}  dropped {:.1} %",
-        run.info.label,
-        run.info.seed,
+    let info = format!(
+        "slot {} ({}/{})  sample {} ({}/{})  channel {} ({}/{})  step {}  p {:.3}  dropped {:.1} %",
         slot,
         app.slot % slots.len() + 1,
         slots.len(),
+        snap.sample,
+        app.sample % samples.len() + 1,
+        samples.len(),
         snap.channels.get(ci).copied().unwrap_or(0),
         ci + 1,
         channels,
@@ -543,9 +550,18 @@ fn draw_masks(frame: &mut Frame, app: &App, area: Rect, depth: ColorDepth) {
         snap.p,
         100.0 * dropped
     );
-    let outer = block.title(title);
+    let outer = block.title(format!("Masks: {} s{}", run.info.label, run.info.seed));
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
+    // The selectors and the fraction dropped, wrapped onto two lines when narrow.
+    let info_lines = if info.chars().count() <= inner.width as usize {
+        1
+    } else {
+        2
+    };
+    let [info_area, inner] =
+        Layout::vertical([Constraint::Length(info_lines), Constraint::Min(1)]).areas(inner);
+    frame.render_widget(Paragraph::new(info).wrap(Wrap { trim: true }), info_area);
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(inner);
     let sal_block = Block::new().title("salience |x|");

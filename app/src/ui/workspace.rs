@@ -82,8 +82,8 @@ pub struct RunView {
     /// By "split/metric", e.g. "train/loss", "val/acc", "train/p".
     pub series: BTreeMap<String, Series>,
     pub events: Vec<EventLine>,
-    /// The latest snapshot of each slot.
-    pub snapshots: BTreeMap<String, SnapshotLine>,
+    /// The latest snapshot of each slot and sample.
+    pub snapshots: BTreeMap<(String, usize), SnapshotLine>,
     /// Whether the trainer's process is alive (for "training" that is not).
     pub alive: bool,
     /// From the resolved experiment, read once (the ETA needs it at every frame).
@@ -163,7 +163,7 @@ impl RunView {
             self.snapshots_tail.read(&self.dir.file(dir::SNAPSHOTS));
         changed |= !snaps.is_empty();
         for s in snaps {
-            self.snapshots.insert(s.slot.clone(), s);
+            self.snapshots.insert((s.slot.clone(), s.sample), s);
         }
         changed
     }
