@@ -53,6 +53,9 @@ pub enum Command {
     },
     /// Train every run of an experiment in the foreground, without the dashboard.
     Run(crate::commands::RunArgs),
+    /// Run every strategy × seed (with a `none` baseline), then tabulate validation
+    /// accuracy over seeds with Welch t-tests; resumable.
+    Compare(crate::compare::CompareArgs),
     /// Train one prepared run directory (what the dashboard starts for each run).
     #[command(hide = true)]
     Train { run_dir: PathBuf },

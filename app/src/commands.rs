@@ -100,17 +100,15 @@ pub fn diagnostics_error(errors: &[Diagnostic]) -> anyhow::Error {
     anyhow!("invalid experiment:\n{}", text.trim_end())
 }
 
-/// Validates `file`, applies overrides, and creates one run directory per selected
-/// run (nothing trained yet).
-pub fn prepare_runs(
+/// Validates `file` and applies the device and epoch overrides, refusing a device
+/// this build cannot open before anything is created. Returns the experiment and
+/// the file's canonical path (what run directories record as their source).
+pub fn load_for_runs(
     plugins: &Path,
     file: &Path,
-    runs_dir: &Path,
     device_override: Option<&str>,
     epochs_override: Option<usize>,
-    only_strategy: Option<&str>,
-    only_seed: Option<u64>,
-) -> Result<(Experiment, Vec<RunDir>)> {
+) -> Result<(Experiment, PathBuf)> {
     let (catalog, _) = catalog(plugins)?;
     let mut exp = experiment::load(file, &catalog).map_err(|e| diagnostics_error(&e))?;
     for w in &exp.warnings {
@@ -126,10 +124,63 @@ pub fn prepare_runs(
         }
         exp.file.train.epochs = e;
     }
-    // Refuse a device this build cannot open before creating anything.
     let name = device::parse_device(&exp.file.device).map_err(|e| anyhow!(e))?;
     device::backend_for(name, exp.file.backend).map_err(|e| anyhow!(e))?;
     let source = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
+    Ok((exp, source))
+}
+
+/// Creates the directory of one run (queued, nothing trained yet).
+pub fn create_run(
+    exp: &Experiment,
+    source: &Path,
+    run: &RunSpec,
+    runs_dir: &Path,
+) -> Result<RunDir> {
+    let resolved = exp.resolved(run);
+    let text = toml::to_string(&resolved).context("writing the resolved experiment")?;
+    let info = RunInfo {
+        experiment: exp.file.name.clone(),
+        source: source.to_path_buf(),
+        label: run.label.clone(),
+        strategy_index: run.strategy_index,
+        seed: run.seed,
+        created: dir::timestamp(dir::now() as u64),
+    };
+    let d = RunDir::create(runs_dir, &info, &text)
+        .with_context(|| format!("creating a run directory under {}", runs_dir.display()))?;
+    dir::write_json(
+        &d.file(dir::STATUS),
+        &dir::Status {
+            state: State::Queued,
+            step: 0,
+            epoch: 0,
+            total_steps: 0,
+            pid: 0,
+            updated: dir::now(),
+            message: String::new(),
+            device: resolved.device.clone(),
+            plugin_version: String::new(),
+            best_val_acc: None,
+            last_val_acc: None,
+            samples_per_s: None,
+        },
+    )?;
+    Ok(d)
+}
+
+/// Validates `file`, applies overrides, and creates one run directory per selected
+/// run (nothing trained yet).
+pub fn prepare_runs(
+    plugins: &Path,
+    file: &Path,
+    runs_dir: &Path,
+    device_override: Option<&str>,
+    epochs_override: Option<usize>,
+    only_strategy: Option<&str>,
+    only_seed: Option<u64>,
+) -> Result<(Experiment, Vec<RunDir>)> {
+    let (exp, source) = load_for_runs(plugins, file, device_override, epochs_override)?;
     let mut selected: Vec<RunSpec> = exp.runs();
     if let Some(s) = only_strategy {
         selected.retain(|r| r.label == s);
@@ -154,39 +205,10 @@ pub fn prepare_runs(
             );
         }
     }
-    let mut dirs = Vec::new();
-    for run in &selected {
-        let resolved = exp.resolved(run);
-        let text = toml::to_string(&resolved).context("writing the resolved experiment")?;
-        let info = RunInfo {
-            experiment: exp.file.name.clone(),
-            source: source.clone(),
-            label: run.label.clone(),
-            strategy_index: run.strategy_index,
-            seed: run.seed,
-            created: dir::timestamp(dir::now() as u64),
-        };
-        let d = RunDir::create(runs_dir, &info, &text)
-            .with_context(|| format!("creating a run directory under {}", runs_dir.display()))?;
-        dir::write_json(
-            &d.file(dir::STATUS),
-            &dir::Status {
-                state: State::Queued,
-                step: 0,
-                epoch: 0,
-                total_steps: 0,
-                pid: 0,
-                updated: dir::now(),
-                message: String::new(),
-                device: resolved.device.clone(),
-                plugin_version: String::new(),
-                best_val_acc: None,
-                last_val_acc: None,
-                samples_per_s: None,
-            },
-        )?;
-        dirs.push(d);
-    }
+    let dirs = selected
+        .iter()
+        .map(|run| create_run(&exp, &source, run, runs_dir))
+        .collect::<Result<Vec<_>>>()?;
     Ok((exp, dirs))
 }
 

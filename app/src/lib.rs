@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod compare;
 pub mod experiment;
 pub mod npy;
 pub mod plugins;

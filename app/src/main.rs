@@ -9,6 +9,7 @@ fn main() {
         Some(Command::Mask(mask)) => cli::mask(&args.plugins, mask),
         Some(Command::Check { files }) => commands::check(&args.plugins, files),
         Some(Command::Run(run)) => commands::run(&args.plugins, run),
+        Some(Command::Compare(compare)) => probdrop_tui::compare::compare(&args.plugins, compare),
         Some(Command::Train { run_dir }) => commands::train(&args.plugins, run_dir),
         Some(Command::BenchStep(bench)) => commands::bench_step(&args.plugins, bench),
         Some(Command::Doctor { experiments }) => commands::doctor(&args.plugins, experiments),

@@ -400,6 +400,30 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
+/// Whether a process exists (signal 0 checks without sending anything).
+pub fn pid_alive(pid: u32) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    match nix::sys::signal::kill(pid, None) {
+        Ok(()) => !is_zombie(pid.as_raw()),
+        Err(nix::errno::Errno::EPERM) => true,
+        Err(_) => false,
+    }
+}
+
+/// A child that exited but was not reaped yet still answers signal 0.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
 /// How a process ended, when it did not end well: "killed by signal 11 (SIGSEGV)"
 /// or "exited with status 101".
 pub fn exit_description(exit: std::process::ExitStatus) -> Option<String> {

@@ -132,7 +132,7 @@ impl RunView {
             self.status = status;
             changed = true;
         }
-        let alive = self.status.as_ref().is_some_and(|s| pid_alive(s.pid));
+        let alive = self.status.as_ref().is_some_and(|s| dir::pid_alive(s.pid));
         if alive != self.alive {
             self.alive = alive;
             changed = true;
@@ -217,30 +217,6 @@ impl DisplayState {
             DisplayState::Is(State::Diverged) => "diverged",
         }
     }
-}
-
-/// Whether a process exists (signal 0 checks without sending anything).
-pub fn pid_alive(pid: u32) -> bool {
-    if pid == 0 {
-        return false;
-    }
-    let pid = nix::unistd::Pid::from_raw(pid as i32);
-    match nix::sys::signal::kill(pid, None) {
-        Ok(()) => !is_zombie(pid.as_raw()),
-        Err(nix::errno::Errno::EPERM) => true,
-        Err(_) => false,
-    }
-}
-
-/// A child that exited but was not reaped yet still answers signal 0.
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
 }
 
 /// One experiment file and what validation said.

@@ -1,0 +1,167 @@
+//! Summaries over seeds and Welch's t-test, as the compare table reports them.
+
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+/// Mean, sample standard deviation and 95 % confidence interval of the mean
+/// (Student's t with n − 1 degrees of freedom) of one strategy's runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Summary {
+    pub n: usize,
+    pub mean: f64,
+    /// NaN with fewer than two values.
+    pub sd: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+}
+
+pub fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+/// Sample variance (n − 1 in the denominator); NaN below two values.
+pub fn variance(xs: &[f64]) -> f64 {
+    if xs.len() < 2 {
+        return f64::NAN;
+    }
+    let m = mean(xs);
+    xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64
+}
+
+/// The two-sided 95 % quantile of Student's t with `df` degrees of freedom.
+pub fn t975(df: f64) -> f64 {
+    match StudentsT::new(0.0, 1.0, df) {
+        Ok(t) => t.inverse_cdf(0.975),
+        Err(_) => f64::NAN,
+    }
+}
+
+/// `None` for no values.
+pub fn summarize(xs: &[f64]) -> Option<Summary> {
+    if xs.is_empty() {
+        return None;
+    }
+    let n = xs.len();
+    let m = mean(xs);
+    let sd = variance(xs).sqrt();
+    let half = if n >= 2 {
+        t975((n - 1) as f64) * sd / (n as f64).sqrt()
+    } else {
+        f64::NAN
+    };
+    Some(Summary {
+        n,
+        mean: m,
+        sd,
+        ci_low: m - half,
+        ci_high: m + half,
+    })
+}
+
+/// Welch's unequal-variance t-test of mean(a) − mean(b).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Welch {
+    pub t: f64,
+    /// Welch–Satterthwaite degrees of freedom.
+    pub df: f64,
+    /// Two-sided p-value.
+    pub p: f64,
+}
+
+/// `None` when either side has fewer than two values or both have no spread
+/// (the test is undefined there, and saying "p = 0" would mislead).
+pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
+    if a.len() < 2 || b.len() < 2 {
+        return None;
+    }
+    let (va, vb) = (variance(a) / a.len() as f64, variance(b) / b.len() as f64);
+    let se2 = va + vb;
+    if se2 <= 0.0 {
+        return None;
+    }
+    let t = (mean(a) - mean(b)) / se2.sqrt();
+    let df = se2 * se2 / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64);
+    let dist = StudentsT::new(0.0, 1.0, df).ok()?;
+    let p = (2.0 * (1.0 - dist.cdf(t.abs()))).clamp(0.0, 1.0);
+    Some(Welch { t, df, p })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol * b.abs().max(1e-12)
+    }
+
+    // Reference values: scipy.stats 1.16 (t.ppf, ttest_ind(equal_var=False)).
+    #[test]
+    fn t_quantiles_match_the_tables() {
+        for (df, want) in [
+            (1.0, 12.706204736174694),
+            (2.0, 4.302652729749462),
+            (4.0, 2.7764451051977934),
+            (9.0, 2.262157162798205),
+            (30.0, 2.0422724563012378),
+        ] {
+            assert!(close(t975(df), want, 1e-9), "df {df}: {}", t975(df));
+        }
+    }
+
+    #[test]
+    fn summary_of_three_seeds() {
+        let s = summarize(&[0.912, 0.905, 0.918]).unwrap();
+        assert_eq!(s.n, 3);
+        assert!(close(s.mean, 0.9116666666666667, 1e-12));
+        assert!(close(s.sd, 0.006506407098647717, 1e-9));
+        assert!(close(s.ci_low, 0.8955038554249158, 1e-9));
+        assert!(close(s.ci_high, 0.9278294779084176, 1e-9));
+        let one = summarize(&[0.5]).unwrap();
+        assert_eq!(one.mean, 0.5);
+        assert!(one.sd.is_nan() && one.ci_low.is_nan());
+        assert!(summarize(&[]).is_none());
+    }
+
+    #[test]
+    fn welch_matches_scipy() {
+        for (a, b, t, p, df) in [
+            (
+                vec![0.912, 0.905, 0.918],
+                vec![0.899, 0.903, 0.894],
+                2.8443673342089437,
+                0.05346799758480383,
+                3.56110831234257,
+            ),
+            (
+                vec![
+                    27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0,
+                    21.7, 21.4,
+                ],
+                vec![
+                    27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9,
+                    20.5, 24.4,
+                ],
+                -2.455356398286006,
+                0.021378001462866992,
+                24.988529290231416,
+            ),
+            (
+                vec![1.0, 2.0, 3.0, 4.0],
+                vec![2.5, 3.5],
+                -0.6123724356957945,
+                0.5759813143995588,
+                3.6923076923076925,
+            ),
+        ] {
+            let w = welch(&a, &b).unwrap();
+            assert!(close(w.t, t, 1e-9), "t {} vs {t}", w.t);
+            assert!(close(w.df, df, 1e-9), "df {} vs {df}", w.df);
+            assert!(close(w.p, p, 1e-6), "p {} vs {p}", w.p);
+        }
+    }
+
+    #[test]
+    fn welch_is_undefined_without_spread_or_seeds() {
+        assert!(welch(&[0.9], &[0.8, 0.7]).is_none());
+        assert!(welch(&[0.9, 0.9], &[0.8, 0.8]).is_none());
+    }
+}

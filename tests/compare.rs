@@ -1,0 +1,228 @@
+//! `probdrop-tui compare` end to end: the table's numbers against the run
+//! directories, and a killed compare that repeats no finished run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::repo_root;
+use probdrop_tui::compare::{self, Manifest};
+use probdrop_tui::run::dir::{self, RunDir, State};
+
+/// One strategy (DropBlock) in the file: compare adds the `none` baseline.
+fn experiment(dir: &Path, epochs: usize, train_limit: usize) -> PathBuf {
+    let data = repo_root().join("data/fashion-mnist-subset");
+    let text = format!(
+        r#"name = "tiny"
+seeds = [1, 2]
+[data]
+format = "idx"
+path = "{}"
+train_limit = {train_limit}
+val_limit = 128
+workers = 1
+[model]
+kind = "small-cnn"
+channels = [8, 16]
+hidden = 32
+[optimizer]
+lr = 0.05
+momentum = 0.9
+[train]
+epochs = {epochs}
+batch_size = 32
+eval_every = 4
+checkpoint_every = 4
+log_every = 1
+[[strategy]]
+plugin = "dropblock"
+params = {{ block_size = 3 }}
+schedule = {{ kind = "linear", end = 0.2 }}
+"#,
+        data.display()
+    );
+    let file = dir.join("tiny.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn compare_cmd(cwd: &Path, jobs: usize) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"));
+    cmd.current_dir(cwd)
+        .arg("--plugins")
+        .arg(repo_root().join("plugins"))
+        .args(["compare", "tiny.toml", "--jobs", &jobs.to_string()]);
+    cmd
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    let m = xs.iter().sum::<f64>() / xs.len() as f64;
+    let v = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
+    (m, v.sqrt())
+}
+
+#[test]
+fn the_table_matches_the_run_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    experiment(tmp.path(), 1, 256);
+    let stdout = ok(compare_cmd(tmp.path(), 2).output().unwrap());
+    let cdir = tmp.path().join("compare/tiny");
+    let manifest = Manifest::load(&cdir).unwrap();
+    assert_eq!(manifest.strategies, ["none", "dropblock"]);
+    assert_eq!(manifest.seeds, [1, 2]);
+    assert_eq!(manifest.runs.len(), 4);
+
+    let csv = std::fs::read_to_string(cdir.join(compare::TABLE_CSV)).unwrap();
+    let rows: Vec<Vec<String>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    let col = |row: &[String], i: usize| row[i].parse::<f64>().unwrap();
+    let mut finals_of = Vec::new();
+    for (row, label) in rows.iter().zip(["none", "dropblock"]) {
+        assert_eq!(row[0], label);
+        assert_eq!((row[1].as_str(), row[2].as_str()), ("2", "2"));
+        // Independently of the compare code: the trainer's own status.json.
+        let (finals, bests): (Vec<f64>, Vec<f64>) = manifest
+            .runs
+            .iter()
+            .filter(|e| e.label == label)
+            .map(|e| {
+                let s = RunDir::new(&e.dir).status().unwrap();
+                assert_eq!(s.state, State::Done);
+                (s.last_val_acc.unwrap(), s.best_val_acc.unwrap())
+            })
+            .unzip();
+        let (fm, fsd) = mean_sd(&finals);
+        let (bm, bsd) = mean_sd(&bests);
+        assert!((col(row, 3) - fm).abs() < 1e-12, "{label} final mean");
+        assert!((col(row, 4) - fsd).abs() < 1e-12, "{label} final sd");
+        assert!((col(row, 7) - bm).abs() < 1e-12, "{label} best mean");
+        assert!((col(row, 8) - bsd).abs() < 1e-12, "{label} best sd");
+        // The 95 % interval: mean ± t(0.975, 1) · sd / √2.
+        let half = 12.706204736174694 * fsd / 2f64.sqrt();
+        assert!((col(row, 5) - (fm - half)).abs() < 1e-9, "{label} CI low");
+        assert!((col(row, 6) - (fm + half)).abs() < 1e-9, "{label} CI high");
+        finals_of.push(finals);
+    }
+    // Δ against the baseline, paired by seed (the runs are in seed order).
+    let delta = (finals_of[1][0] - finals_of[0][0] + finals_of[1][1] - finals_of[0][1]) / 2.0;
+    assert!((col(&rows[1], 11) - delta).abs() < 1e-12);
+    assert!(rows[0][11].is_empty(), "no Δ for the baseline itself");
+    let p = col(&rows[1], 12);
+    assert!(p > 0.0 && p <= 1.0, "p {p}");
+
+    // The same table in the Markdown file and on stdout.
+    let md = std::fs::read_to_string(cdir.join(compare::TABLE_MD)).unwrap();
+    let line = format!(
+        "| none | 2/2 | {:.2} ± {:.2} |",
+        100.0 * mean_sd(&finals_of[0]).0,
+        100.0 * mean_sd(&finals_of[0]).1
+    );
+    assert!(md.contains(&line), "{line}\n{md}");
+    assert!(stdout.contains(&line), "{stdout}");
+    let runs_csv = std::fs::read_to_string(cdir.join(compare::RUNS_CSV)).unwrap();
+    assert_eq!(runs_csv.lines().count(), 5);
+}
+
+#[test]
+fn a_killed_compare_started_again_repeats_no_finished_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Long enough that the kill lands while later runs are still to come.
+    experiment(tmp.path(), 2, 1024);
+    let mut first = compare_cmd(tmp.path(), 1)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cdir = tmp.path().join("compare/tiny");
+    let start = Instant::now();
+    let done = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no run finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        let Ok(m) = Manifest::load(&cdir) else {
+            continue;
+        };
+        let done: Vec<PathBuf> = m
+            .runs
+            .iter()
+            .filter(|e| RunDir::new(&e.dir).status().map(|s| s.state) == Some(State::Done))
+            .map(|e| e.dir.clone())
+            .collect();
+        if !done.is_empty() {
+            break done;
+        }
+    };
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let before: Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> = done
+        .iter()
+        .map(|d| {
+            let f = d.join(dir::METRICS);
+            (
+                d.clone(),
+                std::fs::read(&f).unwrap(),
+                std::fs::metadata(&f).unwrap().modified().unwrap(),
+            )
+        })
+        .collect();
+
+    let out = compare_cmd(tmp.path(), 1).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    // "… = 4 runs; K finished, …": at least those seen finished before the kill.
+    let finished: usize = stderr
+        .split("runs; ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("no summary line: {stderr}"));
+    assert!(finished >= done.len(), "{stderr}");
+    for (d, metrics, modified) in before {
+        let f = d.join(dir::METRICS);
+        assert_eq!(
+            std::fs::read(&f).unwrap(),
+            metrics,
+            "{} retrained",
+            d.display()
+        );
+        assert_eq!(std::fs::metadata(&f).unwrap().modified().unwrap(), modified);
+        let name = d.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !stderr.contains(&format!("({})", d.display())),
+            "{name} started again: {stderr}"
+        );
+    }
+    // Four runs in all, each finished once: no directory was made twice.
+    let m = Manifest::load(&cdir).unwrap();
+    assert_eq!(m.runs.len(), 4);
+    assert_eq!(dir::list_runs(&tmp.path().join("runs")).len(), 4);
+    for e in &m.runs {
+        assert_eq!(RunDir::new(&e.dir).status().unwrap().state, State::Done);
+        // Steps logged once each, none missing.
+        let steps: Vec<u64> = RunDir::new(&e.dir)
+            .metrics()
+            .iter()
+            .filter(|l| l.split == "train" && l.metric == "loss")
+            .map(|l| l.step)
+            .collect();
+        let expected: Vec<u64> = (1..=steps.len() as u64).collect();
+        assert_eq!(steps, expected, "{}", e.dir.display());
+    }
+}
