@@ -23,8 +23,9 @@ struct Fixture {
     root: PathBuf,
 }
 
-/// Two finished runs (no extra dropout, DropBlock) and a stopped one, trained by
-/// the real binary; an experiments directory with a valid and a broken file.
+/// Two finished runs (no extra dropout, DropBlock) trained by the real binary's
+/// `compare` (two comparison directories over them); an experiments directory
+/// with a valid and a broken file.
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
@@ -49,9 +50,12 @@ fn fixture() -> &'static Fixture {
         let out = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
             .arg("--plugins")
             .arg(repo_root().join("plugins"))
-            .args(["run", "-q", "--runs"])
-            .arg(root.join("runs"))
+            .arg("compare")
             .arg(experiments.join("dash.toml"))
+            .arg("--runs")
+            .arg(root.join("runs"))
+            .arg("--out")
+            .arg(root.join("compare/dash"))
             .output()
             .unwrap();
         assert!(
@@ -59,6 +63,13 @@ fn fixture() -> &'static Fixture {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // A second comparison over the same runs, for the comparison selector.
+        std::fs::create_dir_all(root.join("compare/dash-again")).unwrap();
+        std::fs::copy(
+            root.join("compare/dash/compare.json"),
+            root.join("compare/dash-again/compare.json"),
+        )
+        .unwrap();
         Fixture { root }
     })
 }
@@ -373,12 +384,14 @@ fn every_key_in_the_help_does_what_it_says() {
             Action::Quit => app.quit,
             Action::ToggleHelp => app.help,
             Action::NextView => app.view == View::Charts,
-            Action::PrevView => app.view == View::Events,
+            Action::PrevView => app.view == View::Compare,
             Action::Go(v) => app.view == v,
             Action::Up => app.selected_run == 0,
             Action::Down | Action::Bottom => app.selected_run == 1,
             Action::Top => app.selected_run == 0,
             Action::Mark => app.marked.len() == 1,
+            Action::MarkStrategy => app.marked.len() == 1 && app.message.contains("marked"),
+            Action::NextComparison | Action::PrevComparison => app.selected_comparison == 1,
             // Finished runs have no trainer: the dashboard says so instead of sending.
             Action::Pause | Action::Resume | Action::Stop => {
                 fx.calls.is_empty() && app.message.contains("no trainer running")

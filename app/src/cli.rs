@@ -45,6 +45,9 @@ pub enum Command {
         /// Experiment files.
         #[arg(long, default_value = "experiments")]
         experiments: PathBuf,
+        /// Comparisons (`compare` output).
+        #[arg(long, default_value = "compare")]
+        compare: PathBuf,
     },
     /// Validate experiment files; every error names file, line, column and key.
     Check {

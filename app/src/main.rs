@@ -13,17 +13,21 @@ fn main() {
         Some(Command::Train { run_dir }) => commands::train(&args.plugins, run_dir),
         Some(Command::BenchStep(bench)) => commands::bench_step(&args.plugins, bench),
         Some(Command::Doctor { experiments }) => commands::doctor(&args.plugins, experiments),
-        Some(Command::Dashboard { runs, experiments }) => {
-            probdrop_tui::ui::run(probdrop_tui::ui::Options {
-                plugins: args.plugins.clone(),
-                runs: runs.clone(),
-                experiments: experiments.clone(),
-            })
-        }
+        Some(Command::Dashboard {
+            runs,
+            experiments,
+            compare,
+        }) => probdrop_tui::ui::run(probdrop_tui::ui::Options {
+            plugins: args.plugins.clone(),
+            runs: runs.clone(),
+            experiments: experiments.clone(),
+            compare: compare.clone(),
+        }),
         None => probdrop_tui::ui::run(probdrop_tui::ui::Options {
             plugins: args.plugins.clone(),
             runs: "runs".into(),
             experiments: "experiments".into(),
+            compare: "compare".into(),
         }),
     };
     if let Err(e) = result {

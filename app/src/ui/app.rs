@@ -85,8 +85,29 @@ impl StartPrompt {
     }
 }
 
+/// One comparison (`probdrop-tui compare`) the Compare view shows.
+#[derive(Clone, Debug)]
+pub struct ComparisonView {
+    pub dir: PathBuf,
+    pub manifest: crate::compare::Manifest,
+}
+
+impl ComparisonView {
+    pub fn name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
 pub struct App {
     pub runs_dir: PathBuf,
+    /// Where `compare` writes its directories (beside the runs by default).
+    pub compare_dir: PathBuf,
+    pub comparisons: Vec<ComparisonView>,
+    pub selected_comparison: usize,
+    pub selected_strategy: usize,
     pub experiments_dir: PathBuf,
     pub view: View,
     pub help: bool,
@@ -133,6 +154,10 @@ impl App {
         let libraries = found.iter().filter_map(|f| f.outcome.as_ref().ok());
         let catalog = Catalog::from_libraries(libraries);
         let mut app = App {
+            compare_dir: runs_dir.with_file_name("compare"),
+            comparisons: Vec::new(),
+            selected_comparison: 0,
+            selected_strategy: 0,
             runs_dir,
             experiments_dir,
             view: View::Runs,
@@ -184,12 +209,53 @@ impl App {
             &self.catalog,
             &mut self.experiments,
         );
+        changed |= self.scan_comparisons();
         self.selected_run = self.selected_run.min(self.runs.len().saturating_sub(1));
         self.selected_experiment = self
             .selected_experiment
             .min(self.experiments.len().saturating_sub(1));
         self.dirty |= changed;
         changed
+    }
+
+    /// Re-reads the comparisons' manifests (small files); true if any changed.
+    fn scan_comparisons(&mut self) -> bool {
+        let found: Vec<ComparisonView> = crate::compare::list(&self.compare_dir)
+            .into_iter()
+            .filter_map(|dir| {
+                let manifest = crate::compare::Manifest::load(&dir).ok()?;
+                Some(ComparisonView { dir, manifest })
+            })
+            .collect();
+        let changed = found.len() != self.comparisons.len()
+            || found
+                .iter()
+                .zip(&self.comparisons)
+                .any(|(a, b)| a.dir != b.dir || a.manifest != b.manifest);
+        self.comparisons = found;
+        self.selected_comparison = self
+            .selected_comparison
+            .min(self.comparisons.len().saturating_sub(1));
+        changed
+    }
+
+    /// The selected comparison's table, from the runs as the dashboard has read them.
+    pub fn comparison_table(&self) -> Option<(&ComparisonView, crate::compare::Table)> {
+        let c = self.comparisons.get(self.selected_comparison)?;
+        let table = crate::compare::table(&c.manifest, |e| self.outcome(&e.dir));
+        Some((c, table))
+    }
+
+    fn outcome(&self, dir: &Path) -> crate::compare::Outcome {
+        let Some(r) = self.runs.iter().find(|r| r.dir.path == dir) else {
+            return crate::compare::Outcome::default();
+        };
+        let accs: Vec<f64> = r
+            .series
+            .get("val/acc")
+            .map(|s| s.points.iter().map(|p| p.1).collect())
+            .unwrap_or_default();
+        crate::compare::Outcome::from_val_acc(r.status.as_ref().map(|s| s.state), &accs)
     }
 
     pub fn selected_run(&self) -> Option<&RunView> {
@@ -232,6 +298,10 @@ impl App {
             View::Experiments => self.experiments.len(),
             View::Plugins => self.plugins.len(),
             View::Events => self.all_events().len(),
+            View::Compare => self
+                .comparisons
+                .get(self.selected_comparison)
+                .map_or(0, |c| c.manifest.strategies.len()),
         }
     }
 
@@ -241,6 +311,7 @@ impl App {
             View::Experiments => &mut self.selected_experiment,
             View::Plugins => &mut self.selected_plugin,
             View::Events => &mut self.event_scroll,
+            View::Compare => &mut self.selected_strategy,
         }
     }
 
@@ -283,6 +354,42 @@ impl App {
                         self.marked.insert(p);
                     }
                 }
+            }
+            Action::MarkStrategy => {
+                let Some(c) = self.comparisons.get(self.selected_comparison) else {
+                    return;
+                };
+                let Some(label) = c.manifest.strategies.get(self.selected_strategy) else {
+                    return;
+                };
+                let dirs: Vec<PathBuf> = c
+                    .manifest
+                    .current()
+                    .filter(|e| &e.label == label)
+                    .map(|e| e.dir.clone())
+                    .collect();
+                let all_marked = dirs.iter().all(|d| self.marked.contains(d));
+                for d in &dirs {
+                    if all_marked {
+                        self.marked.remove(d);
+                    } else {
+                        self.marked.insert(d.clone());
+                    }
+                }
+                self.message = format!(
+                    "{label}: {} run(s) {} for the charts",
+                    dirs.len(),
+                    if all_marked { "unmarked" } else { "marked" }
+                );
+            }
+            Action::NextComparison | Action::PrevComparison => {
+                let n = self.comparisons.len().max(1);
+                self.selected_comparison = if action == Action::NextComparison {
+                    (self.selected_comparison + 1) % n
+                } else {
+                    (self.selected_comparison + n - 1) % n
+                };
+                self.selected_strategy = 0;
             }
             Action::Pause | Action::Resume | Action::Stop => {
                 let Some(r) = self.selected_run() else { return };

@@ -11,16 +11,18 @@ pub enum View {
     Plugins,
     Experiments,
     Events,
+    Compare,
 }
 
 impl View {
-    pub const ALL: [View; 6] = [
+    pub const ALL: [View; 7] = [
         View::Runs,
         View::Charts,
         View::Masks,
         View::Plugins,
         View::Experiments,
         View::Events,
+        View::Compare,
     ];
 
     pub fn title(self) -> &'static str {
@@ -31,6 +33,7 @@ impl View {
             View::Plugins => "Plugins",
             View::Experiments => "Experiments",
             View::Events => "Events",
+            View::Compare => "Compare",
         }
     }
 }
@@ -49,6 +52,10 @@ pub enum Action {
     Bottom,
     /// Runs: mark the selected run for the chart overlay.
     Mark,
+    /// Compare: mark (or unmark) every run of the selected strategy.
+    MarkStrategy,
+    NextComparison,
+    PrevComparison,
     Pause,
     Resume,
     Stop,
@@ -124,10 +131,10 @@ pub const KEYMAP: &[Binding] = &[
     ),
     b(K::Tab, "Tab", G, A::NextView, "next view"),
     b(K::BackTab, "S-Tab", G, A::PrevView, "previous view"),
-    // One help line for the six view keys (it must fit 80×24).
+    // One help line for the view keys (it must fit 80×24).
     b(
         K::Char('1'),
-        "1…6",
+        "1…7",
         G,
         A::Go(View::Runs),
         "the views, in tab order",
@@ -137,6 +144,7 @@ pub const KEYMAP: &[Binding] = &[
     b(K::Char('4'), "", G, A::Go(View::Plugins), ""),
     b(K::Char('5'), "", G, A::Go(View::Experiments), ""),
     b(K::Char('6'), "", G, A::Go(View::Events), ""),
+    b(K::Char('7'), "", G, A::Go(View::Compare), ""),
     b(K::Up, "↑/k", G, A::Up, "select previous"),
     b(K::Char('k'), "", G, A::Up, ""),
     b(K::Down, "↓/j", G, A::Down, "select next"),
@@ -251,6 +259,27 @@ pub const KEYMAP: &[Binding] = &[
         In(View::Masks),
         A::PrevChannel,
         "previous channel",
+    ),
+    b(
+        K::Char(' '),
+        "Space",
+        In(View::Compare),
+        A::MarkStrategy,
+        "mark its runs for charts",
+    ),
+    b(
+        K::Right,
+        "→",
+        In(View::Compare),
+        A::NextComparison,
+        "next comparison",
+    ),
+    b(
+        K::Left,
+        "←",
+        In(View::Compare),
+        A::PrevComparison,
+        "previous comparison",
     ),
     b(
         K::Right,

@@ -38,6 +38,7 @@ pub struct Options {
     pub plugins: PathBuf,
     pub runs: PathBuf,
     pub experiments: PathBuf,
+    pub compare: PathBuf,
 }
 
 /// The dashboard's log file. While the dashboard owns the terminal, stderr points
@@ -273,6 +274,8 @@ pub fn run(opts: Options) -> Result<()> {
         &found,
         build_log,
     );
+    app.compare_dir = opts.compare.clone();
+    app.refresh();
     let watcher = Watcher::start(&opts.plugins).ok();
     let mut fx = RealEffects {
         plugins: opts.plugins.clone(),
