@@ -68,6 +68,9 @@ pub fn check(plugins: &Path, files: &[PathBuf]) -> Result<()> {
                 for w in &exp.warnings {
                     println!("  warning: {w}");
                 }
+                if let Some(d) = &exp.data_missing {
+                    print!("  warning: no run can start here until the data is there: {d}");
+                }
             }
             Err(errors) => {
                 bad += 1;
@@ -111,6 +114,9 @@ pub fn load_for_runs(
 ) -> Result<(Experiment, PathBuf)> {
     let (catalog, _) = catalog(plugins)?;
     let mut exp = experiment::load(file, &catalog).map_err(|e| diagnostics_error(&e))?;
+    if let Some(d) = &exp.data_missing {
+        bail!("cannot start: {d}");
+    }
     for w in &exp.warnings {
         eprintln!("warning: {w}");
     }

@@ -43,6 +43,9 @@ pub struct Experiment {
     pub data_path: PathBuf,
     /// Non-fatal remarks (e.g. the data fallback was taken).
     pub warnings: Vec<String>,
+    /// The data is not on this machine: the file is valid, but no run can start
+    /// from it here (a GPU experiment shipped for users who have the data).
+    pub data_missing: Option<Diagnostic>,
 }
 
 /// One strategy × seed of an experiment.
@@ -259,13 +262,17 @@ pub fn validate(path: &Path, text: &str, catalog: &Catalog) -> Result<Experiment
     };
     checker.check(&file, catalog);
     let mut warnings = Vec::new();
-    let data_path = checker.check_data(path, &file.data, &mut warnings);
+    let (data_path, data_missing) = match checker.check_data(path, &file.data, &mut warnings) {
+        Ok(p) => (p.unwrap_or_default(), None),
+        Err((p, missing)) => (p, Some(missing)),
+    };
     if checker.errors.is_empty() {
         Ok(Experiment {
             path: path.to_path_buf(),
             file,
-            data_path: data_path.unwrap_or_default(),
+            data_path,
             warnings,
+            data_missing,
         })
     } else {
         Err(checker.errors)
@@ -742,12 +749,14 @@ impl Checker<'_> {
         }
     }
 
+    /// The data path to use; `Err` (with the path asked for) when the data is not
+    /// there at all, which does not make the file invalid.
     fn check_data(
         &mut self,
         file: &Path,
         d: &DataSpec,
         warnings: &mut Vec<String>,
-    ) -> Option<PathBuf> {
+    ) -> Result<Option<PathBuf>, (PathBuf, Diagnostic)> {
         let base = file.parent().unwrap_or(Path::new("."));
         let resolve = |p: &Path| -> PathBuf {
             let joined = if p.is_absolute() {
@@ -769,29 +778,29 @@ impl Checker<'_> {
                 ));
                 fallback
             } else {
-                self.err(
-                    p(&["data", "path"]),
-                    format!(
-                        "data not found: neither {} nor the fallback {} exists",
-                        primary.display(),
-                        fallback.display()
-                    ),
+                let message = format!(
+                    "data not found: neither {} nor the fallback {} exists",
+                    primary.display(),
+                    fallback.display()
                 );
-                return None;
+                let diag = self
+                    .locator
+                    .at_path(&p(&["data", "path"]), false, message, None);
+                return Err((primary, diag));
             }
         } else {
-            self.err(
-                p(&["data", "path"]),
-                format!(
-                    "data not found: {} does not exist (relative paths are read from the experiment file's directory)",
-                    primary.display()
-                ),
+            let message = format!(
+                "data not found: {} does not exist (relative paths are read from the experiment file's directory)",
+                primary.display()
             );
-            return None;
+            let diag = self
+                .locator
+                .at_path(&p(&["data", "path"]), false, message, None);
+            return Err((primary, diag));
         };
         if let Err(e) = crate::train::data::check_layout(d.format, &chosen) {
             self.err(p(&["data", "path"]), e);
-            return None;
+            return Ok(None);
         }
         if d.format != DataFormat::ImageFolder {
             self.forbid(
@@ -800,7 +809,7 @@ impl Checker<'_> {
                 "by this format (image-folder only)",
             );
         }
-        Some(chosen)
+        Ok(Some(chosen))
     }
 }
 
@@ -946,6 +955,7 @@ schedule = { kind = "constant", p = 0.1 }
             file,
             data_path: "/data".into(),
             warnings: vec![],
+            data_missing: None,
         };
         let runs = exp.runs();
         assert_eq!(runs.len(), 6);

@@ -440,6 +440,10 @@ impl App {
                         return;
                     }
                 };
+                if exp.data_missing.is_some() {
+                    self.message = format!("{name}: its data is not on this machine (see details)");
+                    return;
+                }
                 let file_device = exp.file.device.clone();
                 let mut choices = vec![None];
                 choices.extend(

@@ -665,6 +665,9 @@ fn draw_experiments(frame: &mut Frame, app: &App, area: Rect) {
         .enumerate()
         .map(|(i, e)| {
             let (mark, style) = match &e.result {
+                Ok(exp) if exp.data_missing.is_some() => {
+                    ("no data", Style::new().fg(Color::Yellow))
+                }
                 Ok(_) => ("ok", Style::new().fg(Color::Green)),
                 Err(_) => ("error", Style::new().fg(Color::Red)),
             };
@@ -677,7 +680,7 @@ fn draw_experiments(frame: &mut Frame, app: &App, area: Rect) {
         })
         .collect();
     frame.render_widget(
-        Table::new(rows, [Constraint::Min(10), Constraint::Length(5)]).block(
+        Table::new(rows, [Constraint::Min(10), Constraint::Length(7)]).block(
             Block::new()
                 .borders(Borders::ALL)
                 .title(format!("Experiments ({})", app.experiments.len())),
@@ -708,6 +711,17 @@ fn draw_experiments(frame: &mut Frame, app: &App, area: Rect) {
                     lines.push(
                         Line::from(format!("warning: {w}")).style(Style::new().fg(Color::Yellow)),
                     );
+                }
+                if let Some(d) = &exp.data_missing {
+                    let mut d = d.clone();
+                    d.file = d.file.file_name().map(Into::into).unwrap_or(d.file);
+                    lines.push(
+                        Line::from("no run can start here until the data is there:")
+                            .style(Style::new().fg(Color::Yellow)),
+                    );
+                    for l in d.to_string().lines() {
+                        lines.push(Line::from(l.to_string()).style(Style::new().fg(Color::Yellow)));
+                    }
                 }
                 lines.extend(config_outcomes(app, &e.path));
                 lines.push(Line::from(""));
