@@ -264,7 +264,7 @@ pub fn validate(path: &Path, text: &str, catalog: &Catalog) -> Result<Experiment
     let mut warnings = Vec::new();
     let (data_path, data_missing) = match checker.check_data(path, &file.data, &mut warnings) {
         Ok(p) => (p.unwrap_or_default(), None),
-        Err((p, missing)) => (p, Some(missing)),
+        Err(missing) => (missing.0, Some(missing.1)),
     };
     if checker.errors.is_empty() {
         Ok(Experiment {
@@ -756,7 +756,7 @@ impl Checker<'_> {
         file: &Path,
         d: &DataSpec,
         warnings: &mut Vec<String>,
-    ) -> Result<Option<PathBuf>, (PathBuf, Diagnostic)> {
+    ) -> Result<Option<PathBuf>, Box<(PathBuf, Diagnostic)>> {
         let base = file.parent().unwrap_or(Path::new("."));
         let resolve = |p: &Path| -> PathBuf {
             let joined = if p.is_absolute() {
@@ -786,7 +786,7 @@ impl Checker<'_> {
                 let diag = self
                     .locator
                     .at_path(&p(&["data", "path"]), false, message, None);
-                return Err((primary, diag));
+                return Err(Box::new((primary, diag)));
             }
         } else {
             let message = format!(
@@ -796,7 +796,7 @@ impl Checker<'_> {
             let diag = self
                 .locator
                 .at_path(&p(&["data", "path"]), false, message, None);
-            return Err((primary, diag));
+            return Err(Box::new((primary, diag)));
         };
         if let Err(e) = crate::train::data::check_layout(d.format, &chosen) {
             self.err(p(&["data", "path"]), e);
