@@ -74,7 +74,10 @@ fn build() -> BTreeMap<String, PathBuf> {
         ("probe-old-minor", "3.0.0", root.join("api-1.0")),
         ("probe-other-major", "4.0.0", root.join("api-2.0")),
         ("probe-bad-shape", "5.0.0", current_api.clone()),
-        ("probe-panics", "6.0.0", current_api),
+        ("probe-panics", "6.0.0", current_api.clone()),
+        ("probe-panics-in-training", "7.0.0", current_api.clone()),
+        ("probe-nan-in-training", "8.0.0", current_api.clone()),
+        ("probe-aborts-in-training", "9.0.0", current_api),
     ];
     let mut members = Vec::new();
     let mut crates = Vec::new();

@@ -262,6 +262,8 @@ fn check_finite<const D: usize>(
 pub struct LiveStrategy {
     pub strategy: Strategy,
     params: Vec<(String, Value)>,
+    /// The version before the last swap: where a failing new version goes back to.
+    previous: Option<Strategy>,
 }
 
 /// What happened at a step boundary.
@@ -281,7 +283,19 @@ pub enum SwapOutcome {
 impl LiveStrategy {
     pub fn new(library: &Library, params: Vec<(String, Value)>) -> Result<Self, String> {
         let strategy = library.create(&params).map_err(|e| e.0)?;
-        Ok(Self { strategy, params })
+        Ok(Self {
+            strategy,
+            params,
+            previous: None,
+        })
+    }
+
+    /// Goes back to the version before the last swap, if there is one (once: a
+    /// second failure finds none). Returns (failed version, version now in use).
+    pub fn revert(&mut self) -> Option<(String, String)> {
+        let previous = self.previous.take()?;
+        let failed = std::mem::replace(&mut self.strategy, previous);
+        Some((failed.info.version, self.strategy.info.version.clone()))
     }
 
     /// Takes a ready library of this strategy's name: the new version replaces the
@@ -293,7 +307,9 @@ impl LiveStrategy {
         let name = library.info.name.clone();
         Some(match library.create(&self.params) {
             Ok(next) => {
-                let from = std::mem::replace(&mut self.strategy, next).info.version;
+                let old = std::mem::replace(&mut self.strategy, next);
+                let from = old.info.version.clone();
+                self.previous = Some(old);
                 SwapOutcome::Swapped {
                     name,
                     from,

@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, ModuleOptimizer, SgdConfig, momentum::MomentumConfig};
@@ -242,6 +242,8 @@ fn run(
     let mut plugin_version = library.map(|l| l.info.version.clone()).unwrap_or_default();
     // The version in use: replaced when a reload is taken.
     let mut current: Option<Library> = library.cloned();
+    // The library before the last reload, for going back when the new one fails.
+    let mut previous_library: Option<Library> = None;
     writer.status.plugin_version = plugin_version.clone();
 
     // Device and data.
@@ -389,7 +391,14 @@ fn run(
             resolved.data.workers,
             &train_device,
         );
-        for batch in batches {
+        let mut batches = batches;
+        // A batch whose step failed in the strategy, to be retried (with the
+        // previous version, or after a pause) so that the data order is kept.
+        let mut retry = None;
+        loop {
+            let Some(batch) = retry.take().or_else(|| batches.next()) else {
+                break;
+            };
             // ---- step boundary ----
             loop {
                 for cmd in control.commands.try_iter() {
@@ -404,6 +413,7 @@ fn run(
                             paused = false;
                             writer.event(step, "resumed", "resumed by request")?;
                             writer.status.state = State::Training;
+                            writer.status.message.clear();
                             writer.status()?;
                         }
                         Command::Stop => stop_requested = true,
@@ -435,7 +445,7 @@ fn run(
                             match outcome {
                                 Some(SwapOutcome::Swapped { name, from, to }) => {
                                     // Later parameter changes build on the new version.
-                                    current = Some(new.clone());
+                                    previous_library = current.replace(new.clone());
                                     plugin_version = to.clone();
                                     writer.status.plugin_version = to.clone();
                                     writer.event(
@@ -513,6 +523,11 @@ fn run(
             let snapshot_now = snapshot_every > 0 && step.is_multiple_of(snapshot_every);
             let mut dropped: BTreeMap<String, f64> = BTreeMap::new();
             let mut snapshots: Vec<SnapshotLine> = Vec::new();
+            // This step's masks, checked when the loss turns non-finite.
+            let mut masks: Vec<(String, Tensor<4>)> = Vec::new();
+            // A cheap finiteness check of every mask now and then; shapes are
+            // checked at every call by the host.
+            let check_finite_now = step == 1 || step.is_multiple_of(FINITE_CHECK_EVERY);
             let n = batch.targets.dims()[0];
             let logits = {
                 let slots = &live.slots;
@@ -538,6 +553,13 @@ fn run(
                         return Ok(x);
                     }
                     let m = live.strategy.mask(&x, &ctx)?;
+                    if check_finite_now && !all_finite(&m) {
+                        return Err(MaskError(format!(
+                            "{} {}: the mask has NaN or infinite values",
+                            live.strategy.info.name, live.strategy.info.version
+                        )));
+                    }
+                    masks.push((name.to_string(), m.clone()));
                     if log_now {
                         let frac: f32 = m.clone().equal_elem(0.0).float().mean().into_scalar();
                         dropped.insert(name.to_string(), frac as f64);
@@ -549,18 +571,68 @@ fn run(
                     }
                     Ok(x * m.autodiff())
                 };
-                model.forward(batch.images, &mut slot_fn)
+                model.forward(batch.images.clone(), &mut slot_fn)
             };
-            let logits = match logits {
-                Ok(l) => l,
-                Err(e) => bail!("step {step}: the strategy failed: {}", e.0),
-            };
-            let loss = loss_fn.forward(logits.clone(), batch.targets.clone());
-            let loss_value: f64 = loss.clone().into_scalar::<f32>() as f64;
-            if !loss_value.is_finite() {
-                diverged = Some(step);
-                break 'epochs;
+            let mut failure = None;
+            let mut computed = None;
+            match logits {
+                Err(e) => failure = Some(e.0),
+                Ok(logits) => {
+                    let loss = loss_fn.forward(logits.clone(), batch.targets.clone());
+                    let loss_value: f64 = loss.clone().into_scalar::<f32>() as f64;
+                    if loss_value.is_finite() {
+                        computed = Some((logits, loss, loss_value));
+                    } else if let Some((slot, _)) = masks.iter().find(|(_, m)| !all_finite(m)) {
+                        failure = Some(format!(
+                            "the mask at {slot} has NaN or infinite values (the loss turned non-finite)"
+                        ));
+                    } else {
+                        diverged = Some(step);
+                        break 'epochs;
+                    }
+                }
             }
+            let Some((logits, loss, loss_value)) = computed else {
+                // The strategy failed: nothing was learnt from this batch. Go back to
+                // the version before the last reload and retry, or pause and wait
+                // for a fixed version (a reload) and a resume.
+                let reason = failure.unwrap_or_default();
+                step -= 1;
+                writer.event(
+                    step,
+                    "strategy_failed",
+                    format!("step {}: {reason}", step + 1),
+                )?;
+                let mut reverted = None;
+                for slot in live.slots.iter_mut() {
+                    if let Some(l) = slot.live.as_mut() {
+                        reverted = l.revert().or(reverted);
+                    }
+                }
+                if let Some((failed, now)) = reverted {
+                    if let Some(lib) = previous_library.take() {
+                        current = Some(lib);
+                    }
+                    plugin_version = now.clone();
+                    writer.status.plugin_version = now.clone();
+                    writer.event(
+                        step,
+                        "reverted",
+                        format!("{failed} failed; back to {now}, the version before it"),
+                    )?;
+                } else {
+                    paused = true;
+                    writer.status.state = State::Paused;
+                    writer.status.message = format!(
+                        "paused: the strategy failed at step {}: {reason}. Fix the plugin (it is reloaded when rebuilt), then resume",
+                        step + 1
+                    );
+                    writer.event(step, "paused", writer.status.message.clone())?;
+                    writer.status()?;
+                }
+                retry = Some(batch);
+                continue;
+            };
             let correct = correct_top1(logits.inner(), batch.targets.inner());
             let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
@@ -956,6 +1028,13 @@ fn evaluate(
 /// Samples of a batch and channels of a slot kept in each mask snapshot.
 const SNAPSHOT_SAMPLES: usize = 4;
 const SNAPSHOT_CHANNELS: usize = 4;
+
+/// Steps between finiteness checks of the masks (and always at the first step).
+const FINITE_CHECK_EVERY: u64 = 50;
+
+fn all_finite(m: &Tensor<4>) -> bool {
+    m.clone().is_finite().all().into_scalar::<bool>()
+}
 
 fn snapshot(
     x: &Tensor<4>,

@@ -1,0 +1,259 @@
+//! Faults injected into the real binary, and the outcome each must have (the
+//! list, with what was seen, is RELIABILITY.md).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fixtures::fixture;
+use common::repo_root;
+use probdrop_tui::run::control::{self, Command as Ctl};
+use probdrop_tui::run::dir::{self, EventLine, MetricLine, RunDir, State};
+
+/// A small experiment with the `probe` test strategy on every step.
+fn experiment(dir: &Path, train: &str) -> PathBuf {
+    let data = repo_root().join("data/fashion-mnist-subset");
+    let text = format!(
+        r#"name = "faults"
+seeds = [3]
+[data]
+format = "idx"
+path = "{}"
+train_limit = 512
+val_limit = 128
+workers = 1
+[model]
+kind = "small-cnn"
+channels = [8, 16]
+hidden = 32
+[optimizer]
+lr = 0.05
+momentum = 0.9
+[train]
+batch_size = 32
+log_every = 1
+snapshot_every = 0
+{train}
+[[strategy]]
+plugin = "probe"
+schedule = {{ kind = "constant", p = 0.1 }}
+"#,
+        data.display()
+    );
+    let path = dir.join("faults.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    plugins: PathBuf,
+    library: PathBuf,
+    file: PathBuf,
+    runs: PathBuf,
+}
+
+fn setup(first: &str, train: &str) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = tmp.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let library = plugins.join(format!("libprobe{}", std::env::consts::DLL_SUFFIX));
+    std::fs::copy(fixture(first), &library).unwrap();
+    let file = experiment(tmp.path(), train);
+    let runs = tmp.path().join("runs");
+    Setup {
+        plugins,
+        library,
+        file,
+        runs,
+        _tmp: tmp,
+    }
+}
+
+impl Setup {
+    fn bin(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"));
+        cmd.arg("--plugins").arg(&self.plugins);
+        cmd
+    }
+
+    fn start_run(&self) -> (Child, RunDir) {
+        let child = self
+            .bin()
+            .args(["run", "-q", "--runs"])
+            .arg(&self.runs)
+            .arg(&self.file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("the run directory", || {
+            dir::list_runs(&self.runs).len() == 1
+        });
+        (child, dir::list_runs(&self.runs).pop().unwrap())
+    }
+
+    /// Replaces the library the way a build does: a new file renamed over it.
+    fn replace(&self, with: &str) {
+        let tmp = self.library.with_extension("partial");
+        std::fs::copy(fixture(with), &tmp).unwrap();
+        std::fs::rename(&tmp, &self.library).unwrap();
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn event(run: &RunDir, kind: &str) -> Option<EventLine> {
+    run.events().into_iter().find(|e| e.kind == kind)
+}
+
+fn losses(run: &RunDir) -> Vec<MetricLine> {
+    run.metrics()
+        .into_iter()
+        .filter(|m| m.split == "train" && m.metric == "loss")
+        .collect()
+}
+
+fn last_step(run: &RunDir) -> u64 {
+    losses(run).last().map_or(0, |m| m.step)
+}
+
+/// Steps 1, 2, 3, … each logged once.
+fn assert_steps_contiguous(run: &RunDir) {
+    let steps: Vec<u64> = losses(run).iter().map(|m| m.step).collect();
+    let expected: Vec<u64> = (1..=steps.len() as u64).collect();
+    assert_eq!(steps, expected, "a step missing or repeated");
+}
+
+fn stop(run: &RunDir, child: &mut Child) {
+    assert!(
+        control::send(&run.file(dir::SOCKET), &Ctl::Stop)
+            .unwrap()
+            .ok
+    );
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_plugin_that_panics_in_training_is_replaced_by_its_previous_version() {
+    let s = setup("probe-v1", "epochs = 50");
+    let (mut child, run) = s.start_run();
+    wait_for("step 3", || last_step(&run) >= 3);
+    // Passes the load-time smoke test, panics at its first training step.
+    s.replace("probe-panics-in-training");
+    wait_for("the revert", || event(&run, "reverted").is_some());
+    let failed = event(&run, "strategy_failed").unwrap();
+    assert!(failed.message.contains("panic"), "{}", failed.message);
+    let reverted = event(&run, "reverted").unwrap();
+    assert!(
+        reverted.message.contains("7.0.0 failed; back to 1.0.0"),
+        "{}",
+        reverted.message
+    );
+    wait_for("steps after the revert", || {
+        last_step(&run) > reverted.step + 3
+    });
+    stop(&run, &mut child);
+    assert_eq!(run.status().unwrap().state, State::Stopped);
+    assert_steps_contiguous(&run);
+    // No step was learnt with the failing version.
+    for m in losses(&run) {
+        assert_eq!(m.plugin_version, "1.0.0", "step {}", m.step);
+    }
+}
+
+#[test]
+fn without_a_previous_version_a_failing_plugin_pauses_the_run_until_fixed() {
+    // NaN masks from the first training step: caught by the finiteness check.
+    let s = setup("probe-nan-in-training", "epochs = 50");
+    let (mut child, run) = s.start_run();
+    wait_for("the pause", || {
+        run.status().is_some_and(|st| st.state == State::Paused)
+    });
+    let status = run.status().unwrap();
+    assert!(
+        status.message.contains("NaN or infinite"),
+        "{}",
+        status.message
+    );
+    assert!(event(&run, "strategy_failed").is_some());
+    assert_eq!(last_step(&run), 0, "nothing learnt from a NaN mask");
+    assert!(child.try_wait().unwrap().is_none(), "the process lives on");
+
+    // Fixed and rebuilt: resume picks the new version up and retries the step.
+    s.replace("probe-v1");
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        control::send(&run.file(dir::SOCKET), &Ctl::Resume)
+            .unwrap()
+            .ok
+    );
+    wait_for("steps with the fixed version", || last_step(&run) >= 3);
+    stop(&run, &mut child);
+    assert_steps_contiguous(&run);
+    for m in losses(&run) {
+        assert_eq!(m.plugin_version, "1.0.0");
+        assert!(m.value.is_finite());
+    }
+    assert!(event(&run, "reload").is_some());
+}
+
+#[test]
+fn a_plugin_that_aborts_kills_only_its_trainer_and_the_run_resumes_once_fixed() {
+    // Aborts the process at step 5; checkpoints every 2 steps.
+    let s = setup(
+        "probe-aborts-in-training",
+        "epochs = 2\ncheckpoint_every = 2",
+    );
+    let (_, dirs) =
+        probdrop_tui::commands::prepare_runs(&s.plugins, &s.file, &s.runs, None, None, None, None)
+            .unwrap();
+    let run = dirs[0].clone();
+    // As the dashboard and `compare` start trainers, and record how they end.
+    let mut trainer = s
+        .bin()
+        .arg("train")
+        .arg(&run.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let exit = trainer.wait().unwrap();
+    let recorded = run.record_exit(trainer.id(), exit).unwrap();
+    assert_eq!(
+        recorded.as_deref(),
+        Some("trainer killed by signal 6 (SIGABRT)")
+    );
+    let status = run.status().unwrap();
+    assert_eq!(status.state, State::Failed);
+    assert!(status.message.contains("SIGABRT"), "{}", status.message);
+    assert_eq!(run.checkpoint().unwrap().step, 4);
+
+    // The plugin fixed, the run continues from its checkpoint to the end.
+    s.replace("probe-v1");
+    let out = s
+        .bin()
+        .args(["run", "-q", "--resume"])
+        .arg(&run.path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(run.status().unwrap().state, State::Done);
+    assert_steps_contiguous(&run);
+    assert_eq!(last_step(&run), 32);
+}
