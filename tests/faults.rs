@@ -257,3 +257,195 @@ fn a_plugin_that_aborts_kills_only_its_trainer_and_the_run_resumes_once_fixed() 
     assert_steps_contiguous(&run);
     assert_eq!(last_step(&run), 32);
 }
+
+/// A deterministic stream of "random" delays (xorshift), so a failure can be
+/// replayed.
+struct Delays(u64);
+
+impl Delays {
+    fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        lo + self.0 % (hi - lo)
+    }
+}
+
+#[test]
+fn twenty_five_sigkills_at_random_moments_lose_nothing() {
+    let s = setup("probe-v1", "epochs = 40\ncheckpoint_every = 5");
+    let (_, dirs) =
+        probdrop_tui::commands::prepare_runs(&s.plugins, &s.file, &s.runs, None, None, None, None)
+            .unwrap();
+    let run = dirs[0].clone();
+    let total = 640; // 40 epochs of 512 / 32
+    let mut delays = Delays(0x9e37_79b9_7f4a_7c15);
+    let mut kills = 0;
+    let mut last_checkpoint = 0;
+    while kills < 25 {
+        let mut trainer = s
+            .bin()
+            .args(["run", "-q", "--resume"])
+            .arg(&run.path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delays.next_ms(50, 1500)));
+        if trainer.try_wait().unwrap().is_some() {
+            break; // finished before this kill
+        }
+        trainer.kill().unwrap();
+        trainer.wait().unwrap();
+        kills += 1;
+        // Whatever the moment, the checkpoint that checkpoint.json names is
+        // complete, and it never goes backwards.
+        if let Some(c) = run.checkpoint() {
+            assert!(c.step >= last_checkpoint, "checkpoint went back");
+            last_checkpoint = c.step;
+            for f in [&c.model, &c.optimizer] {
+                let path = run.path.join(dir::CHECKPOINT_DIR).join(f);
+                assert!(
+                    std::fs::metadata(&path).is_ok_and(|m| m.len() > 0),
+                    "{} missing or empty",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(
+        kills >= 20,
+        "only {kills} kills landed before the run finished"
+    );
+    // The last resume runs to the end.
+    let out = s
+        .bin()
+        .args(["run", "-q", "--resume"])
+        .arg(&run.path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(run.status().unwrap().state, State::Done);
+    // Every line of the logs is whole and readable, each step once.
+    for log in [dir::METRICS, dir::EVENTS] {
+        let text = std::fs::read_to_string(run.file(log)).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                "{log} line {} unreadable: {line:?}",
+                i + 1
+            );
+        }
+        assert!(text.ends_with('\n'));
+    }
+    assert_steps_contiguous(&run);
+    assert_eq!(last_step(&run), total);
+}
+
+#[test]
+fn a_loss_turning_nan_marks_the_run_diverged_and_keeps_the_last_good_checkpoint() {
+    let s = setup("probe-v1", "epochs = 2\ncheckpoint_every = 2");
+    // Without a strategy, and a learning rate that blows the weights up.
+    let text = std::fs::read_to_string(&s.file)
+        .unwrap()
+        .replace("lr = 0.05", "lr = 1e6")
+        .replace("plugin = \"probe\"", "plugin = \"none\"")
+        .replace("schedule = { kind = \"constant\", p = 0.1 }", "");
+    std::fs::write(&s.file, text).unwrap();
+    let out = s
+        .bin()
+        .args(["run", "-q", "--runs"])
+        .arg(&s.runs)
+        .arg(&s.file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a diverged run is not a success");
+    let run = dir::list_runs(&s.runs).pop().unwrap();
+    let status = run.status().unwrap();
+    assert_eq!(status.state, State::Diverged);
+    let diverged = event(&run, "diverged").unwrap();
+    assert!(
+        status
+            .message
+            .contains(&format!("non-finite at step {}", diverged.step)),
+        "{}",
+        status.message
+    );
+    let checkpoint = run
+        .checkpoint()
+        .expect("a checkpoint before the divergence");
+    assert!(checkpoint.step < diverged.step);
+    assert!(
+        run.path
+            .join(dir::CHECKPOINT_DIR)
+            .join(&checkpoint.model)
+            .is_file()
+    );
+    // Nothing after the divergence was logged as a training step.
+    assert!(last_step(&run) < diverged.step);
+}
+
+#[test]
+fn a_full_disk_stops_the_trainer_with_a_clear_error_and_keeps_what_was_written() {
+    let s = setup("probe-v1", "epochs = 4\ncheckpoint_every = 2");
+    let (_, dirs) =
+        probdrop_tui::commands::prepare_runs(&s.plugins, &s.file, &s.runs, None, None, None, None)
+            .unwrap();
+    let run = dirs[0].clone();
+    let trainer = s
+        .bin()
+        .arg("train")
+        .arg(&run.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("step 3", || last_step(&run) >= 3);
+    // The disk fills up mid-run: a file-size limit set on the running trainer
+    // makes every write past it fail (EFBIG, as ENOSPC would).
+    let size = std::fs::metadata(run.file(dir::METRICS)).unwrap().len();
+    let limit = Command::new("prlimit")
+        .arg(format!("--pid={}", trainer.id()))
+        .arg(format!("--fsize={}", size + 4000))
+        .status()
+        .unwrap();
+    assert!(limit.success());
+    let out = trainer.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(out.status.code().is_some(), "an error exit, not a signal");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Says what it was doing and why it failed, e.g. "saving the model
+    // checkpoint: … File too large".
+    assert!(
+        (stderr.contains("writing") || stderr.contains("saving")) && stderr.contains("too large"),
+        "{stderr}"
+    );
+    let status = run.status().unwrap();
+    assert_eq!(status.state, State::Failed);
+    assert!(status.message.contains("too large"), "{}", status.message);
+    // What was written before stays readable; with space again, the run
+    // resumes from its last checkpoint and finishes.
+    assert!(last_step(&run) >= 3);
+    let checkpoint = run
+        .checkpoint()
+        .expect("checkpoints before the disk filled");
+    assert!(checkpoint.step >= 2);
+    let resumed = s
+        .bin()
+        .args(["run", "-q", "--resume"])
+        .arg(&run.path)
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(run.status().unwrap().state, State::Done);
+    assert_steps_contiguous(&run);
+    assert_eq!(last_step(&run), 64);
+}

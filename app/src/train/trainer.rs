@@ -156,6 +156,12 @@ impl Writer {
 /// Trains the run in `run_dir` to its end, resuming from its checkpoint if it has one.
 pub fn train(run_dir: &RunDir, opts: &TrainOptions) -> Result<Summary> {
     let started = Instant::now();
+    // Past a file-size limit, a write should fail (reported below, the run marked
+    // failed) rather than the default SIGXFSZ killing the process mid-write.
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
     let info = run_dir.info().map_err(|e| anyhow!(e))?;
     let resolved = read_resolved(run_dir)?;
     let mut writer = Writer {
