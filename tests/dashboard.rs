@@ -561,3 +561,79 @@ fn resizing_to_tiny_sizes_and_back_does_not_panic() {
         render(&app, w, h);
     }
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// 50 runs (copies of the fixture's real ones), one with a 100k-line event log,
+/// and a run directory deleted while it is shown: every view draws, nothing panics.
+#[test]
+fn fifty_runs_a_huge_event_log_and_a_deleted_run_directory() {
+    let f = fixture();
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-stress");
+    let _ = std::fs::remove_dir_all(&root);
+    let runs = root.join("runs");
+    let originals = probdrop_tui::run::dir::list_runs(&f.root.join("runs"));
+    for i in 0..50 {
+        let from = &originals[i % originals.len()];
+        copy_dir(&from.path, &runs.join(format!("run-{i:02}")));
+    }
+    let big = runs.join("run-07").join(probdrop_tui::run::dir::EVENTS);
+    let mut text = std::fs::read_to_string(&big).unwrap();
+    for i in 0..100_000 {
+        text.push_str(&format!(
+            "{{\"wall\":{}.5,\"step\":{i},\"kind\":\"error\",\"message\":\"event {i}\"}}\n",
+            1_800_000_000 + i
+        ));
+    }
+    std::fs::write(&big, text).unwrap();
+
+    let mut app = App::new(
+        runs.clone(),
+        f.root.join("experiments"),
+        plugins(),
+        Vec::new(),
+    );
+    assert_eq!(app.runs.len(), 50);
+    assert!(app.all_events().len() > 100_000);
+    let mut fx = FakeEffects::default();
+    app.apply(Action::Bottom, &mut fx);
+    for view in View::ALL {
+        app.apply(Action::Go(view), &mut fx);
+        app.apply(Action::Bottom, &mut fx);
+        for (w, h) in [(80, 24), (160, 48), (1, 1)] {
+            render(&app, w, h);
+        }
+    }
+    // The selected run's directory disappears between two refreshes.
+    app.apply(Action::Go(View::Runs), &mut fx);
+    app.selected_run = 49;
+    std::fs::remove_dir_all(runs.join("run-49")).unwrap();
+    std::fs::remove_dir_all(runs.join("run-07")).unwrap();
+    app.refresh();
+    assert_eq!(app.runs.len(), 48);
+    assert!(app.selected_run < 48);
+    assert!(
+        app.runs
+            .iter()
+            .all(|r| !r.dir.path.ends_with("run-49") && !r.dir.path.ends_with("run-07"))
+    );
+    assert!(
+        app.all_events().len() < 1000,
+        "the big log went with its run"
+    );
+    for view in View::ALL {
+        app.apply(Action::Go(view), &mut fx);
+        render(&app, 120, 40);
+    }
+}

@@ -146,3 +146,138 @@ fn a_missing_file_and_several_files_are_reported_together() {
     );
     assert!(out.contains("2 of 3 experiment file(s) invalid"), "{out}");
 }
+
+/// A fixed budget of arbitrary and mutated experiment files through the whole
+/// validation: it never panics, and every error it reports has a position inside
+/// the file. Deterministic (xorshift from a fixed seed), so a failure replays.
+#[test]
+fn mutated_and_arbitrary_files_never_panic_and_always_get_a_position() {
+    use probdrop_tui::experiment::{Catalog, validate};
+    let catalog = Catalog::from_libraries(common::bundled().values());
+    let mut seeds: Vec<String> = std::fs::read_dir(repo_root().join("experiments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    seeds.extend(
+        std::fs::read_dir(repo_root().join("tests/invalid_experiments"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .map(|p| std::fs::read_to_string(p).unwrap()),
+    );
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: usize| -> usize {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n.max(1) as u64) as usize
+    };
+    const ALPHABET: &[&str] = &[
+        "=",
+        "[",
+        "]",
+        "[[",
+        "]]",
+        "{",
+        "}",
+        "\"",
+        "'",
+        ",",
+        ".",
+        "\n",
+        " ",
+        "#",
+        "-",
+        "0",
+        "1e400",
+        "-1",
+        "nan",
+        "inf",
+        "true",
+        "1979-05-27",
+        "\\u",
+        "é",
+        "\t",
+        "\"\"\"",
+        "p",
+        "strategy",
+        "plugin",
+        "schedule",
+        "kind",
+        "seeds",
+        "data",
+        "train",
+        "epochs",
+    ];
+    let dir = std::env::temp_dir();
+    let path = dir.join("fuzz.toml");
+    let cases = 10_000;
+    let (mut valid, mut refused) = (0, 0);
+    for case in 0..cases {
+        let mut text: Vec<char> = if next(10) == 0 {
+            // Arbitrary: a soup of TOML-ish tokens.
+            (0..next(200))
+                .flat_map(|_| ALPHABET[next(ALPHABET.len())].chars().collect::<Vec<_>>())
+                .collect()
+        } else {
+            seeds[next(seeds.len())].chars().collect()
+        };
+        for _ in 0..1 + next(4) {
+            let at = next(text.len() + 1);
+            match next(5) {
+                0 => {
+                    let end = (at + next(20)).min(text.len());
+                    text.drain(at..end);
+                }
+                1 => {
+                    let token: Vec<char> = ALPHABET[next(ALPHABET.len())].chars().collect();
+                    text.splice(at..at, token);
+                }
+                2 => text.truncate(at),
+                3 => {
+                    // Duplicate a stretch (a repeated key or table).
+                    let end = (at + next(80)).min(text.len());
+                    let copy: Vec<char> = text[at..end].to_vec();
+                    text.splice(at..at, copy);
+                }
+                _ => {
+                    if at < text.len() {
+                        text[at] = char::from_u32(next(0x3000) as u32).unwrap_or('?');
+                    }
+                }
+            }
+        }
+        let text: String = text.into_iter().collect();
+        let lines = text.lines().count().max(1) + 1;
+        let result = std::panic::catch_unwind(|| validate(&path, &text, &catalog));
+        let Ok(result) = result else {
+            panic!("case {case}: validation panicked on:\n{text}");
+        };
+        if result.is_ok() {
+            valid += 1;
+        }
+        if let Err(errors) = result {
+            refused += 1;
+            assert!(
+                !errors.is_empty(),
+                "case {case}: an error without a message"
+            );
+            for e in errors {
+                assert!(
+                    e.line >= 1 && e.line <= lines && e.column >= 1,
+                    "case {case}: position {}:{} outside the file:\n{text}\n{e}",
+                    e.line,
+                    e.column
+                );
+            }
+        }
+    }
+    // Both sides were exercised: some mutations keep the file valid (semantic
+    // checks ran), most break it somewhere.
+    assert!(
+        valid > 100 && refused > cases / 2,
+        "{valid} valid, {refused} refused"
+    );
+}
