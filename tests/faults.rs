@@ -449,3 +449,136 @@ fn a_full_disk_stops_the_trainer_with_a_clear_error_and_keeps_what_was_written()
     assert_steps_contiguous(&run);
     assert_eq!(last_step(&run), 64);
 }
+
+#[test]
+fn a_symlink_out_of_the_plugins_directory_is_refused_and_the_watcher_goes_on() {
+    let s = setup("probe-v1", "epochs = 50");
+    // At start-up: listed as refused, with the reason.
+    let outside = s
+        .plugins
+        .join(format!("libescape{}", std::env::consts::DLL_SUFFIX));
+    std::os::unix::fs::symlink(fixture("probe-v2"), &outside).unwrap();
+    let out = s.bin().args(["plugins", "--json"]).output().unwrap();
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let escape = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str().unwrap_or("").contains("escape"))
+        .unwrap_or_else(|| panic!("{listing}"));
+    let error = escape["error"].as_str().unwrap();
+    assert!(error.contains("outside the plugins directory"), "{error}");
+    std::fs::remove_file(&outside).unwrap();
+
+    // While training: a link appearing is refused, and a real new version after
+    // it is still picked up.
+    let (mut child, run) = s.start_run();
+    wait_for("step 3", || last_step(&run) >= 3);
+    std::os::unix::fs::symlink(fixture("probe-v2"), &outside).unwrap();
+    wait_for("the refusal", || event(&run, "reload_refused").is_some());
+    let refused = event(&run, "reload_refused").unwrap();
+    assert!(
+        refused.message.contains("outside the plugins directory"),
+        "{}",
+        refused.message
+    );
+    s.replace("probe-v2");
+    wait_for("the reload", || event(&run, "reload").is_some());
+    stop(&run, &mut child);
+    assert_steps_contiguous(&run);
+}
+
+/// Run by `another_user_is_refused_by_the_control_socket` as an unprivileged user:
+/// connects to `PROBDROP_SOCKET`, sends a stop, prints what happened.
+#[test]
+#[ignore = "a helper, run as another user by the test below"]
+fn control_socket_client_helper() {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(path) = std::env::var("PROBDROP_SOCKET") else {
+        return;
+    };
+    match std::os::unix::net::UnixStream::connect(&path) {
+        Err(e) => println!("CONNECT-ERROR {e}"),
+        Ok(mut stream) => {
+            let _ = stream.write_all(b"{\"cmd\":\"stop\"}\n");
+            let mut line = String::new();
+            let _ = BufReader::new(stream).read_line(&mut line);
+            println!("REPLY {}", line.trim());
+        }
+    }
+}
+
+#[test]
+fn another_user_is_refused_by_the_control_socket_and_nothing_listens_on_the_network() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let s = setup("probe-v1", "epochs = 50");
+    let (mut child, run) = s.start_run();
+    wait_for("step 2", || last_step(&run) >= 2);
+    let socket = run.file(dir::SOCKET);
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600, "owner-only");
+
+    // No TCP or UDP socket, listening or not, among the trainer's descriptors.
+    let trainer = run.status().unwrap().pid;
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{trainer}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")
+                .map(|i| i.trim_end_matches(']').to_string())
+        })
+        .collect();
+    assert!(!inodes.is_empty(), "the control socket at least");
+    for table in ["tcp", "tcp6", "udp", "udp6"] {
+        let text = std::fs::read_to_string(format!("/proc/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let inode = line.split_whitespace().nth(9).unwrap_or("");
+            assert!(
+                !inodes.iter().any(|i| i == inode),
+                "the trainer has a {table} socket: {line}"
+            );
+        }
+    }
+
+    // Another user: as root here, run the helper as `nobody`. The path is made
+    // reachable and, to get past the 0600 mode, the socket opened to all: the
+    // peer-credential check must still refuse.
+    if nix::unistd::getuid().is_root() {
+        let mut p = run.path.clone();
+        while p.pop() {
+            if p == Path::new("/") || p == Path::new("/tmp") {
+                break;
+            }
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(&run.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let as_nobody = |what: &str| -> String {
+            let out = Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(std::env::current_exe().unwrap())
+                .args([
+                    "control_socket_client_helper",
+                    "--exact",
+                    "--ignored",
+                    "--nocapture",
+                ])
+                .env("PROBDROP_SOCKET", &socket)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(out.status.success(), "{what}: {stdout}");
+            stdout
+        };
+        let denied = as_nobody("0600");
+        assert!(denied.contains("CONNECT-ERROR"), "{denied}");
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let refused = as_nobody("0666");
+        assert!(
+            refused.contains("refused: not the run's owner"),
+            "{refused}"
+        );
+        assert_eq!(run.status().unwrap().state, State::Training, "not stopped");
+    }
+    stop(&run, &mut child);
+}

@@ -253,6 +253,27 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
+/// Plugins load only from the plugins directory: a path that resolves (through
+/// symbolic links) to somewhere else is refused.
+pub fn check_inside(dir: &Path, path: &Path) -> Result<(), String> {
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let real = path
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if real.starts_with(&dir) {
+        Ok(())
+    } else {
+        Err(format!(
+            "refused: {} resolves to {}, outside the plugins directory {} (plugins load only from there)",
+            path.display(),
+            real.display(),
+            dir.display()
+        ))
+    }
+}
+
 /// What the directory holds: crate directories and prebuilt libraries, sorted.
 pub fn scan(dir: &Path) -> std::io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let mut crates = Vec::new();
@@ -276,7 +297,7 @@ pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Res
     let mut found = Vec::new();
     let mut crates = Vec::new();
     for d in crate_dirs {
-        match read_crate(&d) {
+        match check_inside(dir, &d).and_then(|()| read_crate(&d)) {
             Ok(c) => crates.push(c),
             Err(e) => found.push(Found {
                 id: d
@@ -322,7 +343,9 @@ pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Res
             source: Source::Prebuilt,
             origin: lib.clone(),
             library_path: Some(lib.clone()),
-            outcome: Library::load(&lib),
+            outcome: check_inside(dir, &lib)
+                .map_err(LoadError)
+                .and_then(|()| Library::load(&lib)),
         });
     }
     Ok(found)

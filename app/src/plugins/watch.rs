@@ -97,8 +97,8 @@ impl State {
 
     fn try_load(&mut self, path: &Path) {
         let detected_at = Instant::now();
-        let event = match Library::load(path)
-            .map_err(|e| e.0)
+        let event = match super::registry::check_inside(&self.dir, path)
+            .and_then(|()| Library::load(path).map_err(|e| e.0))
             .and_then(|lib| smoke_test(&lib).map(|()| lib))
         {
             Ok(library) => ReloadEvent::Ready {
@@ -114,7 +114,9 @@ impl State {
     }
 
     fn crate_changed(&mut self, crate_dir: &Path) {
-        let krate = match read_crate(crate_dir) {
+        let krate = match super::registry::check_inside(&self.dir, crate_dir)
+            .and_then(|()| read_crate(crate_dir))
+        {
             Ok(c) => c,
             Err(reason) => {
                 let _ = self.tx.send(ReloadEvent::Refused {
