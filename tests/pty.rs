@@ -96,6 +96,18 @@ impl Session {
     /// cursor shown, mouse reporting off.
     fn quit(mut self) {
         self.keys("q");
+        self.expect_restored();
+    }
+
+    /// Ends the dashboard with a signal (SIGTERM from a shutdown, SIGHUP from a
+    /// lost SSH connection) and checks the terminal was handed back all the same.
+    fn signal(mut self, signal: nix::sys::signal::Signal) {
+        let pid = self.child.process_id().unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+        self.expect_restored();
+    }
+
+    fn expect_restored(&mut self) {
         let start = Instant::now();
         while self.child.try_wait().unwrap().is_none() {
             assert!(
@@ -212,6 +224,21 @@ fn start_a_run_from_the_dashboard_quit_and_find_it_still_training() {
 
     // Clean up: stop the trainer the dashboard started.
     stop_and_wait(run);
+}
+
+#[test]
+fn sigterm_and_sighup_restore_the_terminal() {
+    let tmp = workspace();
+    for signal in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        let s = Session::start(tmp.path());
+        s.wait_for("the tab bar", Duration::from_secs(120), |t| {
+            t.contains("1 Runs")
+        });
+        s.signal(signal);
+    }
 }
 
 #[test]
