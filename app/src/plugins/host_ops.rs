@@ -639,3 +639,35 @@ extern "C" fn op_kth_smallest(h: Handle, k: u64, dim: u32) -> Handle {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plugin handing back a handle it never got, the failed-op handle 0, or one
+    /// it already consumed: each is an error naming the handle, never a crash.
+    #[test]
+    fn invalid_handles_are_errors() {
+        let device = Device::default();
+        let session = Session::open(device.clone());
+        let h = session
+            .insert(Tensor::<4>::ones([1, 1, 2, 2], &device))
+            .unwrap();
+        assert_eq!(session.shape(h).unwrap(), [1, 1, 2, 2]);
+        let forged = Handle(h.0 + 41);
+        assert!(
+            session
+                .shape(forged)
+                .unwrap_err()
+                .contains("invalid handle")
+        );
+        assert!(session.shape(Handle(0)).unwrap_err().contains("failed op"));
+        session.take::<4>(h).unwrap();
+        assert!(
+            session
+                .take::<4>(h)
+                .unwrap_err()
+                .contains("already consumed")
+        );
+    }
+}
