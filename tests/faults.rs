@@ -582,3 +582,66 @@ fn another_user_is_refused_by_the_control_socket_and_nothing_listens_on_the_netw
     }
     stop(&run, &mut child);
 }
+
+/// The run directory turns read-only under a running trainer (as a user other
+/// than root: root ignores permissions, so when the tests run as root the
+/// trainer runs as `nobody`).
+#[test]
+fn a_run_directory_turned_read_only_stops_the_trainer_with_a_clear_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup("probe-v1", "epochs = 50");
+    let (_, dirs) =
+        probdrop_tui::commands::prepare_runs(&s.plugins, &s.file, &s.runs, None, None, None, None)
+            .unwrap();
+    let run = dirs[0].clone();
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    let root = nix::unistd::getuid().is_root();
+    let mut cmd = if root {
+        // Everything the trainer needs readable, its run directory its own.
+        let mut p = run.path.clone();
+        while p.pop() && p != Path::new("/tmp") && p != Path::new("/") {
+            mode(&p, 0o755);
+        }
+        mode(&s.plugins, 0o755);
+        let nobody = Some(nix::unistd::Uid::from_raw(65534));
+        let group = Some(nix::unistd::Gid::from_raw(65534));
+        nix::unistd::chown(&run.path, nobody, group).unwrap();
+        for entry in std::fs::read_dir(&run.path).unwrap() {
+            nix::unistd::chown(&entry.unwrap().path(), nobody, group).unwrap();
+        }
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_probdrop-tui"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
+    };
+    let trainer = cmd
+        .arg("--plugins")
+        .arg(&s.plugins)
+        .arg("train")
+        .arg(&run.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("step 3", || last_step(&run) >= 3);
+    let before = std::fs::read(run.file(dir::METRICS)).unwrap();
+    mode(&run.path, 0o555);
+    let out = trainer.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(out.status.code().is_some(), "an error exit, not a signal");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    eprintln!("trainer said: {}", stderr.lines().last().unwrap_or(""));
+    mode(&run.path, 0o755);
+    // What was written is kept: the metrics log only grew, and still parses.
+    let after = std::fs::read(run.file(dir::METRICS)).unwrap();
+    assert!(after.starts_with(&before));
+    assert!(last_step(&run) >= 3);
+    // The status could not be rewritten in a read-only directory: it still says
+    // training, with a pid that is gone, which the dashboard shows as failed.
+    let status = run.status().unwrap();
+    assert!(!dir::pid_alive(status.pid));
+}
