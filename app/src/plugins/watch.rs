@@ -92,13 +92,22 @@ impl State {
             return;
         }
         self.seen.insert(path.to_path_buf(), print);
+        // A library dropped here must really be here (not a link out of it); a
+        // crate's build output lives in its target directory and is not checked.
+        if let Err(reason) = super::registry::check_inside(&self.dir, path) {
+            let _ = self.tx.send(ReloadEvent::Refused {
+                path: path.to_path_buf(),
+                reason,
+            });
+            return;
+        }
         self.try_load(path);
     }
 
     fn try_load(&mut self, path: &Path) {
         let detected_at = Instant::now();
-        let event = match super::registry::check_inside(&self.dir, path)
-            .and_then(|()| Library::load(path).map_err(|e| e.0))
+        let event = match Library::load(path)
+            .map_err(|e| e.0)
             .and_then(|lib| smoke_test(&lib).map(|()| lib))
         {
             Ok(library) => ReloadEvent::Ready {
