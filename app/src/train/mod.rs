@@ -8,4 +8,5 @@ pub mod models;
 pub mod resnet;
 pub mod schedule;
 pub mod sources;
+pub mod text;
 pub mod trainer;
