@@ -23,6 +23,10 @@ struct Session {
 
 impl Session {
     fn start(cwd: &Path) -> Session {
+        Session::start_with(cwd, &[])
+    }
+
+    fn start_with(cwd: &Path, env: &[(&str, &str)]) -> Session {
         let pty = native_pty_system()
             .openpty(PtySize {
                 rows: 24,
@@ -36,6 +40,9 @@ impl Session {
         cmd.arg(repo_root().join("plugins"));
         cmd.cwd(cwd);
         cmd.env("TERM", "xterm-256color");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = pty.slave.spawn_command(cmd).unwrap();
         drop(pty.slave);
         let mut reader = pty.master.try_clone_reader().unwrap();
@@ -239,6 +246,25 @@ fn sigterm_and_sighup_restore_the_terminal() {
         });
         s.signal(signal);
     }
+}
+
+/// The debug build panics on request; the panic hook must hand the terminal
+/// back before the message is printed.
+#[test]
+fn a_panic_in_the_dashboard_restores_the_terminal() {
+    let tmp = workspace();
+    let mut s = Session::start_with(tmp.path(), &[("PROBDROP_TUI_TEST_PANIC_AFTER_MS", "3000")]);
+    s.wait_for("the tab bar", Duration::from_secs(120), |t| {
+        t.contains("1 Runs")
+    });
+    s.expect_restored();
+    let raw = String::from_utf8_lossy(&s.raw.lock().unwrap()).into_owned();
+    let entered = raw.rfind("\x1b[?1049h").unwrap();
+    let left = entered + raw[entered..].find("\x1b[?1049l").unwrap();
+    assert!(
+        raw[left..].contains("injected panic"),
+        "the message, on the restored screen"
+    );
 }
 
 #[test]

@@ -306,7 +306,18 @@ pub fn run(opts: Options) -> Result<()> {
     let depth = ColorDepth::detect();
     let mut last_refresh = Instant::now();
     let mut last_draw = Instant::now() - FRAME;
+    // Fault injection for the tests (debug builds only): panic after N ms, to
+    // check that the terminal is restored on that exit path too.
+    #[cfg(debug_assertions)]
+    let panic_at = std::env::var("PROBDROP_TUI_TEST_PANIC_AFTER_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
     while !app.quit && !stop.load(Ordering::Relaxed) {
+        #[cfg(debug_assertions)]
+        if panic_at.is_some_and(|t| Instant::now() >= t) {
+            panic!("injected panic (PROBDROP_TUI_TEST_PANIC_AFTER_MS)");
+        }
         if app.dirty && last_draw.elapsed() >= FRAME {
             terminal.draw(|f| views::draw(f, &app, depth))?;
             app.dirty = false;
