@@ -16,6 +16,8 @@ use probdrop_tui::run::dir::{self, State};
 
 struct Session {
     child: Box<dyn portable_pty::Child + Send + Sync>,
+    /// Kept open for as long as the dashboard should have its terminal.
+    _master: Box<dyn portable_pty::MasterPty + Send>,
     writer: Box<dyn Write + Send>,
     parser: Arc<Mutex<vt100::Parser>>,
     raw: Arc<Mutex<Vec<u8>>>,
@@ -64,10 +66,9 @@ impl Session {
                 r.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        // The master must outlive the child's use of the terminal.
-        std::mem::forget(pty.master);
         Session {
             child,
+            _master: pty.master,
             writer,
             parser,
             raw,
@@ -136,6 +137,16 @@ impl Session {
             "back on the main screen"
         );
         assert!(!parser.screen().hide_cursor(), "cursor visible");
+    }
+}
+
+/// A failing test must not leave a dashboard behind.
+impl Drop for Session {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -231,6 +242,63 @@ fn start_a_run_from_the_dashboard_quit_and_find_it_still_training() {
 
     // Clean up: stop the trainer the dashboard started.
     stop_and_wait(run);
+}
+
+/// The terminal vanishes under the dashboard (an SSH session torn down): the
+/// dashboard runs inside `script`, which holds the only end of its terminal, and
+/// `script` is killed. The dashboard must end by itself, soon, not spin.
+#[test]
+fn a_terminal_closed_under_the_dashboard_ends_it() {
+    let tmp = workspace();
+    let pty = native_pty_system()
+        .openpty(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new("script");
+    cmd.args(["-qfec"]);
+    cmd.arg(format!(
+        "{} --plugins {}",
+        env!("CARGO_BIN_EXE_probdrop-tui"),
+        repo_root().join("plugins").display()
+    ));
+    cmd.arg("/dev/null");
+    cmd.cwd(tmp.path());
+    cmd.env("TERM", "xterm-256color");
+    let mut script = pty.slave.spawn_command(cmd).unwrap();
+    let log = tmp.path().join("runs/dashboard.log");
+    let start = Instant::now();
+    let pid: i32 = loop {
+        assert!(start.elapsed() < Duration::from_secs(120), "no dashboard");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(pid) = text
+            .split("dashboard ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|p| p.parse().ok())
+        {
+            break pid;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    script.kill().unwrap();
+    script.wait().unwrap();
+    let start = Instant::now();
+    while probdrop_tui::run::dir::pid_alive(pid as u32) {
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("the dashboard outlived its terminal");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(pty.master);
 }
 
 #[test]

@@ -10,3 +10,4 @@ pub mod schedule;
 pub mod sources;
 pub mod text;
 pub mod trainer;
+pub mod transformer;

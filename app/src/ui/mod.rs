@@ -92,6 +92,38 @@ fn stderr_to_terminal() {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Input {
+    Ready,
+    Timeout,
+    /// The terminal went away (its pseudo-terminal closed) without a SIGHUP
+    /// reaching us.
+    HungUp,
+}
+
+/// Waits up to `wait` for the terminal (stdin, which crossterm reads) to have
+/// input.
+fn wait_for_input(wait: Duration) -> Input {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::ZERO);
+    match poll(&mut fds, timeout) {
+        Ok(0) => Input::Timeout,
+        Ok(_) => match fds[0].revents() {
+            Some(r)
+                if r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) =>
+            {
+                Input::HungUp
+            }
+            _ => Input::Ready,
+        },
+        // Interrupted (a signal: resize, SIGTERM): look again at once.
+        Err(_) => Input::Timeout,
+    }
+}
+
 fn enter_screen() -> std::io::Result<()> {
     terminal::enable_raw_mode()?;
     execute!(
@@ -306,6 +338,7 @@ pub fn run(opts: Options) -> Result<()> {
     let depth = ColorDepth::detect();
     let mut last_refresh = Instant::now();
     let mut last_draw = Instant::now() - FRAME;
+    let stdin_is_tty = std::io::stdin().is_terminal();
     // Fault injection for the tests (debug builds only): panic after N ms, to
     // check that the terminal is restored on that exit path too.
     #[cfg(debug_assertions)]
@@ -324,7 +357,17 @@ pub fn run(opts: Options) -> Result<()> {
             last_draw = Instant::now();
         }
         let wait = REFRESH.saturating_sub(last_refresh.elapsed()).min(FRAME);
-        if event::poll(wait)? {
+        // The wait is ours, not crossterm's: on a terminal that vanished without a
+        // SIGHUP, crossterm's poll reads end-of-file forever and never returns.
+        // (When stdin is not the terminal, crossterm reads /dev/tty: wait in it.)
+        if !stdin_is_tty {
+            event::poll(wait)?;
+        } else if wait_for_input(wait) == Input::HungUp {
+            log("the terminal hung up; closing (runs keep training)");
+            break;
+        }
+        // Everything crossterm has (keys; resizes, which arrive by signal).
+        while event::poll(Duration::ZERO)? {
             match event::read()? {
                 Event::Key(key) if key.kind != KeyEventKind::Release => {
                     if let Some(action) = keys::action_for(key, app.view, app.prompt.is_some()) {
