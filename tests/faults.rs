@@ -273,12 +273,12 @@ impl Delays {
 
 #[test]
 fn twenty_five_sigkills_at_random_moments_lose_nothing() {
-    let s = setup("probe-v1", "epochs = 40\ncheckpoint_every = 5");
+    // Long enough never to finish inside the loop, whatever the machine's speed.
+    let s = setup("probe-v1", "epochs = 1000\ncheckpoint_every = 5");
     let (_, dirs) =
         probdrop_tui::commands::prepare_runs(&s.plugins, &s.file, &s.runs, None, None, None, None)
             .unwrap();
     let run = dirs[0].clone();
-    let total = 640; // 40 epochs of 512 / 32
     let mut delays = Delays(0x9e37_79b9_7f4a_7c15);
     let mut kills = 0;
     let mut last_checkpoint = 0;
@@ -292,9 +292,11 @@ fn twenty_five_sigkills_at_random_moments_lose_nothing() {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(delays.next_ms(50, 1500)));
-        if trainer.try_wait().unwrap().is_some() {
-            break; // finished before this kill
-        }
+        assert!(
+            trainer.try_wait().unwrap().is_none(),
+            "the trainer ended by itself: {:?}",
+            run.status()
+        );
         trainer.kill().unwrap();
         trainer.wait().unwrap();
         kills += 1;
@@ -313,23 +315,21 @@ fn twenty_five_sigkills_at_random_moments_lose_nothing() {
             }
         }
     }
-    assert!(
-        kills >= 20,
-        "only {kills} kills landed before the run finished"
-    );
-    // The last resume runs to the end.
-    let out = s
+    // A last resume goes past the checkpoint and is stopped properly.
+    let mut trainer = s
         .bin()
         .args(["run", "-q", "--resume"])
         .arg(&run.path)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(run.status().unwrap().state, State::Done);
+    wait_for("steps past the checkpoint", || {
+        last_step(&run) > last_checkpoint + 3
+            && run.status().is_some_and(|st| st.state == State::Training)
+    });
+    stop(&run, &mut trainer);
+    assert_eq!(run.status().unwrap().state, State::Stopped);
     // Every line of the logs is whole and readable, each step once.
     for log in [dir::METRICS, dir::EVENTS] {
         let text = std::fs::read_to_string(run.file(log)).unwrap();
@@ -343,7 +343,8 @@ fn twenty_five_sigkills_at_random_moments_lose_nothing() {
         assert!(text.ends_with('\n'));
     }
     assert_steps_contiguous(&run);
-    assert_eq!(last_step(&run), total);
+    // The resumes made progress between the kills.
+    assert!(last_checkpoint >= 10, "checkpoint at {last_checkpoint}");
 }
 
 #[test]
