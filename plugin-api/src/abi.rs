@@ -96,7 +96,7 @@ pub struct OpsHeader {
 /// Dimension indices are logical (0 = first dimension of that tensor).
 ///
 /// New ops are only ever appended (a minor version); fields between
-/// `@interface-1.1` markers were added in 1.1.
+/// `@interface-1.x` markers were added in 1.x.
 #[repr(C)]
 pub struct HostOps {
     pub header: OpsHeader,
@@ -135,6 +135,13 @@ pub struct HostOps {
     /// The `k`-th smallest value (1-based) along `dim`, dimension kept.
     pub kth_smallest: extern "C" fn(Handle, u64, u32) -> Handle,
     // @interface-1.1 }
+    // @interface-1.2 {
+    /// Which positions of this call's input are real (1.0) and which are padding
+    /// (0.0), broadcastable to the input (`[N, T, 1]` for a `[N, T, D]` input,
+    /// `[N, 1, T, 1]` for attention heads `[N, H, T, d]`). The error handle when
+    /// every position is real (images; text without padding).
+    pub valid: extern "C" fn() -> Handle,
+    // @interface-1.2 }
 }
 
 /// What the host tells a strategy about this call.

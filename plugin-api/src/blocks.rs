@@ -148,6 +148,89 @@ pub fn dropblock_mask<'a>(
     keep_rescaled(expand_blocks(seeds, block_dims, b)?)
 }
 
+/// The validity map of this call's input (see [`Ops::valid`]); `None` without
+/// padding, and always when built against interface 1.0/1.1.
+#[allow(unused_variables, clippy::let_and_return)]
+pub fn input_validity<'a>(ops: &Ops<'a>) -> Option<Tensor<'a>> {
+    let valid: Option<Tensor<'a>> = None;
+    // @interface-1.2 {
+    let valid = ops.valid();
+    // @interface-1.2 }
+    valid
+}
+
+/// The valid centres along `axis` given a validity map `valid` of the seed
+/// map's shape: positions whose whole block (`b // 2` before, `(b - 1) // 2`
+/// after, as [`pad_valid`]) is real. Consumes `valid`.
+pub fn valid_centres<'a>(valid: Tensor<'a>, axis: usize, b: usize) -> Result<Tensor<'a>> {
+    // A position is a centre when no padding falls in its window: erode the real
+    // positions with a max-pool of the padding, then drop the tensor's own edges.
+    let padding = valid.rsub_scalar(1.0)?;
+    let eroded = window_pool(padding, Pool::Max, &[axis], b)?.rsub_scalar(1.0)?;
+    restrict_valid(eroded, &[axis], b)
+}
+
+/// [`rescale`] over the real positions only: `keep · n_real / (Σ_real keep + 1e-6)`,
+/// with `valid` broadcastable to `keep`.
+pub fn rescale_valid<'a>(keep: Tensor<'a>, valid: Option<Tensor<'a>>) -> Result<Tensor<'a>> {
+    let Some(valid) = valid else {
+        return rescale(keep);
+    };
+    let shape = keep.shape()?;
+    let valid = valid.expand(&shape)?;
+    let real = valid.dup()?.sum_all()?;
+    let kept = keep.dup()?.mul(valid)?.sum_all()?.add_scalar(RESCALE_EPS)?;
+    keep.mul(real.div(kept)?)
+}
+
+/// DropBlock's seed rate per sample when the block axis is padded: each
+/// sample's real length `L` (`Σ valid` along `axis`, dims kept) in
+/// `p · L / (b (L - b + 1))`, `L` taken as at least `b`.
+pub fn ghiasi_gamma_per_sample<'a>(
+    valid: Tensor<'a>,
+    axis: usize,
+    p: f64,
+    b: usize,
+) -> Result<Tensor<'a>> {
+    let len = valid
+        .reduce(Reduce::Sum, &[axis], true)?
+        .clamp(b as f64, f64::MAX)?;
+    let free = len.dup()?.add_scalar(1.0 - b as f64)?;
+    len.div(free)?.mul_scalar(p / b as f64)
+}
+
+/// DropBlock1D's mask for seed maps of `seed_shape` (`[N, T, D]`, or `[N, T, 1]`
+/// for whole tokens) with blocks along `axis`. With a validity map (`[N, T, 1]`),
+/// seeds fall only where a whole block is real, the seed rate uses each sample's
+/// real length when `axis` is the padded one, and the rescale counts real
+/// positions only; without one it is exactly [`dropblock_mask`].
+pub fn dropblock1d_mask<'a>(
+    ops: &Ops<'a>,
+    seed_shape: &[usize],
+    axis: usize,
+    b: usize,
+    p: f64,
+    gamma_scale: f64,
+    valid: Option<Tensor<'a>>,
+) -> Result<Tensor<'a>> {
+    let Some(valid) = valid else {
+        let gamma = gamma_scale * ghiasi_gamma(p, b, &[seed_shape[axis]]);
+        return dropblock_mask(ops, seed_shape, &[axis], b, gamma);
+    };
+    let valid = valid.expand(seed_shape)?;
+    let padded_axis = axis == 1;
+    let centres = valid_centres(valid.dup()?, axis, b)?;
+    let q = if padded_axis {
+        let gamma = ghiasi_gamma_per_sample(valid.dup()?, axis, p, b)?.mul_scalar(gamma_scale)?;
+        centres.mul(gamma)?
+    } else {
+        centres.mul_scalar(gamma_scale * ghiasi_gamma(p, b, &[seed_shape[axis]]))?
+    };
+    let seeds = q.clamp(0.0, 1.0)?.bernoulli()?;
+    let keep = expand_blocks(seeds, &[axis], b)?.rsub_scalar(1.0)?;
+    rescale_valid(keep, Some(valid))
+}
+
 /// How ProbDropBlock measures salience.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Salience {
@@ -226,6 +309,55 @@ pub fn normalised_salience<'a>(
                 .softmax(group_from)?
                 .mul_scalar(numel_group as f64)?
                 .reshape(&shape)
+        }
+    }
+}
+
+/// [`normalised_salience`] when some positions are padding: `s` is zero there
+/// already, and `valid` (of `s`'s shape) keeps padding out of every group's mean,
+/// maximum and softmax, and out of the result (zero at padding).
+pub fn normalised_salience_valid<'a>(
+    s: Tensor<'a>,
+    group_from: usize,
+    normalize: Normalize,
+    direction: Direction,
+    valid: Tensor<'a>,
+) -> Result<Tensor<'a>> {
+    let shape = s.shape()?;
+    let group: Vec<usize> = (group_from..shape.len()).collect();
+    let real = valid
+        .dup()?
+        .reduce(Reduce::Sum, &group, true)?
+        .clamp(1.0, f64::MAX)?;
+    // s >= 0 and 0 at padding, so padding never raises a group's maximum.
+    let s = match direction {
+        Direction::High => s,
+        Direction::Low => s
+            .dup()?
+            .reduce(Reduce::Max, &group, true)?
+            .sub(s)?
+            .mul(valid.dup()?)?,
+    };
+    let to_mean_one = |t: Tensor<'a>, valid: Tensor<'a>| -> Result<Tensor<'a>> {
+        let mean = t
+            .dup()?
+            .reduce(Reduce::Sum, &group, true)?
+            .div(real.dup()?)?;
+        let empty = mean.dup()?.scalar(ScalarOp::Eq, 0.0)?.mul(valid)?;
+        t.div(mean.add_scalar(NORM_EPS)?)?.add(empty)
+    };
+    match normalize {
+        Normalize::Mean => to_mean_one(s, valid),
+        Normalize::Max => {
+            let max = s.dup()?.reduce(Reduce::Max, &group, true)?;
+            to_mean_one(s.div(max.add_scalar(NORM_EPS)?)?, valid)
+        }
+        Normalize::Softmax { tau } => {
+            let t = s.mul_scalar(1.0 / tau)?;
+            let max = t.dup()?.reduce(Reduce::Max, &group, true)?;
+            let e = t.sub(max)?.unary(crate::Unary::Exp)?.mul(valid)?;
+            let sum = e.dup()?.reduce(Reduce::Sum, &group, true)?;
+            e.div(sum)?.mul(real)
         }
     }
 }
@@ -377,7 +509,85 @@ impl ProbConfig {
 
     /// The mask for `x` (of the mask's shape; its salience is taken here), with
     /// blocks along `block_dims`. The channel group starts at the first block dim.
+    /// A padded input (see [`input_validity`]) goes to [`ProbConfig::mask_valid`].
     pub fn mask<'a>(
+        &self,
+        ops: &Ops<'a>,
+        x: Tensor<'a>,
+        p: f64,
+        block_dims: &[usize],
+    ) -> Result<Tensor<'a>> {
+        match input_validity(ops) {
+            Some(valid) => self.mask_valid(ops, x, p, block_dims, valid),
+            None => self.mask_dense(ops, x, p, block_dims),
+        }
+    }
+
+    /// The mask of a padded 1-D input (`x` `[N, T, D]` or token salience
+    /// `[N, T, 1]`, `valid` broadcastable to it). Padding has zero salience and
+    /// counts in no group's normalisation, gets no seeds, and is left out of the
+    /// rescale; along the token axis the Ghiasi seed rate uses each sample's real
+    /// length, and `valid_only` means "the whole block is real". In `topk` mode
+    /// padding is never ranked among the seeds, while the seed count stays the
+    /// author code's `floor(numel · p / b)` over the whole tensor.
+    pub fn mask_valid<'a>(
+        &self,
+        ops: &Ops<'a>,
+        x: Tensor<'a>,
+        p: f64,
+        block_dims: &[usize],
+        valid: Tensor<'a>,
+    ) -> Result<Tensor<'a>> {
+        let shape = x.shape()?;
+        let b = clip_block(self.block_size, &shape, block_dims);
+        let valid = valid.expand(&shape)?;
+        let s = salience(x, self.salience, block_dims, b)?.mul(valid.dup()?)?;
+        // @interface-1.1 {
+        if self.topk {
+            // Padding ranks after every real position in either direction.
+            let s = match self.direction {
+                Direction::Low => s.add(valid.dup()?.rsub_scalar(1.0)?.mul_scalar(1e30)?)?,
+                Direction::High => s,
+            };
+            let keep = topk_block_mask(ops, s, p, block_dims, b, self.direction)?;
+            // topk rescaled over everything; redo it over the real positions.
+            let kept = keep.expand(&shape)?.scalar(ScalarOp::Gt, 0.0)?;
+            return rescale_valid(kept, Some(valid));
+        }
+        // @interface-1.1 }
+        let _ = ops;
+        let group_from = match self.group {
+            Group::Channel => block_dims[0],
+            Group::Sample => 1,
+            Group::Batch => 0,
+        };
+        let s_hat =
+            normalised_salience_valid(s, group_from, self.normalize, self.direction, valid.dup()?)?;
+        let axis = block_dims[0];
+        let q = match self.gamma {
+            GammaKind::Ghiasi if block_dims == [1] => {
+                let gamma = ghiasi_gamma_per_sample(valid.dup()?, 1, p, b)?;
+                s_hat.mul(gamma)?.mul_scalar(self.gamma_scale)?
+            }
+            GammaKind::Ghiasi => {
+                let lens: Vec<usize> = block_dims.iter().map(|&d| shape[d]).collect();
+                s_hat.mul_scalar(self.gamma_scale * ghiasi_gamma(p, b, &lens))?
+            }
+            GammaKind::Simple => {
+                s_hat.mul_scalar(self.gamma_scale * simple_gamma(p, b, block_dims.len()))?
+            }
+        };
+        let allowed = if self.valid_only {
+            valid_centres(valid.dup()?, axis, b)?
+        } else {
+            valid.dup()?
+        };
+        let seeds = q.clamp(0.0, 1.0)?.mul(allowed)?.bernoulli()?;
+        let keep = expand_blocks(seeds, block_dims, b)?.rsub_scalar(1.0)?;
+        rescale_valid(keep, Some(valid))
+    }
+
+    fn mask_dense<'a>(
         &self,
         ops: &Ops<'a>,
         x: Tensor<'a>,

@@ -105,6 +105,23 @@ impl<'a> Ops<'a> {
         self.wrap((self.raw.uniform)(dims), "uniform")
     }
 
+    // @interface-1.2 {
+    /// Where this call's input is real (1.0) rather than padding (0.0),
+    /// broadcastable to the input. `None` when every position is real, and from a
+    /// host older than interface 1.2 (which never passes padded inputs). The host
+    /// leaves padded positions untouched whatever the mask says there; a strategy
+    /// reads this so that padding counts in none of its statistics.
+    pub fn valid(&self) -> Option<Tensor<'a>> {
+        let needed =
+            std::mem::offset_of!(HostOps, valid) + std::mem::size_of::<extern "C" fn() -> Handle>();
+        if (self.raw.header.size as usize) < needed {
+            return None;
+        }
+        let handle = (self.raw.valid)();
+        (!handle.is_error()).then(|| self.adopt(handle))
+    }
+    // @interface-1.2 }
+
     /// 0/1 samples, 1 with probability `p` (the same for every element).
     pub fn bernoulli_scalar(&self, shape: &[usize], p: f64) -> Result<Tensor<'a>> {
         self.uniform(shape)?.scalar(ScalarOp::Lt, p)

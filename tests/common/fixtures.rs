@@ -1,6 +1,6 @@
 //! Builds the fixture plugins once per test binary, under `CARGO_TARGET_TMPDIR`:
 //! several versions of `tests/fixtures/probe.rs`, one of them against a copy of
-//! plugin-api as it was at interface 1.0 (the `@interface-1.1` parts removed) and
+//! plugin-api as it was at interface 1.0 (the `@interface-1.x` parts removed) and
 //! one against a copy claiming interface 2.0.
 
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// plugin-api's source with the parts added after `minor` removed.
-fn copy_api(to: &Path, version: &str, strip_1_1: bool) {
+fn copy_api(to: &Path, version: &str, strip_minors: bool) {
     let from = repo_root().join("plugin-api");
     std::fs::create_dir_all(to.join("src")).unwrap();
     for entry in std::fs::read_dir(from.join("src")).unwrap() {
@@ -31,14 +31,15 @@ fn copy_api(to: &Path, version: &str, strip_1_1: bool) {
         let mut out = String::new();
         let mut skipping = false;
         for line in text.lines() {
-            if strip_1_1 && line.trim() == "// @interface-1.1 {" {
+            let marker = line.trim();
+            if strip_minors && marker.starts_with("// @interface-1.") && marker.ends_with('{') {
                 skipping = true;
             }
             if !skipping {
                 out.push_str(line);
                 out.push('\n');
             }
-            if line.trim() == "// @interface-1.1 }" {
+            if marker.starts_with("// @interface-1.") && marker.ends_with('}') {
                 skipping = false;
             }
         }
@@ -46,7 +47,7 @@ fn copy_api(to: &Path, version: &str, strip_1_1: bool) {
     }
     let manifest = std::fs::read_to_string(from.join("Cargo.toml")).unwrap();
     let manifest = manifest.replacen(
-        "version = \"1.1.0\"",
+        "version = \"1.2.0\"",
         &format!("version = \"{version}\""),
         1,
     );

@@ -340,6 +340,7 @@ impl Checker<'_> {
             self.err(p(&["device"]), message);
         }
         self.check_model(&f.model);
+        self.check_modality(&f.data, &f.model);
         self.check_optimizer(&f.optimizer);
         self.check_lr(&f.lr_schedule, &f.train);
         self.check_train(&f.train);
@@ -545,6 +546,62 @@ impl Checker<'_> {
         }
     }
 
+    /// Text goes with the transformer, images with the convolutional models.
+    fn check_modality(&mut self, d: &DataSpec, m: &ModelSpec) {
+        let text = d.format.is_text();
+        if text && m.kind != ModelKind::Transformer {
+            self.err_help(
+                p(&["model", "kind"]),
+                false,
+                "this model reads images, and the data is text".into(),
+                Some("use kind = \"transformer\" for text".into()),
+            );
+        }
+        if !text && m.kind == ModelKind::Transformer {
+            self.err_help(
+                p(&["data", "format"]),
+                false,
+                "the transformer reads text, and this format is images".into(),
+                Some("use format = \"text\", \"glue-single\" or \"glue-pair\"".into()),
+            );
+        }
+        if text {
+            if d.augment != Augment::None {
+                self.err(
+                    p(&["data", "augment"]),
+                    "text has no augmentation; remove this key or set \"none\"",
+                );
+            }
+            if let Some(n) = d.max_len
+                && !(3..=4096).contains(&n)
+            {
+                self.err(
+                    p(&["data", "max_len"]),
+                    format!("expected between 3 and 4096 tokens, found {n}"),
+                );
+            }
+            if let Some(n) = d.vocab_size
+                && !(16..=1_000_000).contains(&n)
+            {
+                self.err(
+                    p(&["data", "vocab_size"]),
+                    format!("expected between 16 and 1000000 entries, found {n}"),
+                );
+            }
+        } else {
+            self.forbid(
+                &d.max_len,
+                &["data", "max_len"],
+                "by image data (text only)",
+            );
+            self.forbid(
+                &d.vocab_size,
+                &["data", "vocab_size"],
+                "by image data (text only)",
+            );
+        }
+    }
+
     fn check_model(&mut self, m: &ModelSpec) {
         if m.kind != ModelKind::SmallCnn {
             self.forbid(
@@ -552,11 +609,42 @@ impl Checker<'_> {
                 &["model", "channels"],
                 "by this model (small-cnn only)",
             );
+        }
+        if !matches!(m.kind, ModelKind::SmallCnn | ModelKind::Transformer) {
             self.forbid(
                 &m.hidden,
                 &["model", "hidden"],
-                "by this model (small-cnn only)",
+                "by this model (small-cnn and transformer only)",
             );
+        }
+        if m.kind != ModelKind::Transformer {
+            let why = "by this model (transformer only)";
+            self.forbid(&m.heads, &["model", "heads"], why);
+            self.forbid(&m.layers, &["model", "layers"], why);
+            self.forbid(&m.ff, &["model", "ff"], why);
+            self.forbid(&m.dropout, &["model", "dropout"], why);
+        } else {
+            for (name, value) in [("heads", m.heads), ("layers", m.layers), ("ff", m.ff)] {
+                if value == Some(0) {
+                    self.err(p(&["model", name]), "expected a positive integer, found 0");
+                }
+            }
+            let (hidden, heads) = (m.hidden.unwrap_or(128), m.heads.unwrap_or(4));
+            if heads > 0 && hidden > 0 && !hidden.is_multiple_of(heads) {
+                let at = if m.heads.is_some() { "heads" } else { "hidden" };
+                self.err(
+                    p(&["model", at]),
+                    format!("the width {hidden} must be a multiple of the {heads} heads"),
+                );
+            }
+            if let Some(d) = m.dropout
+                && !(0.0..1.0).contains(&d)
+            {
+                self.err(
+                    p(&["model", "dropout"]),
+                    format!("expected a rate in [0, 1), found {d}"),
+                );
+            }
         }
         if let Some(c) = &m.channels
             && (c.is_empty() || c.contains(&0))
@@ -840,6 +928,13 @@ pub fn model_slots(m: &ModelSpec) -> Vec<String> {
             (2..=n).map(|i| format!("block{i}")).collect()
         }
         ModelKind::Resnet18 | ModelKind::Resnet50 => vec!["stage3".into(), "stage4".into()],
+        ModelKind::Transformer => {
+            let mut slots: Vec<String> = (1..=m.layers.unwrap_or(2))
+                .map(|i| format!("layer{i}"))
+                .collect();
+            slots.push("heads".into());
+            slots
+        }
     }
 }
 

@@ -53,6 +53,21 @@ pub enum DataFormat {
     Cifar10,
     Cifar100,
     ImageFolder,
+    /// `label<TAB>text` lines, `train.tsv` and `valid.tsv`/`dev.tsv`.
+    Text,
+    /// GLUE single sentence (`sentence`, `label` columns), as SST-2.
+    GlueSingle,
+    /// GLUE sentence pairs (`sentence1`, `sentence2`, `gold_label`), as MNLI.
+    GluePair,
+}
+
+impl DataFormat {
+    pub fn is_text(self) -> bool {
+        matches!(
+            self,
+            DataFormat::Text | DataFormat::GlueSingle | DataFormat::GluePair
+        )
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -85,6 +100,22 @@ pub struct DataSpec {
     pub image_size: Option<usize>,
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Text: tokens per example, `[CLS]` and `[SEP]` included (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_len: Option<usize>,
+    /// Text: size of the WordPiece vocabulary trained on the training split
+    /// (default 8000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<usize>,
+}
+
+impl DataSpec {
+    pub fn max_len(&self) -> usize {
+        self.max_len.unwrap_or(64)
+    }
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size.unwrap_or(8000)
+    }
 }
 
 fn yes() -> bool {
@@ -101,6 +132,7 @@ pub enum ModelKind {
     SmallCnn,
     Resnet18,
     Resnet50,
+    Transformer,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -110,9 +142,22 @@ pub struct ModelSpec {
     /// small-cnn: output channels of each conv block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channels: Option<Vec<usize>>,
-    /// small-cnn: width of the hidden linear layer.
+    /// small-cnn: width of the hidden linear layer; transformer: the model width
+    /// (default 128).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden: Option<usize>,
+    /// transformer: attention heads (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<usize>,
+    /// transformer: encoder layers (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<usize>,
+    /// transformer: width of the feed-forward layer (default 2 × hidden).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ff: Option<usize>,
+    /// transformer: the encoder's own dropout (default 0.1, as RoBERTa).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
     /// Per-slot overrides, keyed by slot name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub slots: BTreeMap<String, SlotSpec>,

@@ -46,6 +46,8 @@ struct Arena {
     device: Device,
     entries: Vec<Option<Entry>>,
     error: Option<String>,
+    /// Where the input is real (1.0) or padding (0.0), when it has padding.
+    valid: Option<Entry>,
 }
 
 thread_local! {
@@ -79,6 +81,7 @@ pub static HOST_OPS: HostOps = HostOps {
     expand: op_expand,
     permute: op_permute,
     kth_smallest: op_kth_smallest,
+    valid: op_valid,
 };
 
 /// A live arena for the duration of one `mask` call on this thread.
@@ -94,6 +97,7 @@ impl Session {
                 device,
                 entries: Vec::new(),
                 error: None,
+                valid: None,
             })
         });
         Session { _private: () }
@@ -103,6 +107,15 @@ impl Session {
     pub fn insert<const R: usize>(&self, tensor: Tensor<R>) -> Result<Handle, String> {
         let entry = to_entry(tensor)?;
         with_arena(|a| Ok(a.push(entry)))
+    }
+
+    /// Sets the validity map `valid` hands out (broadcastable to the input).
+    pub fn set_valid<const R: usize>(&self, valid: Tensor<R>) -> Result<(), String> {
+        let entry = to_entry(valid)?;
+        with_arena(|a| {
+            a.valid = Some(entry);
+            Ok(())
+        })
     }
 
     /// Takes a tensor out as logical rank `R`.
@@ -638,6 +651,16 @@ extern "C" fn op_kth_smallest(h: Handle, k: u64, dim: u32) -> Handle {
             rank: e.rank,
         })
     })
+}
+
+/// A fresh handle to the input's validity map; the error handle, without
+/// recording an error, when the input has no padding.
+extern "C" fn op_valid() -> Handle {
+    let valid = ARENA.with(|a| a.borrow().as_ref().and_then(|a| a.valid.clone()));
+    match valid {
+        Some(entry) => run("valid", |_| Ok(entry)),
+        None => Handle::ERROR,
+    }
 }
 
 #[cfg(test)]

@@ -267,12 +267,27 @@ impl Strategy {
         x: &Tensor<D>,
         ctx: &MaskContext,
     ) -> Result<Tensor<D>, MaskError> {
+        self.mask_padded(x, None, ctx)
+    }
+
+    /// [`Strategy::mask`] of a padded input: `valid` (1.0 real, 0.0 padding,
+    /// broadcastable to `x`) is lent to the strategy, and the mask is 1 at padding
+    /// whatever the strategy returned there, so padding is never touched.
+    pub fn mask_padded<const D: usize>(
+        &self,
+        x: &Tensor<D>,
+        valid: Option<&Tensor<D>>,
+        ctx: &MaskContext,
+    ) -> Result<Tensor<D>, MaskError> {
         let input = x.clone().inner();
         let device = input.device();
         let _rng = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         device.seed(ctx.call_seed());
         let session = Session::open(device);
         let handle = session.insert(input).map_err(MaskError)?;
+        if let Some(v) = valid {
+            session.set_valid(v.clone()).map_err(MaskError)?;
+        }
         let args = MaskArgs {
             ops: &HOST_OPS,
             x: handle,
@@ -312,7 +327,11 @@ impl Strategy {
                 self.info.name
             )));
         }
-        session.take::<D>(result).map_err(MaskError)
+        let m = session.take::<D>(result).map_err(MaskError)?;
+        Ok(match valid {
+            Some(v) => m * v.clone() + v.clone().neg().add_scalar(1.0),
+            None => m,
+        })
     }
 
     /// `y = x * m` with `m` a constant of the autodiff graph. Identity (no call) when

@@ -32,6 +32,8 @@ pub const SNAPSHOTS: &str = "snapshots.jsonl";
 pub const CHECKPOINT: &str = "checkpoint.json";
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 pub const SOCKET: &str = "control.sock";
+/// A text run's vocabulary, trained when the run starts and read on resume.
+pub const TOKENIZER: &str = "tokenizer.json";
 
 /// Who a run is.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -129,6 +131,9 @@ pub struct SnapshotLine {
     /// The keep-mask (rescale included) at the same positions.
     pub mask: Vec<f32>,
     pub p: f64,
+    /// Text: the token of each row (the rows are the sample's real tokens).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<String>,
 }
 
 /// What checkpoint.json records: the step the checkpoint was taken after.

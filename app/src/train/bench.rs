@@ -79,10 +79,20 @@ pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchRe
         kind,
         channels: None,
         hidden: None,
+        heads: None,
+        layers: None,
+        ff: None,
+        dropout: None,
         slots: Default::default(),
     };
     dev.seed(0);
-    let mut model = Model::build(&spec, shape, 10, &train_dev).map_err(|e| anyhow!(e))?;
+    let mut model = Model::build(
+        &spec,
+        crate::train::models::InputKind::Image(shape),
+        10,
+        &train_dev,
+    )
+    .map_err(|e| anyhow!(e))?;
     let strategy = match library {
         Some(lib) => {
             let mut params = Vec::new();

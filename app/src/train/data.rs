@@ -119,6 +119,9 @@ pub fn check_layout(format: DataFormat, path: &Path) -> Result<(), String> {
         DataFormat::Cifar10 => sources::check_cifar(path, false),
         DataFormat::Cifar100 => sources::check_cifar(path, true),
         DataFormat::ImageFolder => sources::check_image_folder(path),
+        DataFormat::Text | DataFormat::GlueSingle | DataFormat::GluePair => {
+            crate::train::text::split_files(path).map(|_| ())
+        }
     }
 }
 
@@ -135,6 +138,12 @@ pub fn load(spec: &DataSpec, path: &Path) -> Result<Splits, String> {
                 Arc::new(sources::load_cifar(path, hundred, true)?),
                 Arc::new(sources::load_cifar(path, hundred, false)?),
             )
+        }
+        DataFormat::Text | DataFormat::GlueSingle | DataFormat::GluePair => {
+            return Err(format!(
+                "{}: text data is read by the text pipeline, not as images",
+                path.display()
+            ));
         }
         DataFormat::ImageFolder => {
             let size = spec.image_size.unwrap_or(224);
@@ -341,13 +350,17 @@ impl Batcher<Item, ImageBatch> for SplitBatcher {
 /// them, which breaks reproducibility under a seed and exact mid-epoch resume;
 /// this one keeps burn's `Dataset` and `Batcher` but hands batch `i` to worker
 /// `i mod workers` and reads the workers round-robin.
-pub fn ordered_batches(
-    batcher: SplitBatcher,
+pub fn ordered_batches<B, O>(
+    batcher: B,
     items: EpochItems,
     batch_size: usize,
     workers: usize,
     device: &Device,
-) -> Box<dyn Iterator<Item = ImageBatch>> {
+) -> Box<dyn Iterator<Item = O>>
+where
+    B: Batcher<Item, O> + Clone + Send + 'static,
+    O: Send + 'static,
+{
     let items = Arc::new(items);
     let batch_size = batch_size.max(1);
     let batches = items.len().div_ceil(batch_size);
@@ -355,7 +368,7 @@ pub fn ordered_batches(
         let items = items.clone();
         let batcher = batcher.clone();
         let device = device.clone();
-        move |i: usize| -> ImageBatch {
+        move |i: usize| -> O {
             let end = ((i + 1) * batch_size).min(items.len());
             let chunk: Vec<Item> = items.items[i * batch_size..end].to_vec();
             batcher.batch(chunk, &device)
@@ -367,7 +380,7 @@ pub fn ordered_batches(
     let mut receivers = Vec::with_capacity(workers);
     for k in 0..workers {
         // Two batches ahead per worker bounds memory.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<ImageBatch>(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<O>(2);
         let make = make.clone();
         std::thread::spawn(move || {
             for i in (k..batches).step_by(workers) {

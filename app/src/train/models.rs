@@ -7,11 +7,12 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::experiment::{ModelKind, ModelSpec};
 use crate::plugins::MaskError;
 use crate::train::resnet::{ResNet, ResNetConfig};
+use crate::train::transformer::{TextEncoder, TextEncoderConfig, TextSlots};
 
 /// Applies whatever strategy is configured for a slot (the identity when none is).
 pub type SlotFn<'a> = dyn FnMut(&str, Tensor<4>) -> Result<Tensor<4>, MaskError> + 'a;
@@ -102,16 +103,46 @@ impl SmallCnn {
 pub enum Model {
     SmallCnn(SmallCnn),
     ResNet(ResNet),
+    Transformer(TextEncoder),
+}
+
+/// What a model reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKind {
+    /// Images `[channels, height, width]`.
+    Image([usize; 3]),
+    /// Token ids below `vocab_size`, at most `max_len` per example.
+    Text { vocab_size: usize, max_len: usize },
 }
 
 impl Model {
-    /// Builds the model of `spec` for images `[channels, height, width]`.
+    /// Builds the model of `spec` for its input.
     pub fn build(
         spec: &ModelSpec,
-        shape: [usize; 3],
+        input: InputKind,
         classes: usize,
         device: &Device,
     ) -> Result<Model, String> {
+        let shape = match (input, spec.kind) {
+            (
+                InputKind::Text {
+                    vocab_size,
+                    max_len,
+                },
+                ModelKind::Transformer,
+            ) => {
+                let hidden = spec.hidden.unwrap_or(128);
+                let config = TextEncoderConfig::new(vocab_size, max_len, classes)
+                    .with_hidden(hidden)
+                    .with_heads(spec.heads.unwrap_or(4))
+                    .with_layers(spec.layers.unwrap_or(2))
+                    .with_ff(spec.ff.unwrap_or(2 * hidden))
+                    .with_dropout(spec.dropout.unwrap_or(0.1));
+                return Ok(Model::Transformer(config.init(device)?));
+            }
+            (InputKind::Image(shape), kind) if kind != ModelKind::Transformer => shape,
+            _ => return Err("the model does not read this kind of data".into()),
+        };
         let [channels, height, width] = shape;
         match spec.kind {
             ModelKind::SmallCnn => {
@@ -150,9 +181,11 @@ impl Model {
                     ResNetConfig::new(depth, classes, height <= 64).with_in_channels(channels);
                 Ok(Model::ResNet(config.init(device)?))
             }
+            ModelKind::Transformer => unreachable!("matched above"),
         }
     }
 
+    /// Logits `[batch, classes]` of an image model.
     pub fn forward(
         &self,
         images: Tensor<4>,
@@ -161,6 +194,22 @@ impl Model {
         match self {
             Model::SmallCnn(m) => m.forward(images, slots),
             Model::ResNet(m) => m.forward(images, slots),
+            Model::Transformer(_) => {
+                Err(MaskError("the transformer reads text, not images".into()))
+            }
+        }
+    }
+
+    /// Logits `[batch, classes]` of the text model for ids `[batch, tokens]`.
+    pub fn forward_text(
+        &self,
+        ids: Tensor<2, Int>,
+        pad: &Tensor<2, Bool>,
+        slots: &mut dyn TextSlots,
+    ) -> Result<Tensor<2>, MaskError> {
+        match self {
+            Model::Transformer(m) => m.forward(ids, pad, slots),
+            _ => Err(MaskError("this model reads images, not text".into())),
         }
     }
 }

@@ -5,6 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use crate::experiment::{DataFormat, DataSpec};
+use crate::train::data::Item;
 
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
@@ -173,6 +180,113 @@ pub fn load(dir: &Path, format: TextFormat) -> Result<TextData, String> {
         val: to_examples(val_rows, &val_path)?,
         classes,
     })
+}
+
+impl TextFormat {
+    /// The text layout of an experiment's data format, `None` for images.
+    pub fn of(format: DataFormat) -> Option<TextFormat> {
+        match format {
+            DataFormat::Text => Some(TextFormat::LabelText),
+            DataFormat::GlueSingle => Some(TextFormat::GlueSingle),
+            DataFormat::GluePair => Some(TextFormat::GluePair),
+            _ => None,
+        }
+    }
+}
+
+/// A run's text data, encoded: the vocabulary and both splits as token ids.
+pub struct TextTask {
+    pub vocabulary: Arc<Vocabulary>,
+    pub classes: Vec<String>,
+    pub train: Arc<Vec<(Encoded, usize)>>,
+    pub val: Arc<Vec<(Encoded, usize)>>,
+}
+
+impl TextTask {
+    /// Loads `spec`'s data from `path` and encodes it with the vocabulary saved
+    /// at `vocabulary` (a resumed run), or one trained now on the training split
+    /// and saved there.
+    pub fn prepare(spec: &DataSpec, path: &Path, vocabulary: &Path) -> Result<TextTask, String> {
+        let format = TextFormat::of(spec.format).ok_or("not a text format")?;
+        let mut data = load(path, format)?;
+        if let Some(n) = spec.train_limit {
+            data.train.truncate(n);
+        }
+        if let Some(n) = spec.val_limit {
+            data.val.truncate(n);
+        }
+        let vocab = if vocabulary.is_file() {
+            Vocabulary::load(vocabulary)?
+        } else {
+            let v = Vocabulary::train(&data.train, spec.vocab_size(), spec.max_len())?;
+            v.save(vocabulary)?;
+            v
+        };
+        let encode = |examples: &[TextExample]| {
+            examples
+                .iter()
+                .map(|e| Ok((vocab.encode(e)?, e.label)))
+                .collect::<Result<Vec<_>, String>>()
+        };
+        Ok(TextTask {
+            train: Arc::new(encode(&data.train)?),
+            val: Arc::new(encode(&data.val)?),
+            vocabulary: Arc::new(vocab),
+            classes: data.classes,
+        })
+    }
+}
+
+/// Token ids `[batch, tokens]` padded to the batch's longest example, where
+/// `pad` is true, and class targets.
+#[derive(Clone, Debug)]
+pub struct TextBatch {
+    pub ids: Tensor<2, Int>,
+    pub pad: Tensor<2, Bool>,
+    pub targets: Tensor<1, Int>,
+    /// The real token ids of the first few examples (for mask snapshots).
+    pub first: Vec<Vec<u32>>,
+}
+
+/// Examples kept as ids in [`TextBatch::first`].
+pub const FIRST_KEPT: usize = 4;
+
+#[derive(Clone)]
+pub struct TextBatcher {
+    pub examples: Arc<Vec<(Encoded, usize)>>,
+}
+
+impl Batcher<Item, TextBatch> for TextBatcher {
+    fn batch(&self, items: Vec<Item>, device: &Device) -> TextBatch {
+        let chosen: Vec<&(Encoded, usize)> =
+            items.iter().map(|i| &self.examples[i.index]).collect();
+        // Padding only to the longest example of the batch: short sentences
+        // cost short sequences.
+        let len = chosen.iter().map(|(e, _)| e.len).max().unwrap_or(1).max(1);
+        let n = chosen.len();
+        let mut ids = Vec::with_capacity(n * len);
+        let mut pad = Vec::with_capacity(n * len);
+        for (e, _) in &chosen {
+            for t in 0..len {
+                let real = t < e.len;
+                ids.push(if real { e.ids[t] as i64 } else { 0 });
+                pad.push(!real);
+            }
+        }
+        TextBatch {
+            ids: Tensor::from_data(TensorData::new(ids, [n, len]), device),
+            pad: Tensor::from_data(TensorData::new(pad, [n, len]), device),
+            targets: Tensor::from_data(
+                TensorData::new(chosen.iter().map(|(_, l)| *l as i64).collect(), [n]),
+                device,
+            ),
+            first: chosen
+                .iter()
+                .take(FIRST_KEPT)
+                .map(|(e, _)| e.ids[..e.len].to_vec())
+                .collect(),
+        }
+    }
 }
 
 pub const PAD: &str = "[PAD]";

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, ModuleOptimizer, SgdConfig, momentum::MomentumConfig};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::experiment::{
     self, Catalog, DropSchedule, ExperimentFile, NONE, OptimizerKind, RunSpec, StrategySpec,
@@ -24,10 +24,12 @@ use crate::run::control::{Command, ControlServer};
 use crate::run::dir::{
     self, CheckpointInfo, EventLine, JsonLog, MetricLine, RunDir, SnapshotLine, State, Status,
 };
-use crate::train::data::{self, EpochItems, ImageBatcher, SplitBatcher};
+use crate::train::data::{self, EpochItems, ImageBatch, ImageBatcher, SplitBatcher};
 use crate::train::device;
-use crate::train::models::Model;
+use crate::train::models::{InputKind, Model};
 use crate::train::schedule::learning_rate;
+use crate::train::text::{TextBatch, TextBatcher, TextTask};
+use crate::train::transformer::{NoSlots, TextSlots};
 
 /// How progress is shown while training in the foreground.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,34 +259,10 @@ fn run(
     let backend = device::backend_for(name, resolved.backend).map_err(|e| anyhow!(e))?;
     let device = device::open(name, backend).map_err(|e| anyhow!(e))?;
     let train_device = device.clone().autodiff();
-    let splits = data::load(&resolved.data, &resolved.data.path).map_err(|e| anyhow!(e))?;
-    let (mean, std) = if resolved.data.normalize {
-        data::channel_stats(splits.train.as_ref())
-    } else {
-        let c = splits.shape()[0];
-        (vec![0.0; c], vec![1.0; c])
-    };
-    let classes = splits.classes();
-    let train_batcher = SplitBatcher {
-        inner: ImageBatcher {
-            source: splits.train.clone(),
-            mean: mean.clone(),
-            std: std.clone(),
-            augment: resolved.data.augment,
-        },
-        augment: true,
-    };
-    let val_batcher = SplitBatcher {
-        inner: ImageBatcher {
-            source: splits.val.clone(),
-            mean,
-            std,
-            augment: resolved.data.augment,
-        },
-        augment: false,
-    };
+    let task = Task::load(&resolved, run_dir).map_err(|e| anyhow!(e))?;
+    let classes = task.classes();
     let batch_size = resolved.train.batch_size;
-    let steps_per_epoch = splits.train.len().div_ceil(batch_size) as u64;
+    let steps_per_epoch = task.train_len().div_ceil(batch_size) as u64;
     let mut total_steps = resolved.train.epochs as u64 * steps_per_epoch;
     if let Some(max) = resolved.train.max_steps {
         total_steps = total_steps.min(max as u64);
@@ -293,7 +271,7 @@ fn run(
 
     // Model and optimiser, seeded; then the checkpoint if there is one.
     device.seed(seed);
-    let mut model = Model::build(&resolved.model, splits.shape(), classes, &train_device)
+    let mut model = Model::build(&resolved.model, task.input(), classes, &train_device)
         .map_err(|e| anyhow!(e))?;
     let mut optim = make_optimizer(&resolved);
     let mut step: u64 = 0;
@@ -389,15 +367,14 @@ fn run(
     'epochs: while step < total_steps {
         let epoch = step / steps_per_epoch;
         let position = (step % steps_per_epoch) as usize * batch_size;
-        let items = EpochItems::shuffled(splits.train.len(), seed, epoch, position);
-        let batches = data::ordered_batches(
-            train_batcher.clone(),
+        let items = EpochItems::shuffled(task.train_len(), seed, epoch, position);
+        let mut batches = task.batches(
             items,
             batch_size,
             resolved.data.workers,
             &train_device,
+            true,
         );
-        let mut batches = batches;
         // A batch whose step failed in the strategy, to be retried (with the
         // previous version, or after a pause) so that the data order is kept.
         let mut retry = None;
@@ -527,64 +504,47 @@ fn run(
                 step.is_multiple_of(live.resolved.train.log_every as u64) || step == total_steps;
             let snapshot_every = live.resolved.train.snapshot_every as u64;
             let snapshot_now = snapshot_every > 0 && step.is_multiple_of(snapshot_every);
-            let mut dropped: BTreeMap<String, f64> = BTreeMap::new();
-            let mut snapshots: Vec<SnapshotLine> = Vec::new();
-            // This step's masks, checked when the loss turns non-finite.
-            let mut masks: Vec<(String, Tensor<4>)> = Vec::new();
-            // A cheap finiteness check of every mask now and then; shapes are
-            // checked at every call by the host.
-            let check_finite_now = step == 1 || step.is_multiple_of(FINITE_CHECK_EVERY);
-            let n = batch.targets.dims()[0];
-            let logits = {
-                let slots = &live.slots;
-                let mut slot_fn = |name: &str, x: Tensor<4>| -> Result<Tensor<4>, MaskError> {
-                    let Some(slot) = slots.iter().find(|s| s.name == name) else {
-                        return Ok(x);
-                    };
-                    let (true, Some(live)) = (slot.enabled, slot.live.as_ref()) else {
-                        return Ok(x);
-                    };
-                    let ctx = MaskContext {
-                        p: (p * slot.p_scale).clamp(0.0, 1.0),
-                        training: true,
-                        step,
-                        epoch,
-                        slot: name.to_string(),
-                        seed,
-                    };
-                    if ctx.p == 0.0 {
-                        if log_now {
-                            dropped.insert(name.to_string(), 0.0);
-                        }
-                        return Ok(x);
+            let n = batch.targets().dims()[0];
+            let mut step_slots = StepSlots {
+                slots: &live.slots,
+                p,
+                step,
+                epoch,
+                seed,
+                log_now,
+                snapshot_now,
+                // A cheap finiteness check of every mask now and then; shapes are
+                // checked at every call by the host.
+                check_finite_now: step == 1 || step.is_multiple_of(FINITE_CHECK_EVERY),
+                samples: n.min(SNAPSHOT_SAMPLES),
+                tokens: match (&batch, task.vocabulary()) {
+                    (Batch::Text(b), Some(v)) if snapshot_now => {
+                        b.first.iter().map(|ids| v.tokens(ids)).collect()
                     }
-                    let m = live.strategy.mask(&x, &ctx)?;
-                    if check_finite_now && !all_finite(&m) {
-                        return Err(MaskError(format!(
-                            "{} {}: the mask has NaN or infinite values",
-                            live.strategy.info.name, live.strategy.info.version
-                        )));
-                    }
-                    masks.push((name.to_string(), m.clone()));
-                    if log_now {
-                        let frac: f32 = m.clone().equal_elem(0.0).float().mean().into_scalar();
-                        dropped.insert(name.to_string(), frac as f64);
-                    }
-                    if snapshot_now {
-                        for sample in 0..n.min(SNAPSHOT_SAMPLES) {
-                            snapshots.push(snapshot(&x, &m, step, name, ctx.p, sample));
-                        }
-                    }
-                    Ok(x * m.autodiff())
-                };
-                model.forward(batch.images.clone(), &mut slot_fn)
+                    _ => Vec::new(),
+                },
+                dropped: BTreeMap::new(),
+                snapshots: Vec::new(),
+                masks: Vec::new(),
             };
+            let logits = match &batch {
+                Batch::Image(b) => model.forward(b.images.clone(), &mut |name, x| {
+                    step_slots.apply(name, x, || None)
+                }),
+                Batch::Text(b) => model.forward_text(b.ids.clone(), &b.pad, &mut step_slots),
+            };
+            let StepSlots {
+                dropped,
+                snapshots,
+                masks,
+                ..
+            } = step_slots;
             let mut failure = None;
             let mut computed = None;
             match logits {
                 Err(e) => failure = Some(e.0),
                 Ok(logits) => {
-                    let loss = loss_fn.forward(logits.clone(), batch.targets.clone());
+                    let loss = loss_fn.forward(logits.clone(), batch.targets().clone());
                     let loss_value: f64 = loss.clone().into_scalar::<f32>() as f64;
                     if loss_value.is_finite() {
                         computed = Some((logits, loss, loss_value));
@@ -639,7 +599,7 @@ fn run(
                 retry = Some(batch);
                 continue;
             };
-            let correct = correct_top1(logits.inner(), batch.targets.inner());
+            let correct = correct_top1(logits.inner(), batch.targets().clone().inner());
             let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
             window.add(loss_value, correct, n, step_started.elapsed());
@@ -718,7 +678,7 @@ fn run(
             if eval_now {
                 let (val_loss, top1, top5) = evaluate(
                     &model,
-                    &val_batcher,
+                    &task,
                     batch_size,
                     resolved.data.workers,
                     &device,
@@ -996,7 +956,7 @@ fn correct_top5(logits: Tensor<2>, targets: Tensor<1, Int>) -> usize {
 /// Validation loss, top-1 and (over 10 classes) top-5 accuracy.
 fn evaluate(
     model: &Model,
-    batcher: &SplitBatcher,
+    task: &Task,
     batch_size: usize,
     workers: usize,
     device: &Device,
@@ -1004,22 +964,26 @@ fn evaluate(
 ) -> (f64, f64, Option<f64>) {
     let model = model.valid();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let items = EpochItems::sequential(batcher.inner.source.len());
-    let batches = data::ordered_batches(batcher.clone(), items, batch_size, workers, device);
+    let items = EpochItems::sequential(task.val_len());
+    let batches = task.batches(items, batch_size, workers, device, false);
     let (mut loss_sum, mut top1, mut top5, mut count) = (0.0, 0usize, 0usize, 0usize);
     for batch in batches {
-        let n = batch.targets.dims()[0];
-        let logits = match model.forward(batch.images, &mut |_, x| Ok(x)) {
-            Ok(l) => l,
-            Err(_) => continue,
+        let n = batch.targets().dims()[0];
+        let logits = match &batch {
+            Batch::Image(b) => model.forward(b.images.clone(), &mut |_, x| Ok(x)),
+            Batch::Text(b) => model.forward_text(b.ids.clone(), &b.pad, &mut NoSlots),
         };
+        let Ok(logits) = logits else {
+            continue;
+        };
+        let targets = batch.targets().clone();
         let loss: f32 = loss_fn
-            .forward(logits.clone(), batch.targets.clone())
+            .forward(logits.clone(), targets.clone())
             .into_scalar();
         loss_sum += loss as f64 * n as f64;
-        top1 += correct_top1(logits.clone(), batch.targets.clone());
+        top1 += correct_top1(logits.clone(), targets.clone());
         if classes > 10 {
-            top5 += correct_top5(logits, batch.targets);
+            top5 += correct_top5(logits, targets);
         }
         count += n;
     }
@@ -1038,10 +1002,30 @@ const SNAPSHOT_CHANNELS: usize = 4;
 /// Steps between finiteness checks of the masks (and always at the first step).
 const FINITE_CHECK_EVERY: u64 = 50;
 
-fn all_finite(m: &Tensor<4>) -> bool {
+fn all_finite(m: &Tensor<1>) -> bool {
     m.clone().is_finite().all().into_scalar::<bool>()
 }
 
+fn flat<const D: usize>(t: &Tensor<D>) -> Tensor<1> {
+    t.clone().reshape([t.dims().iter().product::<usize>()])
+}
+
+/// `[batch, channels, height, width]` for a snapshot: text `[batch, tokens,
+/// hidden]` becomes one channel of tokens × hidden; attention heads
+/// `[batch, heads, tokens, head_dim]` and images stay as they are.
+fn as_rank4<const D: usize>(t: Tensor<D>) -> Tensor<4> {
+    let dims = t.dims();
+    let shape = match D {
+        4 => [dims[0], dims[1], dims[2], dims[3]],
+        3 => [dims[0], 1, dims[1], dims[2]],
+        2 => [dims[0], 1, 1, dims[1]],
+        _ => [1, 1, 1, dims.iter().product()],
+    };
+    t.reshape(shape)
+}
+
+/// One sample's salience and mask at a slot; `tokens`, when given, are the
+/// sample's real tokens, and only their rows are kept.
 fn snapshot(
     x: &Tensor<4>,
     m: &Tensor<4>,
@@ -1049,9 +1033,15 @@ fn snapshot(
     slot: &str,
     p: f64,
     sample: usize,
+    tokens: Option<&[String]>,
 ) -> SnapshotLine {
-    let x = x.clone().inner();
+    let x = if x.is_autodiff() {
+        x.clone().inner()
+    } else {
+        x.clone()
+    };
     let [_, c, h, w] = x.dims();
+    let h = tokens.map_or(h, |t| t.len().min(h));
     let k = c.min(SNAPSHOT_CHANNELS);
     let one = sample..sample + 1;
     let sal = x.clone().slice([one.clone(), 0..k, 0..h, 0..w]).abs();
@@ -1068,6 +1058,251 @@ fn snapshot(
         salience: sal.into_data().try_to_vec::<f32>().unwrap_or_default(),
         mask: mask.into_data().try_to_vec::<f32>().unwrap_or_default(),
         p,
+        tokens: tokens.map(|t| t[..h].to_vec()).unwrap_or_default(),
+    }
+}
+
+/// One batch of either kind.
+// Batches are moved a handful at a time: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Batch {
+    Image(ImageBatch),
+    Text(TextBatch),
+}
+
+impl Batch {
+    fn targets(&self) -> &Tensor<1, Int> {
+        match self {
+            Batch::Image(b) => &b.targets,
+            Batch::Text(b) => &b.targets,
+        }
+    }
+}
+
+/// A run's data: images through their batchers, or encoded text.
+enum Task {
+    Image {
+        train: SplitBatcher,
+        val: SplitBatcher,
+        shape: [usize; 3],
+        classes: usize,
+    },
+    Text(TextTask),
+}
+
+impl Task {
+    fn load(resolved: &ExperimentFile, run_dir: &RunDir) -> Result<Task, String> {
+        let spec = &resolved.data;
+        if spec.format.is_text() {
+            let vocabulary = run_dir.file(dir::TOKENIZER);
+            return TextTask::prepare(spec, &spec.path, &vocabulary).map(Task::Text);
+        }
+        let splits = data::load(spec, &spec.path)?;
+        let (mean, std) = if spec.normalize {
+            data::channel_stats(splits.train.as_ref())
+        } else {
+            let c = splits.shape()[0];
+            (vec![0.0; c], vec![1.0; c])
+        };
+        let batcher = |source, augment| SplitBatcher {
+            inner: ImageBatcher {
+                source,
+                mean: mean.clone(),
+                std: std.clone(),
+                augment: spec.augment,
+            },
+            augment,
+        };
+        Ok(Task::Image {
+            train: batcher(splits.train.clone(), true),
+            val: batcher(splits.val.clone(), false),
+            shape: splits.shape(),
+            classes: splits.classes(),
+        })
+    }
+
+    fn input(&self) -> InputKind {
+        match self {
+            Task::Image { shape, .. } => InputKind::Image(*shape),
+            Task::Text(t) => InputKind::Text {
+                vocab_size: t.vocabulary.size(),
+                max_len: t.vocabulary.max_len,
+            },
+        }
+    }
+
+    fn classes(&self) -> usize {
+        match self {
+            Task::Image { classes, .. } => *classes,
+            Task::Text(t) => t.classes.len(),
+        }
+    }
+
+    fn train_len(&self) -> usize {
+        match self {
+            Task::Image { train, .. } => train.inner.source.len(),
+            Task::Text(t) => t.train.len(),
+        }
+    }
+
+    fn val_len(&self) -> usize {
+        match self {
+            Task::Image { val, .. } => val.inner.source.len(),
+            Task::Text(t) => t.val.len(),
+        }
+    }
+
+    fn vocabulary(&self) -> Option<&crate::train::text::Vocabulary> {
+        match self {
+            Task::Text(t) => Some(&t.vocabulary),
+            Task::Image { .. } => None,
+        }
+    }
+
+    /// The batches of `items` from the training (`train`) or validation split.
+    fn batches(
+        &self,
+        items: EpochItems,
+        batch_size: usize,
+        workers: usize,
+        device: &Device,
+        train: bool,
+    ) -> Box<dyn Iterator<Item = Batch>> {
+        match self {
+            Task::Image {
+                train: t, val: v, ..
+            } => {
+                let batcher = if train { t } else { v }.clone();
+                Box::new(
+                    data::ordered_batches(batcher, items, batch_size, workers, device)
+                        .map(Batch::Image),
+                )
+            }
+            Task::Text(t) => {
+                let examples = if train { &t.train } else { &t.val }.clone();
+                Box::new(
+                    data::ordered_batches(
+                        TextBatcher { examples },
+                        items,
+                        batch_size,
+                        workers,
+                        device,
+                    )
+                    .map(Batch::Text),
+                )
+            }
+        }
+    }
+}
+
+/// What one training step hands the model at its slots, and what it collects.
+struct StepSlots<'a> {
+    slots: &'a [Slot],
+    p: f64,
+    step: u64,
+    epoch: u64,
+    seed: u64,
+    log_now: bool,
+    snapshot_now: bool,
+    check_finite_now: bool,
+    /// Samples kept in each snapshot.
+    samples: usize,
+    /// Text: the real tokens of those samples.
+    tokens: Vec<Vec<String>>,
+    dropped: BTreeMap<String, f64>,
+    snapshots: Vec<SnapshotLine>,
+    /// This step's masks, checked when the loss turns non-finite.
+    masks: Vec<(String, Tensor<1>)>,
+}
+
+impl StepSlots<'_> {
+    /// Applies the slot's strategy to `x`; `valid` gives where a padded input
+    /// is real (1.0), broadcastable to `x`.
+    fn apply<const D: usize>(
+        &mut self,
+        name: &str,
+        x: Tensor<D>,
+        valid: impl FnOnce() -> Option<Tensor<D>>,
+    ) -> Result<Tensor<D>, MaskError> {
+        let Some(slot) = self.slots.iter().find(|s| s.name == name) else {
+            return Ok(x);
+        };
+        let (true, Some(live)) = (slot.enabled, slot.live.as_ref()) else {
+            return Ok(x);
+        };
+        let ctx = MaskContext {
+            p: (self.p * slot.p_scale).clamp(0.0, 1.0),
+            training: true,
+            step: self.step,
+            epoch: self.epoch,
+            slot: name.to_string(),
+            seed: self.seed,
+        };
+        if ctx.p == 0.0 {
+            if self.log_now {
+                self.dropped.insert(name.to_string(), 0.0);
+            }
+            return Ok(x);
+        }
+        let valid = valid();
+        let m = live.strategy.mask_padded(&x, valid.as_ref(), &ctx)?;
+        let m_flat = flat(&m);
+        if self.check_finite_now && !all_finite(&m_flat) {
+            return Err(MaskError(format!(
+                "{} {}: the mask has NaN or infinite values",
+                live.strategy.info.name, live.strategy.info.version
+            )));
+        }
+        if self.log_now {
+            // The mask is 1 at padding: zeros are all at real positions, and the
+            // fraction is of real positions.
+            let zeros: f32 = m_flat.clone().equal_elem(0.0).float().mean().into_scalar();
+            let real = valid.as_ref().map_or(1.0, |v| {
+                flat(v).mean().into_scalar::<f32>().max(f32::MIN_POSITIVE)
+            });
+            self.dropped
+                .insert(name.to_string(), (zeros / real).min(1.0) as f64);
+        }
+        self.masks.push((name.to_string(), m_flat));
+        if self.snapshot_now {
+            let (x4, m4) = (as_rank4(x.clone()), as_rank4(m.clone()));
+            for sample in 0..self.samples {
+                let tokens = self.tokens.get(sample).map(Vec::as_slice);
+                self.snapshots
+                    .push(snapshot(&x4, &m4, self.step, name, ctx.p, sample, tokens));
+            }
+        }
+        Ok(x * m.autodiff())
+    }
+}
+
+/// 1.0 where `pad` is false, shaped by `shape` (the batch and token dims
+/// placed, every other dim 1), outside the autodiff graph.
+fn validity<const D: usize>(pad: &Tensor<2, Bool>, shape: [usize; D]) -> Tensor<D> {
+    let v = pad.clone().bool_not().float();
+    let v = if v.is_autodiff() { v.inner() } else { v };
+    v.reshape(shape)
+}
+
+impl TextSlots for StepSlots<'_> {
+    fn hidden(
+        &mut self,
+        slot: &str,
+        x: Tensor<3>,
+        pad: &Tensor<2, Bool>,
+    ) -> Result<Tensor<3>, MaskError> {
+        let [b, t] = pad.dims();
+        self.apply(slot, x, || Some(validity(pad, [b, t, 1])))
+    }
+
+    fn heads(
+        &mut self,
+        slot: &str,
+        x: Tensor<4>,
+        pad: &Tensor<2, Bool>,
+    ) -> Result<Tensor<4>, MaskError> {
+        let [b, t] = pad.dims();
+        self.apply(slot, x, || Some(validity(pad, [b, 1, t, 1])))
     }
 }
 

@@ -1,7 +1,7 @@
 //! DropBlock1D: DropBlock with blocks of `b` consecutive positions along one axis
 //! of a `[N, T, D]` (tokens x hidden) input.
 
-use plugin_api::blocks::{clip_block, dropblock_mask, ghiasi_gamma};
+use plugin_api::blocks::{clip_block, dropblock1d_mask, input_validity};
 use plugin_api::{Ctx, Error, Ops, ParamSpec, Params, Result, Strategy, Tensor};
 
 pub struct DropBlock1d {
@@ -17,7 +17,9 @@ impl Strategy for DropBlock1d {
         along the hidden units of each token (axis = \"hidden\", as the author code) or of b whole \
         consecutive tokens (axis = \"tokens\"); gamma = gamma_scale * p*L / (b (L-b+1)) over the \
         axis length L; seeds at valid centres padded by (b//2, (b-1)//2); stride-1 max-pool \
-        expansion; m = keep * numel / (sum(keep) + 1e-6).";
+        expansion; m = keep * numel / (sum(keep) + 1e-6). On padded text (host interface 1.2) seeds \
+        fall only where the whole block is real, gamma uses each sample's real length along the \
+        token axis, and numel and sum count real positions only.";
 
     fn params() -> Vec<ParamSpec> {
         vec![
@@ -54,8 +56,8 @@ impl Strategy for DropBlock1d {
             ([n, t, d], 2)
         };
         let b = clip_block(self.block_size, &seed_shape, &[axis]);
-        let gamma = self.gamma_scale * ghiasi_gamma(ctx.p, b, &[seed_shape[axis]]);
-        dropblock_mask(ops, &seed_shape, &[axis], b, gamma)
+        let valid = input_validity(ops);
+        dropblock1d_mask(ops, &seed_shape, axis, b, ctx.p, self.gamma_scale, valid)
     }
 }
 
