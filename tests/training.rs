@@ -675,3 +675,106 @@ fn over_ten_classes_validation_reports_top5_too() {
     assert!(val("top5") >= val("acc"));
     assert!(val("top5") <= 1.0);
 }
+
+/// A small transformer on the committed Austen sentences (6 balanced classes).
+fn text_experiment(dir: &Path, train: &str) -> PathBuf {
+    let data = repo_root().join("data/austen-sentences");
+    let text = format!(
+        r#"name = "tiny-text"
+seeds = [5]
+
+[data]
+format = "text"
+path = "{}"
+max_len = 40
+vocab_size = 3000
+workers = 1
+
+[model]
+kind = "transformer"
+hidden = 64
+heads = 4
+layers = 1
+ff = 128
+
+[optimizer]
+kind = "adamw"
+lr = 1e-3
+weight_decay = 0.01
+
+[train]
+batch_size = 32
+{train}
+
+[[strategy]]
+plugin = "probdropblock1d"
+params = {{ block_size = 4 }}
+schedule = {{ kind = "linear", start = 0.0, end = 0.1 }}
+slots = ["layer1"]
+"#,
+        data.display()
+    );
+    let path = dir.join("tiny-text.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_text_run_beats_the_majority_class_and_resumes_with_its_own_vocabulary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = text_experiment(
+        tmp.path(),
+        "epochs = 3\nlog_every = 10\ncheckpoint_every = 100\nsnapshot_every = 50",
+    );
+    let runs = tmp.path().join("runs");
+    let mut child = spawn(bin().args(["run", "-q", "--runs"]).arg(&runs).arg(&file));
+    wait_for("the run directory", Duration::from_secs(120), || {
+        dir::list_runs(&runs).len() == 1
+    });
+    let run = only_run(&runs);
+    wait_for("a checkpoint", Duration::from_secs(600), || {
+        run.checkpoint().is_some_and(|c| c.step >= 100)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let vocabulary = std::fs::read(run.path.join("tokenizer.json")).expect("tokenizer.json");
+
+    let out = bin()
+        .args(["run", "-q", "--resume"])
+        .arg(&run.path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    // The resumed run encodes with the vocabulary it started with.
+    assert_eq!(
+        std::fs::read(run.path.join("tokenizer.json")).unwrap(),
+        vocabulary
+    );
+    let status = run.status().unwrap();
+    assert_eq!((status.state, status.step), (State::Done, 3 * 188));
+    let steps: Vec<u64> = train_steps(&run.metrics(), "loss")
+        .iter()
+        .map(|l| l.0)
+        .collect();
+    let expected: Vec<u64> = (10..=564).step_by(10).chain([564]).collect();
+    let mut expected = expected;
+    expected.dedup();
+    assert_eq!(steps, expected, "a logged step missing or repeated");
+    // 1200 validation sentences, 200 per novel: the majority class is 1/6.
+    let acc = status.last_val_acc.unwrap();
+    assert!(acc > 0.3, "validation accuracy {acc} vs 1/6 by chance");
+    // The strategy dropped about p of the real positions at the end.
+    let dropped = train_steps(&run.metrics(), "dropped/layer1");
+    let (_, frac, p) = *dropped.last().unwrap();
+    assert!((frac - p).abs() < 0.04, "dropped {frac} at p {p}");
+    // Snapshots are token × hidden, labelled with the sample's real tokens.
+    let snaps = run.snapshots();
+    assert!(!snaps.is_empty());
+    for s in &snaps {
+        assert_eq!(s.slot, "layer1");
+        assert_eq!((s.channels.len(), s.width), (1, 64));
+        assert_eq!(s.tokens.len(), s.height);
+        assert_eq!(s.tokens[0], "[CLS]");
+        assert_eq!(s.mask.len(), s.height * 64);
+    }
+}
