@@ -637,3 +637,98 @@ fn fifty_runs_a_huge_event_log_and_a_deleted_run_directory() {
         render(&app, 120, 40);
     }
 }
+
+/// A text run (a few steps of the transformer on the Austen sentences): the
+/// Masks view draws one line per real token, labelled with the token.
+#[test]
+fn a_text_run_shows_token_by_hidden_masks_labelled_with_the_tokens() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-text");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("experiments")).unwrap();
+    std::os::unix::fs::symlink(repo_root().join("data/austen-sentences"), root.join("data"))
+        .unwrap();
+    let file = root.join("experiments/text.toml");
+    std::fs::write(
+        &file,
+        r#"name = "text"
+seeds = [2]
+[data]
+format = "text"
+path = "../data"
+train_limit = 256
+val_limit = 64
+max_len = 24
+vocab_size = 1000
+workers = 1
+[model]
+kind = "transformer"
+hidden = 32
+heads = 2
+layers = 1
+ff = 64
+[optimizer]
+kind = "adamw"
+lr = 1e-3
+[train]
+epochs = 1
+batch_size = 16
+snapshot_every = 4
+max_steps = 8
+[[strategy]]
+plugin = "dropblock1d"
+params = { block_size = 4 }
+schedule = { kind = "constant", p = 0.3 }
+slots = ["layer1"]
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
+        .arg("--plugins")
+        .arg(repo_root().join("plugins"))
+        .args(["run", "-q", "--runs"])
+        .arg(root.join("runs"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut app = App::new(
+        root.join("runs"),
+        root.join("experiments"),
+        plugins(),
+        Vec::new(),
+    );
+    let mut fx = FakeEffects::default();
+    app.apply(Action::Go(View::Masks), &mut fx);
+    let run = RunDir {
+        path: app.runs[0].dir.path.clone(),
+    };
+    let snap = run
+        .snapshots()
+        .into_iter()
+        .rev()
+        .find(|s| s.sample == 0)
+        .unwrap();
+    let text = render(&app, 80, 24);
+    // One line per token, from [CLS], each labelled with its token.
+    let first = snap.tokens.iter().position(|t| t == "[CLS]").unwrap();
+    assert_eq!(first, 0);
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines.iter().position(|l| l.contains("token")).unwrap();
+    let mut shown = 0;
+    for (line, token) in lines[header + 1..].iter().zip(&snap.tokens) {
+        let line = line.trim_start_matches('│');
+        if line.starts_with('…') || line.starts_with('└') {
+            break;
+        }
+        let label: String = token.chars().take(12).collect();
+        assert!(line.starts_with(&label), "{token:?} in {line:?}:\n{text}");
+        shown += 1;
+    }
+    assert!(shown >= 10.min(snap.tokens.len()), "{shown} rows:\n{text}");
+    assert!(text.contains("keep-mask"), "{text}");
+    snapshot("masks_text_80x24", &text);
+}

@@ -121,7 +121,12 @@ fn padded_mask(s: &Strategy, x: &Tensor<3>, lens: &[usize], c: &MaskContext) -> 
 }
 
 /// (row of `hidden` values, is it a real token) for every token of the batch.
-fn rows<'a>(m: &'a [f32], lens: &'a [usize], tokens: usize, hidden: usize) -> Vec<(&'a [f32], bool)> {
+fn rows<'a>(
+    m: &'a [f32],
+    lens: &'a [usize],
+    tokens: usize,
+    hidden: usize,
+) -> Vec<(&'a [f32], bool)> {
     m.chunks(hidden)
         .enumerate()
         .map(|(i, r)| (r, i % tokens < lens[i / tokens]))
@@ -226,12 +231,8 @@ fn dropblock1d_hidden_drops_runs_of_b_at_real_tokens_only() {
         assert!(exact as f64 > 0.7 * runs.len() as f64, "{runs:?}");
     }
     let got = dropped.iter().sum::<f64>() / dropped.len() as f64;
-    let expected = expected_block_fraction(
-        &[h],
-        b,
-        plugin_api::blocks::ghiasi_gamma(p, b, &[h]),
-        true,
-    );
+    let expected =
+        expected_block_fraction(&[h], b, plugin_api::blocks::ghiasi_gamma(p, b, &[h]), true);
     // ~1,000 real tokens × 64 units × 8 draws; blocks of 4 make about 10,000
     // independent seeds per draw: sd of the mean ~0.001. Tolerance 0.006.
     assert!((got - expected).abs() < 0.006, "{got} vs {expected}");
@@ -394,7 +395,10 @@ fn drophead_drops_whole_heads_and_leaves_padding() {
                     dropped += 1;
                 } else {
                     kept += 1;
-                    assert!((first - heads as f32 / kept_heads(&m, sample, heads, t, d) as f32).abs() < 1e-5);
+                    assert!(
+                        (first - heads as f32 / kept_heads(&m, sample, heads, t, d) as f32).abs()
+                            < 1e-5
+                    );
                 }
             }
             let _ = kept;
@@ -419,8 +423,16 @@ fn padded_masks_are_seeded_and_dropout_leaves_padding_too() {
     for name in ["dropout", "dropblock1d", "probdropblock1d"] {
         let s = strategy(name, &[]);
         let one = padded_mask(&s, &a.hidden, &a.lens, &ctx(0.2, 5));
-        assert_eq!(one, padded_mask(&s, &a.hidden, &a.lens, &ctx(0.2, 5)), "{name}");
-        assert_ne!(one, padded_mask(&s, &a.hidden, &a.lens, &ctx(0.2, 6)), "{name}");
+        assert_eq!(
+            one,
+            padded_mask(&s, &a.hidden, &a.lens, &ctx(0.2, 5)),
+            "{name}"
+        );
+        assert_ne!(
+            one,
+            padded_mask(&s, &a.hidden, &a.lens, &ctx(0.2, 6)),
+            "{name}"
+        );
         real_stats(&one, &a.lens, t, h);
     }
 }

@@ -563,6 +563,10 @@ fn draw_masks(frame: &mut Frame, app: &App, area: Rect, depth: ColorDepth) {
     let [info_area, inner] =
         Layout::vertical([Constraint::Length(info_lines), Constraint::Min(1)]).areas(inner);
     frame.render_widget(Paragraph::new(info).wrap(Wrap { trim: true }), info_area);
+    if !snap.tokens.is_empty() {
+        draw_token_maps(frame, snap, sal, mask, inner, depth);
+        return;
+    }
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(inner);
     let sal_block = Block::new().title("salience |x|");
@@ -580,6 +584,71 @@ fn draw_masks(frame: &mut Frame, app: &App, area: Rect, depth: ColorDepth) {
             .block(mask_block),
         right,
     );
+}
+
+/// Columns of `w` values squeezed into `cols` buckets, each the mean of its
+/// values: a row of `cols` shades.
+fn bucket_row(row: &[f32], cols: usize) -> Vec<f32> {
+    let w = row.len();
+    (0..cols)
+        .map(|c| {
+            let (a, b) = (c * w / cols, ((c + 1) * w / cols).max(c * w / cols + 1));
+            let part = &row[a.min(w)..b.min(w)];
+            part.iter().sum::<f32>() / part.len().max(1) as f32
+        })
+        .collect()
+}
+
+/// Text snapshots: one line per token, its label on the left, then the salience
+/// and the keep-mask of its hidden units (averaged into the columns there are).
+fn draw_token_maps(
+    frame: &mut Frame,
+    snap: &SnapshotLine,
+    sal: &[f32],
+    mask: &[f32],
+    area: Rect,
+    depth: ColorDepth,
+) {
+    const LABEL: usize = 12;
+    let (h, w) = (snap.height, snap.width);
+    let room = (area.width as usize).saturating_sub(LABEL + 3) / 2;
+    let cols = room.min(w).max(1);
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    let mut lines = vec![Line::from(vec![
+        Span::styled(format!("{:<LABEL$} ", "token"), bold),
+        Span::styled(format!("{:<cols$.cols$} ", "salience |x|"), bold),
+        Span::styled(format!("{:.cols$}", "keep-mask (black: dropped)"), bold),
+    ])];
+    let rows_shown = (area.height as usize).saturating_sub(2).min(h);
+    let units = if cols < w {
+        format!("{w} hidden units in {cols} columns (means)")
+    } else {
+        format!("{w} hidden units")
+    };
+    let max_sal = sal.iter().copied().fold(0f32, f32::max).max(1e-12);
+    let max_mask = mask.iter().copied().fold(0f32, f32::max).max(1e-12);
+    for (t, token) in snap.tokens.iter().enumerate().take(rows_shown) {
+        let label: String = token.chars().take(LABEL).collect();
+        let mut spans = vec![Span::raw(format!("{label:<LABEL$} "))];
+        let row = |v: &[f32]| v.get(t * w..(t + 1) * w).unwrap_or(&[]).to_vec();
+        for c in bucket_row(&row(sal), cols) {
+            spans.push(Span::styled(" ", Style::new().bg(heat(c / max_sal, depth))));
+        }
+        spans.push(Span::raw(" "));
+        for c in bucket_row(&row(mask), cols) {
+            spans.push(Span::styled(
+                " ",
+                Style::new().bg(heat(c / max_mask, depth)),
+            ));
+        }
+        lines.push(Line::from(spans));
+    }
+    lines.push(Line::from(if rows_shown < h {
+        format!("… {} more tokens · {units}", h - rows_shown)
+    } else {
+        format!("{h} tokens · {units}")
+    }));
+    frame.render_widget(Paragraph::new(lines), area);
 }
 
 fn draw_plugins(frame: &mut Frame, app: &App, area: Rect) {
