@@ -379,8 +379,11 @@ extern "C" fn op_clamp(h: Handle, lo: f64, hi: f64) -> Handle {
             return Err(format!("invalid range [{lo}, {hi}]"));
         }
         let e = a.take(h)?;
+        // Tensors are f32: LibTorch refuses a bound it cannot convert (f64::MAX as
+        // "no upper bound"), flex saturates. Saturate for both.
+        let f32_range = |v: f64| v.clamp(f32::MIN as f64, f32::MAX as f64);
         Ok(Entry {
-            tensor: e.tensor.clamp(lo, hi),
+            tensor: e.tensor.clamp(f32_range(lo), f32_range(hi)),
             rank: e.rank,
         })
     })
