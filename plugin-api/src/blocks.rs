@@ -220,11 +220,14 @@ pub fn dropblock1d_mask<'a>(
     let valid = valid.expand(seed_shape)?;
     let padded_axis = axis == 1;
     // Along the hidden axis a token is all real or all padding: its centres are
-    // the usual ones, no erosion needed (a pool fewer per call).
+    // the usual ones, no erosion needed. They are cut from a `[1, 1, D]` row and
+    // broadcast, so the slice and pad run on one row, not the whole batch.
     let centres = if padded_axis {
         valid_centres(valid.dup()?, axis, b)?
     } else {
-        restrict_valid(valid.dup()?, &[axis], b)?
+        let mut row = vec![1; seed_shape.len()];
+        row[axis] = seed_shape[axis];
+        restrict_valid(ops.full(&row, 1.0)?, &[axis], b)?.mul(valid.dup()?)?
     };
     let q = if padded_axis {
         let gamma = ghiasi_gamma_per_sample(valid.dup()?, axis, p, b)?.mul_scalar(gamma_scale)?;
