@@ -324,9 +324,14 @@ fn twenty_five_sigkills_at_random_moments_lose_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // The killed trainers' logs and status can satisfy "past the checkpoint"
+    // before this one has truncated them and opened its socket: wait for its
+    // own pid in the status first (written after the truncation).
+    let pid = trainer.id();
     wait_for("steps past the checkpoint", || {
-        last_step(&run) > last_checkpoint + 3
-            && run.status().is_some_and(|st| st.state == State::Training)
+        run.status()
+            .is_some_and(|st| st.pid == pid && st.state == State::Training)
+            && last_step(&run) > last_checkpoint + 3
     });
     stop(&run, &mut trainer);
     assert_eq!(run.status().unwrap().state, State::Stopped);
