@@ -107,7 +107,7 @@ fn a_headless_run_writes_the_whole_run_directory_and_follows_the_schedule() {
     let status = run.status().unwrap();
     assert_eq!(status.state, State::Done);
     assert_eq!((status.step, status.total_steps), (32, 32));
-    assert_eq!(status.plugin_version, "1.0.0");
+    assert_eq!(status.plugin_version, "1.1.0");
     let ck = run.checkpoint().expect("a complete checkpoint");
     assert_eq!(ck.step, 32);
 

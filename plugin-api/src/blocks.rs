@@ -139,13 +139,29 @@ pub fn dropblock_mask<'a>(
     b: usize,
     gamma: f64,
 ) -> Result<Tensor<'a>> {
-    let mut valid = seed_shape.to_vec();
-    for &d in block_dims {
-        valid[d] = seed_shape[d] - b + 1;
-    }
-    let seeds = ops.bernoulli_scalar(&valid, gamma)?;
-    let seeds = pad_valid(seeds, block_dims, b)?;
+    let seeds = ops
+        .bernoulli_scalar(seed_shape, gamma)?
+        .mul(centre_map(ops, seed_shape, block_dims, b)?)?;
     keep_rescaled(expand_blocks(seeds, block_dims, b)?)
+}
+
+/// 1.0 at the valid centres of `shape` along the block dims ([`pad_valid`]'s
+/// placement), size 1 along every other dim. Seeds drawn over the whole map
+/// times this are distributed exactly as seeds drawn over the valid centres and
+/// padded, but the slice and pad run on one small map: padding a whole
+/// activation tensor cost LibTorch CUDA about 15 ms per ResNet-18 step
+/// (BENCHMARKS.md).
+pub fn centre_map<'a>(
+    ops: &Ops<'a>,
+    shape: &[usize],
+    block_dims: &[usize],
+    b: usize,
+) -> Result<Tensor<'a>> {
+    let mut row = vec![1; shape.len()];
+    for &d in block_dims {
+        row[d] = shape[d];
+    }
+    restrict_valid(ops.full(&row, 1.0)?, block_dims, b)
 }
 
 /// The validity map of this call's input (see [`Ops::valid`]); `None` without
@@ -225,9 +241,7 @@ pub fn dropblock1d_mask<'a>(
     let centres = if padded_axis {
         valid_centres(valid.dup()?, axis, b)?
     } else {
-        let mut row = vec![1; seed_shape.len()];
-        row[axis] = seed_shape[axis];
-        restrict_valid(ops.full(&row, 1.0)?, &[axis], b)?.mul(valid.dup()?)?
+        centre_map(ops, seed_shape, &[axis], b)?.mul(valid.dup()?)?
     };
     let q = if padded_axis {
         let gamma = ghiasi_gamma_per_sample(valid.dup()?, axis, p, b)?.mul_scalar(gamma_scale)?;

@@ -14,7 +14,8 @@ impl Strategy for DropBlock {
     const NAME: &'static str = "dropblock";
     const DESCRIPTION: &'static str = "DropBlock (Ghiasi et al. 2018; torchvision drop_block2d): \
         b clipped to min(H, W); gamma = gamma_scale * p*H*W / (b^2 (H-b+1)(W-b+1)); Bernoulli(gamma) \
-        seeds on [N, C, H-b+1, W-b+1] zero-padded by (b//2, (b-1)//2) to HxW; expanded by a \
+        seeds at the valid centres only (those of [N, C, H-b+1, W-b+1] placed by a (b//2, (b-1)//2) \
+        zero pad, i.e. where a whole block fits); expanded by a \
         stride-1 bxb max-pool (cropped when b is even); keep = 1 - expanded; \
         m = keep * numel / (sum(keep) + 1e-6). Input [N, C, H, W].";
 
