@@ -210,6 +210,45 @@ fn without_a_previous_version_a_failing_plugin_pauses_the_run_until_fixed() {
 }
 
 #[test]
+fn compare_says_when_a_run_pauses_on_a_broken_strategy_and_finishes_once_it_is_fixed() {
+    let s = setup("probe-nan-in-training", "epochs = 1");
+    let log = s.runs.with_extension("log");
+    let mut compare = s
+        .bin()
+        .args(["compare", "--jobs", "2", "--runs"])
+        .arg(&s.runs)
+        .arg("--out")
+        .arg(s.runs.with_extension("compare"))
+        .arg(&s.file)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("compare reporting the pause", || {
+        said().contains("probe seed 3 paused, and compare waits for it")
+    });
+    assert!(said().contains("NaN or infinite"), "{}", said());
+    let run = dir::list_runs(&s.runs)
+        .into_iter()
+        .find(|r| r.path.to_string_lossy().contains("probe"))
+        .unwrap();
+    s.replace("probe-v1");
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        control::send(&run.file(dir::SOCKET), &Ctl::Resume)
+            .unwrap()
+            .ok
+    );
+    wait_for("compare to finish", || {
+        compare.try_wait().unwrap().is_some()
+    });
+    assert!(compare.wait().unwrap().success(), "{}", said());
+    assert!(said().contains("probe seed 3 going again"), "{}", said());
+    assert_eq!(run.status().unwrap().state, State::Done);
+}
+
+#[test]
 fn a_plugin_that_aborts_kills_only_its_trainer_and_the_run_resumes_once_fixed() {
     // Aborts the process at step 5; checkpoints every 2 steps.
     let s = setup(

@@ -448,6 +448,9 @@ struct Running {
     entry: Entry,
     child: Child,
     started: Instant,
+    /// Whether its pause has been reported (a paused trainer waits for a fixed
+    /// plugin and a resume, which compare cannot give it).
+    paused: bool,
 }
 
 /// `probdrop-tui compare`.
@@ -576,6 +579,19 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
         let mut i = 0;
         while i < running.len() {
             let Some(exit) = running[i].child.try_wait()? else {
+                let r = &mut running[i];
+                let status = RunDir::new(&r.entry.dir).status();
+                let paused = status.as_ref().is_some_and(|s| s.state == State::Paused);
+                if paused && !r.paused {
+                    let why = status.map(|s| s.message).unwrap_or_default();
+                    eprintln!(
+                        "{} seed {} paused, and compare waits for it: {why} (resume it from the dashboard, or Ctrl-C to stop here)",
+                        r.entry.label, r.entry.seed
+                    );
+                } else if !paused && r.paused {
+                    eprintln!("{} seed {} going again", r.entry.label, r.entry.seed);
+                }
+                r.paused = paused;
                 i += 1;
                 continue;
             };
@@ -637,6 +653,7 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
                 entry,
                 child,
                 started: Instant::now(),
+                paused: false,
             });
         }
         if running.is_empty() && attached.is_empty() {
