@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use abi_stable::library::{LibraryError, lib_header_from_path};
 use abi_stable::std_types::{RResult, RStr};
@@ -44,27 +43,104 @@ impl std::fmt::Debug for Library {
     }
 }
 
-static COPY_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// The prefix of the private directories that library copies are loaded from;
+/// the creating process's pid follows, then mkdtemp's random suffix.
+const COPY_DIR_PREFIX: &str = "probdrop-tui-libs-";
 
-/// Copies `path` to a file name never used before: the dynamic loader returns the
+/// A private copy of a library, removed (file and directory) when dropped: once
+/// mapped, the code stays valid without the file.
+struct PrivateCopy {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl Drop for PrivateCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Copies `path` into a directory of its own: the dynamic loader returns the
 /// already-loaded code for a path it has seen, so a reload must use a new one.
-fn unique_copy(path: &Path) -> Result<PathBuf, LoadError> {
-    let dir = std::env::temp_dir().join(format!("probdrop-tui-libs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| LoadError(format!("cannot create {}: {e}", dir.display())))?;
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("plugin");
-    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("so");
-    let n = COPY_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let copy = dir.join(format!("{stem}-{n}.{ext}"));
-    let bytes = std::fs::read(path)
-        .map_err(|e| LoadError(format!("cannot read {}: {e}", path.display())))?;
+/// The directory is made by mkdtemp (a fresh random name, mode 0700, ours, never
+/// one someone else prepared) and the copy is created new, never through a
+/// symbolic link, so no other user can choose what gets mapped.
+fn private_copy(path: &Path) -> Result<PrivateCopy, LoadError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    static CLEANED: std::sync::Once = std::sync::Once::new();
+    CLEANED.call_once(|| remove_stale_copies(&std::env::temp_dir()));
+    let bytes = read_regular(path)?;
     check_complete(&bytes)?;
-    std::fs::write(&copy, &bytes)
-        .map_err(|e| LoadError(format!("cannot copy {}: {e}", copy.display())))?;
+    let template =
+        std::env::temp_dir().join(format!("{COPY_DIR_PREFIX}{}-XXXXXX", std::process::id()));
+    let dir = nix::unistd::mkdtemp(&template)
+        .map_err(|e| LoadError(format!("cannot create {}: {e}", template.display())))?;
+    let name = path
+        .file_name()
+        .unwrap_or(std::ffi::OsStr::new("plugin.so"));
+    let copy = PrivateCopy {
+        path: dir.join(name),
+        dir,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&copy.path)
+        .map_err(|e| LoadError(format!("cannot copy to {}: {e}", copy.path.display())))?;
+    file.write_all(&bytes)
+        .map_err(|e| LoadError(format!("cannot copy to {}: {e}", copy.path.display())))?;
     Ok(copy)
+}
+
+/// Reads a regular file; anything else (a FIFO, a device) is refused without
+/// blocking on it.
+fn read_regular(path: &Path) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |e: std::io::Error| LoadError(format!("cannot read {}: {e}", path.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(LoadError(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(cannot)?;
+    Ok(bytes)
+}
+
+/// Removes the copy directories that processes now gone left behind (killed while
+/// loading). Only real directories of this user are touched: a name someone else
+/// made, or a link, is left alone.
+pub fn remove_stale_copies(tmp: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    let uid = nix::unistd::getuid().as_raw();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(COPY_DIR_PREFIX)) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if meta.is_dir() && meta.uid() == uid && pid.is_some_and(|p| !crate::run::dir::pid_alive(p))
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Refuses a file that is not an object file, or one whose segments reach past its
@@ -138,11 +214,19 @@ fn describe_library_error(e: &LibraryError) -> String {
 impl Library {
     /// Loads, checks and reads the metadata of the library at `path`.
     pub fn load(path: &Path) -> Result<Library, LoadError> {
-        let copy = unique_copy(path)?;
-        let loaded = Self::load_copy(path, &copy);
-        // The mapping stays valid once loaded; the copy itself is not needed.
-        let _ = std::fs::remove_file(&copy);
-        loaded
+        let copy = private_copy(path)?;
+        Self::load_copy(path, &copy.path)
+    }
+
+    /// Loads the library at `path` once `trial` has accepted the very bytes that
+    /// get loaded (a private copy: the file at `path` may change meanwhile).
+    pub fn load_tried(
+        path: &Path,
+        trial: impl FnOnce(&Path) -> Result<(), String>,
+    ) -> Result<Library, LoadError> {
+        let copy = private_copy(path)?;
+        trial(&copy.path).map_err(LoadError)?;
+        Self::load_copy(path, &copy.path)
     }
 
     fn load_copy(path: &Path, copy: &Path) -> Result<Library, LoadError> {
