@@ -46,7 +46,7 @@ fn main() {
     let target = dir.path().join("dropblock.so");
     std::fs::copy(&lib_path, &target).unwrap();
     let mut live = LiveStrategy::new(&Library::load(&target).unwrap(), vec![]).unwrap();
-    let watcher = Watcher::start(dir.path()).unwrap();
+    let watcher = Watcher::start(dir.path(), trial()).unwrap();
     let mut end_to_end = Vec::new();
     let mut detect_to_ready = Vec::new();
     for _ in 0..20 {
@@ -74,4 +74,12 @@ fn main() {
     }
     summary("replaced -> active (debounce 150 ms incl.)", end_to_end);
     summary("  of which detected -> active", detect_to_ready);
+}
+
+/// The watcher's trial process: the probdrop-tui binary this package builds.
+fn trial() -> probdrop_tui::plugins::trial::Trial {
+    probdrop_tui::plugins::trial::Trial::new(
+        env!("CARGO_BIN_EXE_probdrop-tui"),
+        probdrop_tui::plugins::trial::DEFAULT_DEADLINE,
+    )
 }

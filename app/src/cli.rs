@@ -62,6 +62,10 @@ pub enum Command {
     /// Train one prepared run directory (what the dashboard starts for each run).
     #[command(hide = true)]
     Train { run_dir: PathBuf },
+    /// Smoke-test one library (what a watcher runs, in a child process, before it
+    /// loads a changed library).
+    #[command(hide = true)]
+    Trial { library: PathBuf },
     /// Time whole training steps on synthetic data and print JSON (for benchmarks).
     #[command(hide = true)]
     BenchStep(crate::train::bench::BenchArgs),
@@ -353,6 +357,14 @@ pub fn mask(dir: &Path, args: &MaskArgs) -> Result<()> {
         if let Some(out) = &args.out {
             println!("written         {}", out.display());
         }
+    }
+    let broken = mask.iter().filter(|v| !v.is_finite()).count();
+    if broken > 0 {
+        bail!(
+            "{} {}: the mask has {broken} NaN or infinite values",
+            library.info.name,
+            library.info.version
+        );
     }
     Ok(())
 }

@@ -11,6 +11,10 @@ fn main() {
         Some(Command::Run(run)) => commands::run(&args.plugins, run),
         Some(Command::Compare(compare)) => probdrop_tui::compare::compare(&args.plugins, compare),
         Some(Command::Train { run_dir }) => commands::train(&args.plugins, run_dir),
+        Some(Command::Trial { library }) => {
+            let passed = probdrop_tui::plugins::trial::trial_command(library);
+            std::process::exit(i32::from(!passed));
+        }
         Some(Command::BenchStep(bench)) => commands::bench_step(&args.plugins, bench),
         Some(Command::Doctor { experiments }) => commands::doctor(&args.plugins, experiments),
         Some(Command::Dashboard {

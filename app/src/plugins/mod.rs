@@ -4,6 +4,7 @@
 pub mod host_ops;
 pub mod library;
 pub mod registry;
+pub mod trial;
 pub mod watch;
 
 pub use library::{Library, LoadError, MaskContext, MaskError, Strategy};

@@ -16,6 +16,7 @@ use plugin_api::Value;
 
 use super::library::{Library, MaskContext, Strategy};
 use super::registry::{build_crates, is_library, read_crate};
+use super::trial::Trial;
 
 /// What the watcher reports.
 #[derive(Debug)]
@@ -41,8 +42,10 @@ pub struct Watcher {
 /// host's own copies and cargo's touch-ups otherwise cause reload loops.
 type Fingerprint = (u64, i128, u64);
 
+/// Only regular files have one: a FIFO or device named like a library is never
+/// opened (opening a FIFO blocks until someone writes to it).
 fn fingerprint(path: &Path) -> Option<Fingerprint> {
-    let meta = std::fs::metadata(path).ok()?;
+    let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
     let mtime = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
     Some((meta.ino(), mtime, meta.size()))
 }
@@ -51,6 +54,7 @@ struct State {
     dir: PathBuf,
     seen: HashMap<PathBuf, Fingerprint>,
     tx: Sender<ReloadEvent>,
+    trial: Trial,
 }
 
 impl State {
@@ -106,10 +110,7 @@ impl State {
 
     fn try_load(&mut self, path: &Path) {
         let detected_at = Instant::now();
-        let event = match Library::load(path)
-            .map_err(|e| e.0)
-            .and_then(|lib| smoke_test(&lib).map(|()| lib))
-        {
+        let event = match Library::load_tried(path, |copy| self.trial.run(copy)).map_err(|e| e.0) {
             Ok(library) => ReloadEvent::Ready {
                 library,
                 detected_at,
@@ -179,13 +180,16 @@ fn relevant(kind: &EventKind) -> bool {
 impl Watcher {
     /// Starts watching `dir`: the directory itself (libraries dropped or replaced,
     /// crates added) and each plugin crate's `src/` and `Cargo.toml`.
-    pub fn start(dir: &Path) -> anyhow::Result<Watcher> {
+    /// A changed library is smoke-tested by `trial` (in a child process) before
+    /// it is loaded here.
+    pub fn start(dir: &Path, trial: Trial) -> anyhow::Result<Watcher> {
         let dir = dir.canonicalize()?;
         let (tx, rx) = channel();
         let mut state = State {
             dir: dir.clone(),
             seen: HashMap::new(),
             tx,
+            trial,
         };
         // What is there now counts as seen: only changes trigger a reload.
         if let Ok((_, libs)) = super::registry::scan(&dir) {
