@@ -273,6 +273,10 @@ pub struct TrainSpec {
     /// Stop after this many optimiser steps (for smoke tests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<usize>,
+    /// Seconds one step may take before the run is failed as hung (default:
+    /// max(60, 20 × the median step)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_timeout: Option<f64>,
 }
 
 fn default_log_every() -> usize {

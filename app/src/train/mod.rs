@@ -11,3 +11,4 @@ pub mod sources;
 pub mod text;
 pub mod trainer;
 pub mod transformer;
+pub mod watchdog;
