@@ -531,7 +531,7 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
                     Some(s) if s.state == State::Done || s.state == State::Diverged => {
                         finished += 1
                     }
-                    Some(s) if !s.state.is_final() && dir::pid_alive(s.pid) => attached.push(e),
+                    Some(s) if !s.state.is_final() && d.trainer_alive(&s) => attached.push(e),
                     _ => to_start.push(e),
                 }
             }
@@ -612,7 +612,7 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
             let d = RunDir::new(&e.dir);
             let going = d
                 .status()
-                .is_some_and(|s| !s.state.is_final() && dir::pid_alive(s.pid));
+                .is_some_and(|s| !s.state.is_final() && d.trainer_alive(&s));
             if !going {
                 report_end(&d, e, Duration::ZERO, &mut finished, &mut failed);
             }

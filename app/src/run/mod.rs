@@ -2,5 +2,6 @@
 
 pub mod control;
 pub mod dir;
+pub mod lock;
 
 pub use dir::{RunDir, RunInfo, State, Status};

@@ -132,7 +132,10 @@ impl RunView {
             self.status = status;
             changed = true;
         }
-        let alive = self.status.as_ref().is_some_and(|s| dir::pid_alive(s.pid));
+        let alive = self
+            .status
+            .as_ref()
+            .is_some_and(|s| self.dir.trainer_alive(s));
         if alive != self.alive {
             self.alive = alive;
             changed = true;
