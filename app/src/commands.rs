@@ -33,6 +33,10 @@ pub struct RunArgs {
     /// Continue a run directory from its last checkpoint.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "file")]
     pub resume: Option<PathBuf>,
+    /// With --resume: start the run over from step 0, discarding its checkpoint
+    /// and its logs (what a run whose checkpoint cannot be read needs).
+    #[arg(long, requires = "resume")]
+    pub restart: bool,
     /// No progress output, only the summary.
     #[arg(long, short)]
     pub quiet: bool,
@@ -228,17 +232,12 @@ pub fn run(plugins: &Path, args: &RunArgs) -> Result<()> {
     let opts = TrainOptions {
         plugins_dir: plugins.to_path_buf(),
         progress,
+        restart: args.restart,
     };
     let dirs = if let Some(dir) = &args.resume {
         let d = RunDir::new(dir);
         d.info()
             .map_err(|e| anyhow!("{}: not a run directory ({e})", dir.display()))?;
-        if d.checkpoint().is_none() {
-            eprintln!(
-                "{}: no checkpoint yet; starting from the beginning",
-                dir.display()
-            );
-        }
         vec![d]
     } else {
         let file = args
@@ -319,6 +318,7 @@ pub fn train(plugins: &Path, run_dir: &Path) -> Result<()> {
         &TrainOptions {
             plugins_dir: plugins.to_path_buf(),
             progress: Progress::Lines,
+            restart: false,
         },
     )?;
     eprintln!("{}", summary.message);

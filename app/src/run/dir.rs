@@ -90,6 +90,26 @@ pub struct Status {
     pub samples_per_s: Option<f64>,
 }
 
+impl Status {
+    /// A queued run's status before its trainer has said anything.
+    pub fn new(pid: u32) -> Status {
+        Status {
+            state: State::Queued,
+            step: 0,
+            epoch: 0,
+            total_steps: 0,
+            pid,
+            updated: 0.0,
+            message: String::new(),
+            device: String::new(),
+            plugin_version: String::new(),
+            best_val_acc: None,
+            last_val_acc: None,
+            samples_per_s: None,
+        }
+    }
+}
+
 /// One line of metrics.jsonl.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MetricLine {
@@ -180,22 +200,58 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a
-/// rename, so readers see the old content or the new, never a mix.
+/// rename, so readers see the old content or the new, never a mix. The temporary
+/// file is removed whatever fails.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Unique per call: the watchdog thread may write while the loop does.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path).inspect_err(|_| {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
+    let written = File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
         let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Writes a final status: atomically if it can, else in place (on a full disk
+/// the rename's new file may not fit where the old one's blocks do).
+pub fn write_status_final(dir: &RunDir, status: &Status) -> std::io::Result<()> {
+    let path = dir.file(STATUS);
+    write_json(&path, status).or_else(|_| {
+        let text = serde_json::to_string_pretty(status).map_err(std::io::Error::other)?;
+        let mut f = OpenOptions::new().write(true).truncate(true).open(&path)?;
+        f.write_all(text.as_bytes())
     })
+}
+
+/// Marks a run failed with `message` when its trainer could not even open it:
+/// the status says so (keeping its step), and so does the event log.
+pub fn record_failure(dir: &RunDir, message: &str) {
+    let mut status = dir
+        .status()
+        .unwrap_or_else(|| Status::new(std::process::id()));
+    status.state = State::Failed;
+    status.pid = std::process::id();
+    status.message = message.to_string();
+    status.updated = now();
+    let _ = write_status_final(dir, &status);
+    if let Ok(mut log) = JsonLog::open(&dir.file(EVENTS)) {
+        let _ = log.append(&EventLine {
+            wall: status.updated,
+            step: status.step,
+            kind: "error".into(),
+            message: message.to_string(),
+        });
+    }
 }
 
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
@@ -287,6 +343,10 @@ impl RunDir {
             n += 1;
             path = runs.join(format!("{base}-{n}"));
         }
+        // Owner-only whatever the umask: a GPU box is shared, and the directory
+        // holds the control socket and the model.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700))?;
         let dir = RunDir { path };
         write_atomic(&dir.file(EXPERIMENT), experiment_toml.as_bytes())?;
         write_json(&dir.file(RUN), info)?;
@@ -305,10 +365,62 @@ impl RunDir {
         read_json(&self.file(STATUS)).ok()
     }
 
+    /// Whether the run's trainer is running: the run lock when the directory has
+    /// one (a pid can be reused), else the pid in its status.
+    pub fn trainer_alive(&self, status: &Status) -> bool {
+        super::lock::held(&self.path).unwrap_or_else(|| pid_alive(status.pid))
+    }
+
+    /// The complete checkpoint, if the run has one that can be read.
     pub fn checkpoint(&self) -> Option<CheckpointInfo> {
-        let info: CheckpointInfo = read_json(&self.file(CHECKPOINT)).ok()?;
+        self.read_checkpoint().ok().flatten()
+    }
+
+    /// The run's checkpoint: `None` when it never saved one, an error saying
+    /// what is wrong when it saved one that cannot be used.
+    pub fn read_checkpoint(&self) -> Result<Option<CheckpointInfo>, String> {
+        let path = self.file(CHECKPOINT);
         let dir = self.file(CHECKPOINT_DIR);
-        (dir.join(&info.model).exists() && dir.join(&info.optimizer).exists()).then_some(info)
+        let text = match fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let saved = fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+                return if saved {
+                    Err(format!(
+                        "{CHECKPOINT} is missing but {CHECKPOINT_DIR}/ holds saved files"
+                    ))
+                } else {
+                    Ok(None)
+                };
+            }
+            Err(e) => return Err(format!("{CHECKPOINT} cannot be read: {e}")),
+        };
+        let info: CheckpointInfo = serde_json::from_slice(&text)
+            .map_err(|e| format!("{CHECKPOINT} cannot be read: {e}"))?;
+        for file in [&info.model, &info.optimizer] {
+            let inside = Path::new(file).components().count() == 1;
+            if !inside || !dir.join(file).is_file() {
+                return Err(format!(
+                    "{CHECKPOINT} names {CHECKPOINT_DIR}/{file}, which is missing"
+                ));
+            }
+        }
+        Ok(Some(info))
+    }
+
+    /// A fresh start: the checkpoint and the metric and snapshot logs go (the
+    /// event log keeps the run's history).
+    pub fn discard_progress(&self) -> std::io::Result<()> {
+        for name in [CHECKPOINT, METRICS, SNAPSHOTS] {
+            match fs::remove_file(self.file(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        match fs::remove_dir_all(self.file(CHECKPOINT_DIR)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     pub fn metrics(&self) -> Vec<MetricLine> {
@@ -323,8 +435,6 @@ impl RunDir {
         read_lines(&self.file(SNAPSHOTS))
     }
 
-    /// Keeps only complete lines of a log whose `step` is at most `step` (on resume,
-    /// what was logged after the checkpoint is logged again by the resumed run).
     /// Records how a trainer process ended when the trainer could not say so itself
     /// (a signal, a panic, an abort): a run it left training, paused or queued
     /// becomes failed, with the reason in its status and event log. Returns the
@@ -341,20 +451,7 @@ impl RunDir {
         let mut status = match self.status() {
             Some(s) if s.state.is_final() || (s.pid != pid && s.pid != 0) => return Ok(None),
             Some(s) => s,
-            None => Status {
-                state: State::Queued,
-                step: 0,
-                epoch: 0,
-                total_steps: 0,
-                pid,
-                updated: 0.0,
-                message: String::new(),
-                device: String::new(),
-                plugin_version: String::new(),
-                best_val_acc: None,
-                last_val_acc: None,
-                samples_per_s: None,
-            },
+            None => Status::new(pid),
         };
         status.state = State::Failed;
         status.updated = now();
@@ -370,26 +467,33 @@ impl RunDir {
         Ok(Some(why))
     }
 
+    /// Keeps only complete lines of a log whose `step` is at most `step` (on resume,
+    /// what was logged after the checkpoint is logged again by the resumed run).
+    /// Works on bytes: a line that is not UTF-8 or not JSON is dropped, never a
+    /// reason to keep everything.
     pub fn truncate_log_after(&self, name: &str, step: u64) -> std::io::Result<()> {
+        #[derive(Deserialize)]
+        struct Step {
+            step: Option<u64>,
+        }
         let path = self.file(name);
-        let Ok(text) = fs::read_to_string(&path) else {
-            return Ok(());
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
         };
-        let mut kept = String::new();
-        for line in text.lines() {
-            let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            if value
-                .get("step")
-                .and_then(|s| s.as_u64())
-                .is_some_and(|s| s <= step)
-            {
-                kept.push_str(line);
-                kept.push('\n');
+        let mut kept = Vec::with_capacity(bytes.len());
+        for line in bytes.split(|&b| b == b'\n') {
+            let keep = serde_json::from_slice::<Step>(line)
+                .ok()
+                .and_then(|s| s.step)
+                .is_some_and(|s| s <= step);
+            if keep {
+                kept.extend_from_slice(line);
+                kept.push(b'\n');
             }
         }
-        write_atomic(&path, kept.as_bytes())
+        write_atomic(&path, &kept)
     }
 }
 
