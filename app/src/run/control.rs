@@ -2,10 +2,12 @@
 //! The socket lives in the run directory with owner-only permissions; a
 //! connection from another user is refused.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
@@ -30,43 +32,128 @@ pub struct Reply {
     pub message: String,
 }
 
+/// The longest command line taken; a longer one closes the connection.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Connections served at once; more are refused.
+pub const MAX_CONNECTIONS: usize = 16;
+/// How long one connection may stay open.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Listens on the socket and forwards commands; replies "accepted" at once (the
-/// trainer acts at its next step boundary and logs what it did).
+/// trainer acts at its next step boundary and logs what it did). A stop also
+/// raises `stop`, which the trainer's watchdog reads when a step hangs.
 pub struct ControlServer {
     pub commands: Receiver<Command>,
+    pub stop: Arc<AtomicBool>,
     path: PathBuf,
+    closing: Arc<AtomicBool>,
+}
+
+/// A listener bound at `path`, owner-only, with the identity of the socket file
+/// it made (to see it deleted or replaced).
+fn bind(path: &Path) -> std::io::Result<(UnixListener, (u64, u64))> {
+    use std::os::unix::fs::MetadataExt;
+    // A socket file left by a killed trainer is stale: remove it.
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    let meta = std::fs::metadata(path)?;
+    Ok((listener, (meta.dev(), meta.ino())))
 }
 
 impl ControlServer {
-    pub fn start(path: &Path) -> std::io::Result<ControlServer> {
-        // A socket file left by a killed trainer is stale: remove it.
-        let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    pub fn start(path: &Path, stop: Arc<AtomicBool>) -> std::io::Result<ControlServer> {
+        let (listener, id) = bind(path)?;
         let (tx, rx) = channel();
+        let closing = Arc::new(AtomicBool::new(false));
+        let server = Server {
+            path: path.to_path_buf(),
+            tx,
+            stop: stop.clone(),
+            closing: closing.clone(),
+            active: Arc::new(AtomicUsize::new(0)),
+        };
         std::thread::Builder::new()
             .name("control".into())
-            .spawn(move || serve(listener, tx))?;
+            .spawn(move || server.serve(listener, id))?;
         Ok(ControlServer {
             commands: rx,
+            stop,
             path: path.to_path_buf(),
+            closing,
         })
     }
 }
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
+        self.closing.store(true, Ordering::SeqCst);
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-fn serve(listener: UnixListener, tx: Sender<Command>) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let _ = handle(stream, &tx);
-        });
+struct Server {
+    path: PathBuf,
+    tx: Sender<Command>,
+    stop: Arc<AtomicBool>,
+    closing: Arc<AtomicBool>,
+    active: Arc<AtomicUsize>,
+}
+
+/// Counts a connection while it is served.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Server {
+    /// Accepts connections (polling, so that it can also see its socket file go
+    /// and make a new one) until the trainer closes it.
+    fn serve(self, mut listener: UnixListener, mut id: (u64, u64)) {
+        use std::os::unix::fs::MetadataExt;
+        let mut last_check = std::time::Instant::now();
+        while !self.closing.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((stream, _)) => self.take(stream),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+            if last_check.elapsed() >= Duration::from_millis(500) {
+                last_check = std::time::Instant::now();
+                let present =
+                    std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == id);
+                if !present
+                    && !self.closing.load(Ordering::SeqCst)
+                    && let Ok((l, new_id)) = bind(&self.path)
+                {
+                    (listener, id) = (l, new_id);
+                }
+            }
+        }
+    }
+
+    fn take(&self, stream: UnixStream) {
+        let slot = Slot(self.active.clone());
+        if self.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            let _ = stream.set_nonblocking(false);
+            let _ = reply(&stream, false, "refused: too many connections".into());
+            return;
+        }
+        let tx = self.tx.clone();
+        let stop = self.stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("control-conn".into())
+            .spawn(move || {
+                let _slot = slot;
+                let _ = handle(stream, &tx, &stop);
+            });
+        drop(spawned);
     }
 }
 
@@ -78,39 +165,67 @@ fn same_user(stream: &UnixStream) -> bool {
         .is_ok_and(|cred| cred.uid() == nix::unistd::getuid().as_raw())
 }
 
-fn handle(stream: UnixStream, tx: &Sender<Command>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut writer = stream.try_clone()?;
-    let reply = |w: &mut UnixStream, ok: bool, message: String| -> std::io::Result<()> {
-        let mut line =
-            serde_json::to_string(&Reply { ok, message }).map_err(std::io::Error::other)?;
-        line.push('\n');
-        w.write_all(line.as_bytes())
-    };
+fn reply(mut w: &UnixStream, ok: bool, message: String) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(&Reply { ok, message }).map_err(std::io::Error::other)?;
+    line.push('\n');
+    w.write_all(line.as_bytes())
+}
+
+fn handle(stream: UnixStream, tx: &Sender<Command>, stop: &AtomicBool) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     if !same_user(&stream) {
-        return reply(&mut writer, false, "refused: not the run's owner".into());
+        return reply(&stream, false, "refused: not the run's owner".into());
     }
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 0 {
-        match serde_json::from_str::<Command>(line.trim()) {
-            Ok(cmd) => {
-                let sent = tx.send(cmd).is_ok();
-                reply(
-                    &mut writer,
-                    sent,
-                    if sent {
-                        "accepted".into()
-                    } else {
-                        "the trainer is gone".into()
-                    },
-                )?;
-            }
-            Err(e) => reply(&mut writer, false, format!("bad command: {e}"))?,
+    let deadline = std::time::Instant::now() + CONNECTION_DEADLINE;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
         }
-        line.clear();
+        stream.set_read_timeout(Some(left))?;
+        let n = (&stream).read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        pending.extend_from_slice(&chunk[..n]);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            answer(&stream, &line, tx, stop)?;
+        }
+        if pending.len() > MAX_LINE {
+            return reply(
+                &stream,
+                false,
+                format!("refused: a command line longer than {MAX_LINE} bytes"),
+            );
+        }
     }
-    Ok(())
+}
+
+fn answer(
+    stream: &UnixStream,
+    line: &[u8],
+    tx: &Sender<Command>,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    match serde_json::from_slice::<Command>(line.trim_ascii()) {
+        Ok(cmd) => {
+            if cmd == Command::Stop {
+                stop.store(true, Ordering::SeqCst);
+            }
+            let sent = tx.send(cmd).is_ok();
+            let message = if sent {
+                "accepted"
+            } else {
+                "the trainer is gone"
+            };
+            reply(stream, sent, message.into())
+        }
+        Err(e) => reply(stream, false, format!("bad command: {e}")),
+    }
 }
 
 /// Sends one command to the run whose socket is `path` and returns the reply.
