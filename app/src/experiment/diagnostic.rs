@@ -33,9 +33,10 @@ impl fmt::Display for Diagnostic {
         writeln!(f, "{}", self.message)?;
         if !self.source_line.is_empty() {
             let gutter = self.line.to_string();
-            writeln!(f, "  {gutter} | {}", self.source_line)?;
+            let (shown, caret) = window(&self.source_line, self.column.saturating_sub(1));
+            writeln!(f, "  {gutter} | {shown}")?;
             let pad = " ".repeat(gutter.len());
-            let col = " ".repeat(self.column.saturating_sub(1));
+            let col = " ".repeat(caret);
             writeln!(f, "  {pad} | {col}^")?;
         }
         if let Some(help) = &self.help {
@@ -43,6 +44,30 @@ impl fmt::Display for Diagnostic {
         }
         Ok(())
     }
+}
+
+/// Characters of a quoted line shown around the column (a generated file can
+/// have lines of megabytes).
+const SHOWN: usize = 120;
+
+/// The part of `line` to show around character `column`, and where the caret
+/// goes in it.
+fn window(line: &str, column: usize) -> (String, usize) {
+    let len = line.chars().count();
+    if len <= SHOWN {
+        return (line.to_string(), column);
+    }
+    let start = column.saturating_sub(SHOWN / 2).min(len - SHOWN);
+    let mut shown: String = line.chars().skip(start).take(SHOWN).collect();
+    let mut caret = column - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        caret += 1;
+    }
+    if start + SHOWN < len {
+        shown.push('…');
+    }
+    (shown, caret)
 }
 
 /// One step of a key path.
@@ -77,12 +102,23 @@ pub struct Locator<'a> {
     pub file: &'a Path,
     pub text: &'a str,
     pub doc: Option<toml::Spanned<DeTable<'a>>>,
+    /// Byte offset of each line's start, found once: a file with many errors must
+    /// not be scanned from the top for each.
+    line_starts: Vec<usize>,
 }
 
 impl<'a> Locator<'a> {
     pub fn new(file: &'a Path, text: &'a str) -> Self {
         let doc = DeTable::parse(text).ok();
-        Self { file, text, doc }
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self {
+            file,
+            text,
+            doc,
+            line_starts,
+        }
     }
 
     /// A diagnostic at a byte offset.
@@ -93,9 +129,12 @@ impl<'a> Locator<'a> {
         message: String,
         help: Option<String>,
     ) -> Diagnostic {
-        let offset = offset.min(self.text.len());
-        let line_start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
-        let line = self.text[..line_start].matches('\n').count() + 1;
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let line_start = self.line_starts[line - 1];
         let column = self.text[line_start..offset].chars().count() + 1;
         let source_line = self.text[line_start..]
             .split('\n')

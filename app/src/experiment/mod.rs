@@ -259,6 +259,7 @@ pub fn validate(path: &Path, text: &str, catalog: &Catalog) -> Result<Experiment
     let mut checker = Checker {
         locator: &locator,
         errors: Vec::new(),
+        more: 0,
     };
     checker.check(&file, catalog);
     let mut warnings = Vec::new();
@@ -275,13 +276,42 @@ pub fn validate(path: &Path, text: &str, catalog: &Catalog) -> Result<Experiment
             data_missing,
         })
     } else {
+        if checker.more > 0 {
+            let message = format!("… and {} more errors", checker.more);
+            checker
+                .errors
+                .push(locator.at(text.len(), String::new(), message, None));
+        }
         Err(checker.errors)
     }
 }
 
+/// The machine's memory in bytes (`MemTotal`).
+fn machine_memory() -> Option<u128> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u128 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// More epochs than any run could finish; a bound so that the step count never
+/// overflows.
+pub const MAX_EPOCHS: usize = 1_000_000;
+
+/// Errors reported for one file; the rest are counted ("… and N more").
+pub const MAX_ERRORS: usize = 50;
+
 struct Checker<'a> {
     locator: &'a Locator<'a>,
     errors: Vec<Diagnostic>,
+    /// Errors past [`MAX_ERRORS`], counted but not positioned.
+    more: usize,
 }
 
 fn p(segs: &[&str]) -> Vec<Seg> {
@@ -290,11 +320,14 @@ fn p(segs: &[&str]) -> Vec<Seg> {
 
 impl Checker<'_> {
     fn err(&mut self, path: Vec<Seg>, message: impl Into<String>) {
-        self.errors
-            .push(self.locator.at_path(&path, false, message.into(), None));
+        self.err_help(path, false, message.into(), None);
     }
 
     fn err_help(&mut self, path: Vec<Seg>, at_key: bool, message: String, help: Option<String>) {
+        if self.errors.len() >= MAX_ERRORS {
+            self.more += 1;
+            return;
+        }
         self.errors
             .push(self.locator.at_path(&path, at_key, message, help));
     }
@@ -344,6 +377,10 @@ impl Checker<'_> {
         self.check_optimizer(&f.optimizer);
         self.check_lr(&f.lr_schedule, &f.train);
         self.check_train(&f.train);
+        self.check_limits(&f.data);
+        if !f.device.starts_with("cuda") {
+            self.check_memory(f);
+        }
         let slots = model_slots(&f.model);
         let mut labels: Vec<String> = Vec::new();
         for (i, s) in f.strategy.iter().enumerate() {
@@ -821,6 +858,52 @@ impl Checker<'_> {
         }
     }
 
+    /// Refuses a model whose training step cannot fit in this machine's memory
+    /// (it would die on the allocation). The input is the size the data format
+    /// implies; a GPU's memory is not known here, so CUDA runs are not checked.
+    fn check_memory(&mut self, f: &ExperimentFile) {
+        let d = &f.data;
+        let input = match d.format {
+            _ if d.format.is_text() => [d.vocab_size(), d.max_len(), 0],
+            DataFormat::Idx => [1, 28, 28],
+            DataFormat::Cifar10 | DataFormat::Cifar100 => [3, 32, 32],
+            _ => {
+                let side = d.image_size.unwrap_or(224);
+                [3, side, side]
+            }
+        };
+        let floor = crate::train::models::memory_floor(&f.model, input, f.train.batch_size);
+        let (Some(floor), Some(total)) = (floor, machine_memory()) else {
+            return;
+        };
+        if floor.bytes > total {
+            const GIB: f64 = (1u64 << 30) as f64;
+            self.err(
+                p(&["model"]),
+                format!(
+                    "this model needs at least {:.1} GiB to train ({} parameters; weights, \
+                     gradients, optimiser state and activations at batch size {}), more than \
+                     the {:.1} GiB of memory this machine has",
+                    floor.bytes as f64 / GIB,
+                    floor.parameters,
+                    f.train.batch_size,
+                    total as f64 / GIB
+                ),
+            );
+        }
+    }
+
+    fn check_limits(&mut self, d: &DataSpec) {
+        for (name, value) in [("train_limit", d.train_limit), ("val_limit", d.val_limit)] {
+            if value == Some(0) {
+                self.err(
+                    p(&["data", name]),
+                    "expected a positive number of examples, found 0",
+                );
+            }
+        }
+    }
+
     fn check_train(&mut self, t: &TrainSpec) {
         let positive: [(&str, Option<usize>); 6] = [
             ("epochs", Some(t.epochs)),
@@ -834,6 +917,20 @@ impl Checker<'_> {
             if value == Some(0) {
                 self.err(p(&["train", name]), "expected a positive integer, found 0");
             }
+        }
+        if t.epochs > MAX_EPOCHS {
+            self.err(
+                p(&["train", "epochs"]),
+                format!("expected at most {MAX_EPOCHS} epochs, found {}", t.epochs),
+            );
+        }
+        if let Some(t) = t.step_timeout
+            && !(t.is_finite() && t > 0.0)
+        {
+            self.err(
+                p(&["train", "step_timeout"]),
+                format!("expected a positive number of seconds, found {t}"),
+            );
         }
     }
 
@@ -1005,9 +1102,10 @@ pub fn live_diff(old: &ExperimentFile, new: &ExperimentFile) -> (Vec<String>, Ve
             old.device != new.device || old.backend != new.backend,
         ),
         (
-            "train.checkpoint_every/max_steps",
+            "train.checkpoint_every/max_steps/step_timeout",
             old.train.checkpoint_every != new.train.checkpoint_every
-                || old.train.max_steps != new.train.max_steps,
+                || old.train.max_steps != new.train.max_steps
+                || old.train.step_timeout != new.train.step_timeout,
         ),
     ];
     for (name, changed) in fixed {

@@ -41,15 +41,39 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, IdxError> {
     };
     let raw = std::fs::read(path).map_err(io)?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| format_error(path, format!("damaged gzip stream: {e}")))?;
-        out
+        gunzip_bounded(&raw).map_err(|message| format_error(path, message))?
     } else {
         raw
     };
     parse_idx(&bytes).map_err(|message| format_error(path, message))
+}
+
+/// Decompresses no more than the IDX header inside declares (plus one byte, to
+/// tell a longer stream): a small file that inflates to gigabytes is refused
+/// after reading what the header promised.
+fn gunzip_bounded(raw: &[u8]) -> Result<Vec<u8>, String> {
+    let damaged = |e: std::io::Error| format!("damaged gzip stream: {e}");
+    let mut stream = flate2::read::MultiGzDecoder::new(raw);
+    let mut out = vec![0u8; 4];
+    stream.read_exact(&mut out).map_err(damaged)?;
+    let ndim = usize::from(out[3]).min(4);
+    out.resize(4 + 4 * ndim, 0);
+    stream.read_exact(&mut out[4..]).map_err(damaged)?;
+    let declared = out[4..]
+        .chunks(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64)
+        .try_fold(1u64, u64::checked_mul)
+        .ok_or("the header's dimensions overflow")?;
+    stream
+        .take(declared.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(damaged)?;
+    if out.len() as u64 > 4 + 4 * ndim as u64 + declared {
+        return Err(format!(
+            "the gzip stream holds more than the {declared} bytes of data its IDX header declares"
+        ));
+    }
+    Ok(out)
 }
 
 /// Decodes IDX bytes.
@@ -184,6 +208,28 @@ mod tests {
         }
         out.extend_from_slice(data);
         out
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn a_gzip_stream_longer_than_its_header_declares_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb-idx1-ubyte.gz");
+        // 64 MiB of zeros behind a header that declares 10 bytes: ~65 kB on disk.
+        let mut bomb = idx(&[10], &[]);
+        bomb.resize(bomb.len() + (64 << 20), 0);
+        std::fs::write(&path, gzip(&bomb)).unwrap();
+        let err = read_idx(&path).unwrap_err().to_string();
+        assert!(err.contains("more than the 10 bytes"), "{err}");
+        // The same header with its 10 bytes reads.
+        std::fs::write(&path, gzip(&idx(&[10], &[7; 10]))).unwrap();
+        assert_eq!(read_idx(&path).unwrap().data, [7; 10]);
     }
 
     #[test]

@@ -214,6 +214,86 @@ impl Model {
     }
 }
 
+/// What a training step of a model needs at least, estimated before anything is
+/// built: `check` refuses a model that cannot fit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MemoryFloor {
+    pub parameters: u128,
+    /// Weights, gradients and two optimiser moments per parameter, plus the
+    /// activations kept for the backward pass and their gradients, in bytes.
+    pub bytes: u128,
+}
+
+/// A floor on the memory of one training step of `spec` on inputs of `input`
+/// (`[channels, side, side]` images, or `[vocab, tokens]` for text) at `batch`.
+/// ResNets are fixed in size and not estimated.
+pub fn memory_floor(spec: &ModelSpec, input: [usize; 3], batch: usize) -> Option<MemoryFloor> {
+    const F32: u128 = 4;
+    let (parameters, activations) = match spec.kind {
+        ModelKind::SmallCnn => small_cnn_floor(spec, input),
+        ModelKind::Transformer => transformer_floor(spec, input),
+        ModelKind::Resnet18 | ModelKind::Resnet50 => return None,
+    };
+    let bytes = F32
+        .saturating_mul(4)
+        .saturating_mul(parameters)
+        .saturating_add(
+            F32.saturating_mul(2)
+                .saturating_mul(activations)
+                .saturating_mul(batch as u128),
+        );
+    Some(MemoryFloor { parameters, bytes })
+}
+
+/// (parameters, activations per sample) of the small CNN.
+fn small_cnn_floor(spec: &ModelSpec, [channels, side, _]: [usize; 3]) -> (u128, u128) {
+    let defaults = SmallCnnConfig::new();
+    let convs = spec.channels.clone().unwrap_or(defaults.channels);
+    let hidden = spec.hidden.unwrap_or(defaults.hidden) as u128;
+    let (mut params, mut acts) = (0u128, 0u128);
+    let (mut inputs, mut side) = (channels as u128, side as u128);
+    for &out in &convs {
+        let out = out as u128;
+        params = params.saturating_add(inputs.saturating_mul(out).saturating_mul(9) + out);
+        // The conv's output, then the pooled map.
+        acts = acts.saturating_add(out.saturating_mul(side * side));
+        side = (side / 2).max(1);
+        acts = acts.saturating_add(out.saturating_mul(side * side));
+        inputs = out;
+    }
+    let flat = inputs.saturating_mul(side * side);
+    params = params
+        .saturating_add(flat.saturating_mul(hidden))
+        // fc1's bias, and fc2 for the fewest classes there can be (two).
+        .saturating_add(hidden.saturating_mul(3))
+        .saturating_add(2);
+    (params, acts.saturating_add(hidden))
+}
+
+/// (parameters, activations per sample) of the text encoder.
+fn transformer_floor(spec: &ModelSpec, [vocab, tokens, _]: [usize; 3]) -> (u128, u128) {
+    let h = spec.hidden.unwrap_or(128) as u128;
+    let ff = spec.ff.map_or(2 * h, |f| f as u128);
+    let layers = spec.layers.unwrap_or(2) as u128;
+    let heads = spec.heads.unwrap_or(4) as u128;
+    let (vocab, t) = (vocab as u128, tokens as u128);
+    let per_layer = h
+        .saturating_mul(h)
+        .saturating_mul(4)
+        .saturating_add(h.saturating_mul(ff).saturating_mul(2));
+    let params = vocab
+        .saturating_add(t)
+        .saturating_mul(h)
+        .saturating_add(layers.saturating_mul(per_layer));
+    // Per layer: the attention scores of every head, and a few token × width maps.
+    let acts = layers.saturating_mul(
+        heads
+            .saturating_mul(t * t)
+            .saturating_add(t.saturating_mul(h.saturating_mul(6).saturating_add(ff))),
+    );
+    (params, acts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +322,33 @@ mod tests {
                 ("block3".to_string(), [5, 16, 3, 3])
             ]
         );
+    }
+
+    #[test]
+    fn the_memory_floor_counts_the_small_cnn_parameters_exactly() {
+        let device = Device::default();
+        let config = SmallCnnConfig::new()
+            .with_channels(vec![8, 16])
+            .with_hidden(32);
+        let model = config.init(&device);
+        let spec = ModelSpec {
+            kind: ModelKind::SmallCnn,
+            channels: Some(vec![8, 16]),
+            hidden: Some(32),
+            heads: None,
+            layers: None,
+            ff: None,
+            dropout: None,
+            slots: Default::default(),
+        };
+        let floor = memory_floor(&spec, [1, 28, 28], 32).unwrap();
+        // Ten classes in the model, two in the floor: 8 × 32 fewer.
+        assert_eq!(floor.parameters + 8 * 32 + 8, model.num_params() as u128);
+        let huge = ModelSpec {
+            hidden: Some(10_000_000_000),
+            ..spec
+        };
+        assert!(memory_floor(&huge, [1, 28, 28], 32).unwrap().bytes > 1 << 40);
     }
 
     #[test]
