@@ -89,9 +89,143 @@ pub struct BuildReport {
 }
 
 /// Builds crates with `cargo build --release`, streaming each line of cargo's
-/// human output to `on_line`. One cargo call for all crates (they share the target
-/// directory lock anyway); `--keep-going` so one broken crate spares the others.
+/// human output to `on_line`: one cargo call per workspace (crates that are not
+/// in one are each their own), `--keep-going` so that one broken crate spares
+/// the others. A crate whose manifest cargo cannot load fails with that error;
+/// the other members of its workspace, which cargo then cannot build, are taken
+/// from their last build if they have one.
 pub fn build_crates(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> BuildReport {
+    let mut report = BuildReport::default();
+    for (root, group) in by_workspace(crates) {
+        let mut part = build_workspace(&group, on_line);
+        attribute_manifest_errors(&root, &group, &mut part, on_line);
+        report.libraries.extend(part.libraries);
+        report.log.push_str(&part.log);
+    }
+    report
+}
+
+/// The directory of the workspace a crate belongs to: the nearest one at or
+/// above it whose manifest has a `[workspace]` table, else the crate's own.
+fn workspace_root(dir: &Path) -> PathBuf {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    dir.ancestors()
+        .find(|d| {
+            std::fs::read_to_string(d.join("Cargo.toml"))
+                .ok()
+                .and_then(|t| t.parse::<toml::Table>().ok())
+                .is_some_and(|t| t.contains_key("workspace"))
+        })
+        .unwrap_or(&dir)
+        .to_path_buf()
+}
+
+fn by_workspace(crates: &[PluginCrate]) -> BTreeMap<PathBuf, Vec<PluginCrate>> {
+    let mut groups: BTreeMap<PathBuf, Vec<PluginCrate>> = BTreeMap::new();
+    for c in crates {
+        groups
+            .entry(workspace_root(&c.dir))
+            .or_default()
+            .push(c.clone());
+    }
+    groups
+}
+
+/// The crate directory whose manifest cargo could not load, from its output.
+fn manifest_culprit(log: &str) -> Option<PathBuf> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("workspace member") || l.contains("failed to parse manifest"))?;
+    let path = PathBuf::from(line.split('`').nth(1)?);
+    let dir = if path.ends_with("Cargo.toml") {
+        path.parent()?.to_path_buf()
+    } else {
+        path
+    };
+    Some(dir.canonicalize().unwrap_or(dir))
+}
+
+/// When cargo could not load a workspace because of one member's manifest: that
+/// member gets cargo's error; each other member its last build, or an error
+/// naming the member at fault.
+fn attribute_manifest_errors(
+    root: &Path,
+    group: &[PluginCrate],
+    part: &mut BuildReport,
+    on_line: &mut dyn FnMut(&str),
+) {
+    let Some(culprit) = manifest_culprit(&part.log) else {
+        return;
+    };
+    let cargo_said = tail(&part.log, 12);
+    for c in group {
+        if part.libraries.get(&c.package).is_some_and(Result::is_ok) {
+            continue;
+        }
+        let outcome = if c.dir.canonicalize().is_ok_and(|d| d == culprit) {
+            Err(format!("its manifest cannot be loaded:\n{cargo_said}"))
+        } else {
+            match last_build(root, &c.package) {
+                Some(lib) => {
+                    on_line(&format!(
+                        "{}: not rebuilt (cargo cannot load the workspace because of {}); using its last build {}",
+                        c.package,
+                        culprit.display(),
+                        lib.display()
+                    ));
+                    Ok(lib)
+                }
+                None => Err(format!(
+                    "not built: cargo cannot load the workspace because of {} (fix or remove that crate)",
+                    culprit.display()
+                )),
+            }
+        };
+        part.libraries.insert(c.package.clone(), outcome);
+    }
+}
+
+/// The release cdylib of `package` from an earlier build of the workspace.
+fn last_build(root: &Path, package: &str) -> Option<PathBuf> {
+    let target = target_dir(root);
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        package.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    let lib = target.join("release").join(file);
+    lib.is_file().then_some(lib)
+}
+
+/// Where cargo puts a workspace's builds, as cargo decides it: `CARGO_TARGET_DIR`,
+/// else `build.target-dir` of the nearest `.cargo/config.toml` at or above the
+/// workspace (relative to that directory), else `target/` in the workspace.
+fn target_dir(root: &Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    for dir in root.ancestors() {
+        for name in ["config.toml", "config"] {
+            let configured = std::fs::read_to_string(dir.join(".cargo").join(name))
+                .ok()
+                .and_then(|t| t.parse::<toml::Table>().ok())
+                .and_then(|t| {
+                    t.get("build")?
+                        .get("target-dir")?
+                        .as_str()
+                        .map(|s| dir.join(s))
+                });
+            if let Some(target) = configured {
+                return target;
+            }
+        }
+    }
+    root.join("target")
+}
+
+/// One cargo call for the crates of one workspace.
+fn build_workspace(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> BuildReport {
     let mut report = BuildReport::default();
     if crates.is_empty() {
         return report;
@@ -348,7 +482,39 @@ pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Res
                 .and_then(|()| Library::load(&lib)),
         });
     }
+    refuse_name_clashes(&mut found);
     Ok(found)
+}
+
+/// Two libraries giving one strategy name: neither is used (which one `check`
+/// and `run` took would depend on the order of the directory), each is refused
+/// naming the other.
+fn refuse_name_clashes(found: &mut [Found]) {
+    let mut by_name: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for f in found.iter() {
+        if let Ok(lib) = &f.outcome {
+            by_name
+                .entry(lib.info.name.clone())
+                .or_default()
+                .push(lib.path.clone());
+        }
+    }
+    for f in found.iter_mut() {
+        let Ok(lib) = &f.outcome else { continue };
+        let paths = &by_name[&lib.info.name];
+        if paths.len() > 1 {
+            let others: Vec<String> = paths
+                .iter()
+                .filter(|p| **p != lib.path)
+                .map(|p| p.display().to_string())
+                .collect();
+            f.outcome = Err(LoadError(format!(
+                "refused: {} also calls itself \"{}\"; neither is used until one is removed or renamed",
+                others.join(", "),
+                lib.info.name
+            )));
+        }
+    }
 }
 
 #[cfg(test)]
