@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -24,12 +26,14 @@ use crate::run::control::{Command, ControlServer};
 use crate::run::dir::{
     self, CheckpointInfo, EventLine, JsonLog, MetricLine, RunDir, SnapshotLine, State, Status,
 };
+use crate::run::lock::RunLock;
 use crate::train::data::{self, EpochItems, ImageBatch, ImageBatcher, SplitBatcher};
 use crate::train::device;
 use crate::train::models::{InputKind, Model};
 use crate::train::schedule::learning_rate;
 use crate::train::text::{TextBatch, TextBatcher, TextTask};
 use crate::train::transformer::{NoSlots, TextSlots};
+use crate::train::watchdog::Watchdog;
 
 /// How progress is shown while training in the foreground.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +59,8 @@ impl Progress {
 pub struct TrainOptions {
     pub plugins_dir: PathBuf,
     pub progress: Progress,
+    /// Start over from step 0, discarding the checkpoint and the logs.
+    pub restart: bool,
 }
 
 /// How a run ended.
@@ -139,6 +145,38 @@ struct Writer {
 }
 
 impl Writer {
+    /// Opens the run's logs; the status starts from what the run's status.json
+    /// says (its step, epoch and accuracies), so a run that fails before its
+    /// first step keeps them.
+    fn open(run_dir: &RunDir) -> Result<Writer> {
+        let previous = run_dir.status();
+        let keep = |f: fn(&Status) -> u64| previous.as_ref().map_or(0, f);
+        Ok(Writer {
+            dir: run_dir.clone(),
+            metrics: JsonLog::open(&run_dir.file(dir::METRICS)).context("opening metrics.jsonl")?,
+            events: JsonLog::open(&run_dir.file(dir::EVENTS)).context("opening events.jsonl")?,
+            snapshots: JsonLog::open(&run_dir.file(dir::SNAPSHOTS))
+                .context("opening snapshots.jsonl")?,
+            status: Status {
+                state: State::Training,
+                step: keep(|s| s.step),
+                epoch: keep(|s| s.epoch),
+                total_steps: keep(|s| s.total_steps),
+                pid: std::process::id(),
+                updated: dir::now(),
+                message: String::new(),
+                device: previous
+                    .as_ref()
+                    .map(|s| s.device.clone())
+                    .unwrap_or_default(),
+                plugin_version: String::new(),
+                best_val_acc: previous.as_ref().and_then(|s| s.best_val_acc),
+                last_val_acc: previous.as_ref().and_then(|s| s.last_val_acc),
+                samples_per_s: None,
+            },
+        })
+    }
+
     fn event(&mut self, step: u64, kind: &str, message: impl Into<String>) -> Result<()> {
         let line = EventLine {
             wall: dir::now(),
@@ -153,10 +191,25 @@ impl Writer {
         self.status.updated = dir::now();
         dir::write_json(&self.dir.file(dir::STATUS), &self.status).context("writing status.json")
     }
+
+    /// The run failed: the reason goes to the event log and the status, each as
+    /// far as the disk still lets it.
+    fn fail(&mut self, message: &str) {
+        let _ = self.event(self.status.step, "error", message);
+        self.status.state = State::Failed;
+        self.status.message = message.to_string();
+        self.status.updated = dir::now();
+        let _ = dir::write_status_final(&self.dir, &self.status);
+    }
 }
 
 /// Trains the run in `run_dir` to its end, resuming from its checkpoint if it has one.
+///
+/// Refused without changing anything when another trainer holds the run, or when
+/// the run has a checkpoint that cannot be read (unless `opts.restart`). Every
+/// other way it ends is written to the status with the reason.
 pub fn train(run_dir: &RunDir, opts: &TrainOptions) -> Result<Summary> {
+    let _lock = RunLock::acquire(&run_dir.path).map_err(|e| anyhow!(e))?;
     let started = Instant::now();
     // Past a file-size limit, a write should fail (reported below, the run marked
     // failed) rather than the default SIGXFSZ killing the process mid-write.
@@ -164,40 +217,46 @@ pub fn train(run_dir: &RunDir, opts: &TrainOptions) -> Result<Summary> {
         signal_hook::consts::SIGXFSZ,
         std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
     );
-    let info = run_dir.info().map_err(|e| anyhow!(e))?;
-    let resolved = read_resolved(run_dir)?;
-    let mut writer = Writer {
-        dir: run_dir.clone(),
-        metrics: JsonLog::open(&run_dir.file(dir::METRICS))?,
-        events: JsonLog::open(&run_dir.file(dir::EVENTS))?,
-        snapshots: JsonLog::open(&run_dir.file(dir::SNAPSHOTS))?,
-        status: Status {
-            state: State::Training,
-            step: 0,
-            epoch: 0,
-            total_steps: 0,
-            pid: std::process::id(),
-            updated: dir::now(),
-            message: String::new(),
-            device: resolved.device.clone(),
-            plugin_version: String::new(),
-            best_val_acc: None,
-            last_val_acc: None,
-            samples_per_s: None,
-        },
-    };
-    match run(run_dir, &info, resolved, opts, &mut writer, started) {
-        Ok(summary) => Ok(summary),
+    let resume = resume_point(run_dir, opts.restart)?;
+    let mut writer = match Writer::open(run_dir) {
+        Ok(w) => w,
         Err(e) => {
-            let message = format!("{e:#}");
-            let step = writer.status.step;
-            let _ = writer.event(step, "error", message.clone());
-            writer.status.state = State::Failed;
-            writer.status.message = message.clone();
-            let _ = writer.status();
-            Err(e)
+            dir::record_failure(run_dir, &format!("{e:#}"));
+            return Err(e);
         }
+    };
+    let result = run_dir
+        .info()
+        .map_err(|e| anyhow!(e))
+        .and_then(|info| Ok((info, read_resolved(run_dir)?)))
+        .and_then(|(info, resolved)| {
+            run(run_dir, &info, resolved, resume, opts, &mut writer, started)
+        });
+    if let Err(e) = &result {
+        writer.fail(&format!("{e:#}"));
     }
+    result
+}
+
+/// Where the run continues: its checkpoint, or step 0 when it never saved one.
+/// A checkpoint that cannot be read is refused (starting over would silently
+/// throw away what it stands for) unless `restart` asks for a fresh start, which
+/// also clears the logs.
+fn resume_point(run_dir: &RunDir, restart: bool) -> Result<Option<CheckpointInfo>> {
+    if restart {
+        run_dir
+            .discard_progress()
+            .context("clearing the run for a fresh start")?;
+        return Ok(None);
+    }
+    run_dir.read_checkpoint().map_err(|why| {
+        anyhow!(
+            "{}: {why}. Nothing was changed; `probdrop-tui run --resume {} --restart` \
+             starts the run over from step 0 and clears its logs",
+            run_dir.path.display(),
+            run_dir.path.display()
+        )
+    })
 }
 
 #[allow(clippy::too_many_lines)]
@@ -205,6 +264,7 @@ fn run(
     run_dir: &RunDir,
     info: &dir::RunInfo,
     resolved: ExperimentFile,
+    resume: Option<CheckpointInfo>,
     opts: &TrainOptions,
     writer: &mut Writer,
     started: Instant,
@@ -263,7 +323,14 @@ fn run(
     let classes = task.classes();
     let batch_size = resolved.train.batch_size;
     let steps_per_epoch = task.train_len().div_ceil(batch_size) as u64;
-    let mut total_steps = resolved.train.epochs as u64 * steps_per_epoch;
+    let mut total_steps = (resolved.train.epochs as u64)
+        .checked_mul(steps_per_epoch)
+        .ok_or_else(|| {
+            anyhow!(
+                "{} epochs of {steps_per_epoch} steps overflow",
+                resolved.train.epochs
+            )
+        })?;
     if let Some(max) = resolved.train.max_steps {
         total_steps = total_steps.min(max as u64);
     }
@@ -277,7 +344,7 @@ fn run(
     let mut step: u64 = 0;
     let mut best_val_acc = None;
     let checkpoint_dir = run_dir.file(dir::CHECKPOINT_DIR);
-    if let Some(ck) = run_dir.checkpoint() {
+    if let Some(ck) = resume {
         model = model
             .try_load_file(checkpoint_dir.join(&ck.model))
             .map_err(|e| anyhow!("loading the model checkpoint: {e:?}"))?;
@@ -296,6 +363,12 @@ fn run(
             format!("resumed from the checkpoint after step {step}"),
         )?;
     } else {
+        // Steps logged by an earlier attempt that never saved a checkpoint are
+        // trained again: their lines go, so none is logged twice.
+        run_dir.truncate_log_after(dir::METRICS, 0)?;
+        run_dir.truncate_log_after(dir::SNAPSHOTS, 0)?;
+        writer.metrics = JsonLog::open(&run_dir.file(dir::METRICS))?;
+        writer.snapshots = JsonLog::open(&run_dir.file(dir::SNAPSHOTS))?;
         let what = if let Some(lib) = library {
             format!("{} {}", lib.info.name, lib.info.version)
         } else {
@@ -315,10 +388,25 @@ fn run(
     writer.status.state = State::Training;
     writer.status()?;
 
-    let control =
-        ControlServer::start(&run_dir.file(dir::SOCKET)).context("opening the control socket")?;
+    // A stop by the socket, Ctrl-C or SIGTERM: taken at the next step boundary
+    // (a checkpoint is saved), or by the watchdog when the step in progress hangs.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A second signal while stopping ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let control = ControlServer::start(&run_dir.file(dir::SOCKET), stop)
+        .context("opening the control socket")?;
+    let watchdog = Watchdog::start(
+        run_dir,
+        resolved.train.step_timeout.map(Duration::from_secs_f64),
+        control.stop.clone(),
+    );
     let watcher = if library.is_some() {
-        Watcher::start(&opts.plugins_dir).ok()
+        crate::plugins::trial::Trial::this_binary()
+            .ok()
+            .and_then(|trial| Watcher::start(&opts.plugins_dir, trial).ok())
     } else {
         None
     };
@@ -407,6 +495,7 @@ fn run(
                         _ => {}
                     }
                 }
+                stop_requested |= control.stop.load(Ordering::SeqCst);
                 if stop_requested || !paused {
                     break;
                 }
@@ -418,6 +507,27 @@ fn run(
             if let Some(w) = &watcher {
                 for event in w.drain() {
                     match event {
+                        ReloadEvent::Ready { library: new, .. }
+                            if current.as_ref().is_some_and(|c| {
+                                c.info.name == new.info.name && c.path != new.path
+                            }) =>
+                        {
+                            // Another file giving the same name is not this run's
+                            // strategy: reloads come from where it came from.
+                            writer.event(
+                                step,
+                                "reload_refused",
+                                format!(
+                                    "{} also calls itself \"{}\"; this run reloads only from {}",
+                                    new.path.display(),
+                                    new.info.name,
+                                    current
+                                        .as_ref()
+                                        .map(|c| c.path.display().to_string())
+                                        .unwrap_or_default()
+                                ),
+                            )?;
+                        }
                         ReloadEvent::Ready { library: new, .. } => {
                             let mut outcome = None;
                             for slot in live.slots.iter_mut() {
@@ -526,7 +636,9 @@ fn run(
                 dropped: BTreeMap::new(),
                 snapshots: Vec::new(),
                 masks: Vec::new(),
+                watchdog: &watchdog,
             };
+            watchdog.begin_step(step);
             let logits = match &batch {
                 Batch::Image(b) => model.forward(b.images.clone(), &mut |name, x| {
                     step_slots.apply(name, x, || None)
@@ -553,6 +665,7 @@ fn run(
                             "the mask at {slot} has NaN or infinite values (the loss turned non-finite)"
                         ));
                     } else {
+                        watchdog.end_step(None);
                         diverged = Some(step);
                         break 'epochs;
                     }
@@ -563,6 +676,7 @@ fn run(
                 // the version before the last reload and retry, or pause and wait
                 // for a fixed version (a reload) and a resume.
                 let reason = failure.unwrap_or_default();
+                watchdog.end_step(None);
                 step -= 1;
                 writer.event(
                     step,
@@ -602,6 +716,7 @@ fn run(
             let correct = correct_top1(logits.inner(), batch.targets().clone().inner());
             let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
+            watchdog.end_step(Some(step));
             window.add(loss_value, correct, n, step_started.elapsed());
             last_loss = Some(loss_value);
             writer.status.step = step;
@@ -1213,6 +1328,7 @@ struct StepSlots<'a> {
     snapshots: Vec<SnapshotLine>,
     /// This step's masks, checked when the loss turns non-finite.
     masks: Vec<(String, Tensor<1>)>,
+    watchdog: &'a Watchdog,
 }
 
 impl StepSlots<'_> {
@@ -1245,7 +1361,12 @@ impl StepSlots<'_> {
             return Ok(x);
         }
         let valid = valid();
-        let m = live.strategy.mask_padded(&x, valid.as_ref(), &ctx)?;
+        let info = &live.strategy.info;
+        self.watchdog
+            .enter_mask(&format!("{} {}", info.name, info.version), name);
+        let m = live.strategy.mask_padded(&x, valid.as_ref(), &ctx);
+        self.watchdog.leave_mask();
+        let m = m?;
         let m_flat = flat(&m);
         if self.check_finite_now && !all_finite(&m_flat) {
             return Err(MaskError(format!(

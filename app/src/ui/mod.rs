@@ -308,7 +308,9 @@ pub fn run(opts: Options) -> Result<()> {
     );
     app.compare_dir = opts.compare.clone();
     app.refresh();
-    let watcher = Watcher::start(&opts.plugins).ok();
+    let watcher = crate::plugins::trial::Trial::this_binary()
+        .ok()
+        .and_then(|trial| Watcher::start(&opts.plugins, trial).ok());
     let mut fx = RealEffects {
         plugins: opts.plugins.clone(),
         runs: opts.runs.clone(),
