@@ -78,7 +78,9 @@ fn build() -> BTreeMap<String, PathBuf> {
         ("probe-panics", "6.0.0", current_api.clone()),
         ("probe-panics-in-training", "7.0.0", current_api.clone()),
         ("probe-nan-in-training", "8.0.0", current_api.clone()),
-        ("probe-aborts-in-training", "9.0.0", current_api),
+        ("probe-aborts-in-training", "9.0.0", current_api.clone()),
+        ("probe-hangs", "10.0.0", current_api.clone()),
+        ("probe-hangs-in-training", "11.0.0", current_api),
     ];
     let mut members = Vec::new();
     let mut crates = Vec::new();

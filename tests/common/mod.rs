@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod harness;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,0 +1,146 @@
+//! What the fault suites share: a temporary project with the `probe` fixture
+//! strategy in its plugins directory and a small experiment, the binary, and
+//! readers of the run directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use probdrop_tui::run::control::{self, Command as Ctl};
+use probdrop_tui::run::dir::{self, EventLine, MetricLine, RunDir};
+
+use super::fixtures::fixture;
+use super::repo_root;
+
+/// A small experiment with the `probe` test strategy on every step.
+pub fn experiment(dir: &Path, train: &str) -> PathBuf {
+    let data = repo_root().join("data/fashion-mnist-subset");
+    let text = format!(
+        r#"name = "faults"
+seeds = [3]
+[data]
+format = "idx"
+path = "{}"
+train_limit = 512
+val_limit = 128
+workers = 1
+[model]
+kind = "small-cnn"
+channels = [8, 16]
+hidden = 32
+[optimizer]
+lr = 0.05
+momentum = 0.9
+[train]
+batch_size = 32
+log_every = 1
+snapshot_every = 0
+{train}
+[[strategy]]
+plugin = "probe"
+schedule = {{ kind = "constant", p = 0.1 }}
+"#,
+        data.display()
+    );
+    let path = dir.join("faults.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub struct Setup {
+    pub _tmp: tempfile::TempDir,
+    pub plugins: PathBuf,
+    pub library: PathBuf,
+    pub file: PathBuf,
+    pub runs: PathBuf,
+}
+
+pub fn setup(first: &str, train: &str) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = tmp.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let library = plugins.join(format!("libprobe{}", std::env::consts::DLL_SUFFIX));
+    std::fs::copy(fixture(first), &library).unwrap();
+    let file = experiment(tmp.path(), train);
+    let runs = tmp.path().join("runs");
+    Setup {
+        plugins,
+        library,
+        file,
+        runs,
+        _tmp: tmp,
+    }
+}
+
+impl Setup {
+    pub fn bin(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"));
+        cmd.arg("--plugins").arg(&self.plugins);
+        cmd
+    }
+
+    pub fn start_run(&self) -> (Child, RunDir) {
+        let child = self
+            .bin()
+            .args(["run", "-q", "--runs"])
+            .arg(&self.runs)
+            .arg(&self.file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("the run directory", || {
+            dir::list_runs(&self.runs).len() == 1
+        });
+        (child, dir::list_runs(&self.runs).pop().unwrap())
+    }
+
+    /// Replaces the library the way a build does: a new file renamed over it.
+    pub fn replace(&self, with: &str) {
+        let tmp = self.library.with_extension("partial");
+        std::fs::copy(fixture(with), &tmp).unwrap();
+        std::fs::rename(&tmp, &self.library).unwrap();
+    }
+}
+
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn event(run: &RunDir, kind: &str) -> Option<EventLine> {
+    run.events().into_iter().find(|e| e.kind == kind)
+}
+
+pub fn losses(run: &RunDir) -> Vec<MetricLine> {
+    run.metrics()
+        .into_iter()
+        .filter(|m| m.split == "train" && m.metric == "loss")
+        .collect()
+}
+
+pub fn last_step(run: &RunDir) -> u64 {
+    losses(run).last().map_or(0, |m| m.step)
+}
+
+/// Steps 1, 2, 3, … each logged once.
+pub fn assert_steps_contiguous(run: &RunDir) {
+    let steps: Vec<u64> = losses(run).iter().map(|m| m.step).collect();
+    let expected: Vec<u64> = (1..=steps.len() as u64).collect();
+    assert_eq!(steps, expected, "a step missing or repeated");
+}
+
+pub fn stop(run: &RunDir, child: &mut Child) {
+    assert!(
+        control::send(&run.file(dir::SOCKET), &Ctl::Stop)
+            .unwrap()
+            .ok
+    );
+    child.wait().unwrap();
+}
