@@ -755,3 +755,55 @@ fn two_libraries_with_one_name_are_both_refused_and_a_run_reloads_only_its_own()
     wait_for("the reload", || event(&run, "reload").is_some());
     stop(&run, &mut child);
 }
+
+#[test]
+fn a_gzip_bomb_as_idx_data_is_refused_without_inflating_it() {
+    let s = setup("probe-v1", "epochs = 1");
+    let real = common::repo_root().join("data/fashion-mnist-subset");
+    let data = s.file.with_file_name("bomb-data");
+    std::fs::create_dir_all(&data).unwrap();
+    for name in [
+        "train-images-idx3-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        std::fs::copy(real.join(name), data.join(name)).unwrap();
+    }
+    // A header declaring 10 labels, then 256 MiB of zeros: about 250 kB on disk.
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&[0, 0, 8, 1, 0, 0, 0, 10]).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..256 {
+        enc.write_all(&zeros).unwrap();
+    }
+    let bomb = enc.finish().unwrap();
+    assert!(bomb.len() < 2 << 20, "{} bytes", bomb.len());
+    std::fs::write(data.join("train-labels-idx1-ubyte.gz"), bomb).unwrap();
+    let text = std::fs::read_to_string(&s.file)
+        .unwrap()
+        .replace(real.to_str().unwrap(), data.to_str().unwrap());
+    std::fs::write(&s.file, text).unwrap();
+
+    let out = s
+        .bin()
+        .args(["run", "-q", "--runs"])
+        .arg(&s.runs)
+        .arg(&s.file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let said = format!(
+        "{stderr}{}",
+        dir::list_runs(&s.runs)
+            .first()
+            .and_then(RunDir::status)
+            .map(|st| st.message)
+            .unwrap_or_default()
+    );
+    assert!(!out.status.success());
+    assert!(
+        said.contains("train-labels-idx1-ubyte.gz")
+            && said.contains("more than the 10 bytes of data its IDX header declares"),
+        "{said}"
+    );
+}

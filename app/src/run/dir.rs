@@ -10,8 +10,10 @@
 //!   snapshots.jsonl   append-only: sampled masks and salience per slot
 //!   checkpoint.json   which checkpoint files are complete (replaced atomically)
 //!   checkpoint/       model and optimiser records
-//!   control.sock      pause / resume / stop / apply-config
+//!   control.sock      pause / resume / stop / apply-config (mode 0600)
+//!   trainer.lock      locked by the live trainer (its pid and host inside)
 //! ```
+//! The directory is owner-only (0700).
 //! Whole files are written to a temporary name and renamed; logs are appended one
 //! line per write, and a torn last line is skipped on read.
 
