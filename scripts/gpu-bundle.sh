@@ -16,8 +16,14 @@ CARGO_TARGET_DIR="$TARGET" cargo build --release --features tch
 # The plugins do not depend on LibTorch: the default build's are the same.
 cargo build --release -p probdropblock -p dropblock -p dropout -p dropout2d -p droppath \
   -p dropblock1d -p probdropblock1d -p drophead
+# The native-op checks (tests/native_ops.rs), which gpu-check.sh runs against
+# LibTorch CUDA there.
+TEST_BIN=$(CARGO_TARGET_DIR="$TARGET" cargo test --release --features tch --test native_ops --no-run 2>&1 |
+  sed -n 's/.*Executable.*(\(.*native_ops-[0-9a-f]*\)).*/\1/p')
 rm -rf gpu-bundle && mkdir -p gpu-bundle/plugins
 cp "$TARGET/release/probdrop-tui" gpu-bundle/
+cp "$TEST_BIN" gpu-bundle/native_ops
+strip gpu-bundle/native_ops
 strip gpu-bundle/probdrop-tui
 for p in probdropblock dropblock dropout dropout2d droppath dropblock1d probdropblock1d drophead; do
   cp "target/release/lib$p.so" gpu-bundle/plugins/

@@ -77,6 +77,9 @@ for path in sorted(glob.glob(sys.argv[1] + "/*/metrics.jsonl")):
         print(f"{path.split('/')[-2]}: median {statistics.median(rates[1:] or rates):.0f} samples/s over {len(rates)} logged windows")
 PY
 
+step "native LibTorch ops (conv backward, batch norm, ReLU backward) on CUDA against flex"
+"$BUNDLE/native_ops" --test-threads 1 || status=1
+
 step "step throughput: probdrop-tui (LibTorch CUDA) vs PyTorch, same GPU"
 python3 bench/pytorch_reference.py --ours "$BUNDLE/probdrop-tui" --plugins "$BUNDLE/plugins" \
   --device cuda --backends libtorch --steps 30 || status=1
