@@ -124,9 +124,10 @@ def torch_step_rate(model_name, batch, steps, device, p, b):
     return batch * steps / (time.perf_counter() - start)
 
 
-def ours_step_rate(binary, model, batch, steps, device, p, b, backend, plugins):
+def ours_step_rate(binary, model, batch, steps, device, p, b, backend, plugins, cudnn_benchmark):
     cmd = [binary, "--plugins", plugins, "bench-step", "--model", model, "--batch", str(batch),
-           "--steps", str(steps), "--device", device, "--p", str(p), "--block-size", str(b)]
+           "--steps", str(steps), "--device", device, "--p", str(p), "--block-size", str(b),
+           "--cudnn-benchmark", "true" if cudnn_benchmark else "false"]
     if backend:
         cmd += ["--backend", backend]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -144,12 +145,17 @@ def main():
     ap.add_argument("--p", type=float, default=0.1)
     ap.add_argument("--block-size", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--cudnn-benchmark", type=int, default=1, choices=[0, 1],
+                    help="cuDNN's per-shape algorithm search on both sides (default 1, as our experiments)")
     args = ap.parse_args()
+    torch.backends.cudnn.benchmark = bool(args.cudnn_benchmark)
     if args.threads:
         torch.set_num_threads(args.threads)
     ours_device = "cuda:0" if args.device.startswith("cuda") else "cpu"
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
-          f"DropBlock p={args.p} b={args.block_size}, SGD momentum 0.9")
+          f"DropBlock p={args.p} b={args.block_size}, SGD momentum 0.9, "
+          f"cudnn.benchmark {torch.backends.cudnn.benchmark}, TF32 conv {torch.backends.cudnn.allow_tf32} "
+          f"matmul {torch.backends.cuda.matmul.allow_tf32} (LibTorch's defaults are the same), no AMP")
     print(f"{'model':<10} {'batch':>5} {'PyTorch samples/s':>18} {'ours backend':>13} {'ours samples/s':>15} {'ratio':>6}")
     for model in args.models.split(","):
         batch = 64 if model == "small-cnn" else 128
@@ -159,7 +165,7 @@ def main():
             continue
         for backend in args.backends.split(","):
             ours = ours_step_rate(args.ours, model, batch, args.steps, ours_device, args.p,
-                                  args.block_size, backend, args.plugins)
+                                  args.block_size, backend, args.plugins, args.cudnn_benchmark)
             print(f"{model:<10} {batch:>5} {theirs:>18.1f} {backend:>13} {ours:>15.1f} {ours / theirs:>6.2f}")
 
 

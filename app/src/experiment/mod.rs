@@ -1099,7 +1099,9 @@ pub fn live_diff(old: &ExperimentFile, new: &ExperimentFile) -> (Vec<String>, Ve
         ("lr_schedule", old.lr_schedule != new.lr_schedule),
         (
             "device",
-            old.device != new.device || old.backend != new.backend,
+            old.device != new.device
+                || old.backend != new.backend
+                || old.cudnn_benchmark != new.cudnn_benchmark,
         ),
         (
             "train.checkpoint_every/max_steps/step_timeout",
@@ -1221,5 +1223,16 @@ schedule = { kind = "constant", p = 0.1 }
         );
         assert_eq!(live, ["strategy.schedule", "train.eval_every"]);
         assert_eq!(restart, ["train.batch_size"]);
+    }
+
+    #[test]
+    fn cudnn_benchmark_is_read_and_needs_a_restart() {
+        let a = parse(Path::new("t.toml"), BASE).unwrap();
+        assert_eq!(a.cudnn_benchmark, None, "on by default where it applies");
+        let text = format!("cudnn_benchmark = false\n{BASE}");
+        let b = parse(Path::new("t.toml"), &text).unwrap();
+        assert_eq!(b.cudnn_benchmark, Some(false));
+        let (_, restart) = live_diff(&a, &b);
+        assert_eq!(restart, ["device"]);
     }
 }

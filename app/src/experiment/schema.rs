@@ -20,6 +20,10 @@ pub struct ExperimentFile {
     pub device: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendChoice>,
+    /// On CUDA: cuDNN times its algorithms for each new shape and keeps the
+    /// fastest (default true); false for runs that repeat bit for bit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cudnn_benchmark: Option<bool>,
     pub data: DataSpec,
     pub model: ModelSpec,
     #[serde(default)]

@@ -37,6 +37,10 @@ pub struct BenchArgs {
     pub block_size: i64,
     #[arg(long, default_value_t = 0.1)]
     pub p: f64,
+    /// On CUDA: cuDNN's per-shape algorithm search, as `cudnn_benchmark` in
+    /// experiments (default true).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub cudnn_benchmark: bool,
 }
 
 #[derive(Serialize, Debug)]
@@ -65,6 +69,9 @@ pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchRe
     let name = device::parse_device(&args.device).map_err(|e| anyhow!(e))?;
     let backend = device::backend_for(name, forced).map_err(|e| anyhow!(e))?;
     let dev = device::open(name, backend).map_err(|e| anyhow!(e))?;
+    if matches!(name, device::DeviceName::Cuda(_)) {
+        device::set_cudnn_benchmark(args.cudnn_benchmark);
+    }
     let train_dev = dev.clone().autodiff();
     let (kind, shape) = match args.model.as_str() {
         "small-cnn" => (ModelKind::SmallCnn, [1, 28, 28]),

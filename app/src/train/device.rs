@@ -98,6 +98,16 @@ fn open_libtorch(_: DeviceName) -> Result<Device, String> {
     Err(LIBTORCH_MISSING.into())
 }
 
+/// Whether cuDNN times its algorithms per shape and keeps the fastest (the
+/// default on CUDA: the shapes of a run are fixed) or takes its heuristic pick,
+/// which repeats bit for bit.
+pub fn set_cudnn_benchmark(on: bool) {
+    #[cfg(feature = "tch")]
+    tch::Cuda::cudnn_set_benchmark(on);
+    #[cfg(not(feature = "tch"))]
+    let _ = on;
+}
+
 /// CUDA devices LibTorch can use (0 without the `tch` feature).
 pub fn cuda_device_count() -> usize {
     #[cfg(feature = "tch")]
