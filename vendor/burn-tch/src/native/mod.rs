@@ -47,8 +47,9 @@ unsafe extern "C" {
 fn take<const N: usize>(error: *mut c_char, out: [*mut C_tensor; N]) -> [Option<Tensor>; N] {
     if !error.is_null() {
         // SAFETY: a non-null error is a NUL-terminated string malloc'd by the
-        // shim, read once here and freed by the shim's own free.
+        // shim, alive until freed below; it is copied out first.
         let message = unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned();
+        // SAFETY: freed once, by the shim's own free, and not read again.
         unsafe { pdt_free_error(error) };
         panic!("LibTorch: {message}");
     }
