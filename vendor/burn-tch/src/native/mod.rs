@@ -48,7 +48,9 @@ fn take<const N: usize>(error: *mut c_char, out: [*mut C_tensor; N]) -> [Option<
     if !error.is_null() {
         // SAFETY: a non-null error is a NUL-terminated string malloc'd by the
         // shim, alive until freed below; it is copied out first.
-        let message = unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned();
+        let message = unsafe { CStr::from_ptr(error) }
+            .to_string_lossy()
+            .into_owned();
         // SAFETY: freed once, by the shim's own free, and not read again.
         unsafe { pdt_free_error(error) };
         panic!("LibTorch: {message}");

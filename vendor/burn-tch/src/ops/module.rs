@@ -2,10 +2,10 @@ use crate::{IntoKind, LibTorch, TchTensor, native};
 use burn_backend::{
     IntDType, TensorMetadata,
     ops::{
-        AttentionModuleOptions, BatchNormTrain, BatchNormTrainBackward, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
-        DeformConvOptions, InterpolateMode, InterpolateOptions, MaxPool1dWithIndices,
-        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps, attention::attention_fallback,
-        conv::pad_asymmetric_conv_input,
+        AttentionModuleOptions, BatchNormTrain, BatchNormTrainBackward, ConvOptions,
+        ConvTransposeOptions, DeformConv2dBackward, DeformConvOptions, InterpolateMode,
+        InterpolateOptions, MaxPool1dWithIndices, MaxPool2dBackward, MaxPool2dWithIndices,
+        ModuleOps, attention::attention_fallback, conv::pad_asymmetric_conv_input,
     },
     tensor::{FloatTensor, IntTensor},
 };
@@ -24,8 +24,13 @@ fn conv2d_backward(
     let padding = options.padding;
     let asymmetric = options.is_asymmetric();
     let (x, options) = pad_asymmetric_conv_input::<LibTorch, 2>(x, options);
-    let [x_grad, weight_grad] =
-        native::conv_backward(&output_grad.tensor, &x.tensor, &weight.tensor, &options, want);
+    let [x_grad, weight_grad] = native::conv_backward(
+        &output_grad.tensor,
+        &x.tensor,
+        &weight.tensor,
+        &options,
+        want,
+    );
     let x_grad = x_grad.map(|mut grad| {
         if asymmetric {
             for (dim, (begin, _)) in padding.iter().enumerate() {
