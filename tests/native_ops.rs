@@ -294,3 +294,13 @@ fn resnet18_gradients_and_three_steps_agree_with_flex() {
         assert_close(&format!("{device:?} losses"), &losses, &ref_losses, 1e-2);
     }
 }
+
+/// The switches of `cudnn_benchmark` and `deterministic` reach LibTorch (the
+/// shim's symbol links and the call returns); their effect shows on CUDA only.
+#[test]
+fn the_cudnn_switches_can_be_set_and_cleared() {
+    use probdrop_tui::train::device::configure_cudnn;
+    configure_cudnn(None, true);
+    configure_cudnn(Some(false), false);
+    configure_cudnn(None, false);
+}

@@ -372,6 +372,12 @@ impl Checker<'_> {
         if let Err(message) = crate::train::device::parse_device(&f.device) {
             self.err(p(&["device"]), message);
         }
+        if f.deterministic && f.cudnn_benchmark == Some(true) {
+            self.err(
+                p(&["cudnn_benchmark"]),
+                "cudnn_benchmark = true contradicts deterministic = true (the search picks algorithms by timing); remove one",
+            );
+        }
         self.check_model(&f.model);
         self.check_modality(&f.data, &f.model);
         self.check_optimizer(&f.optimizer);
@@ -1101,7 +1107,8 @@ pub fn live_diff(old: &ExperimentFile, new: &ExperimentFile) -> (Vec<String>, Ve
             "device",
             old.device != new.device
                 || old.backend != new.backend
-                || old.cudnn_benchmark != new.cudnn_benchmark,
+                || old.cudnn_benchmark != new.cudnn_benchmark
+                || old.deterministic != new.deterministic,
         ),
         (
             "train.checkpoint_every/max_steps/step_timeout",
@@ -1234,5 +1241,33 @@ schedule = { kind = "constant", p = 0.1 }
         assert_eq!(b.cudnn_benchmark, Some(false));
         let (_, restart) = live_diff(&a, &b);
         assert_eq!(restart, ["device"]);
+        let text = format!("deterministic = true\n{BASE}");
+        let c = parse(Path::new("t.toml"), &text).unwrap();
+        assert!(c.deterministic);
+        assert_eq!(live_diff(&a, &c).1, ["device"]);
+    }
+
+    /// The messages `validate` gives for `text`, one per line (empty if valid).
+    fn check_text(text: &str) -> String {
+        let catalog = Catalog {
+            strategies: [("dropout".to_string(), Vec::new())].into(),
+        };
+        match validate(Path::new("t.toml"), text, &catalog) {
+            Ok(_) => String::new(),
+            Err(diagnostics) => diagnostics
+                .iter()
+                .map(|d| d.message.clone())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    #[test]
+    fn deterministic_with_the_search_asked_for_is_refused() {
+        let alone = check_text(&format!("deterministic = true\n{BASE}"));
+        assert!(!alone.contains("contradicts"), "{alone}");
+        let text = format!("deterministic = true\ncudnn_benchmark = true\n{BASE}");
+        let err = check_text(&text);
+        assert!(err.contains("contradicts deterministic"), "{err}");
     }
 }

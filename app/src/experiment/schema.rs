@@ -21,9 +21,13 @@ pub struct ExperimentFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendChoice>,
     /// On CUDA: cuDNN times its algorithms for each new shape and keeps the
-    /// fastest (default true); false for runs that repeat bit for bit.
+    /// fastest (default true, false with `deterministic`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cudnn_benchmark: Option<bool>,
+    /// On CUDA: cuDNN keeps to deterministic algorithms, and no per-shape
+    /// search (default false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deterministic: bool,
     pub data: DataSpec,
     pub model: ModelSpec,
     #[serde(default)]

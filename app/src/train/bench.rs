@@ -70,7 +70,7 @@ pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchRe
     let backend = device::backend_for(name, forced).map_err(|e| anyhow!(e))?;
     let dev = device::open(name, backend).map_err(|e| anyhow!(e))?;
     if matches!(name, device::DeviceName::Cuda(_)) {
-        device::set_cudnn_benchmark(args.cudnn_benchmark);
+        device::configure_cudnn(Some(args.cudnn_benchmark), false);
     }
     let train_dev = dev.clone().autodiff();
     let (kind, shape) = match args.model.as_str() {

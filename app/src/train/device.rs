@@ -98,14 +98,27 @@ fn open_libtorch(_: DeviceName) -> Result<Device, String> {
     Err(LIBTORCH_MISSING.into())
 }
 
-/// Whether cuDNN times its algorithms per shape and keeps the fastest (the
-/// default on CUDA: the shapes of a run are fixed) or takes its heuristic pick,
-/// which repeats bit for bit.
-pub fn set_cudnn_benchmark(on: bool) {
+/// How cuDNN picks convolution algorithms on CUDA. By default it times them per
+/// shape and keeps the fastest (a run's shapes are fixed); `benchmark = false`
+/// takes its heuristic pick; `deterministic` keeps to algorithms that repeat bit
+/// for bit, without the search.
+pub fn configure_cudnn(benchmark: Option<bool>, deterministic: bool) {
+    let benchmark = cudnn_benchmark(benchmark, deterministic);
+    // burn-tch is deprecated upstream; the project keeps it (see open_libtorch).
     #[cfg(feature = "tch")]
-    tch::Cuda::cudnn_set_benchmark(on);
+    #[allow(deprecated)]
+    {
+        tch::Cuda::cudnn_set_benchmark(benchmark);
+        burn_tch::set_cudnn_deterministic(deterministic);
+    }
     #[cfg(not(feature = "tch"))]
-    let _ = on;
+    let _ = benchmark;
+}
+
+/// Whether cuDNN searches per shape: as asked, on by default, never when
+/// deterministic.
+fn cudnn_benchmark(asked: Option<bool>, deterministic: bool) -> bool {
+    asked.unwrap_or(true) && !deterministic
 }
 
 /// CUDA devices LibTorch can use (0 without the `tch` feature).
@@ -146,6 +159,14 @@ mod tests {
         assert_eq!(parse_device("cuda"), Ok(DeviceName::Cuda(0)));
         assert!(parse_device("gpu").unwrap_err().contains("cuda:N"));
         assert!(parse_device("cuda:x").is_err());
+    }
+
+    #[test]
+    fn cudnn_searches_by_default_and_never_when_deterministic() {
+        assert!(cudnn_benchmark(None, false));
+        assert!(!cudnn_benchmark(Some(false), false));
+        assert!(!cudnn_benchmark(None, true));
+        assert!(!cudnn_benchmark(Some(true), true));
     }
 
     #[test]

@@ -319,7 +319,7 @@ fn run(
     let backend = device::backend_for(name, resolved.backend).map_err(|e| anyhow!(e))?;
     let device = device::open(name, backend).map_err(|e| anyhow!(e))?;
     if matches!(name, device::DeviceName::Cuda(_)) {
-        device::set_cudnn_benchmark(resolved.cudnn_benchmark.unwrap_or(true));
+        device::configure_cudnn(resolved.cudnn_benchmark, resolved.deterministic);
     }
     let train_device = device.clone().autodiff();
     let task = Task::load(&resolved, run_dir).map_err(|e| anyhow!(e))?;

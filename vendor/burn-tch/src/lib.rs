@@ -18,6 +18,8 @@ mod backend;
 mod element;
 // probdrop-tui: LibTorch kernels tch has no binding for (see vendor/README.md).
 mod native;
+// probdrop-tui: for the `deterministic` experiment key.
+pub use native::set_cudnn_deterministic;
 mod ops;
 mod tensor;
 

@@ -11,6 +11,7 @@ use torch_sys::C_tensor;
 
 unsafe extern "C" {
     fn pdt_free_error(message: *mut c_char);
+    fn pdt_set_cudnn_deterministic(on: bool);
     fn pdt_convolution_backward(
         grad_output: *const C_tensor,
         input: *const C_tensor,
@@ -58,6 +59,14 @@ fn take<const N: usize>(error: *mut c_char, out: [*mut C_tensor; N]) -> [Option<
     // SAFETY: each non-null pointer is a fresh `new at::Tensor` from the shim
     // that nothing else holds; tch::Tensor deletes it when dropped.
     out.map(|p| (!p.is_null()).then(|| unsafe { Tensor::from_ptr(p) }))
+}
+
+/// Restricts cuDNN to deterministic algorithms (on) or lets it use any (off,
+/// LibTorch's default), as `torch.backends.cudnn.deterministic` does.
+pub fn set_cudnn_deterministic(on: bool) {
+    // SAFETY: sets a flag of LibTorch's global context; takes no pointers and
+    // cannot throw.
+    unsafe { pdt_set_cudnn_deterministic(on) }
 }
 
 /// The input and weight gradients of a convolution without bias and with

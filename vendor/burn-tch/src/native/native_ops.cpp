@@ -4,6 +4,7 @@
 // takes ownership of. Errors come back as a malloc'd message, never as a C++
 // exception across the FFI boundary.
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -23,6 +24,11 @@ at::Tensor *heap_or_null(const at::Tensor &t) {
 extern "C" {
 
 void pdt_free_error(char *message) { std::free(message); }
+
+// cuDNN restricted to deterministic algorithms (torch.backends.cudnn.deterministic).
+void pdt_set_cudnn_deterministic(bool on) {
+  at::globalContext().setDeterministicCuDNN(on);
+}
 
 // aten::convolution_backward for a non-transposed convolution without bias:
 // out[0] the input gradient, out[1] the weight gradient, each only if asked.
