@@ -148,20 +148,7 @@ fn a_plugin_that_aborts_kills_only_its_trainer_and_the_run_resumes_once_fixed() 
 
     // The plugin fixed, the run continues from its checkpoint to the end.
     s.replace("probe-v1");
-    let out = s
-        .bin()
-        .args(["run", "-q", "--resume"])
-        .arg(&run.path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(run.status().unwrap().state, State::Done);
-    assert_steps_contiguous(&run);
-    assert_eq!(last_step(&run), 32);
+    s.resume_to_the_end(&run, 32);
 }
 
 /// A deterministic stream of "random" delays (xorshift), so a failure can be
@@ -346,20 +333,7 @@ fn a_full_disk_stops_the_trainer_with_a_clear_error_and_keeps_what_was_written()
         .checkpoint()
         .expect("checkpoints before the disk filled");
     assert!(checkpoint.step >= 2);
-    let resumed = s
-        .bin()
-        .args(["run", "-q", "--resume"])
-        .arg(&run.path)
-        .output()
-        .unwrap();
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
-    assert_eq!(run.status().unwrap().state, State::Done);
-    assert_steps_contiguous(&run);
-    assert_eq!(last_step(&run), 64);
+    s.resume_to_the_end(&run, 64);
 }
 
 #[test]

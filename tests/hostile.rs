@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::harness::*;
@@ -103,22 +103,14 @@ fn another_user_cannot_choose_what_a_trainer_maps_or_writes() {
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("libprobe.so"), "old copy").unwrap();
 
-    let child = Command::new("sh")
+    let mut umask_000 = Command::new("sh");
+    umask_000
         .args(["-c", "umask 000; exec \"$@\"", "sh"])
         .arg(env!("CARGO_BIN_EXE_probdrop-tui"))
         .arg("--plugins")
         .arg(&s.plugins)
-        .args(["run", "-q", "--runs"])
-        .arg(&s.runs)
-        .arg(&s.file)
-        .env("TMPDIR", "/tmp")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = child;
-    wait_for("the run directory", || dir::list_runs(&s.runs).len() == 1);
-    let run = dir::list_runs(&s.runs).pop().unwrap();
+        .env("TMPDIR", "/tmp");
+    let (mut child, run) = s.spawn_run(umask_000);
     wait_for("step 3", || last_step(&run) >= 3);
     let pid = run.status().unwrap().pid;
 
@@ -164,19 +156,9 @@ fn another_user_cannot_choose_what_a_trainer_maps_or_writes() {
 #[test]
 fn a_library_whose_trial_never_returns_is_refused_and_training_goes_on() {
     let s = setup("probe-v1", "epochs = 50");
-    let child = s
-        .bin()
-        .args(["run", "-q", "--runs"])
-        .arg(&s.runs)
-        .arg(&s.file)
-        .env("PROBDROP_TUI_TRIAL_TIMEOUT_S", "2")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = child;
-    wait_for("the run directory", || dir::list_runs(&s.runs).len() == 1);
-    let run = dir::list_runs(&s.runs).pop().unwrap();
+    let mut short_trials = s.bin();
+    short_trials.env("PROBDROP_TUI_TRIAL_TIMEOUT_S", "2");
+    let (mut child, run) = s.spawn_run(short_trials);
     wait_for("step 3", || last_step(&run) >= 3);
     s.replace("probe-hangs");
     wait_for("the refusal", || event(&run, "reload_refused").is_some());
@@ -222,20 +204,7 @@ fn a_strategy_that_hangs_in_training_fails_the_run_with_the_reason_and_it_resume
     );
     // Fixed, the run resumes from its checkpoint and finishes.
     s.replace("probe-v1");
-    let resumed = s
-        .bin()
-        .args(["run", "-q", "--resume"])
-        .arg(&run.path)
-        .output()
-        .unwrap();
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
-    assert_eq!(run.status().unwrap().state, State::Done);
-    assert_steps_contiguous(&run);
-    assert_eq!(last_step(&run), 9);
+    s.resume_to_the_end(&run, 9);
 }
 
 #[test]
@@ -274,12 +243,7 @@ fn a_second_trainer_on_one_run_directory_is_refused_and_a_reused_pid_is_not_aliv
     let (mut child, run) = s.start_run();
     wait_for("step 2", || last_step(&run) >= 2);
     let holder = run.status().unwrap().pid;
-    let second = s
-        .bin()
-        .args(["run", "-q", "--resume"])
-        .arg(&run.path)
-        .output()
-        .unwrap();
+    let second = s.resume(&run, &[]);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
     assert!(
@@ -313,15 +277,6 @@ fn stopped_run(s: &Setup) -> RunDir {
     run
 }
 
-fn resume(s: &Setup, run: &RunDir, extra: &[&str]) -> std::process::Output {
-    s.bin()
-        .args(["run", "-q", "--resume"])
-        .arg(&run.path)
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn an_unreadable_checkpoint_is_refused_and_nothing_changes_until_a_restart_is_asked() {
     let s = setup(
@@ -350,7 +305,7 @@ fn an_unreadable_checkpoint_is_refused_and_nothing_changes_until_a_restart_is_as
             .iter()
             .map(|f| std::fs::read(run.file(f)).unwrap())
             .collect();
-        let out = resume(&s, &run, &[]);
+        let out = s.resume(&run, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{what}: {stderr}");
         assert!(
@@ -364,7 +319,7 @@ fn an_unreadable_checkpoint_is_refused_and_nothing_changes_until_a_restart_is_as
         assert!(before == after, "{what}: nothing changes");
     }
     // Asked for explicitly: from step 0, the logs cleared, each step once.
-    let out = resume(&s, &run, &["--restart"]);
+    let out = s.resume(&run, &["--restart"]);
     assert!(
         out.status.success(),
         "{}",
@@ -396,13 +351,13 @@ fn a_damaged_log_is_truncated_on_resume_and_a_failed_resume_keeps_the_step() {
         .join(run.checkpoint().unwrap().model);
     let saved = std::fs::read(&model).unwrap();
     std::fs::write(&model, b"damaged").unwrap();
-    let out = resume(&s, &run, &[]);
+    let out = s.resume(&run, &[]);
     assert!(!out.status.success());
     let status = run.status().unwrap();
     assert_eq!(status.state, State::Failed);
     assert_eq!(status.step, stopped_at, "{status:?}");
     std::fs::write(&model, saved).unwrap();
-    let out = resume(&s, &run, &[]);
+    let out = s.resume(&run, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -451,7 +406,7 @@ fn sigterm_and_a_broken_run_file_write_the_final_status() {
 
     // The run's own experiment file broken: failed, with the reason.
     std::fs::write(run.file(dir::EXPERIMENT), "name = [").unwrap();
-    let out = resume(&s, &run, &[]);
+    let out = s.resume(&run, &[]);
     assert!(!out.status.success());
     let status = run.status().unwrap();
     assert_eq!(status.state, State::Failed);

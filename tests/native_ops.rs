@@ -205,16 +205,7 @@ fn resnet_steps(device: &Device) -> (Vec<Vec<f32>>, Vec<f32>) {
     use probdrop_tui::experiment::{ExperimentFile, ModelKind, ModelSpec};
     use probdrop_tui::train::models::{InputKind, Model};
 
-    let spec = ModelSpec {
-        kind: ModelKind::Resnet18,
-        channels: None,
-        hidden: None,
-        heads: None,
-        layers: None,
-        ff: None,
-        dropout: None,
-        slots: Default::default(),
-    };
+    let spec = ModelSpec::of(ModelKind::Resnet18);
     let flex = Device::flex().autodiff();
     flex.seed(7);
     let input = InputKind::Image([3, 32, 32]);

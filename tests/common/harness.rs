@@ -80,8 +80,13 @@ impl Setup {
     }
 
     pub fn start_run(&self) -> (Child, RunDir) {
-        let child = self
-            .bin()
+        self.spawn_run(self.bin())
+    }
+
+    /// Starts `run` of the experiment through `cmd` (the binary, or a wrapper
+    /// that ends with its arguments), silent, and waits for the run directory.
+    pub fn spawn_run(&self, mut cmd: Command) -> (Child, RunDir) {
+        let child = cmd
             .args(["run", "-q", "--runs"])
             .arg(&self.runs)
             .arg(&self.file)
@@ -93,6 +98,29 @@ impl Setup {
             dir::list_runs(&self.runs).len() == 1
         });
         (child, dir::list_runs(&self.runs).pop().unwrap())
+    }
+
+    /// `run --resume` of `run` with `extra` arguments, to its end.
+    pub fn resume(&self, run: &RunDir, extra: &[&str]) -> std::process::Output {
+        self.bin()
+            .args(["run", "-q", "--resume"])
+            .arg(&run.path)
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    /// Resumes `run`, which must then finish at `last` with each step logged once.
+    pub fn resume_to_the_end(&self, run: &RunDir, last: u64) {
+        let out = self.resume(run, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(run.status().unwrap().state, dir::State::Done);
+        assert_steps_contiguous(run);
+        assert_eq!(last_step(run), last);
     }
 
     /// Replaces the library the way a build does: a new file renamed over it.

@@ -171,6 +171,22 @@ pub struct ModelSpec {
     pub slots: BTreeMap<String, SlotSpec>,
 }
 
+impl ModelSpec {
+    /// `kind` with every optional setting at its default.
+    pub fn of(kind: ModelKind) -> ModelSpec {
+        ModelSpec {
+            kind,
+            channels: None,
+            hidden: None,
+            heads: None,
+            layers: None,
+            ff: None,
+            dropout: None,
+            slots: Default::default(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SlotSpec {

@@ -82,16 +82,7 @@ pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchRe
             ));
         }
     };
-    let spec = ModelSpec {
-        kind,
-        channels: None,
-        hidden: None,
-        heads: None,
-        layers: None,
-        ff: None,
-        dropout: None,
-        slots: Default::default(),
-    };
+    let spec = ModelSpec::of(kind);
     dev.seed(0);
     let mut model = Model::build(
         &spec,

@@ -332,14 +332,9 @@ mod tests {
             .with_hidden(32);
         let model = config.init(&device);
         let spec = ModelSpec {
-            kind: ModelKind::SmallCnn,
             channels: Some(vec![8, 16]),
             hidden: Some(32),
-            heads: None,
-            layers: None,
-            ff: None,
-            dropout: None,
-            slots: Default::default(),
+            ..ModelSpec::of(ModelKind::SmallCnn)
         };
         let floor = memory_floor(&spec, [1, 28, 28], 32).unwrap();
         // Ten classes in the model, two in the floor: 8 × 32 fewer.
