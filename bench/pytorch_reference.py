@@ -5,6 +5,10 @@ One command prints both sides and their ratio:
 
     python3 bench/pytorch_reference.py --ours target/release/probdrop-tui
 
+With --count-ops, both sides also count the ATen operators one training step
+calls (top-level calls only: an op's own inner calls are not counted), and how
+many of them are not views or metadata (a stand-in for kernels launched).
+
 The PyTorch side builds the small CNN (conv 1->32, pool, conv 32->64, pool,
 DropBlock slot, linear 3136->128->10) and a CIFAR-style ResNet-18 (3x3 stem, no
 max-pool, DropBlock after stages 3 and 4), and times forward + backward + SGD
@@ -98,7 +102,46 @@ class ResNet18(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-def torch_step_rate(model_name, batch, steps, device, p, b):
+# Operators that make no kernel: views, metadata, allocation.
+NOT_KERNELS = {
+    "aten::view", "aten::reshape", "aten::_reshape_alias", "aten::permute", "aten::expand",
+    "aten::as_strided", "aten::select", "aten::slice", "aten::unsqueeze", "aten::squeeze",
+    "aten::transpose", "aten::t", "aten::detach", "aten::alias", "aten::empty",
+    "aten::empty_like", "aten::empty_strided", "aten::lift_fresh", "aten::resolve_conj",
+    "aten::resolve_neg", "aten::_unsafe_view", "aten::flatten", "aten::numpy_T",
+    "aten::result_type", "aten::is_nonzero", "aten::item", "aten::_local_scalar_dense",
+    "aten::set_", "aten::contiguous", "aten::to", "aten::_to_copy", "aten::size",
+}
+
+
+def kernels(counts):
+    """Top-level ops that are neither views nor metadata (aten::to and
+    contiguous count only when they copy, which a name cannot tell: left out)."""
+    return sum(n for name, n in counts.items() if name not in NOT_KERNELS)
+
+
+def top_level_ops(step):
+    """ATen ops one call of `step` makes, by name, counting only those with no
+    ATen op above them (as the shim's counter does on our side)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    counts = {}
+    for e in prof.events():
+        if not e.name.startswith("aten::"):
+            continue
+        parent, nested = e.cpu_parent, False
+        while parent is not None:
+            if parent.name.startswith("aten::"):
+                nested = True
+                break
+            parent = parent.cpu_parent
+        if not nested:
+            counts[e.name] = counts.get(e.name, 0) + 1
+    return counts
+
+
+def torch_step_rate(model_name, batch, steps, device, p, b, count_ops=False):
     torch.manual_seed(0)
     if model_name == "small-cnn":
         model, shape = SmallCnn(p, b), (1, 28, 28)
@@ -121,17 +164,31 @@ def torch_step_rate(model_name, batch, steps, device, p, b):
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    return batch * steps / (time.perf_counter() - start)
+    rate = batch * steps / (time.perf_counter() - start)
+    return rate, (top_level_ops(step) if count_ops else None)
 
 
-def ours_step_rate(binary, model, batch, steps, device, p, b, backend, plugins, cudnn_benchmark):
+def ours_step_rate(binary, model, batch, steps, device, p, b, backend, plugins, cudnn_benchmark,
+                   optimizer=None, count_ops=False):
     cmd = [binary, "--plugins", plugins, "bench-step", "--model", model, "--batch", str(batch),
            "--steps", str(steps), "--device", device, "--p", str(p), "--block-size", str(b),
            "--cudnn-benchmark", "true" if cudnn_benchmark else "false"]
     if backend:
         cmd += ["--backend", backend]
+    if optimizer:
+        cmd += ["--optimizer", optimizer]
+    if count_ops and backend == "libtorch":
+        cmd += ["--count-ops"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["samples_per_s"]
+    report = json.loads(out.strip().splitlines()[-1])
+    counts = dict(report["ops_by_name"]) if "ops_by_name" in report else None
+    return report["samples_per_s"], report.get("optimizer", "?"), counts
+
+
+def describe_ops(counts):
+    if counts is None:
+        return ""
+    return f" {sum(counts.values()):>6.0f} {kernels(counts):>7.0f}"
 
 
 def main():
@@ -145,6 +202,10 @@ def main():
     ap.add_argument("--p", type=float, default=0.1)
     ap.add_argument("--block-size", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--optimizers", default="",
+                    help="comma list of our optimizer kinds to time (per-parameter,foreach); default: ours's default")
+    ap.add_argument("--count-ops", action="store_true",
+                    help="also count the ATen ops of one step on both sides (ours: LibTorch only)")
     ap.add_argument("--cudnn-benchmark", type=int, default=1, choices=[0, 1],
                     help="cuDNN's per-shape algorithm search on both sides (default 1, as our experiments)")
     args = ap.parse_args()
@@ -156,17 +217,24 @@ def main():
           f"DropBlock p={args.p} b={args.block_size}, SGD momentum 0.9, "
           f"cudnn.benchmark {torch.backends.cudnn.benchmark}, TF32 conv {torch.backends.cudnn.allow_tf32} "
           f"matmul {torch.backends.cuda.matmul.allow_tf32} (LibTorch's defaults are the same), no AMP")
-    print(f"{'model':<10} {'batch':>5} {'PyTorch samples/s':>18} {'ours backend':>13} {'ours samples/s':>15} {'ratio':>6}")
+    ops_head = f" {'ops':>6} {'kernels':>7}" if args.count_ops else ""
+    print(f"{'model':<10} {'batch':>5} {'PyTorch samples/s':>18}{ops_head} {'ours backend':>13} "
+          f"{'optimizer':>13} {'ours samples/s':>15} {'ratio':>6}{ops_head}")
     for model in args.models.split(","):
         batch = 64 if model == "small-cnn" else 128
-        theirs = torch_step_rate(model, batch, args.steps, args.device, args.p, args.block_size)
+        theirs, their_ops = torch_step_rate(model, batch, args.steps, args.device, args.p,
+                                            args.block_size, args.count_ops)
+        head = f"{model:<10} {batch:>5} {theirs:>18.1f}{describe_ops(their_ops)}"
         if not args.ours:
-            print(f"{model:<10} {batch:>5} {theirs:>18.1f}")
+            print(head)
             continue
         for backend in args.backends.split(","):
-            ours = ours_step_rate(args.ours, model, batch, args.steps, ours_device, args.p,
-                                  args.block_size, backend, args.plugins, args.cudnn_benchmark)
-            print(f"{model:<10} {batch:>5} {theirs:>18.1f} {backend:>13} {ours:>15.1f} {ours / theirs:>6.2f}")
+            for optimizer in (args.optimizers.split(",") if args.optimizers else [None]):
+                ours, kind, our_ops = ours_step_rate(
+                    args.ours, model, batch, args.steps, ours_device, args.p, args.block_size,
+                    backend, args.plugins, args.cudnn_benchmark, optimizer, args.count_ops)
+                print(f"{head} {backend:>13} {kind:>13} {ours:>15.1f} {ours / theirs:>6.2f}"
+                      f"{describe_ops(our_ops)}")
 
 
 if __name__ == "__main__":

@@ -77,12 +77,16 @@ for path in sorted(glob.glob(sys.argv[1] + "/*/metrics.jsonl")):
         print(f"{path.split('/')[-2]}: median {statistics.median(rates[1:] or rates):.0f} samples/s over {len(rates)} logged windows")
 PY
 
-step "native LibTorch ops (conv backward, batch norm, ReLU backward) on CUDA against flex"
+step "native LibTorch ops (conv backward, batch norm, ReLU backward, foreach optimiser) on CUDA"
 "$BUNDLE/native_ops" --test-threads 1 || status=1
 
 step "step throughput: probdrop-tui (LibTorch CUDA) vs PyTorch, same GPU"
 python3 bench/pytorch_reference.py --ours "$BUNDLE/probdrop-tui" --plugins "$BUNDLE/plugins" \
-  --device cuda --backends libtorch --steps 30 || status=1
+  --device cuda --backends libtorch --optimizers per-parameter,foreach --steps 30 || status=1
+
+step "ATen operators per step, both sides (one counted step each)"
+python3 bench/pytorch_reference.py --ours "$BUNDLE/probdrop-tui" --plugins "$BUNDLE/plugins" \
+  --device cuda --backends libtorch --optimizers per-parameter,foreach --steps 5 --count-ops || status=1
 
 echo; echo "gpu-check finished with status $status"
 exit $status

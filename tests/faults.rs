@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::fixtures::fixture;
 use common::harness::*;
 use probdrop_tui::run::control::{self, Command as Ctl};
-use probdrop_tui::run::dir::{self, State};
+use probdrop_tui::run::dir::{self, RunDir, State};
 
 #[test]
 fn a_plugin_that_panics_in_training_is_replaced_by_its_previous_version() {
@@ -248,24 +248,9 @@ fn twenty_five_sigkills_at_random_moments_lose_nothing() {
 #[test]
 fn a_loss_turning_nan_marks_the_run_diverged_and_keeps_the_last_good_checkpoint() {
     let s = setup("probe-v1", "epochs = 2\ncheckpoint_every = 2");
-    // Without a strategy, and a learning rate that blows the weights up.
-    let text = std::fs::read_to_string(&s.file)
-        .unwrap()
-        .replace("lr = 0.05", "lr = 1e6")
-        .replace("plugin = \"probe\"", "plugin = \"none\"")
-        .replace("schedule = { kind = \"constant\", p = 0.1 }", "");
-    std::fs::write(&s.file, text).unwrap();
-    let out = s
-        .bin()
-        .args(["run", "-q", "--runs"])
-        .arg(&s.runs)
-        .arg(&s.file)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "a diverged run is not a success");
-    let run = dir::list_runs(&s.runs).pop().unwrap();
+    diverging(&s, 1);
+    let (run, _) = diverged_step(&s);
     let status = run.status().unwrap();
-    assert_eq!(status.state, State::Diverged);
     let diverged = event(&run, "diverged").unwrap();
     assert!(
         status
@@ -286,6 +271,60 @@ fn a_loss_turning_nan_marks_the_run_diverged_and_keeps_the_last_good_checkpoint(
     );
     // Nothing after the divergence was logged as a training step.
     assert!(last_step(&run) < diverged.step);
+}
+
+/// The experiment of `s` without a strategy and with a learning rate that
+/// blows the weights up, logging every `log_every` steps.
+fn diverging(s: &Setup, log_every: u32) {
+    let text = std::fs::read_to_string(&s.file)
+        .unwrap()
+        .replace("lr = 0.05", "lr = 1e6")
+        .replace("log_every = 1\n", &format!("log_every = {log_every}\n"))
+        .replace("plugin = \"probe\"", "plugin = \"none\"")
+        .replace("schedule = { kind = \"constant\", p = 0.1 }", "");
+    std::fs::write(&s.file, text).unwrap();
+}
+
+fn diverged_step(s: &Setup) -> (RunDir, u64) {
+    let out = s
+        .bin()
+        .args(["run", "-q", "--runs"])
+        .arg(&s.runs)
+        .arg(&s.file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a diverged run is not a success");
+    let run = dir::list_runs(&s.runs).pop().unwrap();
+    assert_eq!(run.status().unwrap().state, State::Diverged);
+    let step = event(&run, "diverged").unwrap().step;
+    (run, step)
+}
+
+/// Losses stay on the device between read points (log, evaluation and
+/// checkpoint steps). One that turns NaN between two reads sends the run back
+/// to the last good read and through those steps one at a time: the
+/// divergence is found at the step where reading every step finds it.
+#[test]
+fn a_loss_turning_nan_between_reads_is_found_at_its_own_step() {
+    let every_step = setup("probe-v1", "epochs = 2\ncheckpoint_every = 7");
+    diverging(&every_step, 1);
+    let (_, expected) = diverged_step(&every_step);
+
+    let s = setup("probe-v1", "epochs = 2\ncheckpoint_every = 7");
+    diverging(&s, 1000);
+    let (run, at) = diverged_step(&s);
+    assert_eq!(at, expected);
+    let recheck = event(&run, "rechecking").expect("a recheck before the divergence");
+    assert!(recheck.step < at, "{recheck:?}");
+    assert!(
+        recheck.message.contains("not finite"),
+        "{}",
+        recheck.message
+    );
+    if let Some(checkpoint) = run.checkpoint() {
+        assert!(checkpoint.step < at);
+    }
+    assert!(losses(&run).iter().all(|m| m.value.is_finite()));
 }
 
 #[test]

@@ -10,10 +10,11 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use serde::Serialize;
 
-use crate::experiment::{self, BackendChoice, ModelKind, ModelSpec};
-use crate::plugins::{Library, MaskContext};
+use crate::experiment::{BackendChoice, ModelKind, ModelSpec};
+use crate::plugins::{Library, MaskContext, Strategy};
 use crate::train::device;
-use crate::train::models::Model;
+use crate::train::models::{InputKind, Model};
+use crate::train::optim::{Rule, RunOptimizer, Stepping};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -41,6 +42,13 @@ pub struct BenchArgs {
     /// experiments (default true).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub cudnn_benchmark: bool,
+    /// "per-parameter" (burn's optimiser, any backend) or "foreach" (LibTorch's
+    /// multi-tensor kernels); default: foreach on LibTorch.
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// On LibTorch: count the ATen operators of one extra step, by name.
+    #[arg(long)]
+    pub count_ops: bool,
 }
 
 #[derive(Serialize, Debug)]
@@ -49,66 +57,121 @@ pub struct BenchReport {
     pub backend: String,
     pub device: String,
     pub strategy: String,
+    /// "per-parameter" (burn's ModuleOptimizer) or "foreach" (LibTorch).
+    pub optimizer: String,
     pub batch: usize,
     pub steps: usize,
     pub seconds_per_step: f64,
     pub samples_per_s: f64,
+    /// With `--count-ops` on LibTorch: top-level ATen operators per step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ops_per_step: Option<f64>,
+    /// The same, by operator, most called first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ops_by_name: Vec<(String, f64)>,
+}
+
+fn parse_backend(text: Option<&str>) -> Result<Option<BackendChoice>> {
+    match text {
+        None => Ok(None),
+        Some("flex") => Ok(Some(BackendChoice::Flex)),
+        Some("libtorch") => Ok(Some(BackendChoice::Libtorch)),
+        Some(other) => Err(anyhow!(
+            "--backend: expected flex or libtorch, found {other:?}"
+        )),
+    }
+}
+
+fn parse_model(text: &str) -> Result<(ModelKind, [usize; 3])> {
+    match text {
+        "small-cnn" => Ok((ModelKind::SmallCnn, [1, 28, 28])),
+        "resnet18" => Ok((ModelKind::Resnet18, [3, 32, 32])),
+        other => Err(anyhow!(
+            "--model: expected small-cnn or resnet18, found {other:?}"
+        )),
+    }
+}
+
+fn parse_stepping(text: Option<&str>, backend: BackendChoice) -> Result<Stepping> {
+    match text {
+        None => Ok(Stepping::best_for(backend)),
+        Some("per-parameter") => Ok(Stepping::PerParameter),
+        Some("foreach") if Stepping::best_for(backend) == Stepping::Foreach => {
+            Ok(Stepping::Foreach)
+        }
+        Some("foreach") => Err(anyhow!("--optimizer foreach needs the LibTorch backend")),
+        Some(other) => Err(anyhow!(
+            "--optimizer: expected per-parameter or foreach, found {other:?}"
+        )),
+    }
+}
+
+fn bench_strategy(args: &BenchArgs, library: Option<&Library>) -> Result<Option<Strategy>> {
+    let Some(lib) = library else {
+        return Ok(None);
+    };
+    let mut params = Vec::new();
+    if lib.info.params.iter().any(|p| p.name == "block_size") {
+        params.push((
+            "block_size".to_string(),
+            plugin_api::Value::Int(args.block_size),
+        ));
+    }
+    Ok(Some(lib.create(&params).map_err(|e| anyhow!("{}", e.0))?))
+}
+
+/// The operator counter of the patched burn-tch, where there is one.
+#[cfg(feature = "tch")]
+mod counter {
+    pub fn start() {
+        #[allow(deprecated)]
+        burn_tch::op_counter_start();
+    }
+    pub fn stop() -> Vec<(String, u64)> {
+        #[allow(deprecated)]
+        burn_tch::op_counter_stop()
+    }
+}
+
+#[cfg(not(feature = "tch"))]
+mod counter {
+    pub fn start() {}
+    pub fn stop() -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchReport> {
-    let forced = match args.backend.as_deref() {
-        None => None,
-        Some("flex") => Some(BackendChoice::Flex),
-        Some("libtorch") => Some(BackendChoice::Libtorch),
-        Some(other) => {
-            return Err(anyhow!(
-                "--backend: expected flex or libtorch, found {other:?}"
-            ));
-        }
-    };
     let name = device::parse_device(&args.device).map_err(|e| anyhow!(e))?;
-    let backend = device::backend_for(name, forced).map_err(|e| anyhow!(e))?;
+    let backend = device::backend_for(name, parse_backend(args.backend.as_deref())?)
+        .map_err(|e| anyhow!(e))?;
+    let stepping = parse_stepping(args.optimizer.as_deref(), backend)?;
+    if args.count_ops && backend != BackendChoice::Libtorch {
+        return Err(anyhow!(
+            "--count-ops counts LibTorch operators: use --backend libtorch"
+        ));
+    }
     let dev = device::open(name, backend).map_err(|e| anyhow!(e))?;
     if matches!(name, device::DeviceName::Cuda(_)) {
         device::configure_cudnn(Some(args.cudnn_benchmark), false);
     }
     let train_dev = dev.clone().autodiff();
-    let (kind, shape) = match args.model.as_str() {
-        "small-cnn" => (ModelKind::SmallCnn, [1, 28, 28]),
-        "resnet18" => (ModelKind::Resnet18, [3, 32, 32]),
-        other => {
-            return Err(anyhow!(
-                "--model: expected small-cnn or resnet18, found {other:?}"
-            ));
-        }
-    };
-    let spec = ModelSpec::of(kind);
+    let (kind, shape) = parse_model(&args.model)?;
     dev.seed(0);
     let mut model = Model::build(
-        &spec,
-        crate::train::models::InputKind::Image(shape),
+        &ModelSpec::of(kind),
+        InputKind::Image(shape),
         10,
         &train_dev,
     )
     .map_err(|e| anyhow!(e))?;
-    let strategy = match library {
-        Some(lib) => {
-            let mut params = Vec::new();
-            if lib.info.params.iter().any(|p| p.name == "block_size") {
-                params.push((
-                    "block_size".to_string(),
-                    plugin_api::Value::Int(args.block_size),
-                ));
-            }
-            Some(lib.create(&params).map_err(|e| anyhow!("{}", e.0))?)
-        }
-        None => None,
+    let strategy = bench_strategy(args, library)?;
+    let rule = Rule::Sgd {
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 0.0,
     };
-    let file: experiment::ExperimentFile = toml::from_str(
-        "name = \"bench\"\n[data]\nformat = \"idx\"\npath = \".\"\n[model]\nkind = \"small-cnn\"\n\
-         [optimizer]\nlr = 0.01\nmomentum = 0.9\n[train]\nepochs = 1\nbatch_size = 1\n",
-    )?;
-    let mut optim = super::trainer::make_optimizer(&file);
+    let mut optim = RunOptimizer::new(rule, stepping);
     let loss_fn = CrossEntropyLossConfig::new().init(&train_dev);
     let [c, h, w] = shape;
     let images = Tensor::<4>::random(
@@ -147,14 +210,33 @@ pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchRe
         model = run_step(model)?;
     }
     let secs = start.elapsed().as_secs_f64() / args.steps.max(1) as f64;
+    let counted = if args.count_ops {
+        // Counted apart from the timed steps: the counter slows every call.
+        counter::start();
+        model = run_step(model)?;
+        counter::stop()
+    } else {
+        Vec::new()
+    };
+    drop(model);
     Ok(BenchReport {
         model: args.model.clone(),
         backend: format!("{backend:?}").to_lowercase(),
         device: args.device.clone(),
         strategy: args.strategy.clone(),
+        optimizer: stepping.label().to_string(),
         batch: args.batch,
         steps: args.steps,
         seconds_per_step: secs,
         samples_per_s: args.batch as f64 / secs,
+        ops_per_step: args
+            .count_ops
+            .then(|| counted.iter().map(|(_, n)| *n as f64).sum()),
+        ops_by_name: by_count(counted),
     })
+}
+
+fn by_count(mut counted: Vec<(String, u64)>) -> Vec<(String, f64)> {
+    counted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counted.into_iter().map(|(n, c)| (n, c as f64)).collect()
 }

@@ -5,6 +5,7 @@ pub mod data;
 pub mod device;
 pub mod idx;
 pub mod models;
+pub mod optim;
 pub mod resnet;
 pub mod schedule;
 pub mod sources;

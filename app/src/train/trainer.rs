@@ -14,12 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, ModuleOptimizer, SgdConfig, momentum::MomentumConfig};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
-use crate::experiment::{
-    self, Catalog, DropSchedule, ExperimentFile, NONE, OptimizerKind, RunSpec, StrategySpec,
-};
+use crate::experiment::{self, Catalog, DropSchedule, ExperimentFile, NONE, RunSpec, StrategySpec};
 use crate::plugins::watch::{LiveStrategy, ReloadEvent, SwapOutcome, Watcher};
 use crate::plugins::{Library, MaskContext, MaskError};
 use crate::run::control::{Command, ControlServer};
@@ -30,6 +27,7 @@ use crate::run::lock::RunLock;
 use crate::train::data::{self, EpochItems, ImageBatch, ImageBatcher, SplitBatcher};
 use crate::train::device;
 use crate::train::models::{InputKind, Model};
+use crate::train::optim::{Rule, RunOptimizer, Stepping};
 use crate::train::schedule::learning_rate;
 use crate::train::text::{TextBatch, TextBatcher, TextTask};
 use crate::train::transformer::{NoSlots, TextSlots};
@@ -343,7 +341,7 @@ fn run(
     device.seed(seed);
     let mut model = Model::build(&resolved.model, task.input(), classes, &train_device)
         .map_err(|e| anyhow!(e))?;
-    let mut optim = make_optimizer(&resolved);
+    let mut optim = RunOptimizer::new(Rule::of(&resolved.optimizer), Stepping::best_for(backend));
     let mut step: u64 = 0;
     let mut best_val_acc = None;
     let checkpoint_dir = run_dir.file(dir::CHECKPOINT_DIR);
@@ -352,8 +350,8 @@ fn run(
             .try_load_file(checkpoint_dir.join(&ck.model))
             .map_err(|e| anyhow!("loading the model checkpoint: {e:?}"))?;
         optim = optim
-            .load(checkpoint_dir.join(&ck.optimizer))
-            .map_err(|e| anyhow!("loading the optimiser checkpoint: {e:?}"))?;
+            .load(&checkpoint_dir.join(&ck.optimizer))
+            .map_err(|e| anyhow!("loading the optimiser checkpoint: {e}"))?;
         step = ck.step;
         best_val_acc = ck.best_val_acc;
         run_dir.truncate_log_after(dir::METRICS, step)?;
@@ -448,7 +446,16 @@ fn run(
     };
 
     let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
-    let mut window = Window::default();
+    let mut pending = Pending::default();
+    // Where a non-finite loss sends the run back to (see Good).
+    let mut good = Good {
+        model: model.clone(),
+        optim: optim.clone(),
+        step,
+    };
+    // Steps up to this one are checked one at a time, before their update:
+    // after a window of steps whose losses were not all finite.
+    let mut recheck_through = 0u64;
     let mut final_val_acc = None;
     let mut last_loss = None;
     let mut paused = false;
@@ -658,11 +665,16 @@ fn run(
             let mut computed = None;
             match logits {
                 Err(e) => failure = Some(e.0),
+                // Outside a recheck the loss is read only at the next read point.
+                Ok(logits) if step > recheck_through => {
+                    let loss = loss_fn.forward(logits.clone(), batch.targets().clone());
+                    computed = Some((logits, loss));
+                }
                 Ok(logits) => {
                     let loss = loss_fn.forward(logits.clone(), batch.targets().clone());
                     let loss_value: f64 = loss.clone().into_scalar::<f32>() as f64;
                     if loss_value.is_finite() {
-                        computed = Some((logits, loss, loss_value));
+                        computed = Some((logits, loss));
                     } else if let Some((slot, _)) = masks.iter().find(|(_, m)| !all_finite(m)) {
                         failure = Some(format!(
                             "the mask at {slot} has NaN or infinite values (the loss turned non-finite)"
@@ -674,7 +686,7 @@ fn run(
                     }
                 }
             }
-            let Some((logits, loss, loss_value)) = computed else {
+            let Some((logits, loss)) = computed else {
                 // The strategy failed: nothing was learnt from this batch. Go back to
                 // the version before the last reload and retry, or pause and wait
                 // for a fixed version (a reload) and a resume.
@@ -717,16 +729,67 @@ fn run(
                 continue;
             };
             let correct = correct_top1(logits.inner(), batch.targets().clone().inner());
+            pending.add(loss.clone().inner(), correct, n);
             let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
             watchdog.end_step(Some(step));
-            window.add(loss_value, correct, n, step_started.elapsed());
-            last_loss = Some(loss_value);
+            pending.took(step_started.elapsed());
             writer.status.step = step;
             writer.status.epoch = epoch;
 
-            if log_now {
-                let (mean_loss, acc, per_s, step_s) = window.take();
+            let end_of_epoch = step.is_multiple_of(steps_per_epoch);
+            let last = step == total_steps;
+            let eval_now = match live.resolved.train.eval_every {
+                Some(n) => step.is_multiple_of(n as u64),
+                None => end_of_epoch,
+            } || last;
+            let checkpoint_now = match resolved.train.checkpoint_every {
+                Some(n) => step.is_multiple_of(n as u64),
+                None => end_of_epoch,
+            } || last;
+            let read_now = log_now || eval_now || checkpoint_now || step <= recheck_through;
+            let totals = read_now.then(|| pending.read());
+            match totals {
+                Some(Ok(t)) => {
+                    last_loss = t.last_loss.or(last_loss);
+                    good = Good {
+                        model: model.clone(),
+                        optim: optim.clone(),
+                        step,
+                    };
+                }
+                Some(Err(NonFinite)) => {
+                    // A loss since the last read was not finite and the updates
+                    // went on: back to the last good state, then those steps
+                    // again one at a time, checked before each update.
+                    recheck_through = step;
+                    (model, optim, step) = good.restore();
+                    pending = Pending::default();
+                    run_dir.truncate_log_after(dir::SNAPSHOTS, step)?;
+                    writer.snapshots = JsonLog::open(&run_dir.file(dir::SNAPSHOTS))?;
+                    writer.status.step = step;
+                    writer.event(
+                        step,
+                        "rechecking",
+                        format!(
+                            "a loss of steps {}–{recheck_through} was not finite: back to step {step}; checking them one by one",
+                            step + 1
+                        ),
+                    )?;
+                    continue 'epochs;
+                }
+                None => {}
+            }
+
+            if let (true, Some(Ok(t))) = (log_now, totals) {
+                pending.restart();
+                let Totals {
+                    mean_loss,
+                    acc,
+                    per_s,
+                    step_s,
+                    ..
+                } = t;
                 let mut lines = vec![
                     metric(step, epoch, "train", "loss", mean_loss, p, &plugin_version),
                     metric(step, epoch, "train", "acc", acc, p, &plugin_version),
@@ -787,12 +850,6 @@ fn run(
                     .context("writing snapshots")?;
             }
 
-            let end_of_epoch = step.is_multiple_of(steps_per_epoch);
-            let last = step == total_steps;
-            let eval_now = match live.resolved.train.eval_every {
-                Some(n) => step.is_multiple_of(n as u64),
-                None => end_of_epoch,
-            } || last;
             if eval_now {
                 let (val_loss, top1, top5) = evaluate(
                     &model,
@@ -826,10 +883,6 @@ fn run(
                     "step {step}: validation loss {val_loss:.4}, accuracy {top1:.4}"
                 ));
             }
-            let checkpoint_now = match resolved.train.checkpoint_every {
-                Some(n) => step.is_multiple_of(n as u64),
-                None => end_of_epoch,
-            } || last;
             if checkpoint_now {
                 save_checkpoint(run_dir, &model, &optim, step, epoch, best_val_acc)?;
             }
@@ -848,6 +901,11 @@ fn run(
         writer.event(at, "diverged", message.clone())?;
         (State::Diverged, message)
     } else if stop_requested {
+        if let Err(NonFinite) = pending.read() {
+            // The steps since the last good read are done again on resume.
+            (model, optim, step) = good.restore();
+            run_dir.truncate_log_after(dir::SNAPSHOTS, step)?;
+        }
         save_checkpoint(
             run_dir,
             &model,
@@ -982,44 +1040,10 @@ fn describe_schedule(s: &DropSchedule, params: &toml::Table) -> String {
     format!(" (schedule {:?}, params [{}])", s.kind, params.join(", ")).to_lowercase()
 }
 
-pub fn make_optimizer(f: &ExperimentFile) -> ModuleOptimizer {
-    let o = &f.optimizer;
-    match o.kind {
-        OptimizerKind::Sgd => {
-            let momentum = o.momentum.unwrap_or(0.0);
-            let mut config = SgdConfig::new();
-            if momentum > 0.0 {
-                // PyTorch's convention: no dampening.
-                config = config.with_momentum(Some(
-                    MomentumConfig::new()
-                        .with_momentum(momentum)
-                        .with_dampening(0.0)
-                        .with_nesterov(o.nesterov.unwrap_or(false)),
-                ));
-            }
-            if o.weight_decay > 0.0 {
-                config = config.with_weight_decay(Some(
-                    burn::optim::decay::WeightDecayConfig::new(o.weight_decay as f32),
-                ));
-            }
-            config.init()
-        }
-        OptimizerKind::Adamw => {
-            let [b1, b2] = o.betas.unwrap_or([0.9, 0.999]);
-            AdamWConfig::new()
-                .with_beta_1(b1 as f32)
-                .with_beta_2(b2 as f32)
-                .with_epsilon(1e-8)
-                .with_weight_decay(o.weight_decay as f32)
-                .init()
-        }
-    }
-}
-
 fn save_checkpoint(
     run_dir: &RunDir,
     model: &Model,
-    optim: &ModuleOptimizer,
+    optim: &RunOptimizer,
     step: u64,
     epoch: u64,
     best_val_acc: Option<f64>,
@@ -1033,8 +1057,8 @@ fn save_checkpoint(
         .save_file(dir.join(&model_name))
         .map_err(|e| anyhow!("saving the model checkpoint: {e:?}"))?;
     optim
-        .save(dir.join(&optim_name))
-        .map_err(|e| anyhow!("saving the optimiser checkpoint: {e:?}"))?;
+        .save(&dir.join(&optim_name))
+        .map_err(|e| anyhow!("saving the optimiser checkpoint: {e}"))?;
     let previous = run_dir.checkpoint();
     dir::write_json(
         &run_dir.file(dir::CHECKPOINT),
@@ -1059,9 +1083,10 @@ fn save_checkpoint(
     Ok(())
 }
 
-fn correct_top1(logits: Tensor<2>, targets: Tensor<1, Int>) -> usize {
+/// Top-1 hits in the batch, left on the device.
+fn correct_top1(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1, Int> {
     let predicted = logits.argmax(1).squeeze_dim::<1>(1);
-    predicted.equal(targets).int().sum().into_scalar::<i64>() as usize
+    predicted.equal(targets).int().sum()
 }
 
 fn correct_top5(logits: Tensor<2>, targets: Tensor<1, Int>) -> usize {
@@ -1099,7 +1124,7 @@ fn evaluate(
             .forward(logits.clone(), targets.clone())
             .into_scalar();
         loss_sum += loss as f64 * n as f64;
-        top1 += correct_top1(logits.clone(), targets.clone());
+        top1 += correct_top1(logits.clone(), targets.clone()).into_scalar::<i64>() as usize;
         if classes > 10 {
             top5 += correct_top5(logits, targets);
         }
@@ -1460,36 +1485,102 @@ fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
-/// Training statistics between two logged steps.
+/// Loss and top-1 hits of the steps since the last log line, summed on the
+/// device. Reading them waits for the device, so it happens only at read
+/// points (logging, evaluation, checkpoints), not after every step (issue 14).
 #[derive(Default)]
-struct Window {
-    loss: f64,
-    correct: usize,
+struct Pending {
+    loss: Option<Tensor<1>>,
+    last: Option<Tensor<1>>,
+    correct: Option<Tensor<1, Int>>,
     samples: usize,
     steps: usize,
     time: Duration,
 }
 
-impl Window {
-    fn add(&mut self, loss: f64, correct: usize, samples: usize, took: Duration) {
-        self.loss += loss;
-        self.correct += correct;
+/// A loss since the last read was NaN or infinite.
+struct NonFinite;
+
+#[derive(Clone, Copy)]
+struct Totals {
+    mean_loss: f64,
+    acc: f64,
+    per_s: f64,
+    step_s: f64,
+    last_loss: Option<f64>,
+}
+
+impl Pending {
+    fn add(&mut self, loss: Tensor<1>, correct: Tensor<1, Int>, samples: usize) {
+        self.loss = Some(match self.loss.take() {
+            Some(sum) => sum + loss.clone(),
+            None => loss.clone(),
+        });
+        self.last = Some(loss);
+        self.correct = Some(match self.correct.take() {
+            Some(sum) => sum + correct,
+            None => correct,
+        });
         self.samples += samples;
         self.steps += 1;
-        self.time += took;
     }
 
-    /// (mean loss, accuracy, samples/s, seconds per step), and a reset.
-    fn take(&mut self) -> (f64, f64, f64, f64) {
+    /// Host time of a step (the device may still be working on it: the wait
+    /// shows up in the next read).
+    fn took(&mut self, host: Duration) {
+        self.time += host;
+    }
+
+    /// The totals since the last restart, in one transfer.
+    fn read(&mut self) -> Result<Totals, NonFinite> {
+        let (Some(loss), Some(last), Some(correct)) = (&self.loss, &self.last, &self.correct)
+        else {
+            return Ok(self.totals(0.0, None, 0.0));
+        };
+        let waited = Instant::now();
+        let parts = vec![loss.clone(), last.clone(), correct.clone().float()];
+        let values = Tensor::cat(parts, 0)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        self.time += waited.elapsed();
+        match values[..] {
+            [sum, last, correct] if sum.is_finite() => {
+                Ok(self.totals(f64::from(sum), Some(f64::from(last)), f64::from(correct)))
+            }
+            _ => Err(NonFinite),
+        }
+    }
+
+    fn totals(&self, loss_sum: f64, last_loss: Option<f64>, correct: f64) -> Totals {
         let steps = self.steps.max(1) as f64;
         let secs = self.time.as_secs_f64().max(1e-9);
-        let out = (
-            self.loss / steps,
-            self.correct as f64 / self.samples.max(1) as f64,
-            self.samples as f64 / secs,
-            secs / steps,
-        );
-        *self = Window::default();
-        out
+        Totals {
+            mean_loss: loss_sum / steps,
+            acc: correct / self.samples.max(1) as f64,
+            per_s: self.samples as f64 / secs,
+            step_s: secs / steps,
+            last_loss,
+        }
+    }
+
+    /// A new window (after a log line).
+    fn restart(&mut self) {
+        *self = Pending::default();
+    }
+}
+
+/// The model and optimiser at the last read that found every loss finite.
+/// Both are cheap to keep: updates are out of place, so this holds the old
+/// tensors rather than copies.
+struct Good {
+    model: Model,
+    optim: RunOptimizer,
+    step: u64,
+}
+
+impl Good {
+    fn restore(&self) -> (Model, RunOptimizer, u64) {
+        (self.model.clone(), self.optim.clone(), self.step)
     }
 }

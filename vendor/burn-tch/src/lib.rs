@@ -20,6 +20,10 @@ mod element;
 mod native;
 // probdrop-tui: for the `deterministic` experiment key.
 pub use native::set_cudnn_deterministic;
+// probdrop-tui: foreach optimizer steps and an operator counter (bench-step).
+pub use native::{
+    AdamWSettings, SgdSettings, adamw_step, op_counter_start, op_counter_stop, sgd_step,
+};
 mod ops;
 mod tensor;
 
