@@ -1,0 +1,106 @@
+//! The training loop of one run, writing its run directory.
+//!
+//! At every step boundary it takes control commands (pause, resume, stop,
+//! apply-config), a new version of its strategy from the plugin watcher, and a
+//! saved change of its experiment file; what it did goes to the event log.
+
+mod checkpoint;
+mod config;
+mod reads;
+mod session;
+mod slots;
+mod task;
+mod writer;
+
+use crate::experiment::{self, ExperimentFile};
+use crate::run::dir::{self, RunDir, State};
+use crate::run::lock::RunLock;
+use anyhow::{Context, Result, anyhow};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use self::{checkpoint::*, session::*, writer::*};
+
+/// How progress is shown while training in the foreground.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// A progress bar (stderr is a terminal).
+    Bar,
+    /// One plain line per logged step.
+    Lines,
+    Quiet,
+}
+
+impl Progress {
+    pub fn auto() -> Self {
+        if std::io::stderr().is_terminal() {
+            Progress::Bar
+        } else {
+            Progress::Lines
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub plugins_dir: PathBuf,
+    pub progress: Progress,
+    /// Start over from step 0, discarding the checkpoint and the logs.
+    pub restart: bool,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub state: State,
+    pub steps: u64,
+    pub final_val_acc: Option<f64>,
+    pub best_val_acc: Option<f64>,
+    pub final_train_loss: Option<f64>,
+    pub seconds: f64,
+    pub message: String,
+}
+
+/// The resolved experiment of a run, as stored in its directory.
+pub fn read_resolved(dir: &RunDir) -> Result<ExperimentFile> {
+    let path = dir.file(dir::EXPERIMENT);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    experiment::parse(&path, &text).map_err(|errors| anyhow!("{}", errors[0]))
+}
+
+/// Trains the run in `run_dir` to its end, resuming from its checkpoint if it has one.
+///
+/// Refused without changing anything when another trainer holds the run, or when
+/// the run has a checkpoint that cannot be read (unless `opts.restart`). Every
+/// other way it ends is written to the status with the reason.
+pub fn train(run_dir: &RunDir, opts: &TrainOptions) -> Result<Summary> {
+    let _lock = RunLock::acquire(&run_dir.path).map_err(|e| anyhow!(e))?;
+    let started = Instant::now();
+    // Past a file-size limit, a write should fail (reported below, the run marked
+    // failed) rather than the default SIGXFSZ killing the process mid-write.
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    let resume = resume_point(run_dir, opts.restart)?;
+    let mut writer = match Writer::open(run_dir) {
+        Ok(w) => w,
+        Err(e) => {
+            dir::record_failure(run_dir, &format!("{e:#}"));
+            return Err(e);
+        }
+    };
+    let result = run_dir
+        .info()
+        .map_err(|e| anyhow!(e))
+        .and_then(|info| Ok((info, read_resolved(run_dir)?)))
+        .and_then(|(info, resolved)| {
+            run(run_dir, &info, resolved, resume, opts, &mut writer, started)
+        });
+    if let Err(e) = &result {
+        writer.fail(&format!("{e:#}"));
+    }
+    result
+}

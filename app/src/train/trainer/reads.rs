@@ -1,0 +1,168 @@
+//! What is read back from the device: the training window's loss and accuracy, validation.
+
+use crate::train::data::EpochItems;
+use crate::train::models::Model;
+use crate::train::optim::RunOptimizer;
+use crate::train::transformer::NoSlots;
+use anyhow::Result;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::{Device, Int, Tensor};
+use std::time::{Duration, Instant};
+
+use super::task::*;
+
+/// Top-1 hits in the batch, left on the device.
+pub(super) fn correct_top1(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1, Int> {
+    let predicted = logits.argmax(1).squeeze_dim::<1>(1);
+    predicted.equal(targets).int().sum()
+}
+
+pub(super) fn correct_top5(logits: Tensor<2>, targets: Tensor<1, Int>) -> usize {
+    let (_, idx) = logits.topk_with_indices(5, 1); // [batch, 5]
+    let [n, k] = idx.dims();
+    let t = targets.reshape([n, 1]).expand([n, k]);
+    idx.equal(t).int().sum().into_scalar::<i64>() as usize
+}
+
+/// Validation loss, top-1 and (over 10 classes) top-5 accuracy.
+pub(super) fn evaluate(
+    model: &Model,
+    task: &Task,
+    batch_size: usize,
+    workers: usize,
+    device: &Device,
+    classes: usize,
+) -> (f64, f64, Option<f64>) {
+    let model = model.valid();
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let items = EpochItems::sequential(task.val_len());
+    let batches = task.batches(items, batch_size, workers, device, false);
+    let (mut loss_sum, mut top1, mut top5, mut count) = (0.0, 0usize, 0usize, 0usize);
+    for batch in batches {
+        let n = batch.targets().dims()[0];
+        let logits = match &batch {
+            Batch::Image(b) => model.forward(b.images.clone(), &mut |_, x| Ok(x)),
+            Batch::Text(b) => model.forward_text(b.ids.clone(), &b.pad, &mut NoSlots),
+        };
+        let Ok(logits) = logits else {
+            continue;
+        };
+        let targets = batch.targets().clone();
+        let loss: f32 = loss_fn
+            .forward(logits.clone(), targets.clone())
+            .into_scalar();
+        loss_sum += loss as f64 * n as f64;
+        top1 += correct_top1(logits.clone(), targets.clone()).into_scalar::<i64>() as usize;
+        if classes > 10 {
+            top5 += correct_top5(logits, targets);
+        }
+        count += n;
+    }
+    let count = count.max(1) as f64;
+    (
+        loss_sum / count,
+        top1 as f64 / count,
+        (classes > 10).then_some(top5 as f64 / count),
+    )
+}
+
+/// Loss and top-1 hits of the steps since the last log line, summed on the
+/// device. Reading them waits for the device, so it happens only at read
+/// points (logging, evaluation, checkpoints), not after every step (issue 14).
+#[derive(Default)]
+pub(super) struct Pending {
+    pub(super) loss: Option<Tensor<1>>,
+    pub(super) last: Option<Tensor<1>>,
+    pub(super) correct: Option<Tensor<1, Int>>,
+    pub(super) samples: usize,
+    pub(super) steps: usize,
+    pub(super) time: Duration,
+}
+
+/// A loss since the last read was NaN or infinite.
+pub(super) struct NonFinite;
+
+#[derive(Clone, Copy)]
+pub(super) struct Totals {
+    pub(super) mean_loss: f64,
+    pub(super) acc: f64,
+    pub(super) per_s: f64,
+    pub(super) step_s: f64,
+    pub(super) last_loss: Option<f64>,
+}
+
+impl Pending {
+    pub(super) fn add(&mut self, loss: Tensor<1>, correct: Tensor<1, Int>, samples: usize) {
+        self.loss = Some(match self.loss.take() {
+            Some(sum) => sum + loss.clone(),
+            None => loss.clone(),
+        });
+        self.last = Some(loss);
+        self.correct = Some(match self.correct.take() {
+            Some(sum) => sum + correct,
+            None => correct,
+        });
+        self.samples += samples;
+        self.steps += 1;
+    }
+
+    /// Host time of a step (the device may still be working on it: the wait
+    /// shows up in the next read).
+    pub(super) fn took(&mut self, host: Duration) {
+        self.time += host;
+    }
+
+    /// The totals since the last restart, in one transfer.
+    pub(super) fn read(&mut self) -> Result<Totals, NonFinite> {
+        let (Some(loss), Some(last), Some(correct)) = (&self.loss, &self.last, &self.correct)
+        else {
+            return Ok(self.totals(0.0, None, 0.0));
+        };
+        let waited = Instant::now();
+        let parts = vec![loss.clone(), last.clone(), correct.clone().float()];
+        let values = Tensor::cat(parts, 0)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        self.time += waited.elapsed();
+        match values[..] {
+            [sum, last, correct] if sum.is_finite() => {
+                Ok(self.totals(f64::from(sum), Some(f64::from(last)), f64::from(correct)))
+            }
+            _ => Err(NonFinite),
+        }
+    }
+
+    pub(super) fn totals(&self, loss_sum: f64, last_loss: Option<f64>, correct: f64) -> Totals {
+        let steps = self.steps.max(1) as f64;
+        let secs = self.time.as_secs_f64().max(1e-9);
+        Totals {
+            mean_loss: loss_sum / steps,
+            acc: correct / self.samples.max(1) as f64,
+            per_s: self.samples as f64 / secs,
+            step_s: secs / steps,
+            last_loss,
+        }
+    }
+
+    /// A new window (after a log line).
+    pub(super) fn restart(&mut self) {
+        *self = Pending::default();
+    }
+}
+
+/// The model and optimiser at the last read that found every loss finite.
+/// Both are cheap to keep: updates are out of place, so this holds the old
+/// tensors rather than copies.
+pub(super) struct Good {
+    pub(super) model: Model,
+    pub(super) optim: RunOptimizer,
+    pub(super) step: u64,
+}
+
+impl Good {
+    pub(super) fn restore(&self) -> (Model, RunOptimizer, u64) {
+        (self.model.clone(), self.optim.clone(), self.step)
+    }
+}

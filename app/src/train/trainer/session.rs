@@ -1,0 +1,971 @@
+//! One run's training as a `Session`: what the loop changes lives in its
+//! fields, and each phase is a short method: `boundary` (control commands,
+//! plugin reloads, saved changes of the experiment), `step` (forward, backward,
+//! update), `strategy_failed`, `read` (the device's sums, and going back when a
+//! loss was not finite), `log`, `evaluate`, `checkpoint`; `train` only orders
+//! them, as burn-train's Learner does its epoch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::tensor::{Device, Tensor};
+
+use crate::experiment::{self, BackendChoice, Catalog, ExperimentFile, NONE, RunSpec};
+use crate::plugins::Library;
+use crate::plugins::watch::{ReloadEvent, SwapOutcome, Watcher};
+use crate::run::control::{Command, ControlServer};
+use crate::run::dir::{self, CheckpointInfo, JsonLog, RunDir, SnapshotLine, State};
+use crate::train::data::EpochItems;
+use crate::train::device;
+use crate::train::models::Model;
+use crate::train::optim::{Rule, RunOptimizer, Stepping};
+use crate::train::schedule::learning_rate;
+use crate::train::watchdog::Watchdog;
+
+use super::checkpoint::save_checkpoint;
+use super::config::{apply_config, file_stamp, read_source};
+use super::reads::{Good, NonFinite, Pending, Totals, correct_top1, evaluate};
+use super::slots::{
+    FINITE_CHECK_EVERY, Live, SNAPSHOT_SAMPLES, StepSlots, all_finite, build_slots,
+};
+use super::task::{Batch, Task};
+use super::writer::{Writer, metric};
+use super::{Progress, Summary, TrainOptions};
+
+pub(super) fn run(
+    run_dir: &RunDir,
+    info: &dir::RunInfo,
+    resolved: ExperimentFile,
+    resume: Option<CheckpointInfo>,
+    opts: &TrainOptions,
+    writer: &mut Writer,
+    started: Instant,
+) -> Result<Summary> {
+    let mut session = Session::open(run_dir, info, resolved, opts, writer)?;
+    session.resume_or_start(resume)?;
+    session.train()?;
+    session.finish(started)
+}
+
+/// The strategy's library versions while the run trains.
+struct Versions {
+    /// In use: replaced when a reload is taken.
+    current: Option<Library>,
+    /// Before the last reload, for going back when the new one fails.
+    previous: Option<Library>,
+    /// The version string written with each metric.
+    label: String,
+}
+
+/// The experiment file as seen at step boundaries, and the changes waiting
+/// to be validated.
+struct SourceWatch {
+    stamp: Option<(std::time::SystemTime, u64)>,
+    last_check: Instant,
+    pending: Vec<Result<String, String>>,
+}
+
+/// What the run is doing besides training, decided at step boundaries.
+#[derive(Default)]
+struct Flags {
+    paused: bool,
+    stop_requested: bool,
+    /// The step at which the loss (or the validation loss) became non-finite.
+    diverged: Option<u64>,
+}
+
+/// One step's schedule: what it trains with and what it does after.
+struct Plan {
+    epoch: u64,
+    lr: f64,
+    p: f64,
+    log: bool,
+    snapshot: bool,
+    evaluate: bool,
+    checkpoint: bool,
+    last: bool,
+}
+
+/// How the loop goes on after a step.
+enum Flow {
+    Next,
+    /// The strategy failed on this batch: nothing was learnt; try it again.
+    Retry,
+    /// Back to an earlier step (`step` already set): new batches from there.
+    Rewind,
+    End,
+}
+
+/// What the forward pass left: the logits (or why the strategy failed), and
+/// what the slots collected.
+struct Forward {
+    logits: Result<Tensor<2>, String>,
+    masks: Vec<(String, Tensor<1>)>,
+    collected: Collected,
+}
+
+/// What the slots collected for the logs.
+struct Collected {
+    dropped: std::collections::BTreeMap<String, f64>,
+    snapshots: Vec<SnapshotLine>,
+}
+
+struct Session<'a> {
+    run_dir: &'a RunDir,
+    info: &'a dir::RunInfo,
+    opts: &'a TrainOptions,
+    writer: &'a mut Writer,
+    resolved: ExperimentFile,
+    backend: BackendChoice,
+    device: Device,
+    task: Task,
+    classes: usize,
+    steps_per_epoch: u64,
+    total_steps: u64,
+    versions: Versions,
+    catalog: Catalog,
+    live: Live,
+    run_spec: RunSpec,
+    model: Model,
+    optim: RunOptimizer,
+    loss_fn: CrossEntropyLoss,
+    step: u64,
+    pending: Pending,
+    /// Where a non-finite loss sends the run back to.
+    good: Good,
+    /// Steps up to this one are checked one at a time, before their update:
+    /// after a window of steps whose losses were not all finite.
+    recheck_through: u64,
+    best_val_acc: Option<f64>,
+    final_val_acc: Option<f64>,
+    last_loss: Option<f64>,
+    control: ControlServer,
+    watchdog: Watchdog,
+    watcher: Option<Watcher>,
+    source: SourceWatch,
+    progress: Option<indicatif::ProgressBar>,
+    flags: Flags,
+}
+
+/// The strategy's library (None for "none") and every library's catalog.
+fn open_plugins(opts: &TrainOptions, plugin: &str) -> Result<(Option<Library>, Catalog)> {
+    let mut build_log = String::new();
+    let found = crate::plugins::discover(&opts.plugins_dir, &mut |l| {
+        build_log.push_str(l);
+        build_log.push('\n');
+    })
+    .with_context(|| {
+        format!(
+            "reading the plugins directory {}",
+            opts.plugins_dir.display()
+        )
+    })?;
+    let libraries: Vec<Library> = found.into_iter().filter_map(|f| f.outcome.ok()).collect();
+    let catalog = Catalog::from_libraries(&libraries);
+    if plugin == NONE {
+        return Ok((None, catalog));
+    }
+    let library = libraries
+        .into_iter()
+        .find(|l| l.info.name == plugin)
+        .ok_or_else(|| {
+            anyhow!(
+                "strategy \"{plugin}\" not found in {}",
+                opts.plugins_dir.display()
+            )
+        })?;
+    Ok((Some(library), catalog))
+}
+
+/// Steps per epoch and in all, as the experiment asks.
+fn step_counts(resolved: &ExperimentFile, task: &Task) -> Result<(u64, u64)> {
+    let steps_per_epoch = task.train_len().div_ceil(resolved.train.batch_size) as u64;
+    let mut total_steps = (resolved.train.epochs as u64)
+        .checked_mul(steps_per_epoch)
+        .ok_or_else(|| {
+            anyhow!(
+                "{} epochs of {steps_per_epoch} steps overflow",
+                resolved.train.epochs
+            )
+        })?;
+    if let Some(max) = resolved.train.max_steps {
+        total_steps = total_steps.min(max as u64);
+    }
+    Ok((steps_per_epoch, total_steps))
+}
+
+/// A stop by the socket, Ctrl-C or SIGTERM: taken at the next step boundary (a
+/// checkpoint is saved), or by the watchdog when the step in progress hangs.
+fn open_control(run_dir: &RunDir, resolved: &ExperimentFile) -> Result<(ControlServer, Watchdog)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A second signal while stopping ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let control = ControlServer::start(&run_dir.file(dir::SOCKET), stop)
+        .context("opening the control socket")?;
+    let watchdog = Watchdog::start(
+        run_dir,
+        resolved.train.step_timeout.map(Duration::from_secs_f64),
+        control.stop.clone(),
+    );
+    Ok((control, watchdog))
+}
+
+fn progress_bar(mode: Progress, total_steps: u64) -> Option<indicatif::ProgressBar> {
+    if mode != Progress::Bar {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total_steps);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  eta {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+impl<'a> Session<'a> {
+    /// Plugins, device, data, model and optimiser (seeded), and the control
+    /// channels.
+    fn open(
+        run_dir: &'a RunDir,
+        info: &'a dir::RunInfo,
+        resolved: ExperimentFile,
+        opts: &'a TrainOptions,
+        writer: &'a mut Writer,
+    ) -> Result<Self> {
+        let strategy = resolved
+            .strategy
+            .first()
+            .cloned()
+            .unwrap_or_else(experiment::none_strategy);
+        let (library, catalog) = open_plugins(opts, &strategy.plugin)?;
+        let slots = build_slots(&resolved, &strategy, library.as_ref()).map_err(|e| anyhow!(e))?;
+        let label = library
+            .as_ref()
+            .map(|l| l.info.version.clone())
+            .unwrap_or_default();
+        writer.status.plugin_version = label.clone();
+
+        let name = device::parse_device(&resolved.device).map_err(|e| anyhow!(e))?;
+        let backend = device::backend_for(name, resolved.backend).map_err(|e| anyhow!(e))?;
+        let device = device::open(name, backend).map_err(|e| anyhow!(e))?;
+        if matches!(name, device::DeviceName::Cuda(_)) {
+            device::configure_cudnn(resolved.cudnn_benchmark, resolved.deterministic);
+        }
+        let train_device = device.clone().autodiff();
+        let task = Task::load(&resolved, run_dir).map_err(|e| anyhow!(e))?;
+        let classes = task.classes();
+        let (steps_per_epoch, total_steps) = step_counts(&resolved, &task)?;
+        writer.status.total_steps = total_steps;
+
+        device.seed(info.seed);
+        let model = Model::build(&resolved.model, task.input(), classes, &train_device)
+            .map_err(|e| anyhow!(e))?;
+        let optim = RunOptimizer::new(Rule::of(&resolved.optimizer), Stepping::best_for(backend));
+        let (control, watchdog) = open_control(run_dir, &resolved)?;
+        let watcher = library.as_ref().and_then(|_| {
+            let trial = crate::plugins::trial::Trial::this_binary().ok()?;
+            Watcher::start(&opts.plugins_dir, trial).ok()
+        });
+        Ok(Session {
+            run_dir,
+            info,
+            opts,
+            writer,
+            backend,
+            device,
+            task,
+            classes,
+            steps_per_epoch,
+            total_steps,
+            versions: Versions {
+                current: library,
+                previous: None,
+                label,
+            },
+            catalog,
+            live: Live {
+                resolved: resolved.clone(),
+                strategy,
+                slots,
+            },
+            run_spec: RunSpec {
+                label: info.label.clone(),
+                strategy_index: info.strategy_index,
+                seed: info.seed,
+            },
+            good: Good {
+                model: model.clone(),
+                optim: optim.clone(),
+                step: 0,
+            },
+            model,
+            optim,
+            loss_fn: CrossEntropyLossConfig::new().init(&train_device),
+            step: 0,
+            pending: Pending::default(),
+            recheck_through: 0,
+            best_val_acc: None,
+            final_val_acc: None,
+            last_loss: None,
+            control,
+            watchdog,
+            watcher,
+            source: SourceWatch {
+                stamp: file_stamp(&info.source),
+                last_check: Instant::now(),
+                pending: Vec::new(),
+            },
+            progress: progress_bar(opts.progress, total_steps),
+            flags: Flags::default(),
+            resolved,
+        })
+    }
+
+    /// From the checkpoint if there is one (its logs cut back to it), else
+    /// from step 0 (logs of an attempt that never saved one cleared).
+    fn resume_or_start(&mut self, resume: Option<CheckpointInfo>) -> Result<()> {
+        let cut_at = resume.as_ref().map_or(0, |ck| ck.step);
+        if let Some(ck) = &resume {
+            self.load_checkpoint(ck)?;
+        }
+        // Steps logged after the point we continue from are trained again:
+        // their lines go, so none is logged twice.
+        self.run_dir.truncate_log_after(dir::METRICS, cut_at)?;
+        self.run_dir.truncate_log_after(dir::SNAPSHOTS, cut_at)?;
+        self.writer.metrics = JsonLog::open(&self.run_dir.file(dir::METRICS))?;
+        self.writer.snapshots = JsonLog::open(&self.run_dir.file(dir::SNAPSHOTS))?;
+        match resume {
+            Some(_) => self.writer.event(
+                self.step,
+                "resumed",
+                format!("resumed from the checkpoint after step {}", self.step),
+            )?,
+            None => {
+                let message = self.start_message();
+                self.writer.event(0, "started", message)?;
+            }
+        }
+        self.good = Good {
+            model: self.model.clone(),
+            optim: self.optim.clone(),
+            step: self.step,
+        };
+        if let Some(bar) = &self.progress {
+            bar.set_position(self.step);
+        }
+        self.writer.status.best_val_acc = self.best_val_acc;
+        self.writer.status.step = self.step;
+        self.writer.status.state = State::Training;
+        self.writer.status()
+    }
+
+    fn load_checkpoint(&mut self, ck: &CheckpointInfo) -> Result<()> {
+        let dir = self.run_dir.file(dir::CHECKPOINT_DIR);
+        self.model = self
+            .model
+            .clone()
+            .try_load_file(dir.join(&ck.model))
+            .map_err(|e| anyhow!("loading the model checkpoint: {e:?}"))?;
+        self.optim = self
+            .optim
+            .clone()
+            .load(&dir.join(&ck.optimizer))
+            .map_err(|e| anyhow!("loading the optimiser checkpoint: {e}"))?;
+        self.step = ck.step;
+        self.best_val_acc = ck.best_val_acc;
+        Ok(())
+    }
+
+    fn start_message(&self) -> String {
+        let what = match &self.versions.current {
+            Some(lib) => format!("{} {}", lib.info.name, lib.info.version),
+            None => "no extra dropout".into(),
+        };
+        format!(
+            "{} on {} ({:?}), {what}, seed {}, {} steps",
+            self.info.experiment,
+            self.resolved.device,
+            self.backend,
+            self.info.seed,
+            self.total_steps
+        )
+    }
+
+    fn say(&self, text: &str) {
+        match (&self.progress, self.opts.progress) {
+            (Some(bar), _) => bar.println(text),
+            (None, Progress::Lines) => eprintln!("{text}"),
+            _ => {}
+        }
+    }
+
+    /// Epochs of batches in the seeded order, from the current step, until
+    /// the last step, a stop or a divergence.
+    fn train(&mut self) -> Result<()> {
+        'epochs: while self.step < self.total_steps {
+            let epoch = self.step / self.steps_per_epoch;
+            let batch_size = self.resolved.train.batch_size;
+            let position = (self.step % self.steps_per_epoch) as usize * batch_size;
+            let items =
+                EpochItems::shuffled(self.task.train_len(), self.info.seed, epoch, position);
+            let mut batches = self.task.batches(
+                items,
+                batch_size,
+                self.resolved.data.workers,
+                &self.device.clone().autodiff(),
+                true,
+            );
+            // A batch whose step failed in the strategy, retried (with the
+            // previous version, or after a pause) so that the data order is kept.
+            let mut retry = None;
+            while let Some(batch) = retry.take().or_else(|| batches.next()) {
+                if !self.boundary()? {
+                    break 'epochs;
+                }
+                match self.step(&batch)? {
+                    Flow::Next => {}
+                    Flow::Retry => retry = Some(batch),
+                    Flow::Rewind => continue 'epochs,
+                    Flow::End => break 'epochs,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- step boundary ----
+
+    /// Control commands (waiting while paused), reloads and saved changes.
+    /// False when the run is to stop.
+    fn boundary(&mut self) -> Result<bool> {
+        loop {
+            self.take_commands()?;
+            self.flags.stop_requested |= self.control.stop.load(Ordering::SeqCst);
+            if self.flags.stop_requested || !self.flags.paused {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if self.flags.stop_requested {
+            return Ok(false);
+        }
+        self.take_reloads()?;
+        self.take_config_changes()?;
+        Ok(true)
+    }
+
+    fn take_commands(&mut self) -> Result<()> {
+        let commands: Vec<Command> = self.control.commands.try_iter().collect();
+        for cmd in commands {
+            match cmd {
+                Command::Pause if !self.flags.paused => {
+                    self.flags.paused = true;
+                    self.writer
+                        .event(self.step, "paused", "paused by request")?;
+                    self.writer.status.state = State::Paused;
+                    self.writer.status()?;
+                }
+                Command::Resume if self.flags.paused => {
+                    self.flags.paused = false;
+                    self.writer
+                        .event(self.step, "resumed", "resumed by request")?;
+                    self.writer.status.state = State::Training;
+                    self.writer.status.message.clear();
+                    self.writer.status()?;
+                }
+                Command::Stop => self.flags.stop_requested = true,
+                Command::ApplyConfig { toml } => self.source.pending.push(match toml {
+                    Some(t) => Ok(t),
+                    None => read_source(&self.info.source),
+                }),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn take_reloads(&mut self) -> Result<()> {
+        let events = self
+            .watcher
+            .as_ref()
+            .map(Watcher::drain)
+            .unwrap_or_default();
+        for event in events {
+            match event {
+                ReloadEvent::Ready { library: new, .. } => self.offer(new)?,
+                ReloadEvent::Refused { path, reason } => self.writer.event(
+                    self.step,
+                    "reload_refused",
+                    format!("{}: {reason}", path.display()),
+                )?,
+                ReloadEvent::BuildOutput { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A new build of a library: taken by the slots if it is this run's
+    /// strategy from where it came from and its trial passed.
+    fn offer(&mut self, new: Library) -> Result<()> {
+        if let Some(current) = &self.versions.current
+            && current.info.name == new.info.name
+            && current.path != new.path
+        {
+            // Another file giving the same name is not this run's strategy:
+            // reloads come from where it came from.
+            let message = format!(
+                "{} also calls itself \"{}\"; this run reloads only from {}",
+                new.path.display(),
+                new.info.name,
+                current.path.display()
+            );
+            return self.writer.event(self.step, "reload_refused", message);
+        }
+        let mut outcome = None;
+        for slot in self.live.slots.iter_mut() {
+            if let Some(l) = slot.live.as_mut() {
+                outcome = l.offer(&new).or(outcome);
+            }
+        }
+        match outcome {
+            Some(SwapOutcome::Swapped { name, from, to }) => {
+                // Later parameter changes build on the new version.
+                self.versions.previous = self.versions.current.replace(new);
+                self.versions.label = to.clone();
+                self.writer.status.plugin_version = to.clone();
+                self.writer
+                    .event(self.step, "reload", format!("{name} {from} → {to}"))
+            }
+            Some(SwapOutcome::Refused { name, reason }) => {
+                self.writer
+                    .event(self.step, "reload_refused", format!("{name}: {reason}"))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Saved changes of the experiment file and apply-config messages, through
+    /// the same checks.
+    fn take_config_changes(&mut self) -> Result<()> {
+        if self.source.last_check.elapsed() >= Duration::from_millis(300) {
+            self.source.last_check = Instant::now();
+            let stamp = file_stamp(&self.info.source);
+            if stamp != self.source.stamp {
+                self.source.stamp = stamp;
+                self.source.pending.push(read_source(&self.info.source));
+            }
+        }
+        for text in std::mem::take(&mut self.source.pending) {
+            match text {
+                Ok(text) => apply_config(
+                    &text,
+                    &self.info.source,
+                    &self.catalog,
+                    &self.run_spec,
+                    self.versions.current.as_ref(),
+                    &mut self.live,
+                    self.writer,
+                    self.step,
+                )?,
+                Err(e) => self.writer.event(self.step, "config_invalid", e)?,
+            }
+        }
+        Ok(())
+    }
+
+    // ---- one optimiser step ----
+
+    fn plan(&self, step: u64) -> Plan {
+        let train = &self.live.resolved.train;
+        let epoch = (step - 1) / self.steps_per_epoch;
+        let end_of_epoch = step.is_multiple_of(self.steps_per_epoch);
+        let last = step == self.total_steps;
+        let every = |n: Option<usize>| n.map_or(end_of_epoch, |n| step.is_multiple_of(n as u64));
+        Plan {
+            epoch,
+            lr: learning_rate(
+                self.resolved.optimizer.lr,
+                &self.resolved.lr_schedule,
+                step,
+                self.total_steps,
+                self.steps_per_epoch,
+            ),
+            p: experiment::drop_rate(
+                &self.live.strategy.schedule,
+                step - 1,
+                self.total_steps,
+                self.steps_per_epoch,
+            ),
+            log: step.is_multiple_of(train.log_every as u64) || last,
+            snapshot: train.snapshot_every > 0 && step.is_multiple_of(train.snapshot_every as u64),
+            evaluate: every(train.eval_every) || last,
+            checkpoint: every(self.resolved.train.checkpoint_every) || last,
+            last,
+        }
+    }
+
+    /// Forward with the strategy at every slot.
+    fn forward(&self, batch: &Batch, plan: &Plan, step: u64) -> Forward {
+        let n = batch.targets().dims()[0];
+        let mut slots = StepSlots {
+            slots: &self.live.slots,
+            p: plan.p,
+            step,
+            epoch: plan.epoch,
+            seed: self.info.seed,
+            log_now: plan.log,
+            snapshot_now: plan.snapshot,
+            // A cheap finiteness check of every mask now and then; shapes are
+            // checked at every call by the host.
+            check_finite_now: step == 1 || step.is_multiple_of(FINITE_CHECK_EVERY),
+            samples: n.min(SNAPSHOT_SAMPLES),
+            tokens: match (batch, self.task.vocabulary()) {
+                (Batch::Text(b), Some(v)) if plan.snapshot => {
+                    b.first.iter().map(|ids| v.tokens(ids)).collect()
+                }
+                _ => Vec::new(),
+            },
+            dropped: Default::default(),
+            snapshots: Vec::new(),
+            masks: Vec::new(),
+            watchdog: &self.watchdog,
+        };
+        let logits = match batch {
+            Batch::Image(b) => self.model.forward(b.images.clone(), &mut |name, x| {
+                slots.apply(name, x, || None)
+            }),
+            Batch::Text(b) => self.model.forward_text(b.ids.clone(), &b.pad, &mut slots),
+        };
+        Forward {
+            logits: logits.map_err(|e| e.0),
+            masks: slots.masks,
+            collected: Collected {
+                dropped: slots.dropped,
+                snapshots: slots.snapshots,
+            },
+        }
+    }
+
+    fn step(&mut self, batch: &Batch) -> Result<Flow> {
+        let started = Instant::now();
+        let step = self.step + 1;
+        let plan = self.plan(step);
+        self.watchdog.begin_step(step);
+        let Forward {
+            logits,
+            masks,
+            collected,
+        } = self.forward(batch, &plan, step);
+        let logits = match logits {
+            Ok(logits) => logits,
+            Err(reason) => {
+                self.watchdog.end_step(None);
+                return self.strategy_failed(step, &reason);
+            }
+        };
+        let loss = self
+            .loss_fn
+            .forward(logits.clone(), batch.targets().clone());
+        // Outside a recheck the loss is read only at the next read point.
+        if step <= self.recheck_through {
+            let value = loss.clone().into_scalar::<f32>();
+            if !value.is_finite() {
+                self.watchdog.end_step(None);
+                return self.non_finite_loss(step, &masks);
+            }
+        }
+        let correct = correct_top1(logits.inner(), batch.targets().clone().inner());
+        self.pending
+            .add(loss.clone().inner(), correct, batch.targets().dims()[0]);
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &self.model);
+        self.model = self.optim.step(plan.lr, self.model.clone(), grads);
+        self.watchdog.end_step(Some(step));
+        self.pending.took(started.elapsed());
+        self.step = step;
+        self.writer.status.step = step;
+        self.writer.status.epoch = plan.epoch;
+        self.after_step(&plan, collected)
+    }
+
+    /// Reading, logging, evaluation and checkpoint, each when due.
+    fn after_step(&mut self, plan: &Plan, collected: Collected) -> Result<Flow> {
+        let read_now =
+            plan.log || plan.evaluate || plan.checkpoint || self.step <= self.recheck_through;
+        let totals = if read_now {
+            match self.read()? {
+                Some(t) => Some(t),
+                None => return Ok(Flow::Rewind),
+            }
+        } else {
+            None
+        };
+        if let (true, Some(t)) = (plan.log, totals) {
+            self.pending.restart();
+            self.log(plan, &t, &collected.dropped)?;
+        }
+        if !collected.snapshots.is_empty() {
+            self.writer
+                .snapshots
+                .append_all(&collected.snapshots)
+                .context("writing snapshots")?;
+        }
+        if plan.evaluate && !self.evaluate(plan)? {
+            return Ok(Flow::End);
+        }
+        if plan.checkpoint {
+            self.save_checkpoint(plan.epoch)?;
+        }
+        Ok(if plan.last { Flow::End } else { Flow::Next })
+    }
+
+    /// The loss of a checked step was not finite: the strategy's fault when a
+    /// mask was, else the run diverged. Nothing was learnt from the batch.
+    fn non_finite_loss(&mut self, step: u64, masks: &[(String, Tensor<1>)]) -> Result<Flow> {
+        match masks.iter().find(|(_, m)| !all_finite(m)) {
+            Some((slot, _)) => self.strategy_failed(
+                step,
+                &format!(
+                    "the mask at {slot} has NaN or infinite values (the loss turned non-finite)"
+                ),
+            ),
+            None => {
+                self.flags.diverged = Some(step);
+                Ok(Flow::End)
+            }
+        }
+    }
+
+    /// The strategy failed at `step`: nothing was learnt from this batch. Back
+    /// to the version before the last reload and retry, or pause and wait for
+    /// a fixed version (a reload) and a resume.
+    fn strategy_failed(&mut self, step: u64, reason: &str) -> Result<Flow> {
+        let at = step - 1;
+        self.writer
+            .event(at, "strategy_failed", format!("step {step}: {reason}"))?;
+        let mut reverted = None;
+        for slot in self.live.slots.iter_mut() {
+            if let Some(l) = slot.live.as_mut() {
+                reverted = l.revert().or(reverted);
+            }
+        }
+        if let Some((failed, now)) = reverted {
+            if let Some(lib) = self.versions.previous.take() {
+                self.versions.current = Some(lib);
+            }
+            self.versions.label = now.clone();
+            self.writer.status.plugin_version = now.clone();
+            self.writer.event(
+                at,
+                "reverted",
+                format!("{failed} failed; back to {now}, the version before it"),
+            )?;
+        } else {
+            self.flags.paused = true;
+            self.writer.status.state = State::Paused;
+            self.writer.status.message = format!(
+                "paused: the strategy failed at step {step}: {reason}. Fix the plugin (it is reloaded when rebuilt), then resume"
+            );
+            let message = self.writer.status.message.clone();
+            self.writer.event(at, "paused", message)?;
+            self.writer.status()?;
+        }
+        Ok(Flow::Retry)
+    }
+
+    // ---- after a step ----
+
+    /// The device's sums since the last log line. None when a loss among
+    /// them was not finite: the run is then back at the last good read and
+    /// checks those steps again one at a time, before each update.
+    fn read(&mut self) -> Result<Option<Totals>> {
+        match self.pending.read() {
+            Ok(t) => {
+                self.last_loss = t.last_loss.or(self.last_loss);
+                self.good = Good {
+                    model: self.model.clone(),
+                    optim: self.optim.clone(),
+                    step: self.step,
+                };
+                Ok(Some(t))
+            }
+            Err(NonFinite) => {
+                self.recheck_through = self.step;
+                self.go_back_to_good()?;
+                self.writer.event(
+                    self.step,
+                    "rechecking",
+                    format!(
+                        "a loss of steps {}–{} was not finite: back to step {}; checking them one by one",
+                        self.step + 1,
+                        self.recheck_through,
+                        self.step
+                    ),
+                )?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Model, optimiser and step as at the last good read; the snapshots
+    /// logged since then go.
+    fn go_back_to_good(&mut self) -> Result<()> {
+        (self.model, self.optim, self.step) = self.good.restore();
+        self.pending = Pending::default();
+        self.run_dir.truncate_log_after(dir::SNAPSHOTS, self.step)?;
+        self.writer.snapshots = JsonLog::open(&self.run_dir.file(dir::SNAPSHOTS))?;
+        self.writer.status.step = self.step;
+        Ok(())
+    }
+
+    fn log(
+        &mut self,
+        plan: &Plan,
+        t: &Totals,
+        dropped: &std::collections::BTreeMap<String, f64>,
+    ) -> Result<()> {
+        let (step, epoch, p, version) = (self.step, plan.epoch, plan.p, &self.versions.label);
+        let line = |name: &str, value: f64| metric(step, epoch, "train", name, value, p, version);
+        let mut lines = vec![
+            line("loss", t.mean_loss),
+            line("acc", t.acc),
+            line("lr", plan.lr),
+            line("p", p),
+            line("step_time", t.step_s),
+            line("samples_per_s", t.per_s),
+        ];
+        for (slot, frac) in dropped {
+            lines.push(line(&format!("dropped/{slot}"), *frac));
+        }
+        self.writer
+            .metrics
+            .append_all(&lines)
+            .context("writing metrics")?;
+        self.writer.status.samples_per_s = Some(t.per_s);
+        self.writer.status()?;
+        match &self.progress {
+            Some(bar) => {
+                bar.set_position(step);
+                bar.set_message(format!("loss {:.3} p {p:.3}", t.mean_loss));
+            }
+            None => self.say(&format!(
+                "step {step}/{} epoch {} loss {:.4} acc {:.3} p {p:.3} lr {:.4} {:.0} samples/s",
+                self.total_steps,
+                epoch + 1,
+                t.mean_loss,
+                t.acc,
+                plan.lr,
+                t.per_s
+            )),
+        }
+        Ok(())
+    }
+
+    /// Validation; false when its loss is not finite (the run diverged).
+    fn evaluate(&mut self, plan: &Plan) -> Result<bool> {
+        let (val_loss, top1, top5) = evaluate(
+            &self.model,
+            &self.task,
+            self.resolved.train.batch_size,
+            self.resolved.data.workers,
+            &self.device,
+            self.classes,
+        );
+        let (step, epoch, p, version) = (self.step, plan.epoch, plan.p, &self.versions.label);
+        let line = |name: &str, value: f64| metric(step, epoch, "val", name, value, p, version);
+        let mut lines = vec![line("loss", val_loss), line("acc", top1)];
+        if let Some(t5) = top5 {
+            lines.push(line("top5", t5));
+        }
+        self.writer
+            .metrics
+            .append_all(&lines)
+            .context("writing metrics")?;
+        if !val_loss.is_finite() {
+            self.flags.diverged = Some(step);
+            return Ok(false);
+        }
+        self.final_val_acc = Some(top1);
+        self.best_val_acc = Some(self.best_val_acc.map_or(top1, |b| b.max(top1)));
+        self.writer.status.last_val_acc = Some(top1);
+        self.writer.status.best_val_acc = self.best_val_acc;
+        self.writer.status()?;
+        self.say(&format!(
+            "step {step}: validation loss {val_loss:.4}, accuracy {top1:.4}"
+        ));
+        Ok(true)
+    }
+
+    fn save_checkpoint(&self, epoch: u64) -> Result<()> {
+        save_checkpoint(
+            self.run_dir,
+            &self.model,
+            &self.optim,
+            self.step,
+            epoch,
+            self.best_val_acc,
+        )
+    }
+
+    // ---- the end ----
+
+    fn finish(mut self, started: Instant) -> Result<Summary> {
+        if let Some(bar) = &self.progress {
+            bar.finish_and_clear();
+        }
+        let (state, message) = self.outcome()?;
+        self.writer.status.state = state;
+        self.writer.status.message = message.clone();
+        self.writer.status()?;
+        self.writer.metrics.flush()?;
+        Ok(Summary {
+            state,
+            steps: self.step,
+            final_val_acc: self.final_val_acc,
+            best_val_acc: self.best_val_acc,
+            final_train_loss: self.last_loss,
+            seconds: started.elapsed().as_secs_f64(),
+            message,
+        })
+    }
+
+    /// How the run ended, with its event (and, for a stop, its checkpoint).
+    fn outcome(&mut self) -> Result<(State, String)> {
+        if let Some(at) = self.flags.diverged {
+            let message = format!(
+                "the loss became non-finite at step {at}; the last good checkpoint is kept"
+            );
+            self.writer.event(at, "diverged", message.clone())?;
+            return Ok((State::Diverged, message));
+        }
+        if self.flags.stop_requested {
+            if let Err(NonFinite) = self.pending.read() {
+                // The steps since the last good read are done again on resume.
+                self.go_back_to_good()?;
+            }
+            self.save_checkpoint(self.step.saturating_sub(1) / self.steps_per_epoch)?;
+            self.writer.event(
+                self.step,
+                "stopped",
+                "stopped by request; resume continues from here",
+            )?;
+            return Ok((State::Stopped, format!("stopped at step {}", self.step)));
+        }
+        let message = format!(
+            "finished {} steps; validation accuracy {}",
+            self.step,
+            self.final_val_acc
+                .map_or("n/a".into(), |a| format!("{a:.4}"))
+        );
+        self.writer.event(self.step, "done", message.clone())?;
+        Ok((State::Done, message))
+    }
+}

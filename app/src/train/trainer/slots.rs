@@ -1,0 +1,249 @@
+//! The strategy at each slot of the model, and what one step's masks leave behind (dropped fractions, snapshots, finiteness).
+
+use crate::experiment::{self, ExperimentFile, StrategySpec};
+use crate::plugins::watch::LiveStrategy;
+use crate::plugins::{Library, MaskContext, MaskError};
+use crate::run::dir::SnapshotLine;
+use crate::train::transformer::TextSlots;
+use crate::train::watchdog::Watchdog;
+use anyhow::Result;
+use burn::tensor::{Bool, Tensor};
+use std::collections::BTreeMap;
+
+/// The strategy configured at one slot.
+pub(super) struct Slot {
+    pub(super) name: String,
+    pub(super) enabled: bool,
+    pub(super) p_scale: f64,
+    pub(super) live: Option<LiveStrategy>,
+}
+
+/// Everything the loop changes live.
+pub(super) struct Live {
+    pub(super) resolved: ExperimentFile,
+    pub(super) strategy: StrategySpec,
+    pub(super) slots: Vec<Slot>,
+}
+
+pub(super) fn strategy_params(
+    spec: &StrategySpec,
+    slot_params: Option<&toml::Table>,
+) -> Vec<(String, plugin_api::Value)> {
+    let mut table = spec.params.clone();
+    if let Some(extra) = slot_params {
+        table.extend(extra.clone());
+    }
+    experiment::params_of(&table)
+}
+
+pub(super) fn build_slots(
+    file: &ExperimentFile,
+    spec: &StrategySpec,
+    library: Option<&Library>,
+) -> Result<Vec<Slot>, String> {
+    let mut slots = Vec::new();
+    for name in experiment::model_slots(&file.model) {
+        let over = file.model.slots.get(&name);
+        let chosen = spec.slots.as_ref().is_none_or(|l| l.contains(&name));
+        let enabled = chosen && over.is_none_or(|o| o.enabled);
+        let live = match library {
+            Some(lib) if enabled => Some(LiveStrategy::new(
+                lib,
+                strategy_params(spec, over.map(|o| &o.params)),
+            )?),
+            _ => None,
+        };
+        slots.push(Slot {
+            name,
+            enabled,
+            p_scale: over.map_or(1.0, |o| o.p_scale),
+            live,
+        });
+    }
+    Ok(slots)
+}
+
+/// Samples of a batch and channels of a slot kept in each mask snapshot.
+pub(super) const SNAPSHOT_SAMPLES: usize = 4;
+
+pub(super) const SNAPSHOT_CHANNELS: usize = 4;
+
+/// Steps between finiteness checks of the masks (and always at the first step).
+pub(super) const FINITE_CHECK_EVERY: u64 = 50;
+
+pub(super) fn all_finite(m: &Tensor<1>) -> bool {
+    m.clone().is_finite().all().into_scalar::<bool>()
+}
+
+pub(super) fn flat<const D: usize>(t: &Tensor<D>) -> Tensor<1> {
+    t.clone().reshape([t.dims().iter().product::<usize>()])
+}
+
+/// `[batch, channels, height, width]` for a snapshot: text `[batch, tokens,
+/// hidden]` becomes one channel of tokens × hidden; attention heads
+/// `[batch, heads, tokens, head_dim]` and images stay as they are.
+pub(super) fn as_rank4<const D: usize>(t: Tensor<D>) -> Tensor<4> {
+    let dims = t.dims();
+    let shape = match D {
+        4 => [dims[0], dims[1], dims[2], dims[3]],
+        3 => [dims[0], 1, dims[1], dims[2]],
+        2 => [dims[0], 1, 1, dims[1]],
+        _ => [1, 1, 1, dims.iter().product()],
+    };
+    t.reshape(shape)
+}
+
+/// One sample's salience and mask at a slot; `tokens`, when given, are the
+/// sample's real tokens, and only their rows are kept.
+pub(super) fn snapshot(
+    x: &Tensor<4>,
+    m: &Tensor<4>,
+    step: u64,
+    slot: &str,
+    p: f64,
+    sample: usize,
+    tokens: Option<&[String]>,
+) -> SnapshotLine {
+    let x = if x.is_autodiff() {
+        x.clone().inner()
+    } else {
+        x.clone()
+    };
+    let [_, c, h, w] = x.dims();
+    let h = tokens.map_or(h, |t| t.len().min(h));
+    let k = c.min(SNAPSHOT_CHANNELS);
+    let one = sample..sample + 1;
+    let sal = x.clone().slice([one.clone(), 0..k, 0..h, 0..w]).abs();
+    // The mask may be broadcast ([n, c, 1, 1] for channel drop): expand it first.
+    let full = x.ones_like() * m.clone();
+    let mask = full.slice([one, 0..k, 0..h, 0..w]);
+    SnapshotLine {
+        step,
+        slot: slot.to_string(),
+        sample,
+        channels: (0..k).collect(),
+        height: h,
+        width: w,
+        salience: sal.into_data().try_to_vec::<f32>().unwrap_or_default(),
+        mask: mask.into_data().try_to_vec::<f32>().unwrap_or_default(),
+        p,
+        tokens: tokens.map(|t| t[..h].to_vec()).unwrap_or_default(),
+    }
+}
+
+/// What one training step hands the model at its slots, and what it collects.
+pub(super) struct StepSlots<'a> {
+    pub(super) slots: &'a [Slot],
+    pub(super) p: f64,
+    pub(super) step: u64,
+    pub(super) epoch: u64,
+    pub(super) seed: u64,
+    pub(super) log_now: bool,
+    pub(super) snapshot_now: bool,
+    pub(super) check_finite_now: bool,
+    /// Samples kept in each snapshot.
+    pub(super) samples: usize,
+    /// Text: the real tokens of those samples.
+    pub(super) tokens: Vec<Vec<String>>,
+    pub(super) dropped: BTreeMap<String, f64>,
+    pub(super) snapshots: Vec<SnapshotLine>,
+    /// This step's masks, checked when the loss turns non-finite.
+    pub(super) masks: Vec<(String, Tensor<1>)>,
+    pub(super) watchdog: &'a Watchdog,
+}
+
+impl StepSlots<'_> {
+    /// Applies the slot's strategy to `x`; `valid` gives where a padded input
+    /// is real (1.0), broadcastable to `x`.
+    pub(super) fn apply<const D: usize>(
+        &mut self,
+        name: &str,
+        x: Tensor<D>,
+        valid: impl FnOnce() -> Option<Tensor<D>>,
+    ) -> Result<Tensor<D>, MaskError> {
+        let Some(slot) = self.slots.iter().find(|s| s.name == name) else {
+            return Ok(x);
+        };
+        let (true, Some(live)) = (slot.enabled, slot.live.as_ref()) else {
+            return Ok(x);
+        };
+        let ctx = MaskContext {
+            p: (self.p * slot.p_scale).clamp(0.0, 1.0),
+            training: true,
+            step: self.step,
+            epoch: self.epoch,
+            slot: name.to_string(),
+            seed: self.seed,
+        };
+        if ctx.p == 0.0 {
+            if self.log_now {
+                self.dropped.insert(name.to_string(), 0.0);
+            }
+            return Ok(x);
+        }
+        let valid = valid();
+        let info = &live.strategy.info;
+        self.watchdog
+            .enter_mask(&format!("{} {}", info.name, info.version), name);
+        let m = live.strategy.mask_padded(&x, valid.as_ref(), &ctx);
+        self.watchdog.leave_mask();
+        let m = m?;
+        let m_flat = flat(&m);
+        if self.check_finite_now && !all_finite(&m_flat) {
+            return Err(MaskError(format!(
+                "{} {}: the mask has NaN or infinite values",
+                live.strategy.info.name, live.strategy.info.version
+            )));
+        }
+        if self.log_now {
+            // The mask is 1 at padding: zeros are all at real positions, and the
+            // fraction is of real positions.
+            let zeros: f32 = m_flat.clone().equal_elem(0.0).float().mean().into_scalar();
+            let real = valid.as_ref().map_or(1.0, |v| {
+                flat(v).mean().into_scalar::<f32>().max(f32::MIN_POSITIVE)
+            });
+            self.dropped
+                .insert(name.to_string(), (zeros / real).min(1.0) as f64);
+        }
+        self.masks.push((name.to_string(), m_flat));
+        if self.snapshot_now {
+            let (x4, m4) = (as_rank4(x.clone()), as_rank4(m.clone()));
+            for sample in 0..self.samples {
+                let tokens = self.tokens.get(sample).map(Vec::as_slice);
+                self.snapshots
+                    .push(snapshot(&x4, &m4, self.step, name, ctx.p, sample, tokens));
+            }
+        }
+        Ok(x * m.autodiff())
+    }
+}
+
+/// 1.0 where `pad` is false, shaped by `shape` (the batch and token dims
+/// placed, every other dim 1), outside the autodiff graph.
+pub(super) fn validity<const D: usize>(pad: &Tensor<2, Bool>, shape: [usize; D]) -> Tensor<D> {
+    let v = pad.clone().bool_not().float();
+    let v = if v.is_autodiff() { v.inner() } else { v };
+    v.reshape(shape)
+}
+
+impl TextSlots for StepSlots<'_> {
+    fn hidden(
+        &mut self,
+        slot: &str,
+        x: Tensor<3>,
+        pad: &Tensor<2, Bool>,
+    ) -> Result<Tensor<3>, MaskError> {
+        let [b, t] = pad.dims();
+        self.apply(slot, x, || Some(validity(pad, [b, t, 1])))
+    }
+
+    fn heads(
+        &mut self,
+        slot: &str,
+        x: Tensor<4>,
+        pad: &Tensor<2, Bool>,
+    ) -> Result<Tensor<4>, MaskError> {
+        let [b, t] = pad.dims();
+        self.apply(slot, x, || Some(validity(pad, [b, 1, t, 1])))
+    }
+}

@@ -1,0 +1,97 @@
+//! The run directory's writer: status, event, metric and snapshot logs.
+
+use crate::run::dir::{self, EventLine, JsonLog, MetricLine, RunDir, State, Status};
+use anyhow::{Context, Result};
+
+pub(super) struct Writer {
+    pub(super) dir: RunDir,
+    pub(super) metrics: JsonLog,
+    pub(super) events: JsonLog,
+    pub(super) snapshots: JsonLog,
+    pub(super) status: Status,
+}
+
+impl Writer {
+    /// Opens the run's logs; the status starts from what the run's status.json
+    /// says (its step, epoch and accuracies), so a run that fails before its
+    /// first step keeps them.
+    pub(super) fn open(run_dir: &RunDir) -> Result<Writer> {
+        let previous = run_dir.status();
+        let keep = |f: fn(&Status) -> u64| previous.as_ref().map_or(0, f);
+        Ok(Writer {
+            dir: run_dir.clone(),
+            metrics: JsonLog::open(&run_dir.file(dir::METRICS)).context("opening metrics.jsonl")?,
+            events: JsonLog::open(&run_dir.file(dir::EVENTS)).context("opening events.jsonl")?,
+            snapshots: JsonLog::open(&run_dir.file(dir::SNAPSHOTS))
+                .context("opening snapshots.jsonl")?,
+            status: Status {
+                state: State::Training,
+                step: keep(|s| s.step),
+                epoch: keep(|s| s.epoch),
+                total_steps: keep(|s| s.total_steps),
+                pid: std::process::id(),
+                updated: dir::now(),
+                message: String::new(),
+                device: previous
+                    .as_ref()
+                    .map(|s| s.device.clone())
+                    .unwrap_or_default(),
+                plugin_version: String::new(),
+                best_val_acc: previous.as_ref().and_then(|s| s.best_val_acc),
+                last_val_acc: previous.as_ref().and_then(|s| s.last_val_acc),
+                samples_per_s: None,
+            },
+        })
+    }
+
+    pub(super) fn event(
+        &mut self,
+        step: u64,
+        kind: &str,
+        message: impl Into<String>,
+    ) -> Result<()> {
+        let line = EventLine {
+            wall: dir::now(),
+            step,
+            kind: kind.into(),
+            message: message.into(),
+        };
+        self.events.append(&line).context("writing the event log")
+    }
+
+    pub(super) fn status(&mut self) -> Result<()> {
+        self.status.updated = dir::now();
+        dir::write_json(&self.dir.file(dir::STATUS), &self.status).context("writing status.json")
+    }
+
+    /// The run failed: the reason goes to the event log and the status, each as
+    /// far as the disk still lets it.
+    pub(super) fn fail(&mut self, message: &str) {
+        let _ = self.event(self.status.step, "error", message);
+        self.status.state = State::Failed;
+        self.status.message = message.to_string();
+        self.status.updated = dir::now();
+        let _ = dir::write_status_final(&self.dir, &self.status);
+    }
+}
+
+pub(super) fn metric(
+    step: u64,
+    epoch: u64,
+    split: &str,
+    name: &str,
+    value: f64,
+    p: f64,
+    version: &str,
+) -> MetricLine {
+    MetricLine {
+        step,
+        epoch,
+        split: split.into(),
+        metric: name.into(),
+        value,
+        wall: dir::now(),
+        p,
+        plugin_version: version.into(),
+    }
+}
