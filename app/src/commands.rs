@@ -125,7 +125,7 @@ pub fn load_for_runs(
         eprintln!("warning: {w}");
     }
     if let Some(d) = device_override {
-        device::parse_device(d).map_err(|e| anyhow!("--device: {e}"))?;
+        experiment::parse_device(d).map_err(|e| anyhow!("--device: {e}"))?;
         exp.file.device = d.to_string();
     }
     if let Some(e) = epochs_override {
@@ -134,7 +134,7 @@ pub fn load_for_runs(
         }
         exp.file.train.epochs = e;
     }
-    let name = device::parse_device(&exp.file.device).map_err(|e| anyhow!(e))?;
+    let name = experiment::parse_device(&exp.file.device).map_err(|e| anyhow!(e))?;
     device::backend_for(name, exp.file.backend).map_err(|e| anyhow!(e))?;
     let source = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
     Ok((exp, source))

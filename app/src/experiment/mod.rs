@@ -1,5 +1,6 @@
 //! Experiment files: schema, validation with positioned errors, expansion into runs.
 
+pub mod device;
 pub mod diagnostic;
 pub mod schema;
 
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use plugin_api::{ParamSpec, Value};
 
+pub use device::{DeviceName, parse_device};
 pub use diagnostic::{Diagnostic, Seg};
 use diagnostic::{Locator, did_you_mean, expected_words, first_quoted, key};
 pub use schema::*;
@@ -369,7 +371,7 @@ impl Checker<'_> {
                 "expected at least one seed, found an empty list",
             );
         }
-        if let Err(message) = crate::train::device::parse_device(&f.device) {
+        if let Err(message) = parse_device(&f.device) {
             self.err(p(&["device"]), message);
         }
         if f.deterministic && f.cudnn_benchmark == Some(true) {

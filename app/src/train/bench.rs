@@ -10,7 +10,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use serde::Serialize;
 
-use crate::experiment::{BackendChoice, ModelKind, ModelSpec};
+use crate::experiment::{self, BackendChoice, ModelKind, ModelSpec};
 use crate::plugins::{Library, MaskContext, Strategy};
 use crate::train::device;
 use crate::train::models::{InputKind, Model};
@@ -142,7 +142,7 @@ mod counter {
 }
 
 pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchReport> {
-    let name = device::parse_device(&args.device).map_err(|e| anyhow!(e))?;
+    let name = experiment::parse_device(&args.device).map_err(|e| anyhow!(e))?;
     let backend = device::backend_for(name, parse_backend(args.backend.as_deref())?)
         .map_err(|e| anyhow!(e))?;
     let stepping = parse_stepping(args.optimizer.as_deref(), backend)?;
@@ -152,7 +152,7 @@ pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchRe
         ));
     }
     let dev = device::open(name, backend).map_err(|e| anyhow!(e))?;
-    if matches!(name, device::DeviceName::Cuda(_)) {
+    if matches!(name, experiment::DeviceName::Cuda(_)) {
         device::configure_cudnn(Some(args.cudnn_benchmark), false);
     }
     let train_dev = dev.clone().autodiff();

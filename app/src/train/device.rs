@@ -1,32 +1,8 @@
-//! Devices named in experiment files ("cpu", "cuda:N") and the backends compiled in.
+//! The devices and backends compiled in, opened for the device an experiment names.
 
 use burn::tensor::Device;
 
-use crate::experiment::BackendChoice;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeviceName {
-    Cpu,
-    Cuda(usize),
-}
-
-pub fn parse_device(text: &str) -> Result<DeviceName, String> {
-    let text = text.trim();
-    if text == "cpu" {
-        return Ok(DeviceName::Cpu);
-    }
-    if text == "cuda" {
-        return Ok(DeviceName::Cuda(0));
-    }
-    if let Some(index) = text.strip_prefix("cuda:")
-        && let Ok(i) = index.parse()
-    {
-        return Ok(DeviceName::Cuda(i));
-    }
-    Err(format!(
-        "expected \"cpu\" or \"cuda:N\" (e.g. \"cuda:0\"), found {text:?}"
-    ))
-}
+use crate::experiment::{BackendChoice, DeviceName};
 
 /// Whether the LibTorch backend is compiled into this binary.
 pub const LIBTORCH_BUILT: bool = cfg!(feature = "tch");
@@ -151,15 +127,6 @@ pub fn backends_built() -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn device_names() {
-        assert_eq!(parse_device("cpu"), Ok(DeviceName::Cpu));
-        assert_eq!(parse_device("cuda:1"), Ok(DeviceName::Cuda(1)));
-        assert_eq!(parse_device("cuda"), Ok(DeviceName::Cuda(0)));
-        assert!(parse_device("gpu").unwrap_err().contains("cuda:N"));
-        assert!(parse_device("cuda:x").is_err());
-    }
 
     #[test]
     fn cudnn_searches_by_default_and_never_when_deterministic() {

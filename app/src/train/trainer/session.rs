@@ -254,10 +254,10 @@ impl<'a> Session<'a> {
             .unwrap_or_default();
         writer.status.plugin_version = label.clone();
 
-        let name = device::parse_device(&resolved.device).map_err(|e| anyhow!(e))?;
+        let name = experiment::parse_device(&resolved.device).map_err(|e| anyhow!(e))?;
         let backend = device::backend_for(name, resolved.backend).map_err(|e| anyhow!(e))?;
         let device = device::open(name, backend).map_err(|e| anyhow!(e))?;
-        if matches!(name, device::DeviceName::Cuda(_)) {
+        if matches!(name, experiment::DeviceName::Cuda(_)) {
             device::configure_cudnn(resolved.cudnn_benchmark, resolved.deterministic);
         }
         let train_device = device.clone().autodiff();
