@@ -162,18 +162,9 @@ pub fn create_run(
     dir::write_json(
         &d.file(dir::STATUS),
         &dir::Status {
-            state: State::Queued,
-            step: 0,
-            epoch: 0,
-            total_steps: 0,
-            pid: 0,
             updated: dir::now(),
-            message: String::new(),
             device: resolved.device.clone(),
-            plugin_version: String::new(),
-            best_val_acc: None,
-            last_val_acc: None,
-            samples_per_s: None,
+            ..dir::Status::new(0)
         },
     )?;
     Ok(d)

@@ -29,17 +29,14 @@ impl Writer {
                 step: keep(|s| s.step),
                 epoch: keep(|s| s.epoch),
                 total_steps: keep(|s| s.total_steps),
-                pid: std::process::id(),
                 updated: dir::now(),
-                message: String::new(),
                 device: previous
                     .as_ref()
                     .map(|s| s.device.clone())
                     .unwrap_or_default(),
-                plugin_version: String::new(),
                 best_val_acc: previous.as_ref().and_then(|s| s.best_val_acc),
                 last_val_acc: previous.as_ref().and_then(|s| s.last_val_acc),
-                samples_per_s: None,
+                ..Status::new(std::process::id())
             },
         })
     }
