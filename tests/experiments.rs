@@ -153,7 +153,7 @@ fn a_missing_file_and_several_files_are_reported_together() {
 #[test]
 fn mutated_and_arbitrary_files_never_panic_and_always_get_a_position() {
     use probdrop_tui::experiment::{Catalog, validate};
-    let catalog = Catalog::from_libraries(common::bundled().values());
+    let catalog = Catalog::from_infos(common::bundled().values().map(|l| &l.info));
     let mut seeds: Vec<String> = std::fs::read_dir(repo_root().join("experiments"))
         .unwrap()
         .map(|e| e.unwrap().path())

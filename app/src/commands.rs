@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::experiment::{self, Catalog, Diagnostic, Experiment, RunSpec};
-use crate::plugins::{Library, discover};
+use crate::plugins::Library;
 use crate::run::dir::{self, RunDir, RunInfo, State};
 use crate::train::device;
 use crate::train::trainer::{self, Progress, Summary, TrainOptions};
@@ -44,14 +44,10 @@ pub struct RunArgs {
 
 /// Loads the plugins (building crates quietly) into a validation catalog.
 pub fn catalog(plugins: &Path) -> Result<(Catalog, Vec<Library>)> {
-    let mut log = String::new();
-    let found = discover(plugins, &mut |l| {
-        log.push_str(l);
-        log.push('\n');
-    })
-    .with_context(|| format!("cannot read the plugins directory {}", plugins.display()))?;
-    let libraries: Vec<Library> = found.into_iter().filter_map(|f| f.outcome.ok()).collect();
-    Ok((Catalog::from_libraries(&libraries), libraries))
+    let loaded = crate::plugins::load(plugins, &mut |_| {})
+        .with_context(|| format!("cannot read the plugins directory {}", plugins.display()))?;
+    let libraries = loaded.libraries().cloned().collect();
+    Ok((loaded.catalog, libraries))
 }
 
 /// `probdrop-tui check FILE...`: prints every error; fails if any file is invalid.

@@ -12,7 +12,6 @@ pub mod stats;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +23,7 @@ use crate::commands::{create_run, load_for_runs};
 use crate::experiment::{self, NONE};
 use crate::run::control::{self, Command as Ctl};
 use crate::run::dir::{self, MetricLine, RunDir, State};
+use crate::run::trainer::Trainer;
 use stats::{Summary, Welch};
 
 pub const MANIFEST: &str = "compare.json";
@@ -446,7 +446,7 @@ pub fn pick_seeds(file_seeds: &[u64], k: Option<usize>) -> Vec<u64> {
 /// A trainer this invocation started.
 struct Running {
     entry: Entry,
-    child: Child,
+    trainer: Trainer,
     started: Instant,
     /// Whether its pause has been reported (a paused trainer waits for a fixed
     /// plugin and a resume, which compare cannot give it).
@@ -569,7 +569,6 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    let exe = std::env::current_exe()?;
     let mut running: Vec<Running> = Vec::new();
     let mut queue = to_start.into_iter();
     let mut failed: Vec<String> = Vec::new();
@@ -578,7 +577,7 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
         // Trainers this invocation started.
         let mut i = 0;
         while i < running.len() {
-            let Some(exit) = running[i].child.try_wait()? else {
+            let Some(exit) = running[i].trainer.exited()? else {
                 let r = &mut running[i];
                 let status = RunDir::new(&r.entry.dir).status();
                 let paused = status.as_ref().is_some_and(|s| s.state == State::Paused);
@@ -596,8 +595,8 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
                 continue;
             };
             let r = running.remove(i);
+            let _ = r.trainer.record(exit);
             let d = RunDir::new(&r.entry.dir);
-            let _ = d.record_exit(r.child.id(), exit);
             report_end(
                 &d,
                 &r.entry,
@@ -624,24 +623,7 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
         }
         while running.len() + attached.len() < args.jobs {
             let Some(entry) = queue.next() else { break };
-            let d = RunDir::new(&entry.dir);
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(d.file("trainer.log"))?;
-            use std::os::unix::process::CommandExt;
-            let child = Command::new(&exe)
-                .arg("--plugins")
-                .arg(plugins)
-                .arg("train")
-                .arg(&entry.dir)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                // Its own process group: Ctrl-C reaches compare, which stops its
-                // trainers in order (they checkpoint) instead of killing them.
-                .process_group(0)
-                .spawn()
+            let trainer = Trainer::start(plugins, &RunDir::new(&entry.dir))
                 .with_context(|| format!("starting a trainer for {}", entry.dir.display()))?;
             eprintln!(
                 "started {} seed {} ({})",
@@ -651,7 +633,7 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
             );
             running.push(Running {
                 entry,
-                child,
+                trainer,
                 started: Instant::now(),
                 paused: false,
             });
@@ -670,8 +652,8 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
             let _ = control::send(&RunDir::new(&r.entry.dir).file(dir::SOCKET), &Ctl::Stop);
         }
         for r in &mut running {
-            let exit = r.child.wait()?;
-            let _ = RunDir::new(&r.entry.dir).record_exit(r.child.id(), exit);
+            let exit = r.trainer.wait()?;
+            let _ = r.trainer.record(exit);
         }
     }
     let t = write_reports(&compare_dir, &manifest)?;

@@ -24,12 +24,11 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub fn from_libraries<'a>(
-        libraries: impl IntoIterator<Item = &'a crate::plugins::Library>,
-    ) -> Self {
-        let strategies = libraries
+    /// The catalog of these strategies (as each plugin describes itself).
+    pub fn from_infos<'a>(infos: impl IntoIterator<Item = &'a plugin_api::Info>) -> Self {
+        let strategies = infos
             .into_iter()
-            .map(|l| (l.info.name.clone(), l.info.params.clone()))
+            .map(|i| (i.name.clone(), i.params.clone()))
             .collect();
         Self { strategies }
     }

@@ -9,3 +9,40 @@ pub mod watch;
 
 pub use library::{Library, LoadError, MaskContext, MaskError, Strategy};
 pub use registry::{Found, Source, discover};
+
+use std::path::Path;
+
+use crate::experiment::Catalog;
+
+/// Every strategy of a plugins directory and the catalog experiments are
+/// validated against: how the commands, the trainer and the dashboard load
+/// them.
+pub struct Loaded {
+    pub found: Vec<Found>,
+    pub catalog: Catalog,
+}
+
+impl Loaded {
+    /// The libraries that loaded.
+    pub fn libraries(&self) -> impl Iterator<Item = &Library> {
+        self.found.iter().filter_map(|f| f.outcome.as_ref().ok())
+    }
+}
+
+/// Finds, builds and loads every strategy in `dir`; `on_build_line` gets the
+/// build output of plugin crates.
+pub fn load(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Result<Loaded> {
+    let found = discover(dir, on_build_line)?;
+    let catalog = catalog_of(&found);
+    Ok(Loaded { found, catalog })
+}
+
+/// The catalog of the strategies that loaded.
+pub fn catalog_of(found: &[Found]) -> Catalog {
+    Catalog::from_infos(
+        found
+            .iter()
+            .filter_map(|f| f.outcome.as_ref().ok())
+            .map(|l| &l.info),
+    )
+}

@@ -1,7 +1,9 @@
-//! Runs: the run directory (the contract with the dashboard) and its control socket.
+//! Runs: the run directory (the contract with the dashboard), its control
+//! socket, and the trainer process behind it.
 
 pub mod control;
 pub mod dir;
 pub mod lock;
+pub mod trainer;
 
 pub use dir::{RunDir, RunInfo, State, Status};

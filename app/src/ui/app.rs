@@ -151,8 +151,7 @@ impl App {
         found: &[Found],
         build_log: Vec<String>,
     ) -> App {
-        let libraries = found.iter().filter_map(|f| f.outcome.as_ref().ok());
-        let catalog = Catalog::from_libraries(libraries);
+        let catalog = crate::plugins::catalog_of(found);
         let mut app = App {
             compare_dir: runs_dir.with_file_name("compare"),
             comparisons: Vec::new(),

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ use ratatui::backend::CrosstermBackend;
 use crate::plugins::watch::{ReloadEvent, Watcher};
 use crate::run::control::{self, Command as Ctl};
 use crate::run::dir::{self, RunDir};
+use crate::run::trainer::Trainer;
 use app::{App, Effects};
 use views::ColorDepth;
 
@@ -167,7 +168,7 @@ impl Drop for TerminalGuard {
 struct RealEffects {
     plugins: PathBuf,
     runs: PathBuf,
-    children: Vec<(RunDir, Child)>,
+    children: Vec<Trainer>,
     /// Set while an editor has the terminal.
     suspended_for_editor: bool,
 }
@@ -178,55 +179,34 @@ impl RealEffects {
     /// signal or exit status. Returns what was recorded, for the log.
     fn reap(&mut self) -> Vec<String> {
         let mut recorded = Vec::new();
-        self.children
-            .retain_mut(|(run, child)| match child.try_wait() {
-                Ok(None) => true,
-                Ok(Some(exit)) => {
-                    match run.record_exit(child.id(), exit) {
-                        Ok(Some(why)) => recorded.push(format!("{}: {why}", run.path.display())),
-                        Ok(None) => {}
-                        Err(e) => recorded.push(format!(
-                            "{}: could not record the trainer's exit ({exit}): {e}",
-                            run.path.display()
-                        )),
-                    }
-                    false
+        self.children.retain_mut(|trainer| match trainer.exited() {
+            Ok(None) => true,
+            Ok(Some(exit)) => {
+                let run = trainer.run.path.display();
+                match trainer.record(exit) {
+                    Ok(Some(why)) => recorded.push(format!("{run}: {why}")),
+                    Ok(None) => {}
+                    Err(e) => recorded.push(format!(
+                        "{run}: could not record the trainer's exit ({exit}): {e}"
+                    )),
                 }
-                Err(_) => false,
-            });
+                false
+            }
+            Err(_) => false,
+        });
         recorded
     }
 }
 
 impl Effects for RealEffects {
     fn start_trainer(&mut self, run: &RunDir) -> Result<(), String> {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(run.file("trainer.log"))
-            .map_err(|e| e.to_string())?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
-        use std::os::unix::process::CommandExt;
-        let child = Command::new(exe)
-            .arg("--plugins")
-            .arg(&self.plugins)
-            .arg("train")
-            .arg(&run.path)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            // Its own process group: closing the dashboard or losing the SSH
-            // connection does not stop training.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| e.to_string())?;
+        let trainer = Trainer::start(&self.plugins, run).map_err(|e| e.to_string())?;
         log(&format!(
             "started trainer {} for {}",
-            child.id(),
+            trainer.id(),
             run.path.display()
         ));
-        self.children.push((run.clone(), child));
+        self.children.push(trainer);
         Ok(())
     }
 

@@ -153,32 +153,26 @@ struct Session<'a> {
 
 /// The strategy's library (None for "none") and every library's catalog.
 fn open_plugins(opts: &TrainOptions, plugin: &str) -> Result<(Option<Library>, Catalog)> {
-    let mut build_log = String::new();
-    let found = crate::plugins::discover(&opts.plugins_dir, &mut |l| {
-        build_log.push_str(l);
-        build_log.push('\n');
-    })
-    .with_context(|| {
+    let loaded = crate::plugins::load(&opts.plugins_dir, &mut |_| {}).with_context(|| {
         format!(
             "reading the plugins directory {}",
             opts.plugins_dir.display()
         )
     })?;
-    let libraries: Vec<Library> = found.into_iter().filter_map(|f| f.outcome.ok()).collect();
-    let catalog = Catalog::from_libraries(&libraries);
     if plugin == NONE {
-        return Ok((None, catalog));
+        return Ok((None, loaded.catalog));
     }
-    let library = libraries
-        .into_iter()
+    let library = loaded
+        .libraries()
         .find(|l| l.info.name == plugin)
+        .cloned()
         .ok_or_else(|| {
             anyhow!(
                 "strategy \"{plugin}\" not found in {}",
                 opts.plugins_dir.display()
             )
         })?;
-    Ok((Some(library), catalog))
+    Ok((Some(library), loaded.catalog))
 }
 
 /// Steps per epoch and in all, as the experiment asks.
