@@ -481,16 +481,16 @@ fn experiments_view_shows_what_a_saved_change_did_to_running_runs() {
     let text = fixture_experiment(&data.display().to_string(), 200);
     std::fs::write(&file, &text).unwrap();
     let plugins_dir = repo_root().join("plugins");
-    let (_, dirs) = probdrop_tui::commands::prepare_runs(
-        &plugins_dir,
-        &file,
-        &root.join("runs"),
-        None,
-        None,
-        Some("dropblock"),
-        None,
-    )
-    .unwrap();
+    let catalog = probdrop_tui::plugins::load(&plugins_dir, &mut |_| {})
+        .unwrap()
+        .catalog;
+    let select = probdrop_tui::run::prepare::Selection {
+        strategy: Some("dropblock"),
+        ..Default::default()
+    };
+    let (_, dirs) =
+        probdrop_tui::run::prepare::prepare_runs(&catalog, &file, &root.join("runs"), select)
+            .unwrap();
     let run = dirs[0].clone();
     let mut trainer = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
         .arg("--plugins")

@@ -122,10 +122,7 @@ fn a_plugin_that_aborts_kills_only_its_trainer_and_the_run_resumes_once_fixed() 
         "probe-aborts-in-training",
         "epochs = 2\ncheckpoint_every = 2",
     );
-    let (_, dirs) =
-        probdrop_tui::commands::prepare_runs(&s.plugins, &s.file, &s.runs, None, None, None, None)
-            .unwrap();
-    let run = dirs[0].clone();
+    let run = s.prepare();
     // As the dashboard and `compare` start trainers, and record how they end.
     let mut trainer = s
         .bin()
@@ -168,10 +165,7 @@ impl Delays {
 fn twenty_five_sigkills_at_random_moments_lose_nothing() {
     // Long enough never to finish inside the loop, whatever the machine's speed.
     let s = setup("probe-v1", "epochs = 1000\ncheckpoint_every = 5");
-    let (_, dirs) =
-        probdrop_tui::commands::prepare_runs(&s.plugins, &s.file, &s.runs, None, None, None, None)
-            .unwrap();
-    let run = dirs[0].clone();
+    let run = s.prepare();
     let mut delays = Delays(0x9e37_79b9_7f4a_7c15);
     let mut kills = 0;
     let mut last_checkpoint = 0;
@@ -330,10 +324,7 @@ fn a_loss_turning_nan_between_reads_is_found_at_its_own_step() {
 #[test]
 fn a_full_disk_stops_the_trainer_with_a_clear_error_and_keeps_what_was_written() {
     let s = setup("probe-v1", "epochs = 4\ncheckpoint_every = 2");
-    let (_, dirs) =
-        probdrop_tui::commands::prepare_runs(&s.plugins, &s.file, &s.runs, None, None, None, None)
-            .unwrap();
-    let run = dirs[0].clone();
+    let run = s.prepare();
     let trainer = s
         .bin()
         .arg("train")
@@ -515,10 +506,7 @@ fn another_user_is_refused_by_the_control_socket_and_nothing_listens_on_the_netw
 fn a_run_directory_turned_read_only_stops_the_trainer_with_a_clear_error() {
     use std::os::unix::fs::PermissionsExt;
     let s = setup("probe-v1", "epochs = 50");
-    let (_, dirs) =
-        probdrop_tui::commands::prepare_runs(&s.plugins, &s.file, &s.runs, None, None, None, None)
-            .unwrap();
-    let run = dirs[0].clone();
+    let run = s.prepare();
     let mode =
         |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
     let root = nix::unistd::getuid().is_root();

@@ -182,7 +182,7 @@ fn a_headless_run_writes_the_whole_run_directory_and_follows_the_schedule() {
     assert_eq!(events.first().unwrap().kind, "started");
     assert_eq!(events.last().unwrap().kind, "done");
     // The resolved experiment parses and names one strategy and one seed.
-    let resolved = probdrop_tui::train::trainer::read_resolved(&run).unwrap();
+    let resolved = run.experiment().unwrap();
     assert_eq!(resolved.seeds, [3]);
     assert_eq!(resolved.strategy.len(), 1);
 }
@@ -313,7 +313,7 @@ fn a_saved_parameter_change_applies_at_a_step_boundary_and_a_stop_keeps_a_checkp
         "{}",
         applied.message
     );
-    let resolved = probdrop_tui::train::trainer::read_resolved(&run).unwrap();
+    let resolved = run.experiment().unwrap();
     assert_eq!(
         resolved.strategy[0].params["block_size"].as_integer(),
         Some(5)
@@ -351,7 +351,7 @@ fn a_saved_parameter_change_applies_at_a_step_boundary_and_a_stop_keeps_a_checkp
             .count()
             == 2
     });
-    let resolved = probdrop_tui::train::trainer::read_resolved(&run).unwrap();
+    let resolved = run.experiment().unwrap();
     assert_eq!(
         resolved.strategy[0].params["block_size"].as_integer(),
         Some(7)

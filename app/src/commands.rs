@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::experiment::{self, Catalog, Diagnostic, Experiment, RunSpec};
+use crate::experiment::{self, Catalog, RunSpec};
 use crate::plugins::Library;
-use crate::run::dir::{self, RunDir, RunInfo, State};
+use crate::run::dir::{RunDir, State};
+use crate::run::prepare::{Selection, prepare_runs};
 use crate::train::device;
 use crate::train::trainer::{self, Progress, Summary, TrainOptions};
 
@@ -97,118 +98,6 @@ fn describe_runs(runs: &[RunSpec]) -> String {
     )
 }
 
-/// Formats diagnostics for an error message.
-pub fn diagnostics_error(errors: &[Diagnostic]) -> anyhow::Error {
-    let text: String = errors.iter().map(ToString::to_string).collect();
-    anyhow!("invalid experiment:\n{}", text.trim_end())
-}
-
-/// Validates `file` and applies the device and epoch overrides, refusing a device
-/// this build cannot open before anything is created. Returns the experiment and
-/// the file's canonical path (what run directories record as their source).
-pub fn load_for_runs(
-    plugins: &Path,
-    file: &Path,
-    device_override: Option<&str>,
-    epochs_override: Option<usize>,
-) -> Result<(Experiment, PathBuf)> {
-    let (catalog, _) = catalog(plugins)?;
-    let mut exp = experiment::load(file, &catalog).map_err(|e| diagnostics_error(&e))?;
-    if let Some(d) = &exp.data_missing {
-        bail!("cannot start: {d}");
-    }
-    for w in &exp.warnings {
-        eprintln!("warning: {w}");
-    }
-    if let Some(d) = device_override {
-        experiment::parse_device(d).map_err(|e| anyhow!("--device: {e}"))?;
-        exp.file.device = d.to_string();
-    }
-    if let Some(e) = epochs_override {
-        if e == 0 {
-            bail!("--epochs: expected a positive number");
-        }
-        exp.file.train.epochs = e;
-    }
-    let name = experiment::parse_device(&exp.file.device).map_err(|e| anyhow!(e))?;
-    device::backend_for(name, exp.file.backend).map_err(|e| anyhow!(e))?;
-    let source = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
-    Ok((exp, source))
-}
-
-/// Creates the directory of one run (queued, nothing trained yet).
-pub fn create_run(
-    exp: &Experiment,
-    source: &Path,
-    run: &RunSpec,
-    runs_dir: &Path,
-) -> Result<RunDir> {
-    let resolved = exp.resolved(run);
-    let text = toml::to_string(&resolved).context("writing the resolved experiment")?;
-    let info = RunInfo {
-        experiment: exp.file.name.clone(),
-        source: source.to_path_buf(),
-        label: run.label.clone(),
-        strategy_index: run.strategy_index,
-        seed: run.seed,
-        created: dir::timestamp(dir::now() as u64),
-    };
-    let d = RunDir::create(runs_dir, &info, &text)
-        .with_context(|| format!("creating a run directory under {}", runs_dir.display()))?;
-    dir::write_json(
-        &d.file(dir::STATUS),
-        &dir::Status {
-            updated: dir::now(),
-            device: resolved.device.clone(),
-            ..dir::Status::new(0)
-        },
-    )?;
-    Ok(d)
-}
-
-/// Validates `file`, applies overrides, and creates one run directory per selected
-/// run (nothing trained yet).
-pub fn prepare_runs(
-    plugins: &Path,
-    file: &Path,
-    runs_dir: &Path,
-    device_override: Option<&str>,
-    epochs_override: Option<usize>,
-    only_strategy: Option<&str>,
-    only_seed: Option<u64>,
-) -> Result<(Experiment, Vec<RunDir>)> {
-    let (exp, source) = load_for_runs(plugins, file, device_override, epochs_override)?;
-    let mut selected: Vec<RunSpec> = exp.runs();
-    if let Some(s) = only_strategy {
-        selected.retain(|r| r.label == s);
-        if selected.is_empty() {
-            let labels: Vec<String> = exp
-                .strategies()
-                .iter()
-                .map(experiment::strategy_label)
-                .collect();
-            bail!(
-                "--strategy {s}: not in the experiment; its strategies are: {}",
-                labels.join(", ")
-            );
-        }
-    }
-    if let Some(seed) = only_seed {
-        selected.retain(|r| r.seed == seed);
-        if selected.is_empty() {
-            bail!(
-                "--seed {seed}: not among the experiment's seeds {:?}",
-                exp.file.seeds
-            );
-        }
-    }
-    let dirs = selected
-        .iter()
-        .map(|run| create_run(&exp, &source, run, runs_dir))
-        .collect::<Result<Vec<_>>>()?;
-    Ok((exp, dirs))
-}
-
 /// `probdrop-tui run`.
 pub fn run(plugins: &Path, args: &RunArgs) -> Result<()> {
     let progress = if args.quiet {
@@ -231,15 +120,13 @@ pub fn run(plugins: &Path, args: &RunArgs) -> Result<()> {
             .file
             .as_ref()
             .ok_or_else(|| anyhow!("an experiment file is needed"))?;
-        let (_, dirs) = prepare_runs(
-            plugins,
-            file,
-            &args.runs,
-            args.device.as_deref(),
-            args.epochs,
-            args.strategy.as_deref(),
-            args.seed,
-        )?;
+        let select = Selection {
+            device: args.device.as_deref(),
+            epochs: args.epochs,
+            strategy: args.strategy.as_deref(),
+            seed: args.seed,
+        };
+        let (_, dirs) = prepare_runs(&catalog(plugins)?.0, file, &args.runs, select)?;
         dirs
     };
     let mut summaries: Vec<(RunDir, Result<Summary>)> = Vec::new();
@@ -322,7 +209,7 @@ pub fn doctor(plugins: &Path, experiments: &Path) -> Result<()> {
     for b in device::backends_built() {
         println!("  {b}");
     }
-    if device::LIBTORCH_BUILT {
+    if experiment::LIBTORCH_BUILT {
         let n = device::cuda_device_count();
         if n == 0 {
             println!("CUDA: not available to LibTorch (CPU-only torch, no driver, or no GPU)");
@@ -330,7 +217,7 @@ pub fn doctor(plugins: &Path, experiments: &Path) -> Result<()> {
             println!("CUDA: {n} device(s) available: cuda:0..cuda:{}", n - 1);
         }
     } else {
-        println!("CUDA: not compiled in ({})", device::LIBTORCH_MISSING);
+        println!("CUDA: not compiled in ({})", experiment::LIBTORCH_MISSING);
     }
     println!("plugins directory: {}", plugins.display());
     match catalog(plugins) {

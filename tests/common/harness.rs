@@ -79,6 +79,18 @@ impl Setup {
         cmd
     }
 
+    /// The experiment's run directory, prepared as `run` prepares it (queued).
+    pub fn prepare(&self) -> RunDir {
+        let catalog = probdrop_tui::plugins::load(&self.plugins, &mut |_| {})
+            .unwrap()
+            .catalog;
+        let select = probdrop_tui::run::prepare::Selection::default();
+        let (_, dirs) =
+            probdrop_tui::run::prepare::prepare_runs(&catalog, &self.file, &self.runs, select)
+                .unwrap();
+        dirs[0].clone()
+    }
+
     pub fn start_run(&self) -> (Child, RunDir) {
         self.spawn_run(self.bin())
     }

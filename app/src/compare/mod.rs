@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::commands::{create_run, load_for_runs};
 use crate::experiment::{self, NONE};
 use crate::run::control::{self, Command as Ctl};
 use crate::run::dir::{self, MetricLine, RunDir, State};
+use crate::run::prepare::{create_run, load_for_runs};
 use crate::run::trainer::Trainer;
 use stats::{Summary, Welch};
 
@@ -461,8 +461,14 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
     if args.seeds == Some(0) {
         bail!("--seeds: expected at least 1");
     }
-    let (mut exp, source) =
-        load_for_runs(plugins, &args.file, args.device.as_deref(), args.epochs)?;
+    let loaded = crate::plugins::load(plugins, &mut |_| {})
+        .with_context(|| format!("cannot read the plugins directory {}", plugins.display()))?;
+    let (mut exp, source) = load_for_runs(
+        &loaded.catalog,
+        &args.file,
+        args.device.as_deref(),
+        args.epochs,
+    )?;
     // The baseline is always there: first, whether the file lists it or not.
     if !exp.strategies().iter().any(|s| s.plugin == NONE) {
         exp.file.strategy.insert(0, experiment::none_strategy());

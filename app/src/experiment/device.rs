@@ -1,4 +1,7 @@
-//! The device an experiment names: "cpu" or "cuda:N".
+//! The device an experiment names ("cpu" or "cuda:N") and the backend it
+//! resolves to in this build.
+
+use super::BackendChoice;
 
 /// A device as named in an experiment file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +29,36 @@ pub fn parse_device(text: &str) -> Result<DeviceName, String> {
     ))
 }
 
+/// Whether the LibTorch backend is compiled into this binary.
+pub const LIBTORCH_BUILT: bool = cfg!(feature = "tch");
+
+/// What to tell a user who asked for LibTorch in a build without it.
+pub const LIBTORCH_MISSING: &str = "this probdrop-tui was built without LibTorch: rebuild with \
+`--features tch` (see README: \"GPU training with LibTorch\")";
+
+/// The backend a run on `name` uses: `forced` if given, else LibTorch when compiled
+/// in, else flex.
+pub fn backend_for(
+    name: DeviceName,
+    forced: Option<BackendChoice>,
+) -> Result<BackendChoice, String> {
+    let choice = match (name, forced) {
+        (DeviceName::Cuda(_), Some(BackendChoice::Flex)) => {
+            return Err(
+                "the flex backend runs on the CPU only; use backend = \"libtorch\" for CUDA".into(),
+            );
+        }
+        (DeviceName::Cuda(_), _) => BackendChoice::Libtorch,
+        (DeviceName::Cpu, Some(b)) => b,
+        (DeviceName::Cpu, None) if LIBTORCH_BUILT => BackendChoice::Libtorch,
+        (DeviceName::Cpu, None) => BackendChoice::Flex,
+    };
+    if choice == BackendChoice::Libtorch && !LIBTORCH_BUILT {
+        return Err(LIBTORCH_MISSING.into());
+    }
+    Ok(choice)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +70,18 @@ mod tests {
         assert_eq!(parse_device("cuda"), Ok(DeviceName::Cuda(0)));
         assert!(parse_device("gpu").unwrap_err().contains("cuda:N"));
         assert!(parse_device("cuda:x").is_err());
+    }
+
+    #[test]
+    fn backend_choice() {
+        assert!(backend_for(DeviceName::Cuda(0), Some(BackendChoice::Flex)).is_err());
+        if !LIBTORCH_BUILT {
+            assert_eq!(backend_for(DeviceName::Cpu, None), Ok(BackendChoice::Flex));
+            assert!(
+                backend_for(DeviceName::Cuda(0), None)
+                    .unwrap_err()
+                    .contains("--features tch")
+            );
+        }
     }
 }

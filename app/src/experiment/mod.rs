@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use plugin_api::{ParamSpec, Value};
 
-pub use device::{DeviceName, parse_device};
+pub use device::{DeviceName, LIBTORCH_BUILT, LIBTORCH_MISSING, backend_for, parse_device};
 pub use diagnostic::{Diagnostic, Seg};
 use diagnostic::{Locator, did_you_mean, expected_words, first_quoted, key};
 pub use schema::*;

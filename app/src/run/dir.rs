@@ -363,6 +363,14 @@ impl RunDir {
         read_json(&self.file(RUN))
     }
 
+    /// The run's resolved experiment, as stored when it was prepared.
+    pub fn experiment(&self) -> Result<crate::experiment::ExperimentFile, String> {
+        let path = self.file(EXPERIMENT);
+        let text =
+            fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        crate::experiment::parse(&path, &text).map_err(|errors| errors[0].to_string())
+    }
+
     pub fn status(&self) -> Option<Status> {
         read_json(&self.file(STATUS)).ok()
     }

@@ -4,6 +4,7 @@
 pub mod control;
 pub mod dir;
 pub mod lock;
+pub mod prepare;
 pub mod trainer;
 
 pub use dir::{RunDir, RunInfo, State, Status};

@@ -143,7 +143,7 @@ mod counter {
 
 pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchReport> {
     let name = experiment::parse_device(&args.device).map_err(|e| anyhow!(e))?;
-    let backend = device::backend_for(name, parse_backend(args.backend.as_deref())?)
+    let backend = experiment::backend_for(name, parse_backend(args.backend.as_deref())?)
         .map_err(|e| anyhow!(e))?;
     let stepping = parse_stepping(args.optimizer.as_deref(), backend)?;
     if args.count_ops && backend != BackendChoice::Libtorch {

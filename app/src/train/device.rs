@@ -2,37 +2,7 @@
 
 use burn::tensor::Device;
 
-use crate::experiment::{BackendChoice, DeviceName};
-
-/// Whether the LibTorch backend is compiled into this binary.
-pub const LIBTORCH_BUILT: bool = cfg!(feature = "tch");
-
-/// What to tell a user who asked for LibTorch in a build without it.
-pub const LIBTORCH_MISSING: &str = "this probdrop-tui was built without LibTorch: rebuild with \
-`--features tch` (see README: \"GPU training with LibTorch\")";
-
-/// The backend a run on `name` uses: `forced` if given, else LibTorch when compiled
-/// in, else flex.
-pub fn backend_for(
-    name: DeviceName,
-    forced: Option<BackendChoice>,
-) -> Result<BackendChoice, String> {
-    let choice = match (name, forced) {
-        (DeviceName::Cuda(_), Some(BackendChoice::Flex)) => {
-            return Err(
-                "the flex backend runs on the CPU only; use backend = \"libtorch\" for CUDA".into(),
-            );
-        }
-        (DeviceName::Cuda(_), _) => BackendChoice::Libtorch,
-        (DeviceName::Cpu, Some(b)) => b,
-        (DeviceName::Cpu, None) if LIBTORCH_BUILT => BackendChoice::Libtorch,
-        (DeviceName::Cpu, None) => BackendChoice::Flex,
-    };
-    if choice == BackendChoice::Libtorch && !LIBTORCH_BUILT {
-        return Err(LIBTORCH_MISSING.into());
-    }
-    Ok(choice)
-}
+use crate::experiment::{BackendChoice, DeviceName, LIBTORCH_BUILT, LIBTORCH_MISSING};
 
 /// The burn device (without autodiff) for `name` on `backend`.
 pub fn open(name: DeviceName, backend: BackendChoice) -> Result<Device, String> {
@@ -134,18 +104,5 @@ mod tests {
         assert!(!cudnn_benchmark(Some(false), false));
         assert!(!cudnn_benchmark(None, true));
         assert!(!cudnn_benchmark(Some(true), true));
-    }
-
-    #[test]
-    fn backend_choice() {
-        assert!(backend_for(DeviceName::Cuda(0), Some(BackendChoice::Flex)).is_err());
-        if !LIBTORCH_BUILT {
-            assert_eq!(backend_for(DeviceName::Cpu, None), Ok(BackendChoice::Flex));
-            assert!(
-                backend_for(DeviceName::Cuda(0), None)
-                    .unwrap_err()
-                    .contains("--features tch")
-            );
-        }
     }
 }

@@ -26,6 +26,7 @@ use ratatui::backend::CrosstermBackend;
 use crate::plugins::watch::{ReloadEvent, Watcher};
 use crate::run::control::{self, Command as Ctl};
 use crate::run::dir::{self, RunDir};
+use crate::run::prepare::{Selection, prepare_runs};
 use crate::run::trainer::Trainer;
 use app::{App, Effects};
 use views::ColorDepth;
@@ -216,17 +217,15 @@ impl Effects for RealEffects {
     }
 
     fn prepare(&mut self, experiment: &Path, device: Option<&str>) -> Result<Vec<RunDir>, String> {
-        crate::commands::prepare_runs(
-            &self.plugins,
-            experiment,
-            &self.runs,
+        let loaded = crate::plugins::load(&self.plugins, &mut |_| {})
+            .map_err(|e| format!("reading {}: {e}", self.plugins.display()))?;
+        let select = Selection {
             device,
-            None,
-            None,
-            None,
-        )
-        .map(|(_, dirs)| dirs)
-        .map_err(|e| format!("{e:#}"))
+            ..Selection::default()
+        };
+        prepare_runs(&loaded.catalog, experiment, &self.runs, select)
+            .map(|(_, dirs)| dirs)
+            .map_err(|e| format!("{e:#}"))
     }
 
     fn edit(&mut self, file: &Path) -> Result<(), String> {

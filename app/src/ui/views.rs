@@ -1108,7 +1108,7 @@ fn draw_prompt(frame: &mut Frame, p: &super::app::StartPrompt, area: Rect) {
         Line::from("←/→ choose   Enter start   Esc cancel")
             .style(Style::new().add_modifier(Modifier::DIM)),
     ];
-    if !crate::train::device::LIBTORCH_BUILT {
+    if !crate::experiment::LIBTORCH_BUILT {
         lines.push(
             Line::from("GPUs need a build with --features tch (see README)")
                 .style(Style::new().add_modifier(Modifier::DIM)),

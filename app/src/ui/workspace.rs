@@ -96,9 +96,7 @@ pub struct RunView {
 impl RunView {
     pub fn open(dir: RunDir) -> Option<RunView> {
         let info = dir.info().ok()?;
-        let batch_size = crate::train::trainer::read_resolved(&dir)
-            .ok()
-            .map(|f| f.train.batch_size);
+        let batch_size = dir.experiment().ok().map(|f| f.train.batch_size);
         let mut view = RunView {
             dir,
             info,

@@ -12,10 +12,9 @@ mod slots;
 mod task;
 mod writer;
 
-use crate::experiment::{self, ExperimentFile};
 use crate::run::dir::{self, RunDir, State};
 use crate::run::lock::RunLock;
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -62,14 +61,6 @@ pub struct Summary {
     pub message: String,
 }
 
-/// The resolved experiment of a run, as stored in its directory.
-pub fn read_resolved(dir: &RunDir) -> Result<ExperimentFile> {
-    let path = dir.file(dir::EXPERIMENT);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    experiment::parse(&path, &text).map_err(|errors| anyhow!("{}", errors[0]))
-}
-
 /// Trains the run in `run_dir` to its end, resuming from its checkpoint if it has one.
 ///
 /// Refused without changing anything when another trainer holds the run, or when
@@ -95,7 +86,7 @@ pub fn train(run_dir: &RunDir, opts: &TrainOptions) -> Result<Summary> {
     let result = run_dir
         .info()
         .map_err(|e| anyhow!(e))
-        .and_then(|info| Ok((info, read_resolved(run_dir)?)))
+        .and_then(|info| Ok((info, run_dir.experiment().map_err(|e| anyhow!(e))?)))
         .and_then(|(info, resolved)| {
             run(run_dir, &info, resolved, resume, opts, &mut writer, started)
         });

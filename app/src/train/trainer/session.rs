@@ -249,7 +249,7 @@ impl<'a> Session<'a> {
         writer.status.plugin_version = label.clone();
 
         let name = experiment::parse_device(&resolved.device).map_err(|e| anyhow!(e))?;
-        let backend = device::backend_for(name, resolved.backend).map_err(|e| anyhow!(e))?;
+        let backend = experiment::backend_for(name, resolved.backend).map_err(|e| anyhow!(e))?;
         let device = device::open(name, backend).map_err(|e| anyhow!(e))?;
         if matches!(name, experiment::DeviceName::Cuda(_)) {
             device::configure_cudnn(resolved.cudnn_benchmark, resolved.deterministic);
