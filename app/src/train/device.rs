@@ -2,7 +2,7 @@
 
 use burn::tensor::Device;
 
-use crate::experiment::{BackendChoice, DeviceName, LIBTORCH_BUILT, LIBTORCH_MISSING};
+use crate::experiment::{BackendChoice, DeviceName, LIBTORCH_BUILT};
 
 /// The burn device (without autodiff) for `name` on `backend`.
 pub fn open(name: DeviceName, backend: BackendChoice) -> Result<Device, String> {
@@ -41,7 +41,7 @@ fn open_libtorch(name: DeviceName) -> Result<Device, String> {
 
 #[cfg(not(feature = "tch"))]
 fn open_libtorch(_: DeviceName) -> Result<Device, String> {
-    Err(LIBTORCH_MISSING.into())
+    Err(crate::experiment::LIBTORCH_MISSING.into())
 }
 
 /// How cuDNN picks convolution algorithms on CUDA. By default it times them per
