@@ -280,13 +280,7 @@ fn diverging(s: &Setup, log_every: u32) {
 }
 
 fn diverged_step(s: &Setup) -> (RunDir, u64) {
-    let out = s
-        .bin()
-        .args(["run", "-q", "--runs"])
-        .arg(&s.runs)
-        .arg(&s.file)
-        .output()
-        .unwrap();
+    let out = s.run_file(&s.file);
     assert!(!out.status.success(), "a diverged run is not a success");
     let run = dir::list_runs(&s.runs).pop().unwrap();
     assert_eq!(run.status().unwrap().state, State::Diverged);

@@ -539,13 +539,7 @@ fn check_reports_many_errors_in_linear_time_with_a_cap_and_refuses_what_cannot_r
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success(), "{to}");
         assert!(stdout.contains(key), "{to}: {stdout}");
-        let out = s
-            .bin()
-            .args(["run", "-q", "--runs"])
-            .arg(&s.runs)
-            .arg(&file)
-            .output()
-            .unwrap();
+        let out = s.run_file(&file);
         assert!(!out.status.success(), "{to}");
         assert!(dir::list_runs(&s.runs).is_empty(), "{to}: nothing created");
     }
@@ -739,13 +733,7 @@ fn a_gzip_bomb_as_idx_data_is_refused_without_inflating_it() {
         .replace(real.to_str().unwrap(), data.to_str().unwrap());
     std::fs::write(&s.file, text).unwrap();
 
-    let out = s
-        .bin()
-        .args(["run", "-q", "--runs"])
-        .arg(&s.runs)
-        .arg(&s.file)
-        .output()
-        .unwrap();
+    let out = s.run_file(&s.file);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let said = format!(
         "{stderr}{}",

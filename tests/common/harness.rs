@@ -91,6 +91,16 @@ impl Setup {
         dirs[0].clone()
     }
 
+    /// `run` of `file` in the foreground, silent, to its end.
+    pub fn run_file(&self, file: &Path) -> std::process::Output {
+        self.bin()
+            .args(["run", "-q", "--runs"])
+            .arg(&self.runs)
+            .arg(file)
+            .output()
+            .unwrap()
+    }
+
     pub fn start_run(&self) -> (Child, RunDir) {
         self.spawn_run(self.bin())
     }
