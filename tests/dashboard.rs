@@ -524,7 +524,11 @@ fn experiments_view_shows_what_a_saved_change_did_to_running_runs() {
     assert_ne!(changed, text);
     std::fs::write(&file, changed).unwrap();
     wait_until("the change handled", long, || {
-        let kinds: Vec<String> = run.events().into_iter().map(|e| e.kind).collect();
+        let kinds: Vec<String> = run
+            .events()
+            .into_iter()
+            .map(|e| e.kind.to_string())
+            .collect();
         kinds.iter().any(|k| k == "config_applied") && kinds.iter().any(|k| k == "needs_restart")
     });
     app.refresh();

@@ -369,7 +369,11 @@ fn a_saved_parameter_change_applies_at_a_step_boundary_and_a_stop_keeps_a_checkp
     let status = run.status().unwrap();
     assert_eq!(status.state, State::Stopped);
     assert_eq!(run.checkpoint().unwrap().step, status.step);
-    let kinds: Vec<String> = run.events().into_iter().map(|e| e.kind).collect();
+    let kinds: Vec<String> = run
+        .events()
+        .into_iter()
+        .map(|e| e.kind.to_string())
+        .collect();
     for k in ["paused", "resumed", "stopped"] {
         assert!(kinds.iter().any(|x| x == k), "{kinds:?}");
     }

@@ -133,10 +133,128 @@ pub struct MetricLine {
 pub struct EventLine {
     pub wall: f64,
     pub step: u64,
-    /// e.g. "started", "reload", "reload_refused", "config_applied", "needs_restart",
-    /// "config_invalid", "paused", "resumed", "stopped", "error", "diverged", "done".
-    pub kind: String,
+    pub kind: EventKind,
     pub message: String,
+}
+
+/// What an event line reports: the kinds the trainer writes and the dashboard
+/// and compare read, named once (`name`, as in events.jsonl).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Started,
+    Resumed,
+    Paused,
+    Stopped,
+    Done,
+    Error,
+    /// The trainer ended without saying so (a signal, a panic); recorded by
+    /// whoever collected it.
+    Crashed,
+    Diverged,
+    Reload,
+    ReloadRefused,
+    Reverted,
+    StrategyFailed,
+    Rechecking,
+    ConfigApplied,
+    NeedsRestart,
+    ConfigInvalid,
+    /// A kind this version does not know (a newer trainer's), kept as written.
+    Other(String),
+}
+
+impl EventKind {
+    const KNOWN: [EventKind; 16] = [
+        EventKind::Started,
+        EventKind::Resumed,
+        EventKind::Paused,
+        EventKind::Stopped,
+        EventKind::Done,
+        EventKind::Error,
+        EventKind::Crashed,
+        EventKind::Diverged,
+        EventKind::Reload,
+        EventKind::ReloadRefused,
+        EventKind::Reverted,
+        EventKind::StrategyFailed,
+        EventKind::Rechecking,
+        EventKind::ConfigApplied,
+        EventKind::NeedsRestart,
+        EventKind::ConfigInvalid,
+    ];
+
+    pub fn name(&self) -> &str {
+        match self {
+            EventKind::Started => "started",
+            EventKind::Resumed => "resumed",
+            EventKind::Paused => "paused",
+            EventKind::Stopped => "stopped",
+            EventKind::Done => "done",
+            EventKind::Error => "error",
+            EventKind::Crashed => "crashed",
+            EventKind::Diverged => "diverged",
+            EventKind::Reload => "reload",
+            EventKind::ReloadRefused => "reload_refused",
+            EventKind::Reverted => "reverted",
+            EventKind::StrategyFailed => "strategy_failed",
+            EventKind::Rechecking => "rechecking",
+            EventKind::ConfigApplied => "config_applied",
+            EventKind::NeedsRestart => "needs_restart",
+            EventKind::ConfigInvalid => "config_invalid",
+            EventKind::Other(name) => name,
+        }
+    }
+
+    pub fn from_name(name: &str) -> EventKind {
+        Self::KNOWN
+            .into_iter()
+            .find(|k| k.name() == name)
+            .unwrap_or_else(|| EventKind::Other(name.to_string()))
+    }
+
+    /// Something went wrong (shown in red).
+    pub fn is_trouble(&self) -> bool {
+        matches!(
+            self,
+            EventKind::Error
+                | EventKind::Diverged
+                | EventKind::ReloadRefused
+                | EventKind::ConfigInvalid
+        )
+    }
+
+    /// The outcome of a saved change of the experiment file.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            EventKind::ConfigApplied | EventKind::NeedsRestart | EventKind::ConfigInvalid
+        )
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    /// The name, padded to a width when one is asked for (`{:<14}`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl PartialEq<&str> for EventKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}
+
+impl Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(EventKind::from_name(&String::deserialize(d)?))
+    }
 }
 
 /// One line of snapshots.jsonl: a few channels of one sample at one slot.
@@ -250,7 +368,7 @@ pub fn record_failure(dir: &RunDir, message: &str) {
         let _ = log.append(&EventLine {
             wall: status.updated,
             step: status.step,
-            kind: "error".into(),
+            kind: EventKind::Error,
             message: message.to_string(),
         });
     }
@@ -471,7 +589,7 @@ impl RunDir {
         JsonLog::open(&self.file(EVENTS))?.append(&EventLine {
             wall: status.updated,
             step: status.step,
-            kind: "crashed".into(),
+            kind: EventKind::Crashed,
             message: why.clone(),
         })?;
         Ok(Some(why))
@@ -598,6 +716,22 @@ pub fn list_runs(runs: &Path) -> Vec<RunDir> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every kind is written under its own name and read back as itself; a
+    /// kind this version does not know is kept as written.
+    #[test]
+    fn event_kinds_round_trip_through_their_names() {
+        let mut names = std::collections::BTreeSet::new();
+        for kind in EventKind::KNOWN {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.name()));
+            assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), kind);
+            assert!(names.insert(kind.name().to_string()), "{kind} named twice");
+        }
+        let newer: EventKind = serde_json::from_str("\"migrated\"").unwrap();
+        assert_eq!(newer, EventKind::Other("migrated".into()));
+        assert_eq!(serde_json::to_string(&newer).unwrap(), "\"migrated\"");
+    }
 
     #[test]
     fn timestamps_are_utc_calendar_dates() {

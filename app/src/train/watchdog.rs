@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::run::dir::{self, EventLine, JsonLog, RunDir, State};
+use crate::run::dir::{self, EventKind, EventLine, JsonLog, RunDir, State};
 
 /// The deadline when the experiment sets none: generous, scaled by the run's own
 /// step time so that a slow model on a slow machine is never cut short.
@@ -109,7 +109,7 @@ struct Watched {
 /// How a hung step ends the run.
 struct Verdict {
     state: State,
-    kind: &'static str,
+    kind: EventKind,
     message: String,
     step: u64,
 }
@@ -155,7 +155,7 @@ impl Watched {
             if seen.elapsed() >= grace {
                 return Some(Verdict {
                     state: State::Stopped,
-                    kind: "stopped",
+                    kind: EventKind::Stopped,
                     message: format!(
                         "stopped by request during a step that did not end: {what}; {resume}"
                     ),
@@ -165,7 +165,7 @@ impl Watched {
         }
         (started.elapsed() >= self.deadline(&p)).then(|| Verdict {
             state: State::Failed,
-            kind: "error",
+            kind: EventKind::Error,
             message: format!(
                 "{what} (the deadline is {:.0} s: [train] step_timeout); {resume}",
                 self.deadline(&p).as_secs_f64()
@@ -181,7 +181,7 @@ impl Watched {
             let _ = log.append(&EventLine {
                 wall: dir::now(),
                 step: v.step,
-                kind: v.kind.into(),
+                kind: v.kind.clone(),
                 message: v.message.clone(),
             });
         }

@@ -10,7 +10,7 @@ use super::workspace::{self, DisplayState, ExperimentView, RunView};
 use crate::experiment::Catalog;
 use crate::plugins::Found;
 use crate::run::control::Command as Ctl;
-use crate::run::dir::{RunDir, State};
+use crate::run::dir::{EventKind, RunDir, State};
 
 /// Side effects the dashboard asks for.
 pub trait Effects {
@@ -276,8 +276,8 @@ impl App {
     }
 
     /// Events of every run, newest last: (wall, run name, kind, message).
-    pub fn all_events(&self) -> Vec<(f64, String, String, String)> {
-        let mut all: Vec<(f64, String, String, String)> = self
+    pub fn all_events(&self) -> Vec<(f64, String, EventKind, String)> {
+        let mut all: Vec<(f64, String, EventKind, String)> = self
             .runs
             .iter()
             .flat_map(|r| {

@@ -13,7 +13,7 @@ use super::app::{App, Metric, SMOOTHING, ZOOM};
 use super::keys::{KEYMAP, Scope, View};
 use super::series;
 use super::workspace::{DisplayState, RunView};
-use crate::run::dir::{SnapshotLine, State};
+use crate::run::dir::{EventKind, SnapshotLine, State};
 
 /// How many colours the terminal shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -383,7 +383,7 @@ fn draw_charts(frame: &mut Frame, app: &App, area: Rect) {
         .map(|r| {
             r.events
                 .iter()
-                .filter(|e| e.kind == "reload" || e.kind == "config_applied")
+                .filter(|e| matches!(e.kind, EventKind::Reload | EventKind::ConfigApplied))
                 .map(|e| (e.step as f64, yb[1]))
                 .collect()
         })
@@ -701,7 +701,7 @@ fn draw_plugins(frame: &mut Frame, app: &App, area: Rect) {
     let reloads: Vec<Line> = app
         .all_events()
         .into_iter()
-        .filter(|e| e.2.starts_with("reload"))
+        .filter(|e| matches!(e.2, EventKind::Reload | EventKind::ReloadRefused))
         .map(|e| Line::from(format!("{} {}: {}", e.1, e.2, e.3)))
         .chain(
             app.build_log
@@ -839,11 +839,9 @@ fn draw_events(frame: &mut Frame, app: &App, area: Rect) {
     let lines: Vec<Line> = events[start..end]
         .iter()
         .map(|(wall, run, kind, message)| {
-            let style = match kind.as_str() {
-                "error" | "diverged" | "reload_refused" | "config_invalid" => {
-                    Style::new().fg(Color::Red)
-                }
-                "reload" | "config_applied" => Style::new().fg(Color::Cyan),
+            let style = match kind {
+                k if k.is_trouble() => Style::new().fg(Color::Red),
+                EventKind::Reload | EventKind::ConfigApplied => Style::new().fg(Color::Cyan),
                 _ => Style::new(),
             };
             Line::from(vec![
@@ -1055,22 +1053,20 @@ fn config_outcomes(app: &App, file: &std::path::Path) -> Vec<Line<'static>> {
             r.info.seed,
             state.label()
         )));
-        let is_config =
-            |kind: &str| matches!(kind, "config_applied" | "needs_restart" | "config_invalid");
         // One save can both apply live fields and leave others for a restart:
         // its events share a step.
-        let Some(last) = r.events.iter().rev().find(|e| is_config(&e.kind)) else {
+        let Some(last) = r.events.iter().rev().find(|e| e.kind.is_config()) else {
             lines.push(Line::from("    no change since it started"));
             continue;
         };
         for e in r
             .events
             .iter()
-            .filter(|e| e.step == last.step && is_config(&e.kind))
+            .filter(|e| e.step == last.step && e.kind.is_config())
         {
-            let (what, color) = match e.kind.as_str() {
-                "config_applied" => ("applied live", Color::Green),
-                "needs_restart" => ("needs restart", Color::Yellow),
+            let (what, color) = match e.kind {
+                EventKind::ConfigApplied => ("applied live", Color::Green),
+                EventKind::NeedsRestart => ("needs restart", Color::Yellow),
                 _ => ("refused", Color::Red),
             };
             lines.push(Line::from(vec![

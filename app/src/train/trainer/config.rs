@@ -2,7 +2,7 @@
 
 use crate::experiment::{self, Catalog, DropSchedule, RunSpec};
 use crate::plugins::Library;
-use crate::run::dir::{self};
+use crate::run::dir::{self, EventKind};
 use anyhow::Result;
 use std::path::Path;
 
@@ -26,7 +26,7 @@ pub(super) fn apply_config(
             let first = errors[0].to_string();
             return writer.event(
                 step,
-                "config_invalid",
+                EventKind::ConfigInvalid,
                 format!(
                     "change not applied, the file is invalid: {}",
                     first.trim_end()
@@ -41,7 +41,7 @@ pub(super) fn apply_config(
     else {
         return writer.event(
             step,
-            "needs_restart",
+            EventKind::NeedsRestart,
             format!(
                 "the strategy \"{}\" is no longer in the file; the run keeps its configuration",
                 run.label
@@ -56,7 +56,7 @@ pub(super) fn apply_config(
     if !changed_fixed.is_empty() {
         writer.event(
             step,
-            "needs_restart",
+            EventKind::NeedsRestart,
             format!("changed, needs a restart: {}", changed_fixed.join(", ")),
         )?;
     }
@@ -82,7 +82,7 @@ pub(super) fn apply_config(
                 }
                 writer.event(
                     step,
-                    "config_applied",
+                    EventKind::ConfigApplied,
                     format!(
                         "applied at step {}{}: {}{}",
                         step + 1,
@@ -94,7 +94,11 @@ pub(super) fn apply_config(
                     ),
                 )?;
             }
-            Err(e) => writer.event(step, "config_invalid", format!("change not applied: {e}"))?,
+            Err(e) => writer.event(
+                step,
+                EventKind::ConfigInvalid,
+                format!("change not applied: {e}"),
+            )?,
         }
     }
     Ok(())

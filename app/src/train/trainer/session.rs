@@ -18,7 +18,7 @@ use crate::experiment::{self, BackendChoice, Catalog, ExperimentFile, NONE, RunS
 use crate::plugins::Library;
 use crate::plugins::watch::{ReloadEvent, SwapOutcome, Watcher};
 use crate::run::control::{Command, ControlServer};
-use crate::run::dir::{self, CheckpointInfo, JsonLog, RunDir, SnapshotLine, State};
+use crate::run::dir::{self, CheckpointInfo, EventKind, JsonLog, RunDir, SnapshotLine, State};
 use crate::train::data::EpochItems;
 use crate::train::device;
 use crate::train::models::Model;
@@ -340,12 +340,12 @@ impl<'a> Session<'a> {
         match resume {
             Some(_) => self.writer.event(
                 self.step,
-                "resumed",
+                EventKind::Resumed,
                 format!("resumed from the checkpoint after step {}", self.step),
             )?,
             None => {
                 let message = self.start_message();
-                self.writer.event(0, "started", message)?;
+                self.writer.event(0, EventKind::Started, message)?;
             }
         }
         self.good = Good {
@@ -464,14 +464,14 @@ impl<'a> Session<'a> {
                 Command::Pause if !self.flags.paused => {
                     self.flags.paused = true;
                     self.writer
-                        .event(self.step, "paused", "paused by request")?;
+                        .event(self.step, EventKind::Paused, "paused by request")?;
                     self.writer.status.state = State::Paused;
                     self.writer.status()?;
                 }
                 Command::Resume if self.flags.paused => {
                     self.flags.paused = false;
                     self.writer
-                        .event(self.step, "resumed", "resumed by request")?;
+                        .event(self.step, EventKind::Resumed, "resumed by request")?;
                     self.writer.status.state = State::Training;
                     self.writer.status.message.clear();
                     self.writer.status()?;
@@ -498,7 +498,7 @@ impl<'a> Session<'a> {
                 ReloadEvent::Ready { library: new, .. } => self.offer(new)?,
                 ReloadEvent::Refused { path, reason } => self.writer.event(
                     self.step,
-                    "reload_refused",
+                    EventKind::ReloadRefused,
                     format!("{}: {reason}", path.display()),
                 )?,
                 ReloadEvent::BuildOutput { .. } => {}
@@ -522,7 +522,9 @@ impl<'a> Session<'a> {
                 new.info.name,
                 current.path.display()
             );
-            return self.writer.event(self.step, "reload_refused", message);
+            return self
+                .writer
+                .event(self.step, EventKind::ReloadRefused, message);
         }
         let mut outcome = None;
         for slot in self.live.slots.iter_mut() {
@@ -536,13 +538,17 @@ impl<'a> Session<'a> {
                 self.versions.previous = self.versions.current.replace(new);
                 self.versions.label = to.clone();
                 self.writer.status.plugin_version = to.clone();
-                self.writer
-                    .event(self.step, "reload", format!("{name} {from} → {to}"))
+                self.writer.event(
+                    self.step,
+                    EventKind::Reload,
+                    format!("{name} {from} → {to}"),
+                )
             }
-            Some(SwapOutcome::Refused { name, reason }) => {
-                self.writer
-                    .event(self.step, "reload_refused", format!("{name}: {reason}"))
-            }
+            Some(SwapOutcome::Refused { name, reason }) => self.writer.event(
+                self.step,
+                EventKind::ReloadRefused,
+                format!("{name}: {reason}"),
+            ),
             None => Ok(()),
         }
     }
@@ -570,7 +576,7 @@ impl<'a> Session<'a> {
                     self.writer,
                     self.step,
                 )?,
-                Err(e) => self.writer.event(self.step, "config_invalid", e)?,
+                Err(e) => self.writer.event(self.step, EventKind::ConfigInvalid, e)?,
             }
         }
         Ok(())
@@ -743,8 +749,11 @@ impl<'a> Session<'a> {
     /// a fixed version (a reload) and a resume.
     fn strategy_failed(&mut self, step: u64, reason: &str) -> Result<Flow> {
         let at = step - 1;
-        self.writer
-            .event(at, "strategy_failed", format!("step {step}: {reason}"))?;
+        self.writer.event(
+            at,
+            EventKind::StrategyFailed,
+            format!("step {step}: {reason}"),
+        )?;
         let mut reverted = None;
         for slot in self.live.slots.iter_mut() {
             if let Some(l) = slot.live.as_mut() {
@@ -759,7 +768,7 @@ impl<'a> Session<'a> {
             self.writer.status.plugin_version = now.clone();
             self.writer.event(
                 at,
-                "reverted",
+                EventKind::Reverted,
                 format!("{failed} failed; back to {now}, the version before it"),
             )?;
         } else {
@@ -769,7 +778,7 @@ impl<'a> Session<'a> {
                 "paused: the strategy failed at step {step}: {reason}. Fix the plugin (it is reloaded when rebuilt), then resume"
             );
             let message = self.writer.status.message.clone();
-            self.writer.event(at, "paused", message)?;
+            self.writer.event(at, EventKind::Paused, message)?;
             self.writer.status()?;
         }
         Ok(Flow::Retry)
@@ -796,7 +805,7 @@ impl<'a> Session<'a> {
                 self.go_back_to_good()?;
                 self.writer.event(
                     self.step,
-                    "rechecking",
+                    EventKind::Rechecking,
                     format!(
                         "a loss of steps {}–{} was not finite: back to step {}; checking them one by one",
                         self.step + 1,
@@ -937,7 +946,8 @@ impl<'a> Session<'a> {
             let message = format!(
                 "the loss became non-finite at step {at}; the last good checkpoint is kept"
             );
-            self.writer.event(at, "diverged", message.clone())?;
+            self.writer
+                .event(at, EventKind::Diverged, message.clone())?;
             return Ok((State::Diverged, message));
         }
         if self.flags.stop_requested {
@@ -948,7 +958,7 @@ impl<'a> Session<'a> {
             self.save_checkpoint(self.step.saturating_sub(1) / self.steps_per_epoch)?;
             self.writer.event(
                 self.step,
-                "stopped",
+                EventKind::Stopped,
                 "stopped by request; resume continues from here",
             )?;
             return Ok((State::Stopped, format!("stopped at step {}", self.step)));
@@ -959,7 +969,8 @@ impl<'a> Session<'a> {
             self.final_val_acc
                 .map_or("n/a".into(), |a| format!("{a:.4}"))
         );
-        self.writer.event(self.step, "done", message.clone())?;
+        self.writer
+            .event(self.step, EventKind::Done, message.clone())?;
         Ok((State::Done, message))
     }
 }

@@ -1,6 +1,6 @@
 //! The run directory's writer: status, event, metric and snapshot logs.
 
-use crate::run::dir::{self, EventLine, JsonLog, MetricLine, RunDir, State, Status};
+use crate::run::dir::{self, EventKind, EventLine, JsonLog, MetricLine, RunDir, State, Status};
 use anyhow::{Context, Result};
 
 pub(super) struct Writer {
@@ -44,13 +44,13 @@ impl Writer {
     pub(super) fn event(
         &mut self,
         step: u64,
-        kind: &str,
+        kind: EventKind,
         message: impl Into<String>,
     ) -> Result<()> {
         let line = EventLine {
             wall: dir::now(),
             step,
-            kind: kind.into(),
+            kind,
             message: message.into(),
         };
         self.events.append(&line).context("writing the event log")
@@ -64,7 +64,7 @@ impl Writer {
     /// The run failed: the reason goes to the event log and the status, each as
     /// far as the disk still lets it.
     pub(super) fn fail(&mut self, message: &str) {
-        let _ = self.event(self.status.step, "error", message);
+        let _ = self.event(self.status.step, EventKind::Error, message);
         self.status.state = State::Failed;
         self.status.message = message.to_string();
         self.status.updated = dir::now();
