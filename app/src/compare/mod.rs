@@ -107,7 +107,7 @@ pub fn outcome_of(run: &RunDir) -> Outcome {
     let accs: Vec<f64> = run
         .metrics()
         .iter()
-        .filter(|m: &&MetricLine| m.split == "val" && m.metric == "acc")
+        .filter(|m: &&MetricLine| m.split == dir::metric::VAL && m.metric == dir::metric::ACC)
         .map(|m| m.value)
         .collect();
     Outcome::from_val_acc(run.status().map(|s| s.state), &accs)

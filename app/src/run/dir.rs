@@ -112,6 +112,36 @@ impl Status {
     }
 }
 
+/// The names in metrics.jsonl: written by the trainer, read by the dashboard
+/// and compare.
+pub mod metric {
+    pub const TRAIN: &str = "train";
+    pub const VAL: &str = "val";
+    pub const LOSS: &str = "loss";
+    pub const ACC: &str = "acc";
+    pub const TOP5: &str = "top5";
+    pub const LR: &str = "lr";
+    /// The drop rate of the step.
+    pub const P: &str = "p";
+    pub const STEP_TIME: &str = "step_time";
+    pub const SAMPLES_PER_S: &str = "samples_per_s";
+
+    /// The fraction of units the strategy dropped at `slot`.
+    pub fn dropped(slot: &str) -> String {
+        format!("dropped/{slot}")
+    }
+
+    /// How the dashboard keys a series: "split/metric", e.g. "val/acc".
+    pub fn series(split: &str, name: &str) -> String {
+        format!("{split}/{name}")
+    }
+
+    /// The validation accuracy's series, what comparisons rank by.
+    pub fn val_acc() -> String {
+        series(VAL, ACC)
+    }
+}
+
 /// One line of metrics.jsonl.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MetricLine {

@@ -10,6 +10,7 @@ use super::workspace::{self, DisplayState, ExperimentView, RunView};
 use crate::experiment::Catalog;
 use crate::plugins::Found;
 use crate::run::control::Command as Ctl;
+use crate::run::dir::metric::val_acc;
 use crate::run::dir::{EventKind, RunDir, State};
 
 /// Side effects the dashboard asks for.
@@ -251,7 +252,7 @@ impl App {
         };
         let accs: Vec<f64> = r
             .series
-            .get("val/acc")
+            .get(&val_acc())
             .map(|s| s.points.iter().map(|p| p.1).collect())
             .unwrap_or_default();
         crate::compare::Outcome::from_val_acc(r.status.as_ref().map(|s| s.state), &accs)

@@ -13,6 +13,7 @@ use super::app::{App, Metric, SMOOTHING, ZOOM};
 use super::keys::{KEYMAP, Scope, View};
 use super::series;
 use super::workspace::{DisplayState, RunView};
+use crate::run::dir::metric::{self, val_acc};
 use crate::run::dir::{EventKind, SnapshotLine, State};
 
 /// How many colours the terminal shows.
@@ -275,11 +276,12 @@ fn run_detail(r: &RunView) -> Line<'static> {
     Line::from(text).style(state_style(state))
 }
 
-fn metric_keys(metric: Metric) -> (&'static str, &'static str, &'static str) {
+/// The chart's label, and the metric it reads from each split.
+fn metric_names(metric: Metric) -> (&'static str, [Option<&'static str>; 2]) {
     match metric {
-        Metric::Loss => ("loss", "train/loss", "val/loss"),
-        Metric::Accuracy => ("accuracy", "train/acc", "val/acc"),
-        Metric::DropRate => ("drop rate", "train/p", ""),
+        Metric::Loss => ("loss", [Some(metric::LOSS), Some(metric::LOSS)]),
+        Metric::Accuracy => ("accuracy", [Some(metric::ACC), Some(metric::ACC)]),
+        Metric::DropRate => ("drop rate", [Some(metric::P), None]),
     }
 }
 
@@ -301,21 +303,24 @@ type Curve = (String, Color, Vec<(f64, f64)>, bool);
 
 fn draw_charts(frame: &mut Frame, app: &App, area: Rect) {
     let runs = app.chart_runs();
-    let (name, train_key, val_key) = metric_keys(app.metric);
+    let (name, [train_name, val_name]) = metric_names(app.metric);
     let alpha = SMOOTHING[app.smoothing];
     let zoom = ZOOM[app.zoom];
     let columns = area.width.saturating_sub(10) as usize;
     let mut curves: Vec<Curve> = Vec::new();
     for (i, r) in runs.iter().enumerate() {
         let color = RUN_COLORS[i % RUN_COLORS.len()];
-        for (key, split) in [(train_key, "train"), (val_key, "val")] {
-            let Some(s) = r.series.get(key).filter(|_| !key.is_empty()) else {
+        for (split, metric_name) in [(metric::TRAIN, train_name), (metric::VAL, val_name)] {
+            let Some(key) = metric_name.map(|n| metric::series(split, n)) else {
+                continue;
+            };
+            let Some(s) = r.series.get(&key) else {
                 continue;
             };
             let label = format!("{} s{} {split}", r.info.label, r.info.seed);
             let key_of = |smoothed: bool| CurveKey {
                 run: r.dir.path.clone(),
-                series: key.to_string(),
+                series: key.clone(),
                 len: s.points.len(),
                 columns,
                 zoom: app.zoom,
@@ -347,7 +352,7 @@ fn draw_charts(frame: &mut Frame, app: &App, area: Rect) {
                     .or_insert_with(|| prepare(smoothed))
                     .clone()
             };
-            if alpha > 0.0 && split == "train" {
+            if alpha > 0.0 && split == metric::TRAIN {
                 curves.push((String::new(), color, cached(false), true));
                 curves.push((label, color, cached(true), false));
             } else {
@@ -965,7 +970,7 @@ fn draw_compare(frame: &mut Frame, app: &App, area: Rect) {
             let state = run.map_or(DisplayState::Unknown, |r| r.state());
             let o = crate::compare::Outcome::from_val_acc(
                 None,
-                &run.and_then(|r| r.series.get("val/acc"))
+                &run.and_then(|r| r.series.get(&val_acc()))
                     .map(|s| s.points.iter().map(|p| p.1).collect::<Vec<_>>())
                     .unwrap_or_default(),
             );

@@ -148,7 +148,7 @@ impl RunView {
             changed = true;
             let series = self
                 .series
-                .entry(format!("{}/{}", m.split, m.metric))
+                .entry(dir::metric::series(&m.split, &m.metric))
                 .or_default();
             // A resumed run logs again from its checkpoint: keep steps increasing.
             while series.points.last().is_some_and(|p| p.0 >= m.step as f64) {

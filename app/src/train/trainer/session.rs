@@ -18,6 +18,7 @@ use crate::experiment::{self, BackendChoice, Catalog, ExperimentFile, NONE, RunS
 use crate::plugins::Library;
 use crate::plugins::watch::{ReloadEvent, SwapOutcome, Watcher};
 use crate::run::control::{Command, ControlServer};
+use crate::run::dir::metric::{self, ACC, LOSS, LR, P, SAMPLES_PER_S, STEP_TIME, TOP5, TRAIN, VAL};
 use crate::run::dir::{self, CheckpointInfo, EventKind, JsonLog, RunDir, SnapshotLine, State};
 use crate::train::data::EpochItems;
 use crate::train::device;
@@ -836,17 +837,17 @@ impl<'a> Session<'a> {
         dropped: &std::collections::BTreeMap<String, f64>,
     ) -> Result<()> {
         let (step, epoch, p, version) = (self.step, plan.epoch, plan.p, &self.versions.label);
-        let line = |name: &str, value: f64| metric(step, epoch, "train", name, value, p, version);
+        let line = |name: &str, value: f64| metric(step, epoch, TRAIN, name, value, p, version);
         let mut lines = vec![
-            line("loss", t.mean_loss),
-            line("acc", t.acc),
-            line("lr", plan.lr),
-            line("p", p),
-            line("step_time", t.step_s),
-            line("samples_per_s", t.per_s),
+            line(LOSS, t.mean_loss),
+            line(ACC, t.acc),
+            line(LR, plan.lr),
+            line(P, p),
+            line(STEP_TIME, t.step_s),
+            line(SAMPLES_PER_S, t.per_s),
         ];
         for (slot, frac) in dropped {
-            lines.push(line(&format!("dropped/{slot}"), *frac));
+            lines.push(line(&metric::dropped(slot), *frac));
         }
         self.writer
             .metrics
@@ -883,10 +884,10 @@ impl<'a> Session<'a> {
             self.classes,
         );
         let (step, epoch, p, version) = (self.step, plan.epoch, plan.p, &self.versions.label);
-        let line = |name: &str, value: f64| metric(step, epoch, "val", name, value, p, version);
-        let mut lines = vec![line("loss", val_loss), line("acc", top1)];
+        let line = |name: &str, value: f64| metric(step, epoch, VAL, name, value, p, version);
+        let mut lines = vec![line(LOSS, val_loss), line(ACC, top1)];
         if let Some(t5) = top5 {
-            lines.push(line("top5", t5));
+            lines.push(line(TOP5, t5));
         }
         self.writer
             .metrics
