@@ -1,10 +1,11 @@
 //! Checkpoints: where a run resumes, and saving one.
 
+use anyhow::{Context, Result, anyhow};
+use burn::module::Module;
+
 use crate::run::dir::{self, CheckpointInfo, RunDir};
 use crate::train::models::Model;
 use crate::train::optim::RunOptimizer;
-use anyhow::{Context, Result, anyhow};
-use burn::module::Module;
 
 /// Where the run continues: its checkpoint, or step 0 when it never saved one.
 /// A checkpoint that cannot be read is refused (starting over would silently

@@ -1,12 +1,15 @@
 //! Live changes of the experiment file, re-validated and applied at a step boundary.
 
+use std::path::Path;
+
+use anyhow::Result;
+
 use crate::experiment::{self, Catalog, DropSchedule, RunSpec};
 use crate::plugins::Library;
 use crate::run::dir::{self, EventKind};
-use anyhow::Result;
-use std::path::Path;
 
-use super::{slots::*, writer::*};
+use super::slots::{Live, build_slots};
+use super::writer::Writer;
 
 /// Re-validates the experiment text and applies what can change live.
 #[allow(clippy::too_many_arguments)]

@@ -12,14 +12,18 @@ mod slots;
 mod task;
 mod writer;
 
-use crate::run::dir::{self, RunDir, State};
-use crate::run::lock::RunLock;
-use anyhow::{Result, anyhow};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use self::{checkpoint::*, session::*, writer::*};
+use anyhow::{Result, anyhow};
+
+use crate::run::dir::{self, RunDir, State};
+use crate::run::lock::RunLock;
+
+use self::checkpoint::resume_point;
+use self::session::run;
+use self::writer::Writer;
 
 /// How progress is shown while training in the foreground.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

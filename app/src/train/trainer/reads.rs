@@ -1,16 +1,17 @@
 //! What is read back from the device: the training window's loss and accuracy, validation.
 
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::{Device, Int, Tensor};
+
 use crate::train::data::EpochItems;
 use crate::train::models::Model;
 use crate::train::optim::RunOptimizer;
 use crate::train::transformer::NoSlots;
-use anyhow::Result;
-use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::tensor::{Device, Int, Tensor};
-use std::time::{Duration, Instant};
 
-use super::task::*;
+use super::task::{Batch, Task};
 
 /// Top-1 hits in the batch, left on the device.
 pub(super) fn correct_top1(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1, Int> {
@@ -146,7 +147,7 @@ impl Pending {
         }
     }
 
-    /// A new window (after a log line).
+    /// A new window (after a log line, or going back to a good read).
     pub(super) fn restart(&mut self) {
         *self = Pending::default();
     }

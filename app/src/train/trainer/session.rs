@@ -823,7 +823,7 @@ impl<'a> Session<'a> {
     /// logged since then go.
     fn go_back_to_good(&mut self) -> Result<()> {
         (self.model, self.optim, self.step) = self.good.restore();
-        self.pending = Pending::default();
+        self.pending.restart();
         self.run_dir.truncate_log_after(dir::SNAPSHOTS, self.step)?;
         self.writer.snapshots = JsonLog::open(&self.run_dir.file(dir::SNAPSHOTS))?;
         self.writer.status.step = self.step;

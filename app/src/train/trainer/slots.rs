@@ -1,14 +1,16 @@
 //! The strategy at each slot of the model, and what one step's masks leave behind (dropped fractions, snapshots, finiteness).
 
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use burn::tensor::{Bool, Tensor};
+
 use crate::experiment::{self, ExperimentFile, StrategySpec};
 use crate::plugins::watch::LiveStrategy;
 use crate::plugins::{Library, MaskContext, MaskError};
 use crate::run::dir::SnapshotLine;
 use crate::train::transformer::TextSlots;
 use crate::train::watchdog::Watchdog;
-use anyhow::Result;
-use burn::tensor::{Bool, Tensor};
-use std::collections::BTreeMap;
 
 /// The strategy configured at one slot.
 pub(super) struct Slot {

@@ -1,12 +1,13 @@
 //! The data of a run: images or text, its batches.
 
+use anyhow::Result;
+use burn::tensor::{Device, Int, Tensor};
+
 use crate::experiment::ExperimentFile;
 use crate::run::dir::{self, RunDir};
 use crate::train::data::{self, EpochItems, ImageBatch, ImageBatcher, SplitBatcher};
 use crate::train::models::InputKind;
 use crate::train::text::{TextBatch, TextBatcher, TextTask};
-use anyhow::Result;
-use burn::tensor::{Device, Int, Tensor};
 
 /// One batch of either kind.
 // Batches are moved a handful at a time: the variants' size difference costs nothing.

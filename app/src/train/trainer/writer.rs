@@ -1,7 +1,8 @@
 //! The run directory's writer: status, event, metric and snapshot logs.
 
-use crate::run::dir::{self, EventKind, EventLine, JsonLog, MetricLine, RunDir, State, Status};
 use anyhow::{Context, Result};
+
+use crate::run::dir::{self, EventKind, EventLine, JsonLog, MetricLine, RunDir, State, Status};
 
 pub(super) struct Writer {
     pub(super) dir: RunDir,
