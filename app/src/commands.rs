@@ -8,8 +8,8 @@ use crate::experiment::{self, Catalog, RunSpec};
 use crate::plugins::Library;
 use crate::run::dir::{RunDir, State};
 use crate::run::prepare::{Selection, prepare_runs};
-use crate::train::device;
 use crate::train::trainer::{self, Progress, Summary, TrainOptions};
+use crate::train::{ThisMachine, device};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -56,7 +56,7 @@ pub fn check(plugins: &Path, files: &[PathBuf]) -> Result<()> {
     let (catalog, _) = catalog(plugins)?;
     let mut bad = 0;
     for file in files {
-        match experiment::load(file, &catalog) {
+        match experiment::load(file, &catalog, &ThisMachine) {
             Ok(exp) => {
                 let runs = exp.runs();
                 println!(
@@ -126,12 +126,12 @@ pub fn run(plugins: &Path, args: &RunArgs) -> Result<()> {
             strategy: args.strategy.as_deref(),
             seed: args.seed,
         };
-        let (_, dirs) = prepare_runs(&catalog(plugins)?.0, file, &args.runs, select)?;
+        let (_, dirs) = prepare_runs(&catalog(plugins)?.0, &ThisMachine, file, &args.runs, select)?;
         dirs
     };
     let mut summaries: Vec<(RunDir, Result<Summary>)> = Vec::new();
     for d in dirs {
-        let info = d.info().map_err(|e| anyhow!(e))?;
+        let info = d.info()?;
         eprintln!(
             "run {} ({} seed {})",
             d.path.display(),

@@ -1,8 +1,10 @@
 //! probdrop-tui: a terminal dashboard for structured-dropout research.
 //!
 //! Data flows one way: `experiment` (TOML schema, validation) → `run` (run
-//! directory, control) → `train` (data, models, loop) → `plugins` (the strategy
-//! host). The commands in `cli` tie them together.
+//! directory, control, preparing and starting runs) → `plugins` (the strategy
+//! host) → `train` (data, models, loop), `compare` and `ui` (the dashboard).
+//! The commands in `cli` and `commands` tie them together; ARCHITECTURE.md
+//! has the table.
 
 pub mod cli;
 pub mod commands;

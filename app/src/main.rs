@@ -1,6 +1,7 @@
 use clap::Parser;
 use probdrop_tui::cli::{self, Cli, Command};
 use probdrop_tui::commands;
+use probdrop_tui::train::ThisMachine;
 
 fn main() {
     let args = Cli::parse();
@@ -9,7 +10,9 @@ fn main() {
         Some(Command::Mask(mask)) => cli::mask(&args.plugins, mask),
         Some(Command::Check { files }) => commands::check(&args.plugins, files),
         Some(Command::Run(run)) => commands::run(&args.plugins, run),
-        Some(Command::Compare(compare)) => probdrop_tui::compare::compare(&args.plugins, compare),
+        Some(Command::Compare(compare)) => {
+            probdrop_tui::compare::compare(&args.plugins, &ThisMachine, compare)
+        }
         Some(Command::Train { run_dir }) => commands::train(&args.plugins, run_dir),
         Some(Command::Trial { library }) => {
             let passed = probdrop_tui::plugins::trial::trial_command(library);
@@ -23,12 +26,14 @@ fn main() {
             compare,
         }) => probdrop_tui::ui::run(probdrop_tui::ui::Options {
             plugins: args.plugins.clone(),
+            machine: std::sync::Arc::new(ThisMachine),
             runs: runs.clone(),
             experiments: experiments.clone(),
             compare: compare.clone(),
         }),
         None => probdrop_tui::ui::run(probdrop_tui::ui::Options {
             plugins: args.plugins.clone(),
+            machine: std::sync::Arc::new(ThisMachine),
             runs: "runs".into(),
             experiments: "experiments".into(),
             compare: "compare".into(),

@@ -123,6 +123,26 @@ pub struct Ctx {
     pub seed: u64,
 }
 
+impl Ctx {
+    /// A training-time context with everything but `p` and `seed` neutral.
+    pub fn training(p: f64, seed: u64) -> Ctx {
+        Ctx {
+            p,
+            training: true,
+            step: 0,
+            epoch: 0,
+            slot: "test".into(),
+            seed,
+        }
+    }
+
+    /// Whether the mask is the identity without asking the strategy: outside
+    /// training, or at `p == 0`.
+    pub fn is_identity(&self) -> bool {
+        !self.training || self.p == 0.0
+    }
+}
+
 /// A dropout strategy. See the crate docs for an example.
 pub trait Strategy: Sized + Send + Sync + 'static {
     /// Name used in experiment files (`strategy = "..."`).
@@ -210,7 +230,7 @@ impl<S: Strategy> StrategyObj for Glue<S> {
                     ctx.p
                 )));
             }
-            let mask = if !ctx.training || ctx.p == 0.0 {
+            let mask = if ctx.is_identity() {
                 // Identity: a single 1 broadcast over x.
                 let rank = x.shape()?.len();
                 ops.full(&vec![1; rank], 1.0)?

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::experiment::{self, NONE};
+use crate::experiment::{self, Experiment, Machine, NONE};
+use crate::run::RunError;
 use crate::run::control::{self, Command as Ctl};
 use crate::run::dir::{self, MetricLine, RunDir, State};
 use crate::run::prepare::{create_run, load_for_runs};
@@ -53,7 +54,7 @@ pub struct Entry {
 }
 
 impl Manifest {
-    pub fn load(compare_dir: &Path) -> Result<Manifest, String> {
+    pub fn load(compare_dir: &Path) -> Result<Manifest, RunError> {
         dir::read_json(&compare_dir.join(MANIFEST))
     }
 
@@ -454,26 +455,14 @@ struct Running {
 }
 
 /// `probdrop-tui compare`.
-pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
+pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Result<()> {
     if args.jobs == 0 {
         bail!("--jobs: expected at least 1");
     }
     if args.seeds == Some(0) {
         bail!("--seeds: expected at least 1");
     }
-    let loaded = crate::plugins::load(plugins, &mut |_| {})
-        .with_context(|| format!("cannot read the plugins directory {}", plugins.display()))?;
-    let (mut exp, source) = load_for_runs(
-        &loaded.catalog,
-        &args.file,
-        args.device.as_deref(),
-        args.epochs,
-    )?;
-    // The baseline is always there: first, whether the file lists it or not.
-    if !exp.strategies().iter().any(|s| s.plugin == NONE) {
-        exp.file.strategy.insert(0, experiment::none_strategy());
-    }
-    exp.file.seeds = pick_seeds(&exp.file.seeds, args.seeds);
+    let (exp, source) = load_comparison(plugins, machine, args)?;
     let stem = args
         .file
         .file_stem()
@@ -483,6 +472,76 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("compare").join(stem));
+    let mut manifest = open_manifest(&compare_dir, &exp, &source)?;
+    let mut pool = Pool::default();
+    let to_start = sort_runs(
+        &exp,
+        &source,
+        &args.runs,
+        &compare_dir,
+        &mut manifest,
+        &mut pool,
+    )?;
+    eprintln!(
+        "compare {}: {} strategies × {} seeds = {} runs; {} finished, {} still \
+         training, {} to run, {} at a time (in {})",
+        args.file.display(),
+        manifest.strategies.len(),
+        manifest.seeds.len(),
+        exp.runs().len(),
+        pool.finished,
+        pool.attached.len(),
+        to_start.len(),
+        args.jobs,
+        compare_dir.display()
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let mut queue = to_start.into_iter();
+    let interrupted = loop {
+        pool.collect_ended(&compare_dir, &manifest)?;
+        if stop.load(Ordering::Relaxed) {
+            pool.stop_all()?;
+            break true;
+        }
+        pool.fill(plugins, &mut queue, args.jobs)?;
+        if pool.running.is_empty() && pool.attached.is_empty() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    finish(&compare_dir, &manifest, interrupted, &pool.failed)
+}
+
+/// The experiment with the baseline added and the seeds chosen, and its source.
+fn load_comparison(
+    plugins: &Path,
+    machine: &dyn Machine,
+    args: &CompareArgs,
+) -> Result<(Experiment, PathBuf)> {
+    let loaded = crate::plugins::load(plugins, &mut |_| {})
+        .with_context(|| format!("cannot read the plugins directory {}", plugins.display()))?;
+    let (mut exp, source) = load_for_runs(
+        &loaded.catalog,
+        machine,
+        &args.file,
+        args.device.as_deref(),
+        args.epochs,
+    )?;
+    // The baseline is always there: first, whether the file lists it or not.
+    if !exp.strategies().iter().any(|s| s.plugin == NONE) {
+        exp.file.strategy.insert(0, experiment::none_strategy());
+    }
+    exp.file.seeds = pick_seeds(&exp.file.seeds, args.seeds);
+    Ok((exp, source))
+}
+
+/// The comparison's manifest, as an earlier invocation left it or new, with
+/// this invocation's strategies and seeds; refused if the directory holds a
+/// comparison of another file.
+fn open_manifest(compare_dir: &Path, exp: &Experiment, source: &Path) -> Result<Manifest> {
     let labels: Vec<String> = exp
         .strategies()
         .iter()
@@ -494,21 +553,17 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
         .find(|s| s.plugin == NONE)
         .map(experiment::strategy_label)
         .unwrap_or_else(|| NONE.to_string());
-    let mut manifest = match Manifest::load(&compare_dir) {
-        Ok(m) => {
-            if m.source != source {
-                bail!(
-                    "{} holds a comparison of {}, not {}; choose another --out",
-                    compare_dir.display(),
-                    m.source.display(),
-                    source.display()
-                );
-            }
-            m
-        }
+    let mut manifest = match Manifest::load(compare_dir) {
+        Ok(m) if m.source != source => bail!(
+            "{} holds a comparison of {}, not {}; choose another --out",
+            compare_dir.display(),
+            m.source.display(),
+            source.display()
+        ),
+        Ok(m) => m,
         Err(_) => Manifest {
             experiment: exp.file.name.clone(),
-            source: source.clone(),
+            source: source.to_path_buf(),
             created: dir::timestamp(dir::now() as u64),
             baseline: baseline.clone(),
             strategies: Vec::new(),
@@ -520,114 +575,105 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
     manifest.strategies = labels;
     manifest.seeds = exp.file.seeds.clone();
     manifest
-        .save(&compare_dir)
+        .save(compare_dir)
         .with_context(|| format!("writing {}", compare_dir.join(MANIFEST).display()))?;
+    Ok(manifest)
+}
 
-    // What each strategy × seed needs: nothing (finished), waiting for a trainer
-    // that is still going (started by an earlier compare), or a trainer.
-    let mut to_start: Vec<Entry> = Vec::new();
-    let mut attached: Vec<Entry> = Vec::new();
-    let mut finished = 0usize;
+/// What each strategy × seed needs: nothing (finished, counted in the pool),
+/// waiting for a trainer an earlier compare started (attached to the pool), or a
+/// trainer (returned, its run directory created if it had none).
+fn sort_runs(
+    exp: &Experiment,
+    source: &Path,
+    runs_dir: &Path,
+    compare_dir: &Path,
+    manifest: &mut Manifest,
+    pool: &mut Pool,
+) -> Result<Vec<Entry>> {
+    let mut to_start = Vec::new();
     for run in exp.runs() {
-        let existing = manifest.entry(&run.label, run.seed).cloned();
-        match existing {
-            Some(e) if RunDir::new(&e.dir).info().is_ok() => {
-                let d = RunDir::new(&e.dir);
+        if let Some(e) = manifest.entry(&run.label, run.seed).cloned() {
+            let d = RunDir::new(&e.dir);
+            if d.info().is_ok() {
                 match d.status() {
                     Some(s) if s.state == State::Done || s.state == State::Diverged => {
-                        finished += 1
+                        pool.finished += 1
                     }
-                    Some(s) if !s.state.is_final() && d.trainer_alive(&s) => attached.push(e),
+                    Some(s) if !s.state.is_final() && d.trainer_alive(&s) => pool.attached.push(e),
                     _ => to_start.push(e),
                 }
-            }
-            _ => {
-                let d = create_run(&exp, &source, &run, &args.runs)?;
-                // Absolute: the dashboard reads the manifest from wherever it runs.
-                let e = Entry {
-                    label: run.label.clone(),
-                    seed: run.seed,
-                    dir: d.path.canonicalize().unwrap_or(d.path.clone()),
-                };
-                manifest
-                    .runs
-                    .retain(|x| !(x.label == e.label && x.seed == e.seed));
-                manifest.runs.push(e.clone());
-                manifest.save(&compare_dir)?;
-                to_start.push(e);
+                continue;
             }
         }
+        let d = create_run(exp, source, &run, runs_dir)?;
+        // Absolute: the dashboard reads the manifest from wherever it runs.
+        let e = Entry {
+            label: run.label.clone(),
+            seed: run.seed,
+            dir: d.path.canonicalize().unwrap_or(d.path.clone()),
+        };
+        manifest
+            .runs
+            .retain(|x| !(x.label == e.label && x.seed == e.seed));
+        manifest.runs.push(e.clone());
+        manifest.save(compare_dir)?;
+        to_start.push(e);
     }
-    let total = exp.runs().len();
-    eprintln!(
-        "compare {}: {} strategies × {} seeds = {total} runs; {finished} finished, {} still \
-         training, {} to run, {} at a time (in {})",
-        args.file.display(),
-        manifest.strategies.len(),
-        manifest.seeds.len(),
-        attached.len(),
-        to_start.len(),
-        args.jobs,
-        compare_dir.display()
-    );
+    Ok(to_start)
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone())?;
-    }
-    let mut running: Vec<Running> = Vec::new();
-    let mut queue = to_start.into_iter();
-    let mut failed: Vec<String> = Vec::new();
-    let mut interrupted = false;
-    loop {
-        // Trainers this invocation started.
+/// The trainers a comparison waits for, and how its runs ended.
+#[derive(Default)]
+struct Pool {
+    /// Trainers this invocation started.
+    running: Vec<Running>,
+    /// Runs whose trainers an earlier invocation started.
+    attached: Vec<Entry>,
+    finished: usize,
+    failed: Vec<String>,
+}
+
+impl Pool {
+    /// Reports the runs that ended since the last look (rewriting the reports
+    /// after each one this invocation started) and the pauses.
+    fn collect_ended(&mut self, compare_dir: &Path, manifest: &Manifest) -> Result<()> {
         let mut i = 0;
-        while i < running.len() {
-            let Some(exit) = running[i].trainer.exited()? else {
-                let r = &mut running[i];
-                let status = RunDir::new(&r.entry.dir).status();
-                let paused = status.as_ref().is_some_and(|s| s.state == State::Paused);
-                if paused && !r.paused {
-                    let why = status.map(|s| s.message).unwrap_or_default();
-                    eprintln!(
-                        "{} seed {} paused, and compare waits for it: {why} (resume it from the dashboard, or Ctrl-C to stop here)",
-                        r.entry.label, r.entry.seed
-                    );
-                } else if !paused && r.paused {
-                    eprintln!("{} seed {} going again", r.entry.label, r.entry.seed);
-                }
-                r.paused = paused;
+        while i < self.running.len() {
+            let Some(exit) = self.running[i].trainer.exited()? else {
+                report_pause(&mut self.running[i]);
                 i += 1;
                 continue;
             };
-            let r = running.remove(i);
+            let r = self.running.remove(i);
             let _ = r.trainer.record(exit);
             let d = RunDir::new(&r.entry.dir);
-            report_end(
-                &d,
-                &r.entry,
-                r.started.elapsed(),
-                &mut finished,
-                &mut failed,
-            );
-            write_reports(&compare_dir, &manifest)?;
+            let took = r.started.elapsed();
+            report_end(&d, &r.entry, took, &mut self.finished, &mut self.failed);
+            write_reports(compare_dir, manifest)?;
         }
-        // Trainers an earlier invocation started.
-        attached.retain(|e| {
+        let (finished, failed) = (&mut self.finished, &mut self.failed);
+        self.attached.retain(|e| {
             let d = RunDir::new(&e.dir);
             let going = d
                 .status()
                 .is_some_and(|s| !s.state.is_final() && d.trainer_alive(&s));
             if !going {
-                report_end(&d, e, Duration::ZERO, &mut finished, &mut failed);
+                report_end(&d, e, Duration::ZERO, finished, failed);
             }
             going
         });
-        if stop.load(Ordering::Relaxed) {
-            interrupted = true;
-            break;
-        }
-        while running.len() + attached.len() < args.jobs {
+        Ok(())
+    }
+
+    /// Starts trainers from `queue` until `jobs` are going.
+    fn fill(
+        &mut self,
+        plugins: &Path,
+        queue: &mut impl Iterator<Item = Entry>,
+        jobs: usize,
+    ) -> Result<()> {
+        while self.running.len() + self.attached.len() < jobs {
             let Some(entry) = queue.next() else { break };
             let trainer = Trainer::start(plugins, &RunDir::new(&entry.dir))
                 .with_context(|| format!("starting a trainer for {}", entry.dir.display()))?;
@@ -637,32 +683,57 @@ pub fn compare(plugins: &Path, args: &CompareArgs) -> Result<()> {
                 entry.seed,
                 entry.dir.display()
             );
-            running.push(Running {
+            self.running.push(Running {
                 entry,
                 trainer,
                 started: Instant::now(),
                 paused: false,
             });
         }
-        if running.is_empty() && attached.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
+        Ok(())
     }
-    if interrupted {
+
+    /// Asks the trainers this invocation started to stop, and waits for them.
+    fn stop_all(&mut self) -> Result<()> {
         eprintln!(
             "interrupted: stopping {} trainer(s) at their next step",
-            running.len()
+            self.running.len()
         );
-        for r in &running {
+        for r in &self.running {
             let _ = control::send(&RunDir::new(&r.entry.dir).file(dir::SOCKET), &Ctl::Stop);
         }
-        for r in &mut running {
+        for r in &mut self.running {
             let exit = r.trainer.wait()?;
             let _ = r.trainer.record(exit);
         }
+        Ok(())
     }
-    let t = write_reports(&compare_dir, &manifest)?;
+}
+
+/// Says when a running trainer pauses (compare cannot resume it) or goes again.
+fn report_pause(r: &mut Running) {
+    let status = RunDir::new(&r.entry.dir).status();
+    let paused = status.as_ref().is_some_and(|s| s.state == State::Paused);
+    if paused && !r.paused {
+        let why = status.map(|s| s.message).unwrap_or_default();
+        eprintln!(
+            "{} seed {} paused, and compare waits for it: {why} (resume it from the dashboard, or Ctrl-C to stop here)",
+            r.entry.label, r.entry.seed
+        );
+    } else if !paused && r.paused {
+        eprintln!("{} seed {} going again", r.entry.label, r.entry.seed);
+    }
+    r.paused = paused;
+}
+
+/// Writes the reports, prints the table, and fails if anything did not finish.
+fn finish(
+    compare_dir: &Path,
+    manifest: &Manifest,
+    interrupted: bool,
+    failed: &[String],
+) -> Result<()> {
+    let t = write_reports(compare_dir, manifest)?;
     println!("{}", markdown(&t));
     println!(
         "written: {}, {}, {}",

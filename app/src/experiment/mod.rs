@@ -2,6 +2,7 @@
 
 pub mod device;
 pub mod diagnostic;
+pub mod machine;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use plugin_api::{ParamSpec, Value};
 pub use device::{DeviceName, LIBTORCH_BUILT, LIBTORCH_MISSING, backend_for, parse_device};
 pub use diagnostic::{Diagnostic, Seg};
 use diagnostic::{Locator, did_you_mean, expected_words, first_quoted, key};
+pub use machine::{Machine, MemoryFloor};
 pub use schema::*;
 
 /// Name of the strategy that applies no extra dropout.
@@ -123,7 +125,11 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Reads and validates `path`.
-pub fn load(path: &Path, catalog: &Catalog) -> Result<Experiment, Vec<Diagnostic>> {
+pub fn load(
+    path: &Path,
+    catalog: &Catalog,
+    machine: &dyn Machine,
+) -> Result<Experiment, Vec<Diagnostic>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![Diagnostic {
             file: path.to_path_buf(),
@@ -135,7 +141,7 @@ pub fn load(path: &Path, catalog: &Catalog) -> Result<Experiment, Vec<Diagnostic
             source_line: String::new(),
         }]
     })?;
-    validate(path, &text, catalog)
+    validate(path, &text, catalog, machine)
 }
 
 /// Parses `text` (the content of `path`) into the schema, without checks that need
@@ -254,11 +260,17 @@ fn parse_path(text: &str) -> Vec<Seg> {
 }
 
 /// Parses and checks `text` fully: plugins and their parameters, ranges, data paths.
-pub fn validate(path: &Path, text: &str, catalog: &Catalog) -> Result<Experiment, Vec<Diagnostic>> {
+pub fn validate(
+    path: &Path,
+    text: &str,
+    catalog: &Catalog,
+    machine: &dyn Machine,
+) -> Result<Experiment, Vec<Diagnostic>> {
     let file = parse(path, text)?;
     let locator = Locator::new(path, text);
     let mut checker = Checker {
         locator: &locator,
+        machine,
         errors: Vec::new(),
         more: 0,
     };
@@ -287,20 +299,6 @@ pub fn validate(path: &Path, text: &str, catalog: &Catalog) -> Result<Experiment
     }
 }
 
-/// The machine's memory in bytes (`MemTotal`).
-fn machine_memory() -> Option<u128> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: u128 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
-}
-
 /// More epochs than any run could finish; a bound so that the step count never
 /// overflows.
 pub const MAX_EPOCHS: usize = 1_000_000;
@@ -310,6 +308,7 @@ pub const MAX_ERRORS: usize = 50;
 
 struct Checker<'a> {
     locator: &'a Locator<'a>,
+    machine: &'a dyn Machine,
     errors: Vec<Diagnostic>,
     /// Errors past [`MAX_ERRORS`], counted but not positioned.
     more: usize,
@@ -317,6 +316,13 @@ struct Checker<'a> {
 
 fn p(segs: &[&str]) -> Vec<Seg> {
     segs.iter().map(|s| key(s)).collect()
+}
+
+/// The path of `keys` inside the `i`th `[[strategy]]`.
+fn strategy_key(i: usize, keys: &[&str]) -> Vec<Seg> {
+    let mut v = vec![key("strategy"), Seg::Index(i)];
+    v.extend(keys.iter().map(|s| key(s)));
+    v
 }
 
 impl Checker<'_> {
@@ -351,6 +357,35 @@ impl Checker<'_> {
     }
 
     fn check(&mut self, f: &ExperimentFile, catalog: &Catalog) {
+        self.check_top(f);
+        self.check_model(&f.model);
+        self.check_modality(&f.data, &f.model);
+        self.check_optimizer(&f.optimizer);
+        self.check_lr(&f.lr_schedule, &f.train);
+        self.check_train(&f.train);
+        self.check_limits(&f.data);
+        if !f.device.starts_with("cuda") {
+            self.check_memory(f);
+        }
+        let slots = model_slots(&f.model);
+        let mut labels: Vec<String> = Vec::new();
+        for (i, s) in f.strategy.iter().enumerate() {
+            let label = strategy_label(s);
+            if labels.contains(&label) {
+                self.err(
+                    strategy_key(i, &["label"]),
+                    format!(
+                        "two strategies are labelled \"{label}\"; give each a distinct `label`"
+                    ),
+                );
+            }
+            labels.push(label);
+            self.check_strategy(f, i, &slots, catalog);
+        }
+    }
+
+    /// The top-level keys: name, seeds, device, and the cuDNN switches.
+    fn check_top(&mut self, f: &ExperimentFile) {
         let name_ok = !f.name.is_empty()
             && f.name
                 .chars()
@@ -379,81 +414,64 @@ impl Checker<'_> {
                 "cudnn_benchmark = true contradicts deterministic = true (the search picks algorithms by timing); remove one",
             );
         }
-        self.check_model(&f.model);
-        self.check_modality(&f.data, &f.model);
-        self.check_optimizer(&f.optimizer);
-        self.check_lr(&f.lr_schedule, &f.train);
-        self.check_train(&f.train);
-        self.check_limits(&f.data);
-        if !f.device.starts_with("cuda") {
-            self.check_memory(f);
-        }
-        let slots = model_slots(&f.model);
-        let mut labels: Vec<String> = Vec::new();
-        for (i, s) in f.strategy.iter().enumerate() {
-            let at = |k: &[&str]| {
-                let mut v = vec![key("strategy"), Seg::Index(i)];
-                v.extend(k.iter().map(|s| key(s)));
-                v
-            };
-            let label = strategy_label(s);
-            if labels.contains(&label) {
-                self.err(
-                    at(&["label"]),
-                    format!(
-                        "two strategies are labelled \"{label}\"; give each a distinct `label`"
-                    ),
-                );
-            }
-            labels.push(label);
-            if let Some(list) = &s.slots {
-                for (j, slot) in list.iter().enumerate() {
-                    if !slots.contains(slot) {
-                        let mut path = at(&["slots"]);
-                        path.push(Seg::Index(j));
-                        self.err_help(
-                            path,
-                            false,
-                            format!(
-                                "unknown slot \"{slot}\"; this model's slots are: {}",
-                                slots.join(", ")
-                            ),
-                            did_you_mean(slot, &slots),
-                        );
-                    }
-                }
-            }
-            if s.plugin == NONE {
-                if !s.params.is_empty() {
-                    self.err(at(&["params"]), "the \"none\" strategy takes no parameters");
-                }
-                continue;
-            }
-            let Some(schema) = catalog.strategies.get(&s.plugin) else {
-                let mut known: Vec<String> = catalog.strategies.keys().cloned().collect();
-                known.push(NONE.into());
+    }
+
+    /// Strategy `i`: its slots, its plugin, its parameters (its own and its
+    /// slots' overrides) and its schedule.
+    fn check_strategy(
+        &mut self,
+        f: &ExperimentFile,
+        i: usize,
+        slots: &[String],
+        catalog: &Catalog,
+    ) {
+        let s = &f.strategy[i];
+        let at = |k: &[&str]| strategy_key(i, k);
+        for (j, slot) in s.slots.iter().flatten().enumerate() {
+            if !slots.contains(slot) {
+                let mut path = at(&["slots"]);
+                path.push(Seg::Index(j));
                 self.err_help(
-                    at(&["plugin"]),
+                    path,
                     false,
                     format!(
-                        "unknown strategy \"{}\"; the plugins found are: {}",
-                        s.plugin,
-                        known.join(", ")
+                        "unknown slot \"{slot}\"; this model's slots are: {}",
+                        slots.join(", ")
                     ),
-                    did_you_mean(&s.plugin, &known),
+                    did_you_mean(slot, slots),
                 );
-                continue;
-            };
-            self.check_params(at(&["params"]), &s.params, schema);
-            for (slot, spec) in &f.model.slots {
-                if s.slots.as_ref().is_none_or(|l| l.contains(slot)) && !spec.params.is_empty() {
-                    // Errors point at the slot's own table.
-                    let path = vec![key("model"), key("slots"), key(slot), key("params")];
-                    self.check_params(path, &spec.params, schema);
-                }
             }
-            self.check_schedule(&s.schedule, &at(&["schedule"]), f.train.epochs);
         }
+        if s.plugin == NONE {
+            if !s.params.is_empty() {
+                self.err(at(&["params"]), "the \"none\" strategy takes no parameters");
+            }
+            return;
+        }
+        let Some(schema) = catalog.strategies.get(&s.plugin) else {
+            let mut known: Vec<String> = catalog.strategies.keys().cloned().collect();
+            known.push(NONE.into());
+            self.err_help(
+                at(&["plugin"]),
+                false,
+                format!(
+                    "unknown strategy \"{}\"; the plugins found are: {}",
+                    s.plugin,
+                    known.join(", ")
+                ),
+                did_you_mean(&s.plugin, &known),
+            );
+            return;
+        };
+        self.check_params(at(&["params"]), &s.params, schema);
+        for (slot, spec) in &f.model.slots {
+            if s.slots.as_ref().is_none_or(|l| l.contains(slot)) && !spec.params.is_empty() {
+                // Errors point at the slot's own table.
+                let path = vec![key("model"), key("slots"), key(slot), key("params")];
+                self.check_params(path, &spec.params, schema);
+            }
+        }
+        self.check_schedule(&s.schedule, &at(&["schedule"]), f.train.epochs);
     }
 
     fn check_params(&mut self, base: Vec<Seg>, table: &toml::Table, schema: &[ParamSpec]) {
@@ -879,8 +897,10 @@ impl Checker<'_> {
                 [3, side, side]
             }
         };
-        let floor = crate::train::models::memory_floor(&f.model, input, f.train.batch_size);
-        let (Some(floor), Some(total)) = (floor, machine_memory()) else {
+        let floor = self
+            .machine
+            .memory_floor(&f.model, input, f.train.batch_size);
+        let (Some(floor), Some(total)) = (floor, self.machine.memory()) else {
             return;
         };
         if floor.bytes > total {
@@ -990,7 +1010,7 @@ impl Checker<'_> {
                 .at_path(&p(&["data", "path"]), false, message, None);
             return Err(Box::new((primary, diag)));
         };
-        if let Err(e) = crate::train::data::check_layout(d.format, &chosen) {
+        if let Err(e) = self.machine.check_data(d.format, &chosen) {
             self.err(p(&["data", "path"]), e);
             return Ok(None);
         }
@@ -1248,12 +1268,30 @@ schedule = { kind = "constant", p = 0.1 }
         assert_eq!(live_diff(&a, &c).1, ["device"]);
     }
 
+    /// A machine where any data is laid out right and memory is not known.
+    struct Anywhere;
+
+    impl Machine for Anywhere {
+        fn check_data(&self, _: DataFormat, _: &Path) -> Result<(), String> {
+            Ok(())
+        }
+        fn memory_floor(&self, _: &ModelSpec, _: [usize; 3], _: usize) -> Option<MemoryFloor> {
+            None
+        }
+        fn memory(&self) -> Option<u128> {
+            None
+        }
+        fn devices(&self) -> Vec<String> {
+            vec!["cpu".into()]
+        }
+    }
+
     /// The messages `validate` gives for `text`, one per line (empty if valid).
     fn check_text(text: &str) -> String {
         let catalog = Catalog {
             strategies: [("dropout".to_string(), Vec::new())].into(),
         };
-        match validate(Path::new("t.toml"), text, &catalog) {
+        match validate(Path::new("t.toml"), text, &catalog, &Anywhere) {
             Ok(_) => String::new(),
             Err(diagnostics) => diagnostics
                 .iter()

@@ -290,40 +290,19 @@ fn check_minor(plugin_version: &str) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Per-call facts the host passes to a strategy.
-#[derive(Clone, Debug)]
-pub struct MaskContext {
-    pub p: f64,
-    pub training: bool,
-    pub step: u64,
-    pub epoch: u64,
-    pub slot: String,
-    pub seed: u64,
-}
+/// Per-call facts the host passes to a strategy: the plugin API's own type,
+/// so host and plugins cannot disagree on it.
+pub use plugin_api::Ctx as MaskContext;
 
-impl MaskContext {
-    /// A training-time context with everything but `p` and `seed` neutral.
-    pub fn training(p: f64, seed: u64) -> Self {
-        Self {
-            p,
-            training: true,
-            step: 0,
-            epoch: 0,
-            slot: "test".into(),
-            seed,
-        }
+/// The generator seed for a call: a hash of run seed, step and slot, so every
+/// (step, slot) draws its own reproducible mask.
+fn call_seed(ctx: &MaskContext) -> u64 {
+    let mut h = splitmix(ctx.seed ^ 0x9e37_79b9_7f4a_7c15);
+    h = splitmix(h ^ ctx.step);
+    for byte in ctx.slot.bytes() {
+        h = splitmix(h ^ byte as u64);
     }
-
-    /// The generator seed for this call: a hash of run seed, step and slot, so every
-    /// (step, slot) draws its own reproducible mask.
-    pub fn call_seed(&self) -> u64 {
-        let mut h = splitmix(self.seed ^ 0x9e37_79b9_7f4a_7c15);
-        h = splitmix(h ^ self.step);
-        for byte in self.slot.bytes() {
-            h = splitmix(h ^ byte as u64);
-        }
-        h
-    }
+    h
 }
 
 fn splitmix(mut z: u64) -> u64 {
@@ -366,7 +345,7 @@ impl Strategy {
         let input = x.clone().inner();
         let device = input.device();
         let _rng = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        device.seed(ctx.call_seed());
+        device.seed(call_seed(ctx));
         let session = Session::open(device);
         let handle = session.insert(input).map_err(MaskError)?;
         if let Some(v) = valid {
@@ -425,7 +404,7 @@ impl Strategy {
         x: Tensor<D>,
         ctx: &MaskContext,
     ) -> Result<Tensor<D>, MaskError> {
-        if !ctx.training || ctx.p == 0.0 {
+        if ctx.is_identity() {
             return Ok(x);
         }
         let m = self.mask(&x, ctx)?;

@@ -230,6 +230,41 @@ fn build_workspace(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> Bui
     if crates.is_empty() {
         return report;
     }
+    let mut child = match cargo_build(crates).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let msg = format!("cannot run cargo to build plugin crates: {e}");
+            on_line(&msg);
+            for c in crates {
+                report.libraries.insert(c.package.clone(), Err(msg.clone()));
+            }
+            return report;
+        }
+    };
+    let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in merged_output(&mut child) {
+        match line {
+            Output::Text(text) => report.note(&text, on_line),
+            Output::Json(line) => report.read_message(&line, &mut errors, on_line),
+        }
+    }
+    let failed = !matches!(child.wait(), Ok(s) if s.success());
+    for c in crates {
+        if report.libraries.contains_key(&c.package) {
+            continue;
+        }
+        let why = match errors.get(&c.package) {
+            Some(errs) => format!("build failed:\n{}", errs.join("\n")),
+            None if failed => format!("build failed:\n{}", tail(&report.log, 20)),
+            None => "cargo produced no cdylib (is crate-type = [\"cdylib\"] set?)".to_string(),
+        };
+        report.libraries.insert(c.package.clone(), Err(why));
+    }
+    report
+}
+
+/// One cargo call building every crate of a workspace, with JSON messages.
+fn cargo_build(crates: &[PluginCrate]) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     // From the crate's directory, so its own `.cargo/config.toml` applies.
@@ -248,50 +283,53 @@ fn build_workspace(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> Bui
         cmd.arg("-p").arg(&c.package);
     }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            let msg = format!("cannot run cargo to build plugin crates: {e}");
-            on_line(&msg);
-            for c in crates {
-                report.libraries.insert(c.package.clone(), Err(msg.clone()));
-            }
-            return report;
-        }
-    };
-    // Both pipes are read on their own threads and merged here, so cargo's progress
-    // lines reach `on_line` as they are printed.
-    enum Line {
-        Json(String),
-        Text(String),
-    }
+    cmd
+}
+
+/// A line cargo printed: a JSON message (stdout) or progress text (stderr).
+enum Output {
+    Json(String),
+    Text(String),
+}
+
+/// Both of the child's pipes, read on their own threads and merged, so that
+/// cargo's progress lines arrive as they are printed.
+fn merged_output(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<Output> {
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let tx_err = tx.clone();
     std::thread::spawn(move || {
         for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(Line::Json(l));
+            let _ = tx.send(Output::Json(l));
         }
     });
     std::thread::spawn(move || {
         for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx_err.send(Line::Text(l));
+            let _ = tx_err.send(Output::Text(l));
         }
     });
-    let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in rx {
-        let line = match line {
-            Line::Text(text) => {
-                on_line(&text);
-                report.log.push_str(&text);
-                report.log.push('\n');
-                continue;
-            }
-            Line::Json(line) => line,
-        };
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
+    rx
+}
+
+impl BuildReport {
+    /// A line of build output: shown as it comes and kept in the log.
+    fn note(&mut self, line: &str, on_line: &mut dyn FnMut(&str)) {
+        on_line(line);
+        self.log.push_str(line);
+        self.log.push('\n');
+    }
+
+    /// One of cargo's JSON messages: a built cdylib, or a compiler message
+    /// (kept per package when it is an error).
+    fn read_message(
+        &mut self,
+        line: &str,
+        errors: &mut BTreeMap<String, Vec<String>>,
+        on_line: &mut dyn FnMut(&str),
+    ) {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            return;
         };
         let package = msg["package_id"]
             .as_str()
@@ -299,50 +337,42 @@ fn build_workspace(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> Bui
             .unwrap_or_default();
         match msg["reason"].as_str() {
             Some("compiler-artifact") => {
-                let is_cdylib = msg["target"]["kind"]
-                    .as_array()
-                    .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
-                if is_cdylib
-                    && let Some(file) = msg["filenames"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|f| f.as_str())
-                        .find(|f| is_library(Path::new(f)))
-                {
-                    report.libraries.insert(package, Ok(PathBuf::from(file)));
+                if let Some(file) = cdylib_of(&msg) {
+                    self.libraries.insert(package, Ok(file));
                 }
             }
             Some("compiler-message") => {
-                if let Some(rendered) = msg["message"]["rendered"].as_str() {
-                    let plain = strip_ansi(rendered);
-                    for l in plain.lines() {
-                        on_line(l);
-                        report.log.push_str(l);
-                        report.log.push('\n');
-                    }
-                    if msg["message"]["level"] == "error" {
-                        errors.entry(package).or_default().push(plain);
-                    }
+                let Some(rendered) = msg["message"]["rendered"].as_str() else {
+                    return;
+                };
+                let plain = strip_ansi(rendered);
+                for l in plain.lines() {
+                    self.note(l, on_line);
+                }
+                if msg["message"]["level"] == "error" {
+                    errors.entry(package).or_default().push(plain);
                 }
             }
             _ => {}
         }
     }
-    let status = child.wait();
-    let failed = !matches!(status, Ok(s) if s.success());
-    for c in crates {
-        if report.libraries.contains_key(&c.package) {
-            continue;
-        }
-        let why = match errors.get(&c.package) {
-            Some(errs) => format!("build failed:\n{}", errs.join("\n")),
-            None if failed => format!("build failed:\n{}", tail(&report.log, 20)),
-            None => "cargo produced no cdylib (is crate-type = [\"cdylib\"] set?)".to_string(),
-        };
-        report.libraries.insert(c.package.clone(), Err(why));
+}
+
+/// The library file of a `compiler-artifact` message for a cdylib target.
+fn cdylib_of(msg: &serde_json::Value) -> Option<PathBuf> {
+    let is_cdylib = msg["target"]["kind"]
+        .as_array()
+        .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+    if !is_cdylib {
+        return None;
     }
-    report
+    msg["filenames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str())
+        .find(|f| is_library(Path::new(f)))
+        .map(PathBuf::from)
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -32,6 +32,21 @@ pub enum ReloadEvent {
     BuildOutput { line: String },
 }
 
+impl std::fmt::Display for ReloadEvent {
+    /// The line the dashboard's build log and log file show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadEvent::Ready { library, .. } => {
+                write!(f, "reloaded {} {}", library.info.name, library.info.version)
+            }
+            ReloadEvent::Refused { path, reason } => {
+                write!(f, "refused {}: {reason}", path.display())
+            }
+            ReloadEvent::BuildOutput { line } => f.write_str(line),
+        }
+    }
+}
+
 /// Watches a plugins directory until dropped.
 pub struct Watcher {
     _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,

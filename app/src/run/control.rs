@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::RunError;
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum Command {
@@ -229,20 +231,16 @@ fn answer(
 }
 
 /// Sends one command to the run whose socket is `path` and returns the reply.
-pub fn send(path: &Path, command: &Command) -> Result<Reply, String> {
-    let mut stream = UnixStream::connect(path)
-        .map_err(|e| format!("cannot reach the trainer at {}: {e}", path.display()))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_string(command).map_err(|e| e.to_string())?;
+pub fn send(path: &Path, command: &Command) -> Result<Reply, RunError> {
+    let mut stream = UnixStream::connect(path).map_err(|source| RunError::Unreachable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = serde_json::to_string(command).map_err(std::io::Error::other)?;
     line.push('\n');
-    stream
-        .write_all(line.as_bytes())
-        .map_err(|e| e.to_string())?;
+    stream.write_all(line.as_bytes())?;
     let mut reply = String::new();
-    BufReader::new(stream)
-        .read_line(&mut reply)
-        .map_err(|e| e.to_string())?;
-    serde_json::from_str(reply.trim()).map_err(|e| format!("bad reply {reply:?}: {e}"))
+    BufReader::new(stream).read_line(&mut reply)?;
+    serde_json::from_str(reply.trim()).map_err(|source| RunError::BadReply { reply, source })
 }

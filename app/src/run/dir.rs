@@ -25,6 +25,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::RunError;
+
 pub const EXPERIMENT: &str = "experiment.toml";
 pub const RUN: &str = "run.json";
 pub const STATUS: &str = "status.json";
@@ -409,9 +411,12 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, String> {
-    let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, RunError> {
+    let path = path.to_path_buf();
+    match fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|source| RunError::Json { path, source }),
+        Err(source) => Err(RunError::Read { path, source }),
+    }
 }
 
 /// An append-only JSON-lines log. Each record is one `write` of one whole line.
@@ -507,16 +512,19 @@ impl RunDir {
         self.path.join(name)
     }
 
-    pub fn info(&self) -> Result<RunInfo, String> {
+    pub fn info(&self) -> Result<RunInfo, RunError> {
         read_json(&self.file(RUN))
     }
 
     /// The run's resolved experiment, as stored when it was prepared.
-    pub fn experiment(&self) -> Result<crate::experiment::ExperimentFile, String> {
+    pub fn experiment(&self) -> Result<crate::experiment::ExperimentFile, RunError> {
         let path = self.file(EXPERIMENT);
-        let text =
-            fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        crate::experiment::parse(&path, &text).map_err(|errors| errors[0].to_string())
+        let text = fs::read_to_string(&path).map_err(|source| RunError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        crate::experiment::parse(&path, &text)
+            .map_err(|mut errors| RunError::Experiment(Box::new(errors.swap_remove(0))))
     }
 
     pub fn status(&self) -> Option<Status> {

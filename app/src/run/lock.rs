@@ -15,6 +15,8 @@ use std::path::Path;
 use nix::fcntl::{FcntlArg, fcntl};
 use nix::libc;
 
+use super::RunError;
+
 /// The lock file's name in a run directory.
 pub const LOCK: &str = "trainer.lock";
 
@@ -66,26 +68,28 @@ fn hostname() -> String {
 
 impl RunLock {
     /// Takes the run's lock, or says who holds it.
-    pub fn acquire(dir: &Path) -> Result<RunLock, String> {
-        let mut file =
-            open(dir, true).map_err(|e| format!("{}: cannot open {LOCK}: {e}", dir.display()))?;
+    pub fn acquire(dir: &Path) -> Result<RunLock, RunError> {
+        let failed = |doing, source| RunError::Lock {
+            dir: dir.to_path_buf(),
+            doing,
+            source,
+        };
+        let mut file = open(dir, true).map_err(|e| failed("cannot open", e))?;
         let lock = whole_file(libc::F_WRLCK as libc::c_short);
         if let Err(e) = fcntl(&file, FcntlArg::F_OFD_SETLK(&lock)) {
             return Err(match e {
-                nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES => format!(
-                    "{} is in use by {}: one run directory has one trainer \
-                     (stop that one first)",
-                    dir.display(),
-                    holder(&mut file)
-                ),
-                other => format!("{}: cannot lock {LOCK}: {other}", dir.display()),
+                nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES => RunError::InUse {
+                    dir: dir.to_path_buf(),
+                    holder: holder(&mut file),
+                },
+                other => failed("cannot lock", other.into()),
             });
         }
         let me = format!("pid {} on host {}\n", std::process::id(), hostname());
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(me.as_bytes()))
-            .map_err(|e| format!("{}: writing {LOCK}: {e}", dir.display()))?;
+            .map_err(|e| failed("writing", e))?;
         Ok(RunLock { _file: file })
     }
 }
@@ -111,7 +115,7 @@ mod tests {
         assert_eq!(held(tmp.path()), None);
         let first = RunLock::acquire(tmp.path()).unwrap();
         assert_eq!(held(tmp.path()), Some(true));
-        let refused = RunLock::acquire(tmp.path()).unwrap_err();
+        let refused = RunLock::acquire(tmp.path()).unwrap_err().to_string();
         assert!(
             refused.contains(&format!("pid {}", std::process::id())),
             "{refused}"

@@ -3,8 +3,10 @@
 
 pub mod control;
 pub mod dir;
+pub mod error;
 pub mod lock;
 pub mod prepare;
 pub mod trainer;
 
 pub use dir::{RunDir, RunInfo, State, Status};
+pub use error::RunError;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::experiment::{self, Catalog, Diagnostic, Experiment, RunSpec};
+use crate::experiment::{self, Catalog, Diagnostic, Experiment, Machine, RunSpec};
 
 use super::dir::{self, RunDir, RunInfo};
 
@@ -21,11 +21,12 @@ pub fn diagnostics_error(errors: &[Diagnostic]) -> anyhow::Error {
 /// the file's canonical path (what run directories record as their source).
 pub fn load_for_runs(
     catalog: &Catalog,
+    machine: &dyn Machine,
     file: &Path,
     device_override: Option<&str>,
     epochs_override: Option<usize>,
 ) -> Result<(Experiment, PathBuf)> {
-    let mut exp = experiment::load(file, catalog).map_err(|e| diagnostics_error(&e))?;
+    let mut exp = experiment::load(file, catalog, machine).map_err(|e| diagnostics_error(&e))?;
     if let Some(d) = &exp.data_missing {
         bail!("cannot start: {d}");
     }
@@ -92,11 +93,12 @@ pub struct Selection<'a> {
 /// run (nothing trained yet).
 pub fn prepare_runs(
     catalog: &Catalog,
+    machine: &dyn Machine,
     file: &Path,
     runs_dir: &Path,
     select: Selection,
 ) -> Result<(Experiment, Vec<RunDir>)> {
-    let (exp, source) = load_for_runs(catalog, file, select.device, select.epochs)?;
+    let (exp, source) = load_for_runs(catalog, machine, file, select.device, select.epochs)?;
     let mut selected: Vec<RunSpec> = exp.runs();
     if let Some(s) = select.strategy {
         selected.retain(|r| r.label == s);

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod data;
 pub mod device;
 pub mod idx;
+pub mod machine;
 pub mod models;
 pub mod optim;
 pub mod resnet;
@@ -13,3 +14,5 @@ pub mod text;
 pub mod trainer;
 pub mod transformer;
 pub mod watchdog;
+
+pub use machine::ThisMachine;

@@ -9,7 +9,7 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Bool, Device, Int, Tensor};
 
-use crate::experiment::{ModelKind, ModelSpec};
+use crate::experiment::{MemoryFloor, ModelKind, ModelSpec};
 use crate::plugins::MaskError;
 use crate::train::resnet::{ResNet, ResNetConfig};
 use crate::train::transformer::{TextEncoder, TextEncoderConfig, TextSlots};
@@ -212,16 +212,6 @@ impl Model {
             _ => Err(MaskError("this model reads images, not text".into())),
         }
     }
-}
-
-/// What a training step of a model needs at least, estimated before anything is
-/// built: `check` refuses a model that cannot fit.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct MemoryFloor {
-    pub parameters: u128,
-    /// Weights, gradients and two optimiser moments per parameter, plus the
-    /// activations kept for the backward pass and their gradients, in bytes.
-    pub bytes: u128,
 }
 
 /// A floor on the memory of one training step of `spec` on inputs of `input`

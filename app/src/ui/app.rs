@@ -4,11 +4,14 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::keys::{Action, View};
+use super::state::{ChartOptions, MaskCursor, Selected, cycle, move_cursor};
 use super::workspace::{self, DisplayState, ExperimentView, RunView};
-use crate::experiment::Catalog;
+use crate::experiment::{Catalog, Machine};
 use crate::plugins::Found;
+use crate::plugins::watch::ReloadEvent;
 use crate::run::control::Command as Ctl;
 use crate::run::dir::metric::val_acc;
 use crate::run::dir::{EventKind, RunDir, State};
@@ -20,16 +23,30 @@ pub trait Effects {
     /// Prepares the run directories of an experiment (device override optional).
     fn prepare(&mut self, experiment: &Path, device: Option<&str>) -> Result<Vec<RunDir>, String>;
     fn edit(&mut self, file: &Path) -> Result<(), String>;
+    /// Collects trainers that exited; says what was recorded about each.
+    fn reap(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
-pub const SMOOTHING: [f64; 4] = [0.0, 0.6, 0.9, 0.98];
-pub const ZOOM: [Option<f64>; 3] = [None, Some(1000.0), Some(100.0)];
+/// Everything that changes the dashboard's state.
+#[derive(Debug)]
+pub enum Input {
+    /// What a key asked for.
+    Action(Action),
+    /// Time to re-read run directories, experiment files and comparisons, and
+    /// to collect exited trainers.
+    Tick,
+    /// The plugin watcher's news: a reload, a refusal, a line of build output.
+    Reload(ReloadEvent),
+    /// The terminal changed size (everything is drawn again).
+    Resized,
+}
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Metric {
-    Loss,
-    Accuracy,
-    DropRate,
+impl From<Action> for Input {
+    fn from(action: Action) -> Input {
+        Input::Action(action)
+    }
 }
 
 /// One plugin as the Plugins view lists it.
@@ -104,45 +121,37 @@ impl ComparisonView {
 
 pub struct App {
     pub runs_dir: PathBuf,
+    pub experiments_dir: PathBuf,
     /// Where `compare` writes its directories (beside the runs by default).
     pub compare_dir: PathBuf,
-    pub comparisons: Vec<ComparisonView>,
-    pub selected_comparison: usize,
-    pub selected_strategy: usize,
-    pub experiments_dir: PathBuf,
-    pub view: View,
-    pub help: bool,
-    pub quit: bool,
+
+    // What the dashboard has read.
     pub runs: Vec<RunView>,
     pub experiments: Vec<ExperimentView>,
+    pub comparisons: Vec<ComparisonView>,
     pub plugins: Vec<PluginRow>,
     /// Lines of plugin build output (latest last).
     pub build_log: Vec<String>,
     pub catalog: Catalog,
-    pub selected_run: usize,
-    pub selected_experiment: usize,
-    pub selected_plugin: usize,
-    pub event_scroll: usize,
-    /// Runs overlaid in the charts, by directory.
-    pub marked: BTreeSet<PathBuf>,
-    pub smoothing: usize,
-    pub zoom: usize,
-    pub log_scale: bool,
-    pub metric: Metric,
-    pub slot: usize,
-    pub sample: usize,
-    pub channel: usize,
-    /// The last thing an action said (shown in the status line).
-    pub message: String,
+    /// What experiments are checked against besides the catalog.
+    pub machine: Arc<dyn Machine>,
     /// Devices this build can open, offered when starting runs.
     pub devices: Vec<String>,
+
+    // Where the user is and what they chose.
+    pub view: View,
+    pub help: bool,
+    pub quit: bool,
     pub prompt: Option<StartPrompt>,
+    pub selected: Selected,
+    /// Runs overlaid in the charts, by directory.
+    pub marked: BTreeSet<PathBuf>,
+    pub charts: ChartOptions,
+    pub masks: MaskCursor,
+    /// The last thing an action said (shown in the status line).
+    pub message: String,
     /// Anything changed since the last draw.
     pub dirty: bool,
-    /// Zoomed, smoothed, downsampled curves, reused until their data or options
-    /// change (drawing 8 × 100k points from scratch costs several ms a frame).
-    pub curve_cache:
-        std::cell::RefCell<std::collections::HashMap<super::views::CurveKey, Vec<(f64, f64)>>>,
 }
 
 impl App {
@@ -151,54 +160,49 @@ impl App {
         experiments_dir: PathBuf,
         found: &[Found],
         build_log: Vec<String>,
+        machine: Arc<dyn Machine>,
     ) -> App {
-        let catalog = crate::plugins::catalog_of(found);
         let mut app = App {
             compare_dir: runs_dir.with_file_name("compare"),
-            comparisons: Vec::new(),
-            selected_comparison: 0,
-            selected_strategy: 0,
             runs_dir,
             experiments_dir,
+            runs: Vec::new(),
+            experiments: Vec::new(),
+            comparisons: Vec::new(),
+            plugins: found.iter().map(PluginRow::from_found).collect(),
+            build_log,
+            catalog: crate::plugins::catalog_of(found),
+            devices: machine.devices(),
+            machine,
             view: View::Runs,
             help: false,
             quit: false,
-            runs: Vec::new(),
-            experiments: Vec::new(),
-            plugins: found.iter().map(PluginRow::from_found).collect(),
-            build_log,
-            catalog,
-            selected_run: 0,
-            selected_experiment: 0,
-            selected_plugin: 0,
-            event_scroll: 0,
-            marked: BTreeSet::new(),
-            smoothing: 0,
-            zoom: 0,
-            log_scale: false,
-            metric: Metric::Loss,
-            slot: 0,
-            sample: 0,
-            channel: 0,
-            message: String::new(),
-            devices: crate::train::device::available_devices(),
             prompt: None,
+            selected: Selected::default(),
+            marked: BTreeSet::new(),
+            charts: ChartOptions::default(),
+            masks: MaskCursor::default(),
+            message: String::new(),
             dirty: true,
-            curve_cache: Default::default(),
         };
         app.refresh();
-        // A fresh checkout has no runs: open where the next step is, on the quickstart.
-        if app.runs.is_empty() {
-            app.view = View::Experiments;
-            if let Some(i) = app
-                .experiments
-                .iter()
-                .position(|e| e.name() == "quickstart.toml")
-            {
-                app.selected_experiment = i;
-            }
-        }
+        app.open_where_the_next_step_is();
         app
+    }
+
+    /// A fresh checkout has no runs: open on the quickstart experiment.
+    fn open_where_the_next_step_is(&mut self) {
+        if !self.runs.is_empty() {
+            return;
+        }
+        self.view = View::Experiments;
+        if let Some(i) = self
+            .experiments
+            .iter()
+            .position(|e| e.name() == "quickstart.toml")
+        {
+            self.selected.experiment = i;
+        }
     }
 
     /// Re-reads run directories and experiment files; true if anything changed.
@@ -207,13 +211,13 @@ impl App {
         changed |= workspace::scan_experiments(
             &self.experiments_dir,
             &self.catalog,
+            self.machine.as_ref(),
             &mut self.experiments,
         );
         changed |= self.scan_comparisons();
-        self.selected_run = self.selected_run.min(self.runs.len().saturating_sub(1));
-        self.selected_experiment = self
-            .selected_experiment
-            .min(self.experiments.len().saturating_sub(1));
+        let s = &mut self.selected;
+        s.run = s.run.min(self.runs.len().saturating_sub(1));
+        s.experiment = s.experiment.min(self.experiments.len().saturating_sub(1));
         self.dirty |= changed;
         changed
     }
@@ -233,15 +237,16 @@ impl App {
                 .zip(&self.comparisons)
                 .any(|(a, b)| a.dir != b.dir || a.manifest != b.manifest);
         self.comparisons = found;
-        self.selected_comparison = self
-            .selected_comparison
+        self.selected.comparison = self
+            .selected
+            .comparison
             .min(self.comparisons.len().saturating_sub(1));
         changed
     }
 
     /// The selected comparison's table, from the runs as the dashboard has read them.
     pub fn comparison_table(&self) -> Option<(&ComparisonView, crate::compare::Table)> {
-        let c = self.comparisons.get(self.selected_comparison)?;
+        let c = self.comparisons.get(self.selected.comparison)?;
         let table = crate::compare::table(&c.manifest, |e| self.outcome(&e.dir));
         Some((c, table))
     }
@@ -259,7 +264,7 @@ impl App {
     }
 
     pub fn selected_run(&self) -> Option<&RunView> {
-        self.runs.get(self.selected_run)
+        self.runs.get(self.selected.run)
     }
 
     /// The runs the charts overlay: the marked ones, else the selected one.
@@ -292,44 +297,83 @@ impl App {
         all
     }
 
-    fn list_len(&self) -> usize {
-        match self.view {
+    /// The list the current view moves through: its length and its cursor.
+    fn list(&mut self) -> (usize, &mut usize) {
+        let len = match self.view {
             View::Runs | View::Charts | View::Masks => self.runs.len(),
             View::Experiments => self.experiments.len(),
             View::Plugins => self.plugins.len(),
             View::Events => self.all_events().len(),
             View::Compare => self
                 .comparisons
-                .get(self.selected_comparison)
+                .get(self.selected.comparison)
                 .map_or(0, |c| c.manifest.strategies.len()),
-        }
+        };
+        let s = &mut self.selected;
+        let cursor = match self.view {
+            View::Runs | View::Charts | View::Masks => &mut s.run,
+            View::Experiments => &mut s.experiment,
+            View::Plugins => &mut s.plugin,
+            View::Events => &mut s.event,
+            View::Compare => &mut s.strategy,
+        };
+        (len, cursor)
     }
 
-    fn cursor(&mut self) -> &mut usize {
-        match self.view {
-            View::Runs | View::Charts | View::Masks => &mut self.selected_run,
-            View::Experiments => &mut self.selected_experiment,
-            View::Plugins => &mut self.selected_plugin,
-            View::Events => &mut self.event_scroll,
-            View::Compare => &mut self.selected_strategy,
-        }
-    }
-
-    /// Applies one action.
-    pub fn apply(&mut self, action: Action, fx: &mut dyn Effects) {
+    /// Applies one input: the one way the dashboard's state changes.
+    pub fn apply(&mut self, input: impl Into<Input>, fx: &mut dyn Effects) {
         self.dirty = true;
-        let len = self.list_len();
+        match input.into() {
+            Input::Action(action) => self.act(action, fx),
+            Input::Tick => self.tick(fx),
+            Input::Reload(event) => self.reloaded(event),
+            Input::Resized => {}
+        }
+    }
+
+    fn act(&mut self, action: Action, fx: &mut dyn Effects) {
+        if self.charts.apply(action) || self.masks.apply(action) || self.navigate(action) {
+            return;
+        }
+        let (len, cursor) = self.list();
+        if move_cursor(cursor, action, len) {
+            return;
+        }
+        match action {
+            Action::Mark => self.mark_run(),
+            Action::MarkStrategy => self.mark_strategy(),
+            Action::NextComparison | Action::PrevComparison => {
+                let n = self.comparisons.len();
+                let forward = action == Action::NextComparison;
+                self.selected.comparison = cycle(self.selected.comparison, n, forward);
+                self.selected.strategy = 0;
+            }
+            Action::Pause | Action::Resume | Action::Stop => self.control_run(action, fx),
+            Action::Restart => self.restart_run(fx),
+            Action::StartRuns => self.open_start_prompt(),
+            Action::PromptNext | Action::PromptPrev => {
+                if let Some(p) = &mut self.prompt {
+                    let forward = action == Action::PromptNext;
+                    p.selected = cycle(p.selected, p.choices.len(), forward);
+                }
+            }
+            Action::PromptCancel if self.prompt.take().is_some() => {
+                self.message = "nothing started".into();
+            }
+            Action::PromptConfirm => self.start_runs(fx),
+            Action::Edit => self.edit_experiment(fx),
+            _ => {}
+        }
+    }
+
+    /// Views, help and quitting; true if `action` was one of them.
+    fn navigate(&mut self, action: Action) -> bool {
         match action {
             Action::Quit => self.quit = true,
             Action::ToggleHelp => self.help = !self.help,
             Action::NextView | Action::PrevView => {
                 let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
-                let n = View::ALL.len();
-                let next = if action == Action::NextView {
-                    (i + 1) % n
-                } else {
-                    (i + n - 1) % n
-                };
+                let next = cycle(i, View::ALL.len(), action == Action::NextView);
                 self.view = View::ALL[next];
                 self.help = false;
             }
@@ -337,205 +381,186 @@ impl App {
                 self.view = v;
                 self.help = false;
             }
-            Action::Up => {
-                let c = self.cursor();
-                *c = c.saturating_sub(1);
+            _ => return false,
+        }
+        true
+    }
+
+    fn tick(&mut self, fx: &mut dyn Effects) {
+        self.refresh();
+        let recorded = fx.reap();
+        if !recorded.is_empty() {
+            self.message = recorded.join("; ");
+            self.refresh();
+        }
+    }
+
+    fn reloaded(&mut self, event: ReloadEvent) {
+        let line = event.to_string();
+        if let ReloadEvent::Ready { library, .. } = &event
+            && let Some(row) = self
+                .plugins
+                .iter_mut()
+                .find(|p| p.name == library.info.name)
+        {
+            row.version = library.info.version.clone();
+            row.status = Ok(format!("reloaded, interface {}", library.interface));
+        }
+        self.build_log.push(line);
+    }
+
+    fn mark_run(&mut self) {
+        if let Some(r) = self.selected_run() {
+            let p = r.dir.path.clone();
+            if !self.marked.remove(&p) {
+                self.marked.insert(p);
             }
-            Action::Down => {
-                let c = self.cursor();
-                *c = (*c + 1).min(len.saturating_sub(1));
+        }
+    }
+
+    /// Marks every run of the selected comparison row, or unmarks them if all are.
+    fn mark_strategy(&mut self) {
+        let Some(c) = self.comparisons.get(self.selected.comparison) else {
+            return;
+        };
+        let Some(label) = c.manifest.strategies.get(self.selected.strategy) else {
+            return;
+        };
+        let dirs: Vec<PathBuf> = c
+            .manifest
+            .current()
+            .filter(|e| &e.label == label)
+            .map(|e| e.dir.clone())
+            .collect();
+        let all_marked = dirs.iter().all(|d| self.marked.contains(d));
+        for d in &dirs {
+            if all_marked {
+                self.marked.remove(d);
+            } else {
+                self.marked.insert(d.clone());
             }
-            Action::Top => *self.cursor() = 0,
-            Action::Bottom => *self.cursor() = len.saturating_sub(1),
-            Action::Mark => {
-                if let Some(r) = self.selected_run() {
-                    let p = r.dir.path.clone();
-                    if !self.marked.remove(&p) {
-                        self.marked.insert(p);
-                    }
-                }
-            }
-            Action::MarkStrategy => {
-                let Some(c) = self.comparisons.get(self.selected_comparison) else {
-                    return;
-                };
-                let Some(label) = c.manifest.strategies.get(self.selected_strategy) else {
-                    return;
-                };
-                let dirs: Vec<PathBuf> = c
-                    .manifest
-                    .current()
-                    .filter(|e| &e.label == label)
-                    .map(|e| e.dir.clone())
-                    .collect();
-                let all_marked = dirs.iter().all(|d| self.marked.contains(d));
+        }
+        self.message = format!(
+            "{label}: {} run(s) {} for the charts",
+            dirs.len(),
+            if all_marked { "unmarked" } else { "marked" }
+        );
+    }
+
+    fn control_run(&mut self, action: Action, fx: &mut dyn Effects) {
+        let Some(r) = self.selected_run() else { return };
+        let (cmd, verb) = match action {
+            Action::Pause => (Ctl::Pause, "pause"),
+            Action::Resume => (Ctl::Resume, "resume"),
+            _ => (Ctl::Stop, "stop"),
+        };
+        let name = r.name();
+        let dir = r.dir.clone();
+        if !r.alive {
+            self.message = format!("{name}: no trainer running");
+            return;
+        }
+        self.message = match fx.control(&dir, cmd) {
+            Ok(()) => format!("{verb} sent to {name}"),
+            Err(e) => format!("{verb} failed: {e}"),
+        };
+    }
+
+    fn restart_run(&mut self, fx: &mut dyn Effects) {
+        let Some(r) = self.selected_run() else { return };
+        let name = r.name();
+        let dir = r.dir.clone();
+        let restartable = match r.state() {
+            DisplayState::Lost | DisplayState::Unknown => true,
+            DisplayState::Is(s) => matches!(s, State::Stopped | State::Failed | State::Queued),
+        };
+        if r.alive || !restartable {
+            self.message = format!("{name} is {}: nothing to restart", r.state().label());
+            return;
+        }
+        self.message = match fx.start_trainer(&dir) {
+            Ok(()) => format!("{name}: trainer started (from its checkpoint)"),
+            Err(e) => format!("{name}: could not start: {e}"),
+        };
+    }
+
+    /// Asks on which device to start the selected experiment's runs.
+    fn open_start_prompt(&mut self) {
+        let Some(e) = self.experiments.get(self.selected.experiment) else {
+            return;
+        };
+        let name = e.name();
+        let Ok(exp) = &e.result else {
+            self.message = format!("{name} is invalid: fix it first (see the errors)");
+            return;
+        };
+        if exp.data_missing.is_some() {
+            self.message = format!("{name}: its data is not on this machine (see details)");
+            return;
+        }
+        let file_device = exp.file.device.clone();
+        let mut choices = vec![None];
+        choices.extend(
+            self.devices
+                .iter()
+                .filter(|d| **d != file_device)
+                .map(|d| Some(d.clone())),
+        );
+        self.prompt = Some(StartPrompt {
+            experiment: e.path.clone(),
+            name,
+            runs: exp.runs().len(),
+            file_device,
+            choices,
+            selected: 0,
+        });
+    }
+
+    /// The start prompt's answer: prepares the runs and starts a trainer for each.
+    fn start_runs(&mut self, fx: &mut dyn Effects) {
+        let Some(p) = self.prompt.take() else { return };
+        let device = p.choices[p.selected].clone();
+        let name = p.name;
+        self.message = match fx.prepare(&p.experiment, device.as_deref()) {
+            Ok(dirs) => {
+                let mut started = 0;
+                let mut errors = Vec::new();
                 for d in &dirs {
-                    if all_marked {
-                        self.marked.remove(d);
-                    } else {
-                        self.marked.insert(d.clone());
+                    match fx.start_trainer(d) {
+                        Ok(()) => started += 1,
+                        Err(e) => errors.push(e),
                     }
                 }
-                self.message = format!(
-                    "{label}: {} run(s) {} for the charts",
-                    dirs.len(),
-                    if all_marked { "unmarked" } else { "marked" }
-                );
-            }
-            Action::NextComparison | Action::PrevComparison => {
-                let n = self.comparisons.len().max(1);
-                self.selected_comparison = if action == Action::NextComparison {
-                    (self.selected_comparison + 1) % n
+                let on = device.as_deref().unwrap_or(&p.file_device);
+                if errors.is_empty() {
+                    format!("{name}: started {started} run(s) on {on}")
                 } else {
-                    (self.selected_comparison + n - 1) % n
-                };
-                self.selected_strategy = 0;
-            }
-            Action::Pause | Action::Resume | Action::Stop => {
-                let Some(r) = self.selected_run() else { return };
-                let (cmd, verb) = match action {
-                    Action::Pause => (Ctl::Pause, "pause"),
-                    Action::Resume => (Ctl::Resume, "resume"),
-                    _ => (Ctl::Stop, "stop"),
-                };
-                let name = r.name();
-                let dir = r.dir.clone();
-                if !r.alive {
-                    self.message = format!("{name}: no trainer running");
-                    return;
-                }
-                self.message = match fx.control(&dir, cmd) {
-                    Ok(()) => format!("{verb} sent to {name}"),
-                    Err(e) => format!("{verb} failed: {e}"),
-                };
-            }
-            Action::Restart => {
-                let Some(r) = self.selected_run() else { return };
-                let name = r.name();
-                let dir = r.dir.clone();
-                let restartable = match r.state() {
-                    DisplayState::Lost | DisplayState::Unknown => true,
-                    DisplayState::Is(s) => {
-                        matches!(s, State::Stopped | State::Failed | State::Queued)
-                    }
-                };
-                if r.alive || !restartable {
-                    self.message = format!("{name} is {}: nothing to restart", r.state().label());
-                    return;
-                }
-                self.message = match fx.start_trainer(&dir) {
-                    Ok(()) => format!("{name}: trainer started (from its checkpoint)"),
-                    Err(e) => format!("{name}: could not start: {e}"),
-                };
-            }
-            Action::StartRuns => {
-                let Some(e) = self.experiments.get(self.selected_experiment) else {
-                    return;
-                };
-                let name = e.name();
-                let exp = match &e.result {
-                    Ok(exp) => exp,
-                    Err(_) => {
-                        self.message = format!("{name} is invalid: fix it first (see the errors)");
-                        return;
-                    }
-                };
-                if exp.data_missing.is_some() {
-                    self.message = format!("{name}: its data is not on this machine (see details)");
-                    return;
-                }
-                let file_device = exp.file.device.clone();
-                let mut choices = vec![None];
-                choices.extend(
-                    self.devices
-                        .iter()
-                        .filter(|d| **d != file_device)
-                        .map(|d| Some(d.clone())),
-                );
-                self.prompt = Some(StartPrompt {
-                    experiment: e.path.clone(),
-                    name,
-                    runs: exp.runs().len(),
-                    file_device,
-                    choices,
-                    selected: 0,
-                });
-            }
-            Action::PromptNext | Action::PromptPrev => {
-                if let Some(p) = &mut self.prompt {
-                    let n = p.choices.len();
-                    p.selected = if action == Action::PromptNext {
-                        (p.selected + 1) % n
-                    } else {
-                        (p.selected + n - 1) % n
-                    };
+                    format!("{name}: started {started}, failed: {}", errors.join("; "))
                 }
             }
-            Action::PromptCancel => {
-                if self.prompt.take().is_some() {
-                    self.message = "nothing started".into();
-                }
-            }
-            Action::PromptConfirm => {
-                let Some(p) = self.prompt.take() else { return };
-                let device = p.choices[p.selected].clone();
-                let name = p.name;
-                self.message = match fx.prepare(&p.experiment, device.as_deref()) {
-                    Ok(dirs) => {
-                        let mut started = 0;
-                        let mut errors = Vec::new();
-                        for d in &dirs {
-                            match fx.start_trainer(d) {
-                                Ok(()) => started += 1,
-                                Err(e) => errors.push(e),
-                            }
-                        }
-                        let on = device.as_deref().unwrap_or(&p.file_device);
-                        if errors.is_empty() {
-                            format!("{name}: started {started} run(s) on {on}")
-                        } else {
-                            format!("{name}: started {started}, failed: {}", errors.join("; "))
-                        }
-                    }
-                    Err(e) => format!("{name}: {e}"),
-                };
-                self.refresh();
-            }
-            Action::Edit => {
-                let Some(e) = self.experiments.get(self.selected_experiment) else {
-                    return;
-                };
-                let path = e.path.clone();
-                if let Err(err) = fx.edit(&path) {
-                    self.message = format!("editor: {err}");
-                }
-                self.refresh();
-                if let Some(e) = self.experiments.iter().find(|e| e.path == path) {
-                    self.message = match &e.result {
-                        Ok(_) => format!(
-                            "{}: valid; running runs take live changes at their next step",
-                            e.name()
-                        ),
-                        Err(errors) => format!("{}: {} error(s)", e.name(), errors.len()),
-                    };
-                }
-            }
-            Action::CycleSmoothing => self.smoothing = (self.smoothing + 1) % SMOOTHING.len(),
-            Action::ToggleLog => self.log_scale = !self.log_scale,
-            Action::CycleZoom => self.zoom = (self.zoom + 1) % ZOOM.len(),
-            Action::CycleMetric => {
-                self.metric = match self.metric {
-                    Metric::Loss => Metric::Accuracy,
-                    Metric::Accuracy => Metric::DropRate,
-                    Metric::DropRate => Metric::Loss,
-                }
-            }
-            Action::NextSlot => self.slot += 1,
-            Action::PrevSlot => self.slot = self.slot.saturating_sub(1),
-            Action::NextSample => self.sample += 1,
-            Action::PrevSample => self.sample = self.sample.saturating_sub(1),
-            Action::NextChannel => self.channel += 1,
-            Action::PrevChannel => self.channel = self.channel.saturating_sub(1),
+            Err(e) => format!("{name}: {e}"),
+        };
+        self.refresh();
+    }
+
+    /// Opens the selected experiment in the editor, then says whether it is valid.
+    fn edit_experiment(&mut self, fx: &mut dyn Effects) {
+        let Some(e) = self.experiments.get(self.selected.experiment) else {
+            return;
+        };
+        let path = e.path.clone();
+        if let Err(err) = fx.edit(&path) {
+            self.message = format!("editor: {err}");
+        }
+        self.refresh();
+        if let Some(e) = self.experiments.iter().find(|e| e.path == path) {
+            self.message = match &e.result {
+                Ok(_) => format!(
+                    "{}: valid; running runs take live changes at their next step",
+                    e.name()
+                ),
+                Err(errors) => format!("{}: {} error(s)", e.name(), errors.len()),
+            };
         }
     }
 }

@@ -4,11 +4,12 @@
 pub mod app;
 pub mod keys;
 pub mod series;
+pub mod state;
 pub mod views;
 pub mod workspace;
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,13 +24,14 @@ use crossterm::{cursor, execute};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
+use crate::experiment::Machine;
 use crate::plugins::watch::{ReloadEvent, Watcher};
 use crate::run::control::{self, Command as Ctl};
 use crate::run::dir::{self, RunDir};
 use crate::run::prepare::{Selection, prepare_runs};
 use crate::run::trainer::Trainer;
-use app::{App, Effects};
-use views::ColorDepth;
+use app::{App, Effects, Input};
+use views::{ColorDepth, Screen};
 
 /// At most this many redraws a second, and none when nothing changed.
 const FRAME: Duration = Duration::from_millis(100);
@@ -38,6 +40,8 @@ const REFRESH: Duration = Duration::from_millis(500);
 
 pub struct Options {
     pub plugins: PathBuf,
+    /// What experiments are checked against and which devices are offered.
+    pub machine: Arc<dyn Machine>,
     pub runs: PathBuf,
     pub experiments: PathBuf,
     pub compare: PathBuf,
@@ -95,7 +99,7 @@ fn stderr_to_terminal() {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Input {
+enum Poll {
     Ready,
     Timeout,
     /// The terminal went away (its pseudo-terminal closed) without a SIGHUP
@@ -105,24 +109,24 @@ enum Input {
 
 /// Waits up to `wait` for the terminal (stdin, which crossterm reads) to have
 /// input.
-fn wait_for_input(wait: Duration) -> Input {
+fn wait_for_input(wait: Duration) -> Poll {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use std::os::fd::AsFd;
     let stdin = std::io::stdin();
     let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
     let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::ZERO);
     match poll(&mut fds, timeout) {
-        Ok(0) => Input::Timeout,
+        Ok(0) => Poll::Timeout,
         Ok(_) => match fds[0].revents() {
             Some(r)
                 if r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) =>
             {
-                Input::HungUp
+                Poll::HungUp
             }
-            _ => Input::Ready,
+            _ => Poll::Ready,
         },
         // Interrupted (a signal: resize, SIGTERM): look again at once.
-        Err(_) => Input::Timeout,
+        Err(_) => Poll::Timeout,
     }
 }
 
@@ -168,13 +172,14 @@ impl Drop for TerminalGuard {
 /// Starts trainers as detached processes and talks to them.
 struct RealEffects {
     plugins: PathBuf,
+    machine: Arc<dyn Machine>,
     runs: PathBuf,
     children: Vec<Trainer>,
     /// Set while an editor has the terminal.
     suspended_for_editor: bool,
 }
 
-impl RealEffects {
+impl Effects for RealEffects {
     /// Collects exited trainers (so they do not linger as zombies) and records a
     /// crash the trainer could not record itself: the run shows as failed with the
     /// signal or exit status. Returns what was recorded, for the log.
@@ -197,9 +202,7 @@ impl RealEffects {
         });
         recorded
     }
-}
 
-impl Effects for RealEffects {
     fn start_trainer(&mut self, run: &RunDir) -> Result<(), String> {
         let trainer = Trainer::start(&self.plugins, run).map_err(|e| e.to_string())?;
         log(&format!(
@@ -212,7 +215,7 @@ impl Effects for RealEffects {
     }
 
     fn control(&mut self, run: &RunDir, command: Ctl) -> Result<(), String> {
-        let reply = control::send(&run.file(dir::SOCKET), &command)?;
+        let reply = control::send(&run.file(dir::SOCKET), &command).map_err(|e| e.to_string())?;
         if reply.ok { Ok(()) } else { Err(reply.message) }
     }
 
@@ -223,9 +226,15 @@ impl Effects for RealEffects {
             device,
             ..Selection::default()
         };
-        prepare_runs(&loaded.catalog, experiment, &self.runs, select)
-            .map(|(_, dirs)| dirs)
-            .map_err(|e| format!("{e:#}"))
+        prepare_runs(
+            &loaded.catalog,
+            self.machine.as_ref(),
+            experiment,
+            &self.runs,
+            select,
+        )
+        .map(|(_, dirs)| dirs)
+        .map_err(|e| format!("{e:#}"))
     }
 
     fn edit(&mut self, file: &Path) -> Result<(), String> {
@@ -251,7 +260,6 @@ impl Effects for RealEffects {
 
 /// Runs the dashboard until the user quits or the process is told to stop.
 pub fn run(opts: Options) -> Result<()> {
-    use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
         anyhow::bail!("the dashboard needs a terminal; `probdrop-tui run FILE` trains without one");
     }
@@ -268,6 +276,44 @@ pub fn run(opts: Options) -> Result<()> {
         opts.experiments.display(),
         opts.plugins.display()
     ));
+    let app = open_app(&opts)?;
+    let watcher = crate::plugins::trial::Trial::this_binary()
+        .ok()
+        .and_then(|trial| Watcher::start(&opts.plugins, trial).ok());
+    let fx = RealEffects {
+        plugins: opts.plugins.clone(),
+        machine: opts.machine.clone(),
+        runs: opts.runs.clone(),
+        children: Vec::new(),
+        suspended_for_editor: false,
+    };
+    let stop = stop_on_signals()?;
+    let guard = TerminalGuard::enter()?;
+    let mut dashboard = Dashboard {
+        app,
+        fx,
+        watcher,
+        screen: Screen::new(ColorDepth::detect()),
+        // A fresh terminal on the fresh alternate screen: its first frame draws
+        // every cell. (`Terminal::clear` would query the cursor position, which
+        // some terminals and slow links never answer.)
+        terminal: Terminal::new(CrosstermBackend::new(std::io::stdout()))?,
+    };
+    let result = dashboard.run_until_quit(&stop);
+    let kept = dashboard.fx.children.len();
+    drop(dashboard);
+    drop(guard);
+    let _ = std::io::stdout().flush();
+    log(&format!(
+        "dashboard {} closed; {kept} trainer(s) it started keep running",
+        std::process::id(),
+    ));
+    result
+}
+
+/// Loads the plugins (their build output goes to the log and the Plugins view)
+/// and reads everything the dashboard shows.
+fn open_app(opts: &Options) -> Result<App> {
     let mut build_log = Vec::new();
     let found = crate::plugins::discover(&opts.plugins, &mut |l| {
         log(l);
@@ -284,19 +330,16 @@ pub fn run(opts: Options) -> Result<()> {
         opts.experiments.clone(),
         &found,
         build_log,
+        opts.machine.clone(),
     );
     app.compare_dir = opts.compare.clone();
     app.refresh();
-    let watcher = crate::plugins::trial::Trial::this_binary()
-        .ok()
-        .and_then(|trial| Watcher::start(&opts.plugins, trial).ok());
-    let mut fx = RealEffects {
-        plugins: opts.plugins.clone(),
-        runs: opts.runs.clone(),
-        children: Vec::new(),
-        suspended_for_editor: false,
-    };
+    Ok(app)
+}
 
+/// A flag that SIGTERM, SIGHUP and SIGINT raise; and a panic hook that gives the
+/// terminal back before the message is printed.
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGTERM,
@@ -310,133 +353,116 @@ pub fn run(opts: Options) -> Result<()> {
         restore_terminal();
         default_hook(info);
     }));
+    Ok(stop)
+}
 
-    let guard = TerminalGuard::enter()?;
-    // A fresh terminal on the fresh alternate screen: its first frame draws every
-    // cell. (`Terminal::clear` would query the cursor position, which some
-    // terminals and slow links never answer.)
-    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
-    let depth = ColorDepth::detect();
-    let mut last_refresh = Instant::now();
-    let mut last_draw = Instant::now() - FRAME;
-    let stdin_is_tty = std::io::stdin().is_terminal();
-    // Fault injection for the tests (debug builds only): panic after N ms, to
-    // check that the terminal is restored on that exit path too.
-    #[cfg(debug_assertions)]
-    let panic_at = std::env::var("PROBDROP_TUI_TEST_PANIC_AFTER_MS")
-        .ok()
-        .and_then(|ms| ms.parse().ok())
-        .map(|ms| Instant::now() + Duration::from_millis(ms));
-    while !app.quit && !stop.load(Ordering::Relaxed) {
+/// The running dashboard: its state, its effects, and the terminal it draws on.
+struct Dashboard {
+    app: App,
+    fx: RealEffects,
+    watcher: Option<Watcher>,
+    screen: Screen,
+    terminal: Terminal<CrosstermBackend<std::io::Stdout>>,
+}
+
+impl Dashboard {
+    fn run_until_quit(&mut self, stop: &AtomicBool) -> Result<()> {
+        let mut last_refresh = Instant::now();
+        let mut last_draw = Instant::now() - FRAME;
+        let stdin_is_tty = std::io::stdin().is_terminal();
+        // Fault injection for the tests (debug builds only): panic after N ms, to
+        // check that the terminal is restored on that exit path too.
         #[cfg(debug_assertions)]
-        if panic_at.is_some_and(|t| Instant::now() >= t) {
-            panic!("injected panic (PROBDROP_TUI_TEST_PANIC_AFTER_MS)");
+        let panic_at = std::env::var("PROBDROP_TUI_TEST_PANIC_AFTER_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        while !self.app.quit && !stop.load(Ordering::Relaxed) {
+            #[cfg(debug_assertions)]
+            if panic_at.is_some_and(|t| Instant::now() >= t) {
+                panic!("injected panic (PROBDROP_TUI_TEST_PANIC_AFTER_MS)");
+            }
+            if self.app.dirty && last_draw.elapsed() >= FRAME {
+                let (screen, app) = (&mut self.screen, &self.app);
+                self.terminal.draw(|f| screen.draw(f, app))?;
+                self.app.dirty = false;
+                last_draw = Instant::now();
+            }
+            let wait = REFRESH.saturating_sub(last_refresh.elapsed()).min(FRAME);
+            // The wait is ours, not crossterm's: on a terminal that vanished
+            // without a SIGHUP, crossterm's poll reads end-of-file forever and
+            // never returns. (When stdin is not the terminal, crossterm reads
+            // /dev/tty: wait in it.)
+            if !stdin_is_tty {
+                event::poll(wait)?;
+            } else if wait_for_input(wait) == Poll::HungUp {
+                log("the terminal hung up; closing (runs keep training)");
+                break;
+            }
+            self.take_terminal_events()?;
+            if last_refresh.elapsed() >= REFRESH {
+                last_refresh = Instant::now();
+                self.apply(Input::Tick);
+                let news: Vec<ReloadEvent> = self.watcher.iter().flat_map(Watcher::drain).collect();
+                for e in news {
+                    log(&e.to_string());
+                    self.apply(Input::Reload(e));
+                }
+            }
         }
-        if app.dirty && last_draw.elapsed() >= FRAME {
-            terminal.draw(|f| views::draw(f, &app, depth))?;
-            app.dirty = false;
-            last_draw = Instant::now();
+        Ok(())
+    }
+
+    /// Applies an input; what it says in the status line goes to the log too.
+    fn apply(&mut self, input: impl Into<Input>) {
+        let before = self.app.message.clone();
+        self.app.apply(input, &mut self.fx);
+        if self.app.message != before {
+            log(&self.app.message);
         }
-        let wait = REFRESH.saturating_sub(last_refresh.elapsed()).min(FRAME);
-        // The wait is ours, not crossterm's: on a terminal that vanished without a
-        // SIGHUP, crossterm's poll reads end-of-file forever and never returns.
-        // (When stdin is not the terminal, crossterm reads /dev/tty: wait in it.)
-        if !stdin_is_tty {
-            event::poll(wait)?;
-        } else if wait_for_input(wait) == Input::HungUp {
-            log("the terminal hung up; closing (runs keep training)");
-            break;
-        }
-        // Everything crossterm has (keys; resizes, which arrive by signal).
+    }
+
+    /// Everything crossterm has: keys, mouse, resizes (which arrive by signal).
+    fn take_terminal_events(&mut self) -> Result<()> {
         while event::poll(Duration::ZERO)? {
             match event::read()? {
                 Event::Key(key) if key.kind != KeyEventKind::Release => {
-                    if let Some(action) = keys::action_for(key, app.view, app.prompt.is_some()) {
-                        let before = app.message.clone();
-                        app.apply(action, &mut fx);
-                        if app.message != before {
-                            log(&app.message);
-                        }
-                        if fx.suspended_for_editor {
-                            // Back from the editor: blank the screen and start from
-                            // fresh buffers so that the next frame redraws everything.
-                            fx.suspended_for_editor = false;
-                            execute!(std::io::stdout(), terminal::Clear(terminal::ClearType::All))?;
-                            terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
-                            app.dirty = true;
-                        }
+                    let (view, prompt) = (self.app.view, self.app.prompt.is_some());
+                    if let Some(action) = keys::action_for(key, view, prompt) {
+                        self.apply(action);
+                        self.back_from_editor()?;
                     }
                 }
-                Event::Mouse(m) => match m.kind {
-                    MouseEventKind::ScrollDown => app.apply(keys::Action::Down, &mut fx),
-                    MouseEventKind::ScrollUp => app.apply(keys::Action::Up, &mut fx),
-                    MouseEventKind::Down(_) if m.row == 0 => {
-                        // A click on the tab bar: tabs are laid out evenly enough to map by text.
-                        let mut x = 0u16;
-                        for (i, v) in keys::View::ALL.iter().enumerate() {
-                            let w = (format!("{} {}", i + 1, v.title()).len() + 3) as u16;
-                            if m.column < x + w {
-                                app.apply(keys::Action::Go(*v), &mut fx);
-                                break;
-                            }
-                            x += w;
+                Event::Mouse(m) => {
+                    let action = match m.kind {
+                        MouseEventKind::ScrollDown => Some(keys::Action::Down),
+                        MouseEventKind::ScrollUp => Some(keys::Action::Up),
+                        MouseEventKind::Down(_) if m.row == 0 => {
+                            views::tab_at(m.column).map(keys::Action::Go)
                         }
+                        _ => None,
+                    };
+                    if let Some(action) = action {
+                        self.apply(action);
                     }
-                    _ => {}
-                },
-                Event::Resize(_, _) => app.dirty = true,
+                }
+                Event::Resize(_, _) => self.apply(Input::Resized),
                 _ => {}
             }
         }
-        if last_refresh.elapsed() >= REFRESH {
-            last_refresh = Instant::now();
-            app.refresh();
-            let recorded = fx.reap();
-            if !recorded.is_empty() {
-                for r in &recorded {
-                    log(r);
-                }
-                app.message = recorded.join("; ");
-                app.refresh();
-            }
-            if let Some(w) = &watcher {
-                for e in w.drain() {
-                    app.dirty = true;
-                    match e {
-                        ReloadEvent::Ready { library, .. } => {
-                            let line =
-                                format!("reloaded {} {}", library.info.name, library.info.version);
-                            if let Some(row) =
-                                app.plugins.iter_mut().find(|p| p.name == library.info.name)
-                            {
-                                row.version = library.info.version.clone();
-                                row.status =
-                                    Ok(format!("reloaded, interface {}", library.interface));
-                            }
-                            log(&line);
-                            app.build_log.push(line);
-                        }
-                        ReloadEvent::Refused { path, reason } => {
-                            let line = format!("refused {}: {reason}", path.display());
-                            log(&line);
-                            app.build_log.push(line);
-                        }
-                        ReloadEvent::BuildOutput { line } => {
-                            log(&line);
-                            app.build_log.push(line)
-                        }
-                    }
-                }
-            }
-        }
+        Ok(())
     }
-    drop(terminal);
-    drop(guard);
-    let _ = std::io::stdout().flush();
-    log(&format!(
-        "dashboard {} closed; {} trainer(s) it started keep running",
-        std::process::id(),
-        fx.children.len()
-    ));
-    Ok(())
+
+    /// Back from the editor: blank the screen and start from fresh buffers so
+    /// that the next frame redraws everything.
+    fn back_from_editor(&mut self) -> Result<()> {
+        if !self.fx.suspended_for_editor {
+            return Ok(());
+        }
+        self.fx.suspended_for_editor = false;
+        execute!(std::io::stdout(), terminal::Clear(terminal::ClearType::All))?;
+        self.terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+        self.app.dirty = true;
+        Ok(())
+    }
 }

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use serde::de::DeserializeOwned;
 
-use crate::experiment::{self, Catalog, Diagnostic, Experiment};
+use crate::experiment::{self, Catalog, Diagnostic, Experiment, Machine};
 use crate::run::dir::{self, EventLine, MetricLine, RunDir, RunInfo, SnapshotLine, State, Status};
 
 /// Reads the lines appended to a JSON-lines file since the last call. A torn last
@@ -238,7 +238,12 @@ impl ExperimentView {
 }
 
 /// Experiment files of a directory, re-validated when they change.
-pub fn scan_experiments(dir: &Path, catalog: &Catalog, known: &mut Vec<ExperimentView>) -> bool {
+pub fn scan_experiments(
+    dir: &Path,
+    catalog: &Catalog,
+    machine: &dyn Machine,
+    known: &mut Vec<ExperimentView>,
+) -> bool {
     let files = experiment::files_in(dir);
     let mut changed = files.len() != known.len();
     let mut next = Vec::with_capacity(files.len());
@@ -251,7 +256,7 @@ pub fn scan_experiments(dir: &Path, catalog: &Catalog, known: &mut Vec<Experimen
             }
             _ => {
                 changed = true;
-                let result = experiment::load(&path, catalog);
+                let result = experiment::load(&path, catalog, machine);
                 next.push(ExperimentView {
                     path,
                     modified,

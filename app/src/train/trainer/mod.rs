@@ -16,7 +16,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 
 use crate::run::dir::{self, RunDir, State};
 use crate::run::lock::RunLock;
@@ -71,7 +71,7 @@ pub struct Summary {
 /// the run has a checkpoint that cannot be read (unless `opts.restart`). Every
 /// other way it ends is written to the status with the reason.
 pub fn train(run_dir: &RunDir, opts: &TrainOptions) -> Result<Summary> {
-    let _lock = RunLock::acquire(&run_dir.path).map_err(|e| anyhow!(e))?;
+    let _lock = RunLock::acquire(&run_dir.path)?;
     let started = Instant::now();
     // Past a file-size limit, a write should fail (reported below, the run marked
     // failed) rather than the default SIGXFSZ killing the process mid-write.
@@ -89,8 +89,8 @@ pub fn train(run_dir: &RunDir, opts: &TrainOptions) -> Result<Summary> {
     };
     let result = run_dir
         .info()
-        .map_err(|e| anyhow!(e))
-        .and_then(|info| Ok((info, run_dir.experiment().map_err(|e| anyhow!(e))?)))
+        .map_err(anyhow::Error::from)
+        .and_then(|info| Ok((info, run_dir.experiment()?)))
         .and_then(|(info, resolved)| {
             run(run_dir, &info, resolved, resume, opts, &mut writer, started)
         });

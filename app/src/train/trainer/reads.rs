@@ -19,11 +19,11 @@ pub(super) fn correct_top1(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor
     predicted.equal(targets).int().sum()
 }
 
-pub(super) fn correct_top5(logits: Tensor<2>, targets: Tensor<1, Int>) -> usize {
+pub(super) fn correct_top5(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1, Int> {
     let (_, idx) = logits.topk_with_indices(5, 1); // [batch, 5]
     let [n, k] = idx.dims();
     let t = targets.reshape([n, 1]).expand([n, k]);
-    idx.equal(t).int().sum().into_scalar::<i64>() as usize
+    idx.equal(t).int().sum()
 }
 
 /// Validation loss, top-1 and (over 10 classes) top-5 accuracy.
@@ -39,7 +39,11 @@ pub(super) fn evaluate(
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let items = EpochItems::sequential(task.val_len());
     let batches = task.batches(items, batch_size, workers, device, false);
-    let (mut loss_sum, mut top1, mut top5, mut count) = (0.0, 0usize, 0usize, 0usize);
+    // Loss and hits are summed on the device and read once at the end (a read
+    // per batch would wait for the device every batch).
+    let mut loss_sum: Option<Tensor<1>> = None;
+    let (mut top1, mut top5): (Option<Tensor<1, Int>>, Option<Tensor<1, Int>>) = (None, None);
+    let mut count = 0usize;
     for batch in batches {
         let n = batch.targets().dims()[0];
         let logits = match &batch {
@@ -50,21 +54,25 @@ pub(super) fn evaluate(
             continue;
         };
         let targets = batch.targets().clone();
-        let loss: f32 = loss_fn
+        let loss = loss_fn
             .forward(logits.clone(), targets.clone())
-            .into_scalar();
-        loss_sum += loss as f64 * n as f64;
-        top1 += correct_top1(logits.clone(), targets.clone()).into_scalar::<i64>() as usize;
+            .mul_scalar(n as f32);
+        let hits = correct_top1(logits.clone(), targets.clone());
+        loss_sum = Some(loss_sum.map_or(loss.clone(), |sum| sum + loss));
+        top1 = Some(top1.map_or(hits.clone(), |sum| sum + hits));
         if classes > 10 {
-            top5 += correct_top5(logits, targets);
+            let hits = correct_top5(logits, targets);
+            top5 = Some(top5.map_or(hits.clone(), |sum| sum + hits));
         }
         count += n;
     }
     let count = count.max(1) as f64;
+    let loss_sum = loss_sum.map_or(0.0, |t| t.into_scalar::<f32>() as f64);
+    let read = |hits: Option<Tensor<1, Int>>| hits.map_or(0, |t| t.into_scalar::<i64>()) as f64;
     (
         loss_sum / count,
-        top1 as f64 / count,
-        (classes > 10).then_some(top5 as f64 / count),
+        read(top1) / count,
+        (classes > 10).then(|| read(top5) / count),
     )
 }
 

@@ -28,7 +28,7 @@ use crate::train::schedule::learning_rate;
 use crate::train::watchdog::Watchdog;
 
 use super::checkpoint::save_checkpoint;
-use super::config::{apply_config, file_stamp, read_source};
+use super::config::{Against, apply_config, file_stamp, read_source};
 use super::reads::{Good, NonFinite, Pending, Totals, correct_top1, evaluate};
 use super::slots::{
     FINITE_CHECK_EVERY, Live, SNAPSHOT_SAMPLES, StepSlots, all_finite, build_slots,
@@ -567,16 +567,15 @@ impl<'a> Session<'a> {
         }
         for text in std::mem::take(&mut self.source.pending) {
             match text {
-                Ok(text) => apply_config(
-                    &text,
-                    &self.info.source,
-                    &self.catalog,
-                    &self.run_spec,
-                    self.versions.current.as_ref(),
-                    &mut self.live,
-                    self.writer,
-                    self.step,
-                )?,
+                Ok(text) => {
+                    let against = Against {
+                        source: &self.info.source,
+                        catalog: &self.catalog,
+                        run: &self.run_spec,
+                        library: self.versions.current.as_ref(),
+                    };
+                    apply_config(&text, &against, &mut self.live, self.writer, self.step)?
+                }
                 Err(e) => self.writer.event(self.step, EventKind::ConfigInvalid, e)?,
             }
         }

@@ -177,7 +177,7 @@ impl StepSlots<'_> {
             slot: name.to_string(),
             seed: self.seed,
         };
-        if ctx.p == 0.0 {
+        if ctx.is_identity() {
             if self.log_now {
                 self.dropped.insert(name.to_string(), 0.0);
             }

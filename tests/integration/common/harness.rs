@@ -85,9 +85,14 @@ impl Setup {
             .unwrap()
             .catalog;
         let select = probdrop_tui::run::prepare::Selection::default();
-        let (_, dirs) =
-            probdrop_tui::run::prepare::prepare_runs(&catalog, &self.file, &self.runs, select)
-                .unwrap();
+        let (_, dirs) = probdrop_tui::run::prepare::prepare_runs(
+            &catalog,
+            &probdrop_tui::train::ThisMachine,
+            &self.file,
+            &self.runs,
+            select,
+        )
+        .unwrap();
         dirs[0].clone()
     }
 

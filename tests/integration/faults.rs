@@ -1,14 +1,12 @@
 //! Faults injected into the real binary, and the outcome each must have (the
 //! list, with what was seen, is RELIABILITY.md).
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::fixtures::fixture;
-use common::harness::*;
+use crate::common::fixtures::fixture;
+use crate::common::harness::*;
 use probdrop_tui::run::control::{self, Command as Ctl};
 use probdrop_tui::run::dir::{self, RunDir, State};
 
@@ -468,7 +466,9 @@ fn another_user_is_refused_by_the_control_socket_and_nothing_listens_on_the_netw
                 .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
                 .arg(std::env::current_exe().unwrap())
                 .args([
-                    "control_socket_client_helper",
+                    // Test names leave out the binary's own name.
+                    concat!(module_path!(), "::control_socket_client_helper")
+                        .trim_start_matches("integration::"),
                     "--exact",
                     "--ignored",
                     "--nocapture",

@@ -2,7 +2,7 @@
 //! found, tried on the real binary, and the outcome it must have now. The list,
 //! with what was seen, is in RELIABILITY.md.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::harness::*;
+use crate::common::harness::*;
 use probdrop_tui::run::control::{self, Command as Ctl, MAX_CONNECTIONS, MAX_LINE};
 use probdrop_tui::run::dir::{self, RunDir, State};
 

@@ -1,12 +1,12 @@
 //! The `plugins` and `mask` commands, run as a user runs them: the real binary
 //! over the real plugins directory (cargo builds the crates on first use).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::repo_root;
+use crate::common::repo_root;
 
 fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"));

@@ -1,8 +1,6 @@
 //! The committed Fashion-MNIST subset reads back as the Debian set it was cut from.
 
-mod common;
-
-use common::repo_root;
+use crate::common::repo_root;
 use probdrop_tui::train::idx::{load_image_set, split_files};
 
 #[test]

@@ -2,9 +2,7 @@
 //! path (cargo-built plugin, abi_stable load, host ops on burn's flex backend).
 //! Tolerances are stated per test, from the binomial spread of the draws involved.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use probdrop_tui::plugins::MaskContext;
 
 /// 1,048,576 elements.

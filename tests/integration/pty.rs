@@ -2,14 +2,12 @@
 //! experiment, watch it train, quit, come back to the same run still going, and
 //! find the terminal restored each time.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::repo_root;
+use crate::common::repo_root;
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use probdrop_tui::run::control::{self, Command as Ctl};
 use probdrop_tui::run::dir::{self, State};

@@ -2,17 +2,17 @@
 //! tests of every view at 80×24 and 160×48 (insta over ratatui's TestBackend),
 //! every key of the help view, and resizing.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use common::repo_root;
+use crate::common::repo_root;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use probdrop_tui::experiment::{DataFormat, Machine, MemoryFloor, ModelSpec};
 use probdrop_tui::plugins::{Found, discover};
 use probdrop_tui::run::control::Command as Ctl;
 use probdrop_tui::run::dir::RunDir;
+use probdrop_tui::train::ThisMachine;
 use probdrop_tui::ui::app::{App, Effects};
 use probdrop_tui::ui::keys::{Action, KEYMAP, Scope, View, action_for};
 use probdrop_tui::ui::views::{ColorDepth, draw};
@@ -114,17 +114,37 @@ fn plugins() -> &'static Vec<Found> {
     P.get_or_init(|| discover(&repo_root().join("plugins"), &mut |_| {}).unwrap())
 }
 
+/// This machine with one GPU, so that what the start prompt offers does not
+/// depend on the machine the tests run on.
+struct OneGpu;
+
+impl Machine for OneGpu {
+    fn check_data(&self, format: DataFormat, path: &Path) -> Result<(), String> {
+        ThisMachine.check_data(format, path)
+    }
+    fn memory_floor(
+        &self,
+        model: &ModelSpec,
+        input: [usize; 3],
+        batch: usize,
+    ) -> Option<MemoryFloor> {
+        ThisMachine.memory_floor(model, input, batch)
+    }
+    fn memory(&self) -> Option<u128> {
+        ThisMachine.memory()
+    }
+    fn devices(&self) -> Vec<String> {
+        vec!["cpu".into(), "cuda:0".into()]
+    }
+}
+
+fn app_over(runs: PathBuf, experiments: PathBuf) -> App {
+    App::new(runs, experiments, plugins(), Vec::new(), Arc::new(OneGpu))
+}
+
 fn app() -> App {
     let f = fixture();
-    let mut app = App::new(
-        f.root.join("runs"),
-        f.root.join("experiments"),
-        plugins(),
-        Vec::new(),
-    );
-    // What the start prompt offers must not depend on the machine's GPUs.
-    app.devices = vec!["cpu".into(), "cuda:0".into()];
-    app
+    app_over(f.root.join("runs"), f.root.join("experiments"))
 }
 
 fn render(app: &App, w: u16, h: u16) -> String {
@@ -330,14 +350,14 @@ fn every_key_in_the_help_does_what_it_says() {
         };
         app.view = view;
         // Up and Top need somewhere to come from.
-        app.selected_run = usize::from(matches!(binding.action, Action::Up | Action::Top));
-        app.selected_experiment = app
+        app.selected.run = usize::from(matches!(binding.action, Action::Up | Action::Top));
+        app.selected.experiment = app
             .experiments
             .iter()
             .position(|e| e.result.is_ok())
             .unwrap();
         // Previous slot and channel need somewhere to come from.
-        (app.slot, app.sample, app.channel) = (1, 1, 1);
+        (app.masks.slot, app.masks.sample, app.masks.channel) = (1, 1, 1);
         let prompt = binding.scope == Scope::Prompt;
         if prompt {
             app.apply(Action::StartRuns, &mut fx);
@@ -354,31 +374,31 @@ fn every_key_in_the_help_does_what_it_says() {
         let before = (
             app.view,
             app.help,
-            app.selected_run,
-            app.event_scroll,
+            app.selected.run,
+            app.selected.event,
             app.marked.len(),
-            app.smoothing,
-            app.zoom,
-            app.log_scale,
-            app.metric,
-            app.slot,
-            app.sample,
-            app.channel,
+            app.charts.smoothing,
+            app.charts.zoom,
+            app.charts.log_scale,
+            app.charts.metric,
+            app.masks.slot,
+            app.masks.sample,
+            app.masks.channel,
         );
         app.apply(binding.action, &mut fx);
         let after = (
             app.view,
             app.help,
-            app.selected_run,
-            app.event_scroll,
+            app.selected.run,
+            app.selected.event,
             app.marked.len(),
-            app.smoothing,
-            app.zoom,
-            app.log_scale,
-            app.metric,
-            app.slot,
-            app.sample,
-            app.channel,
+            app.charts.smoothing,
+            app.charts.zoom,
+            app.charts.log_scale,
+            app.charts.metric,
+            app.masks.slot,
+            app.masks.sample,
+            app.masks.channel,
         );
         let acted = match binding.action {
             Action::Quit => app.quit,
@@ -386,12 +406,12 @@ fn every_key_in_the_help_does_what_it_says() {
             Action::NextView => app.view == View::Charts,
             Action::PrevView => app.view == View::Compare,
             Action::Go(v) => app.view == v,
-            Action::Up => app.selected_run == 0,
-            Action::Down | Action::Bottom => app.selected_run == 1,
-            Action::Top => app.selected_run == 0,
+            Action::Up => app.selected.run == 0,
+            Action::Down | Action::Bottom => app.selected.run == 1,
+            Action::Top => app.selected.run == 0,
             Action::Mark => app.marked.len() == 1,
             Action::MarkStrategy => app.marked.len() == 1 && app.message.contains("marked"),
-            Action::NextComparison | Action::PrevComparison => app.selected_comparison == 1,
+            Action::NextComparison | Action::PrevComparison => app.selected.comparison == 1,
             // Finished runs have no trainer: the dashboard says so instead of sending.
             Action::Pause | Action::Resume | Action::Stop => {
                 fx.calls.is_empty() && app.message.contains("no trainer running")
@@ -428,7 +448,7 @@ fn the_start_prompt_overrides_the_device_and_takes_every_key() {
     let mut app = app();
     let mut fx = FakeEffects::default();
     app.apply(Action::Go(View::Experiments), &mut fx);
-    app.selected_experiment = app
+    app.selected.experiment = app
         .experiments
         .iter()
         .position(|e| e.name() == "dash.toml")
@@ -488,9 +508,14 @@ fn experiments_view_shows_what_a_saved_change_did_to_running_runs() {
         strategy: Some("dropblock"),
         ..Default::default()
     };
-    let (_, dirs) =
-        probdrop_tui::run::prepare::prepare_runs(&catalog, &file, &root.join("runs"), select)
-            .unwrap();
+    let (_, dirs) = probdrop_tui::run::prepare::prepare_runs(
+        &catalog,
+        &ThisMachine,
+        &file,
+        &root.join("runs"),
+        select,
+    )
+    .unwrap();
     let run = dirs[0].clone();
     let mut trainer = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
         .arg("--plugins")
@@ -507,12 +532,7 @@ fn experiments_view_shows_what_a_saved_change_did_to_running_runs() {
             .is_some_and(|s| s.state == State::Training && s.step > 0)
     });
 
-    let mut app = App::new(
-        root.join("runs"),
-        experiments.clone(),
-        plugins(),
-        Vec::new(),
-    );
+    let mut app = app_over(root.join("runs"), experiments.clone());
     app.apply(Action::Go(View::Experiments), &mut FakeEffects::default());
     let before = render(&app, 160, 48);
     assert!(before.contains("no change since it started"), "{before}");
@@ -554,7 +574,7 @@ fn resizing_to_tiny_sizes_and_back_does_not_panic() {
         }
     }
     app.apply(Action::Go(View::Experiments), &mut fx);
-    app.selected_experiment = app
+    app.selected.experiment = app
         .experiments
         .iter()
         .position(|e| e.result.is_ok())
@@ -602,12 +622,7 @@ fn fifty_runs_a_huge_event_log_and_a_deleted_run_directory() {
     }
     std::fs::write(&big, text).unwrap();
 
-    let mut app = App::new(
-        runs.clone(),
-        f.root.join("experiments"),
-        plugins(),
-        Vec::new(),
-    );
+    let mut app = app_over(runs.clone(), f.root.join("experiments"));
     assert_eq!(app.runs.len(), 50);
     assert!(app.all_events().len() > 100_000);
     let mut fx = FakeEffects::default();
@@ -621,12 +636,12 @@ fn fifty_runs_a_huge_event_log_and_a_deleted_run_directory() {
     }
     // The selected run's directory disappears between two refreshes.
     app.apply(Action::Go(View::Runs), &mut fx);
-    app.selected_run = 49;
+    app.selected.run = 49;
     std::fs::remove_dir_all(runs.join("run-49")).unwrap();
     std::fs::remove_dir_all(runs.join("run-07")).unwrap();
     app.refresh();
     assert_eq!(app.runs.len(), 48);
-    assert!(app.selected_run < 48);
+    assert!(app.selected.run < 48);
     assert!(
         app.runs
             .iter()
@@ -699,12 +714,7 @@ slots = ["layer1"]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut app = App::new(
-        root.join("runs"),
-        root.join("experiments"),
-        plugins(),
-        Vec::new(),
-    );
+    let mut app = app_over(root.join("runs"), root.join("experiments"));
     let mut fx = FakeEffects::default();
     app.apply(Action::Go(View::Masks), &mut fx);
     let run = RunDir {

@@ -1,12 +1,12 @@
 //! `probdrop-tui check` on the shipped experiments and on every malformed file of
 //! tests/invalid_experiments/, run as a user runs it.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::repo_root;
+use crate::common::repo_root;
 
 fn check(files: &[&Path]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
@@ -147,111 +147,127 @@ fn a_missing_file_and_several_files_are_reported_together() {
     assert!(out.contains("2 of 3 experiment file(s) invalid"), "{out}");
 }
 
+/// xorshift from a fixed seed: a failing case replays.
+struct Xorshift(u64);
+
+impl Xorshift {
+    /// A number in [0, n) (0 when n is 0).
+    fn next(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n.max(1) as u64) as usize
+    }
+}
+
+/// Tokens the fuzzer inserts: TOML syntax, odd values and the schema's keys.
+const ALPHABET: &[&str] = &[
+    "=",
+    "[",
+    "]",
+    "[[",
+    "]]",
+    "{",
+    "}",
+    "\"",
+    "'",
+    ",",
+    ".",
+    "\n",
+    " ",
+    "#",
+    "-",
+    "0",
+    "1e400",
+    "-1",
+    "nan",
+    "inf",
+    "true",
+    "1979-05-27",
+    "\\u",
+    "é",
+    "\t",
+    "\"\"\"",
+    "p",
+    "strategy",
+    "plugin",
+    "schedule",
+    "kind",
+    "seeds",
+    "data",
+    "train",
+    "epochs",
+];
+
+/// The shipped and the invalid experiment files, the fuzzer's starting points.
+fn seed_files() -> Vec<String> {
+    ["experiments", "tests/invalid_experiments"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(repo_root().join(d)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+/// One case: a soup of tokens or a seed file, then one to four mutations
+/// (a cut, an inserted token, a truncation, a repeated stretch, a changed
+/// character).
+fn fuzz_case(seeds: &[String], rng: &mut Xorshift) -> String {
+    let mut next = |n: usize| rng.next(n);
+    let mut text: Vec<char> = if next(10) == 0 {
+        (0..next(200))
+            .flat_map(|_| ALPHABET[next(ALPHABET.len())].chars().collect::<Vec<_>>())
+            .collect()
+    } else {
+        seeds[next(seeds.len())].chars().collect()
+    };
+    for _ in 0..1 + next(4) {
+        let at = next(text.len() + 1);
+        match next(5) {
+            0 => {
+                let end = (at + next(20)).min(text.len());
+                text.drain(at..end);
+            }
+            1 => {
+                let token: Vec<char> = ALPHABET[next(ALPHABET.len())].chars().collect();
+                text.splice(at..at, token);
+            }
+            2 => text.truncate(at),
+            3 => {
+                // Duplicate a stretch (a repeated key or table).
+                let end = (at + next(80)).min(text.len());
+                let copy: Vec<char> = text[at..end].to_vec();
+                text.splice(at..at, copy);
+            }
+            _ => {
+                if at < text.len() {
+                    text[at] = char::from_u32(next(0x3000) as u32).unwrap_or('?');
+                }
+            }
+        }
+    }
+    text.into_iter().collect()
+}
+
 /// A fixed budget of arbitrary and mutated experiment files through the whole
 /// validation: it never panics, and every error it reports has a position inside
 /// the file. Deterministic (xorshift from a fixed seed), so a failure replays.
 #[test]
 fn mutated_and_arbitrary_files_never_panic_and_always_get_a_position() {
     use probdrop_tui::experiment::{Catalog, validate};
+    use probdrop_tui::train::ThisMachine;
     let catalog = Catalog::from_infos(common::bundled().values().map(|l| &l.info));
-    let mut seeds: Vec<String> = std::fs::read_dir(repo_root().join("experiments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect();
-    seeds.extend(
-        std::fs::read_dir(repo_root().join("tests/invalid_experiments"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-            .map(|p| std::fs::read_to_string(p).unwrap()),
-    );
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move |n: usize| -> usize {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n.max(1) as u64) as usize
-    };
-    const ALPHABET: &[&str] = &[
-        "=",
-        "[",
-        "]",
-        "[[",
-        "]]",
-        "{",
-        "}",
-        "\"",
-        "'",
-        ",",
-        ".",
-        "\n",
-        " ",
-        "#",
-        "-",
-        "0",
-        "1e400",
-        "-1",
-        "nan",
-        "inf",
-        "true",
-        "1979-05-27",
-        "\\u",
-        "é",
-        "\t",
-        "\"\"\"",
-        "p",
-        "strategy",
-        "plugin",
-        "schedule",
-        "kind",
-        "seeds",
-        "data",
-        "train",
-        "epochs",
-    ];
+    let seeds = seed_files();
+    let mut rng = Xorshift(0x2545_f491_4f6c_dd1d);
     let dir = std::env::temp_dir();
     let path = dir.join("fuzz.toml");
     let cases = 10_000;
     let (mut valid, mut refused) = (0, 0);
     for case in 0..cases {
-        let mut text: Vec<char> = if next(10) == 0 {
-            // Arbitrary: a soup of TOML-ish tokens.
-            (0..next(200))
-                .flat_map(|_| ALPHABET[next(ALPHABET.len())].chars().collect::<Vec<_>>())
-                .collect()
-        } else {
-            seeds[next(seeds.len())].chars().collect()
-        };
-        for _ in 0..1 + next(4) {
-            let at = next(text.len() + 1);
-            match next(5) {
-                0 => {
-                    let end = (at + next(20)).min(text.len());
-                    text.drain(at..end);
-                }
-                1 => {
-                    let token: Vec<char> = ALPHABET[next(ALPHABET.len())].chars().collect();
-                    text.splice(at..at, token);
-                }
-                2 => text.truncate(at),
-                3 => {
-                    // Duplicate a stretch (a repeated key or table).
-                    let end = (at + next(80)).min(text.len());
-                    let copy: Vec<char> = text[at..end].to_vec();
-                    text.splice(at..at, copy);
-                }
-                _ => {
-                    if at < text.len() {
-                        text[at] = char::from_u32(next(0x3000) as u32).unwrap_or('?');
-                    }
-                }
-            }
-        }
-        let text: String = text.into_iter().collect();
+        let text = fuzz_case(&seeds, &mut rng);
         let lines = text.lines().count().max(1) + 1;
-        let result = std::panic::catch_unwind(|| validate(&path, &text, &catalog));
+        let result = std::panic::catch_unwind(|| validate(&path, &text, &catalog, &ThisMachine));
         let Ok(result) = result else {
             panic!("case {case}: validation panicked on:\n{text}");
         };

@@ -1,13 +1,13 @@
 //! Headless training with the real binary on the committed Fashion-MNIST subset:
 //! the run directory contract, the schedule, SIGKILL and resume, live changes.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::repo_root;
+use crate::common::repo_root;
 use probdrop_tui::experiment::{DropKind, DropSchedule, drop_rate};
 use probdrop_tui::run::control::{self, Command as Ctl};
 use probdrop_tui::run::dir::{self, MetricLine, RunDir, State};
@@ -72,6 +72,27 @@ fn train_steps(metrics: &[MetricLine], name: &str) -> Vec<(u64, f64, f64)> {
         .filter(|m| m.split == "train" && m.metric == name)
         .map(|m| (m.step, m.value, m.p))
         .collect()
+}
+
+/// Four samples of the batch at each snapshot step (every 4 of 32), all of
+/// the small CNN's `block2`, salience non-negative.
+fn check_snapshots(run: &RunDir) {
+    let snaps = run.snapshots();
+    let expected: Vec<(u64, usize)> = [4, 8, 12, 16, 20, 24, 28, 32]
+        .into_iter()
+        .flat_map(|step| (0..4).map(move |sample| (step, sample)))
+        .collect();
+    assert_eq!(
+        snaps.iter().map(|s| (s.step, s.sample)).collect::<Vec<_>>(),
+        expected
+    );
+    assert_ne!(snaps[0].salience, snaps[1].salience, "different samples");
+    for s in &snaps {
+        assert_eq!((s.slot.as_str(), s.height, s.width), ("block2", 7, 7));
+        assert_eq!(s.salience.len(), s.channels.len() * 49);
+        assert_eq!(s.mask.len(), s.salience.len());
+        assert!(s.salience.iter().all(|v| *v >= 0.0));
+    }
 }
 
 #[test]
@@ -161,23 +182,7 @@ fn a_headless_run_writes_the_whole_run_directory_and_follows_the_schedule() {
         assert_eq!(train_steps(&metrics, name).len(), 32, "{name}");
     }
 
-    // Four samples of the batch at each snapshot step.
-    let snaps = run.snapshots();
-    let expected: Vec<(u64, usize)> = [4, 8, 12, 16, 20, 24, 28, 32]
-        .into_iter()
-        .flat_map(|step| (0..4).map(move |sample| (step, sample)))
-        .collect();
-    assert_eq!(
-        snaps.iter().map(|s| (s.step, s.sample)).collect::<Vec<_>>(),
-        expected
-    );
-    assert_ne!(snaps[0].salience, snaps[1].salience, "different samples");
-    for s in &snaps {
-        assert_eq!((s.slot.as_str(), s.height, s.width), ("block2", 7, 7));
-        assert_eq!(s.salience.len(), s.channels.len() * 49);
-        assert_eq!(s.mask.len(), s.salience.len());
-        assert!(s.salience.iter().all(|v| *v >= 0.0));
-    }
+    check_snapshots(&run);
     let events = run.events();
     assert_eq!(events.first().unwrap().kind, "started");
     assert_eq!(events.last().unwrap().kind, "done");
@@ -267,6 +272,35 @@ fn a_killed_trainer_resumes_from_its_checkpoint_without_gaps_or_repeats() {
     assert_eq!(values(&losses), values(&uninterrupted));
 }
 
+/// The dashboard's way of applying a change: the new text through the
+/// control socket (block size 7), applied as a second config change.
+fn apply_block_size_7_through_the_socket(run: &RunDir, file: &Path) {
+    let socket = run.file(dir::SOCKET);
+    let via_socket = std::fs::read_to_string(file)
+        .unwrap()
+        .replace("block_size = 5", "block_size = 7");
+    let reply = control::send(
+        &socket,
+        &Ctl::ApplyConfig {
+            toml: Some(via_socket),
+        },
+    )
+    .unwrap();
+    assert!(reply.ok, "{reply:?}");
+    wait_for("the second config_applied", Duration::from_secs(30), || {
+        run.events()
+            .iter()
+            .filter(|e| e.kind == "config_applied")
+            .count()
+            == 2
+    });
+    let resolved = run.experiment().unwrap();
+    assert_eq!(
+        resolved.strategy[0].params["block_size"].as_integer(),
+        Some(7)
+    );
+}
+
 #[test]
 fn a_saved_parameter_change_applies_at_a_step_boundary_and_a_stop_keeps_a_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
@@ -331,31 +365,8 @@ fn a_saved_parameter_change_applies_at_a_step_boundary_and_a_stop_keeps_a_checkp
         );
     }
 
-    // The dashboard's way: the new text through the control socket.
+    apply_block_size_7_through_the_socket(&run, &file);
     let socket = run.file(dir::SOCKET);
-    let via_socket = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("block_size = 5", "block_size = 7");
-    let reply = control::send(
-        &socket,
-        &Ctl::ApplyConfig {
-            toml: Some(via_socket),
-        },
-    )
-    .unwrap();
-    assert!(reply.ok, "{reply:?}");
-    wait_for("the second config_applied", Duration::from_secs(30), || {
-        run.events()
-            .iter()
-            .filter(|e| e.kind == "config_applied")
-            .count()
-            == 2
-    });
-    let resolved = run.experiment().unwrap();
-    assert_eq!(
-        resolved.strategy[0].params["block_size"].as_integer(),
-        Some(7)
-    );
 
     // Pause, resume and stop over the control socket.
     assert!(control::send(&socket, &Ctl::Pause).unwrap().ok);

@@ -3,13 +3,11 @@
 //! a seeded encoder; what the strategies see is what a text run hands them.
 //! Every check is over real positions, and padding must come out untouched.
 
-mod common;
-
 use std::sync::OnceLock;
 
+use crate::common::*;
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Bool, Device, Tensor};
-use common::*;
 use probdrop_tui::plugins::{MaskContext, MaskError, Strategy};
 use probdrop_tui::train::data::Item;
 use probdrop_tui::train::text::{self, TextBatcher, TextFormat, Vocabulary};

@@ -1,13 +1,13 @@
 //! Interface versions and hot reload, with fixture plugins built from
 //! `tests/fixtures/probe.rs` (see `common/fixtures.rs`).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::fixtures::fixture;
-use common::*;
+use crate::common::fixtures::fixture;
+use crate::common::*;
 use probdrop_tui::plugins::watch::{LiveStrategy, ReloadEvent, SwapOutcome, Watcher};
 use probdrop_tui::plugins::{Library, MaskContext};
 

@@ -1,13 +1,11 @@
 //! `probdrop-tui compare` end to end: the table's numbers against the run
 //! directories, and a killed compare that repeats no finished run.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::repo_root;
+use crate::common::repo_root;
 use probdrop_tui::compare::{self, Manifest};
 use probdrop_tui::run::dir::{self, RunDir, State};
 

@@ -1,0 +1,171 @@
+//! Per-view state: what each view's keys change, apart from the data every view
+//! shares. Each part takes the actions that are its own and says whether it did.
+
+use super::keys::Action;
+
+pub const SMOOTHING: [f64; 4] = [0.0, 0.6, 0.9, 0.98];
+pub const ZOOM: [Option<f64>; 3] = [None, Some(1000.0), Some(100.0)];
+
+/// The selected row of each list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Selected {
+    /// In Runs, and the run Charts and Masks show.
+    pub run: usize,
+    pub experiment: usize,
+    pub plugin: usize,
+    /// The newest event shown in Events.
+    pub event: usize,
+    pub comparison: usize,
+    /// A row of the selected comparison's table.
+    pub strategy: usize,
+}
+
+/// Moves a list cursor for Up, Down, Top and Bottom; false for other actions.
+pub fn move_cursor(cursor: &mut usize, action: Action, len: usize) -> bool {
+    let last = len.saturating_sub(1);
+    *cursor = match action {
+        Action::Up => cursor.saturating_sub(1),
+        Action::Down => (*cursor + 1).min(last),
+        Action::Top => 0,
+        Action::Bottom => last,
+        _ => return false,
+    };
+    true
+}
+
+/// Steps `i` forward or back through `n` places, wrapping around.
+pub fn cycle(i: usize, n: usize, forward: bool) -> usize {
+    let n = n.max(1);
+    if forward {
+        (i + 1) % n
+    } else {
+        (i + n - 1) % n
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Metric {
+    #[default]
+    Loss,
+    Accuracy,
+    DropRate,
+}
+
+/// How Charts draws its curves.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ChartOptions {
+    /// Index into [`SMOOTHING`].
+    pub smoothing: usize,
+    /// Index into [`ZOOM`].
+    pub zoom: usize,
+    pub log_scale: bool,
+    pub metric: Metric,
+}
+
+impl ChartOptions {
+    pub fn apply(&mut self, action: Action) -> bool {
+        match action {
+            Action::CycleSmoothing => self.smoothing = cycle(self.smoothing, SMOOTHING.len(), true),
+            Action::ToggleLog => self.log_scale = !self.log_scale,
+            Action::CycleZoom => self.zoom = cycle(self.zoom, ZOOM.len(), true),
+            Action::CycleMetric => {
+                self.metric = match self.metric {
+                    Metric::Loss => Metric::Accuracy,
+                    Metric::Accuracy => Metric::DropRate,
+                    Metric::DropRate => Metric::Loss,
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The EMA weight of the smoothing chosen.
+    pub fn alpha(&self) -> f64 {
+        SMOOTHING[self.smoothing]
+    }
+
+    /// Only the last this many steps, if zoomed.
+    pub fn last_steps(&self) -> Option<f64> {
+        ZOOM[self.zoom]
+    }
+}
+
+/// Which snapshot Masks shows. Counters only grow or shrink; the view takes
+/// them modulo what the run has, so they survive runs with fewer slots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MaskCursor {
+    pub slot: usize,
+    pub sample: usize,
+    pub channel: usize,
+}
+
+impl MaskCursor {
+    pub fn apply(&mut self, action: Action) -> bool {
+        let (field, up) = match action {
+            Action::NextSlot => (&mut self.slot, true),
+            Action::PrevSlot => (&mut self.slot, false),
+            Action::NextSample => (&mut self.sample, true),
+            Action::PrevSample => (&mut self.sample, false),
+            Action::NextChannel => (&mut self.channel, true),
+            Action::PrevChannel => (&mut self.channel, false),
+            _ => return false,
+        };
+        *field = if up {
+            *field + 1
+        } else {
+            field.saturating_sub(1)
+        };
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_stay_in_their_list() {
+        let mut c = 0;
+        assert!(move_cursor(&mut c, Action::Up, 3));
+        assert_eq!(c, 0);
+        move_cursor(&mut c, Action::Bottom, 3);
+        assert_eq!(c, 2);
+        move_cursor(&mut c, Action::Down, 3);
+        assert_eq!(c, 2);
+        move_cursor(&mut c, Action::Down, 0);
+        assert_eq!(c, 0, "an empty list has its cursor at 0");
+        assert!(!move_cursor(&mut c, Action::Quit, 3));
+        assert_eq!(
+            (cycle(2, 3, true), cycle(0, 3, false), cycle(0, 0, true)),
+            (0, 2, 0)
+        );
+    }
+
+    #[test]
+    fn chart_options_cycle_back_to_where_they_began() {
+        let mut o = ChartOptions::default();
+        for _ in 0..SMOOTHING.len() {
+            assert!(o.apply(Action::CycleSmoothing));
+        }
+        for _ in 0..ZOOM.len() {
+            o.apply(Action::CycleZoom);
+        }
+        for _ in 0..3 {
+            o.apply(Action::CycleMetric);
+        }
+        assert_eq!(o, ChartOptions::default());
+        assert!(!o.apply(Action::NextSlot));
+    }
+
+    #[test]
+    fn mask_cursor_never_goes_below_zero() {
+        let mut m = MaskCursor::default();
+        m.apply(Action::PrevChannel);
+        m.apply(Action::NextSlot);
+        m.apply(Action::NextSlot);
+        m.apply(Action::PrevSlot);
+        assert_eq!((m.slot, m.sample, m.channel), (1, 0, 0));
+        assert!(!m.apply(Action::Up));
+    }
+}

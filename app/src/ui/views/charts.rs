@@ -1,0 +1,203 @@
+//! The Charts view: loss, accuracy or drop rate of the overlaid runs.
+
+use std::collections::HashMap;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::Marker;
+use ratatui::widgets::{Axis, Chart, Dataset, GraphType};
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+use super::RUN_COLORS;
+use crate::run::dir::EventKind;
+use crate::run::dir::metric;
+use crate::ui::app::App;
+use crate::ui::series;
+use crate::ui::state::{ChartOptions, Metric};
+use crate::ui::workspace::RunView;
+
+/// The chart's label, and the metric it reads from each split.
+fn metric_names(metric: Metric) -> (&'static str, [Option<&'static str>; 2]) {
+    match metric {
+        Metric::Loss => ("loss", [Some(metric::LOSS), Some(metric::LOSS)]),
+        Metric::Accuracy => ("accuracy", [Some(metric::ACC), Some(metric::ACC)]),
+        Metric::DropRate => ("drop rate", [Some(metric::P), None]),
+    }
+}
+
+/// What a prepared curve depends on: new points, another width or other chart
+/// options make a new one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct CurveKey {
+    run: std::path::PathBuf,
+    series: String,
+    len: usize,
+    columns: usize,
+    zoom: usize,
+    log: bool,
+    alpha: usize,
+}
+
+/// Zoomed, smoothed, downsampled curves, reused until their data or options
+/// change (drawing 8 × 100k points from scratch costs several ms a frame).
+#[derive(Default)]
+pub struct CurveCache(HashMap<CurveKey, Vec<(f64, f64)>>);
+
+/// (legend label, colour, points, drawn faint)
+type Curve = (String, Color, Vec<(f64, f64)>, bool);
+
+pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, cache: &mut CurveCache) {
+    let runs = app.chart_runs();
+    let columns = area.width.saturating_sub(10) as usize;
+    let curves = curves(app, &runs, columns, cache);
+    // Curves of data no longer shown (or superseded by newer points) go.
+    cache.0.retain(|k, _| {
+        runs.iter().any(|r| {
+            r.dir.path == k.run
+                && r.series
+                    .get(&k.series)
+                    .is_some_and(|s| s.points.len() == k.len)
+        })
+    });
+    let o = &app.charts;
+    let title = format!(
+        "{}{}  smoothing {}  zoom {}  ({} run{})",
+        metric_names(o.metric).0,
+        if o.log_scale { " (log10)" } else { "" },
+        o.alpha(),
+        o.last_steps().map_or("all".into(), |z| format!("last {z}")),
+        runs.len(),
+        if runs.len() == 1 { "" } else { "s" }
+    );
+    let block = Block::new().borders(Borders::ALL).title(title);
+    let Some((xb, yb)) = series::bounds(curves.iter().map(|c| c.2.as_slice())) else {
+        frame.render_widget(Paragraph::new("no metrics yet").block(block), area);
+        return;
+    };
+    // Reload events on the time axis of the first run.
+    let marks: Vec<(f64, f64)> = runs
+        .first()
+        .map(|r| {
+            r.events
+                .iter()
+                .filter(|e| matches!(e.kind, EventKind::Reload | EventKind::ConfigApplied))
+                .map(|e| (e.step as f64, yb[1]))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut datasets: Vec<Dataset> = curves.iter().map(dataset).collect();
+    if !marks.is_empty() {
+        datasets.push(
+            Dataset::default()
+                .name("reload/config")
+                .marker(Marker::Dot)
+                .graph_type(GraphType::Scatter)
+                .style(Style::new().fg(Color::Red))
+                .data(&marks),
+        );
+    }
+    let chart = Chart::new(datasets)
+        .block(block)
+        .x_axis(Axis::default().title("step").bounds(xb).labels(labels(xb)))
+        .y_axis(Axis::default().bounds(yb).labels(labels(yb)))
+        .legend_position(Some(ratatui::widgets::LegendPosition::TopRight))
+        .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)));
+    frame.render_widget(chart, area);
+}
+
+/// The curves of `runs` for the chosen metric, prepared for `columns` columns:
+/// train then validation per run; with smoothing, the raw train curve too,
+/// faint and unlabelled.
+fn curves(app: &App, runs: &[&RunView], columns: usize, cache: &mut CurveCache) -> Vec<Curve> {
+    let o = &app.charts;
+    let (_, [train_name, val_name]) = metric_names(o.metric);
+    let mut curves: Vec<Curve> = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        let color = RUN_COLORS[i % RUN_COLORS.len()];
+        for (split, metric_name) in [(metric::TRAIN, train_name), (metric::VAL, val_name)] {
+            let Some(key) = metric_name.map(|n| metric::series(split, n)) else {
+                continue;
+            };
+            let Some(s) = r.series.get(&key) else {
+                continue;
+            };
+            let label = format!("{} s{} {split}", r.info.label, r.info.seed);
+            let mut cached = |smoothed: bool| -> Vec<(f64, f64)> {
+                let key = CurveKey {
+                    run: r.dir.path.clone(),
+                    series: key.clone(),
+                    len: s.points.len(),
+                    columns,
+                    zoom: o.zoom,
+                    log: o.log_scale,
+                    alpha: if smoothed { o.smoothing } else { 0 },
+                };
+                let alpha = if smoothed { o.alpha() } else { 0.0 };
+                cache
+                    .0
+                    .entry(key)
+                    .or_insert_with(|| prepare(&s.points, o, alpha, columns))
+                    .clone()
+            };
+            if o.alpha() > 0.0 && split == metric::TRAIN {
+                curves.push((String::new(), color, cached(false), true));
+                curves.push((label, color, cached(true), false));
+            } else {
+                curves.push((label, color, cached(false), false));
+            }
+        }
+    }
+    curves
+}
+
+/// Zoomed, maybe in log10, smoothed with `alpha` (0: not), and downsampled to
+/// `columns`.
+fn prepare(points: &[(f64, f64)], o: &ChartOptions, alpha: f64, columns: usize) -> Vec<(f64, f64)> {
+    let pts = series::zoom(points, o.last_steps());
+    let pts = if o.log_scale {
+        series::log10(pts)
+    } else {
+        pts.to_vec()
+    };
+    let (x0, x1) = (
+        pts.first().map_or(0.0, |p| p.0),
+        pts.last().map_or(1.0, |p| p.0),
+    );
+    let pts = if alpha > 0.0 {
+        series::ema(&pts, alpha)
+    } else {
+        pts
+    };
+    series::downsample(&pts, x0, x1, columns)
+}
+
+fn dataset((label, color, pts, faint): &Curve) -> Dataset<'_> {
+    let style = if *faint {
+        Style::new().fg(*color).add_modifier(Modifier::DIM)
+    } else {
+        Style::new().fg(*color)
+    };
+    let d = Dataset::default()
+        .marker(Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(style)
+        .data(pts);
+    if label.is_empty() {
+        d
+    } else {
+        d.name(label.clone())
+    }
+}
+
+/// Low, middle and high labels of an axis.
+fn labels([lo, hi]: [f64; 2]) -> [String; 3] {
+    let fmt = |v: f64| {
+        if v.abs() >= 100.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.3}")
+        }
+    };
+    [fmt(lo), fmt((lo + hi) / 2.0), fmt(hi)]
+}

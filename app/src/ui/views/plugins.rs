@@ -1,0 +1,83 @@
+//! The Plugins view: each strategy library, and reload and build output.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
+
+use crate::run::dir::EventKind;
+use crate::ui::app::App;
+
+pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
+    let [top, bottom] =
+        Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+    let rows: Vec<Row> = app
+        .plugins
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (status, style) = match &p.status {
+                Ok(s) => (s.clone(), Style::new().fg(Color::Green)),
+                Err(e) => (
+                    format!("refused: {}", e.lines().next().unwrap_or("")),
+                    Style::new().fg(Color::Red),
+                ),
+            };
+            let row = Row::new(vec![
+                Cell::from(p.name.clone()),
+                Cell::from(p.version.clone()),
+                Cell::from(p.source.clone()),
+                Cell::from(status).style(style),
+            ]);
+            if i == app.selected.plugin {
+                row.style(Style::new().add_modifier(Modifier::REVERSED))
+            } else {
+                row
+            }
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(16),
+            Constraint::Length(8),
+            Constraint::Length(9),
+            Constraint::Min(10),
+        ],
+    )
+    .header(
+        Row::new(vec!["strategy", "version", "source", "status"])
+            .style(Style::new().add_modifier(Modifier::BOLD)),
+    )
+    .block(
+        Block::new()
+            .borders(Borders::ALL)
+            .title(format!("Plugins ({})", app.plugins.len())),
+    );
+    frame.render_widget(table, top);
+    let reloads: Vec<Line> = app
+        .all_events()
+        .into_iter()
+        .filter(|e| matches!(e.2, EventKind::Reload | EventKind::ReloadRefused))
+        .map(|e| Line::from(format!("{} {}: {}", e.1, e.2, e.3)))
+        .chain(
+            app.build_log
+                .iter()
+                .rev()
+                .take(50)
+                .rev()
+                .map(|l| Line::from(l.clone())),
+        )
+        .collect();
+    let height = bottom.height.saturating_sub(2) as usize;
+    let skip = reloads.len().saturating_sub(height);
+    frame.render_widget(
+        Paragraph::new(reloads.into_iter().skip(skip).collect::<Vec<_>>()).block(
+            Block::new()
+                .borders(Borders::ALL)
+                .title("Reloads and build output"),
+        ),
+        bottom,
+    );
+}

@@ -1,0 +1,18 @@
+//! The end-to-end tests, one binary (linking burn once): the real binary, real
+//! plugins, real files and processes. Each module is one area; `common` holds
+//! the shared builders.
+
+mod common;
+
+mod cli;
+mod compare;
+mod dashboard;
+mod data;
+mod experiments;
+mod faults;
+mod hostile;
+mod pty;
+mod reload;
+mod strategies;
+mod text_strategies;
+mod training;
