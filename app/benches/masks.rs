@@ -46,7 +46,7 @@ enum Expand {
 fn dropblock_direct(x: &Tensor<4>, p: f64, b: usize, expand: Expand) -> Tensor<4> {
     let [n, c, h, w] = x.dims();
     let device = x.device();
-    let gamma = plugin_api::blocks::ghiasi_gamma(p, b, &[h, w]);
+    let gamma = strategy_kit::ghiasi_gamma(p, b, &[h, w]);
     let seeds = Tensor::<4>::random(
         [n, c, h - b + 1, w - b + 1],
         Distribution::Uniform(0.0, 1.0),
@@ -72,7 +72,7 @@ fn probdropblock_direct(x: &Tensor<4>, p: f64, b: usize) -> Tensor<4> {
     let mean = s.clone().mean_dims(&[2, 3]);
     let empty = mean.clone().equal_elem(0.0).float();
     let s_hat = s.div(mean.add_scalar(1e-12)).add(empty);
-    let gamma = plugin_api::blocks::ghiasi_gamma(p, b, &[h, w]);
+    let gamma = strategy_kit::ghiasi_gamma(p, b, &[h, w]);
     let q = s_hat.mul_scalar(gamma).clamp(0.0, 1.0);
     let seeds = q
         .random_like(Distribution::Uniform(0.0, 1.0))

@@ -33,7 +33,6 @@
 //! into errors so they never cross the library boundary.
 
 pub mod abi;
-pub mod blocks;
 mod ops;
 mod params;
 

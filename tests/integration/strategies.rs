@@ -30,7 +30,7 @@ fn mean(v: &[f32]) -> f64 {
 }
 
 fn ghiasi(p: f64, b: usize, lens: &[usize]) -> f64 {
-    plugin_api::blocks::ghiasi_gamma(p, b, lens)
+    strategy_kit::ghiasi_gamma(p, b, lens)
 }
 
 #[test]

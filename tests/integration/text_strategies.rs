@@ -229,8 +229,7 @@ fn dropblock1d_hidden_drops_runs_of_b_at_real_tokens_only() {
         assert!(exact as f64 > 0.7 * runs.len() as f64, "{runs:?}");
     }
     let got = dropped.iter().sum::<f64>() / dropped.len() as f64;
-    let expected =
-        expected_block_fraction(&[h], b, plugin_api::blocks::ghiasi_gamma(p, b, &[h]), true);
+    let expected = expected_block_fraction(&[h], b, strategy_kit::ghiasi_gamma(p, b, &[h]), true);
     // ~1,000 real tokens × 64 units × 8 draws; blocks of 4 make about 10,000
     // independent seeds per draw: sd of the mean ~0.001. Tolerance 0.006.
     assert!((got - expected).abs() < 0.006, "{got} vs {expected}");
@@ -267,7 +266,7 @@ fn dropblock1d_tokens_drops_whole_runs_of_real_tokens() {
             real += len;
             if seed == 0 {
                 // Each sample at its own real length, weighted by it.
-                let g = plugin_api::blocks::ghiasi_gamma(p, b, &[len.max(b)]);
+                let g = strategy_kit::ghiasi_gamma(p, b, &[len.max(b)]);
                 expected += len as f64 * expected_block_fraction(&[len], b, g, true);
             }
         }

@@ -1,7 +1,7 @@
 //! DropBlock (Ghiasi et al. 2018), as torchvision's `drop_block2d` computes it.
 
-use plugin_api::blocks::{clip_block, dropblock_mask, ghiasi_gamma};
 use plugin_api::{Ctx, Error, Ops, ParamSpec, Params, Result, Strategy, Tensor};
+use strategy_kit::{clip_block, dropblock_mask, ghiasi_gamma};
 
 pub struct DropBlock {
     block_size: usize,

@@ -1,8 +1,8 @@
 //! DropBlock1D: DropBlock with blocks of `b` consecutive positions along one axis
 //! of a `[N, T, D]` (tokens x hidden) input.
 
-use plugin_api::blocks::{clip_block, dropblock1d_mask, input_validity};
 use plugin_api::{Ctx, Error, Ops, ParamSpec, Params, Result, Strategy, Tensor};
+use strategy_kit::{clip_block, dropblock1d_mask, input_validity};
 
 pub struct DropBlock1d {
     block_size: usize,

@@ -2,8 +2,8 @@
 //! probability follows the normalised feature salience. See `plugins/README.md`
 //! for the default reading and the switches for the competing ones.
 
-use plugin_api::blocks::ProbConfig;
 use plugin_api::{Ctx, Error, Ops, ParamSpec, Params, Result, Strategy, Tensor};
+use strategy_kit::ProbConfig;
 
 pub struct ProbDropBlock {
     config: ProbConfig,

@@ -1,7 +1,7 @@
 //! ProbDropBlock1D: ProbDropBlock with blocks along one axis of `[N, T, D]`.
 
-use plugin_api::blocks::ProbConfig;
 use plugin_api::{Ctx, Error, Ops, ParamSpec, Params, Reduce, Result, Strategy, Tensor};
+use strategy_kit::ProbConfig;
 
 pub struct ProbDropBlock1d {
     config: ProbConfig,

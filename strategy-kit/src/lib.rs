@@ -1,11 +1,15 @@
 //! Block-dropping building blocks shared by the DropBlock and ProbDropBlock
-//! families (2-D and 1-D), written once over the host ops.
+//! families (2-D and 1-D), written once over the plugin API's host ops.
+//!
+//! Kept apart from `plugin-api`, whose version is the plugin interface
+//! version: changing an algorithm here changes no interface. It needs
+//! interface 1.2 (top-k ranking and validity maps).
 //!
 //! "Block dims" are the dimensions a block extends along: `[H, W]` (2 and 3 of
 //! `[N, C, H, W]`) for 2-D, one axis for 1-D. Every helper takes them explicitly so
 //! the same code serves both.
 
-use crate::{Ops, Pool, Reduce, Result, ScalarOp, Tensor};
+use plugin_api::{BinaryOp, Ops, Pool, Reduce, Result, ScalarOp, Tensor};
 
 /// Small constant of the DropBlock rescale, `numel / (sum + EPS)`.
 pub const RESCALE_EPS: f64 = 1e-6;
@@ -165,14 +169,9 @@ pub fn centre_map<'a>(
 }
 
 /// The validity map of this call's input (see [`Ops::valid`]); `None` without
-/// padding, and always when built against interface 1.0/1.1.
-#[allow(unused_variables, clippy::let_and_return)]
+/// padding.
 pub fn input_validity<'a>(ops: &Ops<'a>) -> Option<Tensor<'a>> {
-    let valid: Option<Tensor<'a>> = None;
-    // @interface-1.2 {
-    let valid = ops.valid();
-    // @interface-1.2 }
-    valid
+    ops.valid()
 }
 
 /// The valid centres along `axis` given a validity map `valid` of the seed
@@ -378,7 +377,7 @@ pub fn normalised_salience_valid<'a>(
         Normalize::Softmax { tau } => {
             let t = s.mul_scalar(1.0 / tau)?;
             let max = t.dup()?.reduce(Reduce::Max, &group, true)?;
-            let e = t.sub(max)?.unary(crate::Unary::Exp)?.mul(valid)?;
+            let e = t.sub(max)?.unary(plugin_api::Unary::Exp)?.mul(valid)?;
             let sum = e.dup()?.reduce(Reduce::Sum, &group, true)?;
             e.div(sum)?.mul(real)
         }
@@ -401,8 +400,6 @@ pub fn prob_block_mask<'a>(
     }
     keep_rescaled(expand_blocks(seeds, block_dims, b)?)
 }
-
-// @interface-1.1 {
 /// The author code's top-k reading: rank `s + 0.1 · U(0,1) · mean(s)` over the
 /// whole tensor; the `floor(numel · p / b^k)` lowest (or, for [`Direction::High`],
 /// highest) positions are seeds; expand with an average pool; rescale.
@@ -431,11 +428,10 @@ pub fn topk_block_mask<'a>(
     };
     let threshold = ranked.dup()?.reshape(&[numel])?.kth_smallest(k, 0)?;
     let threshold = threshold.reshape(&vec![1; shape.len()])?;
-    let seeds = ranked.binary(crate::BinaryOp::Le, threshold)?;
+    let seeds = ranked.binary(BinaryOp::Le, threshold)?;
     let dropped = expand_blocks_avg(seeds, block_dims, b)?;
     keep_rescaled(dropped)
 }
-// @interface-1.1 }
 
 /// Which elements share one salience normalisation.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -472,8 +468,8 @@ pub struct ProbConfig {
 
 impl ProbConfig {
     /// The parameter schema, with `default_block` as the block size default.
-    pub fn schema(default_block: i64) -> Vec<crate::ParamSpec> {
-        use crate::ParamSpec;
+    pub fn schema(default_block: i64) -> Vec<plugin_api::ParamSpec> {
+        use plugin_api::ParamSpec;
         vec![
             ParamSpec::int("block_size", default_block)
                 .range(1.0, 1024.0)
@@ -502,11 +498,11 @@ impl ProbConfig {
     }
 
     /// Reads validated parameters.
-    pub fn from_params(params: &crate::Params) -> Result<Self> {
+    pub fn from_params(params: &plugin_api::Params) -> Result<Self> {
         let pick = |name: &str, choices: &[&str]| -> Result<usize> {
             let value = params.choice(name)?;
             choices.iter().position(|c| *c == value).ok_or_else(|| {
-                crate::Error::new(format!("parameter `{name}`: unexpected {value:?}"))
+                plugin_api::Error::new(format!("parameter `{name}`: unexpected {value:?}"))
             })
         };
         Ok(Self {
@@ -565,7 +561,6 @@ impl ProbConfig {
         let b = clip_block(self.block_size, &shape, block_dims);
         let valid = valid.expand(&shape)?;
         let s = salience(x, self.salience, block_dims, b)?.mul(valid.dup()?)?;
-        // @interface-1.1 {
         if self.topk {
             // Padding ranks after every real position in either direction.
             let s = match self.direction {
@@ -577,8 +572,6 @@ impl ProbConfig {
             let kept = keep.expand(&shape)?.scalar(ScalarOp::Gt, 0.0)?;
             return rescale_valid(kept, Some(valid));
         }
-        // @interface-1.1 }
-        let _ = ops;
         let group_from = match self.group {
             Group::Channel => block_dims[0],
             Group::Sample => 1,
@@ -620,12 +613,9 @@ impl ProbConfig {
         let shape = x.shape()?;
         let b = clip_block(self.block_size, &shape, block_dims);
         let s = salience(x, self.salience, block_dims, b)?;
-        // @interface-1.1 {
         if self.topk {
             return topk_block_mask(ops, s, p, block_dims, b, self.direction);
         }
-        // @interface-1.1 }
-        let _ = ops;
         let group_from = match self.group {
             Group::Channel => block_dims[0],
             Group::Sample => 1,
