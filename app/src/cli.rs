@@ -164,16 +164,14 @@ fn listing(found: &Found) -> Listing {
     }
 }
 
-fn discover_quietly(dir: &Path) -> Result<Vec<Found>> {
-    let mut log = Vec::new();
-    let found = discover(dir, &mut |line| log.push(line.to_string()))
-        .with_context(|| format!("cannot read plugins directory {}", dir.display()))?;
-    Ok(found)
+fn discover_reporting(dir: &Path) -> Result<Vec<Found>> {
+    discover(dir, &mut crate::plugins::report_build_line)
+        .with_context(|| format!("cannot read plugins directory {}", dir.display()))
 }
 
 /// `probdrop-tui plugins`.
 pub fn plugins(dir: &Path, json: bool) -> Result<()> {
-    let found = discover_quietly(dir)?;
+    let found = discover_reporting(dir)?;
     let listings: Vec<Listing> = found.iter().map(listing).collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&listings)?);
@@ -282,7 +280,7 @@ pub struct MaskReport {
 
 /// `probdrop-tui mask`.
 pub fn mask(dir: &Path, args: &MaskArgs) -> Result<()> {
-    let library = find_strategy(discover_quietly(dir)?, &args.strategy)?;
+    let library = find_strategy(discover_reporting(dir)?, &args.strategy)?;
     let params = parse_params(&library, &args.params)?;
     let strategy = library.create(&params)?;
     let input = match &args.input {

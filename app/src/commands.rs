@@ -45,7 +45,7 @@ pub struct RunArgs {
 
 /// Loads the plugins (building crates quietly) into a validation catalog.
 pub fn catalog(plugins: &Path) -> Result<(Catalog, Vec<Library>)> {
-    let loaded = crate::plugins::load(plugins, &mut |_| {})
+    let loaded = crate::plugins::load(plugins, &mut crate::plugins::report_build_line)
         .with_context(|| format!("cannot read the plugins directory {}", plugins.display()))?;
     let libraries = loaded.libraries().cloned().collect();
     Ok((loaded.catalog, libraries))

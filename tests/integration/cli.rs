@@ -242,6 +242,12 @@ fn the_example_crate_builds_when_dropped_into_plugins() {
     let krate = plugins.join("my-strategy");
     let out = run(&["--plugins", plugins.to_str().unwrap(), "plugins", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The build is shown while it happens (stderr; stdout stays the JSON).
+    assert!(
+        stderr(&out).contains("plugins:") && stderr(&out).contains("Compiling my-strategy"),
+        "{}",
+        stderr(&out)
+    );
     let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(list[0]["name"], "stripes", "{list}");
     assert_eq!(list[0]["source"], "crate");
@@ -256,4 +262,14 @@ fn the_example_crate_builds_when_dropped_into_plugins() {
         err.contains("build failed") && err.contains("error"),
         "{list}"
     );
+    assert!(stderr(&out).contains("plugins: error"), "{}", stderr(&out));
+    // Built and unchanged: nothing compiled, nothing to show.
+    std::fs::copy(
+        common::repo_root().join("examples/my-strategy/src/lib.rs"),
+        krate.join("src/lib.rs"),
+    )
+    .unwrap();
+    run(&["--plugins", plugins.to_str().unwrap(), "plugins", "--json"]);
+    let again = run(&["--plugins", plugins.to_str().unwrap(), "plugins", "--json"]);
+    assert!(!stderr(&again).contains("Compiling"), "{}", stderr(&again));
 }

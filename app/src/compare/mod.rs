@@ -521,7 +521,7 @@ fn load_comparison(
     machine: &dyn Machine,
     args: &CompareArgs,
 ) -> Result<(Experiment, PathBuf)> {
-    let loaded = crate::plugins::load(plugins, &mut |_| {})
+    let loaded = crate::plugins::load(plugins, &mut crate::plugins::report_build_line)
         .with_context(|| format!("cannot read the plugins directory {}", plugins.display()))?;
     let (mut exp, source) = load_for_runs(
         &loaded.catalog,

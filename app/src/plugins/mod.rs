@@ -37,6 +37,15 @@ pub fn load(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Result<
     Ok(Loaded { found, catalog })
 }
 
+/// Prints a line of plugin build output to stderr, where the commands show it
+/// (and a trainer's stderr is its run's `trainer.log`). Cargo's closing
+/// "Finished" line is left out, so nothing is printed when nothing was built.
+pub fn report_build_line(line: &str) {
+    if !line.trim_start().starts_with("Finished") {
+        eprintln!("plugins: {line}");
+    }
+}
+
 /// The catalog of the strategies that loaded.
 pub fn catalog_of(found: &[Found]) -> Catalog {
     Catalog::from_infos(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
@@ -259,18 +259,27 @@ pub fn smoke_test(library: &Library) -> Result<(), String> {
         .map_err(|e| format!("smoke test: {e}"))?;
     let device = Device::default();
     let ctx = MaskContext::training(0.2, 7);
-    let x4 = Tensor::<4>::random([2, 3, 12, 12], Distribution::Normal(0.0, 1.0), &device);
+    let x4 = trial_input([2, 3, 12, 12], &device);
     let first = check_finite(&strategy, &x4, &ctx);
     if first.is_ok() {
         return Ok(());
     }
-    let x3 = Tensor::<3>::random([2, 10, 16], Distribution::Normal(0.0, 1.0), &device);
+    let x3 = trial_input([2, 10, 16], &device);
     check_finite(&strategy, &x3, &ctx).map_err(|second| {
         format!(
             "smoke test failed: on [2, 3, 12, 12]: {}; on [2, 10, 16]: {second}",
             first.unwrap_err()
         )
     })
+}
+
+/// A fixed input in [-1, 1] (a sine over the element index). Not random: the
+/// host's generator belongs to seeded mask calls, and a draw from another
+/// thread between a call's seeding and its draws would change that mask.
+fn trial_input<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|i| (i as f32 * 0.618_034).sin()).collect();
+    Tensor::from_data(TensorData::new(data, shape), device)
 }
 
 fn check_finite<const D: usize>(

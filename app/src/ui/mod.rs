@@ -220,7 +220,7 @@ impl Effects for RealEffects {
     }
 
     fn prepare(&mut self, experiment: &Path, device: Option<&str>) -> Result<Vec<RunDir>, String> {
-        let loaded = crate::plugins::load(&self.plugins, &mut |_| {})
+        let loaded = crate::plugins::load(&self.plugins, &mut log)
             .map_err(|e| format!("reading {}: {e}", self.plugins.display()))?;
         let select = Selection {
             device,

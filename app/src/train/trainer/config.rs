@@ -144,3 +144,127 @@ pub(super) fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::dir::{RunDir, RunInfo};
+
+    const FILE: &str = r#"
+name = "t"
+seeds = [1]
+[data]
+format = "idx"
+path = "no-such-data"
+[model]
+kind = "small-cnn"
+[train]
+epochs = 2
+batch_size = 8
+log_every = 10
+[[strategy]]
+plugin = "none"
+"#;
+
+    /// A live configuration from `FILE`, its run directory and writer.
+    fn running(tmp: &Path) -> (Live, Writer, RunSpec, std::path::PathBuf) {
+        let source = tmp.join("t.toml");
+        std::fs::write(&source, FILE).unwrap();
+        let exp = experiment::validate(&source, FILE, &Catalog::default(), &ThisMachine).unwrap();
+        let run = exp.runs().remove(0);
+        let resolved = exp.resolved(&run);
+        let info = RunInfo {
+            experiment: "t".into(),
+            source: source.clone(),
+            label: run.label.clone(),
+            strategy_index: 0,
+            seed: 1,
+            created: String::new(),
+        };
+        let dir = RunDir::create(&tmp.join("runs"), &info, FILE).unwrap();
+        let strategy = resolved.strategy[0].clone();
+        let slots = build_slots(&resolved, &strategy, None).unwrap();
+        let live = Live {
+            resolved,
+            strategy,
+            slots,
+        };
+        (live, Writer::open(&dir).unwrap(), run, source)
+    }
+
+    /// What a saved `text` does at step 5: the events it leaves, by kind.
+    fn save(text: &str, live: &mut Live, writer: &mut Writer, run: &RunSpec, source: &Path) {
+        let catalog = Catalog::default();
+        let against = Against {
+            source,
+            catalog: &catalog,
+            run,
+            library: None,
+        };
+        apply_config(text, &against, live, writer, 5).unwrap();
+    }
+
+    fn kinds(writer: &Writer) -> Vec<String> {
+        writer
+            .dir
+            .events()
+            .iter()
+            .map(|e| e.kind.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_half_written_file_is_refused_and_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut live, mut writer, run, source) = running(tmp.path());
+        save(
+            &FILE[..FILE.len() / 2],
+            &mut live,
+            &mut writer,
+            &run,
+            &source,
+        );
+        assert_eq!(kinds(&writer), ["config_invalid"]);
+        assert_eq!(live.resolved.train.log_every, 10);
+    }
+
+    #[test]
+    fn a_live_field_applies_and_a_fixed_one_waits_for_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut live, mut writer, run, source) = running(tmp.path());
+        let changed = FILE
+            .replace("log_every = 10", "log_every = 3")
+            .replace("batch_size = 8", "batch_size = 16");
+        save(&changed, &mut live, &mut writer, &run, &source);
+        assert_eq!(kinds(&writer), ["needs_restart", "config_applied"]);
+        let events = writer.dir.events();
+        assert!(
+            events[0].message.contains("train.batch_size"),
+            "{}",
+            events[0].message
+        );
+        assert_eq!(live.resolved.train.log_every, 3);
+        assert_eq!(live.resolved.train.batch_size, 8, "kept until a restart");
+        // The run directory's experiment says what is in force.
+        assert_eq!(writer.dir.experiment().unwrap().train.log_every, 3);
+        // Saved again: the live field is in force already; the fixed one still
+        // waits.
+        save(&changed, &mut live, &mut writer, &run, &source);
+        let kinds = kinds(&writer);
+        assert_eq!(kinds[2..], ["needs_restart"], "{kinds:?}");
+    }
+
+    #[test]
+    fn a_strategy_gone_from_the_file_keeps_the_run_as_it_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut live, mut writer, run, source) = running(tmp.path());
+        let renamed = FILE.replace("plugin = \"none\"", "plugin = \"none\"\nlabel = \"other\"");
+        save(&renamed, &mut live, &mut writer, &run, &source);
+        assert_eq!(kinds(&writer), ["needs_restart"]);
+        assert!(
+            writer.dir.events()[0]
+                .message
+                .contains("no longer in the file")
+        );
+    }
+}

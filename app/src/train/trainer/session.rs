@@ -154,12 +154,13 @@ struct Session<'a> {
 
 /// The strategy's library (None for "none") and every library's catalog.
 fn open_plugins(opts: &TrainOptions, plugin: &str) -> Result<(Option<Library>, Catalog)> {
-    let loaded = crate::plugins::load(&opts.plugins_dir, &mut |_| {}).with_context(|| {
-        format!(
-            "reading the plugins directory {}",
-            opts.plugins_dir.display()
-        )
-    })?;
+    let loaded = crate::plugins::load(&opts.plugins_dir, &mut crate::plugins::report_build_line)
+        .with_context(|| {
+            format!(
+                "reading the plugins directory {}",
+                opts.plugins_dir.display()
+            )
+        })?;
     if plugin == NONE {
         return Ok((None, loaded.catalog));
     }
