@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::repo_root;
-use probdrop_tui::compare::{self, Manifest};
+use probdrop_tui::run::comparison::{self as compare, Manifest};
 use probdrop_tui::run::dir::{self, RunDir, State};
 
 /// One strategy (DropBlock) in the file: compare adds the `none` baseline.

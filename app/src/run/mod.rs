@@ -1,6 +1,7 @@
 //! Runs: the run directory (the contract with the dashboard), its control
 //! socket, and the trainer process behind it.
 
+pub mod comparison;
 pub mod control;
 pub mod dir;
 pub mod error;

@@ -107,7 +107,7 @@ impl StartPrompt {
 #[derive(Clone, Debug)]
 pub struct ComparisonView {
     pub dir: PathBuf,
-    pub manifest: crate::compare::Manifest,
+    pub manifest: crate::run::comparison::Manifest,
 }
 
 impl ComparisonView {
@@ -224,10 +224,10 @@ impl App {
 
     /// Re-reads the comparisons' manifests (small files); true if any changed.
     fn scan_comparisons(&mut self) -> bool {
-        let found: Vec<ComparisonView> = crate::compare::list(&self.compare_dir)
+        let found: Vec<ComparisonView> = crate::run::comparison::list(&self.compare_dir)
             .into_iter()
             .filter_map(|dir| {
-                let manifest = crate::compare::Manifest::load(&dir).ok()?;
+                let manifest = crate::run::comparison::Manifest::load(&dir).ok()?;
                 Some(ComparisonView { dir, manifest })
             })
             .collect();
@@ -245,22 +245,22 @@ impl App {
     }
 
     /// The selected comparison's table, from the runs as the dashboard has read them.
-    pub fn comparison_table(&self) -> Option<(&ComparisonView, crate::compare::Table)> {
+    pub fn comparison_table(&self) -> Option<(&ComparisonView, crate::run::comparison::Table)> {
         let c = self.comparisons.get(self.selected.comparison)?;
-        let table = crate::compare::table(&c.manifest, |e| self.outcome(&e.dir));
+        let table = crate::run::comparison::table(&c.manifest, |e| self.outcome(&e.dir));
         Some((c, table))
     }
 
-    fn outcome(&self, dir: &Path) -> crate::compare::Outcome {
+    fn outcome(&self, dir: &Path) -> crate::run::comparison::Outcome {
         let Some(r) = self.runs.iter().find(|r| r.dir.path == dir) else {
-            return crate::compare::Outcome::default();
+            return crate::run::comparison::Outcome::default();
         };
         let accs: Vec<f64> = r
             .series
             .get(&val_acc())
             .map(|s| s.points.iter().map(|p| p.1).collect())
             .unwrap_or_default();
-        crate::compare::Outcome::from_val_acc(r.status.as_ref().map(|s| s.state), &accs)
+        crate::run::comparison::Outcome::from_val_acc(r.status.as_ref().map(|s| s.state), &accs)
     }
 
     pub fn selected_run(&self) -> Option<&RunView> {

@@ -6,7 +6,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 
 use super::state_style;
-use crate::compare::Table as Comparison;
+use crate::run::comparison::Table as Comparison;
 use crate::run::dir::metric::val_acc;
 use crate::ui::app::{App, ComparisonView};
 use crate::ui::workspace::DisplayState;
@@ -73,14 +73,14 @@ fn draw_table(
     area: Rect,
 ) {
     let columns: Vec<usize> = if wide {
-        (0..crate::compare::HEADER.len()).collect()
+        (0..crate::run::comparison::HEADER.len()).collect()
     } else {
         vec![0, 1, 2, 5, 6]
     };
     let header = Row::new(
         columns
             .iter()
-            .map(|&i| Cell::from(crate::compare::HEADER[i]))
+            .map(|&i| Cell::from(crate::run::comparison::HEADER[i]))
             .collect::<Vec<_>>(),
     )
     .style(Style::new().add_modifier(Modifier::BOLD));
@@ -89,7 +89,7 @@ fn draw_table(
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let cells = crate::compare::row_cells(r);
+            let cells = crate::run::comparison::row_cells(r);
             let marked = c
                 .manifest
                 .current()
@@ -146,7 +146,7 @@ fn draw_runs(frame: &mut Frame, app: &App, c: &ComparisonView, label_width: u16,
         .map(|e| {
             let run = app.runs.iter().find(|r| r.dir.path == e.dir);
             let state = run.map_or(DisplayState::Unknown, |r| r.state());
-            let o = crate::compare::Outcome::from_val_acc(
+            let o = crate::run::comparison::Outcome::from_val_acc(
                 None,
                 &run.and_then(|r| r.series.get(&val_acc()))
                     .map(|s| s.points.iter().map(|p| p.1).collect::<Vec<_>>())

@@ -1,0 +1,476 @@
+//! A comparison's directory, the contract between `compare` (which writes it)
+//! and the dashboard (which reads it): `compare.json` (which run directory is
+//! which strategy and seed), and the reports made from the runs, `compare.md`,
+//! `compare.csv` (one row per strategy) and `runs.csv` (one row per run): a
+//! table of validation accuracy over seeds with Welch t-tests against the
+//! baseline.
+
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::RunError;
+use super::dir::{self, MetricLine, RunDir, State};
+use stats::{Summary, Welch};
+
+pub const MANIFEST: &str = "compare.json";
+pub const TABLE_MD: &str = "compare.md";
+pub const TABLE_CSV: &str = "compare.csv";
+pub const RUNS_CSV: &str = "runs.csv";
+
+/// Which run directory holds which strategy and seed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub experiment: String,
+    pub source: PathBuf,
+    pub created: String,
+    /// The label every other strategy is compared with.
+    pub baseline: String,
+    /// Table order: the baseline first, then the file's order.
+    pub strategies: Vec<String>,
+    pub seeds: Vec<u64>,
+    pub runs: Vec<Entry>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub label: String,
+    pub seed: u64,
+    pub dir: PathBuf,
+}
+
+impl Manifest {
+    pub fn load(compare_dir: &Path) -> Result<Manifest, RunError> {
+        dir::read_json(&compare_dir.join(MANIFEST))
+    }
+
+    pub fn save(&self, compare_dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(compare_dir)?;
+        dir::write_json(&compare_dir.join(MANIFEST), self)
+    }
+
+    pub fn entry(&self, label: &str, seed: u64) -> Option<&Entry> {
+        self.runs
+            .iter()
+            .find(|e| e.label == label && e.seed == seed)
+    }
+
+    /// The entries of the current strategies and seeds (an earlier invocation
+    /// may have had others; they stay recorded but out of the table).
+    pub fn current(&self) -> impl Iterator<Item = &Entry> {
+        self.runs
+            .iter()
+            .filter(|e| self.strategies.contains(&e.label) && self.seeds.contains(&e.seed))
+    }
+}
+
+/// How one run stands, as the table needs it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub state: Option<State>,
+    /// The last validation accuracy.
+    pub final_acc: Option<f64>,
+    pub best_acc: Option<f64>,
+}
+
+impl Outcome {
+    /// From the validation accuracies in step order.
+    pub fn from_val_acc(state: Option<State>, accs: &[f64]) -> Outcome {
+        Outcome {
+            state,
+            final_acc: accs.last().copied(),
+            best_acc: accs.iter().copied().reduce(f64::max),
+        }
+    }
+
+    /// Counted in the table: finished, with at least one evaluation.
+    pub fn counts(&self) -> bool {
+        self.state == Some(State::Done) && self.final_acc.is_some()
+    }
+}
+
+/// Reads a run directory's state and its validation accuracies.
+pub fn outcome_of(run: &RunDir) -> Outcome {
+    let accs: Vec<f64> = run
+        .metrics()
+        .iter()
+        .filter(|m: &&MetricLine| m.split == dir::metric::VAL && m.metric == dir::metric::ACC)
+        .map(|m| m.value)
+        .collect();
+    Outcome::from_val_acc(run.status().map(|s| s.state), &accs)
+}
+
+/// A strategy's difference from the baseline.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Delta {
+    /// Mean over seeds both have finished of (strategy − baseline).
+    pub paired_mean: f64,
+    pub pairs: usize,
+    /// Over all finished seeds of each; `None` where the test is undefined.
+    pub welch: Option<Welch>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub label: String,
+    pub seeds_total: usize,
+    /// (seed, final, best) of the finished runs.
+    pub finished: Vec<(u64, f64, f64)>,
+    /// Seeds not counted, with their state.
+    pub pending: Vec<(u64, String)>,
+    pub final_acc: Option<Summary>,
+    pub best_acc: Option<Summary>,
+    /// `None` for the baseline itself.
+    pub delta_final: Option<Delta>,
+    pub delta_best: Option<Delta>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    pub experiment: String,
+    pub baseline: String,
+    pub rows: Vec<Row>,
+}
+
+fn delta(
+    rows: &[(u64, f64, f64)],
+    base: &[(u64, f64, f64)],
+    pick: fn(&(u64, f64, f64)) -> f64,
+) -> Delta {
+    let diffs: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| base.iter().find(|b| b.0 == r.0).map(|b| pick(r) - pick(b)))
+        .collect();
+    let a: Vec<f64> = rows.iter().map(pick).collect();
+    let b: Vec<f64> = base.iter().map(pick).collect();
+    Delta {
+        paired_mean: if diffs.is_empty() {
+            f64::NAN
+        } else {
+            stats::mean(&diffs)
+        },
+        pairs: diffs.len(),
+        welch: stats::welch(&a, &b),
+    }
+}
+
+/// The table over the manifest's current runs; `outcome` says how each stands
+/// (read from its directory by the command, from memory by the dashboard).
+pub fn table(manifest: &Manifest, outcome: impl Fn(&Entry) -> Outcome) -> Table {
+    let mut finished: BTreeMap<&str, Vec<(u64, f64, f64)>> = BTreeMap::new();
+    let mut pending: BTreeMap<&str, Vec<(u64, String)>> = BTreeMap::new();
+    for label in &manifest.strategies {
+        for &seed in &manifest.seeds {
+            let o = manifest
+                .entry(label, seed)
+                .map(&outcome)
+                .unwrap_or_default();
+            if o.counts() {
+                finished.entry(label).or_default().push((
+                    seed,
+                    o.final_acc.unwrap_or(f64::NAN),
+                    o.best_acc.unwrap_or(f64::NAN),
+                ));
+            } else {
+                let state = o.state.map_or("not started".to_string(), |s| {
+                    format!("{s:?}").to_lowercase()
+                });
+                pending.entry(label).or_default().push((seed, state));
+            }
+        }
+    }
+    let base = finished
+        .get(manifest.baseline.as_str())
+        .cloned()
+        .unwrap_or_default();
+    let rows = manifest
+        .strategies
+        .iter()
+        .map(|label| {
+            let done = finished.get(label.as_str()).cloned().unwrap_or_default();
+            let finals: Vec<f64> = done.iter().map(|r| r.1).collect();
+            let bests: Vec<f64> = done.iter().map(|r| r.2).collect();
+            let is_base = *label == manifest.baseline;
+            Row {
+                label: label.clone(),
+                seeds_total: manifest.seeds.len(),
+                pending: pending.get(label.as_str()).cloned().unwrap_or_default(),
+                final_acc: stats::summarize(&finals),
+                best_acc: stats::summarize(&bests),
+                delta_final: (!is_base && !done.is_empty()).then(|| delta(&done, &base, |r| r.1)),
+                delta_best: (!is_base && !done.is_empty()).then(|| delta(&done, &base, |r| r.2)),
+                finished: done,
+            }
+        })
+        .collect();
+    Table {
+        experiment: manifest.experiment.clone(),
+        baseline: manifest.baseline.clone(),
+        rows,
+    }
+}
+
+/// Accuracy in percent: "90.12 ± 0.21" (no spread with one seed).
+pub fn pct_mean_sd(s: &Option<Summary>) -> String {
+    match s {
+        None => "–".into(),
+        Some(s) if s.sd.is_nan() => format!("{:.2}", 100.0 * s.mean),
+        Some(s) => format!("{:.2} ± {:.2}", 100.0 * s.mean, 100.0 * s.sd),
+    }
+}
+
+pub fn pct_ci(s: &Option<Summary>) -> String {
+    match s {
+        Some(s) if !s.ci_low.is_nan() => {
+            format!("[{:.2}, {:.2}]", 100.0 * s.ci_low, 100.0 * s.ci_high)
+        }
+        _ => "–".into(),
+    }
+}
+
+pub fn pct_delta(d: &Option<Delta>) -> String {
+    match d {
+        Some(d) if !d.paired_mean.is_nan() => format!("{:+.2}", 100.0 * d.paired_mean),
+        _ => "–".into(),
+    }
+}
+
+pub fn p_value(d: &Option<Delta>) -> String {
+    match d.and_then(|d| d.welch) {
+        Some(w) if w.p < 0.001 => "< 0.001".into(),
+        Some(w) => format!("{:.3}", w.p),
+        None => "–".into(),
+    }
+}
+
+pub const HEADER: [&str; 8] = [
+    "strategy",
+    "seeds",
+    "final acc %",
+    "95 % CI",
+    "best acc %",
+    "Δ final",
+    "p (Welch)",
+    "Δ best",
+];
+
+/// The cells of one row, in `HEADER` order (the dashboard draws the same).
+pub fn row_cells(r: &Row) -> Vec<String> {
+    vec![
+        r.label.clone(),
+        format!("{}/{}", r.finished.len(), r.seeds_total),
+        pct_mean_sd(&r.final_acc),
+        pct_ci(&r.final_acc),
+        pct_mean_sd(&r.best_acc),
+        pct_delta(&r.delta_final),
+        p_value(&r.delta_final),
+        pct_delta(&r.delta_best),
+    ]
+}
+
+/// The table as Markdown, with a legend saying what each column is.
+pub fn markdown(t: &Table) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| {} |", HEADER.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(HEADER.len()));
+    for r in &t.rows {
+        let _ = writeln!(out, "| {} |", row_cells(r).join(" | "));
+    }
+    let _ = writeln!(
+        out,
+        "\nValidation accuracy over seeds: mean ± sample standard deviation; 95 % CI of \
+         the mean (Student's t); Δ = mean over shared seeds of (strategy − {}) in \
+         percentage points; p: Welch's two-sided t-test of final accuracy against {}. \
+         Only finished runs count.",
+        t.baseline, t.baseline
+    );
+    let pending: Vec<String> = t
+        .rows
+        .iter()
+        .flat_map(|r| {
+            r.pending
+                .iter()
+                .map(move |(seed, state)| format!("{} seed {seed} ({state})", r.label))
+        })
+        .collect();
+    if !pending.is_empty() {
+        let _ = writeln!(out, "\nNot counted yet: {}.", pending.join(", "));
+    }
+    out
+}
+
+fn num(x: Option<f64>) -> String {
+    match x {
+        Some(v) if v.is_finite() => format!("{v}"),
+        _ => String::new(),
+    }
+}
+
+/// One row per strategy, fractions (not percent), full precision.
+pub fn csv(t: &Table) -> String {
+    let mut out = String::from(
+        "strategy,seeds_finished,seeds_total,final_mean,final_sd,final_ci_low,final_ci_high,\
+         best_mean,best_sd,best_ci_low,best_ci_high,delta_final,p_final,delta_best,p_best\n",
+    );
+    for r in &t.rows {
+        let f = r.final_acc;
+        let b = r.best_acc;
+        let cells = [
+            r.label.clone(),
+            r.finished.len().to_string(),
+            r.seeds_total.to_string(),
+            num(f.map(|s| s.mean)),
+            num(f.map(|s| s.sd)),
+            num(f.map(|s| s.ci_low)),
+            num(f.map(|s| s.ci_high)),
+            num(b.map(|s| s.mean)),
+            num(b.map(|s| s.sd)),
+            num(b.map(|s| s.ci_low)),
+            num(b.map(|s| s.ci_high)),
+            num(r.delta_final.map(|d| d.paired_mean)),
+            num(r.delta_final.and_then(|d| d.welch).map(|w| w.p)),
+            num(r.delta_best.map(|d| d.paired_mean)),
+            num(r.delta_best.and_then(|d| d.welch).map(|w| w.p)),
+        ];
+        let _ = writeln!(out, "{}", cells.join(","));
+    }
+    out
+}
+
+/// One row per run: which directory gave which numbers.
+pub fn runs_csv(manifest: &Manifest, outcome: impl Fn(&Entry) -> Outcome) -> String {
+    let mut out = String::from("strategy,seed,state,final_acc,best_acc,run_dir\n");
+    for e in manifest.current() {
+        let o = outcome(e);
+        let state = o
+            .state
+            .map_or(String::new(), |s| format!("{s:?}").to_lowercase());
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{}",
+            e.label,
+            e.seed,
+            state,
+            num(o.final_acc),
+            num(o.best_acc),
+            e.dir.display()
+        );
+    }
+    out
+}
+
+/// Writes compare.md, compare.csv and runs.csv; returns the table.
+pub fn write_reports(compare_dir: &Path, manifest: &Manifest) -> Result<Table> {
+    let outcome = |e: &Entry| outcome_of(&RunDir::new(&e.dir));
+    let t = table(manifest, outcome);
+    let md = format!(
+        "# {} — compare\n\nSource: `{}`\n\n{}",
+        manifest.experiment,
+        manifest.source.display(),
+        markdown(&t)
+    );
+    dir::write_atomic(&compare_dir.join(TABLE_MD), md.as_bytes())?;
+    dir::write_atomic(&compare_dir.join(TABLE_CSV), csv(&t).as_bytes())?;
+    dir::write_atomic(
+        &compare_dir.join(RUNS_CSV),
+        runs_csv(manifest, outcome).as_bytes(),
+    )?;
+    Ok(t)
+}
+
+/// Compare directories under `root` (each with a manifest), sorted by name.
+pub fn list(root: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.join(MANIFEST).is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(strategies: &[&str], seeds: &[u64]) -> Manifest {
+        let mut runs = Vec::new();
+        for s in strategies {
+            for seed in seeds {
+                runs.push(Entry {
+                    label: s.to_string(),
+                    seed: *seed,
+                    dir: PathBuf::from(format!("{s}-{seed}")),
+                });
+            }
+        }
+        Manifest {
+            experiment: "x".into(),
+            source: "x.toml".into(),
+            created: String::new(),
+            baseline: "none".into(),
+            strategies: strategies.iter().map(|s| s.to_string()).collect(),
+            seeds: seeds.to_vec(),
+            runs,
+        }
+    }
+
+    #[test]
+    fn table_pairs_seeds_and_tests_against_the_baseline() {
+        let m = manifest(&["none", "dropblock"], &[1, 2, 3]);
+        let acc: BTreeMap<&str, [f64; 3]> = [
+            ("none-1", [0.80, 0.85, 0.0]),
+            ("none-2", [0.82, 0.86, 0.0]),
+            ("none-3", [0.81, 0.83, 0.0]),
+            ("dropblock-1", [0.84, 0.87, 0.0]),
+            ("dropblock-2", [0.85, 0.88, 0.0]),
+        ]
+        .into_iter()
+        .collect();
+        let t = table(&m, |e| {
+            let key = e.dir.display().to_string();
+            match acc.get(key.as_str()) {
+                Some(a) => Outcome::from_val_acc(Some(State::Done), &[a[1], a[0]]),
+                None => Outcome {
+                    state: Some(State::Training),
+                    ..Outcome::default()
+                },
+            }
+        });
+        let base = &t.rows[0];
+        assert_eq!(base.label, "none");
+        assert_eq!(base.finished.len(), 3);
+        assert!((base.final_acc.unwrap().mean - 0.81).abs() < 1e-12);
+        assert!((base.best_acc.unwrap().mean - (0.85 + 0.86 + 0.83) / 3.0).abs() < 1e-12);
+        assert!(base.delta_final.is_none());
+        let db = &t.rows[1];
+        assert_eq!(db.pending, [(3, "training".to_string())]);
+        let d = db.delta_final.unwrap();
+        // Paired over seeds 1 and 2: (0.84 − 0.80 + 0.85 − 0.82) / 2.
+        assert_eq!(d.pairs, 2);
+        assert!((d.paired_mean - 0.035).abs() < 1e-12);
+        let w = stats::welch(&[0.84, 0.85], &[0.80, 0.82, 0.81]).unwrap();
+        assert_eq!(d.welch, Some(w));
+        let md = markdown(&t);
+        assert!(md.contains("| dropblock | 2/3 | 84.50 ± 0.71 |"), "{md}");
+        assert!(md.contains("+3.50"), "{md}");
+        assert!(
+            md.contains("Not counted yet: dropblock seed 3 (training)."),
+            "{md}"
+        );
+        let csv = csv(&t);
+        assert_eq!(csv.lines().count(), 3);
+        assert!(
+            csv.lines().nth(1).unwrap().starts_with("none,3,3,0.81"),
+            "{csv}"
+        );
+    }
+}
