@@ -95,8 +95,8 @@ pub struct OpsHeader {
 /// `release` gives a handle back. Handles live until the end of the `mask` call.
 /// Dimension indices are logical (0 = first dimension of that tensor).
 ///
-/// New ops are only ever appended (a minor version); fields between
-/// `@interface-1.x` markers were added in 1.x.
+/// New ops are only ever appended (a minor version); each later field says
+/// which minor added it. tests/fixtures/plugin-api-1.0 keeps the 1.0 crate.
 #[repr(C)]
 pub struct HostOps {
     pub header: OpsHeader,
@@ -131,17 +131,15 @@ pub struct HostOps {
     /// Broadcasts size-1 dimensions (and missing leading ones) to `shape`.
     pub expand: extern "C" fn(Handle, RawDims) -> Handle,
     pub permute: extern "C" fn(Handle, RawDims) -> Handle,
-    // @interface-1.1 {
+    // Added in interface 1.1.
     /// The `k`-th smallest value (1-based) along `dim`, dimension kept.
     pub kth_smallest: extern "C" fn(Handle, u64, u32) -> Handle,
-    // @interface-1.1 }
-    // @interface-1.2 {
+    // Added in interface 1.2.
     /// Which positions of this call's input are real (1.0) and which are padding
     /// (0.0), broadcastable to the input (`[N, T, 1]` for a `[N, T, D]` input,
     /// `[N, 1, T, 1]` for attention heads `[N, H, T, d]`). The error handle when
     /// every position is real (images; text without padding).
     pub valid: extern "C" fn() -> Handle,
-    // @interface-1.2 }
 }
 
 /// What the host tells a strategy about this call.

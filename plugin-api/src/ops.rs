@@ -105,7 +105,7 @@ impl<'a> Ops<'a> {
         self.wrap((self.raw.uniform)(dims), "uniform")
     }
 
-    // @interface-1.2 {
+    // Added in interface 1.2.
     /// Where this call's input is real (1.0) rather than padding (0.0),
     /// broadcastable to the input. `None` when every position is real, and from a
     /// host older than interface 1.2 (which never passes padded inputs). The host
@@ -120,7 +120,6 @@ impl<'a> Ops<'a> {
         let handle = (self.raw.valid)();
         (!handle.is_error()).then(|| self.adopt(handle))
     }
-    // @interface-1.2 }
 
     /// 0/1 samples, 1 with probability `p` (the same for every element).
     pub fn bernoulli_scalar(&self, shape: &[usize], p: f64) -> Result<Tensor<'a>> {
@@ -363,7 +362,7 @@ impl<'a> Tensor<'a> {
         wrap(raw, (raw.permute)(self.take(), d), "permute")
     }
 
-    // @interface-1.1 {
+    // Added in interface 1.1.
     /// The `k`-th smallest value (1-based) along `dim`, the dimension kept as size 1.
     /// Needs a host of interface 1.1 or later.
     pub fn kth_smallest(self, k: usize, dim: usize) -> Result<Tensor<'a>> {
@@ -382,5 +381,4 @@ impl<'a> Tensor<'a> {
             "kth_smallest",
         )
     }
-    // @interface-1.1 }
 }

@@ -1,7 +1,7 @@
 //! Builds the fixture plugins once per test binary, under `CARGO_TARGET_TMPDIR`:
-//! several versions of `tests/fixtures/probe.rs`, one of them against a copy of
-//! plugin-api as it was at interface 1.0 (the `@interface-1.x` parts removed) and
-//! one against a copy claiming interface 2.0.
+//! several versions of `tests/fixtures/probe.rs`, one of them against
+//! plugin-api as it was at interface 1.0 (kept in tests/fixtures/plugin-api-1.0)
+//! and one against a copy claiming interface 2.0.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,29 +21,13 @@ pub fn fixture(name: &str) -> PathBuf {
     fixtures()[name].clone()
 }
 
-/// plugin-api's source with the parts added after `minor` removed.
-fn copy_api(to: &Path, version: &str, strip_minors: bool) {
+/// plugin-api's source as it is, claiming interface `version`.
+fn copy_api(to: &Path, version: &str) {
     let from = repo_root().join("plugin-api");
     std::fs::create_dir_all(to.join("src")).unwrap();
     for entry in std::fs::read_dir(from.join("src")).unwrap() {
         let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut out = String::new();
-        let mut skipping = false;
-        for line in text.lines() {
-            let marker = line.trim();
-            if strip_minors && marker.starts_with("// @interface-1.") && marker.ends_with('{') {
-                skipping = true;
-            }
-            if !skipping {
-                out.push_str(line);
-                out.push('\n');
-            }
-            if marker.starts_with("// @interface-1.") && marker.ends_with('}') {
-                skipping = false;
-            }
-        }
-        std::fs::write(to.join("src").join(path.file_name().unwrap()), out).unwrap();
+        std::fs::copy(&path, to.join("src").join(path.file_name().unwrap())).unwrap();
     }
     let manifest = std::fs::read_to_string(from.join("Cargo.toml")).unwrap();
     let manifest = manifest.replacen(
@@ -62,8 +46,12 @@ fn build() -> BTreeMap<String, PathBuf> {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-fixtures");
     let ws = root.join("ws");
     std::fs::create_dir_all(ws.join(".cargo")).unwrap();
-    copy_api(&root.join("api-1.0"), "1.0.0", true);
-    copy_api(&root.join("api-2.0"), "2.0.0", false);
+    copy_api(&root.join("api-2.0"), "2.0.0");
+    // Interface 1.0 as it was released, kept in the repository.
+    let api_1_0 = repo_root()
+        .join("tests/fixtures/plugin-api-1.0")
+        .canonicalize()
+        .unwrap();
     let probe_src = repo_root()
         .join("tests/fixtures/probe.rs")
         .canonicalize()
@@ -72,7 +60,7 @@ fn build() -> BTreeMap<String, PathBuf> {
     let probes = [
         ("probe-v1", "1.0.0", current_api.clone()),
         ("probe-v2", "2.0.0", current_api.clone()),
-        ("probe-old-minor", "3.0.0", root.join("api-1.0")),
+        ("probe-old-minor", "3.0.0", api_1_0),
         ("probe-other-major", "4.0.0", root.join("api-2.0")),
         ("probe-bad-shape", "5.0.0", current_api.clone()),
         ("probe-panics", "6.0.0", current_api.clone()),
