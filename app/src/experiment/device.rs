@@ -10,8 +10,26 @@ pub enum DeviceName {
     Cuda(usize),
 }
 
-/// Parses a device name; the message says what is accepted.
-pub fn parse_device(text: &str) -> Result<DeviceName, String> {
+/// Why a device cannot be used; each message says what would work.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("expected \"cpu\" or \"cuda:N\" (e.g. \"cuda:0\"), found {0:?}")]
+    Unknown(String),
+    #[error("the flex backend runs on the CPU only; use backend = \"libtorch\" for CUDA")]
+    FlexOnCuda,
+    #[error("{LIBTORCH_MISSING}")]
+    NoLibTorch,
+    #[error(
+        "cuda:{0} requested but LibTorch sees no CUDA device (CUDA build of torch? driver? \
+         `probdrop-tui doctor` shows what was found)"
+    )]
+    NoCuda(usize),
+    #[error("cuda:{index} requested but LibTorch sees {count} CUDA device(s)")]
+    NoSuchCuda { index: usize, count: usize },
+}
+
+/// Parses a device name.
+pub fn parse_device(text: &str) -> Result<DeviceName, DeviceError> {
     let text = text.trim();
     if text == "cpu" {
         return Ok(DeviceName::Cpu);
@@ -24,9 +42,7 @@ pub fn parse_device(text: &str) -> Result<DeviceName, String> {
     {
         return Ok(DeviceName::Cuda(i));
     }
-    Err(format!(
-        "expected \"cpu\" or \"cuda:N\" (e.g. \"cuda:0\"), found {text:?}"
-    ))
+    Err(DeviceError::Unknown(text.to_string()))
 }
 
 /// Whether the LibTorch backend is compiled into this binary.
@@ -41,20 +57,16 @@ pub const LIBTORCH_MISSING: &str = "this probdrop-tui was built without LibTorch
 pub fn backend_for(
     name: DeviceName,
     forced: Option<BackendChoice>,
-) -> Result<BackendChoice, String> {
+) -> Result<BackendChoice, DeviceError> {
     let choice = match (name, forced) {
-        (DeviceName::Cuda(_), Some(BackendChoice::Flex)) => {
-            return Err(
-                "the flex backend runs on the CPU only; use backend = \"libtorch\" for CUDA".into(),
-            );
-        }
+        (DeviceName::Cuda(_), Some(BackendChoice::Flex)) => return Err(DeviceError::FlexOnCuda),
         (DeviceName::Cuda(_), _) => BackendChoice::Libtorch,
         (DeviceName::Cpu, Some(b)) => b,
         (DeviceName::Cpu, None) if LIBTORCH_BUILT => BackendChoice::Libtorch,
         (DeviceName::Cpu, None) => BackendChoice::Flex,
     };
     if choice == BackendChoice::Libtorch && !LIBTORCH_BUILT {
-        return Err(LIBTORCH_MISSING.into());
+        return Err(DeviceError::NoLibTorch);
     }
     Ok(choice)
 }
@@ -68,7 +80,12 @@ mod tests {
         assert_eq!(parse_device("cpu"), Ok(DeviceName::Cpu));
         assert_eq!(parse_device("cuda:1"), Ok(DeviceName::Cuda(1)));
         assert_eq!(parse_device("cuda"), Ok(DeviceName::Cuda(0)));
-        assert!(parse_device("gpu").unwrap_err().contains("cuda:N"));
+        assert!(
+            parse_device("gpu")
+                .unwrap_err()
+                .to_string()
+                .contains("cuda:N")
+        );
         assert!(parse_device("cuda:x").is_err());
     }
 
@@ -80,6 +97,7 @@ mod tests {
             assert!(
                 backend_for(DeviceName::Cuda(0), None)
                     .unwrap_err()
+                    .to_string()
                     .contains("--features tch")
             );
         }

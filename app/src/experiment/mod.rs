@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use plugin_api::{ParamSpec, Value};
 
-pub use device::{DeviceName, LIBTORCH_BUILT, LIBTORCH_MISSING, backend_for, parse_device};
+pub use device::{
+    DeviceError, DeviceName, LIBTORCH_BUILT, LIBTORCH_MISSING, backend_for, parse_device,
+};
 pub use diagnostic::{Diagnostic, Seg};
 use diagnostic::{Locator, did_you_mean, expected_words, first_quoted, key};
 pub use machine::{Machine, MemoryFloor};
@@ -405,8 +407,8 @@ impl Checker<'_> {
                 "expected at least one seed, found an empty list",
             );
         }
-        if let Err(message) = parse_device(&f.device) {
-            self.err(p(&["device"]), message);
+        if let Err(e) = parse_device(&f.device) {
+            self.err(p(&["device"]), e.to_string());
         }
         if f.deterministic && f.cudnn_benchmark == Some(true) {
             self.err(

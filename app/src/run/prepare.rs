@@ -43,8 +43,8 @@ pub fn load_for_runs(
         }
         exp.file.train.epochs = e;
     }
-    let name = experiment::parse_device(&exp.file.device).map_err(|e| anyhow!(e))?;
-    experiment::backend_for(name, exp.file.backend).map_err(|e| anyhow!(e))?;
+    let name = experiment::parse_device(&exp.file.device)?;
+    experiment::backend_for(name, exp.file.backend)?;
     let source = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
     Ok((exp, source))
 }

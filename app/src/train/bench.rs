@@ -142,16 +142,15 @@ mod counter {
 }
 
 pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchReport> {
-    let name = experiment::parse_device(&args.device).map_err(|e| anyhow!(e))?;
-    let backend = experiment::backend_for(name, parse_backend(args.backend.as_deref())?)
-        .map_err(|e| anyhow!(e))?;
+    let name = experiment::parse_device(&args.device)?;
+    let backend = experiment::backend_for(name, parse_backend(args.backend.as_deref())?)?;
     let stepping = parse_stepping(args.optimizer.as_deref(), backend)?;
     if args.count_ops && backend != BackendChoice::Libtorch {
         return Err(anyhow!(
             "--count-ops counts LibTorch operators: use --backend libtorch"
         ));
     }
-    let dev = device::open(name, backend).map_err(|e| anyhow!(e))?;
+    let dev = device::open(name, backend)?;
     if matches!(name, experiment::DeviceName::Cuda(_)) {
         device::configure_cudnn(Some(args.cudnn_benchmark), false);
     }

@@ -14,6 +14,7 @@ use burn::data::dataset::Dataset;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::experiment::{Augment, DataFormat, DataSpec};
+use crate::train::data_error::DataError;
 use crate::train::idx;
 use crate::train::sources;
 
@@ -109,11 +110,11 @@ impl Splits {
 }
 
 /// Checks that `path` looks like data of `format`, without reading it all.
-pub fn check_layout(format: DataFormat, path: &Path) -> Result<(), String> {
+pub fn check_layout(format: DataFormat, path: &Path) -> Result<(), DataError> {
     match format {
         DataFormat::Idx => {
-            idx::split_files(path, "train").map_err(|e| e.to_string())?;
-            idx::split_files(path, "t10k").map_err(|e| e.to_string())?;
+            idx::split_files(path, "train")?;
+            idx::split_files(path, "t10k")?;
             Ok(())
         }
         DataFormat::Cifar10 => sources::check_cifar(path, false),
@@ -126,7 +127,7 @@ pub fn check_layout(format: DataFormat, path: &Path) -> Result<(), String> {
 }
 
 /// Loads both splits of `spec` from `path` (already resolved).
-pub fn load(spec: &DataSpec, path: &Path) -> Result<Splits, String> {
+pub fn load(spec: &DataSpec, path: &Path) -> Result<Splits, DataError> {
     let (train, val): (Arc<dyn ImageSource>, Arc<dyn ImageSource>) = match spec.format {
         DataFormat::Idx => (
             Arc::new(load_idx(path, "train")?),
@@ -140,9 +141,9 @@ pub fn load(spec: &DataSpec, path: &Path) -> Result<Splits, String> {
             )
         }
         DataFormat::Text | DataFormat::GlueSingle | DataFormat::GluePair => {
-            return Err(format!(
-                "{}: text data is read by the text pipeline, not as images",
-                path.display()
+            return Err(DataError::content(
+                path,
+                "text data is read by the text pipeline, not as images",
             ));
         }
         DataFormat::ImageFolder => {
@@ -164,14 +165,14 @@ pub fn load(spec: &DataSpec, path: &Path) -> Result<Splits, String> {
         val: limit(val, spec.val_limit),
     };
     if splits.train.is_empty() || splits.val.is_empty() {
-        return Err(format!("{}: a split has no images", path.display()));
+        return Err(DataError::content(path, "a split has no images"));
     }
     Ok(splits)
 }
 
-fn load_idx(dir: &Path, split: &str) -> Result<InMemory, String> {
-    let (images, labels) = idx::split_files(dir, split).map_err(|e| e.to_string())?;
-    let set = idx::load_image_set(&images, &labels).map_err(|e| e.to_string())?;
+fn load_idx(dir: &Path, split: &str) -> Result<InMemory, DataError> {
+    let (images, labels) = idx::split_files(dir, split)?;
+    let set = idx::load_image_set(&images, &labels)?;
     let classes = set
         .labels
         .iter()

@@ -2,13 +2,13 @@
 
 use burn::tensor::Device;
 
-use crate::experiment::{BackendChoice, DeviceName, LIBTORCH_BUILT};
+use crate::experiment::{BackendChoice, DeviceError, DeviceName, LIBTORCH_BUILT};
 
 /// The burn device (without autodiff) for `name` on `backend`.
-pub fn open(name: DeviceName, backend: BackendChoice) -> Result<Device, String> {
+pub fn open(name: DeviceName, backend: BackendChoice) -> Result<Device, DeviceError> {
     match (backend, name) {
         (BackendChoice::Flex, DeviceName::Cpu) => Ok(Device::flex()),
-        (BackendChoice::Flex, DeviceName::Cuda(_)) => Err("flex has no CUDA device".into()),
+        (BackendChoice::Flex, DeviceName::Cuda(_)) => Err(DeviceError::FlexOnCuda),
         (BackendChoice::Libtorch, name) => open_libtorch(name),
     }
 }
@@ -18,21 +18,16 @@ pub fn open(name: DeviceName, backend: BackendChoice) -> Result<Device, String> 
 // already have: the project chose it (see architecture.md).
 #[cfg(feature = "tch")]
 #[allow(deprecated)]
-fn open_libtorch(name: DeviceName) -> Result<Device, String> {
+fn open_libtorch(name: DeviceName) -> Result<Device, DeviceError> {
     match name {
         DeviceName::Cpu => Ok(Device::libtorch()),
         DeviceName::Cuda(i) => {
             let count = cuda_device_count();
             if count == 0 {
-                return Err(format!(
-                    "cuda:{i} requested but LibTorch sees no CUDA device (CUDA build of torch? \
-                     driver? `probdrop-tui doctor` shows what was found)"
-                ));
+                return Err(DeviceError::NoCuda(i));
             }
             if i >= count {
-                return Err(format!(
-                    "cuda:{i} requested but LibTorch sees {count} CUDA device(s)"
-                ));
+                return Err(DeviceError::NoSuchCuda { index: i, count });
             }
             Ok(Device::libtorch_cuda(i))
         }
@@ -40,8 +35,8 @@ fn open_libtorch(name: DeviceName) -> Result<Device, String> {
 }
 
 #[cfg(not(feature = "tch"))]
-fn open_libtorch(_: DeviceName) -> Result<Device, String> {
-    Err(crate::experiment::LIBTORCH_MISSING.into())
+fn open_libtorch(_: DeviceName) -> Result<Device, DeviceError> {
+    Err(DeviceError::NoLibTorch)
 }
 
 /// How cuDNN picks convolution algorithms on CUDA. By default it times them per

@@ -13,7 +13,7 @@ pub struct ThisMachine;
 
 impl Machine for ThisMachine {
     fn check_data(&self, format: DataFormat, path: &Path) -> Result<(), String> {
-        data::check_layout(format, path)
+        data::check_layout(format, path).map_err(|e| e.to_string())
     }
 
     fn memory_floor(

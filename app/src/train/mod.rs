@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod data_error;
 pub mod device;
 pub mod idx;
 pub mod machine;

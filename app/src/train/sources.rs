@@ -15,6 +15,7 @@ use image::imageops::{self, FilterType};
 use image::{ImageReader, RgbImage};
 
 use super::data::{ImageSource, InMemory};
+use super::data_error::DataError;
 
 /// CIFAR images are 3 × 32 × 32.
 const CIFAR_SHAPE: [usize; 3] = [3, 32, 32];
@@ -80,30 +81,32 @@ impl Cifar {
     }
 
     /// The path of `file`, or an error saying what the release should contain.
-    fn find(&self, dir: &Path, file: &str) -> Result<PathBuf, String> {
+    fn find(&self, dir: &Path, file: &str) -> Result<PathBuf, DataError> {
         let path = dir.join(file);
         if path.is_file() {
             return Ok(path);
         }
         let expected: Vec<&str> = self.train.iter().chain(self.test).copied().collect();
-        Err(format!(
-            "{} not found: {} expects {} (binary version) in {} or in its {}/ subdirectory",
-            path.display(),
+        let expected = format!(
+            "{} expects {} (binary version) in {} or in its {}/ subdirectory",
             self.name,
             expected.join(", "),
             dir.display(),
             self.dir,
-        ))
+        );
+        Err(DataError::NotFound { path, expected })
     }
 
-    fn check_size(&self, path: &Path, len: u64) -> Result<(), String> {
+    fn check_size(&self, path: &Path, len: u64) -> Result<(), DataError> {
         let record = self.record() as u64;
         if len == 0 || !len.is_multiple_of(record) {
-            return Err(format!(
-                "{}: {len} bytes is not a whole number of {} records ({record} bytes each); \
-                 is the file truncated, or from the other CIFAR release?",
-                path.display(),
-                self.name,
+            return Err(DataError::content(
+                path,
+                format!(
+                    "{len} bytes is not a whole number of {} records ({record} bytes each); \
+                     is the file truncated, or from the other CIFAR release?",
+                    self.name,
+                ),
             ));
         }
         Ok(())
@@ -113,7 +116,7 @@ impl Cifar {
 /// Loads the training or test split of CIFAR-10 (`hundred = false`) or
 /// CIFAR-100 (fine labels). `path` is the directory holding the `.bin` files
 /// or the one above it.
-pub fn load_cifar(path: &Path, hundred: bool, train: bool) -> Result<InMemory, String> {
+pub fn load_cifar(path: &Path, hundred: bool, train: bool) -> Result<InMemory, DataError> {
     let cifar = Cifar::of(hundred);
     let dir = cifar.resolve(path);
     // Resolve every file first so a missing one fails before any big read.
@@ -125,8 +128,10 @@ pub fn load_cifar(path: &Path, hundred: bool, train: bool) -> Result<InMemory, S
     let mut images = Vec::new();
     let mut labels = Vec::new();
     for file in &files {
-        let bytes =
-            std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let bytes = std::fs::read(file).map_err(|source| DataError::Read {
+            path: file.clone(),
+            source,
+        })?;
         cifar.check_size(file, bytes.len() as u64)?;
         let records = bytes.len() / cifar.record();
         images.reserve(records * CIFAR_PIXELS);
@@ -135,11 +140,13 @@ pub fn load_cifar(path: &Path, hundred: bool, train: bool) -> Result<InMemory, S
             let (label_bytes, pixels) = record.split_at(cifar.label_bytes);
             let label = label_bytes[cifar.label_bytes - 1];
             if label as usize >= cifar.classes {
-                return Err(format!(
-                    "{}: record {i} has label {label}, but {} labels run from 0 to {}",
-                    file.display(),
-                    cifar.name,
-                    cifar.classes - 1,
+                return Err(DataError::content(
+                    file,
+                    format!(
+                        "record {i} has label {label}, but {} labels run from 0 to {}",
+                        cifar.name,
+                        cifar.classes - 1,
+                    ),
                 ));
             }
             labels.push(u16::from(label));
@@ -157,13 +164,16 @@ pub fn load_cifar(path: &Path, hundred: bool, train: bool) -> Result<InMemory, S
 
 /// Checks that both CIFAR splits are present and plausibly sized, without
 /// reading them.
-pub fn check_cifar(path: &Path, hundred: bool) -> Result<(), String> {
+pub fn check_cifar(path: &Path, hundred: bool) -> Result<(), DataError> {
     let cifar = Cifar::of(hundred);
     let dir = cifar.resolve(path);
     for file in cifar.train.iter().chain(cifar.test) {
         let file = cifar.find(&dir, file)?;
         let len = std::fs::metadata(&file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+            .map_err(|source| DataError::Read {
+                path: file.clone(),
+                source,
+            })?
             .len();
         cifar.check_size(&file, len)?;
     }
@@ -185,17 +195,17 @@ pub struct ImageFolder {
 }
 
 impl ImageFolder {
-    pub fn open(dir: &Path, image_size: usize) -> Result<ImageFolder, String> {
+    pub fn open(dir: &Path, image_size: usize) -> Result<ImageFolder, DataError> {
         if image_size == 0 {
-            return Err("the image size must be at least 1 pixel".into());
+            return Err(DataError::Setting(
+                "the image size must be at least 1 pixel",
+            ));
         }
         let class_dirs = class_dirs(dir)?;
         if class_dirs.is_empty() {
-            return Err(format!(
-                "{} has no class directories (expected {}/<class name>/<image>.png|jpg|jpeg)",
-                dir.display(),
-                dir.display(),
-            ));
+            return Err(DataError::NoClasses {
+                dir: dir.to_path_buf(),
+            });
         }
         let mut class_names = Vec::with_capacity(class_dirs.len());
         let mut files = Vec::new();
@@ -209,11 +219,13 @@ impl ImageFolder {
             class_names.push(name);
         }
         if files.is_empty() {
-            return Err(format!(
-                "{} has {} class directories but no .png, .jpg or .jpeg images in them",
-                dir.display(),
-                class_names.len(),
-            ));
+            return Err(DataError::Content {
+                path: dir.to_path_buf(),
+                what: format!(
+                    "{} class directories but no .png, .jpg or .jpeg images in them",
+                    class_names.len()
+                ),
+            });
         }
         Ok(ImageFolder {
             class_names,
@@ -234,13 +246,19 @@ impl ImageFolder {
 
     /// Decodes image `i` into `[3, image_size, image_size]` bytes, or says why
     /// it cannot.
-    pub fn decode(&self, i: usize) -> Result<Vec<u8>, String> {
+    pub fn decode(&self, i: usize) -> Result<Vec<u8>, DataError> {
         let path = self.path(i);
         let image = ImageReader::open(path)
             .and_then(|reader| reader.with_guessed_format())
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .map_err(|source| DataError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?
             .decode()
-            .map_err(|e| format!("cannot decode {}: {e}", path.display()))?;
+            .map_err(|source| DataError::Decode {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(to_chw(&resize_and_crop(&image.to_rgb8(), self.image_size)))
     }
 }
@@ -272,29 +290,26 @@ impl ImageSource for ImageFolder {
 }
 
 /// Checks that `path/train` and `path/val` exist and each has a class directory.
-pub fn check_image_folder(path: &Path) -> Result<(), String> {
+pub fn check_image_folder(path: &Path) -> Result<(), DataError> {
     for split in ["train", "val"] {
         let dir = path.join(split);
         if !dir.is_dir() {
-            return Err(format!(
-                "{} not found: an image folder needs train/ and val/, each with one \
-                 directory of images per class",
-                dir.display(),
-            ));
+            return Err(DataError::NotFound {
+                path: dir,
+                expected: "an image folder needs train/ and val/, each with one directory \
+                           of images per class"
+                    .into(),
+            });
         }
         if class_dirs(&dir)?.is_empty() {
-            return Err(format!(
-                "{} has no class directories (expected {}/<class name>/<image>.png|jpg|jpeg)",
-                dir.display(),
-                dir.display(),
-            ));
+            return Err(DataError::NoClasses { dir });
         }
     }
     Ok(())
 }
 
 /// The non-hidden subdirectories of `dir` with their names, in name order.
-fn class_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+fn class_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
     Ok(read_dir_sorted(dir)?
         .into_iter()
         .filter(|p| p.is_dir())
@@ -307,8 +322,11 @@ fn class_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
 
 /// The entries of `dir`, sorted so that labels and order do not depend on the
 /// file system.
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let error = |e: std::io::Error| format!("cannot list {}: {e}", dir.display());
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let error = |source| DataError::List {
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut paths = std::fs::read_dir(dir)
         .map_err(error)?
         .map(|entry| entry.map(|e| e.path()).map_err(error))
@@ -443,8 +461,10 @@ mod tests {
         bytes.truncate(bytes.len() - 100);
         std::fs::write(&file, bytes).unwrap();
         for err in [
-            load_cifar(tmp.path(), false, false).unwrap_err(),
-            check_cifar(tmp.path(), false).unwrap_err(),
+            load_cifar(tmp.path(), false, false)
+                .unwrap_err()
+                .to_string(),
+            check_cifar(tmp.path(), false).unwrap_err().to_string(),
         ] {
             assert!(err.contains("test_batch.bin"), "{err}");
             assert!(
@@ -461,14 +481,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         write_cifar10(tmp.path());
         std::fs::remove_file(tmp.path().join("data_batch_3.bin")).unwrap();
-        let err = load_cifar(tmp.path(), false, true).unwrap_err();
+        let err = load_cifar(tmp.path(), false, true).unwrap_err().to_string();
         assert!(err.contains("data_batch_3.bin not found"), "{err}");
         assert!(
             err.contains("test_batch.bin"),
             "lists what is expected: {err}"
         );
         assert!(check_cifar(tmp.path(), false).is_err());
-        let err = load_cifar(tmp.path(), true, false).unwrap_err();
+        let err = load_cifar(tmp.path(), true, false).unwrap_err().to_string();
         assert!(err.contains("test.bin not found"), "{err}");
         assert!(err.contains("cifar-100-binary"), "{err}");
     }
@@ -481,7 +501,9 @@ mod tests {
             &tmp.path().join("test_batch.bin"),
             &[(&[1], planes(0, 0, 0)), (&[10], planes(0, 0, 0))],
         );
-        let err = load_cifar(tmp.path(), false, false).unwrap_err();
+        let err = load_cifar(tmp.path(), false, false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("test_batch.bin: record 1 has label 10"),
             "{err}"
@@ -555,7 +577,7 @@ mod tests {
         std::fs::write(tmp.path().join("a/broken.png"), b"not a png").unwrap();
         let folder = ImageFolder::open(tmp.path(), 8).unwrap();
         assert!(folder.path(0).ends_with("broken.png"));
-        let err = folder.decode(0).unwrap_err();
+        let err = folder.decode(0).unwrap_err().to_string();
         assert!(err.contains("broken.png"), "{err}");
         assert_eq!(folder.pixels(0).as_ref(), vec![0; 3 * 8 * 8]);
     }
@@ -563,13 +585,15 @@ mod tests {
     #[test]
     fn empty_image_folders_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = ImageFolder::open(tmp.path(), 8).unwrap_err();
+        let err = ImageFolder::open(tmp.path(), 8).unwrap_err().to_string();
         assert!(err.contains("no class directories"), "{err}");
         std::fs::create_dir(tmp.path().join("cat")).unwrap();
         std::fs::write(tmp.path().join("cat/readme.txt"), "hi").unwrap();
-        let err = ImageFolder::open(tmp.path(), 8).unwrap_err();
+        let err = ImageFolder::open(tmp.path(), 8).unwrap_err().to_string();
         assert!(err.contains("no .png, .jpg or .jpeg images"), "{err}");
-        let err = ImageFolder::open(&tmp.path().join("missing"), 8).unwrap_err();
+        let err = ImageFolder::open(&tmp.path().join("missing"), 8)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot list"), "{err}");
     }
 
@@ -577,11 +601,11 @@ mod tests {
     fn image_folder_check_needs_train_and_val_classes() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
-        let err = check_image_folder(root).unwrap_err();
+        let err = check_image_folder(root).unwrap_err().to_string();
         assert!(err.contains("train not found"), "{err}");
         std::fs::create_dir_all(root.join("train/cat")).unwrap();
         std::fs::create_dir_all(root.join("val")).unwrap();
-        let err = check_image_folder(root).unwrap_err();
+        let err = check_image_folder(root).unwrap_err().to_string();
         assert!(err.contains("val has no class directories"), "{err}");
         std::fs::create_dir_all(root.join("val/cat")).unwrap();
         check_image_folder(root).unwrap();

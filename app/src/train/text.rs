@@ -12,6 +12,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use crate::experiment::{DataFormat, DataSpec};
 use crate::train::data::Item;
+use crate::train::data_error::DataError;
 
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
@@ -54,16 +55,23 @@ pub struct TextData {
 fn read_rows(
     path: &Path,
     format: TextFormat,
-) -> Result<Vec<(String, String, Option<String>)>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+) -> Result<Vec<(String, String, Option<String>)>, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DataError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut lines = text.lines().enumerate();
-    let at = |line: usize, what: String| format!("{}:{}: {what}", path.display(), line + 1);
+    let at = |line: usize, what: String| DataError::Line {
+        path: path.to_path_buf(),
+        line: line + 1,
+        what,
+    };
     let columns: Option<BTreeMap<String, usize>> = match format {
         TextFormat::LabelText => None,
         TextFormat::GlueSingle | TextFormat::GluePair => {
             let (_, header) = lines
                 .next()
-                .ok_or_else(|| format!("{}: empty file", path.display()))?;
+                .ok_or_else(|| DataError::content(path, "empty file"))?;
             Some(
                 header
                     .split('\t')
@@ -73,18 +81,18 @@ fn read_rows(
             )
         }
     };
-    let column = |names: &[&str]| -> Result<usize, String> {
+    let column = |names: &[&str]| -> Result<usize, DataError> {
         let cols = columns.as_ref().expect("a header");
         names
             .iter()
             .find_map(|n| cols.get(*n).copied())
             .ok_or_else(|| {
-                format!(
-                    "{}: no {} column in the header (found: {})",
-                    path.display(),
-                    names.join(" or "),
-                    cols.keys().cloned().collect::<Vec<_>>().join(", ")
-                )
+                let found = cols.keys().cloned().collect::<Vec<_>>().join(", ");
+                let what = format!(
+                    "no {} column in the header (found: {found})",
+                    names.join(" or ")
+                );
+                DataError::content(path, what)
             })
     };
     let (label_col, a_col, b_col) = match format {
@@ -106,7 +114,7 @@ fn read_rows(
             TextFormat::LabelText => line.splitn(2, '\t').collect(),
             _ => line.split('\t').collect(),
         };
-        let get = |c: usize, what: &str| -> Result<String, String> {
+        let get = |c: usize, what: &str| -> Result<String, DataError> {
             fields
                 .get(c)
                 .map(|s| s.trim().to_string())
@@ -119,17 +127,17 @@ fn read_rows(
         rows.push((label, a, b));
     }
     if rows.is_empty() {
-        return Err(format!("{}: no examples", path.display()));
+        return Err(DataError::content(path, "no examples"));
     }
     Ok(rows)
 }
 
 /// The training and validation files of a directory: `train.tsv`, and
 /// `valid.tsv`, `dev.tsv` or (MNLI) `dev_matched.tsv`.
-pub fn split_files(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+pub fn split_files(dir: &Path) -> Result<(PathBuf, PathBuf), DataError> {
     let train = dir.join("train.tsv");
     if !train.is_file() {
-        return Err(format!("{}: no train.tsv", dir.display()));
+        return Err(DataError::content(dir, "no train.tsv"));
     }
     ["valid.tsv", "dev.tsv", "dev_matched.tsv"]
         .iter()
@@ -137,31 +145,31 @@ pub fn split_files(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
         .find(|p| p.is_file())
         .map(|val| (train, val))
         .ok_or_else(|| {
-            format!(
-                "{}: no validation file (valid.tsv, dev.tsv or dev_matched.tsv)",
-                dir.display()
+            DataError::content(
+                dir,
+                "no validation file (valid.tsv, dev.tsv or dev_matched.tsv)",
             )
         })
 }
 
 /// Reads both splits of `dir`. Classes come from the training split; a
 /// validation label it never saw is an error.
-pub fn load(dir: &Path, format: TextFormat) -> Result<TextData, String> {
+pub fn load(dir: &Path, format: TextFormat) -> Result<TextData, DataError> {
     let (train_path, val_path) = split_files(dir)?;
     let train_rows = read_rows(&train_path, format)?;
     let val_rows = read_rows(&val_path, format)?;
     let mut classes: Vec<String> = train_rows.iter().map(|r| r.0.clone()).collect();
     classes.sort();
     classes.dedup();
-    let index = |label: &str, path: &Path| -> Result<usize, String> {
+    let index = |label: &str, path: &Path| -> Result<usize, DataError> {
         classes
             .binary_search_by(|c| c.as_str().cmp(label))
             .map_err(|_| {
-                format!(
-                    "{}: label \"{label}\" is not among the training labels ({})",
-                    path.display(),
+                let what = format!(
+                    "label \"{label}\" is not among the training labels ({})",
                     classes.join(", ")
-                )
+                );
+                DataError::content(path, what)
             })
     };
     let to_examples = |rows: Vec<(String, String, Option<String>)>, path: &Path| {
@@ -173,7 +181,7 @@ pub fn load(dir: &Path, format: TextFormat) -> Result<TextData, String> {
                     b,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()
+            .collect::<Result<Vec<_>, DataError>>()
     };
     Ok(TextData {
         train: to_examples(train_rows, &train_path)?,
@@ -206,8 +214,8 @@ impl TextTask {
     /// Loads `spec`'s data from `path` and encodes it with the vocabulary saved
     /// at `vocabulary` (a resumed run), or one trained now on the training split
     /// and saved there.
-    pub fn prepare(spec: &DataSpec, path: &Path, vocabulary: &Path) -> Result<TextTask, String> {
-        let format = TextFormat::of(spec.format).ok_or("not a text format")?;
+    pub fn prepare(spec: &DataSpec, path: &Path, vocabulary: &Path) -> Result<TextTask, DataError> {
+        let format = TextFormat::of(spec.format).ok_or(DataError::Setting("not a text format"))?;
         let mut data = load(path, format)?;
         if let Some(n) = spec.train_limit {
             data.train.truncate(n);
@@ -226,7 +234,7 @@ impl TextTask {
             examples
                 .iter()
                 .map(|e| Ok((vocab.encode(e)?, e.label)))
-                .collect::<Result<Vec<_>, String>>()
+                .collect::<Result<Vec<_>, DataError>>()
         };
         Ok(TextTask {
             train: Arc::new(encode(&data.train)?),
@@ -314,7 +322,8 @@ impl Vocabulary {
         examples: &[TextExample],
         vocab_size: usize,
         max_len: usize,
-    ) -> Result<Vocabulary, String> {
+    ) -> Result<Vocabulary, DataError> {
+        let failed = |doing| move |source| DataError::Vocabulary { doing, source };
         let mut trainer: TrainerWrapper = WordPieceTrainer::builder()
             .vocab_size(vocab_size)
             .min_frequency(2)
@@ -330,31 +339,31 @@ impl Vocabulary {
         let model = WordPiece::builder()
             .unk_token(UNK.into())
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(failed("building the vocabulary"))?;
         let mut tokenizer = Tokenizer::new(model);
         tokenizer
             .with_normalizer(Some(BertNormalizer::default()))
-            .map_err(|e| e.to_string())?;
+            .map_err(failed("building the vocabulary"))?;
         tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
         let texts = examples
             .iter()
             .flat_map(|e| std::iter::once(&e.a).chain(e.b.as_ref()));
         tokenizer
             .train(&mut trainer, texts)
-            .map_err(|e| format!("training the vocabulary: {e}"))?;
+            .map_err(failed("training the vocabulary"))?;
         Self::finish(tokenizer, max_len)
     }
 
     /// Adds the `[CLS]`/`[SEP]` framing, truncation and padding.
-    fn finish(mut tokenizer: Tokenizer, max_len: usize) -> Result<Vocabulary, String> {
+    fn finish(mut tokenizer: Tokenizer, max_len: usize) -> Result<Vocabulary, DataError> {
         let id = |t: &str| {
-            tokenizer
-                .token_to_id(t)
-                .ok_or_else(|| format!("the vocabulary has no {t}"))
+            tokenizer.token_to_id(t).ok_or(DataError::Setting(
+                "the vocabulary lacks [PAD], [CLS] or [SEP]",
+            ))
         };
         let (pad, cls, sep) = (id(PAD)?, id(CLS)?, id(SEP)?);
         if pad != 0 {
-            return Err(format!("{PAD} must be id 0, found {pad}"));
+            return Err(DataError::Setting("the padding token must be id 0"));
         }
         tokenizer.with_post_processor(Some(BertProcessing::new(
             (SEP.into(), sep),
@@ -365,7 +374,10 @@ impl Vocabulary {
                 max_length: max_len,
                 ..Default::default()
             }))
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| DataError::Vocabulary {
+                doing: "setting the truncation",
+                source,
+            })?;
         tokenizer.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::Fixed(max_len),
             direction: PaddingDirection::Right,
@@ -377,22 +389,22 @@ impl Vocabulary {
     }
 
     /// Saves the whole tokenizer (vocabulary and settings) as JSON.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
+    pub fn save(&self, path: &Path) -> Result<(), DataError> {
         self.tokenizer
             .save(path, false)
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|e| DataError::content(path, e.to_string()))
     }
 
-    pub fn load(path: &Path) -> Result<Vocabulary, String> {
+    pub fn load(path: &Path) -> Result<Vocabulary, DataError> {
         let tokenizer =
-            Tokenizer::from_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Tokenizer::from_file(path).map_err(|e| DataError::content(path, e.to_string()))?;
         let max_len = tokenizer
             .get_padding()
             .and_then(|p| match p.strategy {
                 PaddingStrategy::Fixed(n) => Some(n),
                 PaddingStrategy::BatchLongest => None,
             })
-            .ok_or_else(|| format!("{}: no fixed padding length", path.display()))?;
+            .ok_or_else(|| DataError::content(path, "no fixed padding length"))?;
         Ok(Vocabulary { tokenizer, max_len })
     }
 
@@ -400,7 +412,7 @@ impl Vocabulary {
         self.tokenizer.get_vocab_size(true)
     }
 
-    pub fn encode(&self, example: &TextExample) -> Result<Encoded, String> {
+    pub fn encode(&self, example: &TextExample) -> Result<Encoded, DataError> {
         let input = match &example.b {
             None => tokenizers::EncodeInput::Single(example.a.as_str().into()),
             Some(b) => (example.a.as_str(), b.as_str()).into(),
@@ -408,7 +420,10 @@ impl Vocabulary {
         let enc = self
             .tokenizer
             .encode(input, true)
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| DataError::Vocabulary {
+                doing: "encoding a text",
+                source,
+            })?;
         let len = enc.get_attention_mask().iter().filter(|&&m| m == 1).count();
         Ok(Encoded {
             ids: enc.get_ids().to_vec(),
@@ -487,16 +502,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("train.tsv"), "pos\tgood\nneg\n").unwrap();
         std::fs::write(dir.path().join("valid.tsv"), "pos\tok\n").unwrap();
-        let err = load(dir.path(), TextFormat::LabelText).unwrap_err();
+        let err = load(dir.path(), TextFormat::LabelText)
+            .unwrap_err()
+            .to_string();
         assert!(err.ends_with("train.tsv:2: no text (column 2)"), "{err}");
         std::fs::write(dir.path().join("train.tsv"), "pos\tgood\n").unwrap();
         std::fs::write(dir.path().join("valid.tsv"), "meh\tok\n").unwrap();
-        let err = load(dir.path(), TextFormat::LabelText).unwrap_err();
+        let err = load(dir.path(), TextFormat::LabelText)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("label \"meh\" is not among the training labels (pos)"),
             "{err}"
         );
-        let err = load(dir.path(), TextFormat::GlueSingle).unwrap_err();
+        let err = load(dir.path(), TextFormat::GlueSingle)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no label column in the header"), "{err}");
     }
 

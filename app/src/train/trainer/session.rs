@@ -250,14 +250,14 @@ impl<'a> Session<'a> {
             .unwrap_or_default();
         writer.status.plugin_version = label.clone();
 
-        let name = experiment::parse_device(&resolved.device).map_err(|e| anyhow!(e))?;
-        let backend = experiment::backend_for(name, resolved.backend).map_err(|e| anyhow!(e))?;
-        let device = device::open(name, backend).map_err(|e| anyhow!(e))?;
+        let name = experiment::parse_device(&resolved.device)?;
+        let backend = experiment::backend_for(name, resolved.backend)?;
+        let device = device::open(name, backend)?;
         if matches!(name, experiment::DeviceName::Cuda(_)) {
             device::configure_cudnn(resolved.cudnn_benchmark, resolved.deterministic);
         }
         let train_device = device.clone().autodiff();
-        let task = Task::load(&resolved, run_dir).map_err(|e| anyhow!(e))?;
+        let task = Task::load(&resolved, run_dir)?;
         let classes = task.classes();
         let (steps_per_epoch, total_steps) = step_counts(&resolved, &task)?;
         writer.status.total_steps = total_steps;

@@ -6,6 +6,7 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::experiment::ExperimentFile;
 use crate::run::dir::{self, RunDir};
 use crate::train::data::{self, EpochItems, ImageBatch, ImageBatcher, SplitBatcher};
+use crate::train::data_error::DataError;
 use crate::train::models::InputKind;
 use crate::train::text::{TextBatch, TextBatcher, TextTask};
 
@@ -38,7 +39,7 @@ pub(super) enum Task {
 }
 
 impl Task {
-    pub(super) fn load(resolved: &ExperimentFile, run_dir: &RunDir) -> Result<Task, String> {
+    pub(super) fn load(resolved: &ExperimentFile, run_dir: &RunDir) -> Result<Task, DataError> {
         let spec = &resolved.data;
         if spec.format.is_text() {
             let vocabulary = run_dir.file(dir::TOKENIZER);
