@@ -4,15 +4,9 @@
 use crate::common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::common::repo_root;
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"));
-    cmd.current_dir(repo_root());
-    cmd
-}
+use crate::common::bin;
 
 fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("run probdrop-tui")

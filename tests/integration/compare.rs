@@ -5,45 +5,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::repo_root;
+use crate::common::{Tiny, repo_root};
 use probdrop_tui::run::comparison::{self as compare, Manifest};
 use probdrop_tui::run::dir::{self, RunDir, State};
 
 /// One strategy (DropBlock) in the file: compare adds the `none` baseline.
 fn experiment(dir: &Path, epochs: usize, train_limit: usize) -> PathBuf {
-    let data = repo_root().join("data/fashion-mnist-subset");
-    let text = format!(
-        r#"name = "tiny"
-seeds = [1, 2]
-[data]
-format = "idx"
-path = "{}"
-train_limit = {train_limit}
-val_limit = 128
-workers = 1
-[model]
-kind = "small-cnn"
-channels = [8, 16]
-hidden = 32
-[optimizer]
-lr = 0.05
-momentum = 0.9
-[train]
-epochs = {epochs}
-batch_size = 32
-eval_every = 4
-checkpoint_every = 4
-log_every = 1
-[[strategy]]
-plugin = "dropblock"
-params = {{ block_size = 3 }}
-schedule = {{ kind = "linear", end = 0.2 }}
-"#,
-        data.display()
-    );
-    let file = dir.join("tiny.toml");
-    std::fs::write(&file, text).unwrap();
-    file
+    let train = format!("epochs = {epochs}\neval_every = 4\ncheckpoint_every = 4\nlog_every = 1");
+    Tiny {
+        seeds: "[1, 2]",
+        train_limit,
+        train: &train,
+        strategies: "[[strategy]]\nplugin = \"dropblock\"\nparams = { block_size = 3 }\n\
+                     schedule = { kind = \"linear\", end = 0.2 }",
+        ..Tiny::default()
+    }
+    .write(&dir.join("tiny.toml"))
 }
 
 fn compare_cmd(cwd: &Path, jobs: usize) -> Command {

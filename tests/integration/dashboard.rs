@@ -76,37 +76,19 @@ fn fixture() -> &'static Fixture {
 
 /// A small experiment: no extra dropout and DropBlock, one seed.
 fn fixture_experiment(data: &str, epochs: usize) -> String {
-    format!(
-        r#"name = "dash"
-description = "dashboard fixture"
-seeds = [7]
-[data]
-format = "idx"
-path = "{data}"
-train_limit = 256
-val_limit = 128
-workers = 1
-[model]
-kind = "small-cnn"
-channels = [8, 16]
-hidden = 32
-[optimizer]
-lr = 0.05
-momentum = 0.9
-[train]
-epochs = {epochs}
-batch_size = 32
-log_every = 1
-eval_every = 8
-snapshot_every = 8
-[[strategy]]
-plugin = "none"
-[[strategy]]
-plugin = "dropblock"
-params = {{ block_size = 3 }}
-schedule = {{ kind = "linear", end = 0.2 }}
-"#
-    )
+    let train = format!("epochs = {epochs}\nlog_every = 1\neval_every = 8\nsnapshot_every = 8");
+    crate::common::Tiny {
+        name: "dash",
+        header: "description = \"dashboard fixture\"",
+        seeds: "[7]",
+        data: data.to_string(),
+        train_limit: 256,
+        train: &train,
+        strategies: "[[strategy]]\nplugin = \"none\"\n[[strategy]]\nplugin = \"dropblock\"\n\
+                     params = { block_size = 3 }\nschedule = { kind = \"linear\", end = 0.2 }",
+        ..Default::default()
+    }
+    .text()
 }
 
 fn plugins() -> &'static Vec<Found> {
@@ -478,14 +460,6 @@ fn the_start_prompt_overrides_the_device_and_takes_every_key() {
     assert!(app.message.contains("on cuda:0"), "{}", app.message);
 }
 
-fn wait_until(what: &str, timeout: std::time::Duration, mut done: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 /// A saved change to a file with a run going: the Experiments view says, for that
 /// run, what was applied live and what needs a restart (a real trainer process).
 #[test]
@@ -527,7 +501,7 @@ fn experiments_view_shows_what_a_saved_change_did_to_running_runs() {
         .spawn()
         .unwrap();
     let long = std::time::Duration::from_secs(60);
-    wait_until("training", long, || {
+    crate::common::wait_for("training", long, || {
         run.status()
             .is_some_and(|s| s.state == State::Training && s.step > 0)
     });
@@ -543,7 +517,7 @@ fn experiments_view_shows_what_a_saved_change_did_to_running_runs() {
         .replace("batch_size = 32", "batch_size = 16");
     assert_ne!(changed, text);
     std::fs::write(&file, changed).unwrap();
-    wait_until("the change handled", long, || {
+    crate::common::wait_for("the change handled", long, || {
         let kinds: Vec<String> = run
             .events()
             .into_iter()

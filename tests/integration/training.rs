@@ -5,55 +5,29 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::repo_root;
+use crate::common::{Tiny, repo_root, wait_for};
 use probdrop_tui::experiment::{DropKind, DropSchedule, drop_rate};
 use probdrop_tui::run::control::{self, Command as Ctl};
 use probdrop_tui::run::dir::{self, MetricLine, RunDir, State};
 
 fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"));
-    cmd.current_dir(repo_root())
-        .arg("--plugins")
-        .arg(repo_root().join("plugins"));
+    let mut cmd = common::bin();
+    cmd.arg("--plugins").arg(repo_root().join("plugins"));
     cmd
 }
 
-/// A small experiment over the committed subset; `extra` is appended to `[train]`.
+/// A small experiment over the committed subset; `train` is added to `[train]`.
 fn experiment(dir: &Path, train: &str, strategy: &str) -> PathBuf {
-    let data = repo_root().join("data/fashion-mnist-subset");
-    let text = format!(
-        r#"name = "tiny"
-seeds = [3]
-
-[data]
-format = "idx"
-path = "{}"
-train_limit = 512
-val_limit = 256
-workers = 1
-
-[model]
-kind = "small-cnn"
-channels = [8, 16]
-hidden = 32
-
-[optimizer]
-lr = 0.05
-momentum = 0.9
-
-[train]
-batch_size = 32
-{train}
-
-{strategy}
-"#,
-        data.display()
-    );
-    let path = dir.join("tiny.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    Tiny {
+        seeds: "[3]",
+        val_limit: 256,
+        train,
+        strategies: strategy,
+        ..Tiny::default()
+    }
+    .write(&dir.join("tiny.toml"))
 }
 
 fn only_run(runs: &Path) -> RunDir {
@@ -190,14 +164,6 @@ fn a_headless_run_writes_the_whole_run_directory_and_follows_the_schedule() {
     let resolved = run.experiment().unwrap();
     assert_eq!(resolved.seeds, [3]);
     assert_eq!(resolved.strategy.len(), 1);
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn last_step(run: &RunDir) -> u64 {

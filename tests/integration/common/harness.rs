@@ -4,47 +4,25 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use probdrop_tui::run::control::{self, Command as Ctl};
 use probdrop_tui::run::dir::{self, EventLine, MetricLine, RunDir};
 
+use super::Tiny;
 use super::fixtures::fixture;
-use super::repo_root;
 
 /// A small experiment with the `probe` test strategy on every step.
 pub fn experiment(dir: &Path, train: &str) -> PathBuf {
-    let data = repo_root().join("data/fashion-mnist-subset");
-    let text = format!(
-        r#"name = "faults"
-seeds = [3]
-[data]
-format = "idx"
-path = "{}"
-train_limit = 512
-val_limit = 128
-workers = 1
-[model]
-kind = "small-cnn"
-channels = [8, 16]
-hidden = 32
-[optimizer]
-lr = 0.05
-momentum = 0.9
-[train]
-batch_size = 32
-log_every = 1
-snapshot_every = 0
-{train}
-[[strategy]]
-plugin = "probe"
-schedule = {{ kind = "constant", p = 0.1 }}
-"#,
-        data.display()
-    );
-    let path = dir.join("faults.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let train = format!("log_every = 1\nsnapshot_every = 0\n{train}");
+    Tiny {
+        name: "faults",
+        seeds: "[3]",
+        train: &train,
+        strategies: "[[strategy]]\nplugin = \"probe\"\nschedule = { kind = \"constant\", p = 0.1 }",
+        ..Tiny::default()
+    }
+    .write(&dir.join("faults.toml"))
 }
 
 pub struct Setup {
@@ -158,15 +136,9 @@ impl Setup {
     }
 }
 
-pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// [`super::wait_for`] with the fault suites' two minutes.
+pub fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    super::wait_for(what, Duration::from_secs(120), done);
 }
 
 pub fn event(run: &RunDir, kind: &str) -> Option<EventLine> {

@@ -7,8 +7,10 @@ pub mod fixtures;
 pub mod harness;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use plugin_api::Value;
@@ -16,6 +18,85 @@ use probdrop_tui::plugins::{Library, MaskContext, Strategy, discover};
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The binary under test, run from the repository root as a user runs it.
+pub fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"));
+    cmd.current_dir(repo_root());
+    cmd
+}
+
+/// Polls `done` every 50 ms until it holds; fails the test after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The small experiment the end-to-end tests train: the committed
+/// Fashion-MNIST subset, a two-layer CNN, batches of 32. A test sets what
+/// differs and writes it.
+pub struct Tiny<'a> {
+    pub name: &'a str,
+    /// Top-level lines after the name (a description, say).
+    pub header: &'a str,
+    pub seeds: &'a str,
+    pub data: String,
+    pub train_limit: usize,
+    pub val_limit: usize,
+    /// `[train]` lines besides the batch size.
+    pub train: &'a str,
+    /// The `[[strategy]]` tables.
+    pub strategies: &'a str,
+}
+
+impl Default for Tiny<'_> {
+    fn default() -> Self {
+        Tiny {
+            name: "tiny",
+            header: "",
+            seeds: "[1]",
+            data: repo_root()
+                .join("data/fashion-mnist-subset")
+                .display()
+                .to_string(),
+            train_limit: 512,
+            val_limit: 128,
+            train: "",
+            strategies: "",
+        }
+    }
+}
+
+impl Tiny<'_> {
+    pub fn text(&self) -> String {
+        let Tiny {
+            name,
+            header,
+            seeds,
+            data,
+            train_limit,
+            val_limit,
+            train,
+            strategies,
+        } = self;
+        format!(
+            "name = \"{name}\"\n{header}\nseeds = {seeds}\n\n[data]\nformat = \"idx\"\n\
+             path = \"{data}\"\ntrain_limit = {train_limit}\nval_limit = {val_limit}\n\
+             workers = 1\n\n[model]\nkind = \"small-cnn\"\nchannels = [8, 16]\nhidden = 32\n\n\
+             [optimizer]\nlr = 0.05\nmomentum = 0.9\n\n[train]\nbatch_size = 32\n{train}\n\n\
+             {strategies}\n"
+        )
+    }
+
+    /// Writes the experiment to `path` and returns it.
+    pub fn write(&self, path: &Path) -> PathBuf {
+        std::fs::write(path, self.text()).unwrap();
+        path.to_path_buf()
+    }
 }
 
 /// Every bundled strategy by name, built with cargo and loaded as a dynamic library.
