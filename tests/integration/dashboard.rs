@@ -573,6 +573,49 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The rows below the tab bar drawn as selected (reversed) at `w`×`h`.
+fn selected_rows(app: &App, w: u16, h: u16) -> Vec<u16> {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    terminal
+        .draw(|f| draw(f, app, ColorDepth::Indexed256))
+        .unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    (1..h)
+        .filter(|&y| {
+            (1..w - 1).any(|x| {
+                buffer[(x, y)]
+                    .modifier
+                    .contains(ratatui::style::Modifier::REVERSED)
+            })
+        })
+        .collect()
+}
+
+/// Issue 16, defect 1: with more runs than rows the table scrolls, so the run
+/// that p, s and R act on is always on screen.
+#[test]
+fn the_selected_run_stays_on_screen_when_the_runs_do_not_fit() {
+    let f = fixture();
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-scroll");
+    let _ = std::fs::remove_dir_all(&root);
+    let runs = root.join("runs");
+    let originals = probdrop_tui::run::dir::list_runs(&f.root.join("runs"));
+    for i in 0..60 {
+        let from = &originals[i % originals.len()];
+        copy_dir(&from.path, &runs.join(format!("run-{i:02}")));
+    }
+    let mut app = app_over(runs, f.root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    app.apply(Action::Go(View::Runs), &mut fx);
+    for (w, h) in [(80, 24), (160, 48)] {
+        for action in [Action::Bottom, Action::Up, Action::Top, Action::Down] {
+            app.apply(action, &mut fx);
+            let rows = selected_rows(&app, w, h);
+            assert_eq!(rows.len(), 1, "{action:?} at {w}x{h}: {rows:?}");
+        }
+    }
+}
+
 /// 50 runs (copies of the fixture's real ones), one with a 100k-line event log,
 /// and a run directory deleted while it is shown: every view draws, nothing panics.
 #[test]

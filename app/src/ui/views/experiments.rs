@@ -7,6 +7,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 
+use super::{SELECTED, selection};
 use crate::experiment::Experiment;
 use crate::run::dir::{EventKind, State};
 use crate::ui::app::App;
@@ -19,8 +20,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let rows: Vec<Row> = app
         .experiments
         .iter()
-        .enumerate()
-        .map(|(i, e)| {
+        .map(|e| {
             let (mark, style) = match &e.result {
                 Ok(exp) if exp.data_missing.is_some() => {
                     ("no data", Style::new().fg(Color::Yellow))
@@ -28,21 +28,19 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 Ok(_) => ("ok", Style::new().fg(Color::Green)),
                 Err(_) => ("error", Style::new().fg(Color::Red)),
             };
-            let row = Row::new(vec![Cell::from(e.name()), Cell::from(mark).style(style)]);
-            if i == app.selected.experiment {
-                row.style(Style::new().add_modifier(Modifier::REVERSED))
-            } else {
-                row
-            }
+            Row::new(vec![Cell::from(e.name()), Cell::from(mark).style(style)])
         })
         .collect();
-    frame.render_widget(
-        Table::new(rows, [Constraint::Min(10), Constraint::Length(7)]).block(
-            Block::new()
-                .borders(Borders::ALL)
-                .title(format!("Experiments ({})", app.experiments.len())),
-        ),
+    frame.render_stateful_widget(
+        Table::new(rows, [Constraint::Min(10), Constraint::Length(7)])
+            .block(
+                Block::new()
+                    .borders(Borders::ALL)
+                    .title(format!("Experiments ({})", app.experiments.len())),
+            )
+            .row_highlight_style(SELECTED),
         list,
+        &mut selection(app.selected.experiment),
     );
     let text: Vec<Line> = match app.experiments.get(app.selected.experiment) {
         None => vec![Line::from("no experiment files (*.toml)")],

@@ -14,7 +14,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, TableState, Tabs, Wrap};
 
 use super::app::{App, StartPrompt};
 use super::keys::{KEYMAP, Scope, View};
@@ -64,6 +64,15 @@ pub(super) const RUN_COLORS: [Color; 8] = [
     Color::White,
     Color::LightGreen,
 ];
+
+/// How a list's selected row is drawn.
+pub(super) const SELECTED: Style = Style::new().add_modifier(Modifier::REVERSED);
+
+/// A table's selection. Drawn with it, ratatui scrolls the table so that the
+/// selected row is on screen however long the list.
+pub(super) fn selection(row: usize) -> TableState {
+    TableState::default().with_selected(Some(row))
+}
 
 /// A tab's title in the tab bar.
 fn tab_title(i: usize, view: View) -> String {

@@ -6,6 +6,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
+use super::{SELECTED, selection};
 use crate::run::dir::EventKind;
 use crate::ui::app::App;
 
@@ -15,8 +16,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let rows: Vec<Row> = app
         .plugins
         .iter()
-        .enumerate()
-        .map(|(i, p)| {
+        .map(|p| {
             let (status, style) = match &p.status {
                 Ok(s) => (s.clone(), Style::new().fg(Color::Green)),
                 Err(e) => (
@@ -24,17 +24,12 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
                     Style::new().fg(Color::Red),
                 ),
             };
-            let row = Row::new(vec![
+            Row::new(vec![
                 Cell::from(p.name.clone()),
                 Cell::from(p.version.clone()),
                 Cell::from(p.source.clone()),
                 Cell::from(status).style(style),
-            ]);
-            if i == app.selected.plugin {
-                row.style(Style::new().add_modifier(Modifier::REVERSED))
-            } else {
-                row
-            }
+            ])
         })
         .collect();
     let table = Table::new(
@@ -54,8 +49,9 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         Block::new()
             .borders(Borders::ALL)
             .title(format!("Plugins ({})", app.plugins.len())),
-    );
-    frame.render_widget(table, top);
+    )
+    .row_highlight_style(SELECTED);
+    frame.render_stateful_widget(table, top, &mut selection(app.selected.plugin));
     let reloads: Vec<Line> = app
         .all_events()
         .into_iter()

@@ -6,7 +6,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 
-use super::state_style;
+use super::{SELECTED, selection, state_style};
 use crate::ui::app::App;
 use crate::ui::workspace::{DisplayState, RunView};
 
@@ -58,22 +58,15 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let rows: Vec<Row> = app
         .runs
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let row = Row::new(cells(r, app.marked.contains(&r.dir.path), wide));
-            if i == app.selected.run {
-                row.style(Style::new().add_modifier(Modifier::REVERSED))
-            } else {
-                row
-            }
-        })
+        .map(|r| Row::new(cells(r, app.marked.contains(&r.dir.path), wide)))
         .collect();
     let title = format!("Runs ({})", app.runs.len());
     let table = Table::new(rows, widths(wide))
         .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)))
-        .block(Block::new().borders(Borders::ALL).title(title));
+        .block(Block::new().borders(Borders::ALL).title(title))
+        .row_highlight_style(SELECTED);
     let [list, detail] = Layout::vertical([Constraint::Min(3), Constraint::Length(2)]).areas(area);
-    frame.render_widget(table, list);
+    frame.render_stateful_widget(table, list, &mut selection(app.selected.run));
     if let Some(r) = app.selected_run() {
         frame.render_widget(
             Paragraph::new(run_detail(r)).wrap(Wrap { trim: true }),
