@@ -202,7 +202,7 @@ fn press(app: &mut App, code: KeyCode, fx: &mut FakeEffects) {
     if let Some(a) = action_for(
         KeyEvent::new(code, KeyModifiers::NONE),
         app.view,
-        app.prompt.is_some(),
+        app.prompt_open(),
     ) {
         app.apply(a, fx);
     }
@@ -570,6 +570,38 @@ fn copy_dir(from: &Path, to: &Path) {
         } else if entry.file_type().unwrap().is_file() {
             std::fs::copy(entry.path(), &target).unwrap();
         }
+    }
+}
+
+/// Issue 16, defect 3: `s` asks before stopping a running run; n or Esc keeps
+/// it running, y or Enter stops it.
+#[test]
+fn stopping_a_run_asks_first() {
+    let mut app = app();
+    let mut fx = FakeEffects::default();
+    app.apply(Action::Go(View::Runs), &mut fx);
+    app.runs[0].alive = true;
+    press(&mut app, KeyCode::Char('s'), &mut fx);
+    assert!(app.confirm_stop.is_some() && fx.calls.is_empty());
+    snapshot("stop_confirm_80x24", &render(&app, 80, 24));
+    snapshot("stop_confirm_160x48", &render(&app, 160, 48));
+    for (no, yes) in [
+        (KeyCode::Esc, KeyCode::Char('y')),
+        (KeyCode::Char('n'), KeyCode::Enter),
+    ] {
+        // Other keys do nothing while the question is open.
+        press(&mut app, KeyCode::Char('q'), &mut fx);
+        press(&mut app, KeyCode::Char('2'), &mut fx);
+        assert!(!app.quit && app.view == View::Runs);
+        press(&mut app, no, &mut fx);
+        assert!(app.confirm_stop.is_none() && fx.calls.is_empty(), "{no:?}");
+        assert_eq!(app.message, "nothing stopped");
+        press(&mut app, KeyCode::Char('s'), &mut fx);
+        press(&mut app, yes, &mut fx);
+        let stop = format!("Stop {}", app.runs[0].dir.path.display());
+        assert_eq!(fx.calls, [stop], "{yes:?}");
+        fx.calls.clear();
+        press(&mut app, KeyCode::Char('s'), &mut fx);
     }
 }
 

@@ -103,6 +103,16 @@ impl StartPrompt {
     }
 }
 
+/// The open question "stop this run?": stopping is asked before it is sent.
+#[derive(Clone, Debug)]
+pub struct ConfirmStop {
+    pub run: RunDir,
+    /// The run directory's name, its id.
+    pub name: String,
+    /// What the run trains: strategy, experiment, seed.
+    pub question: String,
+}
+
 /// One comparison (`probdrop-tui compare`) the Compare view shows.
 #[derive(Clone, Debug)]
 pub struct ComparisonView {
@@ -143,6 +153,7 @@ pub struct App {
     pub help: bool,
     pub quit: bool,
     pub prompt: Option<StartPrompt>,
+    pub confirm_stop: Option<ConfirmStop>,
     pub selected: Selected,
     /// Runs overlaid in the charts, by directory.
     pub marked: BTreeSet<PathBuf>,
@@ -178,6 +189,7 @@ impl App {
             help: false,
             quit: false,
             prompt: None,
+            confirm_stop: None,
             selected: Selected::default(),
             marked: BTreeSet::new(),
             charts: ChartOptions::default(),
@@ -261,6 +273,11 @@ impl App {
             .map(|s| s.points.iter().map(|p| p.1).collect())
             .unwrap_or_default();
         crate::run::comparison::Outcome::from_val_acc(r.status.as_ref().map(|s| s.state), &accs)
+    }
+
+    /// Whether a question is open (it takes every key).
+    pub fn prompt_open(&self) -> bool {
+        self.prompt.is_some() || self.confirm_stop.is_some()
     }
 
     pub fn selected_run(&self) -> Option<&RunView> {
@@ -357,9 +374,13 @@ impl App {
                     p.selected = cycle(p.selected, p.choices.len(), forward);
                 }
             }
+            Action::PromptCancel if self.confirm_stop.take().is_some() => {
+                self.message = "nothing stopped".into();
+            }
             Action::PromptCancel if self.prompt.take().is_some() => {
                 self.message = "nothing started".into();
             }
+            Action::PromptConfirm if self.confirm_stop.is_some() => self.stop_run(fx),
             Action::PromptConfirm => self.start_runs(fx),
             Action::Edit => self.edit_experiment(fx),
             _ => {}
@@ -460,9 +481,30 @@ impl App {
             self.message = format!("{name}: no trainer running");
             return;
         }
+        if cmd == Ctl::Stop {
+            let (label, experiment, seed) = (&r.info.label, &r.info.experiment, r.info.seed);
+            let question = format!("{label} {experiment} s{seed}");
+            self.confirm_stop = Some(ConfirmStop {
+                run: dir,
+                name,
+                question,
+            });
+            return;
+        }
         self.message = match fx.control(&dir, cmd) {
             Ok(()) => format!("{verb} sent to {name}"),
             Err(e) => format!("{verb} failed: {e}"),
+        };
+    }
+
+    /// The stop question's answer: yes.
+    fn stop_run(&mut self, fx: &mut dyn Effects) {
+        let Some(c) = self.confirm_stop.take() else {
+            return;
+        };
+        self.message = match fx.control(&c.run, Ctl::Stop) {
+            Ok(()) => format!("stop sent to {}", c.name),
+            Err(e) => format!("stop failed: {e}"),
         };
     }
 

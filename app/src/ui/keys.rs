@@ -179,7 +179,7 @@ pub const KEYMAP: &[Binding] = &[
         "s",
         In(View::Runs),
         A::Stop,
-        "stop (R continues it)",
+        "stop (asks; R resumes)",
     ),
     b(
         K::Char('R'),
@@ -298,12 +298,20 @@ pub const KEYMAP: &[Binding] = &[
     ),
     b(
         K::Enter,
-        "Enter",
+        "Enter/y",
         Scope::Prompt,
         A::PromptConfirm,
-        "start the runs",
+        "yes: start runs / stop",
     ),
-    b(K::Esc, "Esc", Scope::Prompt, A::PromptCancel, "cancel"),
+    b(K::Char('y'), "", Scope::Prompt, A::PromptConfirm, ""),
+    b(
+        K::Esc,
+        "Esc/n",
+        Scope::Prompt,
+        A::PromptCancel,
+        "no: cancel",
+    ),
+    b(K::Char('n'), "", Scope::Prompt, A::PromptCancel, ""),
 ];
 
 /// The action of `key` in `view`: a binding of the view wins over a global one.

@@ -427,7 +427,7 @@ impl Dashboard {
         while event::poll(Duration::ZERO)? {
             match event::read()? {
                 Event::Key(key) if key.kind != KeyEventKind::Release => {
-                    let (view, prompt) = (self.app.view, self.app.prompt.is_some());
+                    let (view, prompt) = (self.app.view, self.app.prompt_open());
                     if let Some(action) = keys::action_for(key, view, prompt) {
                         self.apply(action);
                         self.back_from_editor()?;

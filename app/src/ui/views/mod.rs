@@ -16,7 +16,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, TableState, Tabs, Wrap};
 
-use super::app::{App, StartPrompt};
+use super::app::{App, ConfirmStop, StartPrompt};
 use super::keys::{KEYMAP, Scope, View};
 use super::workspace::{DisplayState, RunView};
 use crate::run::dir::State;
@@ -154,6 +154,9 @@ fn draw_with(frame: &mut Frame, app: &App, depth: ColorDepth, curves: &mut Curve
             View::Compare => compare::draw(frame, app, body),
         }
     }
+    if let Some(c) = &app.confirm_stop {
+        draw_confirm_stop(frame, c, body);
+    }
     if let Some(p) = &app.prompt {
         draw_prompt(frame, p, body);
     }
@@ -182,16 +185,39 @@ pub(super) fn state_style(state: DisplayState) -> Style {
     }
 }
 
-/// The start prompt, over the middle of the body.
-fn draw_prompt(frame: &mut Frame, p: &StartPrompt, area: Rect) {
-    let width = area.width.min(64);
-    let height = area.height.min(7);
-    let popup = Rect {
+/// A box of at most `width`×`height` in the middle of `area`.
+fn popup(area: Rect, width: u16, height: u16) -> Rect {
+    let (width, height) = (area.width.min(width), area.height.min(height));
+    Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + (area.height - height) / 2,
         width,
         height,
-    };
+    }
+}
+
+/// The stop question, over the middle of the body.
+fn draw_confirm_stop(frame: &mut Frame, c: &ConfirmStop, area: Rect) {
+    let popup = popup(area, 64, 7);
+    let lines = vec![
+        Line::from(format!("Stop {}?", c.question)),
+        Line::from(format!("run {}", c.name)).style(Style::new().add_modifier(Modifier::DIM)),
+        Line::from("It keeps its checkpoint; R continues it later."),
+        Line::from("y/Enter stop   n/Esc keep it running")
+            .style(Style::new().add_modifier(Modifier::DIM)),
+    ];
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::new().borders(Borders::ALL).title("Stop the run")),
+        popup,
+    );
+}
+
+/// The start prompt, over the middle of the body.
+fn draw_prompt(frame: &mut Frame, p: &StartPrompt, area: Rect) {
+    let popup = popup(area, 64, 7);
     let mut choices = Vec::new();
     for i in 0..p.choices.len() {
         let style = if i == p.selected {
@@ -231,7 +257,7 @@ fn draw_help(frame: &mut Frame, area: Rect) {
             let heading = match b.scope {
                 Scope::Global => "everywhere".to_string(),
                 Scope::In(v) => format!("in {}", v.title()),
-                Scope::Prompt => "in the start prompt".to_string(),
+                Scope::Prompt => "in a prompt (start runs, stop a run)".to_string(),
             };
             lines.push(Line::from(heading).style(Style::new().add_modifier(Modifier::BOLD)));
             last_scope = Some(b.scope);
