@@ -13,7 +13,7 @@ use probdrop_tui::plugins::{Found, discover};
 use probdrop_tui::run::control::Command as Ctl;
 use probdrop_tui::run::dir::RunDir;
 use probdrop_tui::train::ThisMachine;
-use probdrop_tui::ui::app::{App, Effects};
+use probdrop_tui::ui::app::{App, Effects, Input, MESSAGE_TICKS};
 use probdrop_tui::ui::keys::{Action, KEYMAP, Scope, View, action_for};
 use probdrop_tui::ui::views::{ColorDepth, draw};
 use ratatui::Terminal;
@@ -175,6 +175,8 @@ fn regex_escape(s: &str) -> String {
 #[derive(Default)]
 struct FakeEffects {
     calls: Vec<String>,
+    /// What `prepare` says it created.
+    prepared: Vec<RunDir>,
 }
 
 impl Effects for FakeEffects {
@@ -190,7 +192,7 @@ impl Effects for FakeEffects {
     fn prepare(&mut self, experiment: &Path, device: Option<&str>) -> Result<Vec<RunDir>, String> {
         self.calls
             .push(format!("prepare {} {device:?}", experiment.display()));
-        Ok(vec![])
+        Ok(self.prepared.clone())
     }
     fn edit(&mut self, file: &Path) -> Result<(), String> {
         self.calls.push(format!("edit {}", file.display()));
@@ -603,6 +605,34 @@ fn stopping_a_run_asks_first() {
         fx.calls.clear();
         press(&mut app, KeyCode::Char('s'), &mut fx);
     }
+}
+
+/// Issue 16, defect 16: a run just started is selected in the Runs view, and a
+/// status-line message goes after ten seconds of ticks.
+#[test]
+fn a_started_run_is_selected_and_messages_do_not_stay() {
+    let mut app = app();
+    let mut fx = FakeEffects {
+        prepared: vec![app.runs[1].dir.clone()],
+        ..Default::default()
+    };
+    app.apply(Action::Go(View::Experiments), &mut fx);
+    app.selected.experiment = app
+        .experiments
+        .iter()
+        .position(|e| e.name() == "dash.toml")
+        .unwrap();
+    press(&mut app, KeyCode::Char('n'), &mut fx);
+    press(&mut app, KeyCode::Enter, &mut fx);
+    assert_eq!((app.view, app.selected.run), (View::Runs, 1));
+    assert!(app.message.contains("started 1 run(s)"), "{}", app.message);
+    for _ in 1..MESSAGE_TICKS {
+        app.apply(Input::Tick, &mut fx);
+    }
+    assert!(!app.message.is_empty(), "still there before ten seconds");
+    app.apply(Input::Tick, &mut fx);
+    assert!(app.message.is_empty(), "{}", app.message);
+    assert!(render(&app, 80, 24).contains("? help  q quit"));
 }
 
 /// The rows below the tab bar drawn as selected (reversed) at `w`×`h`.

@@ -129,6 +129,10 @@ impl ComparisonView {
     }
 }
 
+/// A status-line message stays this many ticks (10 s at the dashboard's two
+/// ticks a second), then the line shows the key hint again.
+pub const MESSAGE_TICKS: u32 = 20;
+
 pub struct App {
     pub runs_dir: PathBuf,
     pub experiments_dir: PathBuf,
@@ -161,6 +165,8 @@ pub struct App {
     pub masks: MaskCursor,
     /// The last thing an action said (shown in the status line).
     pub message: String,
+    /// Ticks since the message last changed; it goes after [`MESSAGE_TICKS`].
+    pub message_age: u32,
     /// Anything changed since the last draw.
     pub dirty: bool,
 }
@@ -195,6 +201,7 @@ impl App {
             charts: ChartOptions::default(),
             masks: MaskCursor::default(),
             message: String::new(),
+            message_age: 0,
             dirty: true,
         };
         app.refresh();
@@ -340,11 +347,15 @@ impl App {
     /// Applies one input: the one way the dashboard's state changes.
     pub fn apply(&mut self, input: impl Into<Input>, fx: &mut dyn Effects) {
         self.dirty = true;
+        let said = self.message.clone();
         match input.into() {
             Input::Action(action) => self.act(action, fx),
             Input::Tick => self.tick(fx),
             Input::Reload(event) => self.reloaded(event),
             Input::Resized => {}
+        }
+        if self.message != said {
+            self.message_age = 0;
         }
     }
 
@@ -408,6 +419,10 @@ impl App {
     }
 
     fn tick(&mut self, fx: &mut dyn Effects) {
+        self.message_age += 1;
+        if self.message_age >= MESSAGE_TICKS {
+            self.message.clear();
+        }
         self.refresh();
         let recorded = fx.reap();
         if !recorded.is_empty() {
@@ -574,6 +589,10 @@ impl App {
                     }
                 }
                 let on = device.as_deref().unwrap_or(&p.file_device);
+                self.refresh();
+                if let Some(first) = dirs.first() {
+                    self.show_run(&first.path);
+                }
                 if errors.is_empty() {
                     format!("{name}: started {started} run(s) on {on}")
                 } else {
@@ -583,6 +602,14 @@ impl App {
             Err(e) => format!("{name}: {e}"),
         };
         self.refresh();
+    }
+
+    /// Selects the run in `dir` in the Runs view (a run just started).
+    fn show_run(&mut self, dir: &Path) {
+        if let Some(i) = self.runs.iter().position(|r| r.dir.path == dir) {
+            self.selected.run = i;
+            self.view = View::Runs;
+        }
     }
 
     /// Opens the selected experiment in the editor, then says whether it is valid.
