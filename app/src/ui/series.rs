@@ -100,7 +100,13 @@ pub fn bounds<'a>(curves: impl Iterator<Item = &'a [(f64, f64)]>) -> Option<([f6
         x[1] = x[0] + 1.0;
     }
     let pad = ((y[1] - y[0]) * 0.05).max(1e-9);
-    Some((x, [y[0] - pad, y[1] + pad]))
+    // A quantity that is never negative gets no negative head-room.
+    let low = if y[0] >= 0.0 {
+        (y[0] - pad).max(0.0)
+    } else {
+        y[0] - pad
+    };
+    Some((x, [low, y[1] + pad]))
 }
 
 #[cfg(test)]

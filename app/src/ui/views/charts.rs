@@ -99,8 +99,18 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, cache: &mut CurveCa
     }
     let chart = Chart::new(datasets)
         .block(block)
-        .x_axis(Axis::default().title("step").bounds(xb).labels(labels(xb)))
-        .y_axis(Axis::default().bounds(yb).labels(labels(yb)))
+        .x_axis(
+            Axis::default()
+                .title("step")
+                .bounds(xb)
+                .labels(step_labels(xb)),
+        )
+        .y_axis(
+            Axis::default()
+                .title(metric_names(o.metric).0)
+                .bounds(yb)
+                .labels(value_labels(yb, o.log_scale)),
+        )
         .legend_position(Some(ratatui::widgets::LegendPosition::TopRight))
         .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)));
     frame.render_widget(chart, area);
@@ -190,14 +200,35 @@ fn dataset((label, color, pts, faint): &Curve) -> Dataset<'_> {
     }
 }
 
-/// Low, middle and high labels of an axis.
-fn labels([lo, hi]: [f64; 2]) -> [String; 3] {
-    let fmt = |v: f64| {
-        if v.abs() >= 100.0 {
-            format!("{v:.0}")
-        } else {
-            format!("{v:.3}")
-        }
+/// Low, middle and high labels of the step axis: whole steps.
+fn step_labels([lo, hi]: [f64; 2]) -> [String; 3] {
+    [lo, (lo + hi) / 2.0, hi].map(|v| format!("{v:.0}"))
+}
+
+/// Low, middle and high labels of the value axis, with the decimals its range
+/// needs; on a log axis the values themselves, not their exponents.
+fn value_labels([lo, hi]: [f64; 2], log: bool) -> [String; 3] {
+    let values = [lo, (lo + hi) / 2.0, hi].map(|v| if log { 10f64.powf(v) } else { v });
+    let span = (values[2] - values[0]).abs().max(1e-12);
+    let decimals = if span >= 100.0 {
+        0
+    } else {
+        (2 - span.log10().floor() as i32).clamp(1, 6) as usize
     };
-    [fmt(lo), fmt((lo + hi) / 2.0), fmt(hi)]
+    values.map(|v| format!("{v:.decimals$}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_labels_read_as_steps_and_values() {
+        assert_eq!(step_labels([10.0, 52.0]), ["10", "31", "52"]);
+        assert_eq!(value_labels([0.0, 0.2], false), ["0.000", "0.100", "0.200"]);
+        assert_eq!(value_labels([0.3, 2.4], false), ["0.30", "1.35", "2.40"]);
+        assert_eq!(value_labels([0.0, 800.0], false), ["0", "400", "800"]);
+        // log10 of 0.1 and 10: the labels are the values.
+        assert_eq!(value_labels([-1.0, 1.0], true), ["0.10", "1.00", "10.00"]);
+    }
 }
