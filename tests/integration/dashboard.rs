@@ -635,6 +635,31 @@ fn a_started_run_is_selected_and_messages_do_not_stay() {
     assert!(render(&app, 80, 24).contains("? help  q quit"));
 }
 
+/// Issue 16, defect 13: a long experiment file name is whole at 160 columns,
+/// and the list still leaves the details most of an 80-column screen.
+#[test]
+fn long_experiment_names_are_whole_on_a_wide_terminal() {
+    let f = fixture();
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-long-names");
+    let _ = std::fs::remove_dir_all(&root);
+    let experiments = root.join("experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    let name = "compare-cifar10-resnet18-probdropblock.toml";
+    std::fs::write(experiments.join(name), fixture_experiment("../data", 1)).unwrap();
+    let mut app = app_over(f.root.join("runs"), experiments);
+    app.apply(Action::Go(View::Experiments), &mut FakeEffects::default());
+    let wide = render(&app, 160, 48);
+    let first_row = wide.lines().nth(2).unwrap();
+    let list_part = &first_row[..first_row.find("││").unwrap()];
+    assert!(list_part.contains(name), "{wide}");
+    let narrow = render(&app, 80, 24);
+    let list = narrow.lines().nth(1).unwrap().find("┐").unwrap();
+    assert!(
+        narrow.lines().nth(1).unwrap()[..list].chars().count() <= 36,
+        "{narrow}"
+    );
+}
+
 /// The rows below the tab bar drawn as selected (reversed) at `w`×`h`.
 fn selected_rows(app: &App, w: u16, h: u16) -> Vec<u16> {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();

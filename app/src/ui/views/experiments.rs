@@ -14,9 +14,11 @@ use crate::ui::app::App;
 use crate::ui::workspace::{DisplayState, ExperimentView};
 
 pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
-    let [list, detail] =
-        Layout::horizontal([Constraint::Length(area.width.min(36)), Constraint::Min(10)])
-            .areas(area);
+    let [list, detail] = Layout::horizontal([
+        Constraint::Length(list_width(app, area.width)),
+        Constraint::Min(10),
+    ])
+    .areas(area);
     let rows: Vec<Row> = app
         .experiments
         .iter()
@@ -72,6 +74,20 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     );
 }
 
+/// The file list's width: every name whole when the terminal is wide, a
+/// third of it at most (36 columns at 80).
+fn list_width(app: &App, width: u16) -> u16 {
+    let longest = app
+        .experiments
+        .iter()
+        .map(|e| e.name().chars().count())
+        .max()
+        .unwrap_or(0) as u16;
+    // The status column (7), its gap and the borders.
+    let wanted = longest + 7 + 4;
+    wanted.clamp(20, (width * 2 / 5).max(36)).min(width)
+}
+
 /// A valid file: what it trains, its runs, warnings, missing data, and what its
 /// last saved change did to the runs started from it.
 fn valid_details(app: &App, e: &ExperimentView, exp: &Experiment) -> Vec<Line<'static>> {
@@ -107,9 +123,7 @@ fn valid_details(app: &App, e: &ExperimentView, exp: &Experiment) -> Vec<Line<'s
     }
     lines.extend(config_outcomes(app, &e.path));
     lines.push(Line::from(""));
-    lines.push(Line::from(
-        "n: start its runs (asks which device)   e: edit",
-    ));
+    lines.push(Line::from("n start its runs (asks the device)  e edit"));
     lines
 }
 
