@@ -44,8 +44,18 @@ struct CurveKey {
 #[derive(Default)]
 pub struct CurveCache(HashMap<CurveKey, Vec<(f64, f64)>>);
 
-/// (legend label, colour, points, drawn faint)
-type Curve = (String, Color, Vec<(f64, f64)>, bool);
+/// How a curve is drawn: validation curves with dots, so that they read apart
+/// from the training curve of the same run (same colour).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Look {
+    Train,
+    /// The raw training curve beneath its smoothed one.
+    Faint,
+    Val,
+}
+
+/// (legend label, colour, points, look)
+type Curve = (String, Color, Vec<(f64, f64)>, Look);
 
 pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, cache: &mut CurveCache) {
     let runs = app.chart_runs();
@@ -150,11 +160,16 @@ fn curves(app: &App, runs: &[&RunView], columns: usize, cache: &mut CurveCache) 
                     .or_insert_with(|| prepare(&s.points, o, alpha, columns))
                     .clone()
             };
-            if o.alpha() > 0.0 && split == metric::TRAIN {
-                curves.push((String::new(), color, cached(false), true));
-                curves.push((label, color, cached(true), false));
+            let look = if split == metric::TRAIN {
+                Look::Train
             } else {
-                curves.push((label, color, cached(false), false));
+                Look::Val
+            };
+            if o.alpha() > 0.0 && look == Look::Train {
+                curves.push((String::new(), color, cached(false), Look::Faint));
+                curves.push((label, color, cached(true), look));
+            } else {
+                curves.push((label, color, cached(false), look));
             }
         }
     }
@@ -182,14 +197,17 @@ fn prepare(points: &[(f64, f64)], o: &ChartOptions, alpha: f64, columns: usize) 
     series::downsample(&pts, x0, x1, columns)
 }
 
-fn dataset((label, color, pts, faint): &Curve) -> Dataset<'_> {
-    let style = if *faint {
-        Style::new().fg(*color).add_modifier(Modifier::DIM)
-    } else {
-        Style::new().fg(*color)
+fn dataset((label, color, pts, look): &Curve) -> Dataset<'_> {
+    let style = match look {
+        Look::Faint => Style::new().fg(*color).add_modifier(Modifier::DIM),
+        Look::Train | Look::Val => Style::new().fg(*color),
+    };
+    let marker = match look {
+        Look::Val => Marker::Dot,
+        Look::Train | Look::Faint => Marker::Braille,
     };
     let d = Dataset::default()
-        .marker(Marker::Braille)
+        .marker(marker)
         .graph_type(GraphType::Line)
         .style(style)
         .data(pts);
