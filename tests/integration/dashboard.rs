@@ -660,6 +660,43 @@ fn long_experiment_names_are_whole_on_a_wide_terminal() {
     );
 }
 
+/// Issue 16, defects 4 and 5: with four overlaid runs at 80×24 the legend
+/// still names every run, above the plot rather than over the newest data.
+#[test]
+fn the_legend_names_every_overlaid_run_above_the_plot() {
+    let f = fixture();
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-legend");
+    let _ = std::fs::remove_dir_all(&root);
+    let runs = root.join("runs");
+    let originals = probdrop_tui::run::dir::list_runs(&f.root.join("runs"));
+    for i in 0..4 {
+        let from = &originals[i % originals.len()];
+        copy_dir(&from.path, &runs.join(format!("run-{i:02}")));
+    }
+    let mut app = app_over(runs, f.root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    for i in 0..4 {
+        app.selected.run = i;
+        app.apply(Action::Mark, &mut fx);
+    }
+    app.apply(Action::Go(View::Charts), &mut fx);
+    for (w, h) in [(80, 24), (160, 48)] {
+        let screen = render(&app, w, h);
+        // The rows above the plot (its top label row starts the y axis).
+        let legend: String = screen
+            .lines()
+            .skip(2)
+            .take_while(|l| !l.contains("│loss"))
+            .collect();
+        assert_eq!(
+            legend.matches("━").count(),
+            5,
+            "4 runs and the train key:\n{screen}"
+        );
+        assert!(legend.contains("• val"), "{screen}");
+    }
+}
+
 /// The rows below the tab bar drawn as selected (reversed) at `w`×`h`.
 fn selected_rows(app: &App, w: u16, h: u16) -> Vec<u16> {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();

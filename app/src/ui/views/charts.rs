@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType};
-use ratatui::widgets::{Block, Borders, Paragraph};
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 use super::RUN_COLORS;
 use crate::run::dir::EventKind;
@@ -85,6 +86,8 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, cache: &mut CurveCa
         frame.render_widget(Paragraph::new("no metrics yet").block(block), area);
         return;
     };
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
     // Reload events on the time axis of the first run.
     let marks: Vec<(f64, f64)> = runs
         .first()
@@ -107,8 +110,15 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, cache: &mut CurveCa
                 .data(&marks),
         );
     }
+    let legend = legend(&runs, !marks.is_empty());
+    let height = legend_height(&legend, inner.width);
+    let [legend_area, area] =
+        Layout::vertical([Constraint::Length(height), Constraint::Min(3)]).areas(inner);
+    frame.render_widget(
+        Paragraph::new(legend).wrap(Wrap { trim: true }),
+        legend_area,
+    );
     let chart = Chart::new(datasets)
-        .block(block)
         .x_axis(
             Axis::default()
                 .title("step")
@@ -121,9 +131,36 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, cache: &mut CurveCa
                 .bounds(yb)
                 .labels(value_labels(yb, o.log_scale)),
         )
-        .legend_position(Some(ratatui::widgets::LegendPosition::TopRight))
-        .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)));
+        .legend_position(None);
     frame.render_widget(chart, area);
+}
+
+/// The legend above the plot (never over the data, never hidden): each run in
+/// its colour, then how train and validation curves and markers look.
+fn legend(runs: &[&RunView], marks: bool) -> Line<'static> {
+    let mut spans = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        let style = Style::new().fg(RUN_COLORS[i % RUN_COLORS.len()]);
+        spans.push(Span::styled(
+            format!("━ {} s{}  ", r.info.label, r.info.seed),
+            style,
+        ));
+    }
+    let dim = Style::new().add_modifier(Modifier::DIM);
+    spans.push(Span::styled("━ train  • val", dim));
+    if marks {
+        spans.push(Span::styled(
+            "  • reload/config",
+            Style::new().fg(Color::Red),
+        ));
+    }
+    Line::from(spans)
+}
+
+/// Rows the legend takes at `width` (wrapped; at most three).
+fn legend_height(legend: &Line, width: u16) -> u16 {
+    let chars = legend.width() as u16;
+    chars.div_ceil(width.max(1)).clamp(1, 3)
 }
 
 /// The curves of `runs` for the chosen metric, prepared for `columns` columns:
