@@ -697,6 +697,39 @@ fn the_legend_names_every_overlaid_run_above_the_plot() {
     }
 }
 
+/// Issue 16, defect 15: R says where a run continues from: its checkpoint's
+/// step, or step 0 when it was killed before its first checkpoint.
+#[test]
+fn restart_says_where_the_run_continues_from() {
+    let f = fixture();
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-restart");
+    let _ = std::fs::remove_dir_all(&root);
+    let runs = root.join("runs");
+    let originals = probdrop_tui::run::dir::list_runs(&f.root.join("runs"));
+    for i in 0..2 {
+        let dir = runs.join(format!("run-{i:02}"));
+        copy_dir(&originals[0].path, &dir);
+        let status = dir.join(probdrop_tui::run::dir::STATUS);
+        let text = std::fs::read_to_string(&status).unwrap();
+        std::fs::write(&status, text.replace("\"done\"", "\"failed\"")).unwrap();
+    }
+    std::fs::remove_file(runs.join("run-01").join(probdrop_tui::run::dir::CHECKPOINT)).unwrap();
+    let mut app = app_over(runs, f.root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    let step = app.runs[0].dir.checkpoint().unwrap().step;
+    app.apply(Action::Restart, &mut fx);
+    assert!(
+        app.message
+            .contains(&format!("from its checkpoint after step {step}")),
+        "{}",
+        app.message
+    );
+    app.selected.run = 1;
+    app.apply(Action::Restart, &mut fx);
+    assert!(app.message.contains("from step 0"), "{}", app.message);
+    assert_eq!(fx.calls.len(), 2);
+}
+
 /// The rows below the tab bar drawn as selected (reversed) at `w`×`h`.
 fn selected_rows(app: &App, w: u16, h: u16) -> Vec<u16> {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();

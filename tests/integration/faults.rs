@@ -552,3 +552,16 @@ fn a_run_directory_turned_read_only_stops_the_trainer_with_a_clear_error() {
     let status = run.status().unwrap();
     assert!(!dir::pid_alive(status.pid));
 }
+
+/// Issue 16, defect 15: a trainer killed before its first checkpoint and
+/// started again trains from step 0 and logs each step once.
+#[test]
+fn a_run_killed_before_its_first_checkpoint_starts_over_logging_each_step_once() {
+    let s = setup("probe-v1", "epochs = 4\ncheckpoint_every = 1000000");
+    let (mut child, run) = s.start_run();
+    wait_for("step 5", || last_step(&run) >= 5);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(run.checkpoint().is_none(), "no checkpoint before the kill");
+    s.resume_to_the_end(&run, 64);
+}

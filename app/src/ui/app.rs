@@ -535,8 +535,13 @@ impl App {
             self.message = format!("{name} is {}: nothing to restart", r.state().label());
             return;
         }
+        // Where it continues from: its checkpoint, or the start without one.
+        let from = match dir.checkpoint() {
+            Some(ck) => format!("from its checkpoint after step {}", ck.step),
+            None => "from step 0: it has no checkpoint".to_string(),
+        };
         self.message = match fx.start_trainer(&dir) {
-            Ok(()) => format!("{name}: trainer started (from its checkpoint)"),
+            Ok(()) => format!("{name}: trainer started ({from})"),
             Err(e) => format!("{name}: could not start: {e}"),
         };
     }
