@@ -730,6 +730,72 @@ fn restart_says_where_the_run_continues_from() {
     assert_eq!(fx.calls.len(), 2);
 }
 
+/// A finished run directory whose training loss was logged at steps 1..=`steps`.
+fn synthetic_run(runs: &Path, label: &str, steps: u64) -> RunDir {
+    use probdrop_tui::run::dir::{self, JsonLog, MetricLine, RunInfo, State, Status};
+    let info = RunInfo {
+        experiment: "zoom".into(),
+        source: "zoom.toml".into(),
+        label: label.into(),
+        strategy_index: 0,
+        seed: 1,
+        created: String::new(),
+    };
+    let d = RunDir::create(runs, &info, "name = \"zoom\"\n").unwrap();
+    let status = Status {
+        state: State::Done,
+        step: steps,
+        total_steps: steps,
+        ..Status::new(0)
+    };
+    dir::write_json(&d.file(dir::STATUS), &status).unwrap();
+    let lines: Vec<MetricLine> = (1..=steps)
+        .map(|step| MetricLine {
+            step,
+            epoch: 0,
+            split: "train".into(),
+            metric: "loss".into(),
+            value: 1.0 / step as f64,
+            wall: 0.0,
+            p: 0.1,
+            plugin_version: "1.0.0".into(),
+        })
+        .collect();
+    JsonLog::open(&d.file(dir::METRICS))
+        .unwrap()
+        .append_all(&lines)
+        .unwrap();
+    d
+}
+
+/// Issue 16, defect 10: "last 100 steps" is one window for every overlaid run
+/// (the last 100 before the newest step of any), not each run's own last 100.
+#[test]
+fn zooming_shows_every_run_over_the_same_steps() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-zoom");
+    let _ = std::fs::remove_dir_all(&root);
+    let runs = root.join("runs");
+    synthetic_run(&runs, "long", 752);
+    synthetic_run(&runs, "short", 520);
+    let mut app = app_over(runs, root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    for i in 0..2 {
+        app.selected.run = i;
+        app.apply(Action::Mark, &mut fx);
+    }
+    app.apply(Action::Go(View::Charts), &mut fx);
+    app.apply(Action::CycleZoom, &mut fx);
+    app.apply(Action::CycleZoom, &mut fx);
+    assert_eq!(app.charts.last_steps(), Some(100.0));
+    let screen = render(&app, 80, 24);
+    let axis = screen.lines().rev().nth(2).unwrap();
+    assert!(axis.contains("652") && axis.contains("752"), "{screen}");
+    assert!(
+        !axis.contains("420"),
+        "the short run's own window: {screen}"
+    );
+}
+
 /// The rows below the tab bar drawn as selected (reversed) at `w`×`h`.
 fn selected_rows(app: &App, w: u16, h: u16) -> Vec<u16> {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();

@@ -64,12 +64,14 @@ pub fn downsample(points: &[(f64, f64)], x0: f64, x1: f64, columns: usize) -> Ve
 
 /// Points with x in the last `n` steps (all when `None`).
 pub fn zoom(points: &[(f64, f64)], last: Option<f64>) -> &[(f64, f64)] {
-    let Some(n) = last else { return points };
-    let Some(&(x_end, _)) = points.last() else {
-        return points;
-    };
-    let start = points.partition_point(|p| p.0 < x_end - n);
-    &points[start..]
+    let end = points.last().map(|p| p.0);
+    since(points, last.zip(end).map(|(n, end)| end - n))
+}
+
+/// Points with x at or after `from` (all when `None`).
+pub fn since(points: &[(f64, f64)], from: Option<f64>) -> &[(f64, f64)] {
+    let Some(from) = from else { return points };
+    &points[points.partition_point(|p| p.0 < from)..]
 }
 
 /// log10 of positive values; others dropped.

@@ -35,7 +35,8 @@ struct CurveKey {
     series: String,
     len: usize,
     columns: usize,
-    zoom: usize,
+    /// The zoom window's first step, as bits (`None`: no zoom).
+    from: Option<u64>,
     log: bool,
     alpha: usize,
 }
@@ -169,6 +170,7 @@ fn legend_height(legend: &Line, width: u16) -> u16 {
 fn curves(app: &App, runs: &[&RunView], columns: usize, cache: &mut CurveCache) -> Vec<Curve> {
     let o = &app.charts;
     let (_, [train_name, val_name]) = metric_names(o.metric);
+    let from = window_start(runs, [train_name, val_name], o.last_steps());
     let mut curves: Vec<Curve> = Vec::new();
     for (i, r) in runs.iter().enumerate() {
         let color = RUN_COLORS[i % RUN_COLORS.len()];
@@ -186,7 +188,7 @@ fn curves(app: &App, runs: &[&RunView], columns: usize, cache: &mut CurveCache) 
                     series: key.clone(),
                     len: s.points.len(),
                     columns,
-                    zoom: o.zoom,
+                    from: from.map(f64::to_bits),
                     log: o.log_scale,
                     alpha: if smoothed { o.smoothing } else { 0 },
                 };
@@ -194,7 +196,7 @@ fn curves(app: &App, runs: &[&RunView], columns: usize, cache: &mut CurveCache) 
                 cache
                     .0
                     .entry(key)
-                    .or_insert_with(|| prepare(&s.points, o, alpha, columns))
+                    .or_insert_with(|| prepare(series::since(&s.points, from), o, alpha, columns))
                     .clone()
             };
             let look = if split == metric::TRAIN {
@@ -213,10 +215,27 @@ fn curves(app: &App, runs: &[&RunView], columns: usize, cache: &mut CurveCache) 
     curves
 }
 
-/// Zoomed, maybe in log10, smoothed with `alpha` (0: not), and downsampled to
+/// The first step of the zoom window: the last `last` steps before the newest
+/// point of any overlaid run, so that every run is shown over the same steps.
+fn window_start(runs: &[&RunView], names: [Option<&str>; 2], last: Option<f64>) -> Option<f64> {
+    let end = runs
+        .iter()
+        .flat_map(|r| {
+            [metric::TRAIN, metric::VAL]
+                .into_iter()
+                .zip(names)
+                .filter_map(move |(split, name)| r.series.get(&metric::series(split, name?)))
+        })
+        .filter_map(|s| s.points.last().map(|p| p.0))
+        .fold(None, |end: Option<f64>, x| {
+            Some(end.map_or(x, |e| e.max(x)))
+        });
+    Some(end? - last?)
+}
+
+/// Maybe in log10, smoothed with `alpha` (0: not), and downsampled to
 /// `columns`.
-fn prepare(points: &[(f64, f64)], o: &ChartOptions, alpha: f64, columns: usize) -> Vec<(f64, f64)> {
-    let pts = series::zoom(points, o.last_steps());
+fn prepare(pts: &[(f64, f64)], o: &ChartOptions, alpha: f64, columns: usize) -> Vec<(f64, f64)> {
     let pts = if o.log_scale {
         series::log10(pts)
     } else {
