@@ -17,7 +17,8 @@ fn heat(v: f32, depth: ColorDepth) -> Color {
         ColorDepth::TrueColor => {
             let r = (255.0 * v.powf(0.8)) as u8;
             let g = (255.0 * v.powi(2)) as u8;
-            let b = (80.0 * (1.0 - v)) as u8 + 20;
+            // Blue only mid-ramp: 0 is black, as the titles say dropped is.
+            let b = (160.0 * v * (1.0 - v)) as u8;
             Color::Rgb(r, g, b)
         }
         // The 24-step grey ramp of the 256-colour palette.
@@ -222,6 +223,13 @@ fn draw_token_maps(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_is_black_in_every_palette() {
+        assert_eq!(heat(0.0, ColorDepth::TrueColor), Color::Rgb(0, 0, 0));
+        assert_eq!(heat(0.0, ColorDepth::Indexed256), Color::Indexed(232));
+        assert_eq!(heat(0.0, ColorDepth::Basic16), Color::Black);
+    }
 
     #[test]
     fn heat_ramps_stay_in_the_palette_and_rise() {
