@@ -660,19 +660,26 @@ fn long_experiment_names_are_whole_on_a_wide_terminal() {
     );
 }
 
+/// A runs directory under the test target directory named `name`, holding `n`
+/// copies of the fixture's real runs (`run-00`, `run-01`, …, cycling through them).
+fn copies_of_the_fixture_runs(name: &str, n: usize) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&root);
+    let runs = root.join("runs");
+    let originals = probdrop_tui::run::dir::list_runs(&fixture().root.join("runs"));
+    for i in 0..n {
+        let from = &originals[i % originals.len()];
+        copy_dir(&from.path, &runs.join(format!("run-{i:02}")));
+    }
+    runs
+}
+
 /// Issue 16, defects 4 and 5: with four overlaid runs at 80×24 the legend
 /// still names every run, above the plot rather than over the newest data.
 #[test]
 fn the_legend_names_every_overlaid_run_above_the_plot() {
     let f = fixture();
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-legend");
-    let _ = std::fs::remove_dir_all(&root);
-    let runs = root.join("runs");
-    let originals = probdrop_tui::run::dir::list_runs(&f.root.join("runs"));
-    for i in 0..4 {
-        let from = &originals[i % originals.len()];
-        copy_dir(&from.path, &runs.join(format!("run-{i:02}")));
-    }
+    let runs = copies_of_the_fixture_runs("dashboard-legend", 4);
     let mut app = app_over(runs, f.root.join("experiments"));
     let mut fx = FakeEffects::default();
     for i in 0..4 {
@@ -702,13 +709,9 @@ fn the_legend_names_every_overlaid_run_above_the_plot() {
 #[test]
 fn restart_says_where_the_run_continues_from() {
     let f = fixture();
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-restart");
-    let _ = std::fs::remove_dir_all(&root);
-    let runs = root.join("runs");
-    let originals = probdrop_tui::run::dir::list_runs(&f.root.join("runs"));
+    let runs = copies_of_the_fixture_runs("dashboard-restart", 2);
     for i in 0..2 {
         let dir = runs.join(format!("run-{i:02}"));
-        copy_dir(&originals[0].path, &dir);
         let status = dir.join(probdrop_tui::run::dir::STATUS);
         let text = std::fs::read_to_string(&status).unwrap();
         std::fs::write(&status, text.replace("\"done\"", "\"failed\"")).unwrap();
@@ -819,14 +822,7 @@ fn selected_rows(app: &App, w: u16, h: u16) -> Vec<u16> {
 #[test]
 fn the_selected_run_stays_on_screen_when_the_runs_do_not_fit() {
     let f = fixture();
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-scroll");
-    let _ = std::fs::remove_dir_all(&root);
-    let runs = root.join("runs");
-    let originals = probdrop_tui::run::dir::list_runs(&f.root.join("runs"));
-    for i in 0..60 {
-        let from = &originals[i % originals.len()];
-        copy_dir(&from.path, &runs.join(format!("run-{i:02}")));
-    }
+    let runs = copies_of_the_fixture_runs("dashboard-scroll", 60);
     let mut app = app_over(runs, f.root.join("experiments"));
     let mut fx = FakeEffects::default();
     app.apply(Action::Go(View::Runs), &mut fx);
@@ -844,14 +840,7 @@ fn the_selected_run_stays_on_screen_when_the_runs_do_not_fit() {
 #[test]
 fn fifty_runs_a_huge_event_log_and_a_deleted_run_directory() {
     let f = fixture();
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-stress");
-    let _ = std::fs::remove_dir_all(&root);
-    let runs = root.join("runs");
-    let originals = probdrop_tui::run::dir::list_runs(&f.root.join("runs"));
-    for i in 0..50 {
-        let from = &originals[i % originals.len()];
-        copy_dir(&from.path, &runs.join(format!("run-{i:02}")));
-    }
+    let runs = copies_of_the_fixture_runs("dashboard-stress", 50);
     let big = runs.join("run-07").join(probdrop_tui::run::dir::EVENTS);
     let mut text = std::fs::read_to_string(&big).unwrap();
     for i in 0..100_000 {
