@@ -690,7 +690,11 @@ fn two_libraries_with_one_name_are_both_refused_and_a_run_reloads_only_its_own()
     // While a run trains: a twin appearing is not taken, its own file is.
     let (mut child, run) = s.start_run();
     wait_for("step 2", || last_step(&run) >= 2);
-    std::fs::copy(common::fixtures::fixture("probe-v2"), &twin).unwrap();
+    // Whole, as an install would put it (a half-copied file is refused for
+    // another reason, which is not what this test is about).
+    let partial = twin.with_extension("partial");
+    std::fs::copy(common::fixtures::fixture("probe-v2"), &partial).unwrap();
+    std::fs::rename(&partial, &twin).unwrap();
     wait_for("the refusal", || event(&run, "reload_refused").is_some());
     let refused = event(&run, "reload_refused").unwrap();
     assert!(
