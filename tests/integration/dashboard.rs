@@ -674,6 +674,39 @@ fn copies_of_the_fixture_runs(name: &str, n: usize) -> PathBuf {
     runs
 }
 
+/// Issue 16, defect 11: Events opens on the newest entries and follows them;
+/// ↑ selects an older one (drawn selected), G follows the newest again.
+#[test]
+fn events_open_on_the_newest_and_follow_them() {
+    let f = fixture();
+    let runs = copies_of_the_fixture_runs("dashboard-events", 12);
+    let log = runs.join("run-00").join(probdrop_tui::run::dir::EVENTS);
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    for (wall, message) in [(1.0, "the oldest event"), (4e9, "the newest event")] {
+        text.push_str(&format!(
+            "{{\"wall\":{wall},\"step\":0,\"kind\":\"note\",\"message\":\"{message}\"}}\n"
+        ));
+    }
+    std::fs::write(&log, text).unwrap();
+    let mut app = app_over(runs, f.root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    app.apply(Action::Go(View::Events), &mut fx);
+    assert!(app.all_events().len() > 22, "more events than rows");
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("following the newest"), "{screen}");
+    assert!(screen.contains("the newest event"), "{screen}");
+    assert!(!screen.contains("the oldest event"), "{screen}");
+    assert!(
+        selected_rows(&app, 80, 24).is_empty(),
+        "nothing selected while following"
+    );
+    app.apply(Action::Up, &mut fx);
+    assert_eq!(selected_rows(&app, 80, 24).len(), 1);
+    assert!(!render(&app, 80, 24).contains("following"));
+    app.apply(Action::Bottom, &mut fx);
+    assert!(render(&app, 160, 48).contains("following the newest"));
+}
+
 /// Issue 16, defects 4 and 5: with four overlaid runs at 80×24 the legend
 /// still names every run, above the plot rather than over the newest data.
 #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::keys::{Action, View};
-use super::state::{ChartOptions, MaskCursor, Selected, cycle, move_cursor};
+use super::state::{ChartOptions, FOLLOW_NEWEST, MaskCursor, Selected, cycle, move_cursor};
 use super::workspace::{self, DisplayState, ExperimentView, RunView};
 use crate::experiment::{Catalog, Machine};
 use crate::plugins::Found;
@@ -363,8 +363,11 @@ impl App {
         if self.charts.apply(action) || self.masks.apply(action) || self.navigate(action) {
             return;
         }
-        let (len, cursor) = self.list();
-        if move_cursor(cursor, action, len) {
+        if matches!(
+            action,
+            Action::Up | Action::Down | Action::Top | Action::Bottom
+        ) {
+            self.move_in_list(action);
             return;
         }
         match action {
@@ -395,6 +398,18 @@ impl App {
             Action::PromptConfirm => self.start_runs(fx),
             Action::Edit => self.edit_experiment(fx),
             _ => {}
+        }
+    }
+
+    /// Moves the current view's cursor. In Events, moving from "the newest"
+    /// starts at the newest, and reaching the newest follows it again.
+    fn move_in_list(&mut self, action: Action) {
+        let events = self.view == View::Events;
+        let (len, cursor) = self.list();
+        *cursor = (*cursor).min(len.saturating_sub(1));
+        move_cursor(cursor, action, len);
+        if events && *cursor + 1 >= len {
+            *cursor = FOLLOW_NEWEST;
         }
     }
 

@@ -6,18 +6,34 @@ use super::keys::Action;
 pub const SMOOTHING: [f64; 4] = [0.0, 0.6, 0.9, 0.98];
 pub const ZOOM: [Option<f64>; 3] = [None, Some(1000.0), Some(100.0)];
 
+/// The Events cursor that follows the newest event as events arrive.
+pub const FOLLOW_NEWEST: usize = usize::MAX;
+
 /// The selected row of each list.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Selected {
     /// In Runs, and the run Charts and Masks show.
     pub run: usize,
     pub experiment: usize,
     pub plugin: usize,
-    /// The newest event shown in Events.
+    /// The selected event in Events (oldest first), or [`FOLLOW_NEWEST`].
     pub event: usize,
     pub comparison: usize,
     /// A row of the selected comparison's table.
     pub strategy: usize,
+}
+
+impl Default for Selected {
+    fn default() -> Selected {
+        Selected {
+            run: 0,
+            experiment: 0,
+            plugin: 0,
+            event: FOLLOW_NEWEST,
+            comparison: 0,
+            strategy: 0,
+        }
+    }
 }
 
 /// Moves a list cursor for Up, Down, Top and Bottom; false for other actions.
