@@ -316,6 +316,14 @@ fn splitmix(mut z: u64) -> u64 {
 /// without another thread drawing in between.
 static RNG_LOCK: Mutex<()> = Mutex::new(());
 
+/// Runs `f`, which seeds or draws from the backend's generator (initialising a
+/// model, say), while no mask call can: code that shares a process with mask
+/// calls on other threads would otherwise change their masks.
+pub fn with_generator<T>(f: impl FnOnce() -> T) -> T {
+    let _rng = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    f()
+}
+
 /// A strategy instance made by a [`Library`].
 pub struct Strategy {
     obj: StrategyBox,
