@@ -209,6 +209,22 @@ fn start_a_run_from_the_dashboard_quit_and_find_it_still_training() {
         step_of(t).is_some_and(|n| n > 0)
     });
     let a = step_of(&first).unwrap();
+    // Issue 16, defect 18: the trainer holds nothing of the dashboard's
+    // terminal, so a logout never waits on it.
+    let pid = dir::list_runs(&tmp.path().join("runs"))[0]
+        .status()
+        .unwrap()
+        .pid;
+    let terminal_fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.display().to_string())
+        .filter(|p| p.starts_with("/dev/pts") || p.starts_with("/dev/tty"))
+        .collect();
+    assert!(
+        terminal_fds.is_empty(),
+        "the trainer holds {terminal_fds:?}"
+    );
     let later = s.wait_for(
         "the step counter to advance",
         Duration::from_secs(60),

@@ -10,7 +10,7 @@ pub mod workspace;
 
 use std::fs::File;
 use std::io::{IsTerminal, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,7 +68,9 @@ fn open_log(runs: &Path) -> Result<()> {
         .open(&path)
         .with_context(|| format!("opening the log {}", path.display()))?;
     let _ = LOG.set(Mutex::new(file));
-    if let Ok(fd) = nix::unistd::dup(std::io::stderr()) {
+    // Close-on-exec (std duplicates with F_DUPFD_CLOEXEC): the trainers the
+    // dashboard starts must hold nothing of its terminal.
+    if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
         let _ = TERMINAL_STDERR.set(fd);
     }
     Ok(())
@@ -111,7 +113,6 @@ enum Poll {
 /// input.
 fn wait_for_input(wait: Duration) -> Poll {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    use std::os::fd::AsFd;
     let stdin = std::io::stdin();
     let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
     let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::ZERO);
