@@ -132,54 +132,99 @@ pub fn run(plugins: &Path, args: &RunArgs) -> Result<()> {
     let mut summaries: Vec<(RunDir, Result<Summary>)> = Vec::new();
     for d in dirs {
         let info = d.info()?;
-        eprintln!(
-            "run {} ({} seed {})",
-            d.path.display(),
-            info.label,
-            info.seed
-        );
+        // The directory's name, not its path, cut to fit a terminal.
+        let name = d.path.file_name().unwrap_or_default().to_string_lossy();
+        let line = format!("run {name} ({} seed {})", info.label, info.seed);
+        eprintln!("{}", cut_middle(&line, terminal_width(&std::io::stderr())));
         let result = trainer::train(&d, &opts);
         if let Err(e) = &result {
             eprintln!("error: {e:#}");
         }
         summaries.push((d, result));
     }
-    println!(
-        "{:<40} {:>9} {:>7} {:>10} {:>10} {:>8}",
-        "run", "state", "steps", "val acc", "best acc", "seconds"
-    );
-    let mut failed = 0;
-    for (d, result) in &summaries {
-        let name = d
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        match result {
-            Ok(s) => {
-                let acc = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{a:.4}"));
-                println!(
-                    "{name:<40} {:>9} {:>7} {:>10} {:>10} {:>8.1}",
-                    format!("{:?}", s.state).to_lowercase(),
-                    s.steps,
-                    acc(s.final_val_acc),
-                    acc(s.best_val_acc),
-                    s.seconds
-                );
-                if s.state != State::Done {
-                    failed += 1;
-                }
-            }
-            Err(_) => {
-                failed += 1;
-                println!("{name:<40} {:>9}", "failed");
-            }
-        }
+    let width = terminal_width(&std::io::stdout());
+    let rows: Vec<SummaryRow> = summaries
+        .iter()
+        .map(|(d, result)| SummaryRow {
+            name: d
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            summary: result.as_ref().ok(),
+        })
+        .collect();
+    for line in summary_table(&rows, width) {
+        println!("{line}");
     }
+    let failed = rows
+        .iter()
+        .filter(|r| r.summary.is_none_or(|s| s.state != State::Done))
+        .count();
     if failed > 0 {
         bail!("{failed} of {} run(s) did not finish", summaries.len());
     }
     Ok(())
+}
+
+/// One run of `run`'s closing table: its directory's name and how it ended
+/// (`None`: it could not train).
+pub struct SummaryRow<'a> {
+    pub name: String,
+    pub summary: Option<&'a Summary>,
+}
+
+/// `run`'s closing table. The fixed-width columns come first and the run's
+/// name last, so that the header lines up with the values however long the
+/// names; on a terminal `width` columns wide a name too long is cut in the
+/// middle (its time stamp and its seed stay) so that no line wraps.
+pub fn summary_table(rows: &[SummaryRow], width: Option<usize>) -> Vec<String> {
+    let fixed = |state: &str, steps: &str, acc: &str, best: &str, secs: &str| {
+        format!("{state:<8} {steps:>7} {acc:>7} {best:>7} {secs:>7}  ")
+    };
+    let head = fixed("state", "steps", "val acc", "best", "seconds");
+    let room = width.map(|w| w.saturating_sub(head.chars().count()).max(8));
+    let mut lines = vec![format!("{head}run")];
+    for r in rows {
+        let acc = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{a:.4}"));
+        let cells = match r.summary {
+            Some(s) => fixed(
+                &format!("{:?}", s.state).to_lowercase(),
+                &s.steps.to_string(),
+                &acc(s.final_val_acc),
+                &acc(s.best_val_acc),
+                &format!("{:.1}", s.seconds),
+            ),
+            None => fixed("failed", "-", "-", "-", "-"),
+        };
+        lines.push(cells + &cut_middle(&r.name, room));
+    }
+    lines
+}
+
+/// The width of the terminal `stream` writes to; `None` when it is not one.
+fn terminal_width(stream: &impl std::io::IsTerminal) -> Option<usize> {
+    if !stream.is_terminal() {
+        return None;
+    }
+    crossterm::terminal::size()
+        .ok()
+        .map(|(w, _)| usize::from(w))
+}
+
+/// `text` in at most `room` characters, its middle replaced by "…".
+fn cut_middle(text: &str, room: Option<usize>) -> String {
+    let n = text.chars().count();
+    match room {
+        Some(room) if n > room && room > 1 => {
+            let head = (room - 1) / 2;
+            let tail = room - 1 - head;
+            let start: String = text.chars().take(head).collect();
+            let end: String = text.chars().skip(n - tail).collect();
+            format!("{start}…{end}")
+        }
+        _ => text.to_string(),
+    }
 }
 
 /// `probdrop-tui train RUN_DIR`: one run, plain progress lines (to the run's log).
@@ -282,4 +327,52 @@ pub fn bench_step(plugins: &Path, args: &crate::train::bench::BenchArgs) -> Resu
     let report = crate::train::bench::bench_step(args, library.as_ref())?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_lines_up_and_fits_the_terminal() {
+        let done = Summary {
+            state: State::Done,
+            steps: 752,
+            final_val_acc: Some(0.881),
+            best_val_acc: Some(0.8825),
+            final_train_loss: Some(0.3),
+            seconds: 66.25,
+            message: String::new(),
+        };
+        let name = "20261202-170312-compare-cifar10-resnet18-probdropblock-s1".to_string();
+        let rows = [
+            SummaryRow {
+                name: name.clone(),
+                summary: Some(&done),
+            },
+            SummaryRow {
+                name: "short-s2".into(),
+                summary: None,
+            },
+        ];
+        let plain = summary_table(&rows, None);
+        let at = |line: &str, word: &str| line.find(word).unwrap();
+        assert_eq!(
+            at(&plain[0], "run"),
+            at(&plain[1], "20261202"),
+            "{plain:#?}"
+        );
+        assert_eq!(at(&plain[0], "run"), at(&plain[2], "short"), "{plain:#?}");
+        assert!(plain[1].ends_with(&name), "whole names off a terminal");
+        assert!(plain[1].contains("0.8810") && plain[1].contains("66.2"));
+        let narrow = summary_table(&rows, Some(80));
+        for line in &narrow {
+            assert!(line.chars().count() <= 80, "{line:?}");
+        }
+        assert!(
+            narrow[1].contains("20261202-") && narrow[1].ends_with("-s1"),
+            "{narrow:#?}"
+        );
+        assert!(narrow[1].contains('…'));
+    }
 }

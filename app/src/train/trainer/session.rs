@@ -220,7 +220,9 @@ fn progress_bar(mode: Progress, total_steps: u64) -> Option<indicatif::ProgressB
     let bar = indicatif::ProgressBar::new(total_steps);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  eta {eta}  {msg}",
+            // The message takes what the terminal has left and is cut there:
+            // a redrawn line that wraps scrolls the screen at every step.
+            "{spinner} {elapsed_precise} {bar:20} {pos}/{len} eta {eta} {wide_msg}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
@@ -396,6 +398,14 @@ impl<'a> Session<'a> {
         )
     }
 
+    /// A change of state (paused, resumed) on the progress bar, or as a line.
+    fn show_state(&self, text: &str) {
+        match &self.progress {
+            Some(bar) => bar.set_message(text.to_string()),
+            None => self.say(&format!("step {}: {text}", self.step)),
+        }
+    }
+
     fn say(&self, text: &str) {
         match (&self.progress, self.opts.progress) {
             (Some(bar), _) => bar.println(text),
@@ -465,6 +475,7 @@ impl<'a> Session<'a> {
             match cmd {
                 Command::Pause if !self.flags.paused => {
                     self.flags.paused = true;
+                    self.show_state("paused (resume: r in the dashboard)");
                     self.writer
                         .event(self.step, EventKind::Paused, "paused by request")?;
                     self.writer.status.state = State::Paused;
@@ -472,6 +483,7 @@ impl<'a> Session<'a> {
                 }
                 Command::Resume if self.flags.paused => {
                     self.flags.paused = false;
+                    self.show_state("resumed");
                     self.writer
                         .event(self.step, EventKind::Resumed, "resumed by request")?;
                     self.writer.status.state = State::Training;
@@ -779,6 +791,7 @@ impl<'a> Session<'a> {
                 "paused: the strategy failed at step {step}: {reason}. Fix the plugin (it is reloaded when rebuilt), then resume"
             );
             let message = self.writer.status.message.clone();
+            self.show_state(&message);
             self.writer.event(at, EventKind::Paused, message)?;
             self.writer.status()?;
         }
