@@ -36,6 +36,9 @@ pub const SNAPSHOTS: &str = "snapshots.jsonl";
 pub const CHECKPOINT: &str = "checkpoint.json";
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 pub const SOCKET: &str = "control.sock";
+/// What the trainer prints (its stdout and stderr when the dashboard or
+/// compare started it).
+pub const TRAINER_LOG: &str = "trainer.log";
 /// A text run's vocabulary, trained when the run starts and read on resume.
 pub const TOKENIZER: &str = "tokenizer.json";
 
@@ -621,7 +624,7 @@ impl RunDir {
         };
         status.state = State::Failed;
         status.updated = now();
-        status.message = format!("{why} (see trainer.log; resume continues from the checkpoint)");
+        status.message = format!("{why} (see {TRAINER_LOG}; resume continues from the checkpoint)");
         write_json(&self.file(STATUS), &status)?;
         end_torn_line(&self.file(EVENTS))?;
         JsonLog::open(&self.file(EVENTS))?.append(&EventLine {

@@ -24,7 +24,7 @@ impl Trainer {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(run.file("trainer.log"))?;
+            .open(run.file(super::dir::TRAINER_LOG))?;
         let child = Command::new(exe)
             .arg("--plugins")
             .arg(plugins)

@@ -9,21 +9,44 @@ use std::time::SystemTime;
 
 use serde::de::DeserializeOwned;
 
+use super::identity::{self, Config};
 use crate::experiment::{self, Catalog, Diagnostic, Experiment, Machine};
 use crate::run::dir::{self, EventLine, MetricLine, RunDir, RunInfo, SnapshotLine, State, Status};
 
-/// Reads the lines appended to a JSON-lines file since the last call. A torn last
-/// line is kept back until its newline arrives; a file that shrank is read again.
+/// Reads the lines appended to a file since the last call. A torn last line
+/// is kept back until its newline arrives; a file that shrank or was replaced
+/// is read again.
 #[derive(Debug, Default)]
 pub struct Tail {
     offset: u64,
     inode: u64,
     partial: String,
+    /// Start this many bytes before the end of a file first read (a long
+    /// log's end, not all of it); `None`: from the start.
+    from_end: Option<u64>,
 }
 
 impl Tail {
-    /// New complete records, and whether the file was reset (shrank).
+    /// A tail that first reads only the last `bytes` of the file.
+    pub fn last(bytes: u64) -> Tail {
+        Tail {
+            from_end: Some(bytes),
+            ..Tail::default()
+        }
+    }
+
+    /// New complete JSON records, and whether the file was reset (shrank).
     pub fn read<T: DeserializeOwned>(&mut self, path: &Path) -> (Vec<T>, bool) {
+        let (lines, reset) = self.lines(path);
+        let records = lines
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (records, reset)
+    }
+
+    /// New complete lines, and whether the file was reset.
+    pub fn lines(&mut self, path: &Path) -> (Vec<String>, bool) {
         let Ok(mut file) = File::open(path) else {
             return (Vec::new(), false);
         };
@@ -40,11 +63,14 @@ impl Tail {
             self.partial.clear();
             reset = true;
         }
+        let first = self.inode == 0 || reset;
         self.inode = inode;
-        if len == self.offset {
-            return (Vec::new(), reset);
+        let mut skip_torn = false;
+        if first && let Some(n) = self.from_end.filter(|n| len > *n) {
+            self.offset = len - n;
+            skip_torn = true;
         }
-        if file.seek(SeekFrom::Start(self.offset)).is_err() {
+        if len == self.offset || file.seek(SeekFrom::Start(self.offset)).is_err() {
             return (Vec::new(), reset);
         }
         let mut bytes = Vec::new();
@@ -53,17 +79,59 @@ impl Tail {
         }
         self.offset += bytes.len() as u64;
         self.partial.push_str(&String::from_utf8_lossy(&bytes));
-        let mut out = Vec::new();
         let text = std::mem::take(&mut self.partial);
+        let mut lines: Vec<String> = Vec::new();
         let mut rest = text.as_str();
         while let Some(i) = rest.find('\n') {
-            if let Ok(v) = serde_json::from_str(&rest[..i]) {
-                out.push(v);
-            }
+            lines.push(rest[..i].to_string());
             rest = &rest[i + 1..];
         }
         self.partial = rest.to_string();
-        (out, reset)
+        if skip_torn && !lines.is_empty() {
+            // Started mid-file: the first line is the end of one.
+            lines.remove(0);
+        }
+        (lines, reset)
+    }
+}
+
+/// The last lines of a run's trainer.log, as the log pane shows them.
+#[derive(Debug)]
+pub struct LogTail {
+    tail: Tail,
+    pub lines: std::collections::VecDeque<String>,
+}
+
+/// Lines of a trainer's log kept (and bytes read from the end at first).
+pub const LOG_LINES: usize = 500;
+const LOG_BYTES: u64 = 64 * 1024;
+
+impl Default for LogTail {
+    fn default() -> LogTail {
+        LogTail {
+            tail: Tail::last(LOG_BYTES),
+            lines: Default::default(),
+        }
+    }
+}
+
+impl LogTail {
+    /// Reads what was appended; true if anything was.
+    pub fn refresh(&mut self, path: &Path) -> bool {
+        let (new, reset) = self.tail.lines(path);
+        if reset {
+            self.lines.clear();
+        }
+        let changed = reset || !new.is_empty();
+        // A progress bar redraws with carriage returns: keep what it ended on.
+        self.lines.extend(
+            new.into_iter()
+                .map(|l| l.rsplit('\r').next().unwrap_or("").to_string()),
+        );
+        while self.lines.len() > LOG_LINES {
+            self.lines.pop_front();
+        }
+        changed
     }
 }
 
@@ -82,10 +150,17 @@ pub struct RunView {
     /// By "split/metric", e.g. "train/loss", "val/acc", "train/p".
     pub series: BTreeMap<String, Series>,
     pub events: Vec<EventLine>,
-    /// The latest snapshot of each slot and sample.
-    pub snapshots: BTreeMap<(String, usize), SnapshotLine>,
+    /// The snapshots of each slot and sample, oldest first: every one while
+    /// there are few, then an even spread over the run (see [`keep_snapshot`]).
+    pub snapshots: BTreeMap<(String, usize), Vec<SnapshotLine>>,
     /// Whether the trainer's process is alive (for "training" that is not).
     pub alive: bool,
+    /// The end of its trainer.log.
+    pub log: LogTail,
+    /// The resolved experiment, flattened (legends, the config panel).
+    pub config: Config,
+    /// When it was prepared, `HH:MM:SS` (tells identical runs apart).
+    pub started: String,
     /// From the resolved experiment, read once (the ETA needs it at every frame).
     batch_size: Option<usize>,
     metrics_tail: Tail,
@@ -97,14 +172,19 @@ impl RunView {
     pub fn open(dir: RunDir) -> Option<RunView> {
         let info = dir.info().ok()?;
         let batch_size = dir.experiment().ok().map(|f| f.train.batch_size);
+        let config = identity::read_config(&dir.file(dir::EXPERIMENT));
+        let started = identity::clock_of(&info.created);
         let mut view = RunView {
             dir,
+            config,
+            started,
             info,
             status: None,
             series: BTreeMap::new(),
             events: Vec::new(),
             snapshots: BTreeMap::new(),
             alive: false,
+            log: LogTail::default(),
             batch_size,
             metrics_tail: Tail::default(),
             events_tail: Tail::default(),
@@ -160,11 +240,16 @@ impl RunView {
             self.events_tail.read(&self.dir.file(dir::EVENTS));
         changed |= !events.is_empty();
         self.events.extend(events);
+        changed |= self.log.refresh(&self.dir.file(dir::TRAINER_LOG));
         let (snaps, _): (Vec<SnapshotLine>, bool) =
             self.snapshots_tail.read(&self.dir.file(dir::SNAPSHOTS));
         changed |= !snaps.is_empty();
         for s in snaps {
-            self.snapshots.insert((s.slot.clone(), s.sample), s);
+            let history = self
+                .snapshots
+                .entry((s.slot.clone(), s.sample))
+                .or_default();
+            keep_snapshot(history, s);
         }
         changed
     }
@@ -177,6 +262,16 @@ impl RunView {
                 DisplayState::Lost
             }
             Some(s) => DisplayState::Is(s.state),
+        }
+    }
+
+    /// What [`identity::names`] needs to name it among other runs.
+    pub fn named(&self) -> identity::Named<'_> {
+        identity::Named {
+            label: &self.info.label,
+            seed: self.info.seed,
+            config: &self.config,
+            started: self.started.clone(),
         }
     }
 
@@ -194,6 +289,25 @@ impl RunView {
         let steps_per_s = per_s / self.batch_size? as f64;
         (steps_per_s > 0.0).then(|| (s.total_steps.saturating_sub(s.step)) as f64 / steps_per_s)
     }
+}
+
+/// Snapshots kept per slot and sample (a snapshot of a large map is ~100 KB).
+pub const SNAPSHOT_HISTORY: usize = 32;
+
+/// Adds the newest snapshot to `history`; when it is full, every other older
+/// one goes first, so the history always spans the run from its first
+/// snapshot, densest at the end.
+pub fn keep_snapshot(history: &mut Vec<SnapshotLine>, snap: SnapshotLine) {
+    // A resumed run snapshots again from its checkpoint: keep steps increasing.
+    history.retain(|s| s.step < snap.step);
+    if history.len() >= SNAPSHOT_HISTORY {
+        let mut i = 0;
+        history.retain(|_| {
+            i += 1;
+            i % 2 == 1
+        });
+    }
+    history.push(snap);
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -296,6 +410,58 @@ pub fn scan_runs(runs: &Path, known: &mut Vec<RunView>) -> bool {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn a_log_tail_starts_near_the_end_of_a_long_log() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("trainer.log");
+        let text: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        let mut log = LogTail::default();
+        assert!(log.refresh(&path));
+        assert_eq!(log.lines.len(), LOG_LINES);
+        assert_eq!(log.lines.back().map(String::as_str), Some("line 19999"));
+        assert!(
+            log.lines.iter().all(|l| l.starts_with("line ")),
+            "no torn line"
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"step 1\rstep 2\n").unwrap();
+        assert!(log.refresh(&path));
+        assert_eq!(log.lines.back().map(String::as_str), Some("step 2"));
+        assert!(!log.refresh(&path), "nothing new");
+    }
+
+    #[test]
+    fn snapshot_history_spans_the_run_and_keeps_the_newest() {
+        let snap = |step| SnapshotLine {
+            step,
+            slot: "a".into(),
+            sample: 0,
+            channels: vec![0],
+            height: 1,
+            width: 1,
+            salience: vec![1.0],
+            mask: vec![1.0],
+            p: 0.1,
+            tokens: Vec::new(),
+        };
+        let mut history = Vec::new();
+        for step in 1..=1000 {
+            keep_snapshot(&mut history, snap(step));
+        }
+        assert!(history.len() <= SNAPSHOT_HISTORY);
+        assert_eq!(history.first().map(|s| s.step), Some(1));
+        assert_eq!(history.last().map(|s| s.step), Some(1000));
+        assert!(history.windows(2).all(|w| w[0].step < w[1].step));
+        // A resumed run's snapshots replace those after its checkpoint.
+        keep_snapshot(&mut history, snap(500));
+        assert_eq!(history.last().map(|s| s.step), Some(500));
+        assert!(history.iter().all(|s| s.step <= 500));
+    }
 
     #[test]
     fn tail_holds_back_a_torn_line_and_restarts_when_the_file_shrinks() {

@@ -7,7 +7,10 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 
 use super::{SELECTED, selection, state_style};
+use crate::run::dir::{self, State};
 use crate::ui::app::App;
+use crate::ui::identity;
+use crate::ui::system::{Gpu, Sample, gib};
 use crate::ui::workspace::{DisplayState, RunView};
 
 fn progress_bar(step: u64, total: u64, width: usize) -> String {
@@ -47,35 +50,93 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         return;
     }
     let wide = area.width >= 120;
-    let header = if wide {
-        vec![
-            "", "run", "state", "strategy", "device", "epoch", "step", "progress", "eta",
-            "best acc",
-        ]
-    } else {
-        vec!["", "run", "state", "step", "progress", "best"]
-    };
+    let columns = if wide { WIDE } else { NARROW };
+    let header: Vec<&str> = columns.iter().map(|c| c.0).collect();
     let rows: Vec<Row> = app
         .runs
         .iter()
         .map(|r| Row::new(cells(r, app.marked.contains(&r.dir.path), wide)))
         .collect();
     let title = format!("Runs ({})", app.runs.len());
-    let table = Table::new(rows, widths(wide))
+    let table = Table::new(rows, widths(columns))
         .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)))
         .block(Block::new().borders(Borders::ALL).title(title))
         .row_highlight_style(SELECTED);
-    let [list, detail] = Layout::vertical([Constraint::Min(3), Constraint::Length(2)]).areas(area);
+    let log_rows = if app.log_open { area.height / 2 } else { 0 };
+    let machine = app.system.as_ref().map(machine_lines).unwrap_or_default();
+    let [top, list, detail, log] = Layout::vertical([
+        Constraint::Length(machine.len() as u16),
+        Constraint::Min(3),
+        Constraint::Length(2),
+        Constraint::Length(log_rows),
+    ])
+    .areas(area);
+    frame.render_widget(Paragraph::new(machine), top);
     frame.render_stateful_widget(table, list, &mut selection(app.selected.run));
     if let Some(r) = app.selected_run() {
-        frame.render_widget(
-            Paragraph::new(run_detail(r)).wrap(Wrap { trim: true }),
-            detail,
-        );
+        let gpu_memory = app
+            .system
+            .as_ref()
+            .zip(r.status.as_ref().filter(|_| r.alive))
+            .and_then(|(s, st)| s.gpu_memory_of(st.pid));
+        frame.render_widget(Paragraph::new(run_detail(r, gpu_memory)), detail);
+        if app.log_open {
+            draw_log(frame, r, log);
+        }
     }
 }
 
-/// A run's row: with strategy, device, epoch and ETA when `wide`.
+/// The end of the run's trainer.log, newest line last.
+fn draw_log(frame: &mut Frame, r: &RunView, area: Rect) {
+    let rows = usize::from(area.height.saturating_sub(2));
+    let skip = r.log.lines.len().saturating_sub(rows);
+    let lines: Vec<Line> = r
+        .log
+        .lines
+        .iter()
+        .skip(skip)
+        .map(|l| Line::from(l.clone()))
+        .collect();
+    let title = if lines.is_empty() {
+        format!("{} of {}: empty (l closes)", dir::TRAINER_LOG, r.name())
+    } else {
+        format!("{} of {} (l closes)", dir::TRAINER_LOG, r.name())
+    };
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).title(title)),
+        area,
+    );
+}
+
+/// (header, width) of each column; the run's name (index 2) takes what is left.
+/// At 80 columns there is no bar (the step of the total says as much), and the
+/// run is named by strategy, experiment and seed in one cell.
+const NARROW: &[(&str, u16)] = &[
+    ("", 1),
+    ("started", 8),
+    ("run", 12),
+    ("state", 8),
+    ("ep", 3),
+    ("step", 9),
+    ("eta", 6),
+    ("best", 6),
+    ("device", 6),
+];
+const WIDE: &[(&str, u16)] = &[
+    ("", 1),
+    ("started", 11),
+    ("run", 16),
+    ("state", 9),
+    ("strategy", 20),
+    ("device", 7),
+    ("epoch", 5),
+    ("step", 11),
+    ("progress", 20),
+    ("eta", 7),
+    ("best acc", 8),
+];
+
+/// A run's row, in the columns of [`NARROW`] or [`WIDE`].
 fn cells(r: &RunView, marked: bool, wide: bool) -> Vec<Cell<'static>> {
     let st = r.status.as_ref();
     let step = st.map_or(0, |s| s.step);
@@ -83,15 +144,24 @@ fn cells(r: &RunView, marked: bool, wide: bool) -> Vec<Cell<'static>> {
     let mark = if marked { "●" } else { " " };
     let state = r.state();
     let best = r.best_val_acc().map_or("-".into(), |a| format!("{a:.4}"));
-    let name = format!("{} s{}", r.info.experiment, r.info.seed);
+    let device = st.map_or(String::new(), |s| s.device.clone());
+    let epoch = st.map_or(String::new(), |s| (s.epoch + 1).to_string());
+    let eta = eta_text(r.eta_seconds());
     if !wide {
         return vec![
             Cell::from(mark),
-            Cell::from(format!("{} {}", r.info.label, name)),
+            Cell::from(r.started.clone()),
+            // Cut at its end when narrow: strategy and seed tell runs apart more.
+            Cell::from(format!(
+                "{} s{} {}",
+                r.info.label, r.info.seed, r.info.experiment
+            )),
             Cell::from(state.label()).style(state_style(state)),
+            Cell::from(epoch),
             Cell::from(format!("{step}/{total}")),
-            Cell::from(progress_bar(step, total, 10)),
+            Cell::from(eta),
             Cell::from(best),
+            Cell::from(device),
         ];
     }
     let strategy = match st.map(|s| s.plugin_version.as_str()) {
@@ -100,30 +170,25 @@ fn cells(r: &RunView, marked: bool, wide: bool) -> Vec<Cell<'static>> {
     };
     vec![
         Cell::from(mark),
-        Cell::from(name),
+        Cell::from(identity::date_of(&r.info.created)),
+        Cell::from(format!("{} s{}", r.info.experiment, r.info.seed)),
         Cell::from(state.label()).style(state_style(state)),
         Cell::from(strategy),
-        Cell::from(st.map_or(String::new(), |s| s.device.clone())),
-        Cell::from(st.map_or(String::new(), |s| (s.epoch + 1).to_string())),
+        Cell::from(device),
+        Cell::from(epoch),
         Cell::from(format!("{step}/{total}")),
         Cell::from(progress_bar(step, total, 20)),
-        Cell::from(eta_text(r.eta_seconds())),
+        Cell::from(eta),
         Cell::from(best),
     ]
 }
 
-fn widths(wide: bool) -> Vec<Constraint> {
-    let lengths: &[u16] = if wide {
-        &[1, 16, 9, 20, 7, 5, 11, 20, 7, 8]
-    } else {
-        &[1, 12, 8, 9, 10, 6]
-    };
-    // The run's name takes what is left.
-    lengths
+fn widths(columns: &[(&str, u16)]) -> Vec<Constraint> {
+    columns
         .iter()
         .enumerate()
-        .map(|(i, &n)| {
-            if i == 1 {
+        .map(|(i, &(_, n))| {
+            if i == 2 {
                 Constraint::Min(n)
             } else {
                 Constraint::Length(n)
@@ -132,20 +197,87 @@ fn widths(wide: bool) -> Vec<Constraint> {
         .collect()
 }
 
-/// One or two lines about the selected run: what its trainer last said, or why
-/// it is not running.
-fn run_detail(r: &RunView) -> Line<'static> {
+/// GPUs shown one a line, at most; the rest are counted.
+const GPU_LINES: usize = 4;
+
+/// The machine above the table: CPU and memory (and why no GPU is shown, if
+/// none is), then a line per GPU.
+fn machine_lines(s: &Sample) -> Vec<Line<'static>> {
+    let mut first = Vec::new();
+    if let Some(cpu) = s.cpu_percent {
+        first.push(format!("cpu {cpu:.0} %"));
+    }
+    if let Some((used, total)) = s.memory {
+        first.push(format!("memory {}/{} GiB", gib(used), gib(total)));
+    }
+    let dim = Style::new().add_modifier(Modifier::DIM);
+    let gpus = match &s.gpus {
+        Ok(gpus) => gpus.as_slice(),
+        Err(why) => {
+            first.push(why.clone());
+            &[]
+        }
+    };
+    let mut lines = vec![Line::from(first.join(" · ")).style(dim)];
+    for (i, g) in gpus.iter().enumerate() {
+        if i + 1 == GPU_LINES && gpus.len() > GPU_LINES {
+            lines.push(Line::from(format!("… {} more GPUs", gpus.len() - i)).style(dim));
+            break;
+        }
+        lines.push(Line::from(gpu_line(g)).style(dim));
+    }
+    lines
+}
+
+fn gpu_line(g: &Gpu) -> String {
+    let mut parts = vec![format!("gpu{} {}", g.index, g.name)];
+    if let Some(u) = g.utilisation_percent {
+        parts.push(format!("{u} %"));
+    }
+    if let Some((used, total)) = g.memory {
+        parts.push(format!("{}/{} GiB", gib(used), gib(total)));
+    }
+    if let Some(t) = g.temperature_c {
+        parts.push(format!("{t} °C"));
+    }
+    if let Some(w) = g.power_w {
+        parts.push(format!("{w:.0} W"));
+    }
+    parts.join(" · ")
+}
+
+/// Two lines about the selected run: which directory it is and where it
+/// stands (with the GPU memory its trainer holds, when NVML says), then what
+/// its trainer last said (or why it is not running).
+fn run_detail(r: &RunView, gpu_memory: Option<u64>) -> Vec<Line<'static>> {
     let state = r.state();
-    let message = r
-        .status
-        .as_ref()
-        .map(|s| s.message.clone())
-        .unwrap_or_default();
-    let text = match state {
+    let st = r.status.as_ref();
+    let mut facts = vec![r.name()];
+    if let Some(s) = st {
+        facts.push(format!("step {}/{}", s.step, s.total_steps));
+        if let Some(speed) = s.samples_per_s.filter(|_| s.state == State::Training) {
+            facts.push(format!("{speed:.0} samples/s"));
+        }
+        if !s.plugin_version.is_empty() {
+            facts.push(format!("{} {}", r.info.label, s.plugin_version));
+        }
+    }
+    if let Some(bytes) = gpu_memory {
+        facts.push(format!("{} GiB on the GPU", gib(bytes)));
+    }
+    let message = st.map(|s| s.message.clone()).unwrap_or_default();
+    let said = match state {
         DisplayState::Lost => {
             "its trainer is gone without a word (killed, or the machine restarted); R continues it from the checkpoint".to_string()
         }
+        _ if message.is_empty() => match r.eta_seconds() {
+            Some(eta) => format!("{}, about {} left", state.label(), eta_text(Some(eta))),
+            None => state.label().to_string(),
+        },
         _ => message,
     };
-    Line::from(text).style(state_style(state))
+    vec![
+        Line::from(facts.join(" · ")).style(Style::new().add_modifier(Modifier::DIM)),
+        Line::from(said).style(state_style(state)),
+    ]
 }

@@ -1,0 +1,221 @@
+//! Telling runs apart: a run's resolved experiment as flat `key = value` pairs,
+//! the keys in which overlaid runs differ, and names built from them
+//! ("dropblock block_size=5 s1"), so that two runs never read the same.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A run's resolved experiment, flattened: dotted keys (`train.lr`,
+/// `strategy.params.block_size`) to their values as written in TOML, strings
+/// without quotes. A list of one table (the run's one strategy) is flattened
+/// without an index.
+pub type Config = BTreeMap<String, String>;
+
+pub fn flatten(table: &toml::Table) -> Config {
+    let mut out = Config::new();
+    flatten_into("", table, &mut out);
+    out
+}
+
+fn flatten_into(prefix: &str, table: &toml::Table, out: &mut Config) {
+    for (key, value) in table {
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(t) => flatten_into(&key, t, out),
+            toml::Value::Array(items) if items.iter().all(toml::Value::is_table) => {
+                for (i, item) in items.iter().enumerate() {
+                    let key = if items.len() == 1 {
+                        key.clone()
+                    } else {
+                        format!("{key}.{i}")
+                    };
+                    if let toml::Value::Table(t) = item {
+                        flatten_into(&key, t, out);
+                    }
+                }
+            }
+            toml::Value::String(s) => {
+                out.insert(key, s.clone());
+            }
+            other => {
+                out.insert(key, other.to_string());
+            }
+        }
+    }
+}
+
+/// Reads a run directory's resolved experiment; empty when it cannot be read.
+pub fn read_config(path: &std::path::Path) -> Config {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .map(|t| flatten(&t))
+        .unwrap_or_default()
+}
+
+/// Keys whose value is not the same in every config (a key missing from some
+/// counts as differing), sorted.
+pub fn differing<'a>(configs: impl IntoIterator<Item = &'a Config> + Clone) -> Vec<String> {
+    let keys: BTreeSet<&String> = configs.clone().into_iter().flat_map(|c| c.keys()).collect();
+    keys.into_iter()
+        .filter(|k| {
+            let mut values = configs.clone().into_iter().map(|c| c.get(*k));
+            let first = values.next().flatten();
+            values.any(|v| v != first)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Keys that name a run already (its label and seed are always in its name)
+/// or only describe it.
+fn named_anyway(key: &str) -> bool {
+    matches!(
+        key,
+        "strategy.plugin" | "strategy.label" | "seeds" | "name" | "description"
+    )
+}
+
+/// What one run is called among others.
+pub struct Named<'a> {
+    pub label: &'a str,
+    pub seed: u64,
+    pub config: &'a Config,
+    /// When it started (`HH:MM:SS`), the last resort between identical runs.
+    pub started: String,
+}
+
+/// A name for each run: its label, what differs from the others
+/// (`block_size=5`, by the last part of the key), its seed; the start time
+/// too where that still leaves two alike. Strategy settings are compared only
+/// between runs of the same strategy (a DropBlock run and a run without
+/// dropout differ in every one of them, which says nothing).
+pub fn names(runs: &[Named]) -> Vec<String> {
+    let shown = |k: &String| !named_anyway(k);
+    let common: Vec<String> = differing(runs.iter().map(|r| r.config))
+        .into_iter()
+        .filter(|k| shown(k) && !k.starts_with("strategy."))
+        .collect();
+    let base: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            let same = runs.iter().filter(|o| o.label == r.label).map(|o| o.config);
+            let own = differing(same)
+                .into_iter()
+                .filter(|k| shown(k) && k.starts_with("strategy."));
+            let mut parts = vec![r.label.to_string()];
+            for k in common.iter().cloned().chain(own) {
+                let short = k.rsplit('.').next().unwrap_or(&k).to_string();
+                let value = r.config.get(&k).map_or("-", String::as_str);
+                parts.push(format!("{short}={value}"));
+            }
+            parts.push(format!("s{}", r.seed));
+            parts.join(" ")
+        })
+        .collect();
+    base.iter()
+        .zip(runs)
+        .map(|(name, r)| {
+            if base.iter().filter(|b| *b == name).count() > 1 {
+                format!("{name} @{}", r.started)
+            } else {
+                name.clone()
+            }
+        })
+        .collect()
+}
+
+/// `HH:MM:SS` of a run's `created` stamp (`YYYYMMDD-HHMMSS`); the stamp itself
+/// when it has another form.
+pub fn clock_of(created: &str) -> String {
+    match created.split_once('-') {
+        Some((_, t)) if t.len() == 6 && t.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{}:{}:{}", &t[0..2], &t[2..4], &t[4..6])
+        }
+        _ => created.to_string(),
+    }
+}
+
+/// `MM-DD HH:MM` of a `created` stamp, for the wide Runs table.
+pub fn date_of(created: &str) -> String {
+    match created.split_once('-') {
+        Some((d, t)) if d.len() == 8 && t.len() == 6 => {
+            format!("{}-{} {}:{}", &d[4..6], &d[6..8], &t[0..2], &t[2..4])
+        }
+        _ => created.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        flatten(&text.parse::<toml::Table>().unwrap())
+    }
+
+    #[test]
+    fn a_resolved_experiment_flattens_to_dotted_keys() {
+        let c = config(
+            "name = \"q\"\nseeds = [1]\n[train]\nlr = 0.1\n\
+             [[strategy]]\nplugin = \"dropblock\"\nparams = { block_size = 5 }",
+        );
+        assert_eq!(c["name"], "q");
+        assert_eq!(c["seeds"], "[1]");
+        assert_eq!(c["train.lr"], "0.1");
+        assert_eq!(c["strategy.plugin"], "dropblock");
+        assert_eq!(c["strategy.params.block_size"], "5");
+        let two = config("[[s]]\na = 1\n[[s]]\na = 2");
+        assert_eq!((two["s.0.a"].as_str(), two["s.1.a"].as_str()), ("1", "2"));
+    }
+
+    #[test]
+    fn names_say_what_differs_and_never_repeat() {
+        let a = config("[[strategy]]\nplugin = \"dropblock\"\nparams = { block_size = 3 }");
+        let b = config("[[strategy]]\nplugin = \"dropblock\"\nparams = { block_size = 5 }");
+        let named = |config, started: &str| Named {
+            label: "dropblock",
+            seed: 1,
+            config,
+            started: started.into(),
+        };
+        assert_eq!(
+            names(&[named(&a, "10:00:00"), named(&b, "11:00:00")]),
+            ["dropblock block_size=3 s1", "dropblock block_size=5 s1"]
+        );
+        assert_eq!(
+            names(&[
+                named(&a, "10:00:00"),
+                named(&a, "11:00:00"),
+                named(&b, "12:00:00")
+            ]),
+            [
+                "dropblock block_size=3 s1 @10:00:00",
+                "dropblock block_size=3 s1 @11:00:00",
+                "dropblock block_size=5 s1"
+            ]
+        );
+        assert_eq!(names(&[named(&a, "10:00:00")]), ["dropblock s1"]);
+        // Another strategy's settings are not a difference; the learning rate is.
+        let none = config("[train]\nlr = 0.2\n[[strategy]]\nplugin = \"none\"");
+        let named_none = Named {
+            label: "none",
+            ..named(&none, "13:00:00")
+        };
+        assert_eq!(
+            names(&[named(&a, "10:00:00"), named_none]),
+            ["dropblock lr=- s1", "none lr=0.2 s1"]
+        );
+        assert_eq!(differing([&a, &b]), ["strategy.params.block_size"]);
+    }
+
+    #[test]
+    fn created_stamps_read_as_clock_and_date() {
+        assert_eq!(clock_of("20261202-170312"), "17:03:12");
+        assert_eq!(date_of("20261202-170312"), "12-02 17:03");
+        assert_eq!(clock_of(""), "");
+    }
+}
