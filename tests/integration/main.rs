@@ -16,3 +16,4 @@ mod reload;
 mod strategies;
 mod text_strategies;
 mod training;
+mod views;

@@ -27,6 +27,11 @@ impl Session {
     }
 
     fn start_with(cwd: &Path, env: &[(&str, &str)]) -> Session {
+        Session::spawn(cwd, &[], env)
+    }
+
+    /// The binary with `args` (none: the dashboard) on an 80×24 terminal.
+    fn spawn(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Session {
         let pty = native_pty_system()
             .openpty(PtySize {
                 rows: 24,
@@ -38,6 +43,7 @@ impl Session {
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_probdrop-tui"));
         cmd.arg("--plugins");
         cmd.arg(repo_root().join("plugins"));
+        cmd.args(args);
         cmd.cwd(cwd);
         cmd.env("TERM", "xterm-256color");
         for (k, v) in env {
@@ -75,6 +81,14 @@ impl Session {
 
     fn screen(&self) -> String {
         self.parser.lock().unwrap().screen().contents()
+    }
+
+    /// The rows of the screen that ran past the right edge onto the next.
+    fn wrapped_rows(&self) -> Vec<u16> {
+        let parser = self.parser.lock().unwrap();
+        (0..24)
+            .filter(|&r| parser.screen().row_wrapped(r))
+            .collect()
     }
 
     fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
@@ -148,10 +162,13 @@ impl Drop for Session {
     }
 }
 
+/// The quickstart run's row (strategy and seed begin its name).
+const QUICKSTART_ROW: &str = "probdropblock s1 quick";
+
 fn step_of(screen: &str) -> Option<u64> {
     let line = screen
         .lines()
-        .find(|l| l.contains("quickstart") && l.contains("training"))?;
+        .find(|l| l.contains(QUICKSTART_ROW) && l.contains("training"))?;
     let field = line
         .split_whitespace()
         .find(|w| w.contains('/') && w.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
@@ -243,7 +260,7 @@ fn start_a_run_from_the_dashboard_quit_and_find_it_still_training() {
         step_of(t).is_some_and(|n| n > before)
     });
     assert_eq!(
-        screen.matches("quickstart").count(),
+        screen.matches(QUICKSTART_ROW).count(),
         1,
         "one run, not a new one:\n{screen}"
     );
@@ -393,4 +410,60 @@ fn a_crashed_trainer_shows_as_failed_with_its_signal_and_restarts() {
     assert_ne!(again.pid, pid, "a new trainer");
     s.quit();
     stop_and_wait(run);
+}
+
+/// Issue 16, defect 14: `run` on an 80-column terminal: the progress line and
+/// the closing table never wrap, and a run paused from outside (the dashboard's
+/// `p`) says "paused" on its bar instead of freezing.
+#[test]
+fn run_on_an_80_column_terminal_fits_and_shows_a_pause() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("long.toml");
+    let text = crate::common::Tiny {
+        name: "long-experiment-name",
+        train: "epochs = 400\nlog_every = 5\neval_every = 100000",
+        strategies: "[[strategy]]\nplugin = \"dropblock\"\nlabel = \"dropblock-long-label\"\n\
+                     params = { block_size = 3 }\nschedule = { kind = \"constant\", p = 0.1 }",
+        ..Default::default()
+    }
+    .text();
+    std::fs::write(&file, text).unwrap();
+    let runs = tmp.path().join("runs");
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--runs",
+        runs.to_str().unwrap(),
+    ];
+    let mut s = Session::spawn(tmp.path(), &args, &[]);
+    s.wait_for("the progress bar", Duration::from_secs(120), |t| {
+        t.contains("eta") && t.contains("loss")
+    });
+    for _ in 0..10 {
+        assert!(s.wrapped_rows().is_empty(), "wrapped:\n{}", s.screen());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let run = dir::list_runs(&runs).remove(0);
+    control::send(&run.file(dir::SOCKET), &Ctl::Pause).unwrap();
+    let paused = s.wait_for("paused on the bar", Duration::from_secs(30), |t| {
+        t.contains("paused")
+    });
+    assert!(s.wrapped_rows().is_empty(), "wrapped:\n{paused}");
+    control::send(&run.file(dir::SOCKET), &Ctl::Resume).unwrap();
+    s.wait_for("resumed on the bar", Duration::from_secs(30), |t| {
+        t.contains("resumed") || t.contains("loss")
+    });
+    control::send(&run.file(dir::SOCKET), &Ctl::Stop).unwrap();
+    let end = s.wait_for("the closing table", Duration::from_secs(60), |t| {
+        t.contains("seconds") && t.contains("stopped")
+    });
+    assert!(s.wrapped_rows().is_empty(), "wrapped:\n{end}");
+    let start = Instant::now();
+    while s.child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "run did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

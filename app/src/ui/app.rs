@@ -41,6 +41,8 @@ pub enum Input {
     Reload(ReloadEvent),
     /// The terminal changed size (everything is drawn again).
     Resized,
+    /// A new look at the machine: CPU, memory, GPUs.
+    System(super::system::Sample),
 }
 
 impl From<Action> for Input {
@@ -129,6 +131,19 @@ impl ComparisonView {
     }
 }
 
+/// One event as the Events view lists it.
+#[derive(Clone, Debug)]
+pub struct EventRow {
+    pub wall: f64,
+    pub step: u64,
+    /// The run's directory (what the filter compares).
+    pub run: PathBuf,
+    /// Strategy, seed and start time.
+    pub name: String,
+    pub kind: EventKind,
+    pub message: String,
+}
+
 /// A status-line message stays this many ticks (10 s at the dashboard's two
 /// ticks a second), then the line shows the key hint again.
 pub const MESSAGE_TICKS: u32 = 20;
@@ -151,6 +166,8 @@ pub struct App {
     pub machine: Arc<dyn Machine>,
     /// Devices this build can open, offered when starting runs.
     pub devices: Vec<String>,
+    /// The machine's latest figures (none before the first sample).
+    pub system: Option<super::system::Sample>,
 
     // Where the user is and what they chose.
     pub view: View,
@@ -163,6 +180,14 @@ pub struct App {
     pub marked: BTreeSet<PathBuf>,
     pub charts: ChartOptions,
     pub masks: MaskCursor,
+    /// Runs: the config panel is open.
+    pub config_open: bool,
+    /// Runs: the selected run's trainer.log is shown under the table.
+    pub log_open: bool,
+    /// Events: the selected entry is open in full.
+    pub event_open: bool,
+    /// Events: only this run's entries (by directory).
+    pub events_of: Option<PathBuf>,
     /// The last thing an action said (shown in the status line).
     pub message: String,
     /// Ticks since the message last changed; it goes after [`MESSAGE_TICKS`].
@@ -190,6 +215,7 @@ impl App {
             build_log,
             catalog: crate::plugins::catalog_of(found),
             devices: machine.devices(),
+            system: None,
             machine,
             view: View::Runs,
             help: false,
@@ -200,6 +226,10 @@ impl App {
             marked: BTreeSet::new(),
             charts: ChartOptions::default(),
             masks: MaskCursor::default(),
+            config_open: false,
+            log_open: false,
+            event_open: false,
+            events_of: None,
             message: String::new(),
             message_age: 0,
             dirty: true,
@@ -305,20 +335,48 @@ impl App {
         }
     }
 
-    /// Events of every run, newest last: (wall, run name, kind, message).
-    pub fn all_events(&self) -> Vec<(f64, String, EventKind, String)> {
-        let mut all: Vec<(f64, String, EventKind, String)> = self
+    /// Names that tell `runs` apart (what differs between their configs).
+    pub fn names_of(&self, runs: &[&RunView]) -> Vec<String> {
+        let named: Vec<_> = runs.iter().map(|r| r.named()).collect();
+        super::identity::names(&named)
+    }
+
+    /// Events of every run, oldest first.
+    pub fn all_events(&self) -> Vec<EventRow> {
+        let mut all: Vec<EventRow> = self
             .runs
             .iter()
             .flat_map(|r| {
-                let name = r.info.label.clone() + " s" + &r.info.seed.to_string();
-                r.events
-                    .iter()
-                    .map(move |e| (e.wall, name.clone(), e.kind.clone(), e.message.clone()))
+                let name = format!("{} s{} {}", r.info.label, r.info.seed, r.started);
+                r.events.iter().map(move |e| EventRow {
+                    wall: e.wall,
+                    step: e.step,
+                    run: r.dir.path.clone(),
+                    name: name.clone(),
+                    kind: e.kind.clone(),
+                    message: e.message.clone(),
+                })
             })
             .collect();
-        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        all.sort_by(|a, b| a.wall.total_cmp(&b.wall));
         all
+    }
+
+    /// The events the Events view lists: every run's, or only the run it is
+    /// filtered to.
+    pub fn events(&self) -> Vec<EventRow> {
+        let mut all = self.all_events();
+        if let Some(run) = &self.events_of {
+            all.retain(|e| &e.run == run);
+        }
+        all
+    }
+
+    /// The event the Events cursor is on (the newest while following).
+    pub fn selected_event(&self) -> Option<EventRow> {
+        let mut events = self.events();
+        let i = self.selected.event.min(events.len().checked_sub(1)?);
+        Some(events.swap_remove(i))
     }
 
     /// The list the current view moves through: its length and its cursor.
@@ -327,7 +385,7 @@ impl App {
             View::Runs | View::Charts | View::Masks => self.runs.len(),
             View::Experiments => self.experiments.len(),
             View::Plugins => self.plugins.len(),
-            View::Events => self.all_events().len(),
+            View::Events => self.events().len(),
             View::Compare => self
                 .comparisons
                 .get(self.selected.comparison)
@@ -353,6 +411,7 @@ impl App {
             Input::Tick => self.tick(fx),
             Input::Reload(event) => self.reloaded(event),
             Input::Resized => {}
+            Input::System(sample) => self.system = Some(sample),
         }
         if self.message != said {
             self.message_age = 0;
@@ -397,6 +456,10 @@ impl App {
             Action::PromptConfirm if self.confirm_stop.is_some() => self.stop_run(fx),
             Action::PromptConfirm => self.start_runs(fx),
             Action::Edit => self.edit_experiment(fx),
+            Action::OpenEvent => self.event_open = !self.event_open,
+            Action::ToggleConfig => self.config_open = !self.config_open,
+            Action::ToggleLogPane => self.log_open = !self.log_open,
+            Action::FilterEvents => self.filter_events(),
             _ => {}
         }
     }
@@ -458,6 +521,17 @@ impl App {
             row.status = Ok(format!("reloaded, interface {}", library.interface));
         }
         self.build_log.push(line);
+    }
+
+    /// Lists only the selected event's run, or every run's again.
+    fn filter_events(&mut self) {
+        if self.events_of.take().is_some() {
+            self.message = "events of every run".into();
+        } else if let Some(e) = self.selected_event() {
+            self.message = format!("events of {} only (f: every run)", e.name);
+            self.events_of = Some(e.run);
+        }
+        self.selected.event = FOLLOW_NEWEST;
     }
 
     fn mark_run(&mut self) {

@@ -70,6 +70,14 @@ pub enum Action {
     PromptCancel,
     /// Experiments: open the file in $EDITOR.
     Edit,
+    /// Runs: show the selected run's config, or what differs between the marked runs.
+    ToggleConfig,
+    /// Runs: show the end of the selected run's trainer.log under the table.
+    ToggleLogPane,
+    /// Events: open the selected entry in full (or close it).
+    OpenEvent,
+    /// Events: only the selected entry's run (or every run again).
+    FilterEvents,
     CycleSmoothing,
     ToggleLog,
     CycleZoom,
@@ -80,6 +88,9 @@ pub enum Action {
     PrevSample,
     NextChannel,
     PrevChannel,
+    /// Masks: the snapshot before / after the one shown (the newest at first).
+    OlderSnapshot,
+    NewerSnapshot,
 }
 
 /// Where a binding applies.
@@ -119,7 +130,9 @@ use Action as A;
 use KeyCode as K;
 use Scope::{Global as G, In};
 
-/// Every key the dashboard knows. Mouse: click a tab, scroll lists.
+/// Every key the dashboard knows. Mouse: click a tab, scroll lists. A binding
+/// with an empty label shares the help line of the one before it (the help
+/// must fit 80×24).
 pub const KEYMAP: &[Binding] = &[
     b(K::Char('q'), "q", G, A::Quit, "quit (runs keep training)"),
     b(
@@ -129,9 +142,8 @@ pub const KEYMAP: &[Binding] = &[
         A::ToggleHelp,
         "show or hide this help",
     ),
-    b(K::Tab, "Tab", G, A::NextView, "next view"),
-    b(K::BackTab, "S-Tab", G, A::PrevView, "previous view"),
-    // One help line for the view keys (it must fit 80×24).
+    b(K::Tab, "Tab", G, A::NextView, "next view (S-Tab: back)"),
+    b(K::BackTab, "", G, A::PrevView, ""),
     b(
         K::Char('1'),
         "1…7",
@@ -145,14 +157,14 @@ pub const KEYMAP: &[Binding] = &[
     b(K::Char('5'), "", G, A::Go(View::Experiments), ""),
     b(K::Char('6'), "", G, A::Go(View::Events), ""),
     b(K::Char('7'), "", G, A::Go(View::Compare), ""),
-    b(K::Up, "↑/k", G, A::Up, "select previous"),
+    b(K::Up, "↑/↓ k/j", G, A::Up, "select previous / next"),
     b(K::Char('k'), "", G, A::Up, ""),
-    b(K::Down, "↓/j", G, A::Down, "select next"),
+    b(K::Down, "", G, A::Down, ""),
     b(K::Char('j'), "", G, A::Down, ""),
-    b(K::Home, "Home/g", G, A::Top, "first"),
-    b(K::Char('g'), "", G, A::Top, ""),
-    b(K::End, "End/G", G, A::Bottom, "last"),
+    b(K::Char('g'), "g/G", G, A::Top, "first / last (Home/End)"),
+    b(K::Home, "", G, A::Top, ""),
     b(K::Char('G'), "", G, A::Bottom, ""),
+    b(K::End, "", G, A::Bottom, ""),
     b(
         K::Char(' '),
         "Space",
@@ -187,6 +199,20 @@ pub const KEYMAP: &[Binding] = &[
         In(View::Runs),
         A::Restart,
         "restart from the checkpoint",
+    ),
+    b(
+        K::Char('c'),
+        "c",
+        In(View::Runs),
+        A::ToggleConfig,
+        "config (marked runs: diff)",
+    ),
+    b(
+        K::Char('l'),
+        "l",
+        In(View::Runs),
+        A::ToggleLogPane,
+        "its trainer.log, following",
     ),
     b(
         K::Char('n'),
@@ -230,35 +256,51 @@ pub const KEYMAP: &[Binding] = &[
         A::CycleMetric,
         "loss, accuracy, drop rate",
     ),
-    b(K::Right, "→", In(View::Masks), A::NextSlot, "next slot"),
-    b(K::Left, "←", In(View::Masks), A::PrevSlot, "previous slot"),
     b(
-        K::Char('.'),
-        ".",
+        K::Left,
+        "←/→",
         In(View::Masks),
-        A::NextSample,
-        "next sample of the batch",
+        A::PrevSlot,
+        "previous / next slot",
     ),
+    b(K::Right, "", In(View::Masks), A::NextSlot, ""),
     b(
         K::Char(','),
-        ",",
+        ",/.",
         In(View::Masks),
         A::PrevSample,
-        "previous sample",
+        "previous / next sample",
     ),
-    b(
-        K::Char(']'),
-        "]",
-        In(View::Masks),
-        A::NextChannel,
-        "next channel",
-    ),
+    b(K::Char('.'), "", In(View::Masks), A::NextSample, ""),
     b(
         K::Char('['),
-        "[",
+        "[/]",
         In(View::Masks),
         A::PrevChannel,
-        "previous channel",
+        "previous / next channel",
+    ),
+    b(K::Char(']'), "", In(View::Masks), A::NextChannel, ""),
+    b(
+        K::Char('<'),
+        "</>",
+        In(View::Masks),
+        A::OlderSnapshot,
+        "older / newer snapshot",
+    ),
+    b(K::Char('>'), "", In(View::Masks), A::NewerSnapshot, ""),
+    b(
+        K::Enter,
+        "Enter",
+        In(View::Events),
+        A::OpenEvent,
+        "the entry in full",
+    ),
+    b(
+        K::Char('f'),
+        "f",
+        In(View::Events),
+        A::FilterEvents,
+        "only its run (again: all)",
     ),
     b(
         K::Char(' '),
@@ -268,34 +310,22 @@ pub const KEYMAP: &[Binding] = &[
         "mark its runs for charts",
     ),
     b(
-        K::Right,
-        "→",
-        In(View::Compare),
-        A::NextComparison,
-        "next comparison",
-    ),
-    b(
         K::Left,
-        "←",
+        "←/→",
         In(View::Compare),
         A::PrevComparison,
-        "previous comparison",
+        "previous / next comparison",
     ),
-    b(
-        K::Right,
-        "→/Tab",
-        Scope::Prompt,
-        A::PromptNext,
-        "next device",
-    ),
-    b(K::Tab, "", Scope::Prompt, A::PromptNext, ""),
+    b(K::Right, "", In(View::Compare), A::NextComparison, ""),
     b(
         K::Left,
-        "←",
+        "←/→ Tab",
         Scope::Prompt,
         A::PromptPrev,
-        "previous device",
+        "previous / next device",
     ),
+    b(K::Right, "", Scope::Prompt, A::PromptNext, ""),
+    b(K::Tab, "", Scope::Prompt, A::PromptNext, ""),
     b(
         K::Enter,
         "Enter/y",

@@ -2,9 +2,11 @@
 //! processes; never trains in its own process.
 
 pub mod app;
+pub mod identity;
 pub mod keys;
 pub mod series;
 pub mod state;
+pub mod system;
 pub mod views;
 pub mod workspace;
 
@@ -37,6 +39,8 @@ use views::{ColorDepth, Screen};
 const FRAME: Duration = Duration::from_millis(100);
 /// How often run directories and experiment files are re-read.
 const REFRESH: Duration = Duration::from_millis(500);
+/// How often the machine's CPU, memory and GPUs are looked at.
+const SYSTEM: Duration = Duration::from_secs(2);
 
 pub struct Options {
     pub plugins: PathBuf,
@@ -294,6 +298,7 @@ pub fn run(opts: Options) -> Result<()> {
         app,
         fx,
         watcher,
+        system: system::spawn(system::Probe::new(system::gpu_source()), SYSTEM),
         screen: Screen::new(ColorDepth::detect()),
         // A fresh terminal on the fresh alternate screen: its first frame draws
         // every cell. (`Terminal::clear` would query the cursor position, which
@@ -362,6 +367,7 @@ struct Dashboard {
     app: App,
     fx: RealEffects,
     watcher: Option<Watcher>,
+    system: std::sync::mpsc::Receiver<system::Sample>,
     screen: Screen,
     terminal: Terminal<CrosstermBackend<std::io::Stdout>>,
 }
@@ -401,6 +407,9 @@ impl Dashboard {
                 break;
             }
             self.take_terminal_events()?;
+            while let Ok(sample) = self.system.try_recv() {
+                self.apply(Input::System(sample));
+            }
             if last_refresh.elapsed() >= REFRESH {
                 last_refresh = Instant::now();
                 self.apply(Input::Tick);

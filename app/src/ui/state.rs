@@ -114,6 +114,8 @@ pub struct MaskCursor {
     pub slot: usize,
     pub sample: usize,
     pub channel: usize,
+    /// How many snapshots back from the newest (0: the newest, following).
+    pub back: usize,
 }
 
 impl MaskCursor {
@@ -125,6 +127,8 @@ impl MaskCursor {
             Action::PrevSample => (&mut self.sample, false),
             Action::NextChannel => (&mut self.channel, true),
             Action::PrevChannel => (&mut self.channel, false),
+            Action::OlderSnapshot => (&mut self.back, true),
+            Action::NewerSnapshot => (&mut self.back, false),
             _ => return false,
         };
         *field = if up {
@@ -181,7 +185,9 @@ mod tests {
         m.apply(Action::NextSlot);
         m.apply(Action::NextSlot);
         m.apply(Action::PrevSlot);
-        assert_eq!((m.slot, m.sample, m.channel), (1, 0, 0));
+        m.apply(Action::NewerSnapshot);
+        m.apply(Action::OlderSnapshot);
+        assert_eq!((m.slot, m.sample, m.channel, m.back), (1, 0, 0, 1));
         assert!(!m.apply(Action::Up));
     }
 }

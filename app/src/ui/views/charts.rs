@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
-use super::RUN_COLORS;
+use super::{ColorDepth, RUN_COLORS};
 use crate::run::dir::EventKind;
 use crate::run::dir::metric;
 use crate::ui::app::App;
@@ -59,7 +59,13 @@ enum Look {
 /// (legend label, colour, points, look)
 type Curve = (String, Color, Vec<(f64, f64)>, Look);
 
-pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, cache: &mut CurveCache) {
+pub(super) fn draw(
+    frame: &mut Frame,
+    app: &App,
+    area: Rect,
+    depth: ColorDepth,
+    cache: &mut CurveCache,
+) {
     let runs = app.chart_runs();
     let columns = area.width.saturating_sub(10) as usize;
     let curves = curves(app, &runs, columns, cache);
@@ -89,29 +95,11 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, cache: &mut CurveCa
     };
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    // Reload events on the time axis of the first run.
-    let marks: Vec<(f64, f64)> = runs
-        .first()
-        .map(|r| {
-            r.events
-                .iter()
-                .filter(|e| matches!(e.kind, EventKind::Reload | EventKind::ConfigApplied))
-                .map(|e| (e.step as f64, yb[1]))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut datasets: Vec<Dataset> = curves.iter().map(dataset).collect();
-    if !marks.is_empty() {
-        datasets.push(
-            Dataset::default()
-                .name("reload/config")
-                .marker(Marker::Dot)
-                .graph_type(GraphType::Scatter)
-                .style(Style::new().fg(Color::Red))
-                .data(&marks),
-        );
-    }
-    let legend = legend(&runs, !marks.is_empty());
+    let marks = marks(&runs, xb, yb);
+    // Marks first, so that the curves are drawn over them.
+    let mut datasets: Vec<Dataset> = marks.iter().map(mark_dataset).collect();
+    datasets.extend(curves.iter().map(|c| dataset(c, depth)));
+    let legend = legend(&app.names_of(&runs), !marks.is_empty());
     let height = legend_height(&legend, inner.width);
     let [legend_area, area] =
         Layout::vertical([Constraint::Length(height), Constraint::Min(3)]).areas(inner);
@@ -136,24 +124,49 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, cache: &mut CurveCa
     frame.render_widget(chart, area);
 }
 
-/// The legend above the plot (never over the data, never hidden): each run in
-/// its colour, then how train and validation curves and markers look.
-fn legend(runs: &[&RunView], marks: bool) -> Line<'static> {
-    let mut spans = Vec::new();
+/// A reload or config change of one run: a vertical line of dots at its step,
+/// from the bottom of the plot to the top, in the run's colour.
+type Mark = (Color, [(f64, f64); 2]);
+
+/// Every overlaid run's reloads and config changes inside the x range.
+fn marks(runs: &[&RunView], [x0, x1]: [f64; 2], [y0, y1]: [f64; 2]) -> Vec<Mark> {
+    let mut out = Vec::new();
     for (i, r) in runs.iter().enumerate() {
+        let color = RUN_COLORS[i % RUN_COLORS.len()];
+        let steps = r
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Reload | EventKind::ConfigApplied))
+            .map(|e| e.step as f64)
+            .filter(|x| (x0..=x1).contains(x));
+        out.extend(steps.map(|x| (color, [(x, y0), (x, y1)])));
+    }
+    out
+}
+
+fn mark_dataset((color, line): &Mark) -> Dataset<'_> {
+    Dataset::default()
+        .marker(Marker::Dot)
+        .graph_type(GraphType::Line)
+        .style(Style::new().fg(*color))
+        .data(line)
+}
+
+/// The legend above the plot (never over the data, never hidden): each run in
+/// its colour by the name that tells it from the others, then how train and
+/// validation curves and markers look.
+fn legend(names: &[String], marks: bool) -> Line<'static> {
+    let mut spans = Vec::new();
+    for (i, name) in names.iter().enumerate() {
         let style = Style::new().fg(RUN_COLORS[i % RUN_COLORS.len()]);
-        spans.push(Span::styled(
-            format!("━ {} s{}  ", r.info.label, r.info.seed),
-            style,
-        ));
+        // Non-breaking spaces: a wrapped legend breaks between names only.
+        let name = name.replace(' ', "\u{a0}");
+        spans.push(Span::styled(format!("━\u{a0}{name}  "), style));
     }
     let dim = Style::new().add_modifier(Modifier::DIM);
     spans.push(Span::styled("━ train  • val", dim));
     if marks {
-        spans.push(Span::styled(
-            "  • reload/config",
-            Style::new().fg(Color::Red),
-        ));
+        spans.push(Span::styled("  ⋮ reload/config", dim));
     }
     Line::from(spans)
 }
@@ -253,9 +266,10 @@ fn prepare(pts: &[(f64, f64)], o: &ChartOptions, alpha: f64, columns: usize) -> 
     series::downsample(&pts, x0, x1, columns)
 }
 
-fn dataset((label, color, pts, look): &Curve) -> Dataset<'_> {
+fn dataset((label, color, pts, look): &Curve, depth: ColorDepth) -> Dataset<'_> {
+    // Braille cells keep a colour but no modifier: faint is a darker colour.
     let style = match look {
-        Look::Faint => Style::new().fg(*color).add_modifier(Modifier::DIM),
+        Look::Faint => Style::new().fg(faint(*color, depth)),
         Look::Train | Look::Val => Style::new().fg(*color),
     };
     let marker = match look {
@@ -272,6 +286,17 @@ fn dataset((label, color, pts, look): &Curve) -> Dataset<'_> {
     } else {
         d.name(label.clone())
     }
+}
+
+/// The darker partner of a run colour, for its raw curve beneath the smoothed
+/// one: a dark shade of the same hue on 256 colours and more, dark grey on 16.
+pub(super) fn faint(color: Color, depth: ColorDepth) -> Color {
+    if depth == ColorDepth::Basic16 {
+        return Color::DarkGray;
+    }
+    let index = RUN_COLORS.iter().position(|c| *c == color).unwrap_or(0);
+    // Dark cyan, olive, purple, green, dark red, navy, grey, dark green.
+    Color::Indexed([30, 100, 90, 28, 88, 25, 244, 22][index])
 }
 
 /// Low, middle and high labels of the step axis: whole steps.

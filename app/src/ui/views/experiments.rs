@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 
 use super::{SELECTED, selection};
-use crate::experiment::Experiment;
+use crate::experiment::{Diagnostic, Experiment};
 use crate::run::dir::{EventKind, State};
 use crate::ui::app::App;
 use crate::ui::workspace::{DisplayState, ExperimentView};
@@ -48,22 +48,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         None => vec![Line::from("no experiment files (*.toml)")],
         Some(e) => match &e.result {
             Ok(exp) => valid_details(app, e, exp),
-            Err(errors) => errors
-                .iter()
-                .map(|d| {
-                    // Named as in the list: where the directory is does not matter here.
-                    let mut d = d.clone();
-                    d.file = d.file.file_name().map(Into::into).unwrap_or(d.file);
-                    d
-                })
-                .flat_map(|d| {
-                    d.to_string()
-                        .lines()
-                        .map(|l| Line::from(l.to_string()))
-                        .collect::<Vec<_>>()
-                })
-                .map(|l| l.style(Style::new().fg(Color::Red)))
-                .collect(),
+            Err(errors) => invalid_details(app, e, errors),
         },
     };
     frame.render_widget(
@@ -72,6 +57,36 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
             .block(Block::new().borders(Borders::ALL).title("Details")),
         detail,
     );
+}
+
+/// A broken file: every error with its position, then the runs still going
+/// from it, which keep the last valid configuration until it is fixed.
+fn invalid_details(app: &App, e: &ExperimentView, errors: &[Diagnostic]) -> Vec<Line<'static>> {
+    let mut lines: Vec<Line> = errors
+        .iter()
+        .map(|d| {
+            // Named as in the list: where the directory is does not matter here.
+            let mut d = d.clone();
+            d.file = d.file.file_name().map(Into::into).unwrap_or(d.file);
+            d
+        })
+        .flat_map(|d| {
+            d.to_string()
+                .lines()
+                .map(|l| Line::from(l.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .map(|l| l.style(Style::new().fg(Color::Red)))
+        .collect();
+    let running = config_outcomes(app, &e.path);
+    if !running.is_empty() {
+        lines.extend(running);
+        lines.push(
+            Line::from("they keep their last valid configuration until the file is fixed")
+                .style(Style::new().fg(Color::Yellow)),
+        );
+    }
+    lines
 }
 
 /// The file list's width: every name whole when the terminal is wide, a

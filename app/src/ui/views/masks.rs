@@ -9,6 +9,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use super::ColorDepth;
 use crate::run::dir::SnapshotLine;
 use crate::ui::app::App;
+use crate::ui::workspace::RunView;
 
 /// A value in [0, 1] as a colour of a dark-to-bright ramp.
 fn heat(v: f32, depth: ColorDepth) -> Color {
@@ -37,12 +38,12 @@ fn heat(v: f32, depth: ColorDepth) -> Color {
 /// scale step, since cells are about twice as tall as wide).
 fn heatmap_lines(
     values: &[f32],
-    h: usize,
-    w: usize,
+    [h, w]: [usize; 2],
+    top: f32,
     scale: usize,
     depth: ColorDepth,
 ) -> Vec<Line<'static>> {
-    let max = values.iter().copied().fold(0f32, f32::max).max(1e-12);
+    let max = top.max(1e-12);
     let scale = scale.max(1);
     let (sh, sw) = (h * scale, w * scale * 2);
     let at = |y: usize, x: usize| {
@@ -70,6 +71,71 @@ fn heatmap_lines(
         .collect()
 }
 
+/// The value drawn brightest: salience at its 98th percentile, so that a few
+/// outliers do not leave every other cell near black (text activations have
+/// them); above it, cells are as bright as it.
+fn salience_top(values: &[f32]) -> f32 {
+    let mut v: Vec<f32> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return 1.0;
+    }
+    let k = ((v.len() - 1) as f64 * 0.98).round() as usize;
+    let (_, top, _) = v.select_nth_unstable_by(k, f32::total_cmp);
+    if *top > 0.0 {
+        *top
+    } else {
+        v.iter().copied().fold(0f32, f32::max)
+    }
+}
+
+fn max_of(values: &[f32]) -> f32 {
+    values.iter().copied().fold(0f32, f32::max)
+}
+
+/// A colour bar: the ramp from 0 to `top` with its end values.
+fn colour_bar(top: f32, clipped: bool, depth: ColorDepth) -> Line<'static> {
+    const CELLS: usize = 10;
+    let mut spans = vec![Span::raw("0 ")];
+    for i in 0..CELLS {
+        let c = heat(i as f32 / (CELLS - 1) as f32, depth);
+        spans.push(Span::styled("█", Style::new().fg(c)));
+    }
+    let sign = if clipped { "≥" } else { "" };
+    spans.push(Span::raw(format!(" {sign}{top:.3}")));
+    Line::from(spans)
+}
+
+/// The selected snapshot of the selected run: its slot's, sample's history,
+/// `back` steps from the newest; with where it is among them.
+struct Shown<'a> {
+    snap: &'a SnapshotLine,
+    slot: (usize, usize),
+    sample: (usize, usize),
+    /// (position from the oldest, 1-based; how many)
+    history: (usize, usize),
+}
+
+fn shown<'a>(run: &'a RunView, cursor: &crate::ui::state::MaskCursor) -> Option<Shown<'a>> {
+    let mut slots: Vec<&String> = run.snapshots.keys().map(|(slot, _)| slot).collect();
+    slots.dedup();
+    let si = cursor.slot % slots.len().max(1);
+    let slot = *slots.get(si)?;
+    let samples: Vec<&Vec<SnapshotLine>> = run
+        .snapshots
+        .range((slot.clone(), 0)..=(slot.clone(), usize::MAX))
+        .map(|(_, s)| s)
+        .collect();
+    let ni = cursor.sample % samples.len();
+    let history = samples[ni];
+    let hi = history.len() - 1 - cursor.back.min(history.len() - 1);
+    Some(Shown {
+        snap: &history[hi],
+        slot: (si, slots.len()),
+        sample: (ni, samples.len()),
+        history: (hi + 1, history.len()),
+    })
+}
+
 pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, depth: ColorDepth) {
     let block = Block::new().borders(Borders::ALL);
     let Some(run) = app.selected_run() else {
@@ -79,23 +145,20 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, depth: ColorDepth) 
         );
         return;
     };
-    let mut slots: Vec<&String> = run.snapshots.keys().map(|(slot, _)| slot).collect();
-    slots.dedup();
-    if slots.is_empty() {
+    let Some(s) = shown(run, &app.masks) else {
         let text = format!(
-            "{}: no mask snapshots yet (train.snapshot_every)",
+            "{}: no mask snapshots yet (they are taken every train.snapshot_every steps)",
             run.name()
         );
-        frame.render_widget(Paragraph::new(text).block(block.title("Masks")), area);
+        frame.render_widget(
+            Paragraph::new(text)
+                .wrap(Wrap { trim: true })
+                .block(block.title("Masks")),
+            area,
+        );
         return;
-    }
-    let slot = slots[app.masks.slot % slots.len()];
-    let samples: Vec<&SnapshotLine> = run
-        .snapshots
-        .range((slot.clone(), 0)..=(slot.clone(), usize::MAX))
-        .map(|(_, s)| s)
-        .collect();
-    let snap = samples[app.masks.sample % samples.len()];
+    };
+    let snap = s.snap;
     let channels = snap.channels.len().max(1);
     let ci = app.masks.channel % channels;
     let plane = snap.height * snap.width;
@@ -104,55 +167,68 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, depth: ColorDepth) 
         .get(ci * plane..(ci + 1) * plane)
         .unwrap_or(&[]);
     let mask = snap.mask.get(ci * plane..(ci + 1) * plane).unwrap_or(&[]);
-    let dropped = mask.iter().filter(|v| **v == 0.0).count() as f64 / mask.len().max(1) as f64;
-    let info = format!(
-        "slot {} ({}/{})  sample {} ({}/{})  channel {} ({}/{})  step {}  p {:.3}  dropped {:.1} %",
-        slot,
-        app.masks.slot % slots.len() + 1,
-        slots.len(),
-        snap.sample,
-        app.masks.sample % samples.len() + 1,
-        samples.len(),
-        snap.channels.get(ci).copied().unwrap_or(0),
-        ci + 1,
-        channels,
-        snap.step,
-        snap.p,
-        100.0 * dropped
-    );
     let outer = block.title(format!("Masks: {} s{}", run.info.label, run.info.seed));
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
-    // The selectors and the fraction dropped, wrapped onto two lines when narrow.
-    let info_lines = if info.chars().count() <= inner.width as usize {
-        1
-    } else {
-        2
-    };
     let [info_area, inner] =
-        Layout::vertical([Constraint::Length(info_lines), Constraint::Min(1)]).areas(inner);
-    frame.render_widget(Paragraph::new(info).wrap(Wrap { trim: true }), info_area);
+        Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(inner);
+    frame.render_widget(Paragraph::new(header(&s, ci, mask)), info_area);
     if !snap.tokens.is_empty() {
-        draw_token_maps(frame, snap, sal, mask, inner, depth);
+        draw_token_maps(frame, snap, [sal, mask], inner, depth);
         return;
     }
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(inner);
-    let sal_block = Block::new().title("salience |x|");
-    let mask_block = Block::new().title("keep-mask (black: dropped)");
-    // The largest whole-number scale that fits both maps under their titles.
+    // The largest whole-number scale that fits both maps between their titles
+    // and colour bars.
     let scale = (left.width as usize / (2 * snap.width).max(1))
-        .min(2 * left.height.saturating_sub(1) as usize / snap.height.max(1))
+        .min(2 * left.height.saturating_sub(2) as usize / snap.height.max(1))
         .max(1);
-    frame.render_widget(
-        Paragraph::new(heatmap_lines(sal, snap.height, snap.width, scale, depth)).block(sal_block),
-        left,
-    );
-    frame.render_widget(
-        Paragraph::new(heatmap_lines(mask, snap.height, snap.width, scale, depth))
-            .block(mask_block),
-        right,
-    );
+    let size = [snap.height, snap.width];
+    let sal_top = salience_top(sal);
+    let mask_top = max_of(mask);
+    for (area, title, values, top, clipped) in [
+        (left, "salience |x|", sal, sal_top, sal_top < max_of(sal)),
+        (right, "keep-mask (black: dropped)", mask, mask_top, false),
+    ] {
+        let mut lines = heatmap_lines(values, size, top, scale, depth);
+        lines.push(colour_bar(top, clipped, depth));
+        frame.render_widget(Paragraph::new(lines).block(Block::new().title(title)), area);
+    }
+}
+
+/// Two lines: which slot, sample and channel; which snapshot, its p and the
+/// fraction of the channel dropped.
+fn header(s: &Shown, ci: usize, mask: &[f32]) -> Vec<Line<'static>> {
+    let snap = s.snap;
+    let dropped = mask.iter().filter(|v| **v == 0.0).count() as f64 / mask.len().max(1) as f64;
+    let channels = snap.channels.len().max(1);
+    let (at, of) = s.history;
+    let when = if at == of {
+        "newest; < older".to_string()
+    } else {
+        format!("{at}/{of}; > newer")
+    };
+    vec![
+        Line::from(format!(
+            "slot {} ({}/{}) · sample {} ({}/{}) · channel {} ({}/{})",
+            snap.slot,
+            s.slot.0 + 1,
+            s.slot.1,
+            snap.sample,
+            s.sample.0 + 1,
+            s.sample.1,
+            snap.channels.get(ci).copied().unwrap_or(0),
+            ci + 1,
+            channels,
+        )),
+        Line::from(format!(
+            "step {} ({when}) · p {:.3} · dropped {:.1} %",
+            snap.step,
+            snap.p,
+            100.0 * dropped
+        )),
+    ]
 }
 
 /// Columns of `w` values squeezed into `cols` buckets, each the mean of its
@@ -173,8 +249,7 @@ fn bucket_row(row: &[f32], cols: usize) -> Vec<f32> {
 fn draw_token_maps(
     frame: &mut Frame,
     snap: &SnapshotLine,
-    sal: &[f32],
-    mask: &[f32],
+    [sal, mask]: [&[f32]; 2],
     area: Rect,
     depth: ColorDepth,
 ) {
@@ -188,14 +263,14 @@ fn draw_token_maps(
         Span::styled(format!("{:<cols$.cols$} ", "salience |x|"), bold),
         Span::styled(format!("{:.cols$}", "keep-mask (black: dropped)"), bold),
     ])];
-    let rows_shown = (area.height as usize).saturating_sub(2).min(h);
+    let rows_shown = (area.height as usize).saturating_sub(3).min(h);
     let units = if cols < w {
         format!("{w} hidden units in {cols} columns (means)")
     } else {
         format!("{w} hidden units")
     };
-    let max_sal = sal.iter().copied().fold(0f32, f32::max).max(1e-12);
-    let max_mask = mask.iter().copied().fold(0f32, f32::max).max(1e-12);
+    let max_sal = salience_top(sal).max(1e-12);
+    let max_mask = max_of(mask).max(1e-12);
     for (t, token) in snap.tokens.iter().enumerate().take(rows_shown) {
         let label: String = token.chars().take(LABEL).collect();
         let mut spans = vec![Span::raw(format!("{label:<LABEL$} "))];
@@ -217,12 +292,31 @@ fn draw_token_maps(
     } else {
         format!("{h} tokens · {units}")
     }));
+    let mut bars = colour_bar(max_sal, max_sal < max_of(sal), depth);
+    bars.spans.insert(0, Span::raw("salience "));
+    bars.spans.push(Span::raw("   mask "));
+    bars.spans.extend(colour_bar(max_mask, false, depth).spans);
+    lines.push(bars);
     frame.render_widget(Paragraph::new(lines), area);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_few_outliers_do_not_darken_the_salience_map() {
+        // Text activations: most units small, a few huge.
+        let mut v: Vec<f32> = (0..1000).map(|i| 0.5 + (i % 10) as f32 * 0.05).collect();
+        v[3] = 400.0;
+        v[700] = 250.0;
+        let top = salience_top(&v);
+        assert!(top < 1.0, "{top}");
+        let bright = v.iter().filter(|x| **x / top > 0.4).count();
+        assert!(bright > 900, "{bright} of 1000 cells visible");
+        assert_eq!(salience_top(&[0.0, 0.0, 3.0]), 3.0, "all-zero but one");
+        assert_eq!(salience_top(&[]), 1.0);
+    }
 
     #[test]
     fn zero_is_black_in_every_palette() {

@@ -4,6 +4,7 @@
 
 mod charts;
 mod compare;
+mod config;
 mod events;
 mod experiments;
 mod masks;
@@ -143,10 +144,12 @@ fn draw_with(frame: &mut Frame, app: &App, depth: ColorDepth, curves: &mut Curve
     );
     if app.help {
         draw_help(frame, body);
+    } else if app.config_open && app.view == View::Runs {
+        config::draw(frame, app, body);
     } else {
         match app.view {
             View::Runs => runs::draw(frame, app, body),
-            View::Charts => charts::draw(frame, app, body, curves),
+            View::Charts => charts::draw(frame, app, body, depth, curves),
             View::Masks => masks::draw(frame, app, body, depth),
             View::Plugins => plugins::draw(frame, app, body),
             View::Experiments => experiments::draw(frame, app, body),
@@ -249,8 +252,9 @@ fn draw_prompt(frame: &mut Frame, p: &StartPrompt, area: Rect) {
     );
 }
 
-fn draw_help(frame: &mut Frame, area: Rect) {
-    let mut lines = Vec::new();
+/// The key map's help lines, by where they apply: (heading, lines).
+fn help_groups() -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     let mut last_scope = None;
     for b in KEYMAP.iter().filter(|b| !b.label.is_empty()) {
         if last_scope != Some(b.scope) {
@@ -259,27 +263,82 @@ fn draw_help(frame: &mut Frame, area: Rect) {
                 Scope::In(v) => format!("in {}", v.title()),
                 Scope::Prompt => "in a prompt (start runs, stop a run)".to_string(),
             };
-            lines.push(Line::from(heading).style(Style::new().add_modifier(Modifier::BOLD)));
+            groups.push((heading, Vec::new()));
             last_scope = Some(b.scope);
         }
-        lines.push(Line::from(format!("  {:<8} {}", b.label, b.help)));
+        if let Some(g) = groups.last_mut() {
+            g.1.push(format!("  {:<8} {}", b.label, b.help));
+        }
     }
-    let [a, b] =
-        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
-    let half = lines.len().div_ceil(2);
-    let right: Vec<Line> = lines.split_off(half);
-    frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::new()
-                .borders(Borders::ALL)
-                .title("Keys (? to close)"),
-        ),
-        a,
-    );
-    frame.render_widget(
-        Paragraph::new(right).block(Block::new().borders(Borders::ALL)),
-        b,
-    );
+    groups
+}
+
+/// One help line: a heading (bold) or a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum HelpLine {
+    Heading(String),
+    Key(String),
+}
+
+/// Lays the groups out in `columns` columns of `rows` lines. A heading never
+/// ends a column: a group that does not fit starts the next one, and a group
+/// cut by a column's end is headed again there ("… (cont.)").
+fn help_columns(
+    groups: &[(String, Vec<String>)],
+    rows: usize,
+    columns: usize,
+) -> Vec<Vec<HelpLine>> {
+    let mut out: Vec<Vec<HelpLine>> = vec![Vec::new()];
+    for (heading, keys) in groups {
+        if rows.saturating_sub(out.last().map_or(0, Vec::len)) < 2 {
+            out.push(Vec::new());
+        }
+        if let Some(col) = out.last_mut() {
+            col.push(HelpLine::Heading(heading.clone()));
+        }
+        for key in keys {
+            if out.last().map_or(0, Vec::len) >= rows {
+                out.push(vec![HelpLine::Heading(format!("{heading} (cont.)"))]);
+            }
+            if let Some(col) = out.last_mut() {
+                col.push(HelpLine::Key(key.clone()));
+            }
+        }
+    }
+    if out.len() > columns {
+        out.truncate(columns);
+        if let Some(col) = out.last_mut() {
+            col.truncate(rows.saturating_sub(1));
+            col.push(HelpLine::Key("… more on a larger terminal".into()));
+        }
+    }
+    out
+}
+
+fn draw_help(frame: &mut Frame, area: Rect) {
+    let count = usize::from(area.width / 40).max(1);
+    let rows = usize::from(area.height.saturating_sub(2));
+    let columns = help_columns(&help_groups(), rows, count);
+    let areas = Layout::horizontal(vec![Constraint::Ratio(1, count as u32); count]).split(area);
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    for (i, area) in areas.iter().enumerate() {
+        let lines: Vec<Line> = columns
+            .get(i)
+            .into_iter()
+            .flatten()
+            .map(|l| match l {
+                HelpLine::Heading(h) => Line::from(h.clone()).style(bold),
+                HelpLine::Key(k) => Line::from(k.clone()),
+            })
+            .collect();
+        let block = Block::new().borders(Borders::ALL);
+        let block = if i == 0 {
+            block.title("Keys (? to close)")
+        } else {
+            block
+        };
+        frame.render_widget(Paragraph::new(lines).block(block), *area);
+    }
 }
 
 /// The runs view's one-line summary of a run (for logs and tests).
@@ -325,6 +384,32 @@ mod tests {
             assert_eq!(tab_at(column + title.len() as u16 - 1), Some(*v), "{title}");
         }
         assert_eq!(tab_at(159), None);
+    }
+
+    #[test]
+    fn help_headings_stay_with_their_keys() {
+        let groups = help_groups();
+        let keys: usize = groups.iter().map(|g| g.1.len()).sum();
+        for (rows, columns) in [(20, 2), (44, 4), (5, 3), (3, 9)] {
+            let laid = help_columns(&groups, rows, columns);
+            assert!(laid.len() <= columns);
+            for col in &laid {
+                assert!(col.len() <= rows, "{rows}x{columns}: {col:?}");
+                assert!(
+                    !matches!(col.last(), Some(HelpLine::Heading(_))),
+                    "{rows}x{columns}: a heading ends a column: {col:?}"
+                );
+                assert!(matches!(col.first(), Some(HelpLine::Heading(_))));
+            }
+            let shown = laid
+                .iter()
+                .flatten()
+                .filter(|l| matches!(l, HelpLine::Key(_)))
+                .count();
+            if rows * columns >= 60 {
+                assert_eq!(shown, keys, "{rows}x{columns}: every key shown");
+            }
+        }
     }
 
     #[test]

@@ -55,8 +55,8 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let reloads: Vec<Line> = app
         .all_events()
         .into_iter()
-        .filter(|e| matches!(e.2, EventKind::Reload | EventKind::ReloadRefused))
-        .map(|e| Line::from(format!("{} {}: {}", e.1, e.2, e.3)))
+        .filter(|e| matches!(e.kind, EventKind::Reload | EventKind::ReloadRefused))
+        .map(|e| Line::from(format!("{} {}: {}", e.name, e.kind, e.message)))
         .chain(
             app.build_log
                 .iter()

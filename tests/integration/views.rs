@@ -1,0 +1,476 @@
+//! Issue 16's defects in the dashboard's views, each at 80×24 and 160×48 over
+//! copies of the fixture's real runs (see `dashboard` for the fixture).
+
+use std::path::{Path, PathBuf};
+
+use crate::dashboard::{
+    FakeEffects, app_over, copies_of_the_fixture_runs, fixture, render, snapshot,
+};
+use probdrop_tui::run::dir::{self, RunInfo};
+use probdrop_tui::ui::app::{App, Input};
+use probdrop_tui::ui::keys::{Action, View};
+use probdrop_tui::ui::system::{Gpu, GpuSource, NoGpu, Probe, Sample};
+use probdrop_tui::ui::views::{ColorDepth, draw};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+
+/// The screen's text as wrapped prose reads: borders gone, rows joined by a space.
+fn flat(screen: &str) -> String {
+    screen
+        .lines()
+        .map(|l| l.trim_matches(|c: char| "│┌┐└┘─ ".contains(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+/// Sets a copied run's start stamp (`created`, `YYYYMMDD-HHMMSS`).
+fn set_created(run: &Path, created: &str) {
+    let path = run.join(dir::RUN);
+    let mut info: RunInfo = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    info.created = created.into();
+    std::fs::write(&path, serde_json::to_string(&info).unwrap()).unwrap();
+}
+
+/// Four runs: none, DropBlock with block_size 3 twice (started at different
+/// times), DropBlock with block_size 5; every one marked for the charts.
+fn four_alike(name: &str) -> App {
+    let runs = copies_of_the_fixture_runs(name, 4);
+    // copies cycle through the fixture's runs: 00 and 02 are one, 01 and 03 the other.
+    let originals = dir::list_runs(&runs);
+    let dropblock: Vec<PathBuf> = originals
+        .iter()
+        .filter(|d| d.info().unwrap().label == "dropblock")
+        .map(|d| d.path.clone())
+        .collect();
+    assert_eq!(dropblock.len(), 2);
+    let none = originals
+        .iter()
+        .find(|d| d.info().unwrap().label == "none")
+        .unwrap()
+        .path
+        .clone();
+    // The other "none" copy becomes a third DropBlock run, block size 5.
+    let third = originals
+        .iter()
+        .rfind(|d| d.info().unwrap().label == "none")
+        .unwrap()
+        .path
+        .clone();
+    assert_ne!(none, third);
+    std::fs::remove_dir_all(&third).unwrap();
+    crate::dashboard::copy_dir(&dropblock[0], &third);
+    edit(
+        &third.join(dir::EXPERIMENT),
+        "block_size = 3",
+        "block_size = 5",
+    );
+    set_created(&dropblock[0], "20261201-090000");
+    set_created(&dropblock[1], "20261201-100000");
+    set_created(&third, "20261201-110000");
+    let mut app = app_over(runs, fixture().root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    for i in 0..4 {
+        app.selected.run = i;
+        app.apply(Action::Mark, &mut fx);
+    }
+    app
+}
+
+/// Issue 16, defect 2: runs that differ in a parameter are named by it in the
+/// legend, identical ones by their start time; the Runs table shows when each
+/// started.
+#[test]
+fn overlaid_runs_are_named_by_what_differs() {
+    let mut app = four_alike("views-identity");
+    let mut fx = FakeEffects::default();
+    app.apply(Action::Go(View::Charts), &mut fx);
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        // Names do not break across legend lines (their spaces do not break).
+        let legend: String = screen
+            .lines()
+            .skip(2)
+            .take(3)
+            .map(|l| l.replace('\u{a0}', " "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(legend.contains("block_size=5"), "{screen}");
+        assert!(legend.contains("block_size=3 s7 @09:00:00"), "{screen}");
+        assert!(legend.contains("block_size=3 s7 @10:00:00"), "{screen}");
+        assert!(legend.contains("none s7"), "{screen}");
+    }
+    app.apply(Action::Go(View::Runs), &mut fx);
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        let stamp = if w < 120 { "09:00:00" } else { "12-01 09:00" };
+        assert!(screen.contains(stamp), "{screen}");
+        let rows: Vec<&str> = screen.lines().skip(3).take(4).collect();
+        for (i, a) in rows.iter().enumerate() {
+            for b in &rows[i + 1..] {
+                assert_ne!(a, b, "two rows alike:\n{screen}");
+            }
+        }
+    }
+}
+
+/// Issue 16, defect 16: ETA, device and epoch are columns at 80 too, and the
+/// line under the table says which run it is even when its trainer said nothing.
+#[test]
+fn the_runs_table_keeps_eta_device_and_epoch_at_80_columns() {
+    let runs = copies_of_the_fixture_runs("views-runs-columns", 2);
+    let status = runs.join("run-00").join(dir::STATUS);
+    let text = std::fs::read_to_string(&status).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    value["message"] = "".into();
+    std::fs::write(&status, value.to_string()).unwrap();
+    let app = app_over(runs, fixture().root.join("experiments"));
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        let header = screen.lines().nth(2).unwrap();
+        for column in ["started", "state", "eta", "best", "device"] {
+            assert!(header.contains(column), "{column} at {w}: {screen}");
+        }
+        let detail = screen.lines().nth(h as usize - 3).unwrap();
+        assert!(detail.contains("run-00 · step 24/24"), "{screen}");
+        assert!(
+            screen.lines().nth(h as usize - 2).unwrap().contains("done"),
+            "{screen}"
+        );
+    }
+    snapshot("runs_columns_80x24", &render(&app, 80, 24));
+}
+
+/// The foreground colours of the braille cells drawn at `w`×`h`.
+fn braille_colours(app: &App, w: u16, h: u16) -> std::collections::BTreeSet<String> {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    terminal
+        .draw(|f| draw(f, app, ColorDepth::Indexed256))
+        .unwrap();
+    terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .filter(|c| {
+            c.symbol()
+                .chars()
+                .next()
+                .is_some_and(|ch| ('\u{2801}'..='\u{28ff}').contains(&ch))
+        })
+        .map(|c| format!("{:?}", c.fg))
+        .collect()
+}
+
+/// Issue 16, defect 7: with smoothing, the raw curve is drawn beneath in a
+/// darker colour of the run's, not a second full-strength curve.
+#[test]
+fn smoothing_draws_the_raw_curve_faint_beneath() {
+    let f = fixture();
+    let mut app = app_over(f.root.join("runs"), f.root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    app.apply(Action::Go(View::Charts), &mut fx);
+    for (w, h) in SIZES {
+        let raw = braille_colours(&app, w, h);
+        assert_eq!(raw.len(), 1, "one run, one colour: {raw:?}");
+        app.apply(Action::CycleSmoothing, &mut fx);
+        let smoothed = braille_colours(&app, w, h);
+        app.apply(Action::CycleSmoothing, &mut fx);
+        app.apply(Action::CycleSmoothing, &mut fx);
+        app.apply(Action::CycleSmoothing, &mut fx);
+        assert!(smoothed.is_superset(&raw), "{smoothed:?}");
+        assert_eq!(
+            smoothed.len(),
+            2,
+            "the run's colour and its faint one: {smoothed:?}"
+        );
+    }
+}
+
+/// Issue 16, defect 8: every overlaid run's reloads and config changes are
+/// marked, at their steps, in the run's colour.
+#[test]
+fn every_overlaid_run_has_its_reload_marks() {
+    let f = fixture();
+    let runs = copies_of_the_fixture_runs("views-marks", 2);
+    for (run, step, kind) in [("run-00", 6, "reload"), ("run-01", 18, "config_applied")] {
+        let log = runs.join(run).join(dir::EVENTS);
+        let mut text = std::fs::read_to_string(&log).unwrap();
+        text.push_str(&format!(
+            "{{\"wall\":1.0,\"step\":{step},\"kind\":\"{kind}\",\"message\":\"x\"}}\n"
+        ));
+        std::fs::write(&log, text).unwrap();
+    }
+    let mut app = app_over(runs, f.root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    for i in 0..2 {
+        app.selected.run = i;
+        app.apply(Action::Mark, &mut fx);
+    }
+    app.apply(Action::Go(View::Charts), &mut fx);
+    for (w, h) in SIZES {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        terminal
+            .draw(|fr| draw(fr, &app, ColorDepth::Indexed256))
+            .unwrap();
+        let buffer = terminal.backend().buffer();
+        // A mark is a column of dots, several rows tall, in one run colour.
+        let mut columns = std::collections::BTreeMap::<(u16, String), usize>::new();
+        for y in 0..h {
+            for x in 0..w {
+                let cell = &buffer[(x, y)];
+                if cell.symbol() == "•" {
+                    *columns.entry((x, format!("{:?}", cell.fg))).or_default() += 1;
+                }
+            }
+        }
+        let tall: Vec<(u16, String)> = columns
+            .into_iter()
+            .filter(|(_, n)| *n >= usize::from(h) / 2)
+            .map(|(k, _)| k)
+            .collect();
+        let colours: std::collections::BTreeSet<&String> = tall.iter().map(|(_, c)| c).collect();
+        assert_eq!(colours.len(), 2, "a mark of each run at {w}x{h}: {tall:?}");
+        let (first, second) = (tall[0].0, tall[tall.len() - 1].0);
+        assert!(first < second, "step 6 left of step 18: {tall:?}");
+        assert!(render(&app, w, h).contains("reload/config"));
+    }
+}
+
+/// Issue 16, defect 11: Enter shows the whole selected entry (wrapped); f
+/// lists only that entry's run, f again every run.
+#[test]
+fn an_event_opens_in_full_and_filters_by_its_run() {
+    let f = fixture();
+    let runs = copies_of_the_fixture_runs("views-events", 3);
+    let long = "a long message that does not fit on one line of the event list at any width: "
+        .repeat(4)
+        + "THE END";
+    let log = runs.join("run-01").join(dir::EVENTS);
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str(&format!(
+        "{{\"wall\":4e9,\"step\":5,\"kind\":\"error\",\"message\":\"{long}\"}}\n"
+    ));
+    std::fs::write(&log, text).unwrap();
+    let mut app = app_over(runs, f.root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    app.apply(Action::Go(View::Events), &mut fx);
+    let all = app.events().len();
+    for (w, h) in SIZES {
+        assert!(!render(&app, w, h).contains("THE END"), "cut in the list");
+        app.apply(Action::OpenEvent, &mut fx);
+        let screen = render(&app, w, h);
+        assert!(flat(&screen).contains("THE END"), "{screen}");
+        assert!(screen.contains("at step 5"), "{screen}");
+        app.apply(Action::OpenEvent, &mut fx);
+    }
+    snapshot("events_open_80x24", &{
+        app.apply(Action::OpenEvent, &mut fx);
+        let s = render(&app, 80, 24);
+        app.apply(Action::OpenEvent, &mut fx);
+        s
+    });
+    app.apply(Action::FilterEvents, &mut fx);
+    let run01 = app.runs[1].dir.path.clone();
+    assert_eq!(app.events_of.as_ref(), Some(&run01));
+    let only = app.events();
+    assert!(only.len() < all && only.iter().all(|e| e.run == run01));
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert!(
+            screen.contains("Events of ") && screen.contains("; f: all)"),
+            "{screen}"
+        );
+    }
+    app.apply(Action::FilterEvents, &mut fx);
+    assert_eq!(app.events().len(), all);
+}
+
+/// Issue 16, defect 12: the Masks header fits 80 columns, each map has a colour
+/// bar with its values, older snapshots can be shown, and the hint of a run
+/// without snapshots is whole.
+#[test]
+fn masks_have_a_scale_a_history_and_fit_80_columns() {
+    let f = fixture();
+    let mut app = app_over(f.root.join("runs"), f.root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    app.selected.run = app
+        .runs
+        .iter()
+        .position(|r| r.info.label == "dropblock")
+        .unwrap();
+    app.apply(Action::Go(View::Masks), &mut fx);
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        let lines: Vec<&str> = screen.lines().collect();
+        assert!(
+            lines[2].contains("slot") && lines[2].contains("channel"),
+            "{screen}"
+        );
+        assert!(
+            lines[3].contains("step 24 (newest") && lines[3].contains("dropped"),
+            "{screen}"
+        );
+        assert_eq!(screen.matches("0 ██████████ ").count(), 2, "{screen}");
+    }
+    app.apply(Action::OlderSnapshot, &mut fx);
+    let older = render(&app, 80, 24);
+    assert!(older.contains("step 16 (2/3; > newer)"), "{older}");
+    for _ in 0..5 {
+        app.apply(Action::OlderSnapshot, &mut fx);
+    }
+    assert!(
+        render(&app, 80, 24).contains("step 8 (1/3"),
+        "the oldest, no further"
+    );
+    snapshot("masks_older_80x24", &older);
+
+    // A run with no snapshots says so in full.
+    let runs = copies_of_the_fixture_runs("views-no-snapshots", 1);
+    std::fs::remove_file(runs.join("run-00").join(dir::SNAPSHOTS)).unwrap();
+    let mut app = app_over(runs, f.root.join("experiments"));
+    app.apply(Action::Go(View::Masks), &mut fx);
+    let screen = flat(&render(&app, 80, 24));
+    assert!(
+        screen.contains("every train.snapshot_every steps)"),
+        "{screen}"
+    );
+}
+
+/// Issue 16, what users expect 1: `c` shows the selected run's whole config,
+/// and with runs marked only what differs between them.
+#[test]
+fn the_config_panel_shows_a_run_or_what_differs() {
+    let mut app = four_alike("views-config");
+    let mut fx = FakeEffects::default();
+    app.apply(Action::Go(View::Runs), &mut fx);
+    app.apply(Action::ToggleConfig, &mut fx);
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert!(
+            screen.contains("What differs between the 4 marked runs"),
+            "{screen}"
+        );
+        let row = screen
+            .lines()
+            .find(|l| l.contains("strategy.params.block_size"))
+            .unwrap_or_else(|| panic!("{screen}"));
+        assert!(
+            row.contains('3') && row.contains('5') && row.contains('-'),
+            "{row}"
+        );
+        assert!(
+            !screen.contains("batch_size"),
+            "alike keys left out:\n{screen}"
+        );
+    }
+    snapshot("config_diff_80x24", &render(&app, 80, 24));
+    app.marked.clear();
+    app.selected.run = 0;
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert!(screen.contains("Config of run-00"), "{screen}");
+        assert!(flat(&screen).contains("batch_size=32"), "{screen}");
+    }
+    app.apply(Action::ToggleConfig, &mut fx);
+    assert!(!render(&app, 80, 24).contains("Config of"));
+}
+
+/// Issue 16, what users expect 6: `l` shows the end of the selected run's
+/// trainer.log under the table, and new lines as they are written.
+#[test]
+fn the_log_pane_follows_the_trainer_log() {
+    let runs = copies_of_the_fixture_runs("views-log", 2);
+    let log = runs.join("run-00").join(dir::TRAINER_LOG);
+    let text: String = (0..300)
+        .map(|i| format!("step {i} of the old log\n"))
+        .collect();
+    std::fs::write(&log, text).unwrap();
+    let mut app = app_over(runs, fixture().root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    app.apply(Action::ToggleLogPane, &mut fx);
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert!(screen.contains("trainer.log of run-00"), "{screen}");
+        assert!(screen.contains("step 299 of the old log"), "{screen}");
+        assert!(!screen.contains("step 0 of the old log"), "{screen}");
+    }
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut f, b"a line written just now\n").unwrap();
+    app.apply(Input::Tick, &mut fx);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("a line written just now"), "{screen}");
+    snapshot("runs_log_80x24", &screen);
+    app.apply(Action::ToggleLogPane, &mut fx);
+    assert!(!render(&app, 80, 24).contains("trainer.log of"));
+}
+
+/// Two H200s, as a fake NVML source reports them.
+struct FakeNvml;
+
+impl GpuSource for FakeNvml {
+    fn gpus(&mut self) -> Result<Vec<Gpu>, String> {
+        Ok((0..2)
+            .map(|index| Gpu {
+                index,
+                name: "NVIDIA H200".into(),
+                utilisation_percent: Some(87),
+                memory: Some((40 << 30, 140 << 30)),
+                temperature_c: Some(61),
+                power_w: Some(350.4),
+                processes: Vec::new(),
+            })
+            .collect())
+    }
+}
+
+/// Issue 16, what users expect 5: the machine above the Runs table: CPU,
+/// memory, and a line per GPU from NVML (a fake source here); without a GPU,
+/// a line saying why none is shown.
+#[test]
+fn the_runs_view_shows_the_machine_and_its_gpus() {
+    let f = fixture();
+    let mut app = app_over(f.root.join("runs"), f.root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    let sample = Probe::new(Box::new(FakeNvml)).sample();
+    app.apply(Input::System(sample), &mut fx);
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert!(
+            screen.contains("cpu ") && screen.contains(" GiB"),
+            "{screen}"
+        );
+        for gpu in ["gpu0", "gpu1"] {
+            let line = format!("{gpu} NVIDIA H200 · 87 % · 40.0/140.0 GiB · 61 °C · 350 W");
+            assert!(screen.contains(&line), "{screen}");
+        }
+        assert!(screen.contains("Runs (2)"), "the table is still there");
+    }
+    let fixed = Sample {
+        cpu_percent: Some(12.0),
+        memory: Some((10 << 30, 24 << 30)),
+        gpus: FakeNvml.gpus(),
+    };
+    app.apply(Input::System(fixed), &mut fx);
+    snapshot("runs_system_80x24", &render(&app, 80, 24));
+    let none = Probe::new(Box::new(NoGpu("no NVIDIA GPU (no driver)".into()))).sample();
+    app.apply(Input::System(none), &mut fx);
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert!(
+            screen
+                .lines()
+                .nth(1)
+                .unwrap()
+                .contains("no NVIDIA GPU (no driver)"),
+            "{screen}"
+        );
+    }
+}
