@@ -517,8 +517,27 @@ fn experiments_view_shows_what_a_saved_change_did_to_running_runs() {
     });
     app.refresh();
     let after = render(&app, 160, 48);
+
+    // Issue 16, defect 17: while the file is broken, the view still lists the
+    // run, which keeps its last valid configuration.
+    std::fs::write(&file, "bogus_key = 1\n".to_string() + &text).unwrap();
+    crate::common::wait_for("the broken file refused", long, || {
+        run.events().iter().any(|e| e.kind == "config_invalid")
+    });
+    app.refresh();
+    let broken = [render(&app, 160, 48), render(&app, 80, 24)];
     control::send(&run.file(probdrop_tui::run::dir::SOCKET), &Ctl::Stop).unwrap();
     trainer.wait().unwrap();
+    for screen in &broken {
+        assert!(screen.contains("bogus_key"), "the error: {screen}");
+        assert!(screen.contains("running from this file"), "{screen}");
+        assert!(screen.contains("dropblock s7 (training):"), "{screen}");
+    }
+    assert!(
+        broken[0].contains("keep their last valid configuration"),
+        "{}",
+        broken[0]
+    );
     assert!(after.contains("dropblock s7 (training):"), "{after}");
     assert!(after.contains("applied live: applied at step"), "{after}");
     assert!(
