@@ -242,6 +242,20 @@ fn start_a_run_from_the_dashboard_quit_and_find_it_still_training() {
         terminal_fds.is_empty(),
         "the trainer holds {terminal_fds:?}"
     );
+    // ... and is in a session of its own, not the dashboard's.
+    let session_of = |pid: u32| -> String {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // After "(comm)": state, ppid, pgrp, session.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        rest.split(' ').nth(3).unwrap().to_string()
+    };
+    let dashboard = s.child.process_id().unwrap();
+    assert_ne!(
+        session_of(pid),
+        session_of(dashboard),
+        "a session of its own"
+    );
+    assert_eq!(session_of(pid), pid.to_string(), "it leads its session");
     let later = s.wait_for(
         "the step counter to advance",
         Duration::from_secs(60),

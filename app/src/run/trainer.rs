@@ -7,6 +7,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 
 use super::dir::RunDir;
 
+/// Where util-linux puts `setsid` (a new session without `unsafe` here).
+const SETSID: [&str; 2] = ["/usr/bin/setsid", "/bin/setsid"];
+
 /// `probdrop-tui train DIR`, started from this binary.
 pub struct Trainer {
     pub run: RunDir,
@@ -15,9 +18,12 @@ pub struct Trainer {
 
 impl Trainer {
     /// Starts the trainer of `run` with its output appended to the run's
-    /// trainer.log. It gets its own process group: closing the dashboard,
-    /// losing the SSH connection or a Ctrl-C to compare does not reach it;
-    /// they stop it through its socket, so that it checkpoints first.
+    /// trainer.log, in a session of its own (util-linux's `setsid`, which
+    /// execs it in place: the child's pid is the trainer's), or without
+    /// `setsid` in a process group of its own. Closing the dashboard, losing
+    /// the SSH connection or a Ctrl-C to compare does not reach it, and no
+    /// logout waits on it; they stop it through its socket, so that it
+    /// checkpoints first.
     pub fn start(plugins: &Path, run: &RunDir) -> io::Result<Trainer> {
         use std::os::unix::process::CommandExt;
         let exe = std::env::current_exe()?;
@@ -25,7 +31,19 @@ impl Trainer {
             .create(true)
             .append(true)
             .open(run.file(super::dir::TRAINER_LOG))?;
-        let child = Command::new(exe)
+        let mut cmd = match SETSID.iter().find(|p| Path::new(p).is_file()) {
+            Some(setsid) => {
+                let mut cmd = Command::new(setsid);
+                cmd.arg(exe);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new(exe);
+                cmd.process_group(0);
+                cmd
+            }
+        };
+        let child = cmd
             .arg("--plugins")
             .arg(plugins)
             .arg("train")
@@ -33,7 +51,6 @@ impl Trainer {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .process_group(0)
             .spawn()?;
         Ok(Trainer {
             run: run.clone(),
