@@ -72,6 +72,7 @@ fn four_alike(name: &str) -> App {
         "block_size = 3",
         "block_size = 5",
     );
+    set_created(&none, "20261201-080000");
     set_created(&dropblock[0], "20261201-090000");
     set_created(&dropblock[1], "20261201-100000");
     set_created(&third, "20261201-110000");
@@ -97,8 +98,8 @@ fn overlaid_runs_are_named_by_what_differs() {
         // Names do not break across legend lines (their spaces do not break).
         let legend: String = screen
             .lines()
-            .skip(2)
-            .take(3)
+            .skip(1)
+            .take(4)
             .map(|l| l.replace('\u{a0}', " "))
             .collect::<Vec<_>>()
             .join("\n");
@@ -233,7 +234,8 @@ fn every_overlaid_run_has_its_reload_marks() {
         }
         let tall: Vec<(u16, String)> = columns
             .into_iter()
-            .filter(|(_, n)| *n >= usize::from(h) / 2)
+            // A quarter of the screen: the plots of the 2×2 grid at 160×48.
+            .filter(|(_, n)| *n >= usize::from(h) / 4)
             .map(|(k, _)| k)
             .collect();
         let colours: std::collections::BTreeSet<&String> = tall.iter().map(|(_, c)| c).collect();
@@ -473,4 +475,61 @@ fn the_runs_view_shows_the_machine_and_its_gpus() {
             "{screen}"
         );
     }
+}
+
+/// Issue 16, what users expect 3: every logged metric can be charted (m and M
+/// go through them), and a large terminal shows four charts at once.
+#[test]
+fn every_logged_metric_can_be_charted_and_large_terminals_show_four() {
+    let f = fixture();
+    let mut app = app_over(f.root.join("runs"), f.root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    for i in 0..2 {
+        app.selected.run = i;
+        app.apply(Action::Mark, &mut fx);
+    }
+    app.apply(Action::Go(View::Charts), &mut fx);
+    let mut titles = Vec::new();
+    loop {
+        let screen = render(&app, 80, 24);
+        let title = screen
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim_start_matches('┌')
+            .to_string();
+        if titles.contains(&title) {
+            break;
+        }
+        assert!(!screen.contains("no metrics yet"), "{screen}");
+        titles.push(title);
+        app.apply(Action::CycleMetric, &mut fx);
+        assert!(titles.len() < 40, "m cycles back to the first metric");
+    }
+    let all = titles.join("\n");
+    for label in [
+        "loss (1/",
+        "accuracy (2/",
+        "drop rate (3/",
+        "learning rate",
+        "samples/s",
+        "dropped at block2",
+    ] {
+        assert!(all.contains(label), "{label} missing from:\n{all}");
+    }
+    app.apply(Action::CycleMetricBack, &mut fx);
+    assert!(
+        render(&app, 80, 24).contains(&titles[titles.len() - 1][..12]),
+        "M goes back"
+    );
+    app.charts.metric = 0;
+    let screen = render(&app, 160, 48);
+    for label in ["loss (1/", "accuracy (2/", "drop rate (3/", "(4/"] {
+        assert!(screen.contains(label), "{label}:\n{screen}");
+    }
+    assert_eq!(
+        screen.lines().nth(1).unwrap().matches("━").count(),
+        3,
+        "one legend:\n{screen}"
+    );
 }

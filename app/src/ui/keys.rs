@@ -82,6 +82,7 @@ pub enum Action {
     ToggleLog,
     CycleZoom,
     CycleMetric,
+    CycleMetricBack,
     NextSlot,
     PrevSlot,
     NextSample,
@@ -251,11 +252,12 @@ pub const KEYMAP: &[Binding] = &[
     ),
     b(
         K::Char('m'),
-        "m",
+        "m/M",
         In(View::Charts),
         A::CycleMetric,
-        "loss, accuracy, drop rate",
+        "next / previous metric",
     ),
+    b(K::Char('M'), "", In(View::Charts), A::CycleMetricBack, ""),
     b(
         K::Left,
         "←/→",

@@ -59,14 +59,6 @@ pub fn cycle(i: usize, n: usize, forward: bool) -> usize {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Metric {
-    #[default]
-    Loss,
-    Accuracy,
-    DropRate,
-}
-
 /// How Charts draws its curves.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ChartOptions {
@@ -75,7 +67,9 @@ pub struct ChartOptions {
     /// Index into [`ZOOM`].
     pub zoom: usize,
     pub log_scale: bool,
-    pub metric: Metric,
+    /// Which logged metric, counted through the charts' list of them (taken
+    /// modulo its length, which depends on the runs shown).
+    pub metric: usize,
 }
 
 impl ChartOptions {
@@ -84,13 +78,8 @@ impl ChartOptions {
             Action::CycleSmoothing => self.smoothing = cycle(self.smoothing, SMOOTHING.len(), true),
             Action::ToggleLog => self.log_scale = !self.log_scale,
             Action::CycleZoom => self.zoom = cycle(self.zoom, ZOOM.len(), true),
-            Action::CycleMetric => {
-                self.metric = match self.metric {
-                    Metric::Loss => Metric::Accuracy,
-                    Metric::Accuracy => Metric::DropRate,
-                    Metric::DropRate => Metric::Loss,
-                }
-            }
+            Action::CycleMetric => self.metric += 1,
+            Action::CycleMetricBack => self.metric = self.metric.saturating_sub(1),
             _ => return false,
         }
         true
@@ -171,9 +160,9 @@ mod tests {
         for _ in 0..ZOOM.len() {
             o.apply(Action::CycleZoom);
         }
-        for _ in 0..3 {
-            o.apply(Action::CycleMetric);
-        }
+        o.apply(Action::CycleMetric);
+        o.apply(Action::CycleMetricBack);
+        o.apply(Action::CycleMetricBack);
         assert_eq!(o, ChartOptions::default());
         assert!(!o.apply(Action::NextSlot));
     }

@@ -15,16 +15,47 @@ use crate::run::dir::EventKind;
 use crate::run::dir::metric;
 use crate::ui::app::App;
 use crate::ui::series;
-use crate::ui::state::{ChartOptions, Metric};
+use crate::ui::state::ChartOptions;
 use crate::ui::workspace::RunView;
 
-/// The chart's label, and the metric it reads from each split.
-fn metric_names(metric: Metric) -> (&'static str, [Option<&'static str>; 2]) {
-    match metric {
-        Metric::Loss => ("loss", [Some(metric::LOSS), Some(metric::LOSS)]),
-        Metric::Accuracy => ("accuracy", [Some(metric::ACC), Some(metric::ACC)]),
-        Metric::DropRate => ("drop rate", [Some(metric::P), None]),
+/// Every metric the runs logged, by name (`loss`, `dropped/block2`): loss,
+/// accuracy and drop rate first, then the others in name order.
+fn metric_choices(runs: &[&RunView]) -> Vec<String> {
+    let first = [metric::LOSS, metric::ACC, metric::P];
+    let mut rest: Vec<String> = runs
+        .iter()
+        .flat_map(|r| r.series.keys())
+        .filter_map(|k| k.split_once('/').map(|(_, name)| name.to_string()))
+        .filter(|n| !first.contains(&n.as_str()))
+        .collect();
+    rest.sort();
+    rest.dedup();
+    first.iter().map(|s| s.to_string()).chain(rest).collect()
+}
+
+/// What the chart calls a metric.
+fn metric_label(name: &str) -> String {
+    match name {
+        metric::LOSS => "loss".into(),
+        metric::ACC => "accuracy".into(),
+        metric::P => "drop rate".into(),
+        metric::TOP5 => "top-5 accuracy".into(),
+        metric::LR => "learning rate".into(),
+        metric::STEP_TIME => "step time (s)".into(),
+        metric::SAMPLES_PER_S => "samples/s".into(),
+        other => match other.strip_prefix("dropped/") {
+            Some(slot) => format!("dropped at {slot}"),
+            None => other.replace('_', " "),
+        },
     }
+}
+
+/// The metric a chart shows (a counter through the choices): its name, its
+/// place and how many there are.
+fn chosen(counter: usize, runs: &[&RunView]) -> (String, usize, usize) {
+    let choices = metric_choices(runs);
+    let i = counter % choices.len();
+    (choices[i].clone(), i, choices.len())
 }
 
 /// What a prepared curve depends on: new points, another width or other chart
@@ -59,6 +90,10 @@ enum Look {
 /// (legend label, colour, points, look)
 type Curve = (String, Color, Vec<(f64, f64)>, Look);
 
+/// From this size on, four charts side by side (the chosen metric and the
+/// three after it) under one legend.
+const GRID: (u16, u16) = (160, 40);
+
 pub(super) fn draw(
     frame: &mut Frame,
     app: &App,
@@ -67,8 +102,38 @@ pub(super) fn draw(
     cache: &mut CurveCache,
 ) {
     let runs = app.chart_runs();
-    let columns = area.width.saturating_sub(10) as usize;
-    let curves = curves(app, &runs, columns, cache);
+    let marked = runs
+        .iter()
+        .any(|r| r.events.iter().any(|e| is_mark(&e.kind)));
+    let legend = legend(&app.names_of(&runs), marked);
+    let count = metric_choices(&runs).len().min(4);
+    if area.width < GRID.0 || area.height < GRID.1 {
+        let pane = Pane {
+            runs: &runs,
+            metric: app.charts.metric,
+            legend: Some(legend),
+        };
+        draw_chart(frame, app, pane, area, depth, cache);
+    } else {
+        let height = legend_height(&legend, area.width);
+        let [top, grid] =
+            Layout::vertical([Constraint::Length(height), Constraint::Min(3)]).areas(area);
+        frame.render_widget(Paragraph::new(legend).wrap(Wrap { trim: true }), top);
+        let rows = Layout::vertical([Constraint::Ratio(1, 2); 2]).split(grid);
+        let cells = rows.iter().flat_map(|row| {
+            Layout::horizontal([Constraint::Ratio(1, 2); 2])
+                .split(*row)
+                .to_vec()
+        });
+        for (k, cell) in cells.take(count).enumerate() {
+            let pane = Pane {
+                runs: &runs,
+                metric: app.charts.metric + k,
+                legend: None,
+            };
+            draw_chart(frame, app, pane, cell, depth, cache);
+        }
+    }
     // Curves of data no longer shown (or superseded by newer points) go.
     cache.0.retain(|k, _| {
         runs.iter().any(|r| {
@@ -78,10 +143,33 @@ pub(super) fn draw(
                     .is_some_and(|s| s.points.len() == k.len)
         })
     });
+}
+
+/// One chart: which runs, which metric (a counter through the choices), and
+/// the legend when it has its own.
+struct Pane<'a> {
+    runs: &'a [&'a RunView],
+    metric: usize,
+    legend: Option<Line<'static>>,
+}
+
+fn draw_chart(
+    frame: &mut Frame,
+    app: &App,
+    pane: Pane,
+    area: Rect,
+    depth: ColorDepth,
+    cache: &mut CurveCache,
+) {
+    let runs = pane.runs;
     let o = &app.charts;
+    let (name, at, of) = chosen(pane.metric, runs);
+    let label = metric_label(&name);
+    let columns = area.width.saturating_sub(10) as usize;
+    let curves = curves(o, runs, &name, columns, cache);
     let title = format!(
-        "{}{}  smoothing {}  zoom {}  ({} run{})",
-        metric_names(o.metric).0,
+        "{label} ({}/{of}, m){}  smoothing {}  zoom {}  ({} run{})",
+        at + 1,
         if o.log_scale { " (log10)" } else { "" },
         o.alpha(),
         o.last_steps().map_or("all".into(), |z| format!("last {z}")),
@@ -95,18 +183,22 @@ pub(super) fn draw(
     };
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let marks = marks(&runs, xb, yb);
+    let marks = marks(runs, xb, yb);
     // Marks first, so that the curves are drawn over them.
     let mut datasets: Vec<Dataset> = marks.iter().map(mark_dataset).collect();
     datasets.extend(curves.iter().map(|c| dataset(c, depth)));
-    let legend = legend(&app.names_of(&runs), !marks.is_empty());
-    let height = legend_height(&legend, inner.width);
+    let height = pane
+        .legend
+        .as_ref()
+        .map_or(0, |l| legend_height(l, inner.width));
     let [legend_area, area] =
         Layout::vertical([Constraint::Length(height), Constraint::Min(3)]).areas(inner);
-    frame.render_widget(
-        Paragraph::new(legend).wrap(Wrap { trim: true }),
-        legend_area,
-    );
+    if let Some(legend) = pane.legend {
+        frame.render_widget(
+            Paragraph::new(legend).wrap(Wrap { trim: true }),
+            legend_area,
+        );
+    }
     let chart = Chart::new(datasets)
         .x_axis(
             Axis::default()
@@ -116,12 +208,16 @@ pub(super) fn draw(
         )
         .y_axis(
             Axis::default()
-                .title(metric_names(o.metric).0)
+                .title(label.clone())
                 .bounds(yb)
                 .labels(value_labels(yb, o.log_scale)),
         )
         .legend_position(None);
     frame.render_widget(chart, area);
+}
+
+fn is_mark(kind: &EventKind) -> bool {
+    matches!(kind, EventKind::Reload | EventKind::ConfigApplied)
 }
 
 /// A reload or config change of one run: a vertical line of dots at its step,
@@ -136,7 +232,7 @@ fn marks(runs: &[&RunView], [x0, x1]: [f64; 2], [y0, y1]: [f64; 2]) -> Vec<Mark>
         let steps = r
             .events
             .iter()
-            .filter(|e| matches!(e.kind, EventKind::Reload | EventKind::ConfigApplied))
+            .filter(|e| is_mark(&e.kind))
             .map(|e| e.step as f64)
             .filter(|x| (x0..=x1).contains(x));
         out.extend(steps.map(|x| (color, [(x, y0), (x, y1)])));
@@ -180,9 +276,14 @@ fn legend_height(legend: &Line, width: u16) -> u16 {
 /// The curves of `runs` for the chosen metric, prepared for `columns` columns:
 /// train then validation per run; with smoothing, the raw train curve too,
 /// faint and unlabelled.
-fn curves(app: &App, runs: &[&RunView], columns: usize, cache: &mut CurveCache) -> Vec<Curve> {
-    let o = &app.charts;
-    let (_, [train_name, val_name]) = metric_names(o.metric);
+fn curves(
+    o: &ChartOptions,
+    runs: &[&RunView],
+    name: &str,
+    columns: usize,
+    cache: &mut CurveCache,
+) -> Vec<Curve> {
+    let (train_name, val_name) = (Some(name), Some(name));
     let from = window_start(runs, [train_name, val_name], o.last_steps());
     let mut curves: Vec<Curve> = Vec::new();
     for (i, r) in runs.iter().enumerate() {

@@ -4,7 +4,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
-use ratatui::text::{Line, Span};
+use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
 
 use super::RUN_COLORS;
@@ -77,7 +77,11 @@ fn draw_diff(frame: &mut Frame, runs: &[&RunView], area: Rect) {
     let mut header = vec![Cell::from("key").style(bold)];
     for (i, r) in runs.iter().enumerate() {
         let colour = RUN_COLORS[i % RUN_COLORS.len()];
-        let name = format!("{} s{} {}", r.info.label, r.info.seed, r.started);
+        // Two lines, so that narrow columns cut neither the name nor the time.
+        let name = Text::from(vec![
+            Line::from(format!("{} s{}", r.info.label, r.info.seed)),
+            Line::from(r.started.clone()),
+        ]);
         header.push(Cell::from(name).style(bold.fg(colour)));
     }
     let rows: Vec<Row> = keys
@@ -96,7 +100,7 @@ fn draw_diff(frame: &mut Frame, runs: &[&RunView], area: Rect) {
     )];
     widths.extend(std::iter::repeat_n(Constraint::Fill(1), runs.len()));
     let table = Table::new(rows, widths)
-        .header(Row::new(header))
+        .header(Row::new(header).height(2))
         .block(Block::new().borders(Borders::ALL).title(title));
     frame.render_widget(table, area);
 }
