@@ -533,3 +533,92 @@ fn every_logged_metric_can_be_charted_and_large_terminals_show_four() {
         "one legend:\n{screen}"
     );
 }
+
+/// A finished run of `label` with seed `seed` whose training loss is
+/// `offset + 1/step` over 100 steps.
+fn seeded_run(runs: &Path, label: &str, seed: u64, offset: f64) {
+    use probdrop_tui::run::dir::{JsonLog, MetricLine, RunDir, State, Status};
+    let info = RunInfo {
+        experiment: "avg".into(),
+        source: "avg.toml".into(),
+        label: label.into(),
+        strategy_index: 0,
+        seed,
+        created: format!("20261201-0{seed}0000"),
+    };
+    let toml = format!("name = \"avg\"\nseeds = [{seed}]\n[[strategy]]\nplugin = \"{label}\"\n");
+    let d = RunDir::create(runs, &info, &toml).unwrap();
+    let status = Status {
+        state: State::Done,
+        step: 100,
+        total_steps: 100,
+        ..Status::new(0)
+    };
+    dir::write_json(&d.file(dir::STATUS), &status).unwrap();
+    let lines: Vec<MetricLine> = (1..=100)
+        .map(|step| MetricLine {
+            step,
+            epoch: 0,
+            split: "train".into(),
+            metric: "loss".into(),
+            value: offset + 1.0 / step as f64,
+            wall: 0.0,
+            p: 0.1,
+            plugin_version: "1.0.0".into(),
+        })
+        .collect();
+    JsonLog::open(&d.file(dir::METRICS))
+        .unwrap()
+        .append_all(&lines)
+        .unwrap();
+}
+
+/// Issue 16, what users expect 4: `a` draws the seeds of one configuration as
+/// their mean with a band of one standard deviation either side, named by how
+/// many seeds it averages.
+#[test]
+fn seeds_of_one_configuration_average_into_a_band() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("views-seed-groups");
+    let _ = std::fs::remove_dir_all(&root);
+    let runs = root.join("runs");
+    for (seed, offset) in [(1, 0.0), (2, 1.0), (3, 5.0)] {
+        seeded_run(&runs, "dropblock", seed, offset);
+    }
+    seeded_run(&runs, "none", 1, 0.5);
+    let mut app = app_over(runs, root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    for i in 0..4 {
+        app.selected.run = i;
+        app.apply(Action::Mark, &mut fx);
+    }
+    app.apply(Action::Go(View::Charts), &mut fx);
+    for (w, h) in SIZES {
+        assert_eq!(
+            braille_colours(&app, w, h).len(),
+            4,
+            "four runs, four colours"
+        );
+        assert!(
+            !render(&app, w, h).contains("-0."),
+            "every loss is positive"
+        );
+    }
+    app.apply(Action::AverageSeeds, &mut fx);
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert!(screen.contains("seeds averaged"), "{screen}");
+        let legend = screen
+            .lines()
+            .take(4)
+            .collect::<String>()
+            .replace('\u{a0}', " ");
+        assert!(legend.contains("dropblock ×3 seeds"), "{screen}");
+        assert!(legend.contains("none s1"), "{screen}");
+        // Two groups: each its colour; the three-seed one also its faint band.
+        assert_eq!(braille_colours(&app, w, h).len(), 3, "{screen}");
+        // Offsets 0, 1 and 5: mean 2, sd √7 ≈ 2.65, so the band's lower edge
+        // (2 − 2.65 + 1/step) takes the axis below zero.
+        assert!(screen.contains("-0."), "{screen}");
+    }
+    snapshot("charts_seeds_80x24", &render(&app, 80, 24));
+}

@@ -335,9 +335,17 @@ impl App {
         }
     }
 
-    /// Names that tell `runs` apart (what differs between their configs).
-    pub fn names_of(&self, runs: &[&RunView]) -> Vec<String> {
-        let named: Vec<_> = runs.iter().map(|r| r.named()).collect();
+    /// Names that tell groups of runs apart (a group: one run, or the seeds
+    /// of one configuration averaged, named by how many).
+    pub fn names_of_groups(&self, groups: &[Vec<&RunView>]) -> Vec<String> {
+        let named: Vec<_> = groups
+            .iter()
+            .filter_map(|g| {
+                let mut n = g.first()?.named();
+                n.seeds = g.len();
+                Some(n)
+            })
+            .collect();
         super::identity::names(&named)
     }
 

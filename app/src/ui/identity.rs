@@ -86,6 +86,8 @@ pub struct Named<'a> {
     pub config: &'a Config,
     /// When it started (`HH:MM:SS`), the last resort between identical runs.
     pub started: String,
+    /// How many seeds it stands for (more than one: a group averaged).
+    pub seeds: usize,
 }
 
 /// A name for each run: its label, what differs from the others
@@ -112,7 +114,11 @@ pub fn names(runs: &[Named]) -> Vec<String> {
                 let value = r.config.get(&k).map_or("-", String::as_str);
                 parts.push(format!("{short}={value}"));
             }
-            parts.push(format!("s{}", r.seed));
+            parts.push(if r.seeds > 1 {
+                format!("×{} seeds", r.seeds)
+            } else {
+                format!("s{}", r.seed)
+            });
             parts.join(" ")
         })
         .collect();
@@ -126,6 +132,21 @@ pub fn names(runs: &[Named]) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// Runs that differ in their seed only, together (in the order of their
+/// first member): what averaging over seeds averages.
+pub fn seed_groups<T>(runs: &[T], config: impl Fn(&T) -> &Config) -> Vec<Vec<&T>> {
+    let mut groups: Vec<(Config, Vec<&T>)> = Vec::new();
+    for r in runs {
+        let mut key = config(r).clone();
+        key.remove("seeds");
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    groups.into_iter().map(|g| g.1).collect()
 }
 
 /// `HH:MM:SS` of a run's `created` stamp (`YYYYMMDD-HHMMSS`); the stamp itself
@@ -181,6 +202,7 @@ mod tests {
             seed: 1,
             config,
             started: started.into(),
+            seeds: 1,
         };
         assert_eq!(
             names(&[named(&a, "10:00:00"), named(&b, "11:00:00")]),
@@ -210,6 +232,18 @@ mod tests {
             ["dropblock lr=- s1", "none lr=0.2 s1"]
         );
         assert_eq!(differing([&a, &b]), ["strategy.params.block_size"]);
+    }
+
+    #[test]
+    fn runs_that_differ_in_their_seed_only_are_one_group() {
+        let s1 = config("seeds = [1]\n[train]\nlr = 0.1");
+        let s2 = config("seeds = [2]\n[train]\nlr = 0.1");
+        let other = config("seeds = [1]\n[train]\nlr = 0.2");
+        let runs = [&s1, &other, &s2];
+        let groups = seed_groups(&runs, |c| c);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].len(), 2);
+        assert_eq!(*groups[1][0], &other);
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub enum Action {
     CycleZoom,
     CycleMetric,
     CycleMetricBack,
+    /// Charts: average the seeds of each configuration (mean ± sd band).
+    AverageSeeds,
     NextSlot,
     PrevSlot,
     NextSample,
@@ -258,6 +260,13 @@ pub const KEYMAP: &[Binding] = &[
         "next / previous metric",
     ),
     b(K::Char('M'), "", In(View::Charts), A::CycleMetricBack, ""),
+    b(
+        K::Char('a'),
+        "a",
+        In(View::Charts),
+        A::AverageSeeds,
+        "average seeds (band: ±1 sd)",
+    ),
     b(
         K::Left,
         "←/→",

@@ -74,6 +74,37 @@ pub fn since(points: &[(f64, f64)], from: Option<f64>) -> &[(f64, f64)] {
     &points[points.partition_point(|p| p.0 < from)..]
 }
 
+/// The mean and standard deviation (over curves, n − 1 in the denominator)
+/// at each x that every curve has: (x, mean, sd). Curves are in x order.
+pub fn mean_sd(curves: &[&[(f64, f64)]]) -> Vec<(f64, f64, f64)> {
+    let Some((first, rest)) = curves.split_first() else {
+        return Vec::new();
+    };
+    let n = curves.len() as f64;
+    let mut at = vec![0usize; rest.len()];
+    let mut out = Vec::with_capacity(first.len());
+    'points: for &(x, y) in *first {
+        let mut values = vec![y];
+        for (c, i) in rest.iter().zip(at.iter_mut()) {
+            while *i < c.len() && c[*i].0 < x {
+                *i += 1;
+            }
+            match c.get(*i) {
+                Some(&(cx, cy)) if cx == x => values.push(cy),
+                _ => continue 'points,
+            }
+        }
+        let mean = values.iter().sum::<f64>() / n;
+        let var = if values.len() > 1 {
+            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        out.push((x, mean, var.sqrt()));
+    }
+    out
+}
+
 /// log10 of positive values; others dropped.
 pub fn log10(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     points
@@ -123,6 +154,23 @@ mod tests {
         assert!(out.len() <= 160);
         assert!(out.iter().any(|p| p.1 == 50.0));
         assert!(out.windows(2).all(|w| w[0].0 <= w[1].0), "x order kept");
+    }
+
+    #[test]
+    fn seeds_average_over_the_steps_every_run_has() {
+        let a = [(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)];
+        let b = [(2.0, 4.0), (3.0, 5.0), (4.0, 9.0)];
+        let c = [(1.0, 0.0), (2.0, 0.0), (3.0, 1.0)];
+        let m = mean_sd(&[&a, &b, &c]);
+        assert_eq!(m.len(), 2, "steps 2 and 3 only");
+        assert_eq!((m[0].0, m[0].1), (2.0, 2.0));
+        assert!((m[0].2 - 2.0).abs() < 1e-12, "sd of 2, 4, 0 is 2");
+        assert_eq!((m[1].0, m[1].1), (3.0, 3.0));
+        assert_eq!(
+            mean_sd(&[&a]),
+            vec![(1.0, 1.0, 0.0), (2.0, 2.0, 0.0), (3.0, 3.0, 0.0)]
+        );
+        assert!(mean_sd(&[]).is_empty());
     }
 
     #[test]

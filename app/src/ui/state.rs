@@ -70,6 +70,9 @@ pub struct ChartOptions {
     /// Which logged metric, counted through the charts' list of them (taken
     /// modulo its length, which depends on the runs shown).
     pub metric: usize,
+    /// Runs that differ in their seed only drawn as one mean curve with a
+    /// band of ±1 standard deviation.
+    pub average_seeds: bool,
 }
 
 impl ChartOptions {
@@ -79,6 +82,7 @@ impl ChartOptions {
             Action::ToggleLog => self.log_scale = !self.log_scale,
             Action::CycleZoom => self.zoom = cycle(self.zoom, ZOOM.len(), true),
             Action::CycleMetric => self.metric += 1,
+            Action::AverageSeeds => self.average_seeds = !self.average_seeds,
             Action::CycleMetricBack => self.metric = self.metric.saturating_sub(1),
             _ => return false,
         }

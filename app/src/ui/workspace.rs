@@ -272,6 +272,7 @@ impl RunView {
             seed: self.info.seed,
             config: &self.config,
             started: self.started.clone(),
+            seeds: 1,
         }
     }
 

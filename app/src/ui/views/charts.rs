@@ -14,6 +14,7 @@ use super::{ColorDepth, RUN_COLORS};
 use crate::run::dir::EventKind;
 use crate::run::dir::metric;
 use crate::ui::app::App;
+use crate::ui::identity;
 use crate::ui::series;
 use crate::ui::state::ChartOptions;
 use crate::ui::workspace::RunView;
@@ -62,9 +63,11 @@ fn chosen(counter: usize, runs: &[&RunView]) -> (String, usize, usize) {
 /// options make a new one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct CurveKey {
-    run: std::path::PathBuf,
+    /// The runs it is made of, each with its series' length then.
+    members: Vec<(std::path::PathBuf, usize)>,
+    /// The series, and for seeds averaged which curve of it (mean, band edge).
     series: String,
-    len: usize,
+    part: Part,
     columns: usize,
     /// The zoom window's first step, as bits (`None`: no zoom).
     from: Option<u64>,
@@ -87,8 +90,8 @@ enum Look {
     Val,
 }
 
-/// (legend label, colour, points, look)
-type Curve = (String, Color, Vec<(f64, f64)>, Look);
+/// (colour, points, look)
+type Curve = (Color, Vec<(f64, f64)>, Look);
 
 /// From this size on, four charts side by side (the chosen metric and the
 /// three after it) under one legend.
@@ -102,14 +105,15 @@ pub(super) fn draw(
     cache: &mut CurveCache,
 ) {
     let runs = app.chart_runs();
+    let groups = sources(app, &runs);
     let marked = runs
         .iter()
         .any(|r| r.events.iter().any(|e| is_mark(&e.kind)));
-    let legend = legend(&app.names_of(&runs), marked);
+    let legend = legend(&app.names_of_groups(&groups), marked);
     let count = metric_choices(&runs).len().min(4);
     if area.width < GRID.0 || area.height < GRID.1 {
         let pane = Pane {
-            runs: &runs,
+            groups: &groups,
             metric: app.charts.metric,
             legend: Some(legend),
         };
@@ -127,7 +131,7 @@ pub(super) fn draw(
         });
         for (k, cell) in cells.take(count).enumerate() {
             let pane = Pane {
-                runs: &runs,
+                groups: &groups,
                 metric: app.charts.metric + k,
                 legend: None,
             };
@@ -136,11 +140,13 @@ pub(super) fn draw(
     }
     // Curves of data no longer shown (or superseded by newer points) go.
     cache.0.retain(|k, _| {
-        runs.iter().any(|r| {
-            r.dir.path == k.run
-                && r.series
-                    .get(&k.series)
-                    .is_some_and(|s| s.points.len() == k.len)
+        k.members.iter().all(|(path, len)| {
+            runs.iter().any(|r| {
+                &r.dir.path == path
+                    && r.series
+                        .get(&k.series)
+                        .is_some_and(|s| s.points.len() == *len)
+            })
         })
     });
 }
@@ -148,7 +154,7 @@ pub(super) fn draw(
 /// One chart: which runs, which metric (a counter through the choices), and
 /// the legend when it has its own.
 struct Pane<'a> {
-    runs: &'a [&'a RunView],
+    groups: &'a [Vec<&'a RunView>],
     metric: usize,
     legend: Option<Line<'static>>,
 }
@@ -161,14 +167,20 @@ fn draw_chart(
     depth: ColorDepth,
     cache: &mut CurveCache,
 ) {
-    let runs = pane.runs;
+    let groups = pane.groups;
+    let runs: Vec<&RunView> = groups.iter().flatten().copied().collect();
     let o = &app.charts;
-    let (name, at, of) = chosen(pane.metric, runs);
+    let (name, at, of) = chosen(pane.metric, &runs);
     let label = metric_label(&name);
     let columns = area.width.saturating_sub(10) as usize;
-    let curves = curves(o, runs, &name, columns, cache);
+    let curves = curves(o, groups, &name, columns, cache);
+    let averaged = if o.average_seeds {
+        ", seeds averaged ±sd"
+    } else {
+        ""
+    };
     let title = format!(
-        "{label} ({}/{of}, m){}  smoothing {}  zoom {}  ({} run{})",
+        "{label} ({}/{of}, m){}  smoothing {}  zoom {}  ({} run{}{averaged})",
         at + 1,
         if o.log_scale { " (log10)" } else { "" },
         o.alpha(),
@@ -177,13 +189,13 @@ fn draw_chart(
         if runs.len() == 1 { "" } else { "s" }
     );
     let block = Block::new().borders(Borders::ALL).title(title);
-    let Some((xb, yb)) = series::bounds(curves.iter().map(|c| c.2.as_slice())) else {
+    let Some((xb, yb)) = series::bounds(curves.iter().map(|c| c.1.as_slice())) else {
         frame.render_widget(Paragraph::new("no metrics yet").block(block), area);
         return;
     };
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let marks = marks(runs, xb, yb);
+    let marks = marks(groups, xb, yb);
     // Marks first, so that the curves are drawn over them.
     let mut datasets: Vec<Dataset> = marks.iter().map(mark_dataset).collect();
     datasets.extend(curves.iter().map(|c| dataset(c, depth)));
@@ -224,14 +236,15 @@ fn is_mark(kind: &EventKind) -> bool {
 /// from the bottom of the plot to the top, in the run's colour.
 type Mark = (Color, [(f64, f64); 2]);
 
-/// Every overlaid run's reloads and config changes inside the x range.
-fn marks(runs: &[&RunView], [x0, x1]: [f64; 2], [y0, y1]: [f64; 2]) -> Vec<Mark> {
+/// Every overlaid run's reloads and config changes inside the x range, in
+/// its group's colour.
+fn marks(groups: &[Vec<&RunView>], [x0, x1]: [f64; 2], [y0, y1]: [f64; 2]) -> Vec<Mark> {
     let mut out = Vec::new();
-    for (i, r) in runs.iter().enumerate() {
+    for (i, g) in groups.iter().enumerate() {
         let color = RUN_COLORS[i % RUN_COLORS.len()];
-        let steps = r
-            .events
+        let steps = g
             .iter()
+            .flat_map(|r| &r.events)
             .filter(|e| is_mark(&e.kind))
             .map(|e| e.step as f64)
             .filter(|x| (x0..=x1).contains(x));
@@ -273,34 +286,66 @@ fn legend_height(legend: &Line, width: u16) -> u16 {
     chars.div_ceil(width.max(1)).clamp(1, 3)
 }
 
-/// The curves of `runs` for the chosen metric, prepared for `columns` columns:
-/// train then validation per run; with smoothing, the raw train curve too,
-/// faint and unlabelled.
+/// The runs each curve stands for: one run each, or with seeds averaged the
+/// runs that differ in their seed only.
+fn sources<'a>(app: &App, runs: &[&'a RunView]) -> Vec<Vec<&'a RunView>> {
+    if !app.charts.average_seeds {
+        return runs.iter().map(|r| vec![*r]).collect();
+    }
+    identity::seed_groups(runs, |r| &r.config)
+        .into_iter()
+        .map(|g| g.into_iter().copied().collect())
+        .collect()
+}
+
+/// Which curve of a series a cache entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Part {
+    /// The series itself, or the mean of a group's.
+    Line,
+    /// A group's mean minus / plus one standard deviation.
+    Low,
+    High,
+}
+
+/// The curves of `groups` for the metric `name`, prepared for `columns`
+/// columns: train then validation per group; with smoothing, the raw train
+/// curve too, faint; a group of several seeds as its mean between faint
+/// curves one standard deviation below and above.
 fn curves(
     o: &ChartOptions,
-    runs: &[&RunView],
+    groups: &[Vec<&RunView>],
     name: &str,
     columns: usize,
     cache: &mut CurveCache,
 ) -> Vec<Curve> {
-    let (train_name, val_name) = (Some(name), Some(name));
-    let from = window_start(runs, [train_name, val_name], o.last_steps());
+    let runs: Vec<&RunView> = groups.iter().flatten().copied().collect();
+    let from = window_start(&runs, [Some(name), Some(name)], o.last_steps());
     let mut curves: Vec<Curve> = Vec::new();
-    for (i, r) in runs.iter().enumerate() {
+    for (i, g) in groups.iter().enumerate() {
         let color = RUN_COLORS[i % RUN_COLORS.len()];
-        for (split, metric_name) in [(metric::TRAIN, train_name), (metric::VAL, val_name)] {
-            let Some(key) = metric_name.map(|n| metric::series(split, n)) else {
+        for split in [metric::TRAIN, metric::VAL] {
+            let key = metric::series(split, name);
+            let members: Vec<(&RunView, &[(f64, f64)])> = g
+                .iter()
+                .filter_map(|r| Some((*r, r.series.get(&key)?.points.as_slice())))
+                .collect();
+            if members.is_empty() {
                 continue;
+            }
+            let look = if split == metric::TRAIN {
+                Look::Train
+            } else {
+                Look::Val
             };
-            let Some(s) = r.series.get(&key) else {
-                continue;
-            };
-            let label = format!("{} s{} {split}", r.info.label, r.info.seed);
-            let mut cached = |smoothed: bool| -> Vec<(f64, f64)> {
+            let mut cached = |part: Part, smoothed: bool| -> Vec<(f64, f64)> {
                 let key = CurveKey {
-                    run: r.dir.path.clone(),
+                    members: members
+                        .iter()
+                        .map(|(r, p)| (r.dir.path.clone(), p.len()))
+                        .collect(),
                     series: key.clone(),
-                    len: s.points.len(),
+                    part,
                     columns,
                     from: from.map(f64::to_bits),
                     log: o.log_scale,
@@ -310,23 +355,47 @@ fn curves(
                 cache
                     .0
                     .entry(key)
-                    .or_insert_with(|| prepare(series::since(&s.points, from), o, alpha, columns))
+                    .or_insert_with(|| {
+                        let points = part_points(&members, part, from);
+                        prepare(&points, o, alpha, columns)
+                    })
                     .clone()
             };
-            let look = if split == metric::TRAIN {
-                Look::Train
-            } else {
-                Look::Val
-            };
-            if o.alpha() > 0.0 && look == Look::Train {
-                curves.push((String::new(), color, cached(false), Look::Faint));
-                curves.push((label, color, cached(true), look));
-            } else {
-                curves.push((label, color, cached(false), look));
+            let smooth = o.alpha() > 0.0 && look == Look::Train;
+            if members.len() > 1 {
+                curves.push((color, cached(Part::Low, smooth), Look::Faint));
+                curves.push((color, cached(Part::High, smooth), Look::Faint));
+            } else if smooth {
+                curves.push((color, cached(Part::Line, false), Look::Faint));
             }
+            curves.push((color, cached(Part::Line, smooth), look));
         }
     }
     curves
+}
+
+/// The points of one part of a curve: a run's own within the zoom window, or
+/// for several runs their mean (or a band edge) over the steps all have.
+fn part_points(
+    members: &[(&RunView, &[(f64, f64)])],
+    part: Part,
+    from: Option<f64>,
+) -> Vec<(f64, f64)> {
+    if let [(_, points)] = members {
+        return series::since(points, from).to_vec();
+    }
+    let windows: Vec<&[(f64, f64)]> = members
+        .iter()
+        .map(|(_, p)| series::since(p, from))
+        .collect();
+    series::mean_sd(&windows)
+        .into_iter()
+        .map(|(x, mean, sd)| match part {
+            Part::Line => (x, mean),
+            Part::Low => (x, mean - sd),
+            Part::High => (x, mean + sd),
+        })
+        .collect()
 }
 
 /// The first step of the zoom window: the last `last` steps before the newest
@@ -367,7 +436,7 @@ fn prepare(pts: &[(f64, f64)], o: &ChartOptions, alpha: f64, columns: usize) -> 
     series::downsample(&pts, x0, x1, columns)
 }
 
-fn dataset((label, color, pts, look): &Curve, depth: ColorDepth) -> Dataset<'_> {
+fn dataset((color, pts, look): &Curve, depth: ColorDepth) -> Dataset<'_> {
     // Braille cells keep a colour but no modifier: faint is a darker colour.
     let style = match look {
         Look::Faint => Style::new().fg(faint(*color, depth)),
@@ -377,16 +446,11 @@ fn dataset((label, color, pts, look): &Curve, depth: ColorDepth) -> Dataset<'_> 
         Look::Val => Marker::Dot,
         Look::Train | Look::Faint => Marker::Braille,
     };
-    let d = Dataset::default()
+    Dataset::default()
         .marker(marker)
         .graph_type(GraphType::Line)
         .style(style)
-        .data(pts);
-    if label.is_empty() {
-        d
-    } else {
-        d.name(label.clone())
-    }
+        .data(pts)
 }
 
 /// The darker partner of a run colour, for its raw curve beneath the smoothed
