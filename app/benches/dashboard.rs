@@ -18,7 +18,14 @@ use ratatui::Terminal;
 use ratatui::backend::{CrosstermBackend, TestBackend};
 
 const STEPS: u64 = 100_000;
-const RUNS: usize = 8;
+
+/// How many runs (all overlaid): `DASHBOARD_BENCH_RUNS`, 8 unless set.
+fn runs_count() -> usize {
+    std::env::var("DASHBOARD_BENCH_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(8)
+}
 
 fn write_run(runs: &Path, i: usize) -> RunDir {
     let info = RunInfo {
@@ -117,7 +124,9 @@ impl probdrop_tui::ui::app::Effects for NoEffects {
 
 /// 1. Frame time: with the curve cache warm (what the dashboard redraws when
 ///    nothing but a status changed) and cold (all curves prepared again).
+///    160×48 draws four charts; only loss has points here.
 fn frame_times(app: &App) {
+    let runs = app.runs.len();
     let mut terminal = Terminal::new(TestBackend::new(160, 48)).unwrap();
     // The dashboard's own screen, whose curve cache lives from frame to frame.
     let mut screen = Screen::new(ColorDepth::TrueColor);
@@ -143,12 +152,34 @@ fn frame_times(app: &App) {
     }
     cold.sort_by(f64::total_cmp);
     println!(
-        "charts frame, {RUNS} runs × {STEPS} points, 160×48, every curve prepared again: median {:.2} ms, p90 {:.2} ms",
+        "charts frame, {runs} runs × {STEPS} points, 160×48, every curve prepared again: median {:.2} ms, p90 {:.2} ms",
         cold[frames / 2],
         cold[frames * 9 / 10]
     );
     println!(
-        "charts frame, {RUNS} runs × {STEPS} points, 160×48, curves cached: median {:.2} ms, p90 {:.2} ms",
+        "charts frame, {runs} runs × {STEPS} points, 160×48, curves cached: median {:.2} ms, p90 {:.2} ms",
+        times[frames / 2],
+        times[frames * 9 / 10]
+    );
+}
+
+/// The Runs view's frame (names, the table, the detail line) at 80×24.
+fn runs_frame_time(app: &App) {
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let frames = 50;
+    let mut times: Vec<f64> = (0..frames)
+        .map(|_| {
+            let t = Instant::now();
+            terminal
+                .draw(|f| draw(f, app, ColorDepth::TrueColor))
+                .unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "runs frame, {} runs, 80×24: median {:.2} ms, p90 {:.2} ms",
+        app.runs.len(),
         times[frames / 2],
         times[frames * 9 / 10]
     );
@@ -158,9 +189,10 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
     let started = Instant::now();
-    let dirs: Vec<RunDir> = (0..RUNS).map(|i| write_run(&runs, i)).collect();
+    let count = runs_count();
+    let dirs: Vec<RunDir> = (0..count).map(|i| write_run(&runs, i)).collect();
     eprintln!(
-        "wrote {RUNS} runs × {STEPS} steps in {:.1} s",
+        "wrote {count} runs × {STEPS} steps in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     let started = Instant::now();
@@ -179,6 +211,8 @@ fn main() {
     app.apply(Action::Go(View::Charts), &mut fx);
 
     frame_times(&app);
+    app.apply(Action::Go(View::Runs), &mut fx);
+    runs_frame_time(&app);
 
     // 2. Bytes per refresh while a run trains: 5 new steps per 500 ms refresh
     //    (a fast CPU run), runs view and charts view.

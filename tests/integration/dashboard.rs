@@ -338,7 +338,8 @@ fn state_of(app: &App) -> String {
 
 #[test]
 fn every_key_in_the_help_does_what_it_says() {
-    for binding in KEYMAP.iter().filter(|b| !b.label.is_empty()) {
+    // Every binding, also those that share a help line with the one before.
+    for binding in KEYMAP {
         let mut app = app();
         let mut fx = FakeEffects::default();
         let view = match binding.scope {
@@ -354,8 +355,10 @@ fn every_key_in_the_help_does_what_it_says() {
             .iter()
             .position(|e| e.result.is_ok())
             .unwrap();
-        // Previous slot and channel need somewhere to come from.
+        // Previous slot, channel, metric and newer snapshot need somewhere to
+        // come from.
         (app.masks.slot, app.masks.sample, app.masks.channel) = (1, 1, 1);
+        (app.masks.back, app.charts.metric) = (1, 1);
         let prompt = binding.scope == Scope::Prompt;
         if prompt {
             app.apply(Action::StartRuns, &mut fx);

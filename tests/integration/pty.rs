@@ -481,3 +481,26 @@ fn run_on_an_80_column_terminal_fits_and_shows_a_pause() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Issue 16, what users expect 10: the dashboard opens where it was closed
+/// (here: Events, in a workspace without runs, which otherwise opens on
+/// Experiments).
+#[test]
+fn the_dashboard_opens_on_the_view_it_was_closed_on() {
+    let tmp = workspace();
+    let mut s = Session::start(tmp.path());
+    s.wait_for("the experiments view", Duration::from_secs(120), |t| {
+        t.contains("quickstart.toml")
+    });
+    s.keys("6");
+    s.wait_for("the events view", Duration::from_secs(10), |t| {
+        t.contains("Events (0)")
+    });
+    s.quit();
+    assert!(tmp.path().join("runs/dashboard-state.json").is_file());
+    let s = Session::start(tmp.path());
+    s.wait_for("the events view again", Duration::from_secs(120), |t| {
+        t.contains("Events (0)")
+    });
+    s.quit();
+}

@@ -622,3 +622,95 @@ fn seeds_of_one_configuration_average_into_a_band() {
     }
     snapshot("charts_seeds_80x24", &render(&app, 80, 24));
 }
+
+/// The numbers on the charts' y axes.
+fn y_labels(screen: &str) -> Vec<f64> {
+    screen
+        .lines()
+        .filter_map(|l| l.split('│').nth(1)?.trim().parse().ok())
+        .collect()
+}
+
+/// Issue 16, what users expect 7: `o` fits the y axis to the 1st–99th
+/// percentile of what is drawn, so one spike does not flatten the curve.
+#[test]
+fn clipping_outliers_fits_the_axis_to_the_curve() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("views-clip");
+    let _ = std::fs::remove_dir_all(&root);
+    let runs = root.join("runs");
+    seeded_run(&runs, "dropblock", 1, 0.0);
+    let metrics = dir::list_runs(&runs)[0].file(dir::METRICS);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let spiked: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["step"] == 50 {
+                v["value"] = 1000.0.into();
+            }
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(&metrics, spiked.join("\n") + "\n").unwrap();
+    let mut app = app_over(runs, root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    app.apply(Action::Go(View::Charts), &mut fx);
+    for (w, h) in SIZES {
+        let top = |app: &App| y_labels(&render(app, w, h)).into_iter().fold(0.0, f64::max);
+        assert!(top(&app) >= 1000.0, "{}", render(&app, w, h));
+        app.apply(Action::ClipOutliers, &mut fx);
+        let screen = render(&app, w, h);
+        assert!(top(&app) < 2.0, "{screen}");
+        assert!(screen.contains("y 1–99 %"), "{screen}");
+        app.apply(Action::ClipOutliers, &mut fx);
+    }
+}
+
+/// Issue 16, what users expect 10: the view, the selected and marked runs,
+/// the chart options and the Events filter come back in the next session; a
+/// run deleted meanwhile is left out, and a damaged state file is ignored.
+#[test]
+fn the_dashboard_state_outlives_a_session() {
+    use probdrop_tui::ui::saved::{FILE, Saved};
+    let f = fixture();
+    let runs = copies_of_the_fixture_runs("views-saved", 3);
+    let mut app = app_over(runs.clone(), f.root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    for i in [0, 2] {
+        app.selected.run = i;
+        app.apply(Action::Mark, &mut fx);
+    }
+    app.apply(Action::Go(View::Events), &mut fx);
+    app.apply(Action::FilterEvents, &mut fx);
+    app.apply(Action::Go(View::Charts), &mut fx);
+    for a in [
+        Action::CycleSmoothing,
+        Action::CycleMetric,
+        Action::AverageSeeds,
+        Action::ClipOutliers,
+    ] {
+        app.apply(a, &mut fx);
+    }
+    app.selected.run = 1;
+    let saved = Saved::of(&app);
+    saved.save(&runs).unwrap();
+
+    let mut again = app_over(runs.clone(), f.root.join("experiments"));
+    assert_ne!(again.view, View::Charts);
+    Saved::load(&runs).unwrap().restore(&mut again);
+    assert_eq!(again.view, View::Charts);
+    assert_eq!(again.selected.run, 1);
+    assert_eq!(again.marked, app.marked);
+    assert_eq!(again.charts, app.charts);
+    assert_eq!(again.events_of, app.events_of);
+    app.message.clear();
+    assert_eq!(render(&again, 80, 24), render(&app, 80, 24));
+
+    std::fs::remove_dir_all(runs.join("run-02")).unwrap();
+    let mut fewer = app_over(runs.clone(), f.root.join("experiments"));
+    Saved::load(&runs).unwrap().restore(&mut fewer);
+    assert_eq!(fewer.marked.len(), 1, "the deleted run is not marked");
+
+    std::fs::write(runs.join(FILE), "{ not json").unwrap();
+    assert!(Saved::load(&runs).is_none());
+}

@@ -342,7 +342,7 @@ impl App {
             .iter()
             .filter_map(|g| {
                 let mut n = g.first()?.named();
-                n.seeds = g.len();
+                n.seeds = g.iter().map(|r| r.info.seed).collect();
                 Some(n)
             })
             .collect();

@@ -86,8 +86,8 @@ pub struct Named<'a> {
     pub config: &'a Config,
     /// When it started (`HH:MM:SS`), the last resort between identical runs.
     pub started: String,
-    /// How many seeds it stands for (more than one: a group averaged).
-    pub seeds: usize,
+    /// The seeds of the runs it stands for (more than one: a group averaged).
+    pub seeds: Vec<u64>,
 }
 
 /// A name for each run: its label, what differs from the others
@@ -114,11 +114,7 @@ pub fn names(runs: &[Named]) -> Vec<String> {
                 let value = r.config.get(&k).map_or("-", String::as_str);
                 parts.push(format!("{short}={value}"));
             }
-            parts.push(if r.seeds > 1 {
-                format!("×{} seeds", r.seeds)
-            } else {
-                format!("s{}", r.seed)
-            });
+            parts.push(group_size(&r.seeds).unwrap_or_else(|| format!("s{}", r.seed)));
             parts.join(" ")
         })
         .collect();
@@ -132,6 +128,21 @@ pub fn names(runs: &[Named]) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// "×3 seeds" for a group of three seeds; "×3 runs" when some share a seed
+/// (the same run made again); `None` for one run.
+fn group_size(seeds: &[u64]) -> Option<String> {
+    if seeds.len() < 2 {
+        return None;
+    }
+    let distinct: BTreeSet<&u64> = seeds.iter().collect();
+    let what = if distinct.len() == seeds.len() {
+        "seeds"
+    } else {
+        "runs"
+    };
+    Some(format!("×{} {what}", seeds.len()))
 }
 
 /// Runs that differ in their seed only, together (in the order of their
@@ -202,7 +213,7 @@ mod tests {
             seed: 1,
             config,
             started: started.into(),
-            seeds: 1,
+            seeds: vec![1],
         };
         assert_eq!(
             names(&[named(&a, "10:00:00"), named(&b, "11:00:00")]),
@@ -221,6 +232,12 @@ mod tests {
             ]
         );
         assert_eq!(names(&[named(&a, "10:00:00")]), ["dropblock s1"]);
+        let group = |seeds: Vec<u64>| Named {
+            seeds,
+            ..named(&a, "10:00:00")
+        };
+        assert_eq!(names(&[group(vec![1, 2, 3])]), ["dropblock ×3 seeds"]);
+        assert_eq!(names(&[group(vec![1, 1])]), ["dropblock ×2 runs"]);
         // Another strategy's settings are not a difference; the learning rate is.
         let none = config("[train]\nlr = 0.2\n[[strategy]]\nplugin = \"none\"");
         let named_none = Named {

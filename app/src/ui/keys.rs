@@ -85,6 +85,8 @@ pub enum Action {
     CycleMetricBack,
     /// Charts: average the seeds of each configuration (mean ± sd band).
     AverageSeeds,
+    /// Charts: the y axis over the 1st to 99th percentile (spikes cut off).
+    ClipOutliers,
     NextSlot,
     PrevSlot,
     NextSample,
@@ -145,15 +147,15 @@ pub const KEYMAP: &[Binding] = &[
         A::ToggleHelp,
         "show or hide this help",
     ),
-    b(K::Tab, "Tab", G, A::NextView, "next view (S-Tab: back)"),
-    b(K::BackTab, "", G, A::PrevView, ""),
     b(
         K::Char('1'),
-        "1…7",
+        "1…7 Tab",
         G,
         A::Go(View::Runs),
-        "the views, in tab order",
+        "views (S-Tab: back)",
     ),
+    b(K::Tab, "", G, A::NextView, ""),
+    b(K::BackTab, "", G, A::PrevView, ""),
     b(K::Char('2'), "", G, A::Go(View::Charts), ""),
     b(K::Char('3'), "", G, A::Go(View::Masks), ""),
     b(K::Char('4'), "", G, A::Go(View::Plugins), ""),
@@ -266,6 +268,13 @@ pub const KEYMAP: &[Binding] = &[
         In(View::Charts),
         A::AverageSeeds,
         "average seeds (band: ±1 sd)",
+    ),
+    b(
+        K::Char('o'),
+        "o",
+        In(View::Charts),
+        A::ClipOutliers,
+        "y: 1st–99th percentile",
     ),
     b(
         K::Left,

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod identity;
 pub mod keys;
+pub mod saved;
 pub mod series;
 pub mod state;
 pub mod system;
@@ -306,6 +307,9 @@ pub fn run(opts: Options) -> Result<()> {
         terminal: Terminal::new(CrosstermBackend::new(std::io::stdout()))?,
     };
     let result = dashboard.run_until_quit(&stop);
+    if let Err(e) = saved::Saved::of(&dashboard.app).save(&opts.runs) {
+        log(&format!("could not keep the dashboard's state: {e}"));
+    }
     let kept = dashboard.fx.children.len();
     drop(dashboard);
     drop(guard);
@@ -340,6 +344,9 @@ fn open_app(opts: &Options) -> Result<App> {
     );
     app.compare_dir = opts.compare.clone();
     app.refresh();
+    if let Some(saved) = saved::Saved::load(&opts.runs) {
+        saved.restore(&mut app);
+    }
     Ok(app)
 }
 

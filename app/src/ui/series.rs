@@ -142,9 +142,40 @@ pub fn bounds<'a>(curves: impl Iterator<Item = &'a [(f64, f64)]>) -> Option<([f6
     Some((x, [low, y[1] + pad]))
 }
 
+/// The y range from the `q`-th to the (1 − q)-th quantile of every point,
+/// with a little head-room: a few spikes do not flatten the rest.
+pub fn quantile_range<'a>(
+    curves: impl Iterator<Item = &'a [(f64, f64)]>,
+    q: f64,
+) -> Option<[f64; 2]> {
+    let mut ys: Vec<f64> = curves
+        .flat_map(|c| c.iter().map(|p| p.1))
+        .filter(|y| y.is_finite())
+        .collect();
+    if ys.is_empty() {
+        return None;
+    }
+    ys.sort_by(f64::total_cmp);
+    let at = |f: f64| ys[((ys.len() - 1) as f64 * f).round() as usize];
+    let (lo, hi) = (at(q), at(1.0 - q));
+    let pad = ((hi - lo) * 0.05).max(1e-9);
+    Some([lo - pad, hi + pad])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quantile_range_leaves_out_a_spike() {
+        let mut points: Vec<(f64, f64)> = (0..1000)
+            .map(|i| (i as f64, 1.0 + (i % 7) as f64 * 0.1))
+            .collect();
+        points[500].1 = 1e6;
+        let [lo, hi] = quantile_range(std::iter::once(points.as_slice()), 0.01).unwrap();
+        assert!(lo < 1.0 && lo > 0.9 && hi > 1.6 && hi < 1.7, "{lo} {hi}");
+        assert!(quantile_range(std::iter::empty(), 0.01).is_none());
+    }
 
     #[test]
     fn downsampling_keeps_a_single_spike() {

@@ -59,8 +59,9 @@ pub fn cycle(i: usize, n: usize, forward: bool) -> usize {
     }
 }
 
-/// How Charts draws its curves.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// How Charts draws its curves (remembered between sessions: see `saved`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ChartOptions {
     /// Index into [`SMOOTHING`].
     pub smoothing: usize,
@@ -73,6 +74,8 @@ pub struct ChartOptions {
     /// Runs that differ in their seed only drawn as one mean curve with a
     /// band of ±1 standard deviation.
     pub average_seeds: bool,
+    /// The y axis from the 1st to the 99th percentile of what is drawn.
+    pub clip: bool,
 }
 
 impl ChartOptions {
@@ -83,6 +86,7 @@ impl ChartOptions {
             Action::CycleZoom => self.zoom = cycle(self.zoom, ZOOM.len(), true),
             Action::CycleMetric => self.metric += 1,
             Action::AverageSeeds => self.average_seeds = !self.average_seeds,
+            Action::ClipOutliers => self.clip = !self.clip,
             Action::CycleMetricBack => self.metric = self.metric.saturating_sub(1),
             _ => return false,
         }

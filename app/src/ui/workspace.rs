@@ -272,7 +272,7 @@ impl RunView {
             seed: self.info.seed,
             config: &self.config,
             started: self.started.clone(),
-            seeds: 1,
+            seeds: vec![self.info.seed],
         }
     }
 

@@ -179,8 +179,9 @@ fn draw_chart(
     } else {
         ""
     };
+    let clipped = if o.clip { " y 1–99 %" } else { "" };
     let title = format!(
-        "{label} ({}/{of}, m){}  smoothing {}  zoom {}  ({} run{}{averaged})",
+        "{label} ({}/{of}, m){}{clipped}  smoothing {}  zoom {}  ({} run{}{averaged})",
         at + 1,
         if o.log_scale { " (log10)" } else { "" },
         o.alpha(),
@@ -189,10 +190,15 @@ fn draw_chart(
         if runs.len() == 1 { "" } else { "s" }
     );
     let block = Block::new().borders(Borders::ALL).title(title);
-    let Some((xb, yb)) = series::bounds(curves.iter().map(|c| c.1.as_slice())) else {
+    let Some((xb, mut yb)) = series::bounds(curves.iter().map(|c| c.1.as_slice())) else {
         frame.render_widget(Paragraph::new("no metrics yet").block(block), area);
         return;
     };
+    if o.clip
+        && let Some(range) = series::quantile_range(curves.iter().map(|c| c.1.as_slice()), 0.01)
+    {
+        yb = range;
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let marks = marks(groups, xb, yb);
