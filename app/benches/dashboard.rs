@@ -205,9 +205,15 @@ fn main() {
     );
     eprintln!("loaded them in {:.2} s", started.elapsed().as_secs_f64());
     let mut fx = NoEffects;
-    for d in &dirs {
+    // How many are overlaid: `DASHBOARD_BENCH_MARKED`, all unless set.
+    let marked = std::env::var("DASHBOARD_BENCH_MARKED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(count);
+    for d in dirs.iter().take(marked) {
         app.marked.insert(d.path.clone());
     }
+    eprintln!("{marked} of them overlaid");
     app.apply(Action::Go(View::Charts), &mut fx);
 
     frame_times(&app);

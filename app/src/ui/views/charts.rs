@@ -382,13 +382,14 @@ fn curves(
 
 /// The points of one part of a curve: a run's own within the zoom window, or
 /// for several runs their mean (or a band edge) over the steps all have.
-fn part_points(
-    members: &[(&RunView, &[(f64, f64)])],
+fn part_points<'a>(
+    members: &[(&RunView, &'a [(f64, f64)])],
     part: Part,
     from: Option<f64>,
-) -> Vec<(f64, f64)> {
+) -> std::borrow::Cow<'a, [(f64, f64)]> {
+    // One run's points are borrowed: a copy of 100k points costs a frame.
     if let [(_, points)] = members {
-        return series::since(points, from).to_vec();
+        return series::since(points, from).into();
     }
     let windows: Vec<&[(f64, f64)]> = members
         .iter()
@@ -401,7 +402,8 @@ fn part_points(
             Part::Low => (x, mean - sd),
             Part::High => (x, mean + sd),
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// The first step of the zoom window: the last `last` steps before the newest
