@@ -226,6 +226,9 @@ fn progress_bar(mode: Progress, total_steps: u64) -> Option<indicatif::ProgressB
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    // Draws are rate-limited: a message set just after a draw (a pause, which
+    // stops the steps that would redraw) would otherwise never be shown.
+    bar.enable_steady_tick(Duration::from_millis(250));
     Some(bar)
 }
 
