@@ -7,11 +7,11 @@
 //!    the dashboard's refresh rate.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use probdrop_tui::run::dir::{self, MetricLine, RunDir, RunInfo, State, Status};
-use probdrop_tui::ui::app::App;
+use probdrop_tui::ui::app::{App, Pick};
 use probdrop_tui::ui::keys::{Action, View};
 use probdrop_tui::ui::views::{ColorDepth, Screen, draw};
 use ratatui::Terminal;
@@ -114,8 +114,11 @@ impl probdrop_tui::ui::app::Effects for NoEffects {
     ) -> Result<(), String> {
         Ok(())
     }
-    fn prepare(&mut self, _: &Path, _: Option<&str>) -> Result<Vec<RunDir>, String> {
+    fn prepare(&mut self, _: &Path, _: &Pick) -> Result<Vec<RunDir>, String> {
         Ok(vec![])
+    }
+    fn start_compare(&mut self, _: &Path, _: Option<&str>) -> Result<PathBuf, String> {
+        Err("not in a benchmark".into())
     }
     fn edit(&mut self, _: &Path) -> Result<(), String> {
         Ok(())

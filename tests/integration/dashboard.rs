@@ -13,7 +13,7 @@ use probdrop_tui::plugins::{Found, discover};
 use probdrop_tui::run::control::Command as Ctl;
 use probdrop_tui::run::dir::RunDir;
 use probdrop_tui::train::ThisMachine;
-use probdrop_tui::ui::app::{App, Effects, Input, MESSAGE_TICKS};
+use probdrop_tui::ui::app::{App, Effects, Input, MESSAGE_TICKS, Pick};
 use probdrop_tui::ui::keys::{Action, KEYMAP, Scope, View, action_for};
 use probdrop_tui::ui::views::{ColorDepth, draw};
 use ratatui::Terminal;
@@ -190,10 +190,24 @@ impl Effects for FakeEffects {
             .push(format!("{command:?} {}", run.path.display()));
         Ok(())
     }
-    fn prepare(&mut self, experiment: &Path, device: Option<&str>) -> Result<Vec<RunDir>, String> {
+    fn prepare(&mut self, experiment: &Path, pick: &Pick) -> Result<Vec<RunDir>, String> {
+        let only = match &pick.only {
+            Some((label, seed)) => format!(" only {label} s{seed}"),
+            None => String::new(),
+        };
+        let device = &pick.device;
         self.calls
-            .push(format!("prepare {} {device:?}", experiment.display()));
+            .push(format!("prepare {}{only} {device:?}", experiment.display()));
         Ok(self.prepared.clone())
+    }
+    fn start_compare(
+        &mut self,
+        experiment: &Path,
+        device: Option<&str>,
+    ) -> Result<PathBuf, String> {
+        self.calls
+            .push(format!("compare {} {device:?}", experiment.display()));
+        Ok(PathBuf::from("compare/x/compare.log"))
     }
     fn edit(&mut self, file: &Path) -> Result<(), String> {
         self.calls.push(format!("edit {}", file.display()));
@@ -201,14 +215,19 @@ impl Effects for FakeEffects {
     }
 }
 
+/// A key as the dashboard takes it (typed into an open line, or an action).
 pub(crate) fn press(app: &mut App, code: KeyCode, fx: &mut FakeEffects) {
-    if let Some(a) = action_for(
-        KeyEvent::new(code, KeyModifiers::NONE),
-        app.view,
-        app.prompt_open(),
-    ) {
-        app.apply(a, fx);
+    if let Some(input) = app.input_for(KeyEvent::new(code, KeyModifiers::NONE)) {
+        app.apply(input, fx);
     }
+}
+
+/// Types `text` into the open line, then Enter.
+pub(crate) fn type_line(app: &mut App, text: &str, fx: &mut FakeEffects) {
+    for c in text.chars() {
+        press(app, KeyCode::Char(c), fx);
+    }
+    press(app, KeyCode::Enter, fx);
 }
 
 #[test]
@@ -332,6 +351,7 @@ fn state_of(app: &App) -> String {
             (app.marked.len(), app.charts),
             (app.masks, app.event_open, &app.events_of),
             (app.config_open, app.log_open),
+            (app.entry.is_some(), &app.run_list, app.confirm.is_some()),
         )
     )
 }
@@ -359,6 +379,8 @@ fn every_key_in_the_help_does_what_it_says() {
         // come from.
         (app.masks.slot, app.masks.sample, app.masks.channel) = (1, 1, 1);
         (app.masks.back, app.charts.metric) = (1, 1);
+        // Hiding the cursor needs one shown.
+        app.charts.cursor = Some(0.5);
         let prompt = binding.scope == Scope::Prompt;
         if prompt {
             app.apply(Action::StartRuns, &mut fx);
@@ -392,6 +414,9 @@ fn every_key_in_the_help_does_what_it_says() {
                 fx.calls.is_empty() && app.message.contains("no trainer running")
             }
             Action::Restart => app.message.contains("nothing to restart"),
+            // The fixture's runs have no saved change waiting for a restart.
+            Action::Rerun => app.message.contains("no saved change") && app.confirm.is_none(),
+            Action::StartCompare => app.prompt.as_ref().is_some_and(|p| p.compare),
             // It asks first: nothing is started until the device is chosen.
             Action::StartRuns => app.prompt.is_some() && fx.calls.is_empty(),
             Action::PromptNext => app.prompt.as_ref().is_some_and(|p| p.selected == 1),
@@ -594,7 +619,7 @@ fn stopping_a_run_asks_first() {
     app.apply(Action::Go(View::Runs), &mut fx);
     app.runs[0].alive = true;
     press(&mut app, KeyCode::Char('s'), &mut fx);
-    assert!(app.confirm_stop.is_some() && fx.calls.is_empty());
+    assert!(app.confirm.is_some() && fx.calls.is_empty());
     snapshot("stop_confirm_80x24", &render(&app, 80, 24));
     snapshot("stop_confirm_160x48", &render(&app, 160, 48));
     for (no, yes) in [
@@ -606,7 +631,7 @@ fn stopping_a_run_asks_first() {
         press(&mut app, KeyCode::Char('2'), &mut fx);
         assert!(!app.quit && app.view == View::Runs);
         press(&mut app, no, &mut fx);
-        assert!(app.confirm_stop.is_none() && fx.calls.is_empty(), "{no:?}");
+        assert!(app.confirm.is_none() && fx.calls.is_empty(), "{no:?}");
         assert_eq!(app.message, "nothing stopped");
         press(&mut app, KeyCode::Char('s'), &mut fx);
         press(&mut app, yes, &mut fx);

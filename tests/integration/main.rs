@@ -11,6 +11,7 @@ mod data;
 mod experiments;
 mod faults;
 mod hostile;
+mod manage;
 mod pty;
 mod reload;
 mod strategies;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::repo_root;
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use probdrop_tui::run::comparison;
 use probdrop_tui::run::control::{self, Command as Ctl};
 use probdrop_tui::run::dir::{self, State};
 
@@ -502,5 +503,63 @@ fn the_dashboard_opens_on_the_view_it_was_closed_on() {
     s.wait_for("the events view again", Duration::from_secs(120), |t| {
         t.contains("Events (0)")
     });
+    s.quit();
+}
+
+/// Issue 16, what users expect 10: `C` in Experiments starts a real
+/// `compare` in the background; its runs train, its table appears in the
+/// Compare view and its reports are written, while the dashboard goes on.
+#[test]
+fn a_comparison_started_from_the_dashboard_runs_to_its_table() {
+    let tmp = workspace();
+    crate::common::Tiny {
+        name: "tiny",
+        train_limit: 128,
+        val_limit: 64,
+        train: "epochs = 1\neval_every = 4",
+        strategies: "[[strategy]]\nplugin = \"dropout\"\nschedule = { kind = \"constant\", p = 0.1 }",
+        ..Default::default()
+    }
+    .write(&tmp.path().join("experiments/tiny.toml"));
+    let mut s = Session::start(tmp.path());
+    s.wait_for("the experiments", Duration::from_secs(120), |t| {
+        t.contains("tiny.toml")
+    });
+    // quickstart.toml is selected first; tiny.toml is after it.
+    s.keys("j");
+    s.keys("C");
+    s.wait_for("the compare prompt", Duration::from_secs(10), |t| {
+        t.contains("Start a comparison") && t.contains("tiny.toml")
+    });
+    s.keys("\r");
+    let runs_dir = tmp.path().join("runs");
+    let finished = || {
+        let runs = dir::list_runs(&runs_dir);
+        runs.len() == 2
+            && runs
+                .iter()
+                .all(|r| r.status().is_some_and(|st| st.state == State::Done))
+    };
+    let start = Instant::now();
+    while !finished() {
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "the strategy and the none baseline did not finish; compare.log:\n{}",
+            std::fs::read_to_string(tmp.path().join("compare/tiny/compare.log"))
+                .unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    s.keys("7");
+    // Both rows counted: each has its seed's accuracy, none pending.
+    s.wait_for("the comparison's table", Duration::from_secs(30), |t| {
+        t.contains("tiny") && t.matches("1/1").count() >= 2
+    });
+    let report = tmp.path().join("compare/tiny").join(comparison::TABLE_MD);
+    let start = Instant::now();
+    while !std::fs::read_to_string(&report).is_ok_and(|t| t.contains("dropout")) {
+        assert!(start.elapsed() < Duration::from_secs(30), "no report");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     s.quit();
 }

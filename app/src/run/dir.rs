@@ -12,6 +12,7 @@
 //!   checkpoint/       model and optimiser records
 //!   control.sock      pause / resume / stop / apply-config (mode 0600)
 //!   trainer.lock      locked by the live trainer (its pid and host inside)
+//!   notes.json        the researcher's tags and note (the dashboard writes it)
 //! ```
 //! The directory is owner-only (0700).
 //! Whole files are written to a temporary name and renamed; logs are appended one

@@ -6,6 +6,7 @@ pub mod control;
 pub mod dir;
 pub mod error;
 pub mod lock;
+pub mod notes;
 pub mod prepare;
 pub mod trainer;
 

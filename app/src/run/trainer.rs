@@ -2,7 +2,7 @@
 //! compare alike, and collected when it ends.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use super::dir::RunDir;
@@ -25,33 +25,9 @@ impl Trainer {
     /// logout waits on it; they stop it through its socket, so that it
     /// checkpoints first.
     pub fn start(plugins: &Path, run: &RunDir) -> io::Result<Trainer> {
-        use std::os::unix::process::CommandExt;
-        let exe = std::env::current_exe()?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(run.file(super::dir::TRAINER_LOG))?;
-        let mut cmd = match SETSID.iter().find(|p| Path::new(p).is_file()) {
-            Some(setsid) => {
-                let mut cmd = Command::new(setsid);
-                cmd.arg(exe);
-                cmd
-            }
-            None => {
-                let mut cmd = Command::new(exe);
-                cmd.process_group(0);
-                cmd
-            }
-        };
-        let child = cmd
-            .arg("--plugins")
-            .arg(plugins)
-            .arg("train")
-            .arg(&run.path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+        let mut cmd = detached(plugins)?;
+        cmd.arg("train").arg(&run.path);
+        let child = with_log(cmd, &run.file(super::dir::TRAINER_LOG))?;
         Ok(Trainer {
             run: run.clone(),
             child,
@@ -77,5 +53,83 @@ impl Trainer {
     /// signal, a panic): see [RunDir::record_exit].
     pub fn record(&self, exit: ExitStatus) -> io::Result<Option<String>> {
         self.run.record_exit(self.child.id(), exit)
+    }
+}
+
+/// This binary with `--plugins`, to run in a session of its own (util-linux's
+/// `setsid`, which execs it in place: the child's pid is the program's), or
+/// without `setsid` in a process group of its own.
+fn detached(plugins: &Path) -> io::Result<Command> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let mut cmd = match SETSID.iter().find(|p| Path::new(p).is_file()) {
+        Some(setsid) => {
+            let mut cmd = Command::new(setsid);
+            cmd.arg(exe);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(exe);
+            cmd.process_group(0);
+            cmd
+        }
+    };
+    cmd.arg("--plugins").arg(plugins);
+    Ok(cmd)
+}
+
+/// Starts `cmd` with no input and its output appended to `log`.
+fn with_log(mut cmd: Command, log: &Path) -> io::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+}
+
+/// A `compare` started in the background (by the dashboard): its runs and
+/// its table appear as it goes, like those of a `compare` in a terminal.
+pub struct Comparison {
+    /// Where its output goes.
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Comparison {
+    /// `probdrop-tui compare FILE --runs RUNS --out OUT [--device D]`, its
+    /// output in `OUT/compare.log`.
+    pub fn start(
+        plugins: &Path,
+        experiment: &Path,
+        runs: &Path,
+        out: &Path,
+        device: Option<&str>,
+    ) -> io::Result<Comparison> {
+        std::fs::create_dir_all(out)?;
+        let mut cmd = detached(plugins)?;
+        cmd.arg("compare")
+            .arg(experiment)
+            .arg("--runs")
+            .arg(runs)
+            .arg("--out")
+            .arg(out);
+        if let Some(d) = device {
+            cmd.arg("--device").arg(d);
+        }
+        let log = out.join("compare.log");
+        let child = with_log(cmd, &log)?;
+        Ok(Comparison { log, child })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it has ended (collected then), and how.
+    pub fn exited(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
     }
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::keys::{Action, View};
+use super::manage::{Ask, Confirm, Entry, TextKey};
+use super::runlist::RunList;
 use super::state::{ChartOptions, FOLLOW_NEWEST, MaskCursor, Selected, cycle, move_cursor};
 use super::workspace::{self, DisplayState, ExperimentView, RunView};
 use crate::experiment::{Catalog, Machine};
@@ -20,8 +22,13 @@ use crate::run::dir::{EventKind, RunDir, State};
 pub trait Effects {
     fn start_trainer(&mut self, run: &RunDir) -> Result<(), String>;
     fn control(&mut self, run: &RunDir, command: Ctl) -> Result<(), String>;
-    /// Prepares the run directories of an experiment (device override optional).
-    fn prepare(&mut self, experiment: &Path, device: Option<&str>) -> Result<Vec<RunDir>, String>;
+    /// Prepares the run directories of an experiment: every run, or the one
+    /// picked, on the file's device or the one picked.
+    fn prepare(&mut self, experiment: &Path, pick: &Pick) -> Result<Vec<RunDir>, String>;
+    /// Starts `compare` over an experiment in the background; says where its
+    /// output goes.
+    fn start_compare(&mut self, experiment: &Path, device: Option<&str>)
+    -> Result<PathBuf, String>;
     fn edit(&mut self, file: &Path) -> Result<(), String>;
     /// Collects trainers that exited; says what was recorded about each.
     fn reap(&mut self) -> Vec<String> {
@@ -29,11 +36,22 @@ pub trait Effects {
     }
 }
 
+/// Which runs of an experiment to prepare, and where.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pick {
+    /// `None` keeps the file's device.
+    pub device: Option<String>,
+    /// Only this strategy label and seed.
+    pub only: Option<(String, u64)>,
+}
+
 /// Everything that changes the dashboard's state.
 #[derive(Debug)]
 pub enum Input {
     /// What a key asked for.
     Action(Action),
+    /// A key typed into an open line (filter, tags, note).
+    Text(TextKey),
     /// Time to re-read run directories, experiment files and comparisons, and
     /// to collect exited trainers.
     Tick,
@@ -83,9 +101,12 @@ impl PluginRow {
     }
 }
 
-/// The open question "start this experiment's runs on which device?".
+/// The open question "start this experiment's runs (or a comparison of
+/// them) on which device?".
 #[derive(Clone, Debug)]
 pub struct StartPrompt {
+    /// A comparison over seeds (`compare`), not the file's runs alone.
+    pub compare: bool,
     pub experiment: PathBuf,
     pub name: String,
     pub runs: usize,
@@ -103,16 +124,6 @@ impl StartPrompt {
             Some(d) => d.clone(),
         }
     }
-}
-
-/// The open question "stop this run?": stopping is asked before it is sent.
-#[derive(Clone, Debug)]
-pub struct ConfirmStop {
-    pub run: RunDir,
-    /// The run directory's name, its id.
-    pub name: String,
-    /// What the run trains: strategy, experiment, seed.
-    pub question: String,
 }
 
 /// One comparison (`probdrop-tui compare`) the Compare view shows.
@@ -172,9 +183,16 @@ pub struct App {
     // Where the user is and what they chose.
     pub view: View,
     pub help: bool,
+    /// Which page of the help (when it does not fit the terminal).
+    pub help_page: usize,
     pub quit: bool,
     pub prompt: Option<StartPrompt>,
-    pub confirm_stop: Option<ConfirmStop>,
+    /// A yes/no question about a run (stop, archive, delete, start again).
+    pub confirm: Option<Confirm>,
+    /// A line being typed (the runs filter, a run's tags or note).
+    pub entry: Option<Entry>,
+    /// The Runs view's filter and order.
+    pub run_list: RunList,
     pub selected: Selected,
     /// Runs overlaid in the charts, by directory.
     pub marked: BTreeSet<PathBuf>,
@@ -219,9 +237,12 @@ impl App {
             machine,
             view: View::Runs,
             help: false,
+            help_page: 0,
             quit: false,
             prompt: None,
-            confirm_stop: None,
+            confirm: None,
+            entry: None,
+            run_list: RunList::default(),
             selected: Selected::default(),
             marked: BTreeSet::new(),
             charts: ChartOptions::default(),
@@ -314,7 +335,16 @@ impl App {
 
     /// Whether a question is open (it takes every key).
     pub fn prompt_open(&self) -> bool {
-        self.prompt.is_some() || self.confirm_stop.is_some()
+        self.prompt.is_some() || self.confirm.is_some()
+    }
+
+    /// What a key means now: a typed character while a line is open, else
+    /// the key map's action.
+    pub fn input_for(&self, key: crossterm::event::KeyEvent) -> Option<Input> {
+        if self.entry.is_some() {
+            return TextKey::of(key).map(Input::Text);
+        }
+        super::keys::action_for(key, self.view, self.prompt_open()).map(Input::Action)
     }
 
     pub fn selected_run(&self) -> Option<&RunView> {
@@ -416,6 +446,7 @@ impl App {
         let said = self.message.clone();
         match input.into() {
             Input::Action(action) => self.act(action, fx),
+            Input::Text(key) => self.type_key(key),
             Input::Tick => self.tick(fx),
             Input::Reload(event) => self.reloaded(event),
             Input::Resized => {}
@@ -434,6 +465,16 @@ impl App {
             action,
             Action::Up | Action::Down | Action::Top | Action::Bottom
         ) {
+            if self.help {
+                // A counter through the help's pages: the view takes it
+                // modulo how many the terminal needs.
+                self.help_page = match action {
+                    Action::Down => self.help_page + 1,
+                    Action::Up => self.help_page.saturating_sub(1),
+                    _ => 0,
+                };
+                return;
+            }
             self.move_in_list(action);
             return;
         }
@@ -448,21 +489,32 @@ impl App {
             }
             Action::Pause | Action::Resume | Action::Stop => self.control_run(action, fx),
             Action::Restart => self.restart_run(fx),
-            Action::StartRuns => self.open_start_prompt(),
+            Action::StartRuns => self.open_start_prompt(false),
             Action::PromptNext | Action::PromptPrev => {
                 if let Some(p) = &mut self.prompt {
                     let forward = action == Action::PromptNext;
                     p.selected = cycle(p.selected, p.choices.len(), forward);
                 }
             }
-            Action::PromptCancel if self.confirm_stop.take().is_some() => {
-                self.message = "nothing stopped".into();
+            Action::PromptCancel if self.confirm.is_some() => {
+                let asked = self.confirm.take().map(|c| c.ask);
+                self.message = match asked {
+                    Some(Ask::Stop) => "nothing stopped",
+                    _ => "nothing changed",
+                }
+                .into();
             }
             Action::PromptCancel if self.prompt.take().is_some() => {
                 self.message = "nothing started".into();
             }
-            Action::PromptConfirm if self.confirm_stop.is_some() => self.stop_run(fx),
+            Action::PromptConfirm if self.confirm.is_some() => self.answer_yes(fx),
             Action::PromptConfirm => self.start_runs(fx),
+            Action::StartCompare => self.open_start_prompt(true),
+            Action::FilterRuns | Action::TagRun | Action::NoteRun => self.open_entry(action),
+            Action::SortRuns => self.cycle_sort(),
+            Action::Archive => self.ask_about_run(Ask::Archive),
+            Action::Delete => self.ask_about_run(Ask::Delete),
+            Action::Rerun => self.ask_about_run(Ask::Rerun),
             Action::Edit => self.edit_experiment(fx),
             Action::OpenEvent => self.event_open = !self.event_open,
             Action::ToggleConfig => self.config_open = !self.config_open,
@@ -475,6 +527,9 @@ impl App {
     /// Moves the current view's cursor. In Events, moving from "the newest"
     /// starts at the newest, and reaching the newest follows it again.
     fn move_in_list(&mut self, action: Action) {
+        if matches!(self.view, View::Runs | View::Charts | View::Masks) {
+            return self.move_in_runs(action);
+        }
         let events = self.view == View::Events;
         let (len, cursor) = self.list();
         *cursor = (*cursor).min(len.saturating_sub(1));
@@ -594,29 +649,11 @@ impl App {
             return;
         }
         if cmd == Ctl::Stop {
-            let (label, experiment, seed) = (&r.info.label, &r.info.experiment, r.info.seed);
-            let question = format!("{label} {experiment} s{seed}");
-            self.confirm_stop = Some(ConfirmStop {
-                run: dir,
-                name,
-                question,
-            });
-            return;
+            return self.ask_stop();
         }
         self.message = match fx.control(&dir, cmd) {
             Ok(()) => format!("{verb} sent to {name}"),
             Err(e) => format!("{verb} failed: {e}"),
-        };
-    }
-
-    /// The stop question's answer: yes.
-    fn stop_run(&mut self, fx: &mut dyn Effects) {
-        let Some(c) = self.confirm_stop.take() else {
-            return;
-        };
-        self.message = match fx.control(&c.run, Ctl::Stop) {
-            Ok(()) => format!("stop sent to {}", c.name),
-            Err(e) => format!("stop failed: {e}"),
         };
     }
 
@@ -643,8 +680,9 @@ impl App {
         };
     }
 
-    /// Asks on which device to start the selected experiment's runs.
-    fn open_start_prompt(&mut self) {
+    /// Asks on which device to start the selected experiment's runs (or a
+    /// comparison of them).
+    fn open_start_prompt(&mut self, compare: bool) {
         let Some(e) = self.experiments.get(self.selected.experiment) else {
             return;
         };
@@ -666,6 +704,7 @@ impl App {
                 .map(|d| Some(d.clone())),
         );
         self.prompt = Some(StartPrompt {
+            compare,
             experiment: e.path.clone(),
             name,
             runs: exp.runs().len(),
@@ -679,8 +718,20 @@ impl App {
     fn start_runs(&mut self, fx: &mut dyn Effects) {
         let Some(p) = self.prompt.take() else { return };
         let device = p.choices[p.selected].clone();
+        let on = device.clone().unwrap_or_else(|| p.file_device.clone());
         let name = p.name;
-        self.message = match fx.prepare(&p.experiment, device.as_deref()) {
+        if p.compare {
+            self.message = match fx.start_compare(&p.experiment, device.as_deref()) {
+                Ok(log) => format!(
+                    "{name}: comparison started on {on} (7 Compare; output in {})",
+                    log.display()
+                ),
+                Err(e) => format!("{name}: comparison not started: {e}"),
+            };
+            return;
+        }
+        let pick = Pick { device, only: None };
+        self.message = match fx.prepare(&p.experiment, &pick) {
             Ok(dirs) => {
                 let mut started = 0;
                 let mut errors = Vec::new();
@@ -690,7 +741,6 @@ impl App {
                         Err(e) => errors.push(e),
                     }
                 }
-                let on = device.as_deref().unwrap_or(&p.file_device);
                 self.refresh();
                 if let Some(first) = dirs.first() {
                     self.show_run(&first.path);
@@ -704,14 +754,6 @@ impl App {
             Err(e) => format!("{name}: {e}"),
         };
         self.refresh();
-    }
-
-    /// Selects the run in `dir` in the Runs view (a run just started).
-    fn show_run(&mut self, dir: &Path) {
-        if let Some(i) = self.runs.iter().position(|r| r.dir.path == dir) {
-            self.selected.run = i;
-            self.view = View::Runs;
-        }
     }
 
     /// Opens the selected experiment in the editor, then says whether it is valid.

@@ -74,6 +74,20 @@ pub enum Action {
     ToggleConfig,
     /// Runs: show the end of the selected run's trainer.log under the table.
     ToggleLogPane,
+    /// Runs: type words that the listed runs must match.
+    FilterRuns,
+    /// Runs: the next sort column.
+    SortRuns,
+    /// Runs: edit the selected run's tags / note.
+    TagRun,
+    NoteRun,
+    /// Runs: move a finished run to runs/archive/, or delete it (both ask).
+    Archive,
+    Delete,
+    /// Runs: start the run again from its experiment file as saved now (asks).
+    Rerun,
+    /// Experiments: ask which device, then start a comparison over seeds.
+    StartCompare,
     /// Events: open the selected entry in full (or close it).
     OpenEvent,
     /// Events: only the selected entry's run (or every run again).
@@ -87,6 +101,15 @@ pub enum Action {
     AverageSeeds,
     /// Charts: the y axis over the 1st to 99th percentile (spikes cut off).
     ClipOutliers,
+    /// Charts: x in steps, epochs or minutes since the start.
+    CycleXAxis,
+    /// Charts: the legend shown or hidden.
+    ToggleLegend,
+    /// Charts: move the cursor that reads every curve's value at one x;
+    /// hide it.
+    CursorLeft,
+    CursorRight,
+    HideCursor,
     NextSlot,
     PrevSlot,
     NextSample,
@@ -220,12 +243,50 @@ pub const KEYMAP: &[Binding] = &[
         "its trainer.log, following",
     ),
     b(
+        K::Char('/'),
+        "/",
+        In(View::Runs),
+        A::FilterRuns,
+        "filter (words, s7, #tag)",
+    ),
+    b(
+        K::Char('S'),
+        "S",
+        In(View::Runs),
+        A::SortRuns,
+        "sort: started, strategy…",
+    ),
+    b(
+        K::Char('t'),
+        "t/N",
+        In(View::Runs),
+        A::TagRun,
+        "tags / note of the run",
+    ),
+    b(K::Char('N'), "", In(View::Runs), A::NoteRun, ""),
+    b(
+        K::Char('A'),
+        "A/D",
+        In(View::Runs),
+        A::Archive,
+        "archive / delete (asks)",
+    ),
+    b(K::Char('D'), "", In(View::Runs), A::Delete, ""),
+    b(
+        K::Char('u'),
+        "u",
+        In(View::Runs),
+        A::Rerun,
+        "rerun with the saved file",
+    ),
+    b(
         K::Char('n'),
-        "n",
+        "n/C",
         In(View::Experiments),
         A::StartRuns,
-        "start runs (asks device)",
+        "start runs / compare",
     ),
+    b(K::Char('C'), "", In(View::Experiments), A::StartCompare, ""),
     b(
         K::Char('e'),
         "e",
@@ -275,6 +336,29 @@ pub const KEYMAP: &[Binding] = &[
         In(View::Charts),
         A::ClipOutliers,
         "y: 1st–99th percentile",
+    ),
+    b(
+        K::Char('x'),
+        "x",
+        In(View::Charts),
+        A::CycleXAxis,
+        "x: step, epoch, minutes",
+    ),
+    b(
+        K::Left,
+        "←/→ Esc",
+        In(View::Charts),
+        A::CursorLeft,
+        "cursor: values at an x",
+    ),
+    b(K::Right, "", In(View::Charts), A::CursorRight, ""),
+    b(K::Esc, "", In(View::Charts), A::HideCursor, ""),
+    b(
+        K::Char('L'),
+        "L",
+        In(View::Charts),
+        A::ToggleLegend,
+        "legend shown / hidden",
     ),
     b(
         K::Left,
@@ -351,7 +435,7 @@ pub const KEYMAP: &[Binding] = &[
         "Enter/y",
         Scope::Prompt,
         A::PromptConfirm,
-        "yes: start runs / stop",
+        "yes: go ahead",
     ),
     b(K::Char('y'), "", Scope::Prompt, A::PromptConfirm, ""),
     b(

@@ -4,6 +4,8 @@
 pub mod app;
 pub mod identity;
 pub mod keys;
+pub mod manage;
+pub mod runlist;
 pub mod saved;
 pub mod series;
 pub mod state;
@@ -32,8 +34,8 @@ use crate::plugins::watch::{ReloadEvent, Watcher};
 use crate::run::control::{self, Command as Ctl};
 use crate::run::dir::{self, RunDir};
 use crate::run::prepare::{Selection, prepare_runs};
-use crate::run::trainer::Trainer;
-use app::{App, Effects, Input};
+use crate::run::trainer::{Comparison, Trainer};
+use app::{App, Effects, Input, Pick};
 use views::{ColorDepth, Screen};
 
 /// At most this many redraws a second, and none when nothing changed.
@@ -180,7 +182,10 @@ struct RealEffects {
     plugins: PathBuf,
     machine: Arc<dyn Machine>,
     runs: PathBuf,
+    /// Where comparisons started from the dashboard write.
+    compare: PathBuf,
     children: Vec<Trainer>,
+    comparisons: Vec<Comparison>,
     /// Set while an editor has the terminal.
     suspended_for_editor: bool,
 }
@@ -206,6 +211,18 @@ impl Effects for RealEffects {
             }
             Err(_) => false,
         });
+        self.comparisons.retain_mut(|c| match c.exited() {
+            Ok(None) => true,
+            Ok(Some(exit)) if exit.success() => false,
+            Ok(Some(exit)) => {
+                recorded.push(format!(
+                    "a comparison ended with {exit}: see {}",
+                    c.log.display()
+                ));
+                false
+            }
+            Err(_) => false,
+        });
         recorded
     }
 
@@ -225,11 +242,13 @@ impl Effects for RealEffects {
         if reply.ok { Ok(()) } else { Err(reply.message) }
     }
 
-    fn prepare(&mut self, experiment: &Path, device: Option<&str>) -> Result<Vec<RunDir>, String> {
+    fn prepare(&mut self, experiment: &Path, pick: &Pick) -> Result<Vec<RunDir>, String> {
         let loaded = crate::plugins::load(&self.plugins, &mut log)
             .map_err(|e| format!("reading {}: {e}", self.plugins.display()))?;
         let select = Selection {
-            device,
+            device: pick.device.as_deref(),
+            strategy: pick.only.as_ref().map(|(label, _)| label.as_str()),
+            seed: pick.only.as_ref().map(|(_, seed)| *seed),
             ..Selection::default()
         };
         prepare_runs(
@@ -241,6 +260,25 @@ impl Effects for RealEffects {
         )
         .map(|(_, dirs)| dirs)
         .map_err(|e| format!("{e:#}"))
+    }
+
+    fn start_compare(
+        &mut self,
+        experiment: &Path,
+        device: Option<&str>,
+    ) -> Result<PathBuf, String> {
+        let stem = experiment.file_stem().unwrap_or_default();
+        let out = self.compare.join(stem);
+        let c = Comparison::start(&self.plugins, experiment, &self.runs, &out, device)
+            .map_err(|e| e.to_string())?;
+        log(&format!(
+            "started compare {} for {}",
+            c.id(),
+            experiment.display()
+        ));
+        let log_file = c.log.clone();
+        self.comparisons.push(c);
+        Ok(log_file)
     }
 
     fn edit(&mut self, file: &Path) -> Result<(), String> {
@@ -265,11 +303,14 @@ impl Effects for RealEffects {
 }
 
 /// Runs the dashboard until the user quits or the process is told to stop.
-pub fn run(opts: Options) -> Result<()> {
+pub fn run(mut opts: Options) -> Result<()> {
     if !std::io::stdout().is_terminal() {
         anyhow::bail!("the dashboard needs a terminal; `probdrop-tui run FILE` trains without one");
     }
     open_log(&opts.runs)?;
+    // Comparisons name their runs by canonical path: so does the dashboard,
+    // or a comparison's runs would not be found among its own.
+    opts.runs = opts.runs.canonicalize()?;
     eprintln!(
         "probdrop-tui: loading plugins from {} … (log: {})",
         opts.plugins.display(),
@@ -290,7 +331,9 @@ pub fn run(opts: Options) -> Result<()> {
         plugins: opts.plugins.clone(),
         machine: opts.machine.clone(),
         runs: opts.runs.clone(),
+        compare: opts.compare.clone(),
         children: Vec::new(),
+        comparisons: Vec::new(),
         suspended_for_editor: false,
     };
     let stop = stop_on_signals()?;
@@ -444,9 +487,8 @@ impl Dashboard {
         while event::poll(Duration::ZERO)? {
             match event::read()? {
                 Event::Key(key) if key.kind != KeyEventKind::Release => {
-                    let (view, prompt) = (self.app.view, self.app.prompt_open());
-                    if let Some(action) = keys::action_for(key, view, prompt) {
-                        self.apply(action);
+                    if let Some(input) = self.app.input_for(key) {
+                        self.apply(input);
                         self.back_from_editor()?;
                     }
                 }

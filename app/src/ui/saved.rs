@@ -1,5 +1,6 @@
 //! What the dashboard remembers between sessions: the view, the selected run,
-//! the runs marked for the charts, the chart options and the Events filter.
+//! the runs marked for the charts, the chart options, the Events filter and
+//! the Runs view's filter and order.
 //! Kept beside the runs in `dashboard-state.json`, written when the dashboard
 //! closes and read when it opens; runs are named by their directory, so a run
 //! deleted since is simply not marked.
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::app::App;
 use super::keys::View;
+use super::runlist::RunList;
 use super::state::ChartOptions;
 use crate::run::dir;
 
@@ -25,6 +27,8 @@ pub struct Saved {
     pub marked: Vec<String>,
     pub charts: ChartOptions,
     pub events_of: Option<String>,
+    /// The Runs view's filter and order.
+    pub run_list: RunList,
 }
 
 fn name_of(path: &Path) -> Option<String> {
@@ -38,6 +42,7 @@ impl Saved {
             selected_run: app.selected_run().and_then(|r| name_of(&r.dir.path)),
             marked: app.marked.iter().filter_map(|p| name_of(p)).collect(),
             charts: app.charts,
+            run_list: app.run_list.clone(),
             events_of: app.events_of.as_deref().and_then(name_of),
         }
     }
@@ -63,6 +68,8 @@ impl Saved {
             app.selected.run = i;
         }
         app.charts = self.charts;
+        app.run_list = self.run_list;
+        app.select_a_listed_run();
     }
 
     /// The state kept beside `runs`; `None` when there is none or it cannot be

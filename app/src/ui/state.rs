@@ -59,6 +59,37 @@ pub fn cycle(i: usize, n: usize, forward: bool) -> usize {
     }
 }
 
+/// What the charts' x axis counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum XAxis {
+    #[default]
+    Step,
+    Epoch,
+    /// Wall-clock minutes since the run's first logged point.
+    Minutes,
+}
+
+impl XAxis {
+    pub fn next(self) -> XAxis {
+        match self {
+            XAxis::Step => XAxis::Epoch,
+            XAxis::Epoch => XAxis::Minutes,
+            XAxis::Minutes => XAxis::Step,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            XAxis::Step => "step",
+            XAxis::Epoch => "epoch",
+            XAxis::Minutes => "minutes",
+        }
+    }
+}
+
+/// How far one press moves the chart cursor, as a fraction of the x range.
+pub const CURSOR_STEP: f64 = 1.0 / 40.0;
+
 /// How Charts draws its curves (remembered between sessions: see `saved`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -76,6 +107,12 @@ pub struct ChartOptions {
     pub average_seeds: bool,
     /// The y axis from the 1st to the 99th percentile of what is drawn.
     pub clip: bool,
+    pub x_axis: XAxis,
+    pub legend_hidden: bool,
+    /// Where the cursor is, as a fraction of the x range (not kept between
+    /// sessions).
+    #[serde(skip)]
+    pub cursor: Option<f64>,
 }
 
 impl ChartOptions {
@@ -88,6 +125,18 @@ impl ChartOptions {
             Action::AverageSeeds => self.average_seeds = !self.average_seeds,
             Action::ClipOutliers => self.clip = !self.clip,
             Action::CycleMetricBack => self.metric = self.metric.saturating_sub(1),
+            Action::CycleXAxis => self.x_axis = self.x_axis.next(),
+            Action::ToggleLegend => self.legend_hidden = !self.legend_hidden,
+            Action::CursorLeft | Action::CursorRight => {
+                let by = if action == Action::CursorLeft {
+                    -CURSOR_STEP
+                } else {
+                    CURSOR_STEP
+                };
+                // It appears at the newest point, then moves.
+                self.cursor = Some(self.cursor.map_or(1.0, |c| (c + by).clamp(0.0, 1.0)));
+            }
+            Action::HideCursor => self.cursor = None,
             _ => return false,
         }
         true
@@ -171,6 +220,20 @@ mod tests {
         o.apply(Action::CycleMetric);
         o.apply(Action::CycleMetricBack);
         o.apply(Action::CycleMetricBack);
+        for _ in 0..3 {
+            o.apply(Action::CycleXAxis);
+        }
+        o.apply(Action::ToggleLegend);
+        o.apply(Action::ToggleLegend);
+        o.apply(Action::CursorLeft);
+        assert_eq!(o.cursor, Some(1.0), "the cursor starts at the newest point");
+        o.apply(Action::CursorLeft);
+        assert_eq!(o.cursor, Some(1.0 - CURSOR_STEP));
+        for _ in 0..100 {
+            o.apply(Action::CursorLeft);
+        }
+        assert_eq!(o.cursor, Some(0.0), "and stays on the chart");
+        o.apply(Action::HideCursor);
         assert_eq!(o, ChartOptions::default());
         assert!(!o.apply(Action::NextSlot));
     }

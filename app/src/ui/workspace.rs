@@ -10,8 +10,10 @@ use std::time::SystemTime;
 use serde::de::DeserializeOwned;
 
 use super::identity::{self, Config};
+use super::state::XAxis;
 use crate::experiment::{self, Catalog, Diagnostic, Experiment, Machine};
 use crate::run::dir::{self, EventLine, MetricLine, RunDir, RunInfo, SnapshotLine, State, Status};
+use crate::run::notes::Notes;
 
 /// Reads the lines appended to a file since the last call. A torn last line
 /// is kept back until its newline arrives; a file that shrank or was replaced
@@ -161,8 +163,13 @@ pub struct RunView {
     pub config: Config,
     /// When it was prepared, `HH:MM:SS` (tells identical runs apart).
     pub started: String,
+    /// The researcher's tags and note.
+    pub notes: Notes,
     /// From the resolved experiment, read once (the ETA needs it at every frame).
     batch_size: Option<usize>,
+    epochs: Option<usize>,
+    /// (step, wall-clock seconds) of each logged step, for charts over time.
+    walls: Vec<(f64, f64)>,
     metrics_tail: Tail,
     events_tail: Tail,
     snapshots_tail: Tail,
@@ -171,13 +178,16 @@ pub struct RunView {
 impl RunView {
     pub fn open(dir: RunDir) -> Option<RunView> {
         let info = dir.info().ok()?;
-        let batch_size = dir.experiment().ok().map(|f| f.train.batch_size);
+        let resolved = dir.experiment().ok();
+        let batch_size = resolved.as_ref().map(|f| f.train.batch_size);
+        let epochs = resolved.as_ref().map(|f| f.train.epochs);
         let config = identity::read_config(&dir.file(dir::EXPERIMENT));
         let started = identity::clock_of(&info.created);
         let mut view = RunView {
             dir,
             config,
             started,
+            notes: Notes::default(),
             info,
             status: None,
             series: BTreeMap::new(),
@@ -186,6 +196,8 @@ impl RunView {
             alive: false,
             log: LogTail::default(),
             batch_size,
+            epochs,
+            walls: Vec::new(),
             metrics_tail: Tail::default(),
             events_tail: Tail::default(),
             snapshots_tail: Tail::default(),
@@ -222,10 +234,12 @@ impl RunView {
             self.metrics_tail.read(&self.dir.file(dir::METRICS));
         if reset {
             self.series.clear();
+            self.walls.clear();
             changed = true;
         }
         for m in metrics {
             changed = true;
+            self.keep_wall(m.step as f64, m.wall);
             let series = self
                 .series
                 .entry(dir::metric::series(&m.split, &m.metric))
@@ -241,6 +255,11 @@ impl RunView {
         changed |= !events.is_empty();
         self.events.extend(events);
         changed |= self.log.refresh(&self.dir.file(dir::TRAINER_LOG));
+        let notes = Notes::of(&self.dir);
+        if notes != self.notes {
+            self.notes = notes;
+            changed = true;
+        }
         let (snaps, _): (Vec<SnapshotLine>, bool) =
             self.snapshots_tail.read(&self.dir.file(dir::SNAPSHOTS));
         changed |= !snaps.is_empty();
@@ -252,6 +271,48 @@ impl RunView {
             keep_snapshot(history, s);
         }
         changed
+    }
+
+    /// Notes when a step was logged (once a step; a resumed run's steps
+    /// after its checkpoint are logged again, later).
+    fn keep_wall(&mut self, step: f64, wall: f64) {
+        if self.walls.last().is_some_and(|w| w.0 == step) {
+            return;
+        }
+        while self.walls.last().is_some_and(|w| w.0 > step) {
+            self.walls.pop();
+        }
+        self.walls.push((step, wall));
+    }
+
+    /// Where `step` lies on the charts' x axis: the step itself, the epoch
+    /// (fractional), or minutes since the run's first logged step
+    /// (interpolated between logged steps).
+    pub fn x_of(&self, axis: XAxis, step: f64) -> f64 {
+        match axis {
+            XAxis::Step => step,
+            XAxis::Epoch => {
+                let total = self.status.as_ref().map_or(0, |s| s.total_steps);
+                match self.epochs.filter(|&e| e > 0 && total > 0) {
+                    Some(e) => step / (total as f64 / e as f64),
+                    None => step,
+                }
+            }
+            XAxis::Minutes => {
+                let Some(&(_, start)) = self.walls.first() else {
+                    return 0.0;
+                };
+                let i = self.walls.partition_point(|w| w.0 < step);
+                let wall = match (i.checked_sub(1).map(|j| self.walls[j]), self.walls.get(i)) {
+                    (Some((s0, w0)), Some(&(s1, w1))) if s1 > s0 => {
+                        w0 + (w1 - w0) * (step - s0) / (s1 - s0)
+                    }
+                    (_, Some(&(_, w))) | (Some((_, w)), None) => w,
+                    (None, None) => start,
+                };
+                (wall - start) / 60.0
+            }
+        }
     }
 
     /// The state to show: a "training" run whose trainer is gone has failed.

@@ -16,7 +16,7 @@ use crate::run::dir::metric;
 use crate::ui::app::App;
 use crate::ui::identity;
 use crate::ui::series;
-use crate::ui::state::ChartOptions;
+use crate::ui::state::{ChartOptions, XAxis};
 use crate::ui::workspace::RunView;
 
 /// Every metric the runs logged, by name (`loss`, `dropped/block2`): loss,
@@ -109,20 +109,24 @@ pub(super) fn draw(
     let marked = runs
         .iter()
         .any(|r| r.events.iter().any(|e| is_mark(&e.kind)));
-    let legend = legend(&app.names_of_groups(&groups), marked);
+    let names = app.names_of_groups(&groups);
+    let legend = (!app.charts.legend_hidden).then(|| legend(&names, marked));
     let count = metric_choices(&runs).len().min(4);
     if area.width < GRID.0 || area.height < GRID.1 {
         let pane = Pane {
             groups: &groups,
+            names: &names,
             metric: app.charts.metric,
-            legend: Some(legend),
+            legend,
         };
         draw_chart(frame, app, pane, area, depth, cache);
     } else {
-        let height = legend_height(&legend, area.width);
+        let height = legend.as_ref().map_or(0, |l| legend_height(l, area.width));
         let [top, grid] =
             Layout::vertical([Constraint::Length(height), Constraint::Min(3)]).areas(area);
-        frame.render_widget(Paragraph::new(legend).wrap(Wrap { trim: true }), top);
+        if let Some(legend) = legend {
+            frame.render_widget(Paragraph::new(legend).wrap(Wrap { trim: true }), top);
+        }
         let rows = Layout::vertical([Constraint::Ratio(1, 2); 2]).split(grid);
         let cells = rows.iter().flat_map(|row| {
             Layout::horizontal([Constraint::Ratio(1, 2); 2])
@@ -132,6 +136,7 @@ pub(super) fn draw(
         for (k, cell) in cells.take(count).enumerate() {
             let pane = Pane {
                 groups: &groups,
+                names: &names,
                 metric: app.charts.metric + k,
                 legend: None,
             };
@@ -155,6 +160,8 @@ pub(super) fn draw(
 /// the legend when it has its own.
 struct Pane<'a> {
     groups: &'a [Vec<&'a RunView>],
+    /// What each group is called (the cursor's read-out names them).
+    names: &'a [String],
     metric: usize,
     legend: Option<Line<'static>>,
 }
@@ -180,6 +187,7 @@ fn draw_chart(
         ""
     };
     let clipped = if o.clip { " y 1–99 %" } else { "" };
+    let x_label = o.x_axis.label();
     let title = format!(
         "{label} ({}/{of}, m){}{clipped}  smoothing {}  zoom {}  ({} run{}{averaged})",
         at + 1,
@@ -201,7 +209,8 @@ fn draw_chart(
     }
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let marks = marks(groups, xb, yb);
+    let marks = marks(groups, o.x_axis, xb, yb);
+    let cursor = o.cursor.map(|c| xb[0] + c * (xb[1] - xb[0]));
     // Marks first, so that the curves are drawn over them.
     let mut datasets: Vec<Dataset> = marks.iter().map(mark_dataset).collect();
     datasets.extend(curves.iter().map(|c| dataset(c, depth)));
@@ -209,20 +218,42 @@ fn draw_chart(
         .legend
         .as_ref()
         .map_or(0, |l| legend_height(l, inner.width));
-    let [legend_area, area] =
-        Layout::vertical([Constraint::Length(height), Constraint::Min(3)]).areas(inner);
+    let readout = cursor.map(|x| read_out(&curves, pane.names, o.x_axis, x));
+    let [legend_area, area, readout_area] = Layout::vertical([
+        Constraint::Length(height),
+        Constraint::Min(3),
+        Constraint::Length(
+            readout
+                .as_ref()
+                .map_or(0, |l| legend_height(l, inner.width)),
+        ),
+    ])
+    .areas(inner);
     if let Some(legend) = pane.legend {
         frame.render_widget(
             Paragraph::new(legend).wrap(Wrap { trim: true }),
             legend_area,
         );
     }
+    if let Some(line) = readout {
+        frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: true }), readout_area);
+    }
+    let cursor_line = cursor.map(|x| [(x, yb[0]), (x, yb[1])]);
+    if let Some(line) = &cursor_line {
+        datasets.push(
+            Dataset::default()
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::new().fg(Color::Gray))
+                .data(line),
+        );
+    }
     let chart = Chart::new(datasets)
         .x_axis(
             Axis::default()
-                .title("step")
+                .title(x_label)
                 .bounds(xb)
-                .labels(step_labels(xb)),
+                .labels(x_labels(o.x_axis, xb)),
         )
         .y_axis(
             Axis::default()
@@ -244,15 +275,20 @@ type Mark = (Color, [(f64, f64); 2]);
 
 /// Every overlaid run's reloads and config changes inside the x range, in
 /// its group's colour.
-fn marks(groups: &[Vec<&RunView>], [x0, x1]: [f64; 2], [y0, y1]: [f64; 2]) -> Vec<Mark> {
+fn marks(
+    groups: &[Vec<&RunView>],
+    axis: XAxis,
+    [x0, x1]: [f64; 2],
+    [y0, y1]: [f64; 2],
+) -> Vec<Mark> {
     let mut out = Vec::new();
     for (i, g) in groups.iter().enumerate() {
         let color = RUN_COLORS[i % RUN_COLORS.len()];
         let steps = g
             .iter()
-            .flat_map(|r| &r.events)
-            .filter(|e| is_mark(&e.kind))
-            .map(|e| e.step as f64)
+            .flat_map(|r| r.events.iter().map(move |e| (r, e)))
+            .filter(|(_, e)| is_mark(&e.kind))
+            .map(|(r, e)| r.x_of(axis, e.step as f64))
             .filter(|x| (x0..=x1).contains(x));
         out.extend(steps.map(|x| (color, [(x, y0), (x, y1)])));
     }
@@ -330,6 +366,8 @@ fn curves(
     let mut curves: Vec<Curve> = Vec::new();
     for (i, g) in groups.iter().enumerate() {
         let color = RUN_COLORS[i % RUN_COLORS.len()];
+        let Some(first) = g.first() else { continue };
+        let along = |pts: Vec<(f64, f64)>| along(o.x_axis, first, pts);
         for split in [metric::TRAIN, metric::VAL] {
             let key = metric::series(split, name);
             let members: Vec<(&RunView, &[(f64, f64)])> = g
@@ -369,12 +407,12 @@ fn curves(
             };
             let smooth = o.alpha() > 0.0 && look == Look::Train;
             if members.len() > 1 {
-                curves.push((color, cached(Part::Low, smooth), Look::Faint));
-                curves.push((color, cached(Part::High, smooth), Look::Faint));
+                curves.push((color, along(cached(Part::Low, smooth)), Look::Faint));
+                curves.push((color, along(cached(Part::High, smooth)), Look::Faint));
             } else if smooth {
-                curves.push((color, cached(Part::Line, false), Look::Faint));
+                curves.push((color, along(cached(Part::Line, false)), Look::Faint));
             }
-            curves.push((color, cached(Part::Line, smooth), look));
+            curves.push((color, along(cached(Part::Line, smooth)), look));
         }
     }
     curves
@@ -472,9 +510,76 @@ pub(super) fn faint(color: Color, depth: ColorDepth) -> Color {
     Color::Indexed([30, 100, 90, 28, 88, 25, 244, 22][index])
 }
 
-/// Low, middle and high labels of the step axis: whole steps.
-fn step_labels([lo, hi]: [f64; 2]) -> [String; 3] {
-    [lo, (lo + hi) / 2.0, hi].map(|v| format!("{v:.0}"))
+/// A prepared curve's steps as places on the x axis (a group is placed by
+/// its first run: the seeds of one configuration share their epochs).
+fn along(axis: XAxis, run: &RunView, mut pts: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    if axis != XAxis::Step {
+        for p in &mut pts {
+            p.0 = run.x_of(axis, p.0);
+        }
+    }
+    pts
+}
+
+/// What the cursor reads at `x`: each group's train and validation value
+/// there (the drawn curve's last point at or before it), in its colour.
+fn read_out(curves: &[Curve], names: &[String], axis: XAxis, x: f64) -> Line<'static> {
+    let at = match axis {
+        // The step whose point is read.
+        XAxis::Step => format!("{:.0}", x.floor()),
+        XAxis::Epoch => format!("{x:.2}"),
+        XAxis::Minutes => format!("{x:.1}"),
+    };
+    let mut spans = vec![Span::styled(
+        format!("{} {at}:", axis.label()),
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    for (i, name) in names.iter().enumerate() {
+        let color = RUN_COLORS[i % RUN_COLORS.len()];
+        let at = |look: Look| {
+            curves
+                .iter()
+                .filter(|c| c.0 == color && c.2 == look)
+                .find_map(|c| value_at(&c.1, x))
+        };
+        let mut text = format!(" ━\u{a0}{}", name.replace(' ', "\u{a0}"));
+        if let Some(v) = at(Look::Train) {
+            text.push_str(&format!("\u{a0}{}", short(v)));
+        }
+        if let Some(v) = at(Look::Val) {
+            text.push_str(&format!("\u{a0}•{}", short(v)));
+        }
+        spans.push(Span::styled(text, Style::new().fg(color)));
+    }
+    Line::from(spans)
+}
+
+/// The value of the last point at or before `x` (points in x order).
+fn value_at(points: &[(f64, f64)], x: f64) -> Option<f64> {
+    let i = points.partition_point(|p| p.0 <= x);
+    points.get(i.checked_sub(1)?).map(|p| p.1)
+}
+
+/// A number in four significant digits (whole above 1000).
+fn short(v: f64) -> String {
+    let magnitude = if v == 0.0 {
+        0
+    } else {
+        v.abs().log10().floor() as i32
+    };
+    let decimals = (3 - magnitude).clamp(0, 6) as usize;
+    format!("{v:.decimals$}")
+}
+
+/// Low, middle and high labels of the x axis: whole steps, or epochs and
+/// minutes with a decimal when the range is short.
+fn x_labels(axis: XAxis, [lo, hi]: [f64; 2]) -> [String; 3] {
+    let decimals = match axis {
+        XAxis::Step => 0,
+        _ if hi - lo >= 20.0 => 0,
+        _ => 1,
+    };
+    [lo, (lo + hi) / 2.0, hi].map(|v| format!("{v:.decimals$}"))
 }
 
 /// Low, middle and high labels of the value axis, with the decimals its range
@@ -496,10 +601,14 @@ mod tests {
 
     #[test]
     fn axis_labels_read_as_steps_and_values() {
-        assert_eq!(step_labels([10.0, 52.0]), ["10", "31", "52"]);
+        assert_eq!(x_labels(XAxis::Step, [10.0, 52.0]), ["10", "31", "52"]);
+        assert_eq!(x_labels(XAxis::Epoch, [0.0, 3.0]), ["0.0", "1.5", "3.0"]);
+        assert_eq!(x_labels(XAxis::Minutes, [0.0, 90.0]), ["0", "45", "90"]);
         assert_eq!(value_labels([0.0, 0.2], false), ["0.000", "0.100", "0.200"]);
         assert_eq!(value_labels([0.3, 2.4], false), ["0.30", "1.35", "2.40"]);
         assert_eq!(value_labels([0.0, 800.0], false), ["0", "400", "800"]);
+        let read: Vec<String> = [1.19954, 0.05123, 123.45, 4567.8, 0.0].map(short).into();
+        assert_eq!(read, ["1.200", "0.05123", "123.5", "4568", "0.000"]);
         // log10 of 0.1 and 10: the labels are the values.
         assert_eq!(value_labels([-1.0, 1.0], true), ["0.10", "1.00", "10.00"]);
     }

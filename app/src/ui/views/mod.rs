@@ -17,8 +17,9 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, TableState, Tabs, Wrap};
 
-use super::app::{App, ConfirmStop, StartPrompt};
+use super::app::{App, StartPrompt};
 use super::keys::{KEYMAP, Scope, View};
+use super::manage::{Confirm, Entry};
 use super::workspace::{DisplayState, RunView};
 use crate::run::dir::State;
 
@@ -143,7 +144,7 @@ fn draw_with(frame: &mut Frame, app: &App, depth: ColorDepth, curves: &mut Curve
         tabs,
     );
     if app.help {
-        draw_help(frame, body);
+        draw_help(frame, body, app.help_page);
     } else if app.config_open && app.view == View::Runs {
         config::draw(frame, app, body);
     } else {
@@ -157,8 +158,11 @@ fn draw_with(frame: &mut Frame, app: &App, depth: ColorDepth, curves: &mut Curve
             View::Compare => compare::draw(frame, app, body),
         }
     }
-    if let Some(c) = &app.confirm_stop {
-        draw_confirm_stop(frame, c, body);
+    if let Some(c) = &app.confirm {
+        draw_confirm(frame, c, body);
+    }
+    if let Some(e) = &app.entry {
+        draw_entry(frame, e, body);
     }
     if let Some(p) = &app.prompt {
         draw_prompt(frame, p, body);
@@ -199,22 +203,46 @@ fn popup(area: Rect, width: u16, height: u16) -> Rect {
     }
 }
 
-/// The stop question, over the middle of the body.
-fn draw_confirm_stop(frame: &mut Frame, c: &ConfirmStop, area: Rect) {
+/// A yes/no question about a run, over the middle of the body.
+fn draw_confirm(frame: &mut Frame, c: &Confirm, area: Rect) {
     let popup = popup(area, 64, 7);
+    let dim = Style::new().add_modifier(Modifier::DIM);
+    let [ask, then, keys] = c.lines();
     let lines = vec![
-        Line::from(format!("Stop {}?", c.question)),
-        Line::from(format!("run {}", c.name)).style(Style::new().add_modifier(Modifier::DIM)),
-        Line::from("It keeps its checkpoint; R continues it later."),
-        Line::from("y/Enter stop   n/Esc keep it running")
-            .style(Style::new().add_modifier(Modifier::DIM)),
+        Line::from(ask),
+        Line::from(format!("run {}", c.name)).style(dim),
+        Line::from(then),
+        Line::from(keys).style(dim),
     ];
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
-            .block(Block::new().borders(Borders::ALL).title("Stop the run")),
+            .block(Block::new().borders(Borders::ALL).title(c.title())),
         popup,
+    );
+}
+
+/// A line being typed, at the bottom of the body: its end stays in sight.
+fn draw_entry(frame: &mut Frame, e: &Entry, area: Rect) {
+    let height = 4.min(area.height);
+    let rect = Rect {
+        y: area.y + area.height - height,
+        height,
+        ..area
+    };
+    let room = usize::from(rect.width.saturating_sub(3));
+    let chars: Vec<char> = e.text.chars().collect();
+    let shown: String = chars[chars.len().saturating_sub(room)..].iter().collect();
+    let lines = vec![
+        Line::from(format!("{shown}█")),
+        Line::from("Enter keep   Esc cancel   Backspace erase")
+            .style(Style::new().add_modifier(Modifier::DIM)),
+    ];
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).title(e.title())),
+        rect,
     );
 }
 
@@ -231,8 +259,13 @@ fn draw_prompt(frame: &mut Frame, p: &StartPrompt, area: Rect) {
         choices.push(Span::styled(format!(" {} ", p.choice_label(i)), style));
         choices.push(Span::raw(" "));
     }
+    let what = if p.compare {
+        format!("compare the strategies of {} over seeds on:", p.name)
+    } else {
+        format!("{} run(s) of {} on:", p.runs, p.name)
+    };
     let mut lines = vec![
-        Line::from(format!("{} run(s) of {} on:", p.runs, p.name)),
+        Line::from(what),
         Line::from(choices),
         Line::from("←/→ choose   Enter start   Esc cancel")
             .style(Style::new().add_modifier(Modifier::DIM)),
@@ -245,9 +278,13 @@ fn draw_prompt(frame: &mut Frame, p: &StartPrompt, area: Rect) {
     }
     frame.render_widget(Clear, popup);
     frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(Block::new().borders(Borders::ALL).title("Start runs")),
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::new().borders(Borders::ALL).title(if p.compare {
+                "Start a comparison"
+            } else {
+                "Start runs"
+            }),
+        ),
         popup,
     );
 }
@@ -261,7 +298,7 @@ fn help_groups() -> Vec<(String, Vec<String>)> {
             let heading = match b.scope {
                 Scope::Global => "everywhere".to_string(),
                 Scope::In(v) => format!("in {}", v.title()),
-                Scope::Prompt => "in a prompt (start runs, stop a run)".to_string(),
+                Scope::Prompt => "in a question (start, stop, archive…)".to_string(),
             };
             groups.push((heading, Vec::new()));
             last_scope = Some(b.scope);
@@ -280,14 +317,11 @@ enum HelpLine {
     Key(String),
 }
 
-/// Lays the groups out in `columns` columns of `rows` lines. A heading never
-/// ends a column: a group that does not fit starts the next one, and a group
-/// cut by a column's end is headed again there ("… (cont.)").
-fn help_columns(
-    groups: &[(String, Vec<String>)],
-    rows: usize,
-    columns: usize,
-) -> Vec<Vec<HelpLine>> {
+/// Lays the groups out in columns of `rows` lines, as many as they need. A
+/// heading never ends a column: a group that does not fit starts the next
+/// one, and a group cut by a column's end is headed again there ("… (cont.)").
+fn help_columns(groups: &[(String, Vec<String>)], rows: usize) -> Vec<Vec<HelpLine>> {
+    let rows = rows.max(2);
     let mut out: Vec<Vec<HelpLine>> = vec![Vec::new()];
     for (heading, keys) in groups {
         if rows.saturating_sub(out.last().map_or(0, Vec::len)) < 2 {
@@ -305,25 +339,22 @@ fn help_columns(
             }
         }
     }
-    if out.len() > columns {
-        out.truncate(columns);
-        if let Some(col) = out.last_mut() {
-            col.truncate(rows.saturating_sub(1));
-            col.push(HelpLine::Key("… more on a larger terminal".into()));
-        }
-    }
     out
 }
 
-fn draw_help(frame: &mut Frame, area: Rect) {
+/// The help in columns of 40; pages of them when the terminal is too small
+/// (↑/↓ turn them, the title says which).
+fn draw_help(frame: &mut Frame, area: Rect, page: usize) {
     let count = usize::from(area.width / 40).max(1);
     let rows = usize::from(area.height.saturating_sub(2));
-    let columns = help_columns(&help_groups(), rows, count);
+    let columns = help_columns(&help_groups(), rows);
+    let pages = columns.len().div_ceil(count);
+    let page = page % pages;
     let areas = Layout::horizontal(vec![Constraint::Ratio(1, count as u32); count]).split(area);
     let bold = Style::new().add_modifier(Modifier::BOLD);
     for (i, area) in areas.iter().enumerate() {
         let lines: Vec<Line> = columns
-            .get(i)
+            .get(page * count + i)
             .into_iter()
             .flatten()
             .map(|l| match l {
@@ -332,10 +363,10 @@ fn draw_help(frame: &mut Frame, area: Rect) {
             })
             .collect();
         let block = Block::new().borders(Borders::ALL);
-        let block = if i == 0 {
-            block.title("Keys (? to close)")
-        } else {
-            block
+        let block = match (i, pages) {
+            (0, 1) => block.title("Keys (? to close)"),
+            (0, _) => block.title(format!("Keys {}/{pages}, ↑/↓ (? to close)", page + 1)),
+            _ => block,
         };
         frame.render_widget(Paragraph::new(lines).block(block), *area);
     }
@@ -390,14 +421,13 @@ mod tests {
     fn help_headings_stay_with_their_keys() {
         let groups = help_groups();
         let keys: usize = groups.iter().map(|g| g.1.len()).sum();
-        for (rows, columns) in [(20, 2), (44, 4), (5, 3), (3, 9)] {
-            let laid = help_columns(&groups, rows, columns);
-            assert!(laid.len() <= columns);
+        for rows in [20, 44, 5, 3, 1] {
+            let laid = help_columns(&groups, rows);
             for col in &laid {
-                assert!(col.len() <= rows, "{rows}x{columns}: {col:?}");
+                assert!(col.len() <= rows.max(2), "{rows}: {col:?}");
                 assert!(
                     !matches!(col.last(), Some(HelpLine::Heading(_))),
-                    "{rows}x{columns}: a heading ends a column: {col:?}"
+                    "{rows}: a heading ends a column: {col:?}"
                 );
                 assert!(matches!(col.first(), Some(HelpLine::Heading(_))));
             }
@@ -406,9 +436,7 @@ mod tests {
                 .flatten()
                 .filter(|l| matches!(l, HelpLine::Key(_)))
                 .count();
-            if rows * columns >= 60 {
-                assert_eq!(shown, keys, "{rows}x{columns}: every key shown");
-            }
+            assert_eq!(shown, keys, "{rows}: every key on some page");
         }
     }
 

@@ -52,15 +52,17 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let wide = area.width >= 120;
     let columns = if wide { WIDE } else { NARROW };
     let header: Vec<&str> = columns.iter().map(|c| c.0).collect();
-    let rows: Vec<Row> = app
-        .runs
+    let order = app.shown_runs();
+    let rows: Vec<Row> = order
         .iter()
+        .map(|&i| &app.runs[i])
         .map(|r| Row::new(cells(r, app.marked.contains(&r.dir.path), wide)))
         .collect();
-    let title = format!("Runs ({})", app.runs.len());
+    let title = app.run_list.title(order.len(), app.runs.len());
+    let at = order.iter().position(|&i| i == app.selected.run);
     let table = Table::new(rows, widths(columns))
         .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)))
-        .block(Block::new().borders(Borders::ALL).title(title))
+        .block(Block::new().borders(Borders::ALL).title(title.clone()))
         .row_highlight_style(SELECTED);
     let log_rows = if app.log_open { area.height / 2 } else { 0 };
     let machine = app.system.as_ref().map(machine_lines).unwrap_or_default();
@@ -72,8 +74,18 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     ])
     .areas(area);
     frame.render_widget(Paragraph::new(machine), top);
-    frame.render_stateful_widget(table, list, &mut selection(app.selected.run));
-    if let Some(r) = app.selected_run() {
+    if order.is_empty() {
+        let text = "No run matches the filter: / changes it (an empty filter lists every run).";
+        frame.render_widget(
+            Paragraph::new(text)
+                .wrap(Wrap { trim: true })
+                .block(Block::new().borders(Borders::ALL).title(title)),
+            list,
+        );
+        return;
+    }
+    frame.render_stateful_widget(table, list, &mut selection(at.unwrap_or(0)));
+    if let Some(r) = at.and_then(|_| app.selected_run()) {
         let gpu_memory = app
             .system
             .as_ref()
@@ -264,6 +276,13 @@ fn run_detail(r: &RunView, gpu_memory: Option<u64>) -> Vec<Line<'static>> {
     }
     if let Some(bytes) = gpu_memory {
         facts.push(format!("{} GiB on the GPU", gib(bytes)));
+    }
+    if !r.notes.tags.is_empty() {
+        let tags: Vec<String> = r.notes.tags.iter().map(|t| format!("#{t}")).collect();
+        facts.push(tags.join(" "));
+    }
+    if !r.notes.note.is_empty() {
+        facts.push(format!("note: {}", r.notes.note));
     }
     let message = st.map(|s| s.message.clone()).unwrap_or_default();
     let said = match state {
