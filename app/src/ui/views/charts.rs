@@ -7,7 +7,8 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Chart, Dataset, GraphType};
+use ratatui::widgets::canvas::{Canvas, Context, Line as CanvasLine, Points};
+use ratatui::widgets::{Axis, Chart};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 use super::{ColorDepth, RUN_COLORS};
@@ -211,9 +212,6 @@ fn draw_chart(
     frame.render_widget(block, area);
     let marks = marks(groups, o.x_axis, xb, yb);
     let cursor = o.cursor.map(|c| xb[0] + c * (xb[1] - xb[0]));
-    // Marks first, so that the curves are drawn over them.
-    let mut datasets: Vec<Dataset> = marks.iter().map(mark_dataset).collect();
-    datasets.extend(curves.iter().map(|c| dataset(c, depth)));
     let height = pane
         .legend
         .as_ref()
@@ -238,31 +236,111 @@ fn draw_chart(
     if let Some(line) = readout {
         frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: true }), readout_area);
     }
-    let cursor_line = cursor.map(|x| [(x, yb[0]), (x, yb[1])]);
-    if let Some(line) = &cursor_line {
-        datasets.push(
-            Dataset::default()
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(Style::new().fg(Color::Gray))
-                .data(line),
-        );
-    }
-    let chart = Chart::new(datasets)
-        .x_axis(
-            Axis::default()
-                .title(x_label)
-                .bounds(xb)
-                .labels(x_labels(o.x_axis, xb)),
-        )
-        .y_axis(
-            Axis::default()
-                .title(label.clone())
-                .bounds(yb)
-                .labels(value_labels(yb, o.log_scale)),
-        )
-        .legend_position(None);
+    let plot = Plot {
+        curves: &curves,
+        marks: &marks,
+        cursor,
+        depth,
+    };
+    let axes = Axes {
+        x: (x_label.to_string(), xb, x_labels(o.x_axis, xb)),
+        y: (label, yb, value_labels(yb, o.log_scale)),
+    };
+    draw_plot(frame, area, plot, axes);
+}
+
+/// Each axis: its title, bounds and labels (low, middle, high).
+struct Axes {
+    x: (String, [f64; 2], [String; 3]),
+    y: (String, [f64; 2], [String; 3]),
+}
+
+/// What one chart draws inside its axes.
+struct Plot<'a> {
+    curves: &'a [Curve],
+    marks: &'a [Mark],
+    /// The cursor's x.
+    cursor: Option<f64>,
+    depth: ColorDepth,
+}
+
+/// The curves on one canvas in four layers, however many runs (reload marks,
+/// braille lines, dotted validation curves, the cursor), under the axes of a
+/// `Chart` without datasets: as Chart datasets each curve was a cell grid of
+/// its own, and 50 overlaid runs took 2.9 ms a frame (BENCHMARKS.md).
+fn draw_plot(frame: &mut Frame, area: Rect, plot: Plot, axes: Axes) {
+    let graph = graph_area(area, &axes);
+    let (xb, yb) = (axes.x.1, axes.y.1);
+    let depth = plot.depth;
+    let canvas = Canvas::default()
+        .x_bounds(xb)
+        .y_bounds(yb)
+        .marker(Marker::Dot)
+        .paint(|ctx| {
+            for (color, [a, b]) in plot.marks {
+                ctx.draw(&line(*color, *a, *b));
+            }
+            ctx.marker(Marker::Braille);
+            for c in plot.curves.iter().filter(|c| c.2 != Look::Val) {
+                draw_curve(ctx, curve_color(c, depth), &c.1);
+            }
+            ctx.marker(Marker::Dot);
+            for c in plot.curves.iter().filter(|c| c.2 == Look::Val) {
+                draw_curve(ctx, c.0, &c.1);
+            }
+            if let Some(x) = plot.cursor {
+                ctx.marker(Marker::Braille);
+                ctx.draw(&line(Color::Gray, (x, yb[0]), (x, yb[1])));
+            }
+        });
+    frame.render_widget(canvas, graph);
+    // The axes, their labels and titles over the curves.
+    let axis = |(title, bounds, labels): (String, [f64; 2], [String; 3])| {
+        Axis::default().title(title).bounds(bounds).labels(labels)
+    };
+    let chart = Chart::new(Vec::new())
+        .x_axis(axis(axes.x))
+        .y_axis(axis(axes.y));
     frame.render_widget(chart, area);
+}
+
+fn line(color: Color, (x1, y1): (f64, f64), (x2, y2): (f64, f64)) -> CanvasLine {
+    CanvasLine {
+        x1,
+        y1,
+        x2,
+        y2,
+        color,
+    }
+}
+
+/// A curve's points joined by lines.
+fn draw_curve(ctx: &mut Context, color: Color, points: &[(f64, f64)]) {
+    ctx.draw(&Points {
+        coords: points,
+        color,
+    });
+    for w in points.windows(2) {
+        ctx.draw(&line(color, w[0], w[1]));
+    }
+}
+
+/// Where `Chart` puts the plot inside `area`: above its x labels and x axis,
+/// right of its y labels and y axis (the labels take at most a third of the
+/// width; the first x label may reach left of the axis).
+fn graph_area(area: Rect, axes: &Axes) -> Rect {
+    let width = |s: &String| Line::from(s.as_str()).width() as u16;
+    let rows_below = u16::from(area.height > 1) + u16::from(area.height > 2);
+    let widest_y = axes.y.2.iter().map(width).max().unwrap_or(0);
+    let first_x = width(&axes.x.2[0]);
+    let left = widest_y.max(first_x.saturating_sub(1)).min(area.width / 3);
+    let axis = u16::from(area.x + left + 1 < area.right());
+    Rect {
+        x: area.x + left + axis,
+        y: area.y,
+        width: area.width.saturating_sub(left + axis),
+        height: area.height - rows_below,
+    }
 }
 
 fn is_mark(kind: &EventKind) -> bool {
@@ -293,14 +371,6 @@ fn marks(
         out.extend(steps.map(|x| (color, [(x, y0), (x, y1)])));
     }
     out
-}
-
-fn mark_dataset((color, line): &Mark) -> Dataset<'_> {
-    Dataset::default()
-        .marker(Marker::Dot)
-        .graph_type(GraphType::Line)
-        .style(Style::new().fg(*color))
-        .data(line)
 }
 
 /// The legend above the plot (never over the data, never hidden): each run in
@@ -482,21 +552,12 @@ fn prepare(pts: &[(f64, f64)], o: &ChartOptions, alpha: f64, columns: usize) -> 
     series::downsample(&pts, x0, x1, columns)
 }
 
-fn dataset((color, pts, look): &Curve, depth: ColorDepth) -> Dataset<'_> {
-    // Braille cells keep a colour but no modifier: faint is a darker colour.
-    let style = match look {
-        Look::Faint => Style::new().fg(faint(*color, depth)),
-        Look::Train | Look::Val => Style::new().fg(*color),
-    };
-    let marker = match look {
-        Look::Val => Marker::Dot,
-        Look::Train | Look::Faint => Marker::Braille,
-    };
-    Dataset::default()
-        .marker(marker)
-        .graph_type(GraphType::Line)
-        .style(style)
-        .data(pts)
+/// A curve's colour: a faint curve in the darker partner of its run's.
+fn curve_color((color, _, look): &Curve, depth: ColorDepth) -> Color {
+    match look {
+        Look::Faint => faint(*color, depth),
+        Look::Train | Look::Val => *color,
+    }
 }
 
 /// The darker partner of a run colour, for its raw curve beneath the smoothed
