@@ -65,7 +65,7 @@ fn dropblock_direct(x: &Tensor<4>, p: f64, b: usize, expand: Expand) -> Tensor<4
     keep_rescaled(expanded, [n, c, h, w], b)
 }
 
-/// ProbDropBlock's default reading written directly against burn.
+/// ProbDropBlock's 1.x reading (`gamma = "ghiasi"`) written directly against burn.
 fn probdropblock_direct(x: &Tensor<4>, p: f64, b: usize) -> Tensor<4> {
     let [n, c, h, w] = x.dims();
     let s = x.clone().abs();
@@ -119,6 +119,13 @@ fn masks(c: &mut Criterion) {
         let prob = libs["probdropblock"]
             .create(&[("block_size".into(), plugin_api::Value::Int(5))])
             .unwrap();
+        // The 1.x default: DropBlock's rate at every position, no solve.
+        let prob_ghiasi = libs["probdropblock"]
+            .create(&[
+                ("block_size".into(), plugin_api::Value::Int(5)),
+                ("gamma".into(), plugin_api::Value::Str("ghiasi".into())),
+            ])
+            .unwrap();
 
         let mut g = c.benchmark_group("dropblock");
         g.sample_size(20);
@@ -136,8 +143,11 @@ fn masks(c: &mut Criterion) {
 
         let mut g = c.benchmark_group("probdropblock");
         g.sample_size(20);
-        g.bench_with_input(BenchmarkId::new("abi", &label), &x, |bch, x| {
+        g.bench_with_input(BenchmarkId::new("abi-matched", &label), &x, |bch, x| {
             bch.iter(|| sync(prob.mask(x, &ctx).unwrap()))
+        });
+        g.bench_with_input(BenchmarkId::new("abi", &label), &x, |bch, x| {
+            bch.iter(|| sync(prob_ghiasi.mask(x, &ctx).unwrap()))
         });
         g.bench_with_input(BenchmarkId::new("direct", &label), &x, |bch, x| {
             bch.iter(|| sync(probdropblock_direct(x, 0.1, 5)))

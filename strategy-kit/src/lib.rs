@@ -9,7 +9,7 @@
 //! `[N, C, H, W]`) for 2-D, one axis for 1-D. Every helper takes them explicitly so
 //! the same code serves both.
 
-use plugin_api::{BinaryOp, Ops, Pool, Reduce, Result, ScalarOp, Tensor};
+use plugin_api::{BinaryOp, Ops, Pool, Reduce, Result, ScalarOp, Tensor, Unary};
 
 /// Small constant of the DropBlock rescale, `numel / (sum + EPS)`.
 pub const RESCALE_EPS: f64 = 1e-6;
@@ -29,6 +29,38 @@ pub fn ghiasi_gamma(p: f64, b: usize, lens: &[usize]) -> f64 {
 /// The author code's seed rate: `p / b^k`.
 pub fn simple_gamma(p: f64, b: usize, block_dims: usize) -> f64 {
     p / (b as f64).powi(block_dims as i32)
+}
+
+/// How many of DropBlock's seed places (the valid centres, see [`pad_valid`])
+/// have a block that covers each position of a block dim of `len`, for the
+/// expansion's window (`b / 2` before, see [`window_pool`]). `b <= len`.
+pub fn centre_cover(len: usize, b: usize) -> Vec<usize> {
+    let (first, last) = ((b / 2) as i64, (len - 1 - (b - 1) / 2) as i64);
+    (0..len as i64)
+        .map(|j| {
+            let from = (j - (b / 2) as i64).max(first);
+            let to = (j - (b / 2) as i64 + b as i64 - 1).min(last);
+            (to - from + 1).max(0) as usize
+        })
+        .collect()
+}
+
+/// DropBlock's expected dropped fraction over block dims `lens` with seeds
+/// at rate `gamma` at the valid centres: the mean over positions of
+/// `1 − (1 − γ)^c`, `c` the seeds whose block covers the position (a product
+/// of [`centre_cover`] over the dims).
+pub fn dropblock_expected_fraction(lens: &[usize], b: usize, gamma: f64) -> f64 {
+    let keep = 1.0 - gamma.clamp(0.0, 1.0);
+    let mut counts = vec![1usize];
+    for &len in lens {
+        let cover = centre_cover(len, b);
+        counts = counts
+            .iter()
+            .flat_map(|&c| cover.iter().map(move |&d| c * d))
+            .collect();
+    }
+    let kept: f64 = counts.iter().map(|&c| keep.powi(c as i32)).sum();
+    1.0 - kept / counts.len() as f64
 }
 
 /// Clips the block size to the smallest block dim (and to at least 1).
@@ -233,24 +265,33 @@ pub fn dropblock1d_mask<'a>(
         return dropblock_mask(ops, seed_shape, &[axis], b, gamma);
     };
     let valid = valid.expand(seed_shape)?;
-    let padded_axis = axis == 1;
-    // Along the hidden axis a token is all real or all padding: its centres are
-    // the usual ones, no erosion needed. They are cut from a `[1, 1, D]` row and
-    // broadcast, so the slice and pad run on one row, not the whole batch.
-    let centres = if padded_axis {
-        valid_centres(valid.dup()?, axis, b)?
-    } else {
-        centre_map(ops, seed_shape, &[axis], b)?.mul(valid.dup()?)?
-    };
-    let q = if padded_axis {
-        let gamma = ghiasi_gamma_per_sample(valid.dup()?, axis, p, b)?.mul_scalar(gamma_scale)?;
-        centres.mul(gamma)?
-    } else {
-        centres.mul_scalar(gamma_scale * ghiasi_gamma(p, b, &[seed_shape[axis]]))?
-    };
+    let q = dropblock1d_seed_rates(ops, seed_shape, axis, b, p * gamma_scale, &valid)?;
     let seeds = q.clamp(0.0, 1.0)?.bernoulli()?;
     let keep = expand_blocks(seeds, &[axis], b)?.rsub_scalar(1.0)?;
     rescale_valid(keep, Some(valid))
+}
+
+/// DropBlock1D's seed probability at each position of a padded input (`valid`
+/// of `seed_shape`): the rate for `p` (Ghiasi's, per sample along the padded
+/// token axis) where a whole block is real, 0 elsewhere.
+pub fn dropblock1d_seed_rates<'a>(
+    ops: &Ops<'a>,
+    seed_shape: &[usize],
+    axis: usize,
+    b: usize,
+    p: f64,
+    valid: &Tensor<'a>,
+) -> Result<Tensor<'a>> {
+    if axis == 1 {
+        let centres = valid_centres(valid.dup()?, axis, b)?;
+        return centres.mul(ghiasi_gamma_per_sample(valid.dup()?, axis, p, b)?);
+    }
+    // Along the hidden axis a token is all real or all padding: its centres are
+    // the usual ones, no erosion needed. They are cut from a `[1, 1, D]` row and
+    // broadcast, so the slice and pad run on one row, not the whole batch.
+    centre_map(ops, seed_shape, &[axis], b)?
+        .mul(valid.dup()?)?
+        .mul_scalar(ghiasi_gamma(p, b, &[seed_shape[axis]]))
 }
 
 /// How ProbDropBlock measures salience.
@@ -378,23 +419,89 @@ pub fn normalised_salience_valid<'a>(
             let t = s.mul_scalar(1.0 / tau)?;
             let max = t.dup()?.reduce(Reduce::Max, &group, true)?;
             let e = t.sub(max)?.unary(plugin_api::Unary::Exp)?.mul(valid)?;
+            // A group of padding only sums to 0: 0 / eps, not NaN (real
+            // groups sum to at least 1, their maximum's exp(0)).
             let sum = e.dup()?.reduce(Reduce::Sum, &group, true)?;
-            e.div(sum)?.mul(real)
+            e.div(sum.add_scalar(NORM_EPS)?)?.mul(real)
         }
     }
 }
 
-/// ProbDropBlock's mask from a seed probability map `q = clamp(gamma · ŝ, 0, 1)`:
-/// Bernoulli seeds (optionally only at valid centres), expanded and rescaled.
+/// Newton steps of the matched seed rate (see [`matched_gamma`]); the
+/// statistical tests measure the dropped fraction within 2 % of DropBlock's.
+pub const MATCH_STEPS: usize = 2;
+/// Seed probabilities are kept below 1 while solving (`log(1 − q)` finite).
+const Q_MAX: f64 = 1.0 - 1e-6;
+
+/// The sum of `t` over the expansion's window at every position: an average
+/// pool that counts padding, times the window's size.
+fn window_sum<'a>(t: Tensor<'a>, block_dims: &[usize], b: usize) -> Result<Tensor<'a>> {
+    let cells = (b as f64).powi(block_dims.len() as i32);
+    window_pool(t, Pool::Avg, block_dims, b)?.mul_scalar(cells)
+}
+
+/// The mean of `t` over every position, or over the real ones of `valid`
+/// (broadcastable to `t`); a one-element tensor with all dims kept.
+fn mean_over<'a>(t: Tensor<'a>, valid: Option<&Tensor<'a>>) -> Result<Tensor<'a>> {
+    let shape = t.shape()?;
+    let all: Vec<usize> = (0..shape.len()).collect();
+    let Some(valid) = valid else {
+        return t.reduce(Reduce::Mean, &all, true);
+    };
+    let valid = valid.dup()?.expand(&shape)?;
+    let real = valid
+        .dup()?
+        .reduce(Reduce::Sum, &all, true)?
+        .clamp(1.0, f64::MAX)?;
+    t.mul(valid)?.reduce(Reduce::Sum, &all, true)?.div(real)
+}
+
+/// The probability that each position is kept when independent seeds with
+/// probabilities `q` grow into blocks: `Π (1 − q_s)` over the seeds whose
+/// block covers it, `exp` of the window sum of `log(1 − q)`.
+pub fn kept_probability<'a>(q: Tensor<'a>, block_dims: &[usize], b: usize) -> Result<Tensor<'a>> {
+    let log_keep = q.clamp(0.0, Q_MAX)?.rsub_scalar(1.0)?.unary(Unary::Log)?;
+    window_sum(log_keep, block_dims, b)?.unary(Unary::Exp)
+}
+
+/// One seed rate `γ` (a one-element tensor) for the whole of `s_hat` such that
+/// seeds with probabilities `q = clamp(γ · ŝ, 0, 1)` drop, in expectation, the
+/// fraction whose complement is `kept_target` (a one-element tensor), over
+/// the real positions of `valid`. The kept probability is convex and
+/// decreasing in `γ`, and at most `1 − γ · mean(P)` short of 1, with `P` the
+/// window sum of `ŝ`: so `γ0 = (1 − kept) / mean(P)` lies below the root.
+/// From there, Newton steps on the exact mean kept probability, with the
+/// slope `−mean(kept · P)` (exact as `q → 0`; the exact slope weighs each
+/// seed by `1 / (1 − q)` and would cost a window sum per step).
+pub fn matched_gamma<'a>(
+    s_hat: &Tensor<'a>,
+    kept_target: Tensor<'a>,
+    block_dims: &[usize],
+    b: usize,
+    valid: Option<&Tensor<'a>>,
+) -> Result<Tensor<'a>> {
+    let reach = window_sum(s_hat.dup()?, block_dims, b)?;
+    let mean_reach = mean_over(reach.dup()?, valid)?.add_scalar(1e-12)?;
+    let mut gamma = kept_target.dup()?.rsub_scalar(1.0)?.div(mean_reach)?;
+    for _ in 0..MATCH_STEPS {
+        let q = s_hat.dup()?.mul(gamma.dup()?)?;
+        let kept = kept_probability(q, block_dims, b)?;
+        let slope = mean_over(kept.dup()?.mul(reach.dup()?)?, valid)?.add_scalar(1e-12)?;
+        let excess = mean_over(kept, valid)?.sub(kept_target.dup()?)?;
+        gamma = gamma.add(excess.div(slope)?)?.clamp(0.0, f64::MAX)?;
+    }
+    Ok(gamma)
+}
+
+/// ProbDropBlock's mask from a seed probability map `q`: Bernoulli seeds
+/// (optionally only at valid centres), expanded and rescaled.
 pub fn prob_block_mask<'a>(
-    s_hat: Tensor<'a>,
-    gamma: f64,
+    q: Tensor<'a>,
     block_dims: &[usize],
     b: usize,
     valid_only: bool,
 ) -> Result<Tensor<'a>> {
-    let q = s_hat.mul_scalar(gamma)?.clamp(0.0, 1.0)?;
-    let mut seeds = q.bernoulli()?;
+    let mut seeds = q.clamp(0.0, 1.0)?.bernoulli()?;
     if valid_only {
         seeds = restrict_valid(seeds, block_dims, b)?;
     }
@@ -447,6 +554,8 @@ pub enum Group {
 /// Which seed rate ProbDropBlock uses.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum GammaKind {
+    /// One rate per call that drops DropBlock's expected fraction.
+    Matched,
     Ghiasi,
     Simple,
 }
@@ -490,8 +599,8 @@ impl ProbConfig {
                 .help("softmax temperature (normalize = \"softmax\")"),
             ParamSpec::choice("drop", &["high", "low"])
                 .help("high: salient positions dropped more often; low: the least salient (author code)"),
-            ParamSpec::choice("gamma", &["ghiasi", "simple"])
-                .help("seed rate: DropBlock's p*H*W/(b^2 (H-b+1)(W-b+1)), or p/b^2 (author code)"),
+            ParamSpec::choice("gamma", &["matched", "ghiasi", "simple"])
+                .help("seed rate: matched (drops DropBlock's expected fraction), DropBlock's p*H*W/(b^2 (H-b+1)(W-b+1)) at every position, or p/b^2 (author code)"),
             ParamSpec::bool("valid_only", false)
                 .help("restrict seeds to positions where a whole block fits"),
         ]
@@ -521,7 +630,8 @@ impl ProbConfig {
                 },
             },
             direction: [Direction::High, Direction::Low][pick("drop", &["high", "low"])?],
-            gamma: [GammaKind::Ghiasi, GammaKind::Simple][pick("gamma", &["ghiasi", "simple"])?],
+            gamma: [GammaKind::Matched, GammaKind::Ghiasi, GammaKind::Simple]
+                [pick("gamma", &["matched", "ghiasi", "simple"])?],
             valid_only: params.bool("valid_only")?,
         })
     }
@@ -579,8 +689,20 @@ impl ProbConfig {
         };
         let s_hat =
             normalised_salience_valid(s, group_from, self.normalize, self.direction, valid.dup()?)?;
-        let axis = block_dims[0];
+        let allowed = if self.valid_only {
+            valid_centres(valid.dup()?, block_dims[0], b)?
+        } else {
+            valid.dup()?
+        };
+        let s_hat = s_hat.mul(allowed)?;
         let q = match self.gamma {
+            GammaKind::Matched => {
+                let reference = p * self.gamma_scale;
+                let db = dropblock1d_seed_rates(ops, &shape, block_dims[0], b, reference, &valid)?;
+                let kept = mean_over(kept_probability(db, block_dims, b)?, Some(&valid))?;
+                let gamma = matched_gamma(&s_hat, kept, block_dims, b, Some(&valid))?;
+                s_hat.mul(gamma)?
+            }
             GammaKind::Ghiasi if block_dims == [1] => {
                 let gamma = ghiasi_gamma_per_sample(valid.dup()?, 1, p, b)?;
                 s_hat.mul(gamma)?.mul_scalar(self.gamma_scale)?
@@ -593,12 +715,7 @@ impl ProbConfig {
                 s_hat.mul_scalar(self.gamma_scale * simple_gamma(p, b, block_dims.len()))?
             }
         };
-        let allowed = if self.valid_only {
-            valid_centres(valid.dup()?, axis, b)?
-        } else {
-            valid.dup()?
-        };
-        let seeds = q.clamp(0.0, 1.0)?.mul(allowed)?.bernoulli()?;
+        let seeds = q.clamp(0.0, 1.0)?.bernoulli()?;
         let keep = expand_blocks(seeds, block_dims, b)?.rsub_scalar(1.0)?;
         rescale_valid(keep, Some(valid))
     }
@@ -623,12 +740,26 @@ impl ProbConfig {
         };
         let s_hat = normalised_salience(s, group_from, self.normalize, self.direction)?;
         let lens: Vec<usize> = block_dims.iter().map(|&d| shape[d]).collect();
-        let gamma = self.gamma_scale
-            * match self.gamma {
-                GammaKind::Ghiasi => ghiasi_gamma(p, b, &lens),
-                GammaKind::Simple => simple_gamma(p, b, block_dims.len()),
-            };
-        prob_block_mask(s_hat, gamma, block_dims, b, self.valid_only)
+        let ghiasi = self.gamma_scale * ghiasi_gamma(p, b, &lens);
+        let q = match self.gamma {
+            GammaKind::Matched => {
+                // Seeds restricted first, so that the solve counts only those.
+                let s_hat = if self.valid_only {
+                    s_hat.mul(centre_map(ops, &shape, block_dims, b)?)?
+                } else {
+                    s_hat
+                };
+                let kept = 1.0 - dropblock_expected_fraction(&lens, b, ghiasi);
+                let target = ops.full(&vec![1; shape.len()], kept)?;
+                let gamma = matched_gamma(&s_hat, target, block_dims, b, None)?;
+                s_hat.mul(gamma)?
+            }
+            GammaKind::Ghiasi => s_hat.mul_scalar(ghiasi)?,
+            GammaKind::Simple => {
+                s_hat.mul_scalar(self.gamma_scale * simple_gamma(p, b, block_dims.len()))?
+            }
+        };
+        prob_block_mask(q, block_dims, b, self.valid_only)
     }
 }
 
@@ -644,6 +775,37 @@ mod tests {
         let g1 = ghiasi_gamma(0.1, 4, &[128]);
         assert!((g1 - 0.1 * 128.0 / (4.0 * 125.0)).abs() < 1e-15);
         assert_eq!(simple_gamma(0.1, 5, 2), 0.1 / 25.0);
+    }
+
+    #[test]
+    fn dropblock_expected_fraction_counts_the_seeds_over_each_position() {
+        // One dim of 5, b = 3: centres 1..=3; position 0 is covered by centre
+        // 1 only, 1 by 1 and 2, 2 by all three, 3 by 2 and 3, 4 by 3.
+        assert_eq!(centre_cover(5, 3), [1, 2, 3, 2, 1]);
+        // Even b: the window is b / 2 before and b / 2 - 1 after (the
+        // specification's padding and crop), so position 0 has no cover.
+        assert_eq!(centre_cover(6, 4), [0, 1, 2, 3, 3, 2]);
+        assert_eq!(centre_cover(4, 1), [1, 1, 1, 1]);
+        let g: f64 = 0.1;
+        let want = 1.0
+            - [1, 2, 3, 2, 1]
+                .map(|c| (1.0 - g).powi(c))
+                .iter()
+                .sum::<f64>()
+                / 5.0;
+        assert!((dropblock_expected_fraction(&[5], 3, g) - want).abs() < 1e-15);
+        // 2-D: the cover count is the product of the dims' counts.
+        let two = dropblock_expected_fraction(&[5, 5], 3, g);
+        let mut kept = 0.0;
+        for a in [1, 2, 3, 2, 1] {
+            for b in [1, 2, 3, 2, 1] {
+                kept += (1.0 - g).powi(a * b);
+            }
+        }
+        assert!((two - (1.0 - kept / 25.0)).abs() < 1e-15);
+        // Sparse seeds: about p (slightly less, blocks overlap).
+        let f = dropblock_expected_fraction(&[32, 32], 5, ghiasi_gamma(0.1, 5, &[32, 32]));
+        assert!(f < 0.1 && f > 0.09, "{f}");
     }
 
     #[test]

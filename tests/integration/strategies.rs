@@ -223,12 +223,120 @@ fn probdropblock_on_a_constant_input_is_dropblock() {
         (got - measured_db).abs() < 0.01,
         "{got} vs measured DropBlock {measured_db}"
     );
-    // Default (seeds at every position): the same gamma over H x W positions, blocks
-    // clipped at the border. Its exact expectation:
-    let s = strategy("probdropblock", &[("block_size", int(5))]);
+    // The 1.x reading (seeds at every position): the same gamma over H x W
+    // positions, blocks clipped at the border. Its exact expectation:
+    let s = strategy(
+        "probdropblock",
+        &[("block_size", int(5)), ("gamma", choice("ghiasi"))],
+    );
     let got = dropped_fraction(&mask_of(&s, &x, &ctx(p, 9)));
     let expected = expected_block_fraction(&[32, 32], b, gamma, false);
     assert!((got - expected).abs() < 0.008, "{got} vs {expected}");
+    // The default (matched): seeds at every position, at the rate that drops
+    // DropBlock's expected fraction.
+    let s = strategy("probdropblock", &[("block_size", int(5))]);
+    let got = dropped_fraction(&mask_of(&s, &x, &ctx(p, 10)));
+    assert!((got - dropblock).abs() < 0.008, "{got} vs {dropblock}");
+}
+
+/// Real inputs: Fashion-MNIST images from the committed subset (0..1) and
+/// their Sobel edge magnitudes, what a first convolution responds to:
+/// `[n, 2, 28, 28]`, salience that is sparse and clustered.
+fn real_maps(n: usize) -> ([usize; 4], Vec<f32>) {
+    let idx = probdrop_tui::train::idx::read_idx(
+        &repo_root().join("data/fashion-mnist-subset/train-images-idx3-ubyte.gz"),
+    )
+    .unwrap();
+    let (h, w) = (28usize, 28usize);
+    let mut out = Vec::with_capacity(n * 2 * h * w);
+    for image in idx.data.chunks(h * w).take(n) {
+        let px = |y: usize, x: usize| image[y.min(h - 1) * w + x.min(w - 1)] as f32 / 255.0;
+        out.extend((0..h * w).map(|i| px(i / w, i % w)));
+        out.extend((0..h * w).map(|i| {
+            let (y, x) = (i / w, i % w);
+            let (ym, xm) = (y.saturating_sub(1), x.saturating_sub(1));
+            let gx = px(ym, x + 1) + 2.0 * px(y, x + 1) + px(y + 1, x + 1)
+                - px(ym, xm)
+                - 2.0 * px(y, xm)
+                - px(y + 1, xm);
+            let gy = px(y + 1, xm) + 2.0 * px(y + 1, x) + px(y + 1, x + 1)
+                - px(ym, xm)
+                - 2.0 * px(ym, x)
+                - px(ym, x + 1);
+            (gx * gx + gy * gy).sqrt()
+        }));
+    }
+    ([n, 2, h, w], out)
+}
+
+/// The dropped fraction of several masks and its standard error, from the
+/// spread of the fraction over each map (`map` positions) of every mask.
+fn fraction_and_error(masks: &[Vec<f32>], map: usize) -> (f64, f64) {
+    let fractions: Vec<f64> = masks
+        .iter()
+        .flat_map(|m| m.chunks(map).map(dropped_fraction))
+        .collect();
+    let n = fractions.len() as f64;
+    let mean = fractions.iter().sum::<f64>() / n;
+    let var = fractions.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (var / n).sqrt())
+}
+
+/// Issue 17: ProbDropBlock's default (`gamma = "matched"`) drops DropBlock's
+/// expected fraction on real, clustered inputs, for p in {0.05, 0.1, 0.2} and
+/// b in {3, 5, 7}: within 2 % relative, plus three standard errors of the
+/// sampling, where the 1.x reading (`gamma = "ghiasi"`) drops clearly more.
+/// Salient positions are still the ones dropped.
+#[test]
+fn probdropblock_matched_drops_dropblocks_fraction_on_real_inputs() {
+    let (shape, data) = real_maps(192);
+    let x = tensor(shape, data.clone());
+    for b in [3usize, 5, 7] {
+        let s = strategy("probdropblock", &[("block_size", int(b as i64))]);
+        for p in [0.05, 0.1, 0.2] {
+            let target = expected_block_fraction(&[28, 28], b, ghiasi(p, b, &[28, 28]), true);
+            let masks: Vec<Vec<f32>> = (0..4)
+                .map(|seed| mask_of(&s, &x, &ctx(p, 100 + seed)))
+                .collect();
+            let (got, se) = fraction_and_error(&masks, 28 * 28);
+            assert!(
+                (got - target).abs() <= 0.02 * target + 3.0 * se,
+                "b={b} p={p}: {got} (se {se}) vs DropBlock's {target}"
+            );
+            let (dropped, kept) = salience_split(&data, &masks[0]);
+            assert!(
+                dropped > kept,
+                "b={b} p={p}: dropped {dropped} vs kept {kept}"
+            );
+        }
+    }
+    let old = strategy(
+        "probdropblock",
+        &[("block_size", int(5)), ("gamma", choice("ghiasi"))],
+    );
+    let target = expected_block_fraction(&[28, 28], 5, ghiasi(0.1, 5, &[28, 28]), true);
+    let got = dropped_fraction(&mask_of(&old, &x, &ctx(0.1, 99)));
+    assert!(got > 1.05 * target, "the 1.x reading: {got} vs {target}");
+}
+
+/// The same along one axis: ProbDropBlock1D matches DropBlock1D's expected
+/// fraction on real rows (each image a sequence of 28 tokens of 28 units).
+#[test]
+fn probdropblock1d_matched_drops_dropblock1ds_fraction_on_real_rows() {
+    let ([n, c, h, w], data) = real_maps(256);
+    let x = tensor([n * c, h, w], data);
+    for (b, p) in [(3usize, 0.1), (5, 0.2)] {
+        let s = strategy("probdropblock1d", &[("block_size", int(b as i64))]);
+        let target = expected_block_fraction(&[w], b, ghiasi(p, b, &[w]), true);
+        let masks: Vec<Vec<f32>> = (0..4)
+            .map(|seed| mask_of(&s, &x, &ctx(p, 200 + seed)))
+            .collect();
+        let (got, se) = fraction_and_error(&masks, h * w);
+        assert!(
+            (got - target).abs() <= 0.02 * target + 3.0 * se,
+            "b={b} p={p}: {got} (se {se}) vs DropBlock1D's {target}"
+        );
+    }
 }
 
 /// Left half of every map large (|x| in 2..3), right half small (0.1..0.5).

@@ -15,7 +15,8 @@ impl Strategy for ProbDropBlock {
         "ProbDropBlock (Revisiting Structured Dropout, ACML 2023) for \
         [N, C, H, W]: salience s = |x| (or its b-window mean), normalised to mean 1 per group \
         (s_hat); drop = \"low\" uses max(s) - s instead; seed probability q = clamp(gamma * s_hat, \
-        0, 1) with DropBlock's gamma (or p/b^2); Bernoulli(q) seeds at every position (valid_only \
+        0, 1) with one gamma per call that drops DropBlock's expected fraction (gamma = \
+        \"matched\"; or DropBlock's rate, or p/b^2); Bernoulli(q) seeds at every position (valid_only \
         restricts them); bxb max-pool expansion; m = keep * numel / (sum(keep) + 1e-6). \
         mode = \"topk\" is the author code: the floor(numel p / b^2) lowest of \
         s + 0.1 U(0,1) mean(s) are seeds, expanded by an average pool. The paper gives no exact \

@@ -14,8 +14,8 @@ impl Strategy for ProbDropBlock1d {
         with blocks of b consecutive hidden units of one token (axis = \"hidden\", as the author \
         code; salience |x|, group \"channel\" = per sample and token) or of b whole tokens \
         (axis = \"tokens\"; a token's salience is the mean of |x| over its hidden units; groups \
-        \"channel\" and \"sample\" are both per sample). gamma over the axis length L: \
-        p*L / (b (L-b+1)), or p/b.";
+        \"channel\" and \"sample\" are both per sample). gamma: one per call that drops \
+        DropBlock1D's expected fraction (matched), DropBlock1D's p*L / (b (L-b+1)), or p/b.";
 
     fn params() -> Vec<ParamSpec> {
         let mut schema = ProbConfig::schema(4);
