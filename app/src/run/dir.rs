@@ -131,10 +131,17 @@ pub mod metric {
     pub const P: &str = "p";
     pub const STEP_TIME: &str = "step_time";
     pub const SAMPLES_PER_S: &str = "samples_per_s";
+    /// What a slot's dropped fraction is named after.
+    const DROPPED: &str = "dropped/";
 
     /// The fraction of units the strategy dropped at `slot`.
     pub fn dropped(slot: &str) -> String {
-        format!("dropped/{slot}")
+        format!("{DROPPED}{slot}")
+    }
+
+    /// Whether a metric is a slot's dropped fraction.
+    pub fn is_dropped(name: &str) -> bool {
+        name.starts_with(DROPPED)
     }
 
     /// How the dashboard keys a series: "split/metric", e.g. "val/acc".

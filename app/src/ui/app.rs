@@ -15,7 +15,7 @@ use crate::experiment::{Catalog, Machine};
 use crate::plugins::Found;
 use crate::plugins::watch::ReloadEvent;
 use crate::run::control::Command as Ctl;
-use crate::run::dir::metric::val_acc;
+use crate::run::dir::metric::{self, val_acc};
 use crate::run::dir::{EventKind, RunDir, State};
 
 /// Side effects the dashboard asks for.
@@ -325,12 +325,26 @@ impl App {
         let Some(r) = self.runs.iter().find(|r| r.dir.path == dir) else {
             return crate::run::comparison::Outcome::default();
         };
-        let accs: Vec<f64> = r
-            .series
-            .get(&val_acc())
-            .map(|s| s.points.iter().map(|p| p.1).collect())
-            .unwrap_or_default();
-        crate::run::comparison::Outcome::from_val_acc(r.status.as_ref().map(|s| s.state), &accs)
+        let values = |is: &dyn Fn(&str) -> bool| -> Vec<f64> {
+            r.series
+                .iter()
+                .filter(|(key, _)| is(key))
+                .flat_map(|(_, s)| s.points.iter().map(|p| p.1))
+                .collect()
+        };
+        fn train(key: &str) -> Option<&str> {
+            key.strip_prefix(metric::TRAIN)?.strip_prefix('/')
+        }
+        let accs = values(&|key| key == val_acc());
+        let p = values(&|key| train(key) == Some(metric::P));
+        let dropped = values(&|key| train(key).is_some_and(metric::is_dropped));
+        crate::run::comparison::Outcome {
+            dropping: crate::run::comparison::Dropping::of(&p, &dropped),
+            ..crate::run::comparison::Outcome::from_val_acc(
+                r.status.as_ref().map(|s| s.state),
+                &accs,
+            )
+        }
     }
 
     /// Whether a question is open (it takes every key).

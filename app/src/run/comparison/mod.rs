@@ -76,6 +76,27 @@ pub struct Outcome {
     /// The last validation accuracy.
     pub final_acc: Option<f64>,
     pub best_acc: Option<f64>,
+    /// Over its logged training steps: the mean drop rate `p` in force and
+    /// the mean fraction its strategy measured dropped (over every slot).
+    pub dropping: Option<Dropping>,
+}
+
+/// How much a run dropped: "equal p" and "equal dropped fraction" side by side.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dropping {
+    pub p: f64,
+    pub dropped: f64,
+}
+
+impl Dropping {
+    /// From the `p` and `dropped/<slot>` values of the training steps.
+    pub fn of(p: &[f64], dropped: &[f64]) -> Option<Dropping> {
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        Some(Dropping {
+            p: mean(p)?,
+            dropped: mean(dropped)?,
+        })
+    }
 }
 
 impl Outcome {
@@ -85,6 +106,7 @@ impl Outcome {
             state,
             final_acc: accs.last().copied(),
             best_acc: accs.iter().copied().reduce(f64::max),
+            dropping: None,
         }
     }
 
@@ -94,15 +116,24 @@ impl Outcome {
     }
 }
 
-/// Reads a run directory's state and its validation accuracies.
+/// Reads a run directory's state, its validation accuracies and how much it
+/// dropped.
 pub fn outcome_of(run: &RunDir) -> Outcome {
-    let accs: Vec<f64> = run
-        .metrics()
-        .iter()
-        .filter(|m: &&MetricLine| m.split == dir::metric::VAL && m.metric == dir::metric::ACC)
-        .map(|m| m.value)
-        .collect();
-    Outcome::from_val_acc(run.status().map(|s| s.state), &accs)
+    let metrics = run.metrics();
+    let values = |split: &str, is: &dyn Fn(&str) -> bool| -> Vec<f64> {
+        metrics
+            .iter()
+            .filter(|m: &&MetricLine| m.split == split && is(&m.metric))
+            .map(|m| m.value)
+            .collect()
+    };
+    let accs = values(dir::metric::VAL, &|m| m == dir::metric::ACC);
+    let p = values(dir::metric::TRAIN, &|m| m == dir::metric::P);
+    let dropped = values(dir::metric::TRAIN, &dir::metric::is_dropped);
+    Outcome {
+        dropping: Dropping::of(&p, &dropped),
+        ..Outcome::from_val_acc(run.status().map(|s| s.state), &accs)
+    }
 }
 
 /// A strategy's difference from the baseline.
@@ -128,6 +159,8 @@ pub struct Row {
     /// `None` for the baseline itself.
     pub delta_final: Option<Delta>,
     pub delta_best: Option<Delta>,
+    /// The mean over its finished runs (`None` when they logged none).
+    pub dropping: Option<Dropping>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -164,6 +197,7 @@ fn delta(
 pub fn table(manifest: &Manifest, outcome: impl Fn(&Entry) -> Outcome) -> Table {
     let mut finished: BTreeMap<&str, Vec<(u64, f64, f64)>> = BTreeMap::new();
     let mut pending: BTreeMap<&str, Vec<(u64, String)>> = BTreeMap::new();
+    let mut dropping: BTreeMap<&str, Vec<Dropping>> = BTreeMap::new();
     for label in &manifest.strategies {
         for &seed in &manifest.seeds {
             let o = manifest
@@ -176,6 +210,7 @@ pub fn table(manifest: &Manifest, outcome: impl Fn(&Entry) -> Outcome) -> Table 
                     o.final_acc.unwrap_or(f64::NAN),
                     o.best_acc.unwrap_or(f64::NAN),
                 ));
+                dropping.entry(label).or_default().extend(o.dropping);
             } else {
                 let state = o.state.map_or("not started".to_string(), |s| {
                     format!("{s:?}").to_lowercase()
@@ -204,6 +239,11 @@ pub fn table(manifest: &Manifest, outcome: impl Fn(&Entry) -> Outcome) -> Table 
                 best_acc: stats::summarize(&bests),
                 delta_final: (!is_base && !done.is_empty()).then(|| delta(&done, &base, |r| r.1)),
                 delta_best: (!is_base && !done.is_empty()).then(|| delta(&done, &base, |r| r.2)),
+                dropping: dropping.get(label.as_str()).and_then(|d| {
+                    let p: Vec<f64> = d.iter().map(|d| d.p).collect();
+                    let dropped: Vec<f64> = d.iter().map(|d| d.dropped).collect();
+                    Dropping::of(&p, &dropped)
+                }),
                 finished: done,
             }
         })
@@ -248,7 +288,7 @@ pub fn p_value(d: &Option<Delta>) -> String {
     }
 }
 
-pub const HEADER: [&str; 8] = [
+pub const HEADER: [&str; 9] = [
     "strategy",
     "seeds",
     "final acc %",
@@ -257,6 +297,7 @@ pub const HEADER: [&str; 8] = [
     "Δ final",
     "p (Welch)",
     "Δ best",
+    "drop p / dropped %",
 ];
 
 /// The cells of one row, in `HEADER` order (the dashboard draws the same).
@@ -270,6 +311,10 @@ pub fn row_cells(r: &Row) -> Vec<String> {
         pct_delta(&r.delta_final),
         p_value(&r.delta_final),
         pct_delta(&r.delta_best),
+        match r.dropping {
+            Some(d) => format!("{:.3} / {:.2}", d.p, 100.0 * d.dropped),
+            None => "–".into(),
+        },
     ]
 }
 
@@ -285,8 +330,10 @@ pub fn markdown(t: &Table) -> String {
         out,
         "\nValidation accuracy over seeds: mean ± sample standard deviation; 95 % CI of \
          the mean (Student's t); Δ = mean over shared seeds of (strategy − {}) in \
-         percentage points; p: Welch's two-sided t-test of final accuracy against {}. \
-         Only finished runs count.",
+         percentage points; p: Welch's two-sided t-test of final accuracy against {}; \
+         drop p / dropped %: the mean drop rate in force over the training steps and the \
+         mean fraction the strategy measured dropped (so equal p and equal dropped \
+         fraction can both be read). Only finished runs count.",
         t.baseline, t.baseline
     );
     let pending: Vec<String> = t
@@ -315,7 +362,8 @@ fn num(x: Option<f64>) -> String {
 pub fn csv(t: &Table) -> String {
     let mut out = String::from(
         "strategy,seeds_finished,seeds_total,final_mean,final_sd,final_ci_low,final_ci_high,\
-         best_mean,best_sd,best_ci_low,best_ci_high,delta_final,p_final,delta_best,p_best\n",
+         best_mean,best_sd,best_ci_low,best_ci_high,delta_final,p_final,delta_best,p_best,\
+         drop_p_mean,dropped_mean\n",
     );
     for r in &t.rows {
         let f = r.final_acc;
@@ -336,6 +384,8 @@ pub fn csv(t: &Table) -> String {
             num(r.delta_final.and_then(|d| d.welch).map(|w| w.p)),
             num(r.delta_best.map(|d| d.paired_mean)),
             num(r.delta_best.and_then(|d| d.welch).map(|w| w.p)),
+            num(r.dropping.map(|d| d.p)),
+            num(r.dropping.map(|d| d.dropped)),
         ];
         let _ = writeln!(out, "{}", cells.join(","));
     }
@@ -472,5 +522,31 @@ mod tests {
             csv.lines().nth(1).unwrap().starts_with("none,3,3,0.81"),
             "{csv}"
         );
+    }
+
+    /// Issue 17: the table says how much each strategy dropped beside the
+    /// drop rate, the mean over its finished runs only.
+    #[test]
+    fn the_table_shows_p_and_the_measured_dropped_fraction() {
+        let m = manifest(&["none", "dropblock"], &[1, 2]);
+        let t = table(&m, |e| {
+            let seed = e.seed as f64;
+            Outcome {
+                dropping: Dropping::of(&[0.05, 0.15], &[0.09 + seed / 100.0]),
+                state: Some(if e.seed == 2 && e.label == "none" {
+                    State::Failed
+                } else {
+                    State::Done
+                }),
+                ..Outcome::from_val_acc(None, &[0.8])
+            }
+        });
+        // dropblock: both seeds (dropped 0.10 and 0.11); none: seed 1 only.
+        let db = t.rows[1].dropping.unwrap();
+        assert!((db.p - 0.1).abs() < 1e-12 && (db.dropped - 0.105).abs() < 1e-12);
+        assert!((t.rows[0].dropping.unwrap().dropped - 0.10).abs() < 1e-12);
+        assert_eq!(row_cells(&t.rows[1]).last().unwrap(), "0.100 / 10.50");
+        assert!(csv(&t).lines().nth(2).unwrap().ends_with(",0.1,0.105"));
+        assert_eq!(Dropping::of(&[], &[0.1]), None, "no p logged: no figure");
     }
 }

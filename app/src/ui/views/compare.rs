@@ -117,6 +117,7 @@ fn draw_table(
             1 => Constraint::Length(5),
             3 => Constraint::Length(16),
             2 | 4 => Constraint::Length(13),
+            8 => Constraint::Length(18),
             _ => Constraint::Length(9),
         })
         .collect();
