@@ -222,6 +222,21 @@ pub(crate) fn press(app: &mut App, code: KeyCode, fx: &mut FakeEffects) {
     }
 }
 
+/// Goes to Experiments and selects the file called `name`.
+pub(crate) fn open_experiment(app: &mut App, name: &str, fx: &mut FakeEffects) {
+    app.apply(Action::Go(View::Experiments), fx);
+    app.selected.experiment = app
+        .experiments
+        .iter()
+        .position(|e| e.name() == name)
+        .unwrap();
+}
+
+/// Selects the first run of the strategy labelled `label`.
+pub(crate) fn select_run_of(app: &mut App, label: &str) {
+    app.selected.run = app.runs.iter().position(|r| r.info.label == label).unwrap();
+}
+
 /// Types `text` into the open line, then Enter.
 pub(crate) fn type_line(app: &mut App, text: &str, fx: &mut FakeEffects) {
     for c in text.chars() {
@@ -447,12 +462,7 @@ fn every_key_in_the_help_does_what_it_says() {
 fn the_start_prompt_overrides_the_device_and_takes_every_key() {
     let mut app = app();
     let mut fx = FakeEffects::default();
-    app.apply(Action::Go(View::Experiments), &mut fx);
-    app.selected.experiment = app
-        .experiments
-        .iter()
-        .position(|e| e.name() == "dash.toml")
-        .unwrap();
+    open_experiment(&mut app, "dash.toml", &mut fx);
     press(&mut app, KeyCode::Char('n'), &mut fx);
     snapshot("start_prompt_80x24", &render(&app, 80, 24));
     let labels: Vec<String> = {
@@ -651,12 +661,7 @@ fn a_started_run_is_selected_and_messages_do_not_stay() {
         prepared: vec![app.runs[1].dir.clone()],
         ..Default::default()
     };
-    app.apply(Action::Go(View::Experiments), &mut fx);
-    app.selected.experiment = app
-        .experiments
-        .iter()
-        .position(|e| e.name() == "dash.toml")
-        .unwrap();
+    open_experiment(&mut app, "dash.toml", &mut fx);
     press(&mut app, KeyCode::Char('n'), &mut fx);
     press(&mut app, KeyCode::Enter, &mut fx);
     assert_eq!((app.view, app.selected.run), (View::Runs, 1));

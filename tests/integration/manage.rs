@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use crate::dashboard::{
-    FakeEffects, app_over, copies_of_the_fixture_runs, fixture, press, render, snapshot, type_line,
+    FakeEffects, app_over, copies_of_the_fixture_runs, fixture, open_experiment, press, render,
+    select_run_of, snapshot, type_line,
 };
 use crossterm::event::KeyCode;
 use probdrop_tui::run::dir::{self, State, Status};
@@ -190,11 +191,7 @@ fn finished_runs_are_archived_or_deleted_after_asking_and_live_ones_are_not() {
 fn a_change_that_needs_a_restart_reruns_the_run_from_its_file() {
     let mut app = app_with("manage-rerun", 2);
     let mut fx = FakeEffects::default();
-    app.selected.run = app
-        .runs
-        .iter()
-        .position(|r| r.info.label == "dropblock")
-        .unwrap();
+    select_run_of(&mut app, "dropblock");
     press(&mut app, KeyCode::Char('u'), &mut fx);
     assert!(app.confirm.is_none() && app.message.contains("no saved change"));
     // The trainer's word after a saved change of the model.
@@ -231,12 +228,7 @@ fn a_change_that_needs_a_restart_reruns_the_run_from_its_file() {
 fn a_comparison_starts_from_the_experiments_view() {
     let mut app = app_with("manage-compare", 2);
     let mut fx = FakeEffects::default();
-    app.apply(Action::Go(View::Experiments), &mut fx);
-    app.selected.experiment = app
-        .experiments
-        .iter()
-        .position(|e| e.name() == "dash.toml")
-        .unwrap();
+    open_experiment(&mut app, "dash.toml", &mut fx);
     press(&mut app, KeyCode::Char('C'), &mut fx);
     snapshot("start_compare_80x24", &render(&app, 80, 24));
     press(&mut app, KeyCode::Enter, &mut fx);

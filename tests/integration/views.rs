@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::dashboard::{
-    FakeEffects, app_over, copies_of_the_fixture_runs, fixture, render, snapshot,
+    FakeEffects, app_over, copies_of_the_fixture_runs, fixture, render, select_run_of, snapshot,
 };
 use probdrop_tui::run::dir::{self, RunInfo};
 use probdrop_tui::ui::app::{App, Input};
@@ -303,11 +303,7 @@ fn masks_have_a_scale_a_history_and_fit_80_columns() {
     let f = fixture();
     let mut app = app_over(f.root.join("runs"), f.root.join("experiments"));
     let mut fx = FakeEffects::default();
-    app.selected.run = app
-        .runs
-        .iter()
-        .position(|r| r.info.label == "dropblock")
-        .unwrap();
+    select_run_of(&mut app, "dropblock");
     app.apply(Action::Go(View::Masks), &mut fx);
     for (w, h) in SIZES {
         let screen = render(&app, w, h);
