@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs on a GPU machine with PyTorch and no Rust, from the repository root, with
-# gpu-bundle/ made by scripts/gpu-bundle.sh: the environment, `doctor`, the
+# gpu-bundle/ made by scripts/gpu-bundle.sh: the environment, `doctor` (whose
+# "machine:" lines are the dashboard's NVML panel on the real GPU), the
 # quickstart trained on cuda:0, a ResNet-18 throughput figure (CIFAR shapes,
 # synthetic data), and the same models in PyTorch on the same GPU.
 #

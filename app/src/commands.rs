@@ -10,6 +10,7 @@ use crate::run::dir::{RunDir, State};
 use crate::run::prepare::{Selection, prepare_runs};
 use crate::train::trainer::{self, Progress, Summary, TrainOptions};
 use crate::train::{ThisMachine, device};
+use crate::ui;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -264,6 +265,9 @@ pub fn doctor(plugins: &Path, experiments: &Path) -> Result<()> {
     } else {
         println!("CUDA: not compiled in ({})", experiment::LIBTORCH_MISSING);
     }
+    // What the dashboard's Runs view shows of the machine (NVML for GPUs).
+    let machine = ui::system::describe(&ui::system::Probe::new(ui::system::gpu_source()).sample());
+    println!("machine: {}", machine.join("\n  "));
     println!("plugins directory: {}", plugins.display());
     match catalog(plugins) {
         Ok((_, libs)) => {

@@ -10,7 +10,7 @@ use super::{SELECTED, selection, state_style};
 use crate::run::dir::{self, State};
 use crate::ui::app::App;
 use crate::ui::identity;
-use crate::ui::system::{Gpu, Sample, gib};
+use crate::ui::system::{Sample, describe, gib};
 use crate::ui::workspace::{DisplayState, RunView};
 
 fn progress_bar(step: u64, total: u64, width: usize) -> String {
@@ -209,53 +209,13 @@ fn widths(columns: &[(&str, u16)]) -> Vec<Constraint> {
         .collect()
 }
 
-/// GPUs shown one a line, at most; the rest are counted.
-const GPU_LINES: usize = 4;
-
-/// The machine above the table: CPU and memory (and why no GPU is shown, if
-/// none is), then a line per GPU.
+/// The machine above the table (see [`describe`]), dimmed.
 fn machine_lines(s: &Sample) -> Vec<Line<'static>> {
-    let mut first = Vec::new();
-    if let Some(cpu) = s.cpu_percent {
-        first.push(format!("cpu {cpu:.0} %"));
-    }
-    if let Some((used, total)) = s.memory {
-        first.push(format!("memory {}/{} GiB", gib(used), gib(total)));
-    }
     let dim = Style::new().add_modifier(Modifier::DIM);
-    let gpus = match &s.gpus {
-        Ok(gpus) => gpus.as_slice(),
-        Err(why) => {
-            first.push(why.clone());
-            &[]
-        }
-    };
-    let mut lines = vec![Line::from(first.join(" · ")).style(dim)];
-    for (i, g) in gpus.iter().enumerate() {
-        if i + 1 == GPU_LINES && gpus.len() > GPU_LINES {
-            lines.push(Line::from(format!("… {} more GPUs", gpus.len() - i)).style(dim));
-            break;
-        }
-        lines.push(Line::from(gpu_line(g)).style(dim));
-    }
-    lines
-}
-
-fn gpu_line(g: &Gpu) -> String {
-    let mut parts = vec![format!("gpu{} {}", g.index, g.name)];
-    if let Some(u) = g.utilisation_percent {
-        parts.push(format!("{u} %"));
-    }
-    if let Some((used, total)) = g.memory {
-        parts.push(format!("{}/{} GiB", gib(used), gib(total)));
-    }
-    if let Some(t) = g.temperature_c {
-        parts.push(format!("{t} °C"));
-    }
-    if let Some(w) = g.power_w {
-        parts.push(format!("{w:.0} W"));
-    }
-    parts.join(" · ")
+    describe(s)
+        .into_iter()
+        .map(|l| Line::from(l).style(dim))
+        .collect()
 }
 
 /// Two lines about the selected run: which directory it is and where it
