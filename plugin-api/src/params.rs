@@ -311,23 +311,32 @@ pub fn closest<'c>(word: &str, candidates: &'c [String]) -> Option<&'c str> {
         .map(|(_, c)| c.as_str())
 }
 
+/// Edits between `a` and `b`: insertions, deletions, substitutions and
+/// swaps of two neighbouring characters, one each (`ratoi` is one from
+/// `ratio`, the typo people make most).
 fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // d[i][j]: edits between the first i of a and the first j of b.
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let change = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + change);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
         }
     }
-    row[b.len()]
+    d[a.len()][b.len()]
 }
 
 impl Params {
@@ -476,5 +485,14 @@ mod tests {
         let names = vec!["block_size".to_string(), "gamma_scale".to_string()];
         assert_eq!(closest("blocksize", &names), Some("block_size"));
         assert_eq!(closest("temperature", &names), None);
+        // Issue 18: a swap of two neighbours is one edit.
+        let names = vec!["ratio".to_string(), "epochs".to_string()];
+        assert_eq!(closest("ratoi", &names), Some("ratio"));
+        assert_eq!(closest("ratoo", &names), Some("ratio"));
+        assert_eq!(closest("epcohs", &names), Some("epochs"));
+        assert_eq!(closest("rate", &names), None, "two edits in four letters");
+        assert_eq!(edit_distance("ab", "ba"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

@@ -424,7 +424,10 @@ fn doctor_reports_backends_plugins_and_data_paths() {
     assert!(text.contains("fashion-mnist-subset (found)"), "{text}");
     // The machine as the dashboard's Runs view shows it: a GPU line per
     // NVIDIA GPU, or why there is none.
-    let machine = text.lines().find(|l| l.starts_with("machine: cpu ")).unwrap();
+    let machine = text
+        .lines()
+        .find(|l| l.starts_with("machine: cpu "))
+        .unwrap();
     assert!(machine.contains("memory "), "{text}");
     assert!(
         machine.contains("no NVIDIA GPU") || text.contains("  gpu0 "),
