@@ -187,6 +187,9 @@ pub fn plugins(dir: &Path, json: bool) -> Result<()> {
                     serde_json::to_value(l.source)?.as_str().unwrap_or("?"),
                     l.interface.as_deref().unwrap_or("?")
                 );
+                if let Some(d) = &l.description {
+                    println!("  {d}");
+                }
                 if let Some(lib) = &l.library {
                     println!("  library: {}", lib.display());
                 }

@@ -20,6 +20,23 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Issue 18: the text listing says what each strategy computes.
+#[test]
+fn plugins_text_output_describes_each_strategy() {
+    let out = run(&["plugins"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let block = text
+        .split("\nprobdropblock ")
+        .nth(1)
+        .expect("probdropblock listed");
+    let description = block.lines().nth(1).unwrap_or_default();
+    assert!(
+        description.starts_with("  ProbDropBlock (Revisiting Structured Dropout"),
+        "{text}"
+    );
+}
+
 #[test]
 fn plugins_lists_all_eight_bundled_strategies_as_dynamic_libraries() {
     let out = run(&["plugins", "--json"]);
