@@ -319,6 +319,95 @@ fn probdropblock_matched_drops_dropblocks_fraction_on_real_inputs() {
     assert!(got > 1.05 * target, "the 1.x reading: {got} vs {target}");
 }
 
+/// Feature maps of a small CNN trained briefly on the committed subset: the
+/// activations at its `block2` slot (`[n, 64, 7, 7]`, after ReLU and pooling)
+/// for `n` images, the input ProbDropBlock sees in the quickstart.
+fn trained_cnn_block2(n: usize) -> ([usize; 4], Vec<f32>) {
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+    use burn::tensor::{Device, Int, Tensor};
+    use probdrop_tui::train::models::SmallCnnConfig;
+    let read = |name: &str| {
+        probdrop_tui::train::idx::read_idx(
+            &repo_root().join("data/fashion-mnist-subset").join(name),
+        )
+        .unwrap()
+        .data
+    };
+    let (pixels, labels) = (
+        read("train-images-idx3-ubyte.gz"),
+        read("train-labels-idx1-ubyte.gz"),
+    );
+    let device = Device::default().autodiff();
+    let images = |from: usize, count: usize| -> Tensor<4> {
+        let data: Vec<f32> = pixels[from * 784..(from + count) * 784]
+            .iter()
+            .map(|&p| p as f32 / 255.0 - 0.5)
+            .collect();
+        tensor([count, 1, 28, 28], data).to_device(&device)
+    };
+    let mut model = SmallCnnConfig::new().init(&device);
+    let mut optim = SgdConfig::new().init();
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let batch = 64;
+    for step in 0..120 {
+        let from = (step * batch) % (labels.len() - batch);
+        let y: Vec<i64> = labels[from..from + batch]
+            .iter()
+            .map(|&l| l as i64)
+            .collect();
+        let y = Tensor::<1, Int>::from_ints(y.as_slice(), &device);
+        let logits = model
+            .forward(images(from, batch), &mut |_, x| Ok(x))
+            .unwrap();
+        let grads = GradientsParams::from_grads(loss_fn.forward(logits, y).backward(), &model);
+        model = optim.step(0.05, model, grads);
+    }
+    let mut block2 = None;
+    model
+        .forward(images(0, n), &mut |slot, x| {
+            if slot == "block2" {
+                block2 = Some(x.clone());
+            }
+            Ok(x)
+        })
+        .unwrap();
+    let block2 = block2.expect("the small CNN has a block2 slot");
+    let [n, c, h, w] = block2.dims();
+    ([n, c, h, w], to_vec(block2.detach()))
+}
+
+/// Issue 17, on the real thing: a trained CNN's feature maps (7×7, sparse
+/// after ReLU). The matched default drops DropBlock's expected fraction for
+/// p in {0.05, 0.1, 0.2} and b in {3, 5} (b = 7 is the whole 7×7 map).
+#[test]
+fn probdropblock_matched_drops_dropblocks_fraction_on_trained_cnn_features() {
+    let (shape, data) = trained_cnn_block2(128);
+    assert_eq!(shape[1..], [64, 7, 7]);
+    let zeros = data.iter().filter(|&&v| v == 0.0).count() as f64 / data.len() as f64;
+    assert!(zeros > 0.1, "ReLU features are sparse: {zeros}");
+    let x = tensor(shape, data.clone());
+    for b in [3usize, 5] {
+        let s = strategy("probdropblock", &[("block_size", int(b as i64))]);
+        for p in [0.05, 0.1, 0.2] {
+            let target = expected_block_fraction(&[7, 7], b, ghiasi(p, b, &[7, 7]), true);
+            let masks: Vec<Vec<f32>> = (0..4)
+                .map(|seed| mask_of(&s, &x, &ctx(p, 300 + seed)))
+                .collect();
+            let (got, se) = fraction_and_error(&masks, 7 * 7);
+            assert!(
+                (got - target).abs() <= 0.02 * target + 3.0 * se,
+                "b={b} p={p}: {got} (se {se}) vs DropBlock's {target}"
+            );
+            let (dropped, kept) = salience_split(&data, &masks[0]);
+            assert!(
+                dropped > kept,
+                "b={b} p={p}: dropped {dropped} vs kept {kept}"
+            );
+        }
+    }
+}
+
 /// The same along one axis: ProbDropBlock1D matches DropBlock1D's expected
 /// fraction on real rows (each image a sequence of 28 tokens of 28 units).
 #[test]
