@@ -324,7 +324,7 @@ fn probdropblock_matched_drops_dropblocks_fraction_on_real_inputs() {
 /// for `n` images, the input ProbDropBlock sees in the quickstart.
 fn trained_cnn_block2(n: usize) -> ([usize; 4], Vec<f32>) {
     use burn::nn::loss::CrossEntropyLossConfig;
-    use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+    use burn::optim::{GradientsParams, SgdConfig};
     use burn::tensor::{Device, Int, Tensor};
     use probdrop_tui::train::models::SmallCnnConfig;
     let read = |name: &str| {
