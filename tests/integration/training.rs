@@ -520,13 +520,18 @@ fn a_rebuilt_plugin_is_swapped_into_a_running_training_and_a_broken_one_refused(
         "[[strategy]]\nplugin = \"probe\"\nschedule = { kind = \"constant\", p = 0.1 }",
     );
     let runs = tmp.path().join("runs");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"));
-    cmd.arg("--plugins")
+    // Not quiet: what a foreground run says about reloads is checked too.
+    let said = tmp.path().join("run.stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
+        .arg("--plugins")
         .arg(&plugins)
-        .args(["run", "-q", "--runs"])
+        .args(["run", "--runs"])
         .arg(&runs)
-        .arg(&file);
-    let mut child = spawn(&mut cmd);
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&said).unwrap())
+        .spawn()
+        .unwrap();
     wait_for("the run directory", Duration::from_secs(120), || {
         dir::list_runs(&runs).len() == 1
     });
@@ -608,6 +613,16 @@ fn a_rebuilt_plugin_is_swapped_into_a_running_training_and_a_broken_one_refused(
     );
     child.wait().unwrap();
     assert_eq!(run.status().unwrap().state, State::Stopped);
+    // Issue 18: the foreground run said both on its terminal.
+    let said = std::fs::read_to_string(&said).unwrap();
+    let line = |what: &str| said.lines().find(|l| l.contains(what)).map(str::to_string);
+    let reloaded = line("strategy reloaded: probe 1.0.0 → 2.0.0");
+    assert!(
+        reloaded.is_some_and(|l| l.starts_with(&format!("step {}: ", reload.step))),
+        "{said}"
+    );
+    let refused = line("new strategy library refused, the run keeps its version");
+    assert!(refused.is_some_and(|l| l.contains("panic")), "{said}");
 }
 
 fn train_steps_full(metrics: &[MetricLine]) -> Vec<MetricLine> {

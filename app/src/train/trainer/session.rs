@@ -513,8 +513,7 @@ impl<'a> Session<'a> {
         for event in events {
             match event {
                 ReloadEvent::Ready { library: new, .. } => self.offer(new)?,
-                ReloadEvent::Refused { path, reason } => self.writer.event(
-                    self.step,
+                ReloadEvent::Refused { path, reason } => self.plugin_event(
                     EventKind::ReloadRefused,
                     format!("{}: {reason}", path.display()),
                 )?,
@@ -539,9 +538,7 @@ impl<'a> Session<'a> {
                 new.info.name,
                 current.path.display()
             );
-            return self
-                .writer
-                .event(self.step, EventKind::ReloadRefused, message);
+            return self.plugin_event(EventKind::ReloadRefused, message);
         }
         let mut outcome = None;
         for slot in self.live.slots.iter_mut() {
@@ -555,19 +552,24 @@ impl<'a> Session<'a> {
                 self.versions.previous = self.versions.current.replace(new);
                 self.versions.label = to.clone();
                 self.writer.status.plugin_version = to.clone();
-                self.writer.event(
-                    self.step,
-                    EventKind::Reload,
-                    format!("{name} {from} → {to}"),
-                )
+                self.plugin_event(EventKind::Reload, format!("{name} {from} → {to}"))
             }
-            Some(SwapOutcome::Refused { name, reason }) => self.writer.event(
-                self.step,
-                EventKind::ReloadRefused,
-                format!("{name}: {reason}"),
-            ),
+            Some(SwapOutcome::Refused { name, reason }) => {
+                self.plugin_event(EventKind::ReloadRefused, format!("{name}: {reason}"))
+            }
             None => Ok(()),
         }
+    }
+
+    /// A reload or a refused library: in the event log, and said on the
+    /// terminal of a foreground run (the dashboard shows the event log).
+    fn plugin_event(&mut self, kind: EventKind, message: String) -> Result<()> {
+        let what = match kind {
+            EventKind::Reload => "strategy reloaded",
+            _ => "new strategy library refused, the run keeps its version",
+        };
+        self.say(&format!("step {}: {what}: {message}", self.step));
+        self.writer.event(self.step, kind, message)
     }
 
     /// Saved changes of the experiment file and apply-config messages, through
