@@ -613,12 +613,17 @@ fn a_rebuilt_plugin_is_swapped_into_a_running_training_and_a_broken_one_refused(
     );
     child.wait().unwrap();
     assert_eq!(run.status().unwrap().state, State::Stopped);
-    // Issue 18: the foreground run said both on its terminal.
-    let said = std::fs::read_to_string(&said).unwrap();
+    said_reload_and_refusal(&said, reload.step);
+}
+
+/// Issue 18: a foreground run says on its terminal (here, the file its
+/// stderr went to) that it reloaded at `step` and refused a library.
+fn said_reload_and_refusal(said: &Path, step: u64) {
+    let said = std::fs::read_to_string(said).unwrap();
     let line = |what: &str| said.lines().find(|l| l.contains(what)).map(str::to_string);
     let reloaded = line("strategy reloaded: probe 1.0.0 → 2.0.0");
     assert!(
-        reloaded.is_some_and(|l| l.starts_with(&format!("step {}: ", reload.step))),
+        reloaded.is_some_and(|l| l.starts_with(&format!("step {step}: "))),
         "{said}"
     );
     let refused = line("new strategy library refused, the run keeps its version");
