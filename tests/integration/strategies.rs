@@ -282,6 +282,32 @@ fn fraction_and_error(masks: &[Vec<f32>], map: usize) -> (f64, f64) {
     (mean, (var / n).sqrt())
 }
 
+/// For each block size and p in {0.05, 0.1, 0.2}, ProbDropBlock's default
+/// drops DropBlock's expected fraction on `data` (maps `shape[2..]`) within
+/// 2 % relative plus three standard errors of 4 draws, and drops salient
+/// positions more than quiet ones.
+fn matched_drops_dropblocks_fraction(shape: [usize; 4], data: &[f32], blocks: &[usize], seed: u64) {
+    let map = [shape[2], shape[3]];
+    let x = tensor(shape, data.to_vec());
+    for &b in blocks {
+        let s = strategy("probdropblock", &[("block_size", int(b as i64))]);
+        for p in [0.05, 0.1, 0.2] {
+            let target = expected_block_fraction(&map, b, ghiasi(p, b, &map), true);
+            let masks: Vec<Vec<f32>> = (0..4).map(|k| mask_of(&s, &x, &ctx(p, seed + k))).collect();
+            let (got, se) = fraction_and_error(&masks, map[0] * map[1]);
+            assert!(
+                (got - target).abs() <= 0.02 * target + 3.0 * se,
+                "b={b} p={p}: {got} (se {se}) vs DropBlock's {target}"
+            );
+            let (dropped, kept) = salience_split(data, &masks[0]);
+            assert!(
+                dropped > kept,
+                "b={b} p={p}: dropped {dropped} vs kept {kept}"
+            );
+        }
+    }
+}
+
 /// Issue 17: ProbDropBlock's default (`gamma = "matched"`) drops DropBlock's
 /// expected fraction on real, clustered inputs, for p in {0.05, 0.1, 0.2} and
 /// b in {3, 5, 7}: within 2 % relative, plus three standard errors of the
@@ -290,26 +316,8 @@ fn fraction_and_error(masks: &[Vec<f32>], map: usize) -> (f64, f64) {
 #[test]
 fn probdropblock_matched_drops_dropblocks_fraction_on_real_inputs() {
     let (shape, data) = real_maps(192);
-    let x = tensor(shape, data.clone());
-    for b in [3usize, 5, 7] {
-        let s = strategy("probdropblock", &[("block_size", int(b as i64))]);
-        for p in [0.05, 0.1, 0.2] {
-            let target = expected_block_fraction(&[28, 28], b, ghiasi(p, b, &[28, 28]), true);
-            let masks: Vec<Vec<f32>> = (0..4)
-                .map(|seed| mask_of(&s, &x, &ctx(p, 100 + seed)))
-                .collect();
-            let (got, se) = fraction_and_error(&masks, 28 * 28);
-            assert!(
-                (got - target).abs() <= 0.02 * target + 3.0 * se,
-                "b={b} p={p}: {got} (se {se}) vs DropBlock's {target}"
-            );
-            let (dropped, kept) = salience_split(&data, &masks[0]);
-            assert!(
-                dropped > kept,
-                "b={b} p={p}: dropped {dropped} vs kept {kept}"
-            );
-        }
-    }
+    matched_drops_dropblocks_fraction(shape, &data, &[3, 5, 7], 100);
+    let x = tensor(shape, data);
     let old = strategy(
         "probdropblock",
         &[("block_size", int(5)), ("gamma", choice("ghiasi"))],
@@ -386,26 +394,7 @@ fn probdropblock_matched_drops_dropblocks_fraction_on_trained_cnn_features() {
     assert_eq!(shape[1..], [64, 7, 7]);
     let zeros = data.iter().filter(|&&v| v == 0.0).count() as f64 / data.len() as f64;
     assert!(zeros > 0.1, "ReLU features are sparse: {zeros}");
-    let x = tensor(shape, data.clone());
-    for b in [3usize, 5] {
-        let s = strategy("probdropblock", &[("block_size", int(b as i64))]);
-        for p in [0.05, 0.1, 0.2] {
-            let target = expected_block_fraction(&[7, 7], b, ghiasi(p, b, &[7, 7]), true);
-            let masks: Vec<Vec<f32>> = (0..4)
-                .map(|seed| mask_of(&s, &x, &ctx(p, 300 + seed)))
-                .collect();
-            let (got, se) = fraction_and_error(&masks, 7 * 7);
-            assert!(
-                (got - target).abs() <= 0.02 * target + 3.0 * se,
-                "b={b} p={p}: {got} (se {se}) vs DropBlock's {target}"
-            );
-            let (dropped, kept) = salience_split(&data, &masks[0]);
-            assert!(
-                dropped > kept,
-                "b={b} p={p}: dropped {dropped} vs kept {kept}"
-            );
-        }
-    }
+    matched_drops_dropblocks_fraction(shape, &data, &[3, 5], 300);
 }
 
 /// The same along one axis: ProbDropBlock1D matches DropBlock1D's expected
