@@ -160,8 +160,52 @@ pub fn parse(path: &Path, text: &str) -> Result<ExperimentFile, Vec<Diagnostic>>
 
 fn syntax_error(locator: &Locator, e: &toml::de::Error) -> Diagnostic {
     let offset = e.span().map_or(0, |s| s.start);
-    let message = format!("invalid TOML: {}", e.message().trim());
-    locator.at(offset, String::new(), message, None)
+    let raw = e.message().trim();
+    if raw == "duplicate key"
+        && let Some((key, message)) = duplicate_key(locator.text, offset)
+    {
+        return locator.at(offset, key, format!("invalid TOML: {message}"), None);
+    }
+    locator.at(offset, String::new(), format!("invalid TOML: {raw}"), None)
+}
+
+/// A key set twice at `offset` (a line `key = ...`): its path and where it
+/// was first set in the same table, as far as the lines above tell.
+fn duplicate_key(text: &str, offset: usize) -> Option<(String, String)> {
+    let key_of = |line: &str| -> Option<String> {
+        let (key, _) = line.split_once('=')?;
+        let key = key.trim().trim_matches('"');
+        (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+    };
+    let before = &text[..offset.min(text.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let key = key_of(
+        text[before.rfind('\n').map_or(0, |i| i + 1)..]
+            .lines()
+            .next()?,
+    )?;
+    let above: Vec<&str> = before.lines().collect();
+    let header = above
+        .iter()
+        .rposition(|l| l.trim_start().starts_with('['))
+        .map(|i| (i, above[i].trim().trim_matches(['[', ']']).to_string()));
+    let from = header.as_ref().map_or(0, |h| h.0 + 1);
+    let first = (from..above.len().min(line_no - 1))
+        .find(|&i| key_of(above[i]).as_deref() == Some(key.as_str()));
+    let table = header.map(|h| h.1);
+    let path = match &table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.clone(),
+    };
+    let place = match &table {
+        Some(t) => format!(" in [{t}]"),
+        None => String::new(),
+    };
+    let message = match first {
+        Some(i) => format!("duplicate key `{key}`{place}: first set on line {}", i + 1),
+        None => format!("duplicate key `{key}`{place}"),
+    };
+    Some((path, message))
 }
 
 fn schema_error(locator: &Locator, e: serde_path_to_error::Error<toml::de::Error>) -> Diagnostic {
@@ -1150,6 +1194,24 @@ pub fn live_diff(old: &ExperimentFile, new: &ExperimentFile) -> (Vec<String>, Ve
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_duplicate_key_is_named_with_its_first_place() {
+        let text = "name = \"x\"\n[train]\nepochs = 1\nbatch_size = 2\nepochs = 3\n";
+        let offset = text.rfind("epochs").unwrap();
+        let (path, message) = super::duplicate_key(text, offset).unwrap();
+        assert_eq!(path, "train.epochs");
+        assert_eq!(
+            message,
+            "duplicate key `epochs` in [train]: first set on line 3"
+        );
+        let top = "name = \"x\"\nname = \"y\"\n";
+        let (path, message) = super::duplicate_key(top, top.rfind("name").unwrap()).unwrap();
+        assert_eq!(
+            (path.as_str(), message.as_str()),
+            ("name", "duplicate key `name`: first set on line 1")
+        );
+    }
+
     use super::*;
 
     const BASE: &str = r#"
