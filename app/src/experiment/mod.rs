@@ -252,6 +252,11 @@ fn schema_error(locator: &Locator, e: serde_path_to_error::Error<toml::de::Error
         }
     } else if let Some(rest) = raw.strip_prefix("invalid length ") {
         (format!("wrong number of items: {rest}"), None)
+    } else if raw == "wanted string or table" {
+        // toml's words for a `kind` that is not a string (a table would name
+        // the variant some other way; no table is allowed here).
+        let found = offset.map_or("", |o| value_at(locator.text, o));
+        (format!("expected a string, found {found}"), None)
     } else {
         (raw.clone(), None)
     };
@@ -260,6 +265,13 @@ fn schema_error(locator: &Locator, e: serde_path_to_error::Error<toml::de::Error
         Some(offset) => locator.at(offset, diagnostic::path_string(&path), message, help),
         None => locator.at_path(&path, true, message, help),
     }
+}
+
+/// The value written at `offset`: the rest of its line, up to a comment.
+fn value_at(text: &str, offset: usize) -> &str {
+    let rest = text.get(offset..).unwrap_or("");
+    let line = rest.lines().next().unwrap_or("");
+    line.split(" #").next().unwrap_or(line).trim()
 }
 
 /// Serde names Rust types ("expected usize"); users read TOML.
