@@ -138,7 +138,7 @@ fn valid_details(app: &App, e: &ExperimentView, exp: &Experiment) -> Vec<Line<'s
     }
     lines.extend(config_outcomes(app, &e.path));
     lines.push(Line::from(""));
-    lines.push(Line::from("n start its runs (asks the device)  e edit"));
+    lines.push(Line::from("n start its runs  C compare over seeds  e edit"));
     lines
 }
 
