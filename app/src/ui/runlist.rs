@@ -60,8 +60,11 @@ impl RunList {
             .collect();
         let mut shown: Vec<usize> = (0..runs.len())
             .filter(|&i| {
-                let text = searchable(&runs[i]);
-                words.iter().all(|w| text.contains(w.as_str()))
+                // Drawn every frame: no text is made when nothing is filtered.
+                words.is_empty() || {
+                    let text = searchable(&runs[i]);
+                    words.iter().all(|w| text.contains(w.as_str()))
+                }
             })
             .collect();
         match self.sort {
