@@ -431,10 +431,12 @@ impl App {
         Some(events.swap_remove(i))
     }
 
-    /// The list the current view moves through: its length and its cursor.
-    fn list(&mut self) -> (usize, &mut usize) {
+    /// The list the current view moves through: its length and its cursor;
+    /// `None` for the views of runs, which move through the runs as listed
+    /// (`move_in_runs`).
+    fn list(&mut self) -> Option<(usize, &mut usize)> {
         let len = match self.view {
-            View::Runs | View::Charts | View::Masks => self.runs.len(),
+            View::Runs | View::Charts | View::Masks => return None,
             View::Experiments => self.experiments.len(),
             View::Plugins => self.plugins.len(),
             View::Events => self.events().len(),
@@ -445,13 +447,12 @@ impl App {
         };
         let s = &mut self.selected;
         let cursor = match self.view {
-            View::Runs | View::Charts | View::Masks => &mut s.run,
             View::Experiments => &mut s.experiment,
             View::Plugins => &mut s.plugin,
             View::Events => &mut s.event,
-            View::Compare => &mut s.strategy,
+            _ => &mut s.strategy,
         };
-        (len, cursor)
+        Some((len, cursor))
     }
 
     /// Applies one input: the one way the dashboard's state changes.
@@ -541,11 +542,10 @@ impl App {
     /// Moves the current view's cursor. In Events, moving from "the newest"
     /// starts at the newest, and reaching the newest follows it again.
     fn move_in_list(&mut self, action: Action) {
-        if matches!(self.view, View::Runs | View::Charts | View::Masks) {
-            return self.move_in_runs(action);
-        }
         let events = self.view == View::Events;
-        let (len, cursor) = self.list();
+        let Some((len, cursor)) = self.list() else {
+            return self.move_in_runs(action);
+        };
         *cursor = (*cursor).min(len.saturating_sub(1));
         move_cursor(cursor, action, len);
         if events && *cursor + 1 >= len {
