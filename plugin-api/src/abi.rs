@@ -11,7 +11,7 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RBox, ROption, RResult, RStr, RString, RVec},
+    std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec},
     StableAbi,
 };
 
@@ -140,6 +140,22 @@ pub struct HostOps {
     /// `[N, 1, T, 1]` for attention heads `[N, H, T, d]`). The error handle when
     /// every position is real (images; text without padding).
     pub valid: extern "C" fn() -> Handle,
+    // Added in interface 1.3 (with the Floor, Ceil and Round unary codes and
+    // the Rem scalar and binary codes).
+    /// A tensor of `shape` holding each position's index along `dim` (0, 1, …).
+    pub arange: extern "C" fn(RawDims, u32) -> Handle,
+    /// Integers drawn uniformly from `[lo, hi)` by the host's seeded generator.
+    pub randint: extern "C" fn(RawDims, i64, i64) -> Handle,
+    /// `(cond, a, b)`: `a` where `cond` is non-zero, else `b`; all three broadcast.
+    pub select: extern "C" fn(Handle, Handle, Handle) -> Handle,
+    /// The tensors joined along a dimension; their other dimensions are equal.
+    pub concat: for<'s> extern "C" fn(RSlice<'s, Handle>, u32) -> Handle,
+    /// `(x, index, dim)`: `out[.., i, ..] = x[.., index[.., i, ..], ..]` along
+    /// `dim`; `index` has x's rank and broadcasts to x along the other dims.
+    pub gather: extern "C" fn(Handle, Handle, u32) -> Handle,
+    /// `(x, index, dim)`: the slices of `x` at the positions of the rank-1
+    /// `index` along `dim`, in that order.
+    pub index_select: extern "C" fn(Handle, Handle, u32) -> Handle,
 }
 
 /// What the host tells a strategy about this call.

@@ -5,6 +5,8 @@
 //! makes a second reference when a value is needed twice. A tensor dropped without
 //! being consumed gives its handle back. None of this can go wrong from safe code.
 
+use abi_stable::std_types::RSlice;
+
 use crate::abi::{Handle, HostOps, PoolArgs, RawDims};
 use crate::{Error, Result};
 
@@ -29,21 +31,24 @@ macro_rules! op_codes {
 
 op_codes!(
     /// Element-wise functions of one tensor.
-    Unary { Abs = 0, Neg = 1, Exp = 2, Log = 3, Sqrt = 4, Recip = 5 }
+    /// `Floor`, `Ceil` and `Round` (half to even) need interface 1.3.
+    Unary { Abs = 0, Neg = 1, Exp = 2, Log = 3, Sqrt = 4, Recip = 5, Floor = 6, Ceil = 7, Round = 8 }
 );
 op_codes!(
     /// `tensor OP scalar`; `RSub`/`RDiv` are `scalar - t` and `scalar / t`;
-    /// comparisons give 0.0/1.0.
+    /// comparisons give 0.0/1.0; `Rem` (interface 1.3) is the remainder with
+    /// the sign of the divisor, `t - s·floor(t/s)`.
     ScalarOp {
         Add = 0, Sub = 1, RSub = 2, Mul = 3, Div = 4, RDiv = 5, Pow = 6, Max = 7, Min = 8,
-        Lt = 9, Le = 10, Gt = 11, Ge = 12, Eq = 13, Ne = 14,
+        Lt = 9, Le = 10, Gt = 11, Ge = 12, Eq = 13, Ne = 14, Rem = 15,
     }
 );
 op_codes!(
-    /// `a OP b` with broadcasting; comparisons give 0.0/1.0.
+    /// `a OP b` with broadcasting; comparisons give 0.0/1.0; `Rem` (interface
+    /// 1.3) is the remainder with the sign of `b`, `a - b·floor(a/b)`.
     BinaryOp {
         Add = 0, Sub = 1, Mul = 2, Div = 3, Max = 4, Min = 5,
-        Lt = 9, Le = 10, Gt = 11, Ge = 12, Eq = 13, Ne = 14,
+        Lt = 9, Le = 10, Gt = 11, Ge = 12, Eq = 13, Ne = 14, Rem = 15,
     }
 );
 op_codes!(
@@ -125,6 +130,59 @@ impl<'a> Ops<'a> {
     pub fn bernoulli_scalar(&self, shape: &[usize], p: f64) -> Result<Tensor<'a>> {
         self.uniform(shape)?.scalar(ScalarOp::Lt, p)
     }
+
+    // Added in interface 1.3.
+    /// A tensor of `shape` whose value at each position is its index along
+    /// `dim`: `arange(&[1, 1, h, 1], 2)` is the row number of an `h`-row map,
+    /// ready to broadcast against `[N, C, H, W]`.
+    pub fn arange(&self, shape: &[usize], dim: usize) -> Result<Tensor<'a>> {
+        needs(self.raw, ADDED_IN_1_3, "arange")?;
+        let d = dims(shape)?;
+        self.wrap((self.raw.arange)(d, dim as u32), "arange")
+    }
+
+    /// Integers drawn uniformly from `[lo, hi)` (held as floats) by the host's
+    /// seeded generator: one per element of `shape`. `hi - lo` is at most 2^24,
+    /// the integers an `f32` holds exactly.
+    pub fn randint(&self, shape: &[usize], lo: i64, hi: i64) -> Result<Tensor<'a>> {
+        needs(self.raw, ADDED_IN_1_3, "randint")?;
+        let d = dims(shape)?;
+        self.wrap((self.raw.randint)(d, lo, hi), "randint")
+    }
+
+    /// `where(cond, a, b)`: `a` where `cond` is non-zero, else `b`. All three
+    /// broadcast to a common shape.
+    pub fn select(&self, cond: Tensor<'a>, a: Tensor<'a>, b: Tensor<'a>) -> Result<Tensor<'a>> {
+        needs(self.raw, ADDED_IN_1_3, "select")?;
+        let (c, a, b) = (cond.take(), a.take(), b.take());
+        self.wrap((self.raw.select)(c, a, b), "select")
+    }
+
+    /// The tensors joined along `dim`; their other dimensions must be equal.
+    pub fn concat(&self, parts: Vec<Tensor<'a>>, dim: usize) -> Result<Tensor<'a>> {
+        needs(self.raw, ADDED_IN_1_3, "concat")?;
+        let handles: Vec<Handle> = parts.into_iter().map(Tensor::take).collect();
+        self.wrap(
+            (self.raw.concat)(RSlice::from_slice(&handles), dim as u32),
+            "concat",
+        )
+    }
+}
+
+/// Where the ops of interface 1.3 start in the table: a host whose table is
+/// shorter has none of them.
+const ADDED_IN_1_3: usize = std::mem::offset_of!(HostOps, arange);
+
+/// Refuses an op the host's table does not reach (a host older than the op).
+/// Hosts refuse plugins of a newer minor, so this is a second line of defence.
+fn needs(raw: &HostOps, field_offset: usize, op: &str) -> Result<()> {
+    if (raw.header.size as usize) < field_offset + std::mem::size_of::<usize>() {
+        return Err(Error::new(format!(
+            "{op} needs host interface 1.3, the host has {}.{}",
+            raw.header.major, raw.header.minor
+        )));
+    }
+    Ok(())
 }
 
 fn dims(values: &[usize]) -> Result<RawDims> {
@@ -176,6 +234,12 @@ impl<'a> Tensor<'a> {
 
     fn take(mut self) -> Handle {
         std::mem::replace(&mut self.handle, Handle::ERROR)
+    }
+
+    /// The host's operations this tensor lives in: helpers that take a tensor
+    /// need not carry an [`Ops`] along.
+    pub fn ops(&self) -> Ops<'a> {
+        Ops { raw: self.raw }
     }
 
     fn then(&self, handle: Handle, op: &'static str) -> Result<Tensor<'a>> {
@@ -380,5 +444,52 @@ impl<'a> Tensor<'a> {
             (raw.kth_smallest)(self.take(), k as u64, dim as u32),
             "kth_smallest",
         )
+    }
+
+    // Added in interface 1.3.
+    /// Rounds down to an integer.
+    pub fn floor(self) -> Result<Tensor<'a>> {
+        self.unary(Unary::Floor)
+    }
+
+    /// Rounds up to an integer.
+    pub fn ceil(self) -> Result<Tensor<'a>> {
+        self.unary(Unary::Ceil)
+    }
+
+    /// Rounds to the nearest integer, halves to even (2.5 → 2, 3.5 → 4).
+    pub fn round(self) -> Result<Tensor<'a>> {
+        self.unary(Unary::Round)
+    }
+
+    /// `self mod divisor` with the sign of the divisor: `7 mod 3 = 1`,
+    /// `-1 mod 3 = 2`.
+    pub fn rem_scalar(self, divisor: f64) -> Result<Tensor<'a>> {
+        self.scalar(ScalarOp::Rem, divisor)
+    }
+
+    /// Element-wise `self mod other`, broadcasting, with the sign of `other`.
+    pub fn rem(self, other: Tensor<'a>) -> Result<Tensor<'a>> {
+        self.binary(BinaryOp::Rem, other)
+    }
+
+    /// `torch.gather`: `out[.., i, ..] = self[.., index[.., i, ..], ..]` along
+    /// `dim`. `index` holds integers (as floats) in `0..len(dim)`, has this
+    /// tensor's rank and broadcasts to it along the other dimensions; the
+    /// result has `index`'s length along `dim`.
+    pub fn gather(self, dim: usize, index: Tensor<'a>) -> Result<Tensor<'a>> {
+        needs(self.raw, ADDED_IN_1_3, "gather")?;
+        let raw = self.raw;
+        let (x, i) = (self.take(), index.take());
+        wrap(raw, (raw.gather)(x, i, dim as u32), "gather")
+    }
+
+    /// The slices at the positions `index` (a rank-1 tensor of integers, as
+    /// floats) along `dim`, in that order; repeats allowed.
+    pub fn index_select(self, dim: usize, index: Tensor<'a>) -> Result<Tensor<'a>> {
+        needs(self.raw, ADDED_IN_1_3, "index_select")?;
+        let raw = self.raw;
+        let (x, i) = (self.take(), index.take());
+        wrap(raw, (raw.index_select)(x, i, dim as u32), "index_select")
     }
 }

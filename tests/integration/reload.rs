@@ -30,11 +30,16 @@ fn a_plugin_of_another_major_version_is_refused_naming_both() {
 }
 
 #[test]
-fn a_plugin_built_against_an_older_minor_still_loads_and_runs() {
-    let lib = Library::load(&fixture("probe-old-minor")).expect("older minor loads");
-    assert_eq!(lib.interface, "1.0.0");
-    let live = LiveStrategy::new(&lib, vec![]).unwrap();
-    assert_eq!(probe_value(&live), 3.0);
+fn plugins_built_against_older_minors_still_load_and_run() {
+    for (fixture_name, interface, value) in [
+        ("probe-old-minor", "1.0.0", 3.0),
+        ("probe-minor-1-2", "1.2.0", 12.0),
+    ] {
+        let lib = Library::load(&fixture(fixture_name)).expect("older minor loads");
+        assert_eq!(lib.interface, interface);
+        let live = LiveStrategy::new(&lib, vec![]).unwrap();
+        assert_eq!(probe_value(&live), value, "{fixture_name}");
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Builds the fixture plugins once per test binary, under `CARGO_TARGET_TMPDIR`:
-//! several versions of `tests/fixtures/probe.rs`, one of them against
-//! plugin-api as it was at interface 1.0 (kept in tests/fixtures/plugin-api-1.0)
-//! and one against a copy claiming interface 2.0.
+//! several versions of `tests/fixtures/probe.rs`, two of them against
+//! plugin-api as it was at interfaces 1.0 and 1.2 (kept in
+//! tests/fixtures/plugin-api-1.*) and one against a copy claiming interface 2.0.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,7 +31,7 @@ fn copy_api(to: &Path, version: &str) {
     }
     let manifest = std::fs::read_to_string(from.join("Cargo.toml")).unwrap();
     let manifest = manifest.replacen(
-        "version = \"1.2.0\"",
+        "version = \"1.3.0\"",
         &format!("version = \"{version}\""),
         1,
     );
@@ -47,11 +47,13 @@ fn build() -> BTreeMap<String, PathBuf> {
     let ws = root.join("ws");
     std::fs::create_dir_all(ws.join(".cargo")).unwrap();
     copy_api(&root.join("api-2.0"), "2.0.0");
-    // Interface 1.0 as it was released, kept in the repository.
-    let api_1_0 = repo_root()
-        .join("tests/fixtures/plugin-api-1.0")
-        .canonicalize()
-        .unwrap();
+    // Interfaces 1.0 and 1.2 as they were released, kept in the repository.
+    let released = |v: &str| {
+        repo_root()
+            .join(format!("tests/fixtures/plugin-api-{v}"))
+            .canonicalize()
+            .unwrap()
+    };
     let probe_src = repo_root()
         .join("tests/fixtures/probe.rs")
         .canonicalize()
@@ -60,7 +62,8 @@ fn build() -> BTreeMap<String, PathBuf> {
     let probes = [
         ("probe-v1", "1.0.0", current_api.clone()),
         ("probe-v2", "2.0.0", current_api.clone()),
-        ("probe-old-minor", "3.0.0", api_1_0),
+        ("probe-old-minor", "3.0.0", released("1.0")),
+        ("probe-minor-1-2", "12.0.0", released("1.2")),
         ("probe-other-major", "4.0.0", root.join("api-2.0")),
         ("probe-bad-shape", "5.0.0", current_api.clone()),
         ("probe-panics", "6.0.0", current_api.clone()),

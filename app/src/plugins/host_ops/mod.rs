@@ -15,6 +15,8 @@ use burn::tensor::{Device, Distribution, Tensor, activation::softmax};
 use plugin_api::abi::{Handle, HostOps, OpsHeader, PoolArgs, RawDims};
 use plugin_api::{BinaryOp, Pool, Reduce, ScalarOp, Unary};
 
+mod indexing;
+
 /// Highest logical rank the host supports.
 pub const HOST_MAX_RANK: usize = 4;
 
@@ -82,6 +84,12 @@ pub static HOST_OPS: HostOps = HostOps {
     permute: op_permute,
     kth_smallest: op_kth_smallest,
     valid: op_valid,
+    arange: indexing::op_arange,
+    randint: indexing::op_randint,
+    select: indexing::op_select,
+    concat: indexing::op_concat,
+    gather: indexing::op_gather,
+    index_select: indexing::op_index_select,
 };
 
 /// A live arena for the duration of one `mask` call on this thread.
@@ -301,6 +309,9 @@ extern "C" fn op_unary(h: Handle, code: u32) -> Handle {
             Unary::Log => t.log(),
             Unary::Sqrt => t.sqrt(),
             Unary::Recip => t.recip(),
+            Unary::Floor => t.floor(),
+            Unary::Ceil => t.ceil(),
+            Unary::Round => t.round(),
         };
         Ok(Entry {
             tensor,
@@ -330,6 +341,9 @@ extern "C" fn op_scalar(h: Handle, code: u32, v: f64) -> Handle {
             ScalarOp::Ge => t.greater_equal_elem(v).float(),
             ScalarOp::Eq => t.equal_elem(v).float(),
             ScalarOp::Ne => t.not_equal_elem(v).float(),
+            // `t - v·floor(t/v)` spelt out: the sign of the divisor on every
+            // backend, exact for integers below 2^24.
+            ScalarOp::Rem => t.clone().sub(t.div_scalar(v).floor().mul_scalar(v)),
         };
         Ok(Entry {
             tensor,
@@ -368,6 +382,7 @@ extern "C" fn op_binary(ha: Handle, hb: Handle, code: u32) -> Handle {
             BinaryOp::Ge => p.greater_equal(q).float(),
             BinaryOp::Eq => p.equal(q).float(),
             BinaryOp::Ne => p.not_equal(q).float(),
+            BinaryOp::Rem => p.clone().sub(p.div(q.clone()).floor().mul(q)),
         };
         Ok(Entry { tensor, rank })
     })
