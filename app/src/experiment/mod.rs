@@ -21,10 +21,29 @@ pub use schema::*;
 /// Name of the strategy that applies no extra dropout.
 pub const NONE: &str = "none";
 
-/// What the validator knows about strategies: name → parameter schema.
+/// What the validator knows about strategies: name → parameter schema, and
+/// for loaded plugins their own rules over the parameters.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     pub strategies: BTreeMap<String, Vec<ParamSpec>>,
+    /// name → the strategy's rules beyond its schema (`d_min <= d_max`), run
+    /// by building it with the file's parameters.
+    pub rules: BTreeMap<String, Rules>,
+}
+
+/// A strategy's own check of parameters that passed its schema: the
+/// plugin's message when it refuses them.
+#[derive(Clone)]
+pub struct Rules(pub std::sync::Arc<RuleFn>);
+
+/// A rule check: `Err` carries the plugin's message.
+pub type RuleFn =
+    dyn Fn(&[(String, Value)]) -> Result<(), String> + Send + Sync + std::panic::RefUnwindSafe;
+
+impl std::fmt::Debug for Rules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rules")
+    }
 }
 
 impl Catalog {
@@ -34,8 +53,24 @@ impl Catalog {
             .into_iter()
             .map(|i| (i.name.clone(), i.params.clone()))
             .collect();
-        Self { strategies }
+        Self {
+            strategies,
+            rules: BTreeMap::new(),
+        }
     }
+}
+
+/// The parameters a strategy is built with in one slot: its `params`, with
+/// the slot's own `params` over them.
+pub fn strategy_params(
+    spec: &StrategySpec,
+    slot_params: Option<&toml::Table>,
+) -> Vec<(String, Value)> {
+    let mut table = spec.params.clone();
+    if let Some(extra) = slot_params {
+        table.extend(extra.clone());
+    }
+    params_of(&table)
 }
 
 /// A validated experiment file.
@@ -521,15 +556,32 @@ impl Checker<'_> {
             );
             return;
         };
+        let before = self.errors.len() + self.more;
         self.check_params(at(&["params"]), &s.params, schema);
+        let schema_ok = self.errors.len() + self.more == before;
+        if schema_ok && let Some(rules) = catalog.rules.get(&s.plugin) {
+            self.check_rules(at(&["params"]), rules, &strategy_params(s, None));
+        }
         for (slot, spec) in &f.model.slots {
             if s.slots.as_ref().is_none_or(|l| l.contains(slot)) && !spec.params.is_empty() {
                 // Errors point at the slot's own table.
                 let path = vec![key("model"), key("slots"), key(slot), key("params")];
-                self.check_params(path, &spec.params, schema);
+                let before = self.errors.len() + self.more;
+                self.check_params(path.clone(), &spec.params, schema);
+                let slot_ok = schema_ok && self.errors.len() + self.more == before;
+                if slot_ok && let Some(rules) = catalog.rules.get(&s.plugin) {
+                    self.check_rules(path, rules, &strategy_params(s, Some(&spec.params)));
+                }
             }
         }
         self.check_schedule(&s.schedule, &at(&["schedule"]), f.train.epochs);
+    }
+
+    /// The strategy's own rules, reported at its parameters in its words.
+    fn check_rules(&mut self, at: Vec<Seg>, rules: &Rules, params: &[(String, Value)]) {
+        if let Err(message) = (rules.0)(params) {
+            self.err(at, message);
+        }
     }
 
     fn check_params(&mut self, base: Vec<Seg>, table: &toml::Table, schema: &[ParamSpec]) {
@@ -1366,6 +1418,7 @@ schedule = { kind = "constant", p = 0.1 }
     fn check_text(text: &str) -> String {
         let catalog = Catalog {
             strategies: [("dropout".to_string(), Vec::new())].into(),
+            rules: BTreeMap::new(),
         };
         match validate(Path::new("t.toml"), text, &catalog, &Anywhere) {
             Ok(_) => String::new(),
@@ -1375,6 +1428,52 @@ schedule = { kind = "constant", p = 0.1 }
                 .collect::<Vec<_>>()
                 .join("\n"),
         }
+    }
+
+    /// A strategy whose rule (`low <= high`) lies beyond its schema.
+    fn catalog_with_rules() -> Catalog {
+        let schema = vec![
+            ParamSpec::int("low", 1).range(0.0, 10.0),
+            ParamSpec::int("high", 2).range(0.0, 10.0),
+        ];
+        let rule = |params: &[(String, Value)]| {
+            let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            match (get("low"), get("high")) {
+                (Some(Value::Int(l)), Some(Value::Int(h))) if l > h => {
+                    Err(format!("pair: low = {l} is above high = {h}"))
+                }
+                (Some(_), Some(_)) => Ok(()),
+                _ => Err("pair: the rule saw no complete pair".into()),
+            }
+        };
+        Catalog {
+            strategies: [("pair".to_string(), schema)].into(),
+            rules: [("pair".to_string(), Rules(std::sync::Arc::new(rule)))].into(),
+        }
+    }
+
+    #[test]
+    fn a_strategys_own_rules_are_reported_at_its_parameters() {
+        let catalog = catalog_with_rules();
+        let file = |params: &str| {
+            let text = BASE.replace("plugin = \"dropout\"", "plugin = \"pair\"");
+            format!("{text}params = {{ {params} }}\n")
+        };
+        let errors = |text: &str| {
+            validate(Path::new("t.toml"), text, &catalog, &Anywhere)
+                .err()
+                .unwrap_or_default()
+        };
+        assert!(errors(&file("low = 2, high = 3")).is_empty());
+        let refused = errors(&file("low = 5, high = 3"));
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].key, "strategy[1].params");
+        assert_eq!(refused[0].message, "pair: low = 5 is above high = 3");
+        assert_eq!(refused[0].line, 19);
+        // A schema error is the only one: the rules see checked values only.
+        let out_of_range = errors(&file("low = 50, high = 3"));
+        assert_eq!(out_of_range.len(), 1, "{out_of_range:?}");
+        assert!(out_of_range[0].message.contains("50"), "{out_of_range:?}");
     }
 
     #[test]

@@ -269,8 +269,18 @@ impl Library {
                 info: self.info.clone(),
                 params: params.clone(),
             }),
-            RResult::RErr(e) => Err(LoadError(format!("{}: {e}", self.info.name))),
+            RResult::RErr(e) => Err(LoadError(self.named(&e))),
         }
+    }
+
+    /// `name: message`, the name once even when the plugin's message starts
+    /// with it already.
+    fn named(&self, message: &str) -> String {
+        let name = &self.info.name;
+        let own = message
+            .strip_prefix(name.as_str())
+            .and_then(|m| m.strip_prefix(": "));
+        format!("{name}: {}", own.unwrap_or(message))
     }
 }
 

@@ -46,12 +46,23 @@ pub fn report_build_line(line: &str) {
     }
 }
 
-/// The catalog of the strategies that loaded.
+/// The catalog of the strategies that loaded, with their rules: building a
+/// strategy runs its constructor's checks.
 pub fn catalog_of(found: &[Found]) -> Catalog {
-    Catalog::from_infos(
-        found
-            .iter()
-            .filter_map(|f| f.outcome.as_ref().ok())
-            .map(|l| &l.info),
-    )
+    let libraries: Vec<&Library> = found
+        .iter()
+        .filter_map(|f| f.outcome.as_ref().ok())
+        .collect();
+    let mut catalog = Catalog::from_infos(libraries.iter().map(|l| &l.info));
+    for library in libraries {
+        let lib = library.clone();
+        let rules = move |params: &[(String, plugin_api::Value)]| {
+            lib.create(params).map(drop).map_err(|e| e.0)
+        };
+        catalog.rules.insert(
+            library.info.name.clone(),
+            crate::experiment::Rules(std::sync::Arc::new(rules)),
+        );
+    }
+    catalog
 }

@@ -27,17 +27,6 @@ pub(super) struct Live {
     pub(super) slots: Vec<Slot>,
 }
 
-pub(super) fn strategy_params(
-    spec: &StrategySpec,
-    slot_params: Option<&toml::Table>,
-) -> Vec<(String, plugin_api::Value)> {
-    let mut table = spec.params.clone();
-    if let Some(extra) = slot_params {
-        table.extend(extra.clone());
-    }
-    experiment::params_of(&table)
-}
-
 pub(super) fn build_slots(
     file: &ExperimentFile,
     spec: &StrategySpec,
@@ -51,7 +40,7 @@ pub(super) fn build_slots(
         let live = match library {
             Some(lib) if enabled => Some(LiveStrategy::new(
                 lib,
-                strategy_params(spec, over.map(|o| &o.params)),
+                experiment::strategy_params(spec, over.map(|o| &o.params)),
             )?),
             _ => None,
         };
