@@ -168,6 +168,52 @@ fn regions(mask: &[f32], h: usize, w: usize) -> Vec<(usize, usize, usize, bool)>
     out
 }
 
+/// The mean length of a span `[c - b/2, c - b/2 + b)` clipped to `0..len`,
+/// `c` uniform over `0..len`.
+fn mean_clipped_span(len: usize, b: usize) -> f64 {
+    let total: usize = (0..len)
+        .map(|c| {
+            let start = c.saturating_sub(b / 2);
+            let end = (c + b - b / 2).min(len);
+            end - start
+        })
+        .sum();
+    total as f64 / len as f64
+}
+
+#[test]
+fn cutout_cuts_one_clipped_square_per_sample_at_the_expected_rate() {
+    let shape = [512, 2, 12, 12];
+    let (b, p) = (5, 0.6);
+    let s = strategy("cutout", &[("size", int(b as i64))]);
+    let x = tensor(shape, positive(&shape, 21));
+    let m = mask_of(&s, &x, &ctx(p, 21));
+    // Centres uniform over 12 rows and 12 columns: a span of 5 keeps 4.5 rows
+    // on average, so E[dropped] = 0.6 * 4.5^2 / 144 = 0.0844; per sample
+    // sd 0.074, over 512 samples 0.0033; the bound is five of those.
+    assert_eq!(mean_clipped_span(12, 5), 4.5);
+    let expected = p * mean_clipped_span(12, b).powi(2) / 144.0;
+    let dropped = dropped_fraction(&m);
+    assert!(
+        (dropped - expected).abs() < 0.0165,
+        "{dropped} vs {expected}"
+    );
+    // One rectangle per map, at most b on a side, the same in both channels.
+    let found = regions(&m, 12, 12);
+    assert!(
+        found
+            .iter()
+            .all(|&(h, w, area, _)| h <= b && w <= b && area == h * w)
+    );
+    let maps: Vec<&[f32]> = m.chunks(144).collect();
+    assert!(maps.chunks(2).all(|pair| pair[0] == pair[1]));
+    let cut = maps.chunks(2).filter(|pair| pair[0].contains(&0.0)).count();
+    assert_eq!(found.len(), 2 * cut, "more than one square in a map");
+    // sd of the cut count is sqrt(512 * 0.24) = 11: the bound is five of them.
+    assert!((cut as f64 - 512.0 * p).abs() < 55.0, "{cut} of 512 cut");
+    assert!((mean(&m) - 1.0).abs() < 1e-3, "mean of mask {}", mean(&m));
+}
+
 #[test]
 fn dropblock_regions_are_b_by_b_squares_when_seeds_are_sparse() {
     let shape = [4, 16, 64, 64];
@@ -696,6 +742,7 @@ fn all_strategies() -> Vec<(&'static str, Vec<usize>)> {
         "dropblock1d",
         "probdropblock1d",
         "drophead",
+        "cutout",
     ];
     assert_eq!(
         bundled().len(),

@@ -419,7 +419,7 @@ fn doctor_reports_backends_plugins_and_data_paths() {
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("flex (CPU, pure Rust)"), "{text}");
-    assert!(text.contains("8 strategies: "), "{text}");
+    assert!(text.contains("9 strategies: "), "{text}");
     assert!(text.contains("quickstart.toml: data "), "{text}");
     assert!(text.contains("fashion-mnist-subset (found)"), "{text}");
     // The machine as the dashboard's Runs view shows it: a GPU line per
