@@ -37,6 +37,9 @@ pub enum Command {
     },
     /// Sample one keep-mask through the real plugin path and print its statistics.
     Mask(MaskArgs),
+    /// Write a new strategy crate into the plugins directory (or --dir), build
+    /// it and list it.
+    NewStrategy(crate::scaffold::NewStrategyArgs),
     /// Open the dashboard (the default without a command).
     Dashboard {
         /// Where runs live.
@@ -178,47 +181,86 @@ pub fn plugins(dir: &Path, json: bool) -> Result<()> {
         return Ok(());
     }
     for l in &listings {
-        match &l.error {
-            None => {
-                println!(
-                    "{} {} [{}] interface {}",
-                    l.name,
-                    l.version.as_deref().unwrap_or("?"),
-                    serde_json::to_value(l.source)?.as_str().unwrap_or("?"),
-                    l.interface.as_deref().unwrap_or("?")
-                );
-                if let Some(d) = &l.description {
-                    println!("  {d}");
-                }
-                if let Some(lib) = &l.library {
-                    println!("  library: {}", lib.display());
-                }
-                for p in &l.params {
-                    let range = match (p.min, p.max) {
-                        (Some(a), Some(b)) => format!(" in [{a}, {b}]"),
-                        _ => String::new(),
-                    };
-                    let choices = if p.choices.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" one of {}", p.choices.join("|"))
-                    };
-                    println!(
-                        "  {} ({}, default {}{range}{choices}): {}",
-                        p.name, p.kind, p.default, p.help
-                    );
-                }
-            }
-            Some(e) => {
-                println!("{} [refused] {}", l.name, l.origin.display());
-                for line in e.lines() {
-                    println!("  {line}");
-                }
-            }
-        }
+        print_listing(l)?;
     }
     let ok = listings.iter().filter(|l| l.error.is_none()).count();
     println!("{ok} strategies loaded, {} refused", listings.len() - ok);
+    Ok(())
+}
+
+/// One strategy as `plugins` prints it: name, version, description, library
+/// and parameters, or why it was refused.
+fn print_listing(l: &Listing) -> Result<()> {
+    match &l.error {
+        None => {
+            println!(
+                "{} {} [{}] interface {}",
+                l.name,
+                l.version.as_deref().unwrap_or("?"),
+                serde_json::to_value(l.source)?.as_str().unwrap_or("?"),
+                l.interface.as_deref().unwrap_or("?")
+            );
+            if let Some(d) = &l.description {
+                println!("  {d}");
+            }
+            if let Some(lib) = &l.library {
+                println!("  library: {}", lib.display());
+            }
+            for p in &l.params {
+                let range = match (p.min, p.max) {
+                    (Some(a), Some(b)) => format!(" in [{a}, {b}]"),
+                    _ => String::new(),
+                };
+                let choices = if p.choices.is_empty() {
+                    String::new()
+                } else {
+                    format!(" one of {}", p.choices.join("|"))
+                };
+                println!(
+                    "  {} ({}, default {}{range}{choices}): {}",
+                    p.name, p.kind, p.default, p.help
+                );
+            }
+        }
+        Some(e) => {
+            println!("{} [refused] {}", l.name, l.origin.display());
+            for line in e.lines() {
+                println!("  {line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `probdrop-tui new-strategy NAME`: writes the crate, builds and lists it.
+pub fn new_strategy(plugins: &Path, args: &crate::scaffold::NewStrategyArgs) -> Result<()> {
+    let krate = crate::scaffold::new_strategy(plugins, args)?;
+    println!("wrote {}", krate.display());
+    let parent = krate.parent().unwrap_or(plugins);
+    let found = discover_reporting(parent)?;
+    let ours = found
+        .iter()
+        .find(|f| f.origin == krate)
+        .ok_or_else(|| anyhow::anyhow!("{} was not found after writing it", krate.display()))?;
+    let entry = listing(ours);
+    print_listing(&entry)?;
+    if entry.error.is_some() {
+        bail!("the new crate did not load");
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|_| "probdrop-tui".into());
+    let plugins_flag = match &args.dir {
+        Some(_) => format!(" --plugins {}", parent.display()),
+        None => String::new(),
+    };
+    println!(
+        "next:\n  edit {src}\n  sample it:  probdrop-tui{plugins_flag} mask {name} --shape 8,16,32,32 --p 0.2\n  \
+         test it:    cd {dir} && PROBDROP_TUI={exe} cargo test\n  \
+         use it:     [[strategy]] plugin = \"{name}\" in an experiment file",
+        src = krate.join("src/lib.rs").display(),
+        dir = krate.display(),
+        exe = exe.display(),
+        name = args.name,
+    );
     Ok(())
 }
 

@@ -13,6 +13,7 @@ pub mod experiment;
 pub mod npy;
 pub mod plugins;
 pub mod run;
+pub mod scaffold;
 pub mod stats;
 pub mod train;
 pub mod ui;

@@ -8,6 +8,7 @@ fn main() {
     let result = match &args.command {
         Some(Command::Plugins { json }) => cli::plugins(&args.plugins, *json),
         Some(Command::Mask(mask)) => cli::mask(&args.plugins, mask),
+        Some(Command::NewStrategy(new)) => cli::new_strategy(&args.plugins, new),
         Some(Command::Check { files }) => commands::check(&args.plugins, files),
         Some(Command::Run(run)) => commands::run(&args.plugins, run),
         Some(Command::Compare(compare)) => {
