@@ -3,6 +3,7 @@
 pub mod device;
 pub mod diagnostic;
 pub mod machine;
+mod partial;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -190,31 +191,103 @@ pub fn parse(path: &Path, text: &str) -> Result<ExperimentFile, Vec<Diagnostic>>
         Err(e) => return Err(vec![syntax_error(&locator, &e)]),
     };
     serde_path_to_error::deserialize::<_, ExperimentFile>(deserializer)
-        .map_err(|e| vec![schema_error(&locator, e)])
+        .map_err(|e| vec![schema_error(&locator, &[], e)])
 }
 
 fn syntax_error(locator: &Locator, e: &toml::de::Error) -> Diagnostic {
     let offset = e.span().map_or(0, |s| s.start);
     let raw = e.message().trim();
     if raw == "duplicate key"
-        && let Some((key, message)) = duplicate_key(locator.text, offset)
+        && let Some((key, message)) =
+            duplicate_key(locator.text, offset).or_else(|| duplicate_table(locator.text, offset))
     {
         return locator.at(offset, key, format!("invalid TOML: {message}"), None);
     }
-    locator.at(offset, String::new(), format!("invalid TOML: {raw}"), None)
+    let message = format!("invalid TOML: {}", plain_syntax(raw));
+    locator.at(offset, place_at(locator.text, offset), message, None)
+}
+
+/// toml's words where they confuse: "expected nothing" (it has no
+/// suggestion) and the tokens it wanted after a value.
+fn plain_syntax(raw: &str) -> String {
+    let raw = raw.strip_suffix(", expected nothing").unwrap_or(raw);
+    match raw {
+        "unexpected key or value, expected newline, `#`" => {
+            "unexpected text; expected the end of the line or a `#` comment".to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+/// The key of a `key = value` line, unquoted.
+fn line_key(line: &str) -> Option<String> {
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+}
+
+/// The table a header line opens, `strategy[2]` for the third
+/// `[[strategy]]`, given the lines above it.
+fn header_path(header: &str, above: &[&str]) -> String {
+    let name = header.trim().trim_matches(['[', ']']).trim().to_string();
+    if !header.trim_start().starts_with("[[") {
+        return name;
+    }
+    let earlier = above
+        .iter()
+        .filter(|l| {
+            l.trim_start().starts_with("[[") && l.trim().trim_matches(['[', ']']).trim() == name
+        })
+        .count();
+    format!("{name}[{earlier}]")
+}
+
+/// Where a syntax error at `offset` is, as far as the lines tell: the key of
+/// its line inside the table above (`model.kind`), or the table a header
+/// line opens.
+fn place_at(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let above: Vec<&str> = text[..line_start].lines().collect();
+    if line.trim_start().starts_with('[') {
+        return header_path(line, &above);
+    }
+    let table = above
+        .iter()
+        .rposition(|l| l.trim_start().starts_with('['))
+        .map(|i| header_path(above[i], &above[..i]));
+    match (table, line_key(line)) {
+        (Some(t), Some(k)) => format!("{t}.{k}"),
+        (Some(t), None) => t,
+        (None, Some(k)) => k,
+        (None, None) => String::new(),
+    }
+}
+
+/// A `[table]` header opened twice, the second at `offset`: its name and the
+/// line of the first.
+fn duplicate_table(text: &str, offset: usize) -> Option<(String, String)> {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let header = text[line_start..].lines().next()?.trim();
+    if !header.starts_with('[') || header.starts_with("[[") {
+        return None;
+    }
+    let first = text[..line_start]
+        .lines()
+        .position(|l| l.trim() == header)?;
+    let name = header.trim_matches(['[', ']']).trim().to_string();
+    let message = format!("table [{name}] opened twice: first on line {}", first + 1);
+    Some((name, message))
 }
 
 /// A key set twice at `offset` (a line `key = ...`): its path and where it
 /// was first set in the same table, as far as the lines above tell.
 fn duplicate_key(text: &str, offset: usize) -> Option<(String, String)> {
-    let key_of = |line: &str| -> Option<String> {
-        let (key, _) = line.split_once('=')?;
-        let key = key.trim().trim_matches('"');
-        (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
-    };
     let before = &text[..offset.min(text.len())];
     let line_no = before.matches('\n').count() + 1;
-    let key = key_of(
+    let key = line_key(
         text[before.rfind('\n').map_or(0, |i| i + 1)..]
             .lines()
             .next()?,
@@ -226,7 +299,7 @@ fn duplicate_key(text: &str, offset: usize) -> Option<(String, String)> {
         .map(|i| (i, above[i].trim().trim_matches(['[', ']']).to_string()));
     let from = header.as_ref().map_or(0, |h| h.0 + 1);
     let first = (from..above.len().min(line_no - 1))
-        .find(|&i| key_of(above[i]).as_deref() == Some(key.as_str()));
+        .find(|&i| line_key(above[i]).as_deref() == Some(key.as_str()));
     let table = header.map(|h| h.1);
     let path = match &table {
         Some(t) => format!("{t}.{key}"),
@@ -243,8 +316,14 @@ fn duplicate_key(text: &str, offset: usize) -> Option<(String, String)> {
     Some((path, message))
 }
 
-fn schema_error(locator: &Locator, e: serde_path_to_error::Error<toml::de::Error>) -> Diagnostic {
-    let mut path = parse_path(&e.path().to_string());
+/// The error of reading the value at `prefix` (the whole file when empty).
+fn schema_error(
+    locator: &Locator,
+    prefix: &[Seg],
+    e: serde_path_to_error::Error<toml::de::Error>,
+) -> Diagnostic {
+    let mut path = prefix.to_vec();
+    path.extend(parse_path(&e.path().to_string()));
     let inner = e.inner();
     let raw = inner.message().trim().to_string();
     let offset = inner.span().map(|s| s.start);
@@ -298,7 +377,12 @@ fn schema_error(locator: &Locator, e: serde_path_to_error::Error<toml::de::Error
     let message = plain_types(&message);
     match offset {
         Some(offset) => locator.at(offset, diagnostic::path_string(&path), message, help),
-        None => locator.at_path(&path, true, message, help),
+        // Read from a value (no span): an unknown or missing key is shown at
+        // its key, any other problem at the value.
+        None => {
+            let at_key = raw.starts_with("unknown field") || raw.starts_with("missing field");
+            locator.at_path(&path, at_key, message, help)
+        }
     }
 }
 
@@ -359,13 +443,20 @@ pub fn validate(
     catalog: &Catalog,
     machine: &dyn Machine,
 ) -> Result<Experiment, Vec<Diagnostic>> {
-    let file = parse(path, text)?;
     let locator = Locator::new(path, text);
     let mut checker = Checker {
         locator: &locator,
         machine,
         errors: Vec::new(),
         more: 0,
+    };
+    let file = match parse(path, text) {
+        Ok(file) => file,
+        Err(first) => {
+            checker.errors = first;
+            partial::check_parts(&mut checker, catalog);
+            return Err(checker.errors);
+        }
     };
     checker.check(&file, catalog);
     let mut warnings = Vec::new();
@@ -535,11 +626,39 @@ impl Checker<'_> {
                 );
             }
         }
+        let Some((schema, schema_ok)) = self.check_plugin(i, s, catalog) else {
+            return;
+        };
+        for (slot, spec) in &f.model.slots {
+            if s.slots.as_ref().is_none_or(|l| l.contains(slot)) && !spec.params.is_empty() {
+                // Errors point at the slot's own table.
+                let path = vec![key("model"), key("slots"), key(slot), key("params")];
+                let before = self.errors.len() + self.more;
+                self.check_params(path.clone(), &spec.params, schema);
+                let slot_ok = schema_ok && self.errors.len() + self.more == before;
+                if slot_ok && let Some(rules) = catalog.rules.get(&s.plugin) {
+                    self.check_rules(path, rules, &strategy_params(s, Some(&spec.params)));
+                }
+            }
+        }
+        self.check_schedule(&s.schedule, &at(&["schedule"]), f.train.epochs);
+    }
+
+    /// Strategy `i`'s plugin and its own parameters (schema, then the
+    /// plugin's rules): the schema, and whether the parameters passed it;
+    /// `None` for `none` and unknown plugins.
+    fn check_plugin<'c>(
+        &mut self,
+        i: usize,
+        s: &StrategySpec,
+        catalog: &'c Catalog,
+    ) -> Option<(&'c [ParamSpec], bool)> {
+        let at = |k: &[&str]| strategy_key(i, k);
         if s.plugin == NONE {
             if !s.params.is_empty() {
                 self.err(at(&["params"]), "the \"none\" strategy takes no parameters");
             }
-            return;
+            return None;
         }
         let Some(schema) = catalog.strategies.get(&s.plugin) else {
             let mut known: Vec<String> = catalog.strategies.keys().cloned().collect();
@@ -554,7 +673,7 @@ impl Checker<'_> {
                 ),
                 did_you_mean(&s.plugin, &known),
             );
-            return;
+            return None;
         };
         let before = self.errors.len() + self.more;
         self.check_params(at(&["params"]), &s.params, schema);
@@ -562,19 +681,7 @@ impl Checker<'_> {
         if schema_ok && let Some(rules) = catalog.rules.get(&s.plugin) {
             self.check_rules(at(&["params"]), rules, &strategy_params(s, None));
         }
-        for (slot, spec) in &f.model.slots {
-            if s.slots.as_ref().is_none_or(|l| l.contains(slot)) && !spec.params.is_empty() {
-                // Errors point at the slot's own table.
-                let path = vec![key("model"), key("slots"), key(slot), key("params")];
-                let before = self.errors.len() + self.more;
-                self.check_params(path.clone(), &spec.params, schema);
-                let slot_ok = schema_ok && self.errors.len() + self.more == before;
-                if slot_ok && let Some(rules) = catalog.rules.get(&s.plugin) {
-                    self.check_rules(path, rules, &strategy_params(s, Some(&spec.params)));
-                }
-            }
-        }
-        self.check_schedule(&s.schedule, &at(&["schedule"]), f.train.epochs);
+        Some((schema, schema_ok))
     }
 
     /// The strategy's own rules, reported at its parameters in its words.
@@ -1474,6 +1581,19 @@ schedule = { kind = "constant", p = 0.1 }
         let out_of_range = errors(&file("low = 50, high = 3"));
         assert_eq!(out_of_range.len(), 1, "{out_of_range:?}");
         assert!(out_of_range[0].message.contains("50"), "{out_of_range:?}");
+    }
+
+    #[test]
+    fn syntax_errors_name_their_place_and_never_expect_nothing() {
+        let text = "name = 1\n[[strategy]]\na = 1\n[[strategy]]\nplugin = x y\n[model]\n";
+        let at = |needle: &str| place_at(text, text.find(needle).unwrap());
+        assert_eq!(at("x y"), "strategy[1].plugin");
+        assert_eq!(at("a = 1"), "strategy[0].a");
+        assert_eq!(at("model]"), "model");
+        assert_eq!(at("name"), "name");
+        assert_eq!(plain_syntax("extra `=`, expected nothing"), "extra `=`");
+        let err = check_text(&BASE.replace("epochs = 4", "epochs = 04"));
+        assert_eq!(err, "invalid TOML: unexpected leading zero");
     }
 
     #[test]
