@@ -336,6 +336,7 @@ pub fn markdown(t: &Table) -> String {
          fraction can both be read). Only finished runs count.",
         t.baseline, t.baseline
     );
+    significance_markdown(t, &mut out);
     let pending: Vec<String> = t
         .rows
         .iter()
@@ -351,6 +352,77 @@ pub fn markdown(t: &Table) -> String {
     out
 }
 
+/// Each strategy's test against the baseline, with the p-values adjusted
+/// for testing them together (Holm) and the smallest difference in final
+/// accuracy the seeds could have shown (80 % power).
+pub struct Significance {
+    pub label: String,
+    pub p: Option<f64>,
+    pub holm: Option<f64>,
+    pub detectable: Option<f64>,
+}
+
+pub fn significance(t: &Table) -> Vec<Significance> {
+    let tests: Vec<Option<Welch>> = t
+        .rows
+        .iter()
+        .map(|r| r.delta_final.and_then(|d| d.welch))
+        .collect();
+    let ps: Vec<Option<f64>> = tests.iter().map(|w| w.map(|w| w.p)).collect();
+    let adjusted = stats::holm(&ps);
+    t.rows
+        .iter()
+        .zip(tests)
+        .zip(adjusted)
+        .map(|((r, w), holm)| Significance {
+            label: r.label.clone(),
+            p: w.map(|w| w.p),
+            holm,
+            detectable: w.map(|w| stats::detectable(w.se, w.df)),
+        })
+        .collect()
+}
+
+fn significance_markdown(t: &Table, out: &mut String) {
+    let rows: Vec<Significance> = significance(t)
+        .into_iter()
+        .filter(|s| s.p.is_some())
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n| strategy | p (Welch) | p (Holm, {} tests) | detectable Δ final |\n|---|---|---|---|",
+        rows.len()
+    );
+    let p = |v: Option<f64>| match v {
+        Some(v) if v < 0.001 => "< 0.001".to_string(),
+        Some(v) => format!("{v:.3}"),
+        None => "–".into(),
+    };
+    for s in &rows {
+        let detectable = s
+            .detectable
+            .map_or("–".into(), |d| format!("{:.2}", 100.0 * d));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {detectable} |",
+            s.label,
+            p(s.p),
+            p(s.holm)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nHolm: the p-values adjusted for testing every strategy against {} at once \
+         (compare them with 0.05). Detectable Δ: the smallest true difference in final \
+         accuracy (percentage points) a two-sided 5 % test would find with 80 % power \
+         at these seeds' spread; a smaller true effect would most likely go unseen.",
+        t.baseline
+    );
+}
+
 fn num(x: Option<f64>) -> String {
     match x {
         Some(v) if v.is_finite() => format!("{v}"),
@@ -363,9 +435,9 @@ pub fn csv(t: &Table) -> String {
     let mut out = String::from(
         "strategy,seeds_finished,seeds_total,final_mean,final_sd,final_ci_low,final_ci_high,\
          best_mean,best_sd,best_ci_low,best_ci_high,delta_final,p_final,delta_best,p_best,\
-         drop_p_mean,dropped_mean\n",
+         drop_p_mean,dropped_mean,p_final_holm,detectable_final\n",
     );
-    for r in &t.rows {
+    for (r, sig) in t.rows.iter().zip(significance(t)) {
         let f = r.final_acc;
         let b = r.best_acc;
         let cells = [
@@ -386,6 +458,8 @@ pub fn csv(t: &Table) -> String {
             num(r.delta_best.and_then(|d| d.welch).map(|w| w.p)),
             num(r.dropping.map(|d| d.p)),
             num(r.dropping.map(|d| d.dropped)),
+            num(sig.holm),
+            num(sig.detectable),
         ];
         let _ = writeln!(out, "{}", cells.join(","));
     }
@@ -546,7 +620,8 @@ mod tests {
         assert!((db.p - 0.1).abs() < 1e-12 && (db.dropped - 0.105).abs() < 1e-12);
         assert!((t.rows[0].dropping.unwrap().dropped - 0.10).abs() < 1e-12);
         assert_eq!(row_cells(&t.rows[1]).last().unwrap(), "0.100 / 10.50");
-        assert!(csv(&t).lines().nth(2).unwrap().ends_with(",0.1,0.105"));
+        // No Holm p or detectable difference: one baseline seed is no test.
+        assert!(csv(&t).lines().nth(2).unwrap().ends_with(",0.1,0.105,,"));
         assert_eq!(Dropping::of(&[], &[0.1]), None, "no p logged: no figure");
     }
 }

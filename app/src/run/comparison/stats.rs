@@ -65,6 +65,8 @@ pub struct Welch {
     pub df: f64,
     /// Two-sided p-value.
     pub p: f64,
+    /// Standard error of the difference of the means.
+    pub se: f64,
 }
 
 /// `None` when either side has fewer than two values or both have no spread
@@ -82,7 +84,44 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
     let df = se2 * se2 / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64);
     let dist = StudentsT::new(0.0, 1.0, df).ok()?;
     let p = (2.0 * (1.0 - dist.cdf(t.abs()))).clamp(0.0, 1.0);
-    Some(Welch { t, df, p })
+    Some(Welch {
+        t,
+        df,
+        p,
+        se: se2.sqrt(),
+    })
+}
+
+/// Holm's step-down adjustment of p-values for testing them together (the
+/// family-wise error rate stays at the level): the `i`-th smallest of `m`
+/// becomes `max over j <= i of min(1, (m - j + 1) p_(j))`. `None`s are not
+/// tests and stay `None`.
+pub fn holm(ps: &[Option<f64>]) -> Vec<Option<f64>> {
+    let mut order: Vec<usize> = (0..ps.len()).filter(|&i| ps[i].is_some()).collect();
+    order.sort_by(|&a, &b| {
+        ps[a]
+            .partial_cmp(&ps[b])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let m = order.len();
+    let mut adjusted = vec![None; ps.len()];
+    let mut running = 0.0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        let scaled = ((m - rank) as f64 * ps[i].unwrap_or(1.0)).min(1.0);
+        running = running.max(scaled);
+        adjusted[i] = Some(running);
+    }
+    adjusted
+}
+
+/// The smallest true difference a two-sided test at 5 % would detect with
+/// 80 % power, given the standard error and degrees of freedom a Welch test
+/// measured: `(t_0.975 + t_0.80) · se`.
+pub fn detectable(se: f64, df: f64) -> f64 {
+    match StudentsT::new(0.0, 1.0, df) {
+        Ok(t) => (t.inverse_cdf(0.975) + t.inverse_cdf(0.80)) * se,
+        Err(_) => f64::NAN,
+    }
 }
 
 #[cfg(test)]
@@ -157,6 +196,31 @@ mod tests {
             assert!(close(w.df, df, 1e-9), "df {} vs {df}", w.df);
             assert!(close(w.p, p, 1e-6), "p {} vs {p}", w.p);
         }
+    }
+
+    #[test]
+    fn holm_adjusts_in_steps_and_keeps_the_order() {
+        // statsmodels multipletests(method="holm"): [0.03, 0.06, 0.06, 0.02].
+        let got = holm(&[Some(0.01), Some(0.04), None, Some(0.03), Some(0.005)]);
+        let want = [Some(0.03), Some(0.06), None, Some(0.06), Some(0.02)];
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                g.zip(w).is_none_or(|(g, w)| close(g, w, 1e-12)) && g.is_some() == w.is_some(),
+                "{got:?}"
+            );
+        }
+        assert_eq!(holm(&[Some(0.9), Some(0.8)]), [Some(1.0), Some(1.0)]);
+    }
+
+    #[test]
+    fn the_detectable_difference_adds_the_two_t_quantiles() {
+        // scipy: t.ppf(0.975, df) + t.ppf(0.80, df), at df = 4 and 30.
+        assert!(close(detectable(1.0, 30.0), 2.042272 + 0.853767, 1e-5));
+        assert!(close(
+            detectable(0.5, 4.0),
+            0.5 * (2.776445 + 0.940965),
+            1e-5
+        ));
     }
 
     #[test]
