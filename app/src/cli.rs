@@ -40,6 +40,9 @@ pub enum Command {
     /// Write a new strategy crate into the plugins directory (or --dir), build
     /// it and list it.
     NewStrategy(crate::scaffold::NewStrategyArgs),
+    /// Write runs' metrics as TensorBoard event files or CSV (timm's
+    /// summary.csv among them).
+    Export(crate::export::ExportArgs),
     /// Open the dashboard (the default without a command).
     Dashboard {
         /// Where runs live.

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod compare;
 pub mod experiment;
+pub mod export;
 pub mod npy;
 pub mod plugins;
 pub mod run;

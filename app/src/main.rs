@@ -9,6 +9,7 @@ fn main() {
         Some(Command::Plugins { json }) => cli::plugins(&args.plugins, *json),
         Some(Command::Mask(mask)) => cli::mask(&args.plugins, mask),
         Some(Command::NewStrategy(new)) => cli::new_strategy(&args.plugins, new),
+        Some(Command::Export(export)) => probdrop_tui::export::export(export),
         Some(Command::Check { files }) => commands::check(&args.plugins, files),
         Some(Command::Run(run)) => commands::run(&args.plugins, run),
         Some(Command::Compare(compare)) => {

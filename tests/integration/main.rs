@@ -9,6 +9,7 @@ mod compare;
 mod dashboard;
 mod data;
 mod experiments;
+mod export;
 mod faults;
 mod hostile;
 mod manage;

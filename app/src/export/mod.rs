@@ -1,0 +1,181 @@
+//! `probdrop-tui export`: a run's metrics in the formats other tools read —
+//! TensorBoard event files (which W&B and Aim import too) and CSV (a long
+//! table, and timm's `summary.csv`).
+
+pub mod tfevents;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::run::comparison::Manifest;
+use crate::run::dir::{MetricLine, RunDir, metric};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One TensorBoard event file per run (`tensorboard --logdir OUT`).
+    Tensorboard,
+    /// metrics.csv (every value, long format) and timm's summary.csv per run.
+    Csv,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Run directories, or comparison directories (compare/NAME) for all
+    /// their runs.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// Where to write: one directory per run, named as the run.
+    #[arg(long, default_value = "exports")]
+    pub out: PathBuf,
+}
+
+/// `probdrop-tui export`.
+pub fn export(args: &ExportArgs) -> Result<()> {
+    let runs = runs_of(&args.paths)?;
+    for run in &runs {
+        let name = run.path.file_name().unwrap_or_default();
+        let dir = args.out.join(name);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let lines = run.metrics();
+        let written = match args.format {
+            Format::Tensorboard => vec![write_tensorboard(&dir, &lines)?],
+            Format::Csv => write_csv(&dir, &lines)?,
+        };
+        for path in written {
+            println!("{}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// The run directories `paths` name, comparisons expanded.
+fn runs_of(paths: &[PathBuf]) -> Result<Vec<RunDir>> {
+    let mut runs = Vec::new();
+    for path in paths {
+        if let Ok(manifest) = Manifest::load(path) {
+            runs.extend(manifest.current().map(|e| RunDir::new(&e.dir)));
+            continue;
+        }
+        let run = RunDir::new(path);
+        if run.info().is_err() {
+            bail!(
+                "{}: neither a run directory (no run.json) nor a comparison (no manifest)",
+                path.display()
+            );
+        }
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+/// The TensorBoard tag of a metric: `train/loss`, `val/acc`, and the
+/// step-level values under their own names (`lr`, `p`, `dropped/block2`).
+pub fn tag(line: &MetricLine) -> String {
+    let quality = [metric::LOSS, metric::ACC, metric::TOP5].contains(&line.metric.as_str());
+    if line.split == metric::VAL || quality {
+        metric::series(&line.split, &line.metric)
+    } else {
+        line.metric.clone()
+    }
+}
+
+/// One event per logged step, every metric of the step as a scalar.
+pub fn events(lines: &[MetricLine]) -> Vec<tfevents::Event> {
+    let first_wall = lines.first().map_or(0.0, |l| l.wall);
+    let mut by_step: BTreeMap<u64, tfevents::Event> = BTreeMap::new();
+    for line in lines {
+        let event = by_step.entry(line.step).or_insert_with(|| tfevents::Event {
+            wall_time: line.wall,
+            step: line.step as i64,
+            file_version: None,
+            scalars: Vec::new(),
+        });
+        event.wall_time = event.wall_time.max(line.wall);
+        event.scalars.push((tag(line), line.value as f32));
+    }
+    std::iter::once(tfevents::version_event(first_wall))
+        .chain(by_step.into_values())
+        .collect()
+}
+
+fn write_tensorboard(dir: &Path, lines: &[MetricLine]) -> Result<PathBuf> {
+    let events = events(lines);
+    let stamp = events.first().map_or(0, |e| e.wall_time as u64);
+    // TensorBoard finds event files by "tfevents" in the name.
+    let path = dir.join(format!("events.out.tfevents.{stamp}.probdrop-tui"));
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    for event in &events {
+        tfevents::write_record(&mut file, &tfevents::encode(event))?;
+    }
+    file.flush()?;
+    Ok(path)
+}
+
+/// metrics.csv: every line of metrics.jsonl.
+pub fn metrics_csv(lines: &[MetricLine]) -> String {
+    let mut out = String::from("step,epoch,split,metric,value,wall,p\n");
+    for l in lines {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{}\n",
+            l.step, l.epoch, l.split, l.metric, l.value, l.wall, l.p
+        ));
+    }
+    out
+}
+
+/// What timm's summary.csv holds for one epoch.
+#[derive(Default)]
+struct EpochRow {
+    train_losses: Vec<f64>,
+    eval_loss: Option<f64>,
+    eval_top1: Option<f64>,
+    eval_top5: Option<f64>,
+    lr: Option<f64>,
+}
+
+/// timm's summary.csv: per epoch the mean logged training loss, the last
+/// evaluation's loss and top-1/top-5 accuracy in percent (as timm writes
+/// them), and the learning rate. Top-5 is empty where it was not measured.
+pub fn summary_csv(lines: &[MetricLine]) -> String {
+    let mut epochs: BTreeMap<u64, EpochRow> = BTreeMap::new();
+    for l in lines {
+        let row = epochs.entry(l.epoch).or_default();
+        match (l.split.as_str(), l.metric.as_str()) {
+            (metric::TRAIN, metric::LOSS) => row.train_losses.push(l.value),
+            (metric::TRAIN, metric::LR) => row.lr = Some(l.value),
+            (metric::VAL, metric::LOSS) => row.eval_loss = Some(l.value),
+            (metric::VAL, metric::ACC) => row.eval_top1 = Some(100.0 * l.value),
+            (metric::VAL, metric::TOP5) => row.eval_top5 = Some(100.0 * l.value),
+            _ => {}
+        }
+    }
+    let cell = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    let mut out = String::from("epoch,train_loss,eval_loss,eval_top1,eval_top5,lr\n");
+    for (epoch, r) in epochs {
+        let n = r.train_losses.len();
+        let train_loss = (n > 0).then(|| r.train_losses.iter().sum::<f64>() / n as f64);
+        out.push_str(&format!(
+            "{epoch},{},{},{},{},{}\n",
+            cell(train_loss),
+            cell(r.eval_loss),
+            cell(r.eval_top1),
+            cell(r.eval_top5),
+            cell(r.lr)
+        ));
+    }
+    out
+}
+
+fn write_csv(dir: &Path, lines: &[MetricLine]) -> Result<Vec<PathBuf>> {
+    let metrics = dir.join("metrics.csv");
+    let summary = dir.join("summary.csv");
+    std::fs::write(&metrics, metrics_csv(lines))?;
+    std::fs::write(&summary, summary_csv(lines))?;
+    Ok(vec![metrics, summary])
+}

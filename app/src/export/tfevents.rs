@@ -1,0 +1,271 @@
+//! TensorBoard event files, written without TensorFlow: TFRecord framing
+//! (length, masked CRC-32C of the length, payload, masked CRC-32C of the
+//! payload) around `Event` protocol buffers holding scalar summaries. The
+//! three messages used are encoded by hand (a protobuf crate would cost more
+//! than the twenty lines below), and read back by [`read`] for the tests.
+//!
+//! Field numbers, from tensorflow/core/util/event.proto and
+//! summary.proto: Event { double wall_time = 1; int64 step = 2;
+//! string file_version = 3; Summary summary = 5; }, Summary { repeated Value
+//! value = 1; }, Summary.Value { string tag = 1; float simple_value = 2; }.
+
+use std::io::Write;
+
+/// What TensorBoard expects the first event of a file to say.
+pub const FILE_VERSION: &str = "brain.Event:2";
+
+const WIRE_VARINT: u64 = 0;
+const WIRE_FIXED64: u64 = 1;
+const WIRE_BYTES: u64 = 2;
+const WIRE_FIXED32: u64 = 5;
+
+/// One event as the tests read it back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub wall_time: f64,
+    pub step: i64,
+    pub file_version: Option<String>,
+    /// (tag, value) scalars.
+    pub scalars: Vec<(String, f32)>,
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn key(out: &mut Vec<u8>, field: u64, wire: u64) {
+    varint(out, (field << 3) | wire);
+}
+
+fn bytes_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+    key(out, field, WIRE_BYTES);
+    varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// The protobuf bytes of one event.
+pub fn encode(event: &Event) -> Vec<u8> {
+    let mut out = Vec::new();
+    key(&mut out, 1, WIRE_FIXED64);
+    out.extend_from_slice(&event.wall_time.to_le_bytes());
+    key(&mut out, 2, WIRE_VARINT);
+    varint(&mut out, event.step as u64);
+    if let Some(version) = &event.file_version {
+        bytes_field(&mut out, 3, version.as_bytes());
+    }
+    if !event.scalars.is_empty() {
+        let mut summary = Vec::new();
+        for (tag, value) in &event.scalars {
+            let mut v = Vec::new();
+            bytes_field(&mut v, 1, tag.as_bytes());
+            key(&mut v, 2, WIRE_FIXED32);
+            v.extend_from_slice(&value.to_le_bytes());
+            bytes_field(&mut summary, 1, &v);
+        }
+        bytes_field(&mut out, 5, &summary);
+    }
+    out
+}
+
+/// TFRecord's checksum: CRC-32C rotated and offset, so that a CRC of data
+/// holding CRCs stays well distributed.
+fn masked_crc(bytes: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(bytes);
+    crc.rotate_right(15).wrapping_add(0xa282_ead8)
+}
+
+/// Frames one record.
+pub fn write_record(out: &mut impl Write, payload: &[u8]) -> std::io::Result<()> {
+    let len = (payload.len() as u64).to_le_bytes();
+    out.write_all(&len)?;
+    out.write_all(&masked_crc(&len).to_le_bytes())?;
+    out.write_all(payload)?;
+    out.write_all(&masked_crc(payload).to_le_bytes())
+}
+
+/// The file's first event, which names the format version.
+pub fn version_event(wall_time: f64) -> Event {
+    Event {
+        wall_time,
+        step: 0,
+        file_version: Some(FILE_VERSION.into()),
+        scalars: Vec::new(),
+    }
+}
+
+/// The events of a file, checking every CRC.
+pub fn read(bytes: &[u8]) -> Result<Vec<Event>, String> {
+    let mut events = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let header = bytes.get(at..at + 12).ok_or("truncated record header")?;
+        let len_bytes: [u8; 8] = header[..8].try_into().unwrap_or_default();
+        let stored = u32::from_le_bytes(header[8..12].try_into().unwrap_or_default());
+        if masked_crc(&len_bytes) != stored {
+            return Err(format!("bad length CRC at byte {at}"));
+        }
+        let len = u64::from_le_bytes(len_bytes) as usize;
+        let payload = bytes
+            .get(at + 12..at + 12 + len)
+            .ok_or("truncated record")?;
+        let crc = bytes
+            .get(at + 12 + len..at + 16 + len)
+            .ok_or("truncated CRC")?;
+        if masked_crc(payload).to_le_bytes() != crc {
+            return Err(format!("bad data CRC at byte {at}"));
+        }
+        events.push(decode(payload)?);
+        at += 16 + len;
+    }
+    Ok(events)
+}
+
+/// A protobuf reader over one message: (field, wire type, value bytes or
+/// varint).
+struct Fields<'a> {
+    bytes: &'a [u8],
+}
+
+enum Field<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Fields<'a> {
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = self.bytes.split_first().ok_or("truncated varint")?;
+            self.bytes = rest;
+            value |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err("varint too long".into())
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.bytes.len() < n {
+            return Err("truncated field".into());
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn next(&mut self) -> Result<Option<(u64, Field<'a>)>, String> {
+        if self.bytes.is_empty() {
+            return Ok(None);
+        }
+        let k = self.varint()?;
+        let field = match k & 7 {
+            WIRE_VARINT => Field::Varint(self.varint()?),
+            WIRE_FIXED64 => Field::Bytes(self.take(8)?),
+            WIRE_FIXED32 => Field::Bytes(self.take(4)?),
+            WIRE_BYTES => {
+                let n = self.varint()? as usize;
+                Field::Bytes(self.take(n)?)
+            }
+            other => return Err(format!("wire type {other} not used here")),
+        };
+        Ok(Some((k >> 3, field)))
+    }
+}
+
+fn text(bytes: &[u8]) -> Result<String, String> {
+    String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())
+}
+
+fn decode(payload: &[u8]) -> Result<Event, String> {
+    let mut event = Event {
+        wall_time: 0.0,
+        step: 0,
+        file_version: None,
+        scalars: Vec::new(),
+    };
+    let mut fields = Fields { bytes: payload };
+    while let Some((number, field)) = fields.next()? {
+        match (number, field) {
+            (1, Field::Bytes(b)) => {
+                event.wall_time = f64::from_le_bytes(b.try_into().unwrap_or_default())
+            }
+            (2, Field::Varint(v)) => event.step = v as i64,
+            (3, Field::Bytes(b)) => event.file_version = Some(text(b)?),
+            (5, Field::Bytes(b)) => event.scalars = decode_summary(b)?,
+            _ => {}
+        }
+    }
+    Ok(event)
+}
+
+fn decode_summary(bytes: &[u8]) -> Result<Vec<(String, f32)>, String> {
+    let mut out = Vec::new();
+    let mut values = Fields { bytes };
+    while let Some((number, field)) = values.next()? {
+        let (1, Field::Bytes(value)) = (number, field) else {
+            continue;
+        };
+        let (mut tag, mut scalar) = (String::new(), f32::NAN);
+        let mut parts = Fields { bytes: value };
+        while let Some((n, f)) = parts.next()? {
+            match (n, f) {
+                (1, Field::Bytes(b)) => tag = text(b)?,
+                (2, Field::Bytes(b)) => {
+                    scalar = f32::from_le_bytes(b.try_into().unwrap_or_default())
+                }
+                _ => {}
+            }
+        }
+        out.push((tag, scalar));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32c_and_its_mask_match_tensorflows() {
+        // CRC-32C("123456789") = 0xe3069283 (the standard check value).
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+        // TensorFlow's crc32c::Mask(0) and of a known value.
+        assert_eq!(0u32.rotate_right(15).wrapping_add(0xa282_ead8), 0xa282_ead8);
+        assert_eq!(masked_crc(b""), 0xa282_ead8);
+    }
+
+    #[test]
+    fn the_version_event_is_the_bytes_tensorflow_writes() {
+        // tf.summary's first record for wall_time 1.0: fields 1 (double), 2
+        // (step 0) and 3 ("brain.Event:2").
+        let bytes = encode(&version_event(1.0));
+        let mut want = vec![0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x10, 0x00, 0x1a, 13];
+        want.extend_from_slice(b"brain.Event:2");
+        assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn events_round_trip_through_records() {
+        let events = vec![
+            version_event(1_700_000_000.25),
+            Event {
+                wall_time: 1_700_000_001.5,
+                step: 300,
+                file_version: None,
+                scalars: vec![("train/loss".into(), 0.625), ("dropped/block2".into(), 0.1)],
+            },
+        ];
+        let mut file = Vec::new();
+        for e in &events {
+            write_record(&mut file, &encode(e)).unwrap();
+        }
+        assert_eq!(read(&file).unwrap(), events);
+        file[20] ^= 1;
+        assert!(read(&file).unwrap_err().contains("CRC"));
+    }
+}
