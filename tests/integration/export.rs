@@ -9,7 +9,7 @@ use std::process::Command;
 use probdrop_tui::export::{tag, tfevents};
 use probdrop_tui::run::dir::{MetricLine, RunDir};
 
-use crate::common::harness;
+use crate::common::{Tiny, harness};
 
 fn trained_run() -> (harness::Setup, RunDir) {
     let setup = harness::setup("probe-v1", "epochs = 1\neval_every = 8");
@@ -62,11 +62,7 @@ fn a_run_exports_to_tensorboard_with_every_value_under_its_tag() {
     assert!(written[0].contains("events.out.tfevents."), "{written:?}");
     let events = tfevents::read(&std::fs::read(&written[0]).unwrap()).unwrap();
     assert_eq!(events[0].file_version.as_deref(), Some("brain.Event:2"));
-    let mut got: Vec<(String, i64, f32)> = events
-        .iter()
-        .flat_map(|e| e.scalars.iter().map(move |(t, v)| (t.clone(), e.step, *v)))
-        .collect();
-    got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let got = scalars(Path::new(&written[0]));
     let want = expected(&run.metrics());
     assert_eq!(got, want);
     let tags: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
@@ -115,6 +111,41 @@ fn tensorboards_own_reader_agrees(file: &str, want: &[(String, i64, f32)]) {
         })
         .collect();
     assert_eq!(read, want);
+}
+
+/// Every scalar of an event file, sorted as [`expected`] sorts.
+fn scalars(file: &Path) -> Vec<(String, i64, f32)> {
+    let events = tfevents::read(&std::fs::read(file).unwrap()).unwrap();
+    let mut got: Vec<(String, i64, f32)> = events
+        .iter()
+        .flat_map(|e| e.scalars.iter().map(move |(t, v)| (t.clone(), e.step, *v)))
+        .collect();
+    got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    got
+}
+
+#[test]
+fn a_run_with_log_tensorboard_writes_its_event_file_as_it_trains() {
+    let setup = harness::setup("probe-v1", "");
+    let file = Tiny {
+        name: "tb",
+        seeds: "[3]",
+        train: "epochs = 1\nlog_every = 2\neval_every = 8",
+        strategies: "[log]\ntensorboard = true\n\n[[strategy]]\nplugin = \"probe\"\n\
+                     schedule = { kind = \"constant\", p = 0.1 }",
+        ..Tiny::default()
+    }
+    .write(&setup._tmp.path().join("tb.toml"));
+    let out = setup.run_file(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = probdrop_tui::run::dir::list_runs(&setup.runs).remove(0);
+    let written = scalars(&run.file(tfevents::FILE_NAME));
+    assert_eq!(written, expected(&run.metrics()));
+    assert!(written.iter().any(|s| s.0 == "val/acc"), "{written:?}");
 }
 
 #[test]

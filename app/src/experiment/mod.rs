@@ -1326,7 +1326,8 @@ pub fn live_diff(old: &ExperimentFile, new: &ExperimentFile) -> (Vec<String>, Ve
     if os.map(|s| &s.plugin) != ns.map(|s| &s.plugin) {
         restart.push("strategy.plugin".to_string());
     }
-    let fixed: [(&str, bool); 8] = [
+    let fixed: [(&str, bool); 9] = [
+        ("log", old.log != new.log),
         (
             "model",
             old.model.kind != new.model.kind

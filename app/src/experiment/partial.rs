@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 
 use super::diagnostic::{Diagnostic, Locator, Seg, key};
 use super::{
-    Catalog, Checker, DataSpec, LrScheduleSpec, ModelSpec, OptimizerSpec, StrategySpec, TrainSpec,
-    schema_error,
+    Catalog, Checker, DataSpec, LogSpec, LrScheduleSpec, ModelSpec, OptimizerSpec, StrategySpec,
+    TrainSpec, schema_error,
 };
 
 /// Reads `value` (found at `path`) as a `T`.
@@ -28,7 +28,7 @@ const REQUIRED: [&str; 4] = ["name", "data", "model", "train"];
 type SectionCheck = fn(&Locator, Vec<Seg>, &toml::Value) -> Option<Diagnostic>;
 
 /// The tables of the file that read on their own.
-const SECTIONS: [(&str, SectionCheck); 5] = [
+const SECTIONS: [(&str, SectionCheck); 6] = [
     ("data", |l, p, v| {
         read::<DataSpec>(l, p, v).err().map(|d| *d)
     }),
@@ -44,6 +44,7 @@ const SECTIONS: [(&str, SectionCheck); 5] = [
     ("train", |l, p, v| {
         read::<TrainSpec>(l, p, v).err().map(|d| *d)
     }),
+    ("log", |l, p, v| read::<LogSpec>(l, p, v).err().map(|d| *d)),
 ];
 
 /// Adds to `checker.errors` (which hold the file's first error) what the

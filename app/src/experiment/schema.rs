@@ -35,8 +35,26 @@ pub struct ExperimentFile {
     #[serde(default)]
     pub lr_schedule: LrScheduleSpec,
     pub train: TrainSpec,
+    #[serde(default, skip_serializing_if = "LogSpec::is_default")]
+    pub log: LogSpec,
     #[serde(default)]
     pub strategy: Vec<StrategySpec>,
+}
+
+/// What the trainer writes besides its own logs.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSpec {
+    /// A TensorBoard event file in the run directory, written as the run
+    /// logs (`tensorboard --logdir runs` while training).
+    #[serde(default)]
+    pub tensorboard: bool,
+}
+
+impl LogSpec {
+    fn is_default(&self) -> bool {
+        *self == LogSpec::default()
+    }
 }
 
 fn default_seeds() -> Vec<u64> {

@@ -86,8 +86,7 @@ pub fn tag(line: &MetricLine) -> String {
 }
 
 /// One event per logged step, every metric of the step as a scalar.
-pub fn events(lines: &[MetricLine]) -> Vec<tfevents::Event> {
-    let first_wall = lines.first().map_or(0.0, |l| l.wall);
+pub fn step_events(lines: &[MetricLine]) -> Vec<tfevents::Event> {
     let mut by_step: BTreeMap<u64, tfevents::Event> = BTreeMap::new();
     for line in lines {
         let event = by_step.entry(line.step).or_insert_with(|| tfevents::Event {
@@ -99,20 +98,29 @@ pub fn events(lines: &[MetricLine]) -> Vec<tfevents::Event> {
         event.wall_time = event.wall_time.max(line.wall);
         event.scalars.push((tag(line), line.value as f32));
     }
+    by_step.into_values().collect()
+}
+
+/// A whole event file's events: the version event, then [`step_events`].
+pub fn events(lines: &[MetricLine]) -> Vec<tfevents::Event> {
+    let first_wall = lines.first().map_or(0.0, |l| l.wall);
     std::iter::once(tfevents::version_event(first_wall))
-        .chain(by_step.into_values())
+        .chain(step_events(lines))
         .collect()
 }
 
-fn write_tensorboard(dir: &Path, lines: &[MetricLine]) -> Result<PathBuf> {
-    let events = events(lines);
-    let stamp = events.first().map_or(0, |e| e.wall_time as u64);
-    // TensorBoard finds event files by "tfevents" in the name.
-    let path = dir.join(format!("events.out.tfevents.{stamp}.probdrop-tui"));
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    for event in &events {
-        tfevents::write_record(&mut file, &tfevents::encode(event))?;
+/// Writes `events` as records.
+pub fn write_events(out: &mut impl Write, events: &[tfevents::Event]) -> std::io::Result<()> {
+    for event in events {
+        tfevents::write_record(out, &tfevents::encode(event))?;
     }
+    Ok(())
+}
+
+fn write_tensorboard(dir: &Path, lines: &[MetricLine]) -> Result<PathBuf> {
+    let path = dir.join(tfevents::FILE_NAME);
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    write_events(&mut file, &events(lines))?;
     file.flush()?;
     Ok(path)
 }

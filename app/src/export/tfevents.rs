@@ -11,6 +11,11 @@
 
 use std::io::Write;
 
+/// The event file's name, in a run directory or an export: TensorBoard finds
+/// event files by "tfevents" in the name, and one fixed name lets a resumed
+/// run rewrite its file instead of adding a second.
+pub const FILE_NAME: &str = "events.out.tfevents.probdrop-tui";
+
 /// What TensorBoard expects the first event of a file to say.
 pub const FILE_VERSION: &str = "brain.Event:2";
 

@@ -344,6 +344,9 @@ impl<'a> Session<'a> {
         self.run_dir.truncate_log_after(dir::SNAPSHOTS, cut_at)?;
         self.writer.metrics = JsonLog::open(&self.run_dir.file(dir::METRICS))?;
         self.writer.snapshots = JsonLog::open(&self.run_dir.file(dir::SNAPSHOTS))?;
+        if self.resolved.log.tensorboard {
+            self.writer.open_tensorboard(&self.run_dir.metrics())?;
+        }
         match resume {
             Some(_) => self.writer.event(
                 self.step,
@@ -867,10 +870,7 @@ impl<'a> Session<'a> {
         for (slot, frac) in dropped {
             lines.push(line(&metric::dropped(slot), *frac));
         }
-        self.writer
-            .metrics
-            .append_all(&lines)
-            .context("writing metrics")?;
+        self.writer.log_metrics(&lines)?;
         self.writer.status.samples_per_s = Some(t.per_s);
         self.writer.status()?;
         match &self.progress {
@@ -907,10 +907,7 @@ impl<'a> Session<'a> {
         if let Some(t5) = top5 {
             lines.push(line(TOP5, t5));
         }
-        self.writer
-            .metrics
-            .append_all(&lines)
-            .context("writing metrics")?;
+        self.writer.log_metrics(&lines)?;
         if !val_loss.is_finite() {
             self.flags.diverged = Some(step);
             return Ok(false);

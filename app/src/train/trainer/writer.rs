@@ -1,5 +1,7 @@
 //! The run directory's writer: status, event, metric and snapshot logs.
 
+use std::io::Write;
+
 use anyhow::{Context, Result};
 
 use crate::run::dir::{self, EventKind, EventLine, JsonLog, MetricLine, RunDir, State, Status};
@@ -10,6 +12,8 @@ pub(super) struct Writer {
     pub(super) events: JsonLog,
     pub(super) snapshots: JsonLog,
     pub(super) status: Status,
+    /// The TensorBoard event file, with `[log] tensorboard = true`.
+    tensorboard: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl Writer {
@@ -39,7 +43,36 @@ impl Writer {
                 last_val_acc: previous.as_ref().and_then(|s| s.last_val_acc),
                 ..Status::new(std::process::id())
             },
+            tensorboard: None,
         })
+    }
+
+    /// Appends metric lines to metrics.jsonl and, when it is open, to the
+    /// TensorBoard event file (flushed: TensorBoard reads it as it grows).
+    pub(super) fn log_metrics(&mut self, lines: &[MetricLine]) -> Result<()> {
+        self.metrics.append_all(lines).context("writing metrics")?;
+        if let Some(file) = &mut self.tensorboard {
+            crate::export::write_events(file, &crate::export::step_events(lines))
+                .and_then(|()| file.flush())
+                .context("writing the TensorBoard event file")?;
+        }
+        Ok(())
+    }
+
+    /// (Re)writes the run's event file from the metrics logged so far, then
+    /// keeps it open for [`Writer::log_metrics`].
+    pub(super) fn open_tensorboard(&mut self, logged: &[MetricLine]) -> Result<()> {
+        let path = self.dir.file(crate::export::tfevents::FILE_NAME);
+        let mut file = std::io::BufWriter::new(
+            std::fs::File::create(&path).context("creating the TensorBoard event file")?,
+        );
+        let mut events = crate::export::events(logged);
+        events[0].wall_time = dir::now();
+        crate::export::write_events(&mut file, &events)
+            .and_then(|()| file.flush())
+            .context("writing the TensorBoard event file")?;
+        self.tensorboard = Some(file);
+        Ok(())
     }
 
     pub(super) fn event(
