@@ -11,9 +11,27 @@ use probdrop_tui::run::dir::{MetricLine, RunDir};
 
 use crate::common::{Tiny, harness};
 
-fn trained_run() -> (harness::Setup, RunDir) {
-    let setup = harness::setup("probe-v1", "epochs = 1\neval_every = 8");
-    let out = setup.run_file(&setup.file);
+/// A tiny run of the probe strategy with snapshots every 4 steps (and the
+/// event file written live when `tensorboard`).
+fn trained_run(tensorboard: bool) -> (harness::Setup, RunDir) {
+    let setup = harness::setup("probe-v1", "");
+    let log = if tensorboard {
+        "[log]\ntensorboard = true\n"
+    } else {
+        ""
+    };
+    let strategies = format!(
+        "{log}\n[[strategy]]\nplugin = \"probe\"\nschedule = {{ kind = \"constant\", p = 0.1 }}"
+    );
+    let file = Tiny {
+        name: "tb",
+        seeds: "[3]",
+        train: "epochs = 1\nlog_every = 2\neval_every = 8\nsnapshot_every = 4",
+        strategies: &strategies,
+        ..Tiny::default()
+    }
+    .write(&setup._tmp.path().join("tb.toml"));
+    let out = setup.run_file(&file);
     assert!(
         out.status.success(),
         "{}",
@@ -21,6 +39,20 @@ fn trained_run() -> (harness::Setup, RunDir) {
     );
     let run = probdrop_tui::run::dir::list_runs(&setup.runs).remove(0);
     (setup, run)
+}
+
+/// Every picture of an event file: (tag, step), each a PNG of its size.
+fn pictures(file: &Path) -> Vec<(String, i64)> {
+    let events = tfevents::read(&std::fs::read(file).unwrap()).unwrap();
+    let mut out = Vec::new();
+    for e in &events {
+        for (tag, image) in &e.images {
+            let png = image::load_from_memory(&image.png).unwrap();
+            assert_eq!((png.height(), png.width()), (image.height, image.width));
+            out.push((tag.clone(), e.step));
+        }
+    }
+    out
 }
 
 fn export(setup: &harness::Setup, run: &RunDir, format: &str, out: &Path) -> Vec<String> {
@@ -55,7 +87,7 @@ fn expected(lines: &[MetricLine]) -> Vec<(String, i64, f32)> {
 
 #[test]
 fn a_run_exports_to_tensorboard_with_every_value_under_its_tag() {
-    let (setup, run) = trained_run();
+    let (setup, run) = trained_run(false);
     let out = setup._tmp.path().join("tb");
     let written = export(&setup, &run, "tensorboard", &out);
     assert_eq!(written.len(), 1, "{written:?}");
@@ -69,12 +101,20 @@ fn a_run_exports_to_tensorboard_with_every_value_under_its_tag() {
     for t in ["train/loss", "train/acc", "val/loss", "val/acc", "lr", "p"] {
         assert!(tags.contains(&t), "no {t} in {tags:?}");
     }
-    tensorboards_own_reader_agrees(&written[0], &want);
+    // Two pictures per snapshot, at the snapshot's step.
+    let snapshots = run.snapshots();
+    assert!(!snapshots.is_empty());
+    let pics = pictures(Path::new(&written[0]));
+    assert_eq!(pics.len(), 2 * snapshots.len());
+    let first = &snapshots[0];
+    let tag = format!("mask/{}/sample{}", first.slot, first.sample);
+    assert!(pics.contains(&(tag, first.step as i64)), "{pics:?}");
+    tensorboards_own_reader_agrees(&written[0], &want, pics.len());
 }
 
 /// TensorBoard's EventAccumulator over the file, where the Python that CI
 /// sets up (`PROBDROP_TB_PYTHON`) is there; CI fails without it.
-fn tensorboards_own_reader_agrees(file: &str, want: &[(String, i64, f32)]) {
+fn tensorboards_own_reader_agrees(file: &str, want: &[(String, i64, f32)], pictures: usize) {
     let Ok(python) = std::env::var("PROBDROP_TB_PYTHON") else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -85,11 +125,14 @@ fn tensorboards_own_reader_agrees(file: &str, want: &[(String, i64, f32)]) {
     };
     let script = "import sys\n\
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n\
-        acc = EventAccumulator(sys.argv[1], size_guidance={'scalars': 0})\n\
+        acc = EventAccumulator(sys.argv[1], size_guidance={'scalars': 0, 'images': 0})\n\
         acc.Reload()\n\
         for t in sorted(acc.Tags()['scalars']):\n\
         \x20   for e in acc.Scalars(t):\n\
-        \x20       print(f'{t} {e.step} {e.value!r}')\n";
+        \x20       print(f'{t} {e.step} {e.value!r}')\n\
+        pngs = [i for t in acc.Tags()['images'] for i in acc.Images(t)]\n\
+        assert all(i.encoded_image_string[:8] == b'\\x89PNG\\r\\n\\x1a\\n' for i in pngs)\n\
+        print('pictures', len(pngs))\n";
     let out = Command::new(python)
         .args(["-c", script, file])
         .output()
@@ -100,8 +143,10 @@ fn tensorboards_own_reader_agrees(file: &str, want: &[(String, i64, f32)]) {
         String::from_utf8_lossy(&out.stderr)
     );
     let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("pictures {pictures}\n")), "{said}");
     let read: Vec<(String, i64, f32)> = said
         .lines()
+        .filter(|l| !l.starts_with("pictures "))
         .map(|l| {
             let mut parts = l.split(' ');
             let tag = parts.next().unwrap().to_string();
@@ -126,31 +171,17 @@ fn scalars(file: &Path) -> Vec<(String, i64, f32)> {
 
 #[test]
 fn a_run_with_log_tensorboard_writes_its_event_file_as_it_trains() {
-    let setup = harness::setup("probe-v1", "");
-    let file = Tiny {
-        name: "tb",
-        seeds: "[3]",
-        train: "epochs = 1\nlog_every = 2\neval_every = 8",
-        strategies: "[log]\ntensorboard = true\n\n[[strategy]]\nplugin = \"probe\"\n\
-                     schedule = { kind = \"constant\", p = 0.1 }",
-        ..Tiny::default()
-    }
-    .write(&setup._tmp.path().join("tb.toml"));
-    let out = setup.run_file(&file);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = probdrop_tui::run::dir::list_runs(&setup.runs).remove(0);
-    let written = scalars(&run.file(tfevents::FILE_NAME));
+    let (_setup, run) = trained_run(true);
+    let file = run.file(tfevents::FILE_NAME);
+    let written = scalars(&file);
     assert_eq!(written, expected(&run.metrics()));
     assert!(written.iter().any(|s| s.0 == "val/acc"), "{written:?}");
+    assert_eq!(pictures(&file).len(), 2 * run.snapshots().len());
 }
 
 #[test]
 fn a_run_exports_to_csv_long_and_timm_summary() {
-    let (setup, run) = trained_run();
+    let (setup, run) = trained_run(false);
     let out = setup._tmp.path().join("csv");
     let written = export(&setup, &run, "csv", &out);
     assert_eq!(written.len(), 2, "{written:?}");

@@ -2,6 +2,7 @@
 //! TensorBoard event files (which W&B and Aim import too) and CSV (a long
 //! table, and timm's `summary.csv`).
 
+pub mod images;
 pub mod tfevents;
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::run::comparison::Manifest;
-use crate::run::dir::{MetricLine, RunDir, metric};
+use crate::run::dir::{MetricLine, RunDir, SnapshotLine, metric};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -44,7 +45,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let lines = run.metrics();
         let written = match args.format {
-            Format::Tensorboard => vec![write_tensorboard(&dir, &lines)?],
+            Format::Tensorboard => vec![write_tensorboard(&dir, &lines, &run.snapshots())?],
             Format::Csv => write_csv(&dir, &lines)?,
         };
         for path in written {
@@ -94,6 +95,7 @@ pub fn step_events(lines: &[MetricLine]) -> Vec<tfevents::Event> {
             step: line.step as i64,
             file_version: None,
             scalars: Vec::new(),
+            images: Vec::new(),
         });
         event.wall_time = event.wall_time.max(line.wall);
         event.scalars.push((tag(line), line.value as f32));
@@ -101,12 +103,31 @@ pub fn step_events(lines: &[MetricLine]) -> Vec<tfevents::Event> {
     by_step.into_values().collect()
 }
 
-/// A whole event file's events: the version event, then [`step_events`].
-pub fn events(lines: &[MetricLine]) -> Vec<tfevents::Event> {
-    let first_wall = lines.first().map_or(0.0, |l| l.wall);
-    std::iter::once(tfevents::version_event(first_wall))
-        .chain(step_events(lines))
+/// One event per snapshot, its mask and salience pictures at its step.
+pub fn snapshot_events(snapshots: &[SnapshotLine], wall: f64) -> Result<Vec<tfevents::Event>> {
+    snapshots
+        .iter()
+        .map(|s| {
+            Ok(tfevents::Event {
+                wall_time: wall,
+                step: s.step as i64,
+                file_version: None,
+                scalars: Vec::new(),
+                images: images::snapshot_images(s)?.into(),
+            })
+        })
         .collect()
+}
+
+/// A whole event file's events: the version event, then every step's
+/// scalars and snapshots in step order.
+pub fn events(lines: &[MetricLine], snapshots: &[SnapshotLine]) -> Result<Vec<tfevents::Event>> {
+    let first_wall = lines.first().map_or(0.0, |l| l.wall);
+    let mut events = step_events(lines);
+    events.extend(snapshot_events(snapshots, first_wall)?);
+    events.sort_by_key(|e| e.step);
+    events.insert(0, tfevents::version_event(first_wall));
+    Ok(events)
 }
 
 /// Writes `events` as records.
@@ -117,10 +138,14 @@ pub fn write_events(out: &mut impl Write, events: &[tfevents::Event]) -> std::io
     Ok(())
 }
 
-fn write_tensorboard(dir: &Path, lines: &[MetricLine]) -> Result<PathBuf> {
+fn write_tensorboard(
+    dir: &Path,
+    lines: &[MetricLine],
+    snapshots: &[SnapshotLine],
+) -> Result<PathBuf> {
     let path = dir.join(tfevents::FILE_NAME);
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    write_events(&mut file, &events(lines))?;
+    write_events(&mut file, &events(lines, snapshots)?)?;
     file.flush()?;
     Ok(path)
 }

@@ -7,7 +7,9 @@
 //! Field numbers, from tensorflow/core/util/event.proto and
 //! summary.proto: Event { double wall_time = 1; int64 step = 2;
 //! string file_version = 3; Summary summary = 5; }, Summary { repeated Value
-//! value = 1; }, Summary.Value { string tag = 1; float simple_value = 2; }.
+//! value = 1; }, Summary.Value { string tag = 1; float simple_value = 2;
+//! Image image = 4; }, Summary.Image { int32 height = 1; int32 width = 2;
+//! int32 colorspace = 3; bytes encoded_image_string = 4; }.
 
 use std::io::Write;
 
@@ -32,6 +34,19 @@ pub struct Event {
     pub file_version: Option<String>,
     /// (tag, value) scalars.
     pub scalars: Vec<(String, f32)>,
+    /// (tag, image) pictures.
+    pub images: Vec<(String, Image)>,
+}
+
+/// An encoded picture, as TensorBoard's Images dashboard shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Image {
+    pub height: u32,
+    pub width: u32,
+    /// 1 grey, 3 RGB, 4 RGBA.
+    pub colorspace: u32,
+    /// PNG bytes.
+    pub png: Vec<u8>,
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
@@ -62,7 +77,7 @@ pub fn encode(event: &Event) -> Vec<u8> {
     if let Some(version) = &event.file_version {
         bytes_field(&mut out, 3, version.as_bytes());
     }
-    if !event.scalars.is_empty() {
+    if !event.scalars.is_empty() || !event.images.is_empty() {
         let mut summary = Vec::new();
         for (tag, value) in &event.scalars {
             let mut v = Vec::new();
@@ -71,8 +86,24 @@ pub fn encode(event: &Event) -> Vec<u8> {
             v.extend_from_slice(&value.to_le_bytes());
             bytes_field(&mut summary, 1, &v);
         }
+        for (tag, image) in &event.images {
+            let mut v = Vec::new();
+            bytes_field(&mut v, 1, tag.as_bytes());
+            bytes_field(&mut v, 4, &encode_image(image));
+            bytes_field(&mut summary, 1, &v);
+        }
         bytes_field(&mut out, 5, &summary);
     }
+    out
+}
+
+fn encode_image(image: &Image) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (field, value) in [(1, image.height), (2, image.width), (3, image.colorspace)] {
+        key(&mut out, field, WIRE_VARINT);
+        varint(&mut out, u64::from(value));
+    }
+    bytes_field(&mut out, 4, &image.png);
     out
 }
 
@@ -99,6 +130,7 @@ pub fn version_event(wall_time: f64) -> Event {
         step: 0,
         file_version: Some(FILE_VERSION.into()),
         scalars: Vec::new(),
+        images: Vec::new(),
     }
 }
 
@@ -192,6 +224,7 @@ fn decode(payload: &[u8]) -> Result<Event, String> {
         step: 0,
         file_version: None,
         scalars: Vec::new(),
+        images: Vec::new(),
     };
     let mut fields = Fields { bytes: payload };
     while let Some((number, field)) = fields.next()? {
@@ -201,34 +234,61 @@ fn decode(payload: &[u8]) -> Result<Event, String> {
             }
             (2, Field::Varint(v)) => event.step = v as i64,
             (3, Field::Bytes(b)) => event.file_version = Some(text(b)?),
-            (5, Field::Bytes(b)) => event.scalars = decode_summary(b)?,
+            (5, Field::Bytes(b)) => (event.scalars, event.images) = decode_summary(b)?,
             _ => {}
         }
     }
     Ok(event)
 }
 
-fn decode_summary(bytes: &[u8]) -> Result<Vec<(String, f32)>, String> {
-    let mut out = Vec::new();
+type Summary = (Vec<(String, f32)>, Vec<(String, Image)>);
+
+fn decode_summary(bytes: &[u8]) -> Result<Summary, String> {
+    let (mut scalars, mut images) = (Vec::new(), Vec::new());
     let mut values = Fields { bytes };
     while let Some((number, field)) = values.next()? {
         let (1, Field::Bytes(value)) = (number, field) else {
             continue;
         };
-        let (mut tag, mut scalar) = (String::new(), f32::NAN);
+        let (mut tag, mut scalar, mut image) = (String::new(), None, None);
         let mut parts = Fields { bytes: value };
         while let Some((n, f)) = parts.next()? {
             match (n, f) {
                 (1, Field::Bytes(b)) => tag = text(b)?,
                 (2, Field::Bytes(b)) => {
-                    scalar = f32::from_le_bytes(b.try_into().unwrap_or_default())
+                    scalar = Some(f32::from_le_bytes(b.try_into().unwrap_or_default()))
                 }
+                (4, Field::Bytes(b)) => image = Some(decode_image(b)?),
                 _ => {}
             }
         }
-        out.push((tag, scalar));
+        match (scalar, image) {
+            (_, Some(image)) => images.push((tag, image)),
+            (Some(v), None) => scalars.push((tag, v)),
+            (None, None) => {}
+        }
     }
-    Ok(out)
+    Ok((scalars, images))
+}
+
+fn decode_image(bytes: &[u8]) -> Result<Image, String> {
+    let mut image = Image {
+        height: 0,
+        width: 0,
+        colorspace: 0,
+        png: Vec::new(),
+    };
+    let mut fields = Fields { bytes };
+    while let Some((n, f)) = fields.next()? {
+        match (n, f) {
+            (1, Field::Varint(v)) => image.height = v as u32,
+            (2, Field::Varint(v)) => image.width = v as u32,
+            (3, Field::Varint(v)) => image.colorspace = v as u32,
+            (4, Field::Bytes(b)) => image.png = b.to_vec(),
+            _ => {}
+        }
+    }
+    Ok(image)
 }
 
 #[cfg(test)]
@@ -263,6 +323,15 @@ mod tests {
                 step: 300,
                 file_version: None,
                 scalars: vec![("train/loss".into(), 0.625), ("dropped/block2".into(), 0.1)],
+                images: vec![(
+                    "mask/block2".into(),
+                    Image {
+                        height: 2,
+                        width: 3,
+                        colorspace: 1,
+                        png: vec![0x89, b'P', b'N', b'G'],
+                    },
+                )],
             },
         ];
         let mut file = Vec::new();

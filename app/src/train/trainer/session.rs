@@ -345,7 +345,8 @@ impl<'a> Session<'a> {
         self.writer.metrics = JsonLog::open(&self.run_dir.file(dir::METRICS))?;
         self.writer.snapshots = JsonLog::open(&self.run_dir.file(dir::SNAPSHOTS))?;
         if self.resolved.log.tensorboard {
-            self.writer.open_tensorboard(&self.run_dir.metrics())?;
+            let (metrics, snapshots) = (self.run_dir.metrics(), self.run_dir.snapshots());
+            self.writer.open_tensorboard(&metrics, &snapshots)?;
         }
         match resume {
             Some(_) => self.writer.event(
@@ -734,10 +735,7 @@ impl<'a> Session<'a> {
             self.log(plan, &t, &collected.dropped)?;
         }
         if !collected.snapshots.is_empty() {
-            self.writer
-                .snapshots
-                .append_all(&collected.snapshots)
-                .context("writing snapshots")?;
+            self.writer.log_snapshots(&collected.snapshots)?;
         }
         if plan.evaluate && !self.evaluate(plan)? {
             return Ok(Flow::End);

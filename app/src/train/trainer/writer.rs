@@ -4,7 +4,9 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 
-use crate::run::dir::{self, EventKind, EventLine, JsonLog, MetricLine, RunDir, State, Status};
+use crate::run::dir::{
+    self, EventKind, EventLine, JsonLog, MetricLine, RunDir, SnapshotLine, State, Status,
+};
 
 pub(super) struct Writer {
     pub(super) dir: RunDir,
@@ -59,14 +61,33 @@ impl Writer {
         Ok(())
     }
 
-    /// (Re)writes the run's event file from the metrics logged so far, then
-    /// keeps it open for [`Writer::log_metrics`].
-    pub(super) fn open_tensorboard(&mut self, logged: &[MetricLine]) -> Result<()> {
+    /// Appends snapshots to snapshots.jsonl and their pictures to the event
+    /// file when it is open.
+    pub(super) fn log_snapshots(&mut self, snapshots: &[SnapshotLine]) -> Result<()> {
+        self.snapshots
+            .append_all(snapshots)
+            .context("writing snapshots")?;
+        if let Some(file) = &mut self.tensorboard {
+            let events = crate::export::snapshot_events(snapshots, dir::now())?;
+            crate::export::write_events(file, &events)
+                .and_then(|()| file.flush())
+                .context("writing the TensorBoard event file")?;
+        }
+        Ok(())
+    }
+
+    /// (Re)writes the run's event file from the metrics and snapshots logged
+    /// so far, then keeps it open for [`Writer::log_metrics`].
+    pub(super) fn open_tensorboard(
+        &mut self,
+        logged: &[MetricLine],
+        snapshots: &[SnapshotLine],
+    ) -> Result<()> {
         let path = self.dir.file(crate::export::tfevents::FILE_NAME);
         let mut file = std::io::BufWriter::new(
             std::fs::File::create(&path).context("creating the TensorBoard event file")?,
         );
-        let mut events = crate::export::events(logged);
+        let mut events = crate::export::events(logged, snapshots)?;
         events[0].wall_time = dir::now();
         crate::export::write_events(&mut file, &events)
             .and_then(|()| file.flush())
