@@ -109,12 +109,38 @@ fn a_run_exports_to_tensorboard_with_every_value_under_its_tag() {
     let first = &snapshots[0];
     let tag = format!("mask/{}/sample{}", first.slot, first.sample);
     assert!(pics.contains(&(tag, first.step as i64)), "{pics:?}");
-    tensorboards_own_reader_agrees(&written[0], &want, pics.len());
+    tensorboards_own_reader_agrees(&written[0], &run, pics.len());
 }
+
+/// What TensorBoard's own Python reads from an event file: scalars (but the
+/// HParams results), the number of PNG pictures, the HParams session's
+/// values and end status, and the HParams results.
+const READER: &str = r#"
+import sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+acc = EventAccumulator(sys.argv[1], size_guidance={'scalars': 0, 'images': 0})
+acc.Reload()
+for t in sorted(acc.Tags()['scalars']):
+    for e in acc.Scalars(t):
+        kind = 'result' if t.startswith('hparams/') else 'scalar'
+        print(kind, t, e.step, repr(e.value))
+pngs = [i for t in acc.Tags()['images'] for i in acc.Images(t)]
+assert all(i.encoded_image_string[:8] == b'\x89PNG\r\n\x1a\n' for i in pngs)
+print('pictures', len(pngs))
+content = acc.PluginTagToContent('hparams')
+start = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/session_start_info'])
+for k, v in sorted(start.session_start_info.hparams.items()):
+    print('hparam', k, v.WhichOneof('kind'), getattr(v, v.WhichOneof('kind')))
+end = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/session_end_info'])
+print('status', end.session_end_info.status)
+exp = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/experiment'])
+print('metrics', ' '.join(m.name.tag for m in exp.experiment.metric_infos))
+"#;
 
 /// TensorBoard's EventAccumulator over the file, where the Python that CI
 /// sets up (`PROBDROP_TB_PYTHON`) is there; CI fails without it.
-fn tensorboards_own_reader_agrees(file: &str, want: &[(String, i64, f32)], pictures: usize) {
+fn tensorboards_own_reader_agrees(file: &str, run: &RunDir, pictures: usize) {
     let Ok(python) = std::env::var("PROBDROP_TB_PYTHON") else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -123,30 +149,19 @@ fn tensorboards_own_reader_agrees(file: &str, want: &[(String, i64, f32)], pictu
         eprintln!("TensorBoard's reader not checked: PROBDROP_TB_PYTHON is not set");
         return;
     };
-    let script = "import sys\n\
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n\
-        acc = EventAccumulator(sys.argv[1], size_guidance={'scalars': 0, 'images': 0})\n\
-        acc.Reload()\n\
-        for t in sorted(acc.Tags()['scalars']):\n\
-        \x20   for e in acc.Scalars(t):\n\
-        \x20       print(f'{t} {e.step} {e.value!r}')\n\
-        pngs = [i for t in acc.Tags()['images'] for i in acc.Images(t)]\n\
-        assert all(i.encoded_image_string[:8] == b'\\x89PNG\\r\\n\\x1a\\n' for i in pngs)\n\
-        print('pictures', len(pngs))\n";
     let out = Command::new(python)
-        .args(["-c", script, file])
+        .args(["-c", READER, file])
         .output()
         .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{}",
+        "{said}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains(&format!("pictures {pictures}\n")), "{said}");
     let read: Vec<(String, i64, f32)> = said
         .lines()
-        .filter(|l| !l.starts_with("pictures "))
+        .filter_map(|l| l.strip_prefix("scalar "))
         .map(|l| {
             let mut parts = l.split(' ');
             let tag = parts.next().unwrap().to_string();
@@ -155,15 +170,31 @@ fn tensorboards_own_reader_agrees(file: &str, want: &[(String, i64, f32)], pictu
             (tag, step, value as f32)
         })
         .collect();
-    assert_eq!(read, want);
+    assert_eq!(read, expected(&run.metrics()));
+    assert!(said.contains(&format!("pictures {pictures}\n")), "{said}");
+    let status = run.status().unwrap();
+    let best = status.best_val_acc.unwrap() as f32;
+    for line in [
+        "hparam seed number_value 3.0".to_string(),
+        "hparam strategy string_value probe".into(),
+        "hparam strategy.schedule.p number_value 0.1".into(),
+        "hparam train.batch_size number_value 32.0".into(),
+        "status 1".into(),
+        format!("result hparams/best_val_acc {} {best:?}", status.step),
+        "metrics hparams/final_val_acc hparams/best_val_acc val/acc train/loss".into(),
+    ] {
+        assert!(said.contains(&line), "no {line:?} in\n{said}");
+    }
 }
 
-/// Every scalar of an event file, sorted as [`expected`] sorts.
+/// Every scalar of an event file but the HParams results, sorted as
+/// [`expected`] sorts.
 fn scalars(file: &Path) -> Vec<(String, i64, f32)> {
     let events = tfevents::read(&std::fs::read(file).unwrap()).unwrap();
     let mut got: Vec<(String, i64, f32)> = events
         .iter()
         .flat_map(|e| e.scalars.iter().map(move |(t, v)| (t.clone(), e.step, *v)))
+        .filter(|s| !s.0.starts_with("hparams/"))
         .collect();
     got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     got

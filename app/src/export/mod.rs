@@ -2,6 +2,7 @@
 //! TensorBoard event files (which W&B and Aim import too) and CSV (a long
 //! table, and timm's `summary.csv`).
 
+pub mod hparams;
 pub mod images;
 pub mod tfevents;
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::run::comparison::Manifest;
-use crate::run::dir::{MetricLine, RunDir, SnapshotLine, metric};
+use crate::run::dir::{MetricLine, RunDir, SnapshotLine, State, metric};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -43,10 +44,9 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         let dir = args.out.join(name);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let lines = run.metrics();
         let written = match args.format {
-            Format::Tensorboard => vec![write_tensorboard(&dir, &lines, &run.snapshots())?],
-            Format::Csv => write_csv(&dir, &lines)?,
+            Format::Tensorboard => vec![write_tensorboard(&dir, run)?],
+            Format::Csv => write_csv(&dir, &run.metrics())?,
         };
         for path in written {
             println!("{}", path.display());
@@ -96,6 +96,7 @@ pub fn step_events(lines: &[MetricLine]) -> Vec<tfevents::Event> {
             file_version: None,
             scalars: Vec::new(),
             images: Vec::new(),
+            plugin_values: Vec::new(),
         });
         event.wall_time = event.wall_time.max(line.wall);
         event.scalars.push((tag(line), line.value as f32));
@@ -114,6 +115,7 @@ pub fn snapshot_events(snapshots: &[SnapshotLine], wall: f64) -> Result<Vec<tfev
                 file_version: None,
                 scalars: Vec::new(),
                 images: images::snapshot_images(s)?.into(),
+                plugin_values: Vec::new(),
             })
         })
         .collect()
@@ -138,14 +140,36 @@ pub fn write_events(out: &mut impl Write, events: &[tfevents::Event]) -> std::io
     Ok(())
 }
 
-fn write_tensorboard(
-    dir: &Path,
-    lines: &[MetricLine],
-    snapshots: &[SnapshotLine],
-) -> Result<PathBuf> {
+/// Everything a run's event file holds: its metrics and snapshots, its
+/// hyperparameters, and, once the run has ended and `with_end`, its final
+/// and best validation accuracy (TensorBoard keeps the first end it reads,
+/// so a resumed run leaves its earlier end out).
+pub fn run_events(run: &RunDir, with_end: bool) -> Result<Vec<tfevents::Event>> {
+    let lines = run.metrics();
+    let mut events = events(&lines, &run.snapshots())?;
+    let wall = events[0].wall_time;
+    let info = run.info()?;
+    let params = hparams::of_run(&info, &run.experiment()?);
+    let group = format!("{}/{}", info.experiment, info.label);
+    events.splice(1..1, hparams::start_events(&params, &group, wall));
+    if let Some(status) = run.status().filter(|s| with_end && s.state.is_final()) {
+        let last = lines.last().map_or(wall, |l| l.wall);
+        let (final_acc, best) = (status.last_val_acc, status.best_val_acc);
+        events.push(hparams::end_event(
+            status.step as i64,
+            last,
+            final_acc.unwrap_or(f64::NAN),
+            best.unwrap_or(f64::NAN),
+            status.state == State::Done,
+        ));
+    }
+    Ok(events)
+}
+
+fn write_tensorboard(dir: &Path, run: &RunDir) -> Result<PathBuf> {
     let path = dir.join(tfevents::FILE_NAME);
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    write_events(&mut file, &events(lines, snapshots)?)?;
+    write_events(&mut file, &run_events(run, true)?)?;
     file.flush()?;
     Ok(path)
 }

@@ -36,6 +36,18 @@ pub struct Event {
     pub scalars: Vec<(String, f32)>,
     /// (tag, image) pictures.
     pub images: Vec<(String, Image)>,
+    /// Values a TensorBoard plugin reads from its metadata (the HParams
+    /// dashboard's).
+    pub plugin_values: Vec<PluginValue>,
+}
+
+/// A summary value that carries a plugin's data: `metadata.plugin_data` with
+/// an empty float tensor, as TensorBoard's own summaries write them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PluginValue {
+    pub tag: String,
+    pub plugin: String,
+    pub content: Vec<u8>,
 }
 
 /// An encoded picture, as TensorBoard's Images dashboard shows it.
@@ -49,7 +61,7 @@ pub struct Image {
     pub png: Vec<u8>,
 }
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
+pub fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -57,11 +69,11 @@ fn varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn key(out: &mut Vec<u8>, field: u64, wire: u64) {
+pub fn key(out: &mut Vec<u8>, field: u64, wire: u64) {
     varint(out, (field << 3) | wire);
 }
 
-fn bytes_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+pub fn bytes_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
     key(out, field, WIRE_BYTES);
     varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
@@ -77,7 +89,7 @@ pub fn encode(event: &Event) -> Vec<u8> {
     if let Some(version) = &event.file_version {
         bytes_field(&mut out, 3, version.as_bytes());
     }
-    if !event.scalars.is_empty() || !event.images.is_empty() {
+    if !event.scalars.is_empty() || !event.images.is_empty() || !event.plugin_values.is_empty() {
         let mut summary = Vec::new();
         for (tag, value) in &event.scalars {
             let mut v = Vec::new();
@@ -92,9 +104,47 @@ pub fn encode(event: &Event) -> Vec<u8> {
             bytes_field(&mut v, 4, &encode_image(image));
             bytes_field(&mut summary, 1, &v);
         }
+        for value in &event.plugin_values {
+            bytes_field(&mut summary, 1, &encode_plugin_value(value));
+        }
         bytes_field(&mut out, 5, &summary);
     }
     out
+}
+
+/// TensorProto { dtype: DT_FLOAT, tensor_shape { dim { size: 0 } } }.
+const NULL_TENSOR: [u8; 6] = [0x08, 0x01, 0x12, 0x02, 0x12, 0x00];
+
+/// Summary.Value { tag = 1; tensor = 8; metadata = 9 { plugin_data = 1 {
+/// plugin_name = 1; content = 2; } } }.
+fn encode_plugin_value(value: &PluginValue) -> Vec<u8> {
+    let mut plugin_data = Vec::new();
+    bytes_field(&mut plugin_data, 1, value.plugin.as_bytes());
+    bytes_field(&mut plugin_data, 2, &value.content);
+    let mut metadata = Vec::new();
+    bytes_field(&mut metadata, 1, &plugin_data);
+    let mut out = Vec::new();
+    bytes_field(&mut out, 1, value.tag.as_bytes());
+    bytes_field(&mut out, 8, &NULL_TENSOR);
+    bytes_field(&mut out, 9, &metadata);
+    out
+}
+
+/// The pieces of protobuf encoding the HParams messages need.
+pub mod proto {
+    pub use super::{bytes_field, key, varint};
+
+    /// A `double` field.
+    pub fn double_field(out: &mut Vec<u8>, field: u64, value: f64) {
+        key(out, field, super::WIRE_FIXED64);
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+
+    /// A varint field (ints, enums, bools).
+    pub fn varint_field(out: &mut Vec<u8>, field: u64, value: u64) {
+        key(out, field, super::WIRE_VARINT);
+        varint(out, value);
+    }
 }
 
 fn encode_image(image: &Image) -> Vec<u8> {
@@ -131,6 +181,7 @@ pub fn version_event(wall_time: f64) -> Event {
         file_version: Some(FILE_VERSION.into()),
         scalars: Vec::new(),
         images: Vec::new(),
+        plugin_values: Vec::new(),
     }
 }
 
@@ -225,6 +276,7 @@ fn decode(payload: &[u8]) -> Result<Event, String> {
         file_version: None,
         scalars: Vec::new(),
         images: Vec::new(),
+        plugin_values: Vec::new(),
     };
     let mut fields = Fields { bytes: payload };
     while let Some((number, field)) = fields.next()? {
@@ -332,6 +384,7 @@ mod tests {
                         png: vec![0x89, b'P', b'N', b'G'],
                     },
                 )],
+                plugin_values: Vec::new(),
             },
         ];
         let mut file = Vec::new();

@@ -345,8 +345,7 @@ impl<'a> Session<'a> {
         self.writer.metrics = JsonLog::open(&self.run_dir.file(dir::METRICS))?;
         self.writer.snapshots = JsonLog::open(&self.run_dir.file(dir::SNAPSHOTS))?;
         if self.resolved.log.tensorboard {
-            let (metrics, snapshots) = (self.run_dir.metrics(), self.run_dir.snapshots());
-            self.writer.open_tensorboard(&metrics, &snapshots)?;
+            self.writer.open_tensorboard()?;
         }
         match resume {
             Some(_) => self.writer.event(
@@ -943,6 +942,7 @@ impl<'a> Session<'a> {
         self.writer.status.message = message.clone();
         self.writer.status()?;
         self.writer.metrics.flush()?;
+        self.writer.close_tensorboard()?;
         Ok(Summary {
             state,
             steps: self.step,

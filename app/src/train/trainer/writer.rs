@@ -76,24 +76,39 @@ impl Writer {
         Ok(())
     }
 
-    /// (Re)writes the run's event file from the metrics and snapshots logged
-    /// so far, then keeps it open for [`Writer::log_metrics`].
-    pub(super) fn open_tensorboard(
-        &mut self,
-        logged: &[MetricLine],
-        snapshots: &[SnapshotLine],
-    ) -> Result<()> {
+    /// (Re)writes the run's event file from what the run has logged so far
+    /// (metrics, snapshots, hyperparameters), then keeps it open for
+    /// [`Writer::log_metrics`] and [`Writer::log_snapshots`].
+    pub(super) fn open_tensorboard(&mut self) -> Result<()> {
         let path = self.dir.file(crate::export::tfevents::FILE_NAME);
+        let mut events = crate::export::run_events(&self.dir, false)?;
+        events[0].wall_time = dir::now();
         let mut file = std::io::BufWriter::new(
             std::fs::File::create(&path).context("creating the TensorBoard event file")?,
         );
-        let mut events = crate::export::events(logged, snapshots)?;
-        events[0].wall_time = dir::now();
         crate::export::write_events(&mut file, &events)
             .and_then(|()| file.flush())
             .context("writing the TensorBoard event file")?;
         self.tensorboard = Some(file);
         Ok(())
+    }
+
+    /// The run's end in its event file: final and best validation accuracy.
+    pub(super) fn close_tensorboard(&mut self) -> Result<()> {
+        let Some(file) = &mut self.tensorboard else {
+            return Ok(());
+        };
+        let s = &self.status;
+        let event = crate::export::hparams::end_event(
+            s.step as i64,
+            dir::now(),
+            s.last_val_acc.unwrap_or(f64::NAN),
+            s.best_val_acc.unwrap_or(f64::NAN),
+            s.state == State::Done,
+        );
+        crate::export::write_events(file, &[event])
+            .and_then(|()| file.flush())
+            .context("writing the TensorBoard event file")
     }
 
     pub(super) fn event(
