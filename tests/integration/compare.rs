@@ -111,6 +111,28 @@ fn the_table_matches_the_run_directories() {
     assert!(stdout.contains(&line), "{stdout}");
     let runs_csv = std::fs::read_to_string(cdir.join(compare::RUNS_CSV)).unwrap();
     assert_eq!(runs_csv.lines().count(), 5);
+    // One test against the baseline: Holm leaves its p as it is.
+    assert!(md.contains("| p (Holm, 1 tests) |"), "{md}");
+    assert!((col(&rows[1], 17) - p).abs() < 1e-12, "Holm p");
+    // Its figures beside the reports.
+    for figure in ["comparison.png", "comparison.svg"] {
+        assert!(cdir.join(figure).is_file(), "no {figure}");
+    }
+    the_comparison_draws_its_figure(tmp.path());
+}
+
+/// `export compare/tiny --format png`: one figure of both strategies.
+fn the_comparison_draws_its_figure(cwd: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
+        .current_dir(cwd)
+        .args(["export", "compare/tiny", "--format", "png", "--out", "figs"])
+        .output()
+        .unwrap();
+    let written = ok(out);
+    assert_eq!(written.trim(), "figs/tiny/comparison.png");
+    let png = image::open(cwd.join("figs/tiny/comparison.png")).unwrap();
+    let (w, h) = probdrop_tui::export::figures::SIZE;
+    assert_eq!((png.width(), png.height()), (w, h));
 }
 
 #[test]

@@ -241,6 +241,30 @@ fn a_run_exports_to_csv_long_and_timm_summary() {
 }
 
 #[test]
+fn a_run_draws_its_curves_as_png_and_svg() {
+    let (setup, run) = trained_run(false);
+    let out = setup._tmp.path().join("figs");
+    let png = export(&setup, &run, "png", &out);
+    let picture = image::open(&png[0]).unwrap();
+    let (w, h) = probdrop_tui::export::figures::SIZE;
+    assert_eq!((picture.width(), picture.height()), (w, h));
+    // Mostly white page, with ink on it.
+    let grey = picture.to_luma8();
+    let ink = grey.pixels().filter(|p| p.0[0] < 128).count();
+    assert!(
+        ink > 1000 && ink < (w * h / 4) as usize,
+        "{ink} dark pixels"
+    );
+    let svg = export(&setup, &run, "svg", &out);
+    let text = std::fs::read_to_string(&svg[0]).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.contains("val/acc"),
+        "{}",
+        &text[..200]
+    );
+}
+
+#[test]
 fn export_refuses_what_is_not_a_run() {
     let setup = harness::setup("probe-v1", "epochs = 1");
     let out = setup

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::experiment::{self, Experiment, Machine, NONE};
+use crate::export::{Format, comparison_figure};
 use crate::run::control::{self, Command as Ctl};
 use crate::run::dir::{self, RunDir, State};
 use crate::run::prepare::{create_run, load_for_runs};
@@ -352,11 +353,20 @@ fn finish(
 ) -> Result<()> {
     let t = write_reports(compare_dir, manifest)?;
     println!("{}", markdown(&t));
+    let mut figures = Vec::new();
+    for format in [Format::Png, Format::Svg] {
+        figures.extend(comparison_figure(compare_dir, manifest, format)?);
+    }
     println!(
-        "written: {}, {}, {}",
+        "written: {}, {}, {}, {}",
         compare_dir.join(TABLE_MD).display(),
         compare_dir.join(TABLE_CSV).display(),
-        compare_dir.join(RUNS_CSV).display()
+        compare_dir.join(RUNS_CSV).display(),
+        figures
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     if interrupted {
         bail!("interrupted; run the same command again to continue where it stopped");

@@ -2,6 +2,7 @@
 //! TensorBoard event files (which W&B and Aim import too) and CSV (a long
 //! table, and timm's `summary.csv`).
 
+pub mod figures;
 pub mod hparams;
 pub mod images;
 pub mod tfevents;
@@ -21,6 +22,11 @@ pub enum Format {
     Tensorboard,
     /// metrics.csv (every value, long format) and timm's summary.csv per run.
     Csv,
+    /// Figures: a run's loss and accuracy curves; a comparison's accuracy
+    /// and dropped fraction per strategy, mean ± sd over seeds.
+    Png,
+    /// The same figures as SVG.
+    Svg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -36,17 +42,47 @@ pub struct ExportArgs {
     pub out: PathBuf,
 }
 
+/// What a path on the command line is.
+enum Source {
+    Run(RunDir),
+    Comparison(String, Manifest),
+}
+
+fn source(path: &Path) -> Result<Source> {
+    if let Ok(manifest) = Manifest::load(path) {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        return Ok(Source::Comparison(name.into_owned(), manifest));
+    }
+    let run = RunDir::new(path);
+    if run.info().is_err() {
+        bail!(
+            "{}: neither a run directory (no run.json) nor a comparison (no manifest)",
+            path.display()
+        );
+    }
+    Ok(Source::Run(run))
+}
+
 /// `probdrop-tui export`.
 pub fn export(args: &ExportArgs) -> Result<()> {
-    let runs = runs_of(&args.paths)?;
-    for run in &runs {
-        let name = run.path.file_name().unwrap_or_default();
-        let dir = args.out.join(name);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let written = match args.format {
-            Format::Tensorboard => vec![write_tensorboard(&dir, run)?],
-            Format::Csv => write_csv(&dir, &run.metrics())?,
+    let sources: Vec<Source> = args
+        .paths
+        .iter()
+        .map(|p| source(p))
+        .collect::<Result<_>>()?;
+    for src in sources {
+        let written = match src {
+            Source::Comparison(name, manifest) if figure_ext(args.format).is_some() => {
+                comparison_figure(&args.out.join(name), &manifest, args.format)?
+            }
+            Source::Comparison(_, manifest) => {
+                let mut all = Vec::new();
+                for e in manifest.current() {
+                    all.extend(export_run(&RunDir::new(&e.dir), args)?);
+                }
+                all
+            }
+            Source::Run(run) => export_run(&run, args)?,
         };
         for path in written {
             println!("{}", path.display());
@@ -55,24 +91,45 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     Ok(())
 }
 
-/// The run directories `paths` name, comparisons expanded.
-fn runs_of(paths: &[PathBuf]) -> Result<Vec<RunDir>> {
-    let mut runs = Vec::new();
-    for path in paths {
-        if let Ok(manifest) = Manifest::load(path) {
-            runs.extend(manifest.current().map(|e| RunDir::new(&e.dir)));
-            continue;
-        }
-        let run = RunDir::new(path);
-        if run.info().is_err() {
-            bail!(
-                "{}: neither a run directory (no run.json) nor a comparison (no manifest)",
-                path.display()
-            );
-        }
-        runs.push(run);
+fn figure_ext(format: Format) -> Option<&'static str> {
+    match format {
+        Format::Png => Some("png"),
+        Format::Svg => Some("svg"),
+        Format::Tensorboard | Format::Csv => None,
     }
-    Ok(runs)
+}
+
+fn export_run(run: &RunDir, args: &ExportArgs) -> Result<Vec<PathBuf>> {
+    let dir = args.out.join(run.path.file_name().unwrap_or_default());
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(match (args.format, figure_ext(args.format)) {
+        (Format::Tensorboard, _) => vec![write_tensorboard(&dir, run)?],
+        (Format::Csv, _) => write_csv(&dir, &run.metrics())?,
+        (_, ext) => {
+            let path = dir.join(format!("curves.{}", ext.unwrap_or("png")));
+            figures::draw(&path, &figures::run_panels(&run.metrics()))?;
+            vec![path]
+        }
+    })
+}
+
+/// The comparison's figure, `comparison.png` or `.svg` in `dir`: its
+/// finished runs' curves per strategy.
+pub fn comparison_figure(dir: &Path, manifest: &Manifest, format: Format) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut runs: BTreeMap<String, Vec<Vec<MetricLine>>> = BTreeMap::new();
+    for e in manifest.current() {
+        let run = RunDir::new(&e.dir);
+        if run.status().is_some_and(|s| s.state == State::Done) {
+            runs.entry(e.label.clone()).or_default().push(run.metrics());
+        }
+    }
+    let path = dir.join(format!(
+        "comparison.{}",
+        figure_ext(format).unwrap_or("png")
+    ));
+    figures::draw(&path, &figures::comparison_panels(&runs))?;
+    Ok(vec![path])
 }
 
 /// The TensorBoard tag of a metric: `train/loss`, `val/acc`, and the

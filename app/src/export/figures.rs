@@ -1,0 +1,226 @@
+//! Figures for a white page, PNG or SVG: a run's loss and accuracy curves,
+//! and a comparison's validation accuracy and dropped fraction per strategy
+//! (mean over seeds with a ±1 sd band).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use anyhow::{Result, anyhow};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::run::dir::{MetricLine, metric};
+
+/// Pixels of a figure: two panels side by side.
+pub const SIZE: (u32, u32) = (1200, 480);
+const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+
+/// A named curve: (x, y) points, and an optional ±band (x, low, high).
+pub struct Curve {
+    pub name: String,
+    /// Its colour's place in the palette: one strategy keeps its colour
+    /// across panels.
+    pub colour: usize,
+    pub points: Vec<(f64, f64)>,
+    pub band: Vec<(f64, f64, f64)>,
+}
+
+/// One panel: a title, axis names and its curves.
+pub struct Panel {
+    pub title: String,
+    pub y: String,
+    pub curves: Vec<Curve>,
+}
+
+fn font() -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
+    });
+    ok.then_some(())
+        .ok_or_else(|| anyhow!("the figure font did not load"))
+}
+
+/// Draws `panels` side by side into `path`, PNG or SVG by its extension.
+pub fn draw(path: &Path, panels: &[Panel]) -> Result<()> {
+    font()?;
+    let svg = path.extension().is_some_and(|e| e == "svg");
+    if svg {
+        let root = SVGBackend::new(path, SIZE).into_drawing_area();
+        draw_on(&root, panels)?;
+        root.present().map_err(|e| anyhow!("{e}"))
+    } else {
+        let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+        draw_on(&root, panels)?;
+        root.present().map_err(|e| anyhow!("{e}"))
+    }
+}
+
+fn draw_on<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, panels: &[Panel]) -> Result<()> {
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (area, panel) in areas.iter().zip(panels) {
+        draw_panel(area, panel).map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(())
+}
+
+/// The range of every x and y (bands included), padded a little.
+fn bounds(panel: &Panel) -> ((f64, f64), (f64, f64)) {
+    let xs = panel
+        .curves
+        .iter()
+        .flat_map(|c| c.points.iter().map(|p| p.0));
+    let ys = panel.curves.iter().flat_map(|c| {
+        let band = c.band.iter().flat_map(|b| [b.1, b.2]);
+        c.points.iter().map(|p| p.1).chain(band)
+    });
+    let span = |it: &mut dyn Iterator<Item = f64>| {
+        it.filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            })
+    };
+    let (x0, x1) = span(&mut xs.into_iter());
+    let (y0, y1) = span(&mut ys.into_iter());
+    if !x0.is_finite() {
+        return ((0.0, 1.0), (0.0, 1.0));
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-6);
+    ((x0, x1.max(x0 + 1.0)), (y0 - pad, y1 + pad))
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let ((x0, x1), (y0, y1)) = bounds(panel);
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc(panel.y.as_str())
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    for curve in &panel.curves {
+        let colour = Palette99::pick(curve.colour).to_rgba();
+        if !curve.band.is_empty() {
+            let upper = curve.band.iter().map(|b| (b.0, b.2));
+            let lower = curve.band.iter().rev().map(|b| (b.0, b.1));
+            let outline: Vec<(f64, f64)> = upper.chain(lower).collect();
+            chart.draw_series(std::iter::once(Polygon::new(outline, colour.mix(0.2))))?;
+        }
+        chart
+            .draw_series(LineSeries::new(
+                curve.points.clone(),
+                colour.stroke_width(2),
+            ))?
+            .label(curve.name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+}
+
+/// (step, value) of one split and metric.
+pub fn series(lines: &[MetricLine], split: &str, name: &str) -> Vec<(f64, f64)> {
+    lines
+        .iter()
+        .filter(|l| l.split == split && l.metric == name)
+        .map(|l| (l.step as f64, l.value))
+        .collect()
+}
+
+/// A run's loss and accuracy panels, training and validation.
+pub fn run_panels(lines: &[MetricLine]) -> Vec<Panel> {
+    let curve = |split: &str, name: &str, colour: usize| Curve {
+        name: metric::series(split, name),
+        colour,
+        points: series(lines, split, name),
+        band: Vec::new(),
+    };
+    [(metric::LOSS, "loss"), (metric::ACC, "accuracy")]
+        .into_iter()
+        .map(|(name, title)| Panel {
+            title: title.into(),
+            y: title.into(),
+            curves: vec![curve(metric::TRAIN, name, 0), curve(metric::VAL, name, 1)],
+        })
+        .collect()
+}
+
+/// Mean and ±1 sd over seeds at each step every seed logged.
+pub fn mean_band(seeds: &[Vec<(f64, f64)>], name: &str, colour: usize) -> Curve {
+    let mut at: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for s in seeds {
+        for &(x, y) in s {
+            at.entry(x as u64).or_default().push(y);
+        }
+    }
+    let (mut points, mut band) = (Vec::new(), Vec::new());
+    for (x, ys) in at.into_iter().filter(|(_, ys)| ys.len() == seeds.len()) {
+        let n = ys.len() as f64;
+        let mean = ys.iter().sum::<f64>() / n;
+        let sd = if ys.len() > 1 {
+            (ys.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        points.push((x as f64, mean));
+        band.push((x as f64, mean - sd, mean + sd));
+    }
+    Curve {
+        name: format!("{name} (n = {})", seeds.len()),
+        colour,
+        points,
+        band,
+    }
+}
+
+/// A comparison's panels: validation accuracy and the dropped fraction of
+/// each strategy, mean over its seeds ± 1 sd.
+pub fn comparison_panels(runs: &BTreeMap<String, Vec<Vec<MetricLine>>>) -> Vec<Panel> {
+    let mut acc = Vec::new();
+    let mut dropped = Vec::new();
+    for (colour, (label, seeds)) in runs.iter().enumerate() {
+        let val: Vec<_> = seeds
+            .iter()
+            .map(|l| series(l, metric::VAL, metric::ACC))
+            .collect();
+        acc.push(mean_band(&val, label, colour));
+        let drop: Vec<_> = seeds
+            .iter()
+            .map(|lines| {
+                let slot = lines.iter().find(|l| metric::is_dropped(&l.metric));
+                slot.map_or(Vec::new(), |s| series(lines, metric::TRAIN, &s.metric))
+            })
+            .collect();
+        if drop.iter().all(|d| !d.is_empty()) {
+            dropped.push(mean_band(&drop, label, colour));
+        }
+    }
+    vec![
+        Panel {
+            title: "validation accuracy (mean ± sd over seeds)".into(),
+            y: "accuracy".into(),
+            curves: acc,
+        },
+        Panel {
+            title: "dropped fraction (mean ± sd over seeds)".into(),
+            y: "fraction dropped".into(),
+            curves: dropped,
+        },
+    ]
+}
