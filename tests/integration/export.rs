@@ -245,8 +245,27 @@ fn a_run_draws_its_curves_as_png_and_svg() {
     let (setup, run) = trained_run(false);
     let out = setup._tmp.path().join("figs");
     let png = export(&setup, &run, "png", &out);
-    let picture = image::open(&png[0]).unwrap();
     let (w, h) = probdrop_tui::export::figures::SIZE;
+    // The curves, then the last snapshot of the slot: salience and mask.
+    let last = run
+        .snapshots()
+        .into_iter()
+        .rfind(|s| s.sample == 0)
+        .unwrap();
+    let mask = format!("mask-{}-step{}.png", last.slot, last.step);
+    assert_eq!(png.len(), 2, "{png:?}");
+    assert!(png[1].ends_with(&mask), "{png:?}");
+    let snapshot = image::open(&png[1]).unwrap().to_rgb8();
+    assert_eq!(snapshot.dimensions(), (w, h));
+    let coloured = snapshot
+        .pixels()
+        .filter(|p| p.0[0] != p.0[1] || p.0[1] != p.0[2])
+        .count();
+    assert!(
+        coloured > 1000,
+        "the salience map and its bar are in colour"
+    );
+    let picture = image::open(&png[0]).unwrap();
     assert_eq!((picture.width(), picture.height()), (w, h));
     // Mostly white page, with ink on it.
     let grey = picture.to_luma8();
@@ -256,6 +275,7 @@ fn a_run_draws_its_curves_as_png_and_svg() {
         "{ink} dark pixels"
     );
     let svg = export(&setup, &run, "svg", &out);
+    assert_eq!(svg.len(), 2, "{svg:?}");
     let text = std::fs::read_to_string(&svg[0]).unwrap();
     assert!(
         text.starts_with("<svg") && text.contains("val/acc"),

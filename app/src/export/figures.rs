@@ -224,3 +224,110 @@ pub fn comparison_panels(runs: &BTreeMap<String, Vec<Vec<MetricLine>>>) -> Vec<P
         },
     ]
 }
+
+/// Blue (low) to yellow (high) for `t` in [0, 1].
+fn heat(t: f64) -> HSLColor {
+    let t = t.clamp(0.0, 1.0);
+    HSLColor(0.66 - 0.5 * t, 0.9, 0.25 + 0.4 * t)
+}
+
+/// One map as cells of a `w × h` grid, row 0 at the top.
+fn cells<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    (w, h): (usize, usize),
+    colour: impl Fn(usize) -> RGBAColor,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .build_cartesian_2d(0..w, 0..h)?;
+    chart.draw_series((0..w * h).map(|i| {
+        let (row, col) = (i / w, i % w);
+        let top = h - row;
+        Rectangle::new([(col, top), (col + 1, top - 1)], colour(i).filled())
+    }))?;
+    // The map's edge, so that an all-white mask still shows its extent.
+    chart.draw_series(std::iter::once(Rectangle::new(
+        [(0, h), (w, 0)],
+        BLACK.stroke_width(1),
+    )))?;
+    Ok(())
+}
+
+/// One channel of a snapshot (the first with a dropped position): salience
+/// `|x|` on a colour scale with its bar, beside the keep-mask (kept white,
+/// dropped black). PNG or SVG by the extension.
+pub fn draw_snapshot(path: &Path, s: &crate::run::dir::SnapshotLine) -> Result<()> {
+    font()?;
+    if path.extension().is_some_and(|e| e == "svg") {
+        let root = SVGBackend::new(path, SIZE).into_drawing_area();
+        draw_snapshot_on(&root, s).map_err(|e| anyhow!("{e}"))?;
+        root.present().map_err(|e| anyhow!("{e}"))
+    } else {
+        let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+        draw_snapshot_on(&root, s).map_err(|e| anyhow!("{e}"))?;
+        root.present().map_err(|e| anyhow!("{e}"))
+    }
+}
+
+fn draw_snapshot_on<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    s: &crate::run::dir::SnapshotLine,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    root.fill(&WHITE)?;
+    let (w, h) = (s.width.max(1), s.height.max(1));
+    // The first channel with a dropped position (the first, if none).
+    let dropped_in = |c: &usize| s.mask.iter().skip(c * w * h).take(w * h).any(|&m| m == 0.0);
+    let shown = (0..s.channels.len().max(1)).find(dropped_in).unwrap_or(0);
+    let from = shown * w * h;
+    let salience: Vec<f64> = s
+        .salience
+        .iter()
+        .skip(from)
+        .take(w * h)
+        .map(|v| v.abs() as f64)
+        .collect();
+    let top = salience.iter().cloned().fold(0.0, f64::max).max(1e-12);
+    let (maps, bar) = root.split_horizontally((SIZE.0 as f64 * 0.88) as u32);
+    let halves = maps.split_evenly((1, 2));
+    let channel = s.channels.get(shown).copied().unwrap_or(0);
+    let title = format!(
+        "salience |x|, {} channel {channel}, step {}",
+        s.slot, s.step
+    );
+    cells(&halves[0], &title, (w, h), |i| {
+        heat(salience.get(i).copied().unwrap_or(0.0) / top).to_rgba()
+    })?;
+    let kept = |i: usize| s.mask.get(from + i).is_some_and(|&m| m != 0.0);
+    let title = format!("keep-mask (p = {:.3}): white kept", s.p);
+    cells(&halves[1], &title, (w, h), |i| {
+        if kept(i) {
+            WHITE.to_rgba()
+        } else {
+            BLACK.to_rgba()
+        }
+    })?;
+    let mut scale = ChartBuilder::on(&bar)
+        .margin(20)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..1f64, 0f64..top)?;
+    scale
+        .configure_mesh()
+        .disable_x_mesh()
+        .disable_x_axis()
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    let steps = 50;
+    scale.draw_series((0..steps).map(|k| {
+        let (lo, hi) = (
+            top * k as f64 / steps as f64,
+            top * (k + 1) as f64 / steps as f64,
+        );
+        Rectangle::new(
+            [(0.0, lo), (1.0, hi)],
+            heat(k as f64 / steps as f64).filled(),
+        )
+    }))?;
+    Ok(())
+}

@@ -108,9 +108,28 @@ fn export_run(run: &RunDir, args: &ExportArgs) -> Result<Vec<PathBuf>> {
         (_, ext) => {
             let path = dir.join(format!("curves.{}", ext.unwrap_or("png")));
             figures::draw(&path, &figures::run_panels(&run.metrics()))?;
-            vec![path]
+            let mut written = vec![path];
+            written.extend(last_snapshots(&dir, run, ext.unwrap_or("png"))?);
+            written
         }
     })
+}
+
+/// The last snapshot of each slot (its first sample) as a figure,
+/// `mask-<slot>-step<N>.<ext>`.
+fn last_snapshots(dir: &Path, run: &RunDir, ext: &str) -> Result<Vec<PathBuf>> {
+    let mut last: BTreeMap<String, SnapshotLine> = BTreeMap::new();
+    for s in run.snapshots().into_iter().filter(|s| s.sample == 0) {
+        last.insert(s.slot.clone(), s);
+    }
+    let mut written = Vec::new();
+    for (slot, s) in last {
+        let name = format!("mask-{}-step{}.{ext}", slot.replace('/', "_"), s.step);
+        let path = dir.join(name);
+        figures::draw_snapshot(&path, &s)?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 /// The comparison's figure, `comparison.png` or `.svg` in `dir`: its
