@@ -16,6 +16,7 @@ use plugin_api::abi::{Handle, HostOps, OpsHeader, PoolArgs, RawDims};
 use plugin_api::{BinaryOp, Pool, Reduce, ScalarOp, Unary};
 
 mod indexing;
+mod window;
 
 /// Highest logical rank the host supports.
 pub const HOST_MAX_RANK: usize = 4;
@@ -476,6 +477,11 @@ fn pool(
         return Err(format!(
             "kernel {kernel:?} larger than padded input {h}x{w}"
         ));
+    }
+    if stride == [1, 1]
+        && let Some(pooled) = window::stride1_average(&t, kind, kernel, padding)
+    {
+        return Ok(pooled);
     }
     Ok(match kind {
         Pool::Max => max_pool2d(
