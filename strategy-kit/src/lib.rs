@@ -427,11 +427,15 @@ pub fn normalised_salience_valid<'a>(
     }
 }
 
-/// Newton steps of the matched seed rate (see [`matched_gamma`]); the
-/// statistical tests measure the dropped fraction within 2 % of DropBlock's.
+/// Newton steps of the matched seed rate (see [`matched_gamma`]).
 pub const MATCH_STEPS: usize = 2;
 /// Seed probabilities are kept below 1 while solving (`log(1 − q)` finite).
 const Q_MAX: f64 = 1.0 - 1e-6;
+/// How far one Newton step may move `log γ`: up by 5 (keeps `γ` finite where
+/// the kept fraction cannot move, salience zero everywhere), down by 1 (past
+/// the root, where every seed saturates, the slope is 0 and an unbounded step
+/// would fall far below the root).
+const LOG_STEP: (f64, f64) = (-5.0, 1.0);
 
 /// The sum of `t` over the expansion's window at every position: an average
 /// pool that counts padding, times the window's size.
@@ -460,19 +464,41 @@ fn mean_over<'a>(t: Tensor<'a>, valid: Option<&Tensor<'a>>) -> Result<Tensor<'a>
 /// probabilities `q` grow into blocks: `Π (1 − q_s)` over the seeds whose
 /// block covers it, `exp` of the window sum of `log(1 − q)`.
 pub fn kept_probability<'a>(q: Tensor<'a>, block_dims: &[usize], b: usize) -> Result<Tensor<'a>> {
-    let log_keep = q.clamp(0.0, Q_MAX)?.rsub_scalar(1.0)?.unary(Unary::Log)?;
-    window_sum(log_keep, block_dims, b)?.unary(Unary::Exp)
+    kept_of_complement(q.clamp(0.0, Q_MAX)?.rsub_scalar(1.0)?, block_dims, b)
+}
+
+/// [`kept_probability`] from `1 − q`, already clamped.
+fn kept_of_complement<'a>(
+    one_minus_q: Tensor<'a>,
+    block_dims: &[usize],
+    b: usize,
+) -> Result<Tensor<'a>> {
+    window_sum(one_minus_q.unary(Unary::Log)?, block_dims, b)?.unary(Unary::Exp)
+}
+
+/// `log(−log(m))` of a one-element kept fraction `m` (kept inside (0, 1)).
+fn log_neg_log<'a>(m: Tensor<'a>) -> Result<Tensor<'a>> {
+    m.clamp(1e-30, 1.0 - 1e-7)?
+        .unary(Unary::Log)?
+        .mul_scalar(-1.0)?
+        .unary(Unary::Log)
 }
 
 /// One seed rate `γ` (a one-element tensor) for the whole of `s_hat` such that
 /// seeds with probabilities `q = clamp(γ · ŝ, 0, 1)` drop, in expectation, the
 /// fraction whose complement is `kept_target` (a one-element tensor), over
-/// the real positions of `valid`. The kept probability is convex and
-/// decreasing in `γ`, and at most `1 − γ · mean(P)` short of 1, with `P` the
-/// window sum of `ŝ`: so `γ0 = (1 − kept) / mean(P)` lies below the root.
-/// From there, Newton steps on the exact mean kept probability, with the
-/// slope `−mean(kept · P)` (exact as `q → 0`; the exact slope weighs each
-/// seed by `1 / (1 − q)` and would cost a window sum per step).
+/// the real positions of `valid`.
+///
+/// The mean kept probability `m(γ)` is about `exp(−γ · P)` averaged, `P` the
+/// window sum of `ŝ`, so `log(−log m)` is close to linear in `log γ` with
+/// slope 1: Newton steps in those coordinates, from `γ0 = −log(kept) / mean(P)`.
+/// The first step takes the slope for small `q`, `m' ≈ −mean(kept · P)` (no
+/// window sum); the last the exact one, `−mean(kept · window_sum(ŝ / (1 − q)))`
+/// (a seed at `Q_MAX` adds nothing). `bench/matched_solver.py` measures the
+/// result within 0.01 % of the root on dense and clustered salience, and
+/// within 0.8 % on softmax-peaked salience (`tau = 0.2`) up to `p = 0.4`,
+/// and with 95 % of the salience zero, within 0.01 % up to `p = 0.2` and 6 %
+/// at `p = 0.4` (a target 98 % of what its few seeds can drop at all).
 pub fn matched_gamma<'a>(
     s_hat: &Tensor<'a>,
     kept_target: Tensor<'a>,
@@ -480,15 +506,50 @@ pub fn matched_gamma<'a>(
     b: usize,
     valid: Option<&Tensor<'a>>,
 ) -> Result<Tensor<'a>> {
-    let reach = window_sum(s_hat.dup()?, block_dims, b)?;
-    let mean_reach = mean_over(reach.dup()?, valid)?.add_scalar(1e-12)?;
-    let mut gamma = kept_target.dup()?.rsub_scalar(1.0)?.div(mean_reach)?;
-    for _ in 0..MATCH_STEPS {
-        let q = s_hat.dup()?.mul(gamma.dup()?)?;
-        let kept = kept_probability(q, block_dims, b)?;
-        let slope = mean_over(kept.dup()?.mul(reach.dup()?)?, valid)?.add_scalar(1e-12)?;
-        let excess = mean_over(kept, valid)?.sub(kept_target.dup()?)?;
-        gamma = gamma.add(excess.div(slope)?)?.clamp(0.0, f64::MAX)?;
+    // Window averages, not sums: the window's size scales one-element means.
+    let cells = (b as f64).powi(block_dims.len() as i32);
+    let reach = window_pool(s_hat.dup()?, Pool::Avg, block_dims, b)?;
+    let mean_reach = mean_over(reach.dup()?, valid)?
+        .mul_scalar(cells)?
+        .add_scalar(1e-12)?;
+    let target = log_neg_log(kept_target.dup()?)?;
+    let mut gamma = kept_target
+        .clamp(1e-30, 1.0)?
+        .unary(Unary::Log)?
+        .mul_scalar(-1.0)?
+        .div(mean_reach)?;
+    for step in 0..MATCH_STEPS {
+        let q = s_hat.dup()?.mul(gamma.dup()?)?.clamp(0.0, Q_MAX)?;
+        let exact = step + 1 == MATCH_STEPS;
+        let live = if exact {
+            Some(q.dup()?.scalar(ScalarOp::Lt, Q_MAX)?)
+        } else {
+            None
+        };
+        let one_minus_q = q.rsub_scalar(1.0)?;
+        let kept = kept_of_complement(one_minus_q.dup()?, block_dims, b)?;
+        let rate = match live {
+            Some(live) => {
+                let weight = s_hat.dup()?.div(one_minus_q)?.mul(live)?;
+                window_pool(weight, Pool::Avg, block_dims, b)?
+            }
+            None => reach.dup()?,
+        };
+        // −m'(γ) and m(γ).
+        let fall = mean_over(kept.dup()?.mul(rate)?, valid)?.mul_scalar(cells)?;
+        let m = mean_over(kept, valid)?.clamp(1e-30, 1.0 - 1e-7)?;
+        // d log(−log m) / d log γ = γ · (−m') / (m · (−log m)).
+        let neg_log_m = m.dup()?.unary(Unary::Log)?.mul_scalar(-1.0)?;
+        let dphi = gamma
+            .dup()?
+            .mul(fall)?
+            .div(m.dup()?.mul(neg_log_m)?)?
+            .add_scalar(1e-12)?;
+        let step = log_neg_log(m)?
+            .sub(target.dup()?)?
+            .div(dphi)?
+            .clamp(LOG_STEP.0, LOG_STEP.1)?;
+        gamma = gamma.mul(step.mul_scalar(-1.0)?.unary(Unary::Exp)?)?;
     }
     Ok(gamma)
 }
