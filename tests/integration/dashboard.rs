@@ -448,6 +448,10 @@ fn every_key_in_the_help_does_what_it_says() {
             }
             Action::PromptCancel => app.prompt.is_none() && fx.calls.is_empty(),
             Action::Edit => fx.calls.first().is_some_and(|c| c.starts_with("edit")),
+            // Runs has no figure: it says which views do.
+            Action::ExportView => app
+                .message
+                .contains("w writes the Charts, Masks and Compare"),
             _ => before != after,
         };
         assert!(
@@ -1054,4 +1058,44 @@ slots = ["layer1"]
     let end = at + text[at..].find(' ').unwrap();
     let text = format!("{}[TOP]{}", &text[..at], &text[end..]);
     snapshot("masks_text_80x24", &text);
+}
+
+/// Issue 19: `w` writes what the view shows — the chart, the mask snapshot,
+/// the comparison — as a PNG (1200×480, decodable) and an SVG, under
+/// exports/ beside the runs, and says where.
+#[test]
+fn w_writes_the_chart_the_mask_and_the_comparison_as_figures() {
+    let runs = copies_of_the_fixture_runs("export-key", 2);
+    let root = runs.parent().unwrap().to_path_buf();
+    copy_dir(&fixture().root.join("compare"), &root.join("compare"));
+    let mut app = app_over(runs, fixture().root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    let exports = root.join("exports");
+    for (view, stem) in [('2', "chart-loss-"), ('3', "mask-"), ('7', "comparison")] {
+        press(&mut app, KeyCode::Char(view), &mut fx);
+        press(&mut app, KeyCode::Char('w'), &mut fx);
+        assert!(app.message.starts_with("wrote "), "{view}: {}", app.message);
+        let written: Vec<PathBuf> = app
+            .message
+            .trim_start_matches("wrote ")
+            .split(", ")
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(written.len(), 2, "{}", app.message);
+        for path in &written {
+            assert!(path.starts_with(&exports), "{}", path.display());
+            let name = path.file_name().unwrap().to_string_lossy();
+            assert!(name.starts_with(stem), "{name}");
+        }
+        let png = image::open(&written[0]).unwrap();
+        assert_eq!((png.width(), png.height()), (1200, 480));
+        let svg = std::fs::read_to_string(&written[1]).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("</svg>"));
+    }
+    press(&mut app, KeyCode::Char('5'), &mut fx);
+    press(&mut app, KeyCode::Char('w'), &mut fx);
+    assert!(
+        app.message
+            .contains("w writes the Charts, Masks and Compare views")
+    );
 }

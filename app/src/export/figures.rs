@@ -255,18 +255,23 @@ fn cells<DB: DrawingBackend>(
     Ok(())
 }
 
-/// One channel of a snapshot (the first with a dropped position): salience
+/// One channel of a snapshot (`channel`, an index into the snapshot's
+/// channels; `None`: the first with a dropped position): salience
 /// `|x|` on a colour scale with its bar, beside the keep-mask (kept white,
 /// dropped black). PNG or SVG by the extension.
-pub fn draw_snapshot(path: &Path, s: &crate::run::dir::SnapshotLine) -> Result<()> {
+pub fn draw_snapshot(
+    path: &Path,
+    s: &crate::run::dir::SnapshotLine,
+    channel: Option<usize>,
+) -> Result<()> {
     font()?;
     if path.extension().is_some_and(|e| e == "svg") {
         let root = SVGBackend::new(path, SIZE).into_drawing_area();
-        draw_snapshot_on(&root, s).map_err(|e| anyhow!("{e}"))?;
+        draw_snapshot_on(&root, s, channel).map_err(|e| anyhow!("{e}"))?;
         root.present().map_err(|e| anyhow!("{e}"))
     } else {
         let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-        draw_snapshot_on(&root, s).map_err(|e| anyhow!("{e}"))?;
+        draw_snapshot_on(&root, s, channel).map_err(|e| anyhow!("{e}"))?;
         root.present().map_err(|e| anyhow!("{e}"))
     }
 }
@@ -274,12 +279,18 @@ pub fn draw_snapshot(path: &Path, s: &crate::run::dir::SnapshotLine) -> Result<(
 fn draw_snapshot_on<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     s: &crate::run::dir::SnapshotLine,
+    channel: Option<usize>,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
     let (w, h) = (s.width.max(1), s.height.max(1));
-    // The first channel with a dropped position (the first, if none).
+    // The channel asked for, else the first with a dropped position (the
+    // first, if none).
     let dropped_in = |c: &usize| s.mask.iter().skip(c * w * h).take(w * h).any(|&m| m == 0.0);
-    let shown = (0..s.channels.len().max(1)).find(dropped_in).unwrap_or(0);
+    let channels = s.channels.len().max(1);
+    let shown = channel.map_or_else(
+        || (0..channels).find(dropped_in).unwrap_or(0),
+        |c| c % channels,
+    );
     let from = shown * w * h;
     let salience: Vec<f64> = s
         .salience

@@ -126,7 +126,7 @@ fn last_snapshots(dir: &Path, run: &RunDir, ext: &str) -> Result<Vec<PathBuf>> {
     for (slot, s) in last {
         let name = format!("mask-{}-step{}.{ext}", slot.replace('/', "_"), s.step);
         let path = dir.join(name);
-        figures::draw_snapshot(&path, &s)?;
+        figures::draw_snapshot(&path, &s, None)?;
         written.push(path);
     }
     Ok(written)

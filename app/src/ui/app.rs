@@ -164,6 +164,8 @@ pub struct App {
     pub experiments_dir: PathBuf,
     /// Where `compare` writes its directories (beside the runs by default).
     pub compare_dir: PathBuf,
+    /// Where `w` writes figures (beside the runs, as `export`'s default).
+    pub exports_dir: PathBuf,
 
     // What the dashboard has read.
     pub runs: Vec<RunView>,
@@ -224,6 +226,7 @@ impl App {
     ) -> App {
         let mut app = App {
             compare_dir: runs_dir.with_file_name("compare"),
+            exports_dir: runs_dir.with_file_name("exports"),
             runs_dir,
             experiments_dir,
             runs: Vec::new(),
@@ -535,6 +538,7 @@ impl App {
             Action::ToggleConfig => self.config_open = !self.config_open,
             Action::ToggleLogPane => self.log_open = !self.log_open,
             Action::FilterEvents => self.filter_events(),
+            Action::ExportView => self.export_view(),
             _ => {}
         }
     }
@@ -598,6 +602,17 @@ impl App {
             row.status = Ok(format!("reloaded, interface {}", library.interface));
         }
         self.build_log.push(line);
+    }
+
+    /// Writes the view as figures; says where, or why not.
+    fn export_view(&mut self) {
+        self.message = match super::export_view::export_view(self, &self.exports_dir) {
+            Ok(paths) => {
+                let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                format!("wrote {}", shown.join(", "))
+            }
+            Err(why) => why,
+        };
     }
 
     /// Lists only the selected event's run, or every run's again.

@@ -119,6 +119,8 @@ pub enum Action {
     /// Masks: the snapshot before / after the one shown (the newest at first).
     OlderSnapshot,
     NewerSnapshot,
+    /// Charts, Masks, Compare: what the view shows, as PNG and SVG figures.
+    ExportView,
 }
 
 /// Where a binding applies.
@@ -190,6 +192,13 @@ pub const KEYMAP: &[Binding] = &[
     b(K::Down, "", G, A::Down, ""),
     b(K::Char('j'), "", G, A::Down, ""),
     b(K::Char('g'), "g/G", G, A::Top, "first / last (Home/End)"),
+    b(
+        K::Char('w'),
+        "w",
+        G,
+        A::ExportView,
+        "view as PNG+SVG (exports/)",
+    ),
     b(K::Home, "", G, A::Top, ""),
     b(K::Char('G'), "", G, A::Bottom, ""),
     b(K::End, "", G, A::Bottom, ""),

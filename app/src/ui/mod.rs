@@ -2,6 +2,7 @@
 //! processes; never trains in its own process.
 
 pub mod app;
+pub mod export_view;
 pub mod identity;
 pub mod keys;
 pub mod manage;

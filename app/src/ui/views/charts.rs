@@ -36,7 +36,7 @@ fn metric_choices(runs: &[&RunView]) -> Vec<String> {
 }
 
 /// What the chart calls a metric.
-fn metric_label(name: &str) -> String {
+pub(crate) fn metric_label(name: &str) -> String {
     match name {
         metric::LOSS => "loss".into(),
         metric::ACC => "accuracy".into(),
@@ -54,7 +54,7 @@ fn metric_label(name: &str) -> String {
 
 /// The metric a chart shows (a counter through the choices): its name, its
 /// place and how many there are.
-fn chosen(counter: usize, runs: &[&RunView]) -> (String, usize, usize) {
+pub(crate) fn chosen(counter: usize, runs: &[&RunView]) -> (String, usize, usize) {
     let choices = metric_choices(runs);
     let i = counter % choices.len();
     (choices[i].clone(), i, choices.len())
@@ -400,7 +400,7 @@ fn legend_height(legend: &Line, width: u16) -> u16 {
 
 /// The runs each curve stands for: one run each, or with seeds averaged the
 /// runs that differ in their seed only.
-fn sources<'a>(app: &App, runs: &[&'a RunView]) -> Vec<Vec<&'a RunView>> {
+pub(crate) fn sources<'a>(app: &App, runs: &[&'a RunView]) -> Vec<Vec<&'a RunView>> {
     if !app.charts.average_seeds {
         return runs.iter().map(|r| vec![*r]).collect();
     }

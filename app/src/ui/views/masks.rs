@@ -107,15 +107,18 @@ fn colour_bar(top: f32, clipped: bool, depth: ColorDepth) -> Line<'static> {
 
 /// The selected snapshot of the selected run: its slot's, sample's history,
 /// `back` steps from the newest; with where it is among them.
-struct Shown<'a> {
-    snap: &'a SnapshotLine,
+pub(crate) struct Shown<'a> {
+    pub(crate) snap: &'a SnapshotLine,
     slot: (usize, usize),
     sample: (usize, usize),
     /// (position from the oldest, 1-based; how many)
     history: (usize, usize),
 }
 
-fn shown<'a>(run: &'a RunView, cursor: &crate::ui::state::MaskCursor) -> Option<Shown<'a>> {
+pub(crate) fn shown<'a>(
+    run: &'a RunView,
+    cursor: &crate::ui::state::MaskCursor,
+) -> Option<Shown<'a>> {
     let mut slots: Vec<&String> = run.snapshots.keys().map(|(slot, _)| slot).collect();
     slots.dedup();
     let si = cursor.slot % slots.len().max(1);

@@ -2,12 +2,12 @@
 //! between frames, prepared chart curves, lives in [`Screen`], outside `App`.
 //! One module per view.
 
-mod charts;
+pub(crate) mod charts;
 mod compare;
 mod config;
 mod events;
 mod experiments;
-mod masks;
+pub(crate) mod masks;
 mod plugins;
 mod runs;
 
