@@ -223,3 +223,38 @@ fn a_killed_compare_started_again_repeats_no_finished_run() {
         assert_eq!(steps, expected, "{}", e.dir.display());
     }
 }
+
+/// Issue 20: `--devices` names GPUs this build can open, and replaces
+/// `--jobs` and `--device`; on a machine (or build) without one it says so
+/// before creating anything.
+#[test]
+fn devices_are_checked_before_any_run_is_made() {
+    let cwd = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compare-devices");
+    let _ = std::fs::remove_dir_all(&cwd);
+    std::fs::create_dir_all(&cwd).unwrap();
+    experiment(&cwd, 1, 64);
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
+            .current_dir(&cwd)
+            .arg("--plugins")
+            .arg(repo_root().join("plugins"))
+            .args(["compare", "tiny.toml"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["--devices", "cuda:7"]);
+    assert!(
+        err.contains("cuda:7 is not a CUDA device here (devices here: cpu"),
+        "{err}"
+    );
+    assert!(run(&["--devices", "all"]).contains("sees no CUDA device"));
+    assert!(run(&["--devices", "all", "--jobs", "2"]).contains("cannot be used with"));
+    assert!(run(&["--jobs-per-device", "2"]).contains("--devices"));
+    assert!(
+        !cwd.join("runs").exists(),
+        "no run directory before the devices are known"
+    );
+}

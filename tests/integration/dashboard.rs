@@ -490,6 +490,18 @@ fn the_start_prompt_overrides_the_device_and_takes_every_key() {
     );
     assert!(app.prompt.is_none());
     assert!(app.message.contains("on cuda:0"), "{}", app.message);
+    // A comparison may also go over every GPU (`compare --devices all`).
+    press(&mut app, KeyCode::Char('C'), &mut fx);
+    let p = app.prompt.as_ref().unwrap();
+    let last = p.choice_label(p.choices.len() - 1);
+    assert_eq!(last, probdrop_tui::run::trainer::ALL_GPUS);
+    press(&mut app, KeyCode::Left, &mut fx);
+    press(&mut app, KeyCode::Enter, &mut fx);
+    assert!(
+        fx.calls[1].ends_with("dash.toml Some(\"all GPUs\")"),
+        "{:?}",
+        fx.calls
+    );
 }
 
 /// A saved change to a file with a run going: the Experiments view says, for that

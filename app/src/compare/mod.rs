@@ -6,6 +6,8 @@
 //! `run::comparison`. The runs themselves live in the runs directory, where the
 //! dashboard shows them like any other.
 
+pub mod placement;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,7 @@ use crate::run::control::{self, Command as Ctl};
 use crate::run::dir::{self, RunDir, State};
 use crate::run::prepare::{create_run, load_for_runs};
 use crate::run::trainer::Trainer;
+use placement::{PLACED_DEVICE, Placement};
 
 use crate::run::comparison::{
     Entry, MANIFEST, Manifest, RUNS_CSV, TABLE_CSV, TABLE_MD, markdown, outcome_of, write_reports,
@@ -31,6 +34,14 @@ pub struct CompareArgs {
     /// Trainers at a time.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// Spread the trainers over these GPUs, `all` or `cuda:0,cuda:1`: each
+    /// trainer sees only its GPU (`CUDA_VISIBLE_DEVICES`), new ones go to the
+    /// least busy.
+    #[arg(long, conflicts_with_all = ["device", "jobs"])]
+    pub devices: Option<String>,
+    /// Trainers at a time on each GPU of --devices.
+    #[arg(long, default_value_t = 1, requires = "devices")]
+    pub jobs_per_device: usize,
     /// Seeds per strategy: the file's first K, continued upwards if it lists fewer.
     #[arg(long)]
     pub seeds: Option<usize>,
@@ -70,6 +81,8 @@ struct Running {
     /// Whether its pause has been reported (a paused trainer waits for a fixed
     /// plugin and a resume, which compare cannot give it).
     paused: bool,
+    /// Its place in `--devices`.
+    gpu: Option<usize>,
 }
 
 /// `probdrop-tui compare`.
@@ -77,9 +90,11 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
     if args.jobs == 0 {
         bail!("--jobs: expected at least 1");
     }
-    if args.seeds == Some(0) {
-        bail!("--seeds: expected at least 1");
+    if args.seeds == Some(0) || args.jobs_per_device == 0 {
+        bail!("--seeds and --jobs-per-device: expected at least 1");
     }
+    let placement = placement_of(machine, args)?;
+    let jobs = placement.as_ref().map_or(args.jobs, Placement::capacity);
     let (exp, source) = load_comparison(plugins, machine, args)?;
     let stem = args
         .file
@@ -91,7 +106,10 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
         .clone()
         .unwrap_or_else(|| PathBuf::from("compare").join(stem));
     let mut manifest = open_manifest(&compare_dir, &exp, &source)?;
-    let mut pool = Pool::default();
+    let mut pool = Pool {
+        placement,
+        ..Pool::default()
+    };
     let to_start = sort_runs(
         &exp,
         &source,
@@ -110,9 +128,10 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
         pool.finished,
         pool.attached.len(),
         to_start.len(),
-        args.jobs,
+        jobs,
         compare_dir.display()
     );
+    pool.hold_attached();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())?;
@@ -124,13 +143,23 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
             pool.stop_all()?;
             break true;
         }
-        pool.fill(plugins, &mut queue, args.jobs)?;
+        pool.fill(plugins, &mut queue, jobs)?;
         if pool.running.is_empty() && pool.attached.is_empty() {
             break false;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     finish(&compare_dir, &manifest, interrupted, &pool.failed)
+}
+
+/// Where `--devices` puts trainers, if it was given.
+fn placement_of(machine: &dyn Machine, args: &CompareArgs) -> Result<Option<Placement>> {
+    let Some(spec) = &args.devices else {
+        return Ok(None);
+    };
+    let inherited = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let gpus = placement::parse_devices(spec, &machine.devices(), inherited.as_deref())?;
+    Ok(Some(Placement::new(gpus, args.jobs_per_device)))
 }
 
 /// The experiment with the baseline added and the seeds chosen, and its source.
@@ -145,7 +174,10 @@ fn load_comparison(
         &loaded.catalog,
         machine,
         &args.file,
-        args.device.as_deref(),
+        // A placed trainer sees one GPU, its cuda:0.
+        args.devices
+            .as_ref()
+            .map_or(args.device.as_deref(), |_| Some(PLACED_DEVICE)),
         args.epochs,
     )?;
     // The baseline is always there: first, whether the file lists it or not.
@@ -246,13 +278,37 @@ fn sort_runs(
 struct Pool {
     /// Trainers this invocation started.
     running: Vec<Running>,
-    /// Runs whose trainers an earlier invocation started.
+    /// Runs whose trainers an earlier invocation started (and the GPU of
+    /// `--devices` each holds, by its status).
     attached: Vec<Entry>,
+    attached_gpus: Vec<Option<usize>>,
     finished: usize,
     failed: Vec<String>,
+    placement: Option<Placement>,
 }
 
 impl Pool {
+    /// Counts the attached runs on the GPUs their status names.
+    fn hold_attached(&mut self) {
+        let placement = &mut self.placement;
+        self.attached_gpus = self
+            .attached
+            .iter()
+            .map(|e| {
+                let p = placement.as_mut()?;
+                let device = RunDir::new(&e.dir).status()?.device;
+                p.hold(&device)
+                    .then(|| p.gpus.iter().position(|g| g.name == device))?
+            })
+            .collect();
+    }
+
+    fn release(&mut self, gpu: Option<usize>) {
+        if let (Some(p), Some(i)) = (&mut self.placement, gpu) {
+            p.release(i);
+        }
+    }
+
     /// Reports the runs that ended since the last look (rewriting the reports
     /// after each one this invocation started) and the pauses.
     fn collect_ended(&mut self, compare_dir: &Path, manifest: &Manifest) -> Result<()> {
@@ -264,23 +320,31 @@ impl Pool {
                 continue;
             };
             let r = self.running.remove(i);
+            self.release(r.gpu);
             let _ = r.trainer.record(exit);
             let d = RunDir::new(&r.entry.dir);
             let took = r.started.elapsed();
             report_end(&d, &r.entry, took, &mut self.finished, &mut self.failed);
             write_reports(compare_dir, manifest)?;
         }
-        let (finished, failed) = (&mut self.finished, &mut self.failed);
-        self.attached.retain(|e| {
-            let d = RunDir::new(&e.dir);
+        let mut k = 0;
+        while k < self.attached.len() {
+            let d = RunDir::new(&self.attached[k].dir);
             let going = d
                 .status()
                 .is_some_and(|s| !s.state.is_final() && d.trainer_alive(&s));
-            if !going {
-                report_end(&d, e, Duration::ZERO, finished, failed);
+            if going {
+                k += 1;
+                continue;
             }
-            going
-        });
+            let e = self.attached.remove(k);
+            let gpu = self.attached_gpus.get(k).copied().flatten();
+            if k < self.attached_gpus.len() {
+                self.attached_gpus.remove(k);
+            }
+            self.release(gpu);
+            report_end(&d, &e, Duration::ZERO, &mut self.finished, &mut self.failed);
+        }
         Ok(())
     }
 
@@ -292,23 +356,48 @@ impl Pool {
         jobs: usize,
     ) -> Result<()> {
         while self.running.len() + self.attached.len() < jobs {
-            let Some(entry) = queue.next() else { break };
-            let trainer = Trainer::start(plugins, &RunDir::new(&entry.dir))
-                .with_context(|| format!("starting a trainer for {}", entry.dir.display()))?;
-            eprintln!(
-                "started {} seed {} ({})",
-                entry.label,
-                entry.seed,
-                entry.dir.display()
-            );
+            let gpu = match &mut self.placement {
+                Some(p) => match p.take() {
+                    Some(i) => Some(i),
+                    None => break,
+                },
+                None => None,
+            };
+            let Some(entry) = queue.next() else {
+                self.release(gpu);
+                break;
+            };
+            let trainer = self.start(plugins, &entry, gpu)?;
             self.running.push(Running {
                 entry,
                 trainer,
                 started: Instant::now(),
                 paused: false,
+                gpu,
             });
         }
         Ok(())
+    }
+
+    /// Starts the trainer of `entry`, on GPU `gpu` of `--devices` (named in
+    /// its status, so that the dashboard shows where it runs).
+    fn start(&self, plugins: &Path, entry: &Entry, gpu: Option<usize>) -> Result<Trainer> {
+        let run = RunDir::new(&entry.dir);
+        let placed = gpu.and_then(|i| Some(&self.placement.as_ref()?.gpus[i]));
+        if let (Some(g), Some(mut status)) = (placed, run.status()) {
+            status.device = g.name.clone();
+            dir::write_json(&run.file(dir::STATUS), &status)?;
+        }
+        let trainer = Trainer::start_seeing(plugins, &run, placed.map(|g| g.visible.as_str()))
+            .with_context(|| format!("starting a trainer for {}", entry.dir.display()))?;
+        let on = placed.map_or(String::new(), |g| format!(" on {}", g.name));
+        eprintln!(
+            "started {} seed {}{on} ({})",
+            entry.label,
+            entry.seed,
+            entry.dir.display()
+        );
+        Ok(trainer)
     }
 
     /// Asks the trainers this invocation started to stop, and waits for them.

@@ -25,8 +25,17 @@ impl Trainer {
     /// logout waits on it; they stop it through its socket, so that it
     /// checkpoints first.
     pub fn start(plugins: &Path, run: &RunDir) -> io::Result<Trainer> {
+        Trainer::start_seeing(plugins, run, None)
+    }
+
+    /// [`Trainer::start`] with only the GPU of `CUDA_VISIBLE_DEVICES` entry
+    /// `gpu` visible to it (it opens that GPU as `cuda:0`).
+    pub fn start_seeing(plugins: &Path, run: &RunDir, gpu: Option<&str>) -> io::Result<Trainer> {
         let mut cmd = detached(plugins)?;
         cmd.arg("train").arg(&run.path);
+        if let Some(gpu) = gpu {
+            cmd.env("CUDA_VISIBLE_DEVICES", gpu);
+        }
         let child = with_log(cmd, &run.file(super::dir::TRAINER_LOG))?;
         Ok(Trainer {
             run: run.clone(),
@@ -98,9 +107,22 @@ pub struct Comparison {
     child: Child,
 }
 
+/// The start prompt's choice that spreads a comparison over every GPU
+/// (`compare --devices all`).
+pub const ALL_GPUS: &str = "all GPUs";
+
+/// compare's arguments for the start prompt's device choice.
+fn device_args(device: Option<&str>) -> Vec<&str> {
+    match device {
+        Some(ALL_GPUS) => vec!["--devices", "all"],
+        Some(d) => vec!["--device", d],
+        None => Vec::new(),
+    }
+}
+
 impl Comparison {
-    /// `probdrop-tui compare FILE --runs RUNS --out OUT [--device D]`, its
-    /// output in `OUT/compare.log`.
+    /// `probdrop-tui compare FILE --runs RUNS --out OUT [--device D |
+    /// --devices all]`, its output in `OUT/compare.log`.
     pub fn start(
         plugins: &Path,
         experiment: &Path,
@@ -116,9 +138,7 @@ impl Comparison {
             .arg(runs)
             .arg("--out")
             .arg(out);
-        if let Some(d) = device {
-            cmd.arg("--device").arg(d);
-        }
+        cmd.args(device_args(device));
         let log = out.join("compare.log");
         let child = with_log(cmd, &log)?;
         Ok(Comparison { log, child })
@@ -131,5 +151,17 @@ impl Comparison {
     /// Whether it has ended (collected then), and how.
     pub fn exited(&mut self) -> io::Result<Option<ExitStatus>> {
         self.child.try_wait()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_gpus_asks_compare_to_spread_over_every_gpu() {
+        assert_eq!(device_args(Some(ALL_GPUS)), ["--devices", "all"]);
+        assert_eq!(device_args(Some("cuda:1")), ["--device", "cuda:1"]);
+        assert!(device_args(None).is_empty());
     }
 }

@@ -732,6 +732,9 @@ impl App {
                 .filter(|d| **d != file_device)
                 .map(|d| Some(d.clone())),
         );
+        if compare && self.devices.iter().any(|d| d.starts_with("cuda:")) {
+            choices.push(Some(crate::run::trainer::ALL_GPUS.to_string()));
+        }
         self.prompt = Some(StartPrompt {
             compare,
             experiment: e.path.clone(),
