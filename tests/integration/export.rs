@@ -1,7 +1,10 @@
 //! `export` on a real trained run: the TensorBoard event file read back (by
 //! our reader always, and by TensorBoard's own EventAccumulator where
 //! `.ci/run` installed it) holds exactly metrics.jsonl's values under their
-//! tags; the CSVs hold every value and timm's summary columns.
+//! tags; the CSVs hold every value and timm's summary columns; a ResNet's
+//! safetensors file holds torchvision's names and shapes (read back by the
+//! safetensors crate always, and by its Python package where `.ci/run`
+//! installed it).
 
 use std::path::Path;
 use std::process::Command;
@@ -9,7 +12,7 @@ use std::process::Command;
 use probdrop_tui::export::{tag, tfevents};
 use probdrop_tui::run::dir::{MetricLine, RunDir};
 
-use crate::common::{Tiny, harness};
+use crate::common::{Tiny, harness, repo_root};
 
 /// A tiny run of the probe strategy with snapshots every 4 steps (and the
 /// event file written live when `tensorboard`).
@@ -238,6 +241,49 @@ fn a_run_exports_to_csv_long_and_timm_summary() {
     assert_eq!(row[0], "0");
     assert_eq!(row[3].parse::<f64>().unwrap(), 100.0 * last_val_acc);
     assert!(row[1].parse::<f64>().unwrap() > 0.0);
+    pandas_reads_timms_columns(&written[1], 100.0 * last_val_acc);
+}
+
+/// What a timm notebook does with summary.csv: pandas reads it into timm's
+/// columns, numbers as numbers.
+const PANDAS: &str = r#"
+import sys, pandas
+df = pandas.read_csv(sys.argv[1])
+print("columns", ",".join(df.columns))
+print("rows", len(df))
+print("numeric", all(pandas.api.types.is_numeric_dtype(df[c]) for c in df.columns))
+print("top1", repr(float(df["eval_top1"].iloc[-1])))
+"#;
+
+/// [`PANDAS`] with the Python that CI sets up (`PROBDROP_TB_PYTHON`, pandas
+/// pinned in `.ci/run`); CI fails without it.
+fn pandas_reads_timms_columns(file: &str, last_top1: f64) {
+    let Ok(python) = std::env::var("PROBDROP_TB_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI sets PROBDROP_TB_PYTHON (.ci/run installs pandas)"
+        );
+        eprintln!("pandas not checked: PROBDROP_TB_PYTHON is not set");
+        return;
+    };
+    let out = Command::new(python)
+        .args(["-c", PANDAS, file])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "columns epoch,train_loss,eval_loss,eval_top1,eval_top5,lr".to_string(),
+        "rows 1".into(),
+        "numeric True".into(),
+        format!("top1 {last_top1:?}"),
+    ] {
+        assert!(said.contains(&line), "no {line:?} in\n{said}");
+    }
 }
 
 #[test]
@@ -296,4 +342,217 @@ fn export_refuses_what_is_not_a_run() {
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("neither a run directory"), "{said}");
+}
+
+/// The small experiment with a ResNet-18 in place of the CNN: Fashion-MNIST's
+/// 28×28 grey images get the CIFAR stem, so conv1 is [64, 1, 3, 3]. Two
+/// steps of 8 images, checkpointed at the end.
+fn resnet_experiment(path: &Path) -> std::path::PathBuf {
+    let text = Tiny {
+        name: "resnet",
+        seeds: "[5]",
+        train_limit: 16,
+        val_limit: 8,
+        train: "epochs = 1\nmax_steps = 2\nlog_every = 1\nsnapshot_every = 0",
+        strategies: "[[strategy]]\nplugin = \"probe\"\nschedule = { kind = \"constant\", p = 0.1 }",
+        ..Tiny::default()
+    }
+    .text();
+    let cnn = "kind = \"small-cnn\"\nchannels = [8, 16]\nhidden = 32";
+    assert!(text.contains(cnn) && text.contains("batch_size = 32"));
+    let text = text
+        .replace(cnn, "kind = \"resnet18\"")
+        .replace("batch_size = 32", "batch_size = 8");
+    std::fs::write(path, text).unwrap();
+    path.to_path_buf()
+}
+
+/// torchvision's `resnet18()` state dict as the committed list has it, with
+/// conv1 and fc as a CIFAR-stem run on `channels`-channel images of
+/// `classes` classes has them; sorted by name.
+fn torchvision_resnet18(channels: usize, classes: usize) -> Vec<(String, Vec<usize>)> {
+    let list = repo_root().join("tests/fixtures/torchvision_resnet18_state_dict.txt");
+    let text = std::fs::read_to_string(list).unwrap();
+    let mut entries: Vec<(String, Vec<usize>)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (name, shape) = l.split_once(' ').unwrap();
+            let dims = match name {
+                "conv1.weight" => vec![64, channels, 3, 3],
+                "fc.weight" => vec![classes, 512],
+                "fc.bias" => vec![classes],
+                _ if shape == "-" => Vec::new(),
+                _ => shape.split(',').map(|d| d.parse().unwrap()).collect(),
+            };
+            (name.to_string(), dims)
+        })
+        .collect();
+    assert_eq!(entries.len(), 122);
+    entries.sort();
+    entries
+}
+
+/// A checkpoint tensor's values by its burn module path.
+fn checkpoint_values(run: &RunDir, path: &str) -> (Vec<usize>, Vec<f32>) {
+    let model = run.checkpoint().unwrap().model;
+    let file = run.file("checkpoint").join(model);
+    let reader = burn_pack::Reader::from_file(file).unwrap();
+    let t = reader.into_tensors().unwrap();
+    let t = t.into_iter().find(|t| t.name == path).unwrap();
+    let shape = t.shape.to_vec();
+    (shape, floats(&t.into_bytes().unwrap()))
+}
+
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_resnet_run_exports_torchvision_named_safetensors() {
+    use safetensors::{Dtype, SafeTensors};
+    let setup = harness::setup("probe-v1", "");
+    let file = resnet_experiment(&setup._tmp.path().join("resnet.toml"));
+    let out = setup.run_file(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = probdrop_tui::run::dir::list_runs(&setup.runs).remove(0);
+    let step = run.checkpoint().unwrap().step;
+    assert_eq!(step, 2);
+    let written = export(&setup, &run, "safetensors", &setup._tmp.path().join("st"));
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert!(written[0].ends_with("model.safetensors"), "{written:?}");
+    let bytes = std::fs::read(&written[0]).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut got: Vec<(String, Vec<usize>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| (name, t.shape().to_vec()))
+        .collect();
+    got.sort();
+    let want = torchvision_resnet18(1, 10);
+    assert_eq!(got, want);
+    for (name, t) in st.tensors() {
+        let tracked = name.ends_with(".num_batches_tracked");
+        assert_eq!(
+            t.dtype(),
+            if tracked { Dtype::I64 } else { Dtype::F32 },
+            "{name}"
+        );
+        if tracked {
+            assert_eq!(t.data(), 2i64.to_le_bytes(), "{name}");
+        }
+    }
+    // Values: fc's weight transposed from burn's [in, out], batch norm's
+    // gamma as weight, a running variance as it is (trained, so not all 1).
+    let values = |name: &str| floats(st.tensor(name).unwrap().data());
+    let (shape, fc) = checkpoint_values(&run, "ResNet.fc.weight");
+    assert_eq!(shape, [512, 10]);
+    let exported = values("fc.weight");
+    for (o, i) in [(0, 0), (3, 100), (9, 511)] {
+        assert_eq!(exported[o * 512 + i], fc[i * 10 + o], "fc.weight[{o}][{i}]");
+    }
+    let var = checkpoint_values(&run, "ResNet.stages.3.1.convs.1.bn.running_var").1;
+    assert_eq!(values("layer4.1.bn2.running_var"), var);
+    assert!(var.iter().any(|&v| v != 1.0), "trained running variance");
+    let gamma = checkpoint_values(&run, "ResNet.stages.1.0.shortcut.bn.gamma").1;
+    assert_eq!(values("layer2.0.downsample.1.weight"), gamma);
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    let run_name = run.path.file_name().unwrap().to_string_lossy();
+    assert_eq!(meta["run"], run_name);
+    assert_eq!(meta["model"], "resnet18");
+    assert_eq!(meta["step"], "2");
+    assert!(meta["stem"].starts_with("cifar"), "{meta:?}");
+    assert!(meta["names"].contains("torchvision"), "{meta:?}");
+    pythons_safetensors_agrees(&written[0], &want);
+}
+
+/// Every tensor of a safetensors file as the safetensors Python package
+/// reads it (into NumPy): name, dtype, comma-separated shape (`-` for a
+/// scalar); then the metadata's model.
+const SAFETENSORS_READER: &str = r#"
+import sys
+from safetensors import safe_open
+from safetensors.numpy import load_file
+for name, array in sorted(load_file(sys.argv[1]).items()):
+    print(name, array.dtype, ','.join(map(str, array.shape)) or '-')
+with safe_open(sys.argv[1], 'np') as f:
+    print('model', f.metadata()['model'])
+"#;
+
+/// The safetensors Python package over the file, where the Python that CI
+/// sets up (`PROBDROP_TB_PYTHON`) is there; CI fails without it.
+fn pythons_safetensors_agrees(file: &str, want: &[(String, Vec<usize>)]) {
+    let Ok(python) = std::env::var("PROBDROP_TB_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI sets PROBDROP_TB_PYTHON (.ci/run installs safetensors)"
+        );
+        eprintln!("the safetensors Python package not checked: PROBDROP_TB_PYTHON is not set");
+        return;
+    };
+    let out = Command::new(python)
+        .args(["-c", SAFETENSORS_READER, file])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut expected: Vec<String> = want
+        .iter()
+        .map(|(name, dims)| {
+            let dtype = if dims.is_empty() { "int64" } else { "float32" };
+            let shape: Vec<String> = dims.iter().map(usize::to_string).collect();
+            let shape = if shape.is_empty() {
+                "-".into()
+            } else {
+                shape.join(",")
+            };
+            format!("{name} {dtype} {shape}")
+        })
+        .collect();
+    expected.push("model resnet18".into());
+    let read: Vec<&str> = said.lines().collect();
+    assert_eq!(read, expected);
+}
+
+#[test]
+fn safetensors_export_refuses_other_models_and_runs_without_a_checkpoint() {
+    let setup = harness::setup("probe-v1", "epochs = 1");
+    let cnn = setup.prepare();
+    let refused = |run: &RunDir| {
+        let out = setup
+            .bin()
+            .args(["export", "--format", "safetensors", "--out"])
+            .arg(setup._tmp.path().join("st"))
+            .arg(&run.path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = refused(&cnn);
+    for part in [
+        "the model is small-cnn",
+        "takes resnet18 and resnet50 runs only",
+        "--format tensorboard, csv, png or svg",
+    ] {
+        assert!(said.contains(part), "no {part:?} in {said}");
+    }
+    // A ResNet run that never trained has nothing to export yet.
+    resnet_experiment(&setup.file);
+    let fresh = setup.prepare();
+    let said = refused(&fresh);
+    assert!(said.contains("no checkpoint yet"), "{said}");
+    assert!(!setup._tmp.path().join("st").exists(), "nothing written");
 }

@@ -1,10 +1,12 @@
 //! `probdrop-tui export`: a run's metrics in the formats other tools read —
 //! TensorBoard event files (which W&B and Aim import too) and CSV (a long
-//! table, and timm's `summary.csv`).
+//! table, and timm's `summary.csv`) — and a ResNet run's trained weights as
+//! safetensors under torchvision's names.
 
 pub mod figures;
 pub mod hparams;
 pub mod images;
+pub mod safetensors;
 pub mod tfevents;
 
 use std::collections::BTreeMap;
@@ -27,6 +29,11 @@ pub enum Format {
     Png,
     /// The same figures as SVG.
     Svg,
+    /// A ResNet run's latest checkpoint as model.safetensors under
+    /// torchvision's parameter names (`load_state_dict` into
+    /// torchvision.models.resnet18/50; a CIFAR-stem run needs conv1 3×3
+    /// stride 1 and no maxpool). Other models are refused.
+    Safetensors,
 }
 
 #[derive(clap::Args, Debug)]
@@ -95,12 +102,16 @@ fn figure_ext(format: Format) -> Option<&'static str> {
     match format {
         Format::Png => Some("png"),
         Format::Svg => Some("svg"),
-        Format::Tensorboard | Format::Csv => None,
+        Format::Tensorboard | Format::Csv | Format::Safetensors => None,
     }
 }
 
 fn export_run(run: &RunDir, args: &ExportArgs) -> Result<Vec<PathBuf>> {
     let dir = args.out.join(run.path.file_name().unwrap_or_default());
+    if args.format == Format::Safetensors {
+        // Creates the directory only once the run has weights to write.
+        return Ok(vec![safetensors::write(&dir, run)?]);
+    }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(match (args.format, figure_ext(args.format)) {
         (Format::Tensorboard, _) => vec![write_tensorboard(&dir, run)?],
