@@ -35,6 +35,7 @@ fn write_run(runs: &Path, i: usize) -> RunDir {
         strategy_index: i,
         seed: i as u64,
         created: String::new(),
+        slurm_job: None,
     };
     let d = RunDir::create(runs, &info, "name = \"bench\"\n").unwrap();
     let status = Status {

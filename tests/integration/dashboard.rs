@@ -833,6 +833,7 @@ pub(crate) fn synthetic_run(runs: &Path, label: &str, steps: u64) -> RunDir {
         strategy_index: 0,
         seed: 1,
         created: String::new(),
+        slurm_job: None,
     };
     let d = RunDir::create(runs, &info, "name = \"zoom\"\n").unwrap();
     let status = Status {

@@ -17,6 +17,7 @@ mod ops_1_3;
 mod pty;
 mod reload;
 mod scaffold;
+mod slurm;
 mod strategies;
 mod text_strategies;
 mod training;

@@ -541,6 +541,7 @@ fn seeded_run(runs: &Path, label: &str, seed: u64, offset: f64) {
         strategy_index: 0,
         seed,
         created: format!("20261201-0{seed}0000"),
+        slurm_job: None,
     };
     let toml = format!("name = \"avg\"\nseeds = [{seed}]\n[[strategy]]\nplugin = \"{label}\"\n");
     let d = RunDir::create(runs, &info, &toml).unwrap();

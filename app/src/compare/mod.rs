@@ -7,6 +7,7 @@
 //! dashboard shows them like any other.
 
 pub mod placement;
+pub mod slurm;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +43,13 @@ pub struct CompareArgs {
     /// Trainers at a time on each GPU of --devices.
     #[arg(long, default_value_t = 1, requires = "devices")]
     pub jobs_per_device: usize,
+    /// Where the trainers run: here, or as one Slurm job array (each task
+    /// trains one run; the run directories must be on a filesystem the
+    /// nodes share).
+    #[arg(long, value_enum, default_value_t = Launcher::Local)]
+    pub launcher: Launcher,
+    #[command(flatten)]
+    pub slurm: slurm::SlurmArgs,
     /// Seeds per strategy: the file's first K, continued upwards if it lists fewer.
     #[arg(long)]
     pub seeds: Option<usize>,
@@ -57,6 +65,16 @@ pub struct CompareArgs {
     /// Train this many epochs instead of the file's.
     #[arg(long)]
     pub epochs: Option<usize>,
+}
+
+/// Where compare's trainers run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Launcher {
+    /// Trainer processes on this machine, `--jobs` (or `--devices`) at a time.
+    #[default]
+    Local,
+    /// One Slurm job array (`sbatch`), watched with `squeue`.
+    Slurm,
 }
 
 /// The seeds to use: the file's first `k`, continued upwards from its largest.
@@ -92,6 +110,11 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
     }
     if args.seeds == Some(0) || args.jobs_per_device == 0 {
         bail!("--seeds and --jobs-per-device: expected at least 1");
+    }
+    if args.launcher == Launcher::Slurm && args.devices.is_some() {
+        bail!(
+            "--devices places trainers on this machine; with --launcher slurm ask for GPUs with --gres"
+        );
     }
     let placement = placement_of(machine, args)?;
     let jobs = placement.as_ref().map_or(args.jobs, Placement::capacity);
@@ -136,6 +159,18 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    if args.launcher == Launcher::Slurm {
+        let interrupted = on_slurm(
+            plugins,
+            &compare_dir,
+            &manifest,
+            &mut pool,
+            to_start,
+            args,
+            &stop,
+        )?;
+        return finish(&compare_dir, &manifest, interrupted, &pool.failed);
+    }
     let mut queue = to_start.into_iter();
     let interrupted = loop {
         pool.collect_ended(&compare_dir, &manifest)?;
@@ -150,6 +185,60 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
         std::thread::sleep(Duration::from_millis(200));
     };
     finish(&compare_dir, &manifest, interrupted, &pool.failed)
+}
+
+/// Submits what is neither finished, queued nor running as one job array,
+/// and waits for every task (and for trainers an earlier compare left
+/// here); true if interrupted (what this invocation submitted is cancelled).
+fn on_slurm(
+    plugins: &Path,
+    compare_dir: &Path,
+    manifest: &Manifest,
+    pool: &mut Pool,
+    to_start: Vec<Entry>,
+    args: &CompareArgs,
+    stop: &AtomicBool,
+) -> Result<bool> {
+    let (mut waiting, submit) = slurm::split_queued(to_start)?;
+    if !waiting.is_empty() {
+        eprintln!("{} run(s) still queued or running in Slurm", waiting.len());
+    }
+    let mine = slurm::submit(plugins, compare_dir, submit, &args.slurm)?;
+    waiting.extend(mine.iter().cloned());
+    loop {
+        pool.collect_ended(compare_dir, manifest)?;
+        if stop.load(Ordering::Relaxed) {
+            slurm::cancel(&mine);
+            return Ok(true);
+        }
+        let mut jobs: Vec<String> = waiting
+            .iter()
+            .map(|(_, t)| slurm::job_of(t).to_string())
+            .collect();
+        jobs.sort();
+        jobs.dedup();
+        let held = slurm::queue(&jobs)?;
+        let mut ended = false;
+        waiting.retain(|(e, task)| match held.get(task) {
+            Some(state) => {
+                slurm::show_state(e, task, state);
+                true
+            }
+            None => {
+                let d = RunDir::new(&e.dir);
+                report_end(&d, e, Duration::ZERO, &mut pool.finished, &mut pool.failed);
+                ended = true;
+                false
+            }
+        });
+        if ended {
+            write_reports(compare_dir, manifest)?;
+        }
+        if waiting.is_empty() && pool.attached.is_empty() {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Where `--devices` puts trainers, if it was given.

@@ -53,6 +53,10 @@ pub struct RunInfo {
     pub strategy_index: usize,
     pub seed: u64,
     pub created: String,
+    /// The Slurm array task that trains it (`<job>_<task>`), when compare
+    /// submitted it to Slurm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_job: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -525,6 +529,11 @@ impl RunDir {
 
     pub fn info(&self) -> Result<RunInfo, RunError> {
         read_json(&self.file(RUN))
+    }
+
+    /// Rewrites run.json (atomically), e.g. with the Slurm task that trains it.
+    pub fn write_info(&self, info: &RunInfo) -> std::io::Result<()> {
+        write_json(&self.file(RUN), info)
     }
 
     /// The run's resolved experiment, as stored when it was prepared.

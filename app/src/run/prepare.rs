@@ -65,6 +65,7 @@ pub fn create_run(
         strategy_index: run.strategy_index,
         seed: run.seed,
         created: dir::timestamp(dir::now() as u64),
+        slurm_job: None,
     };
     let d = RunDir::create(runs_dir, &info, &text)
         .with_context(|| format!("creating a run directory under {}", runs_dir.display()))?;

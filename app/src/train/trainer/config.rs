@@ -180,6 +180,7 @@ plugin = "none"
             strategy_index: 0,
             seed: 1,
             created: String::new(),
+            slurm_job: None,
         };
         let dir = RunDir::create(&tmp.join("runs"), &info, FILE).unwrap();
         let strategy = resolved.strategy[0].clone();

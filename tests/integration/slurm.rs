@@ -1,0 +1,311 @@
+//! `compare --launcher slurm` on a real single-node Slurm cluster that the test
+//! starts itself (`scripts/slurm-local.sh`, from Debian's packages that
+//! `.ci/run` unpacks into `target/slurm-root`, or `PROBDROP_SLURM_ROOT`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common::{Tiny, repo_root};
+use probdrop_tui::run::comparison::{Manifest, TABLE_CSV};
+use probdrop_tui::run::dir::{RunDir, State};
+
+/// A running cluster; stopped when dropped.
+struct Cluster {
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/slurm-local.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Starts the cluster, or says why it cannot (an error under CI, where the
+/// packages are installed by `.ci/run` and the daemons must start).
+fn cluster(name: &str) -> Option<Cluster> {
+    let root = std::env::var_os("PROBDROP_SLURM_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/slurm-root"));
+    let missing = !root.join("usr/sbin/slurmctld-wlm").is_file();
+    if missing {
+        let why = format!(
+            "no Slurm unpacked at {} (.ci/run unpacks it)",
+            root.display()
+        );
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(repo_root().join("scripts/slurm-local.sh"))
+        .arg("start")
+        .arg(&root)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let mut cluster = Cluster {
+        dir: dir.clone(),
+        env: Vec::new(),
+    };
+    if !out.status.success() {
+        let why = format!(
+            "the Slurm daemons did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    let env = std::fs::read_to_string(dir.join("env")).unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let env = env
+        .lines()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.replace("$PATH", &path)))
+        .collect();
+    cluster.env = env;
+    Some(cluster)
+}
+
+fn experiment(dir: &Path, epochs: usize) -> PathBuf {
+    let train = format!("epochs = {epochs}\neval_every = 4\ncheckpoint_every = 4\nlog_every = 1");
+    Tiny {
+        seeds: "[1, 2]",
+        train_limit: 256,
+        train: &train,
+        strategies: "[[strategy]]\nplugin = \"dropblock\"\nparams = { block_size = 3 }\n\
+                     schedule = { kind = \"linear\", end = 0.2 }",
+        ..Tiny::default()
+    }
+    .write(&dir.join("tiny.toml"))
+}
+
+fn compare(cwd: &Path, env: &[(String, String)], extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"));
+    cmd.current_dir(cwd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .arg("--plugins")
+        .arg(repo_root().join("plugins"))
+        .args(["compare", "tiny.toml"])
+        .args(extra);
+    cmd
+}
+
+fn ok(out: Output) -> String {
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// Issue 20: a 2-strategy × 2-seed comparison submitted as one job array
+/// finishes, each run names its task in run.json, and its table equals the
+/// one `compare` makes locally with the same seeds (the runs are
+/// deterministic). Started again, it submits nothing.
+#[test]
+fn a_comparison_on_slurm_equals_the_local_one() {
+    let Some(c) = cluster("slurm-compare") else {
+        return;
+    };
+    let cwd = c.dir.join("work");
+    std::fs::create_dir_all(&cwd).unwrap();
+    experiment(&cwd, 1);
+    let log = ok(compare(
+        &cwd,
+        &c.env,
+        &[
+            "--launcher",
+            "slurm",
+            "--out",
+            "compare/slurm",
+            "--runs",
+            "runs-slurm",
+            "--array-limit",
+            "2",
+        ],
+    )
+    .output()
+    .unwrap());
+    assert!(log.contains("submitted Slurm job"), "{log}");
+    ok(compare(
+        &cwd,
+        &[],
+        &[
+            "--jobs",
+            "2",
+            "--out",
+            "compare/local",
+            "--runs",
+            "runs-local",
+        ],
+    )
+    .output()
+    .unwrap());
+    let table = |name: &str| {
+        std::fs::read_to_string(cwd.join("compare").join(name).join(TABLE_CSV)).unwrap()
+    };
+    assert_eq!(table("slurm"), table("local"));
+    let manifest = Manifest::load(&cwd.join("compare/slurm")).unwrap();
+    let mut tasks: Vec<String> = manifest
+        .runs
+        .iter()
+        .map(|e| {
+            let run = RunDir::new(&e.dir);
+            assert_eq!(run.status().unwrap().state, State::Done);
+            run.info()
+                .unwrap()
+                .slurm_job
+                .expect("a Slurm task in run.json")
+        })
+        .collect();
+    tasks.sort();
+    let job = tasks[0].split('_').next().unwrap().to_string();
+    assert_eq!(
+        tasks,
+        (0..4).map(|i| format!("{job}_{i}")).collect::<Vec<_>>()
+    );
+    let again = ok(compare(
+        &cwd,
+        &c.env,
+        &[
+            "--launcher",
+            "slurm",
+            "--out",
+            "compare/slurm",
+            "--runs",
+            "runs-slurm",
+        ],
+    )
+    .output()
+    .unwrap());
+    assert!(!again.contains("submitted Slurm job"), "{again}");
+    assert!(again.contains("4 finished"), "{again}");
+}
+
+/// The runs of the comparison in `dir`, once its manifest lists all four.
+fn runs_of(dir: &Path) -> Vec<RunDir> {
+    Manifest::load(dir)
+        .map(|m| m.runs.iter().map(|e| RunDir::new(&e.dir)).collect())
+        .unwrap_or_default()
+}
+
+fn squeue(env: &[(String, String)]) -> String {
+    let out = Command::new("squeue")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["-h", "-r", "-o", "%i %T"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits (up to two minutes) until `ready` holds.
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "waited two minutes for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Issue 20: compare killed outright and one running task cancelled
+/// mid-way; compare started again waits for the tasks still queued or
+/// running, submits only the cancelled run (which resumes from its
+/// checkpoint), and every step of every run is logged once.
+#[test]
+fn a_killed_compare_on_slurm_resubmits_only_what_is_missing() {
+    let Some(c) = cluster("slurm-resume") else {
+        return;
+    };
+    let cwd = c.dir.join("work");
+    std::fs::create_dir_all(&cwd).unwrap();
+    experiment(&cwd, 4);
+    let args = [
+        "--launcher",
+        "slurm",
+        "--out",
+        "compare/s",
+        "--runs",
+        "runs",
+        "--array-limit",
+        "2",
+    ];
+    let mut first = compare(&cwd, &c.env, &args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = cwd.join("compare/s");
+    let mut victim = None;
+    wait_for("a task past its first checkpoint", || {
+        victim = runs_of(&dir).into_iter().find(|r| {
+            r.status()
+                .is_some_and(|s| s.state == State::Training && s.step >= 6)
+        });
+        victim.is_some()
+    });
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let victim = victim.unwrap();
+    let task = victim.info().unwrap().slurm_job.unwrap();
+    let status = Command::new("scancel")
+        .envs(c.env.iter().map(|(k, v)| (k, v)))
+        .arg(&task)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for("the cancelled task to leave the queue", || {
+        !squeue(&c.env)
+            .lines()
+            .any(|l| l.starts_with(&format!("{task} ")))
+    });
+    let log = ok(compare(&cwd, &c.env, &args).output().unwrap());
+    assert!(log.contains("submitted Slurm job"), "{log}");
+    assert!(
+        log.contains(": 1 task(s)"),
+        "only the cancelled run again: {log}"
+    );
+    let runs = runs_of(&dir);
+    assert_eq!(runs.len(), 4);
+    for run in &runs {
+        assert_eq!(
+            run.status().unwrap().state,
+            State::Done,
+            "{}",
+            run.path.display()
+        );
+        let mut steps: Vec<u64> = run
+            .metrics()
+            .iter()
+            .filter(|l| l.split == "train" && l.metric == "loss")
+            .map(|l| l.step)
+            .collect();
+        let n = steps.len();
+        steps.dedup();
+        assert_eq!(
+            steps.len(),
+            n,
+            "a step logged twice in {}",
+            run.path.display()
+        );
+    }
+    let again = victim.info().unwrap().slurm_job.unwrap();
+    assert_ne!(again, task, "the cancelled run went to a new task");
+    assert!(
+        victim
+            .events()
+            .iter()
+            .any(|e| e.message.contains("resumed")),
+        "it resumed from its checkpoint"
+    );
+}
