@@ -43,14 +43,11 @@ fn write_run(runs: &Path, i: usize) -> RunDir {
         step: STEPS,
         epoch: 99,
         total_steps: STEPS,
-        pid: 0,
-        updated: 0.0,
-        message: String::new(),
         device: "cpu".into(),
         plugin_version: "1.0.0".into(),
         best_val_acc: Some(0.9),
         last_val_acc: Some(0.9),
-        samples_per_s: None,
+        ..Status::new(0)
     };
     dir::write_json(&d.file(dir::STATUS), &status).unwrap();
     let mut log = dir::JsonLog::open(&d.file(dir::METRICS)).unwrap();

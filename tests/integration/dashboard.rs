@@ -1112,3 +1112,29 @@ fn w_writes_the_chart_the_mask_and_the_comparison_as_figures() {
             .contains("w writes the Charts, Masks and Compare views")
     );
 }
+
+/// Issue 20: a run training on another host shows as training while its
+/// heartbeat is recent, and as lost (naming the host) once it is silent,
+/// never "training" forever.
+#[test]
+fn a_run_on_another_host_is_lost_when_its_heartbeat_stops() {
+    use probdrop_tui::run::dir::{self, LOST_AFTER_SECS, State};
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-remote");
+    let _ = std::fs::remove_dir_all(&root);
+    let runs = root.join("runs");
+    let d = synthetic_run(&runs, "dropblock", 40);
+    let mut status = d.status().unwrap();
+    status.state = State::Training;
+    status.host = "node7".into();
+    status.heartbeat = dir::now() - 5.0;
+    dir::write_json(&d.file(dir::STATUS), &status).unwrap();
+    let mut app = app_over(runs.clone(), root.join("experiments"));
+    assert_eq!(app.runs[0].state().label(), "training");
+    status.heartbeat = dir::now() - LOST_AFTER_SECS - 60.0;
+    dir::write_json(&d.file(dir::STATUS), &status).unwrap();
+    app.apply(Input::Tick, &mut FakeEffects::default());
+    assert_eq!(app.runs[0].state().label(), "lost");
+    let screen = render(&app, 120, 30);
+    assert!(screen.contains("lost"), "{screen}");
+    assert!(screen.contains("no heartbeat from node7 for 18"), "{screen}");
+}

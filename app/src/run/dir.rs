@@ -100,6 +100,55 @@ pub struct Status {
     pub last_val_acc: Option<f64>,
     #[serde(default)]
     pub samples_per_s: Option<f64>,
+    /// The host its trainer runs on, and when that trainer last said it is
+    /// alive (every [`HEARTBEAT_EVERY`], also while paused or in a long
+    /// evaluation): how a run on another host is known to be going.
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub heartbeat: f64,
+}
+
+/// How often a trainer renews its heartbeat.
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+/// A run on another host whose heartbeat is older than this is lost.
+pub const LOST_AFTER_SECS: f64 = 120.0;
+
+/// Serialises this process's writes of status.json: the trainer's own, its
+/// watchdog's and its heartbeat's (which reads the file and writes it back).
+static STATUS_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Writes the trainer's status, stamped with this host and a fresh heartbeat.
+pub fn write_status(dir: &RunDir, status: &Status) -> std::io::Result<()> {
+    let _one = STATUS_WRITES.lock().unwrap_or_else(|e| e.into_inner());
+    write_json(&dir.file(STATUS), &stamped(status))
+}
+
+fn stamped(status: &Status) -> Status {
+    Status {
+        host: hostname(),
+        heartbeat: now(),
+        ..status.clone()
+    }
+}
+
+/// Renews the heartbeat of this process's run (a status that is neither
+/// final nor another process's is left alone).
+pub fn beat(dir: &RunDir) {
+    let _one = STATUS_WRITES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(status) = dir.status()
+        && !status.state.is_final()
+        && status.pid == std::process::id()
+    {
+        let _ = write_json(&dir.file(STATUS), &stamped(&status));
+    }
 }
 
 impl Status {
@@ -118,7 +167,19 @@ impl Status {
             best_val_acc: None,
             last_val_acc: None,
             samples_per_s: None,
+            host: String::new(),
+            heartbeat: 0.0,
         }
+    }
+
+    /// Whether its trainer runs on another host than this one.
+    pub fn elsewhere(&self) -> bool {
+        !self.host.is_empty() && self.host != hostname()
+    }
+
+    /// Seconds since its trainer's last heartbeat.
+    pub fn silent_for(&self) -> f64 {
+        now() - self.heartbeat
     }
 }
 
@@ -392,7 +453,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Writes a final status: atomically if it can, else in place (on a full disk
 /// the rename's new file may not fit where the old one's blocks do).
 pub fn write_status_final(dir: &RunDir, status: &Status) -> std::io::Result<()> {
+    let _one = STATUS_WRITES.lock().unwrap_or_else(|e| e.into_inner());
     let path = dir.file(STATUS);
+    let status = &stamped(status);
     write_json(&path, status).or_else(|_| {
         let text = serde_json::to_string_pretty(status).map_err(std::io::Error::other)?;
         let mut f = OpenOptions::new().write(true).truncate(true).open(&path)?;
@@ -554,6 +617,11 @@ impl RunDir {
     /// Whether the run's trainer is running: the run lock when the directory has
     /// one (a pid can be reused), else the pid in its status.
     pub fn trainer_alive(&self, status: &Status) -> bool {
+        // Another host's pid means nothing here, and its lock may not be
+        // visible over a network filesystem: its heartbeat says.
+        if status.elsewhere() {
+            return status.silent_for() < LOST_AFTER_SECS;
+        }
         super::lock::held(&self.path).unwrap_or_else(|| pid_alive(status.pid))
     }
 
@@ -826,5 +894,43 @@ mod tests {
         dir.truncate_log_after(METRICS, 3).unwrap();
         let steps: Vec<u64> = dir.metrics().iter().map(|m| m.step).collect();
         assert_eq!(steps, [1, 2, 3]);
+    }
+
+    /// Issue 20: a run on another host is alive while its heartbeat is
+    /// recent, lost after [`LOST_AFTER_SECS`] (its pid means nothing here);
+    /// `beat` renews only this process's own run, and never a final one.
+    #[test]
+    fn another_hosts_run_lives_by_its_heartbeat() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::new(tmp.path());
+        let mut status = Status {
+            state: State::Training,
+            host: "node7".into(),
+            heartbeat: now() - 10.0,
+            ..Status::new(std::process::id())
+        };
+        assert!(status.elsewhere());
+        assert!(dir.trainer_alive(&status));
+        status.heartbeat = now() - LOST_AFTER_SECS - 1.0;
+        assert!(
+            !dir.trainer_alive(&status),
+            "our own pid is alive, but not on node7"
+        );
+        write_json(&dir.file(STATUS), &status).unwrap();
+        beat(&dir);
+        let renewed = dir.status().unwrap();
+        assert_eq!(renewed.host, hostname());
+        assert!(renewed.silent_for() < 5.0);
+        assert!(!renewed.elsewhere());
+        for (state, pid) in [(State::Done, std::process::id()), (State::Training, 1)] {
+            let old = Status {
+                state,
+                heartbeat: 1.0,
+                ..Status::new(pid)
+            };
+            write_json(&dir.file(STATUS), &old).unwrap();
+            beat(&dir);
+            assert_eq!(dir.status().unwrap().heartbeat, 1.0, "{state:?} pid {pid}");
+        }
     }
 }

@@ -60,12 +60,6 @@ fn holder(file: &mut File) -> String {
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 impl RunLock {
     /// Takes the run's lock, or says who holds it.
     pub fn acquire(dir: &Path) -> Result<RunLock, RunError> {
@@ -85,7 +79,11 @@ impl RunLock {
                 other => failed("cannot lock", other.into()),
             });
         }
-        let me = format!("pid {} on host {}\n", std::process::id(), hostname());
+        let me = format!(
+            "pid {} on host {}\n",
+            std::process::id(),
+            super::dir::hostname()
+        );
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(me.as_bytes()))

@@ -116,10 +116,16 @@ struct Verdict {
 
 impl Watched {
     fn watch(self) {
+        let mut beaten = Instant::now();
         loop {
             std::thread::sleep(Duration::from_millis(100));
             if let Some(v) = self.verdict() {
                 self.end(&v);
+            }
+            // Also while a step, an evaluation or a pause takes long.
+            if beaten.elapsed() >= dir::HEARTBEAT_EVERY {
+                dir::beat(&self.dir);
+                beaten = Instant::now();
             }
         }
     }

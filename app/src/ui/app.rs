@@ -691,7 +691,7 @@ impl App {
         let name = r.name();
         let dir = r.dir.clone();
         let restartable = match r.state() {
-            DisplayState::Lost | DisplayState::Unknown => true,
+            DisplayState::Lost | DisplayState::Unheard | DisplayState::Unknown => true,
             DisplayState::Is(s) => matches!(s, State::Stopped | State::Failed | State::Queued),
         };
         if r.alive || !restartable {

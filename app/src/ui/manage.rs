@@ -350,7 +350,7 @@ fn confirm(ask: Ask, r: &RunView) -> Confirm {
 fn is_finished(state: DisplayState) -> bool {
     match state {
         DisplayState::Is(s) => s.is_final() || s == State::Queued,
-        DisplayState::Lost | DisplayState::Unknown => true,
+        DisplayState::Lost | DisplayState::Unheard | DisplayState::Unknown => true,
     }
 }
 

@@ -123,7 +123,10 @@ fn state_rank(state: DisplayState) -> u8 {
         DisplayState::Is(S::Training) => 0,
         DisplayState::Is(S::Paused) => 1,
         DisplayState::Is(S::Queued) => 2,
-        DisplayState::Lost | DisplayState::Is(S::Failed) | DisplayState::Is(S::Diverged) => 3,
+        DisplayState::Lost
+        | DisplayState::Unheard
+        | DisplayState::Is(S::Failed)
+        | DisplayState::Is(S::Diverged) => 3,
         DisplayState::Is(S::Stopped) => 4,
         DisplayState::Is(S::Done) => 5,
         DisplayState::Unknown => 6,

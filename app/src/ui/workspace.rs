@@ -320,7 +320,11 @@ impl RunView {
         match &self.status {
             None => DisplayState::Unknown,
             Some(s) if matches!(s.state, State::Training | State::Paused) && !self.alive => {
-                DisplayState::Lost
+                if s.elsewhere() {
+                    DisplayState::Unheard
+                } else {
+                    DisplayState::Lost
+                }
             }
             Some(s) => DisplayState::Is(s.state),
         }
@@ -377,6 +381,8 @@ pub enum DisplayState {
     Unknown,
     /// Marked training, but its process is gone (killed, crashed, machine rebooted).
     Lost,
+    /// Marked training on another host, whose heartbeat stopped.
+    Unheard,
     Is(State),
 }
 
@@ -385,6 +391,7 @@ impl DisplayState {
         match self {
             DisplayState::Unknown => "unknown",
             DisplayState::Lost => "failed",
+            DisplayState::Unheard => "lost",
             DisplayState::Is(State::Queued) => "queued",
             DisplayState::Is(State::Training) => "training",
             DisplayState::Is(State::Paused) => "paused",

@@ -128,7 +128,7 @@ impl Writer {
 
     pub(super) fn status(&mut self) -> Result<()> {
         self.status.updated = dir::now();
-        dir::write_json(&self.dir.file(dir::STATUS), &self.status).context("writing status.json")
+        dir::write_status(&self.dir, &self.status).context("writing status.json")
     }
 
     /// The run failed: the reason goes to the event log and the status, each as

@@ -187,7 +187,8 @@ pub(super) fn state_style(state: DisplayState) -> Style {
         DisplayState::Is(State::Done) => Style::new().fg(Color::Cyan),
         DisplayState::Is(State::Failed)
         | DisplayState::Is(State::Diverged)
-        | DisplayState::Lost => Style::new().fg(Color::Red),
+        | DisplayState::Lost
+        | DisplayState::Unheard => Style::new().fg(Color::Red),
         _ => Style::new(),
     }
 }

@@ -249,6 +249,12 @@ fn run_detail(r: &RunView, gpu_memory: Option<u64>) -> Vec<Line<'static>> {
         DisplayState::Lost => {
             "its trainer is gone without a word (killed, or the machine restarted); R continues it from the checkpoint".to_string()
         }
+        DisplayState::Unheard => {
+            let (host, silent) = st.map_or((String::new(), 0.0), |s| (s.host.clone(), s.silent_for()));
+            format!(
+                "no heartbeat from {host} for {silent:.0} s (its node is down or its job was killed); R continues it from the checkpoint here"
+            )
+        }
         _ if message.is_empty() => match r.eta_seconds() {
             Some(eta) => format!("{}, about {} left", state.label(), eta_text(Some(eta))),
             None => state.label().to_string(),
