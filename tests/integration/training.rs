@@ -790,3 +790,70 @@ fn a_text_run_beats_the_majority_class_and_resumes_with_its_own_vocabulary() {
         assert_eq!(s.mask.len(), s.height * 64);
     }
 }
+
+/// Issue 20: a trainer this test did not start (as on another host) is
+/// paused, resumed and stopped through its run directory's inbox alone, and
+/// answers in events.jsonl; bad lines are answered there too, and an inbox
+/// others may write is not read.
+#[test]
+fn the_control_inbox_pauses_resumes_and_stops_a_trainer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = experiment(
+        tmp.path(),
+        "epochs = 50\nlog_every = 1\nsnapshot_every = 0",
+        "",
+    );
+    let runs = tmp.path().join("runs");
+    let mut child = spawn(bin().args(["run", "-q", "--runs"]).arg(&runs).arg(&file));
+    wait_for("the run directory", Duration::from_secs(120), || {
+        dir::list_runs(&runs).len() == 1
+    });
+    let run = only_run(&runs);
+    wait_for("step 2", Duration::from_secs(120), || last_step(&run) >= 2);
+    std::fs::write(run.file(dir::INBOX), "").unwrap();
+    std::fs::set_permissions(
+        run.file(dir::INBOX),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    control::post(&run.path, &Ctl::Pause).unwrap();
+    wait_for("paused through the inbox", Duration::from_secs(30), || {
+        run.status().is_some_and(|s| s.state == State::Paused)
+    });
+    assert!(run.events().iter().any(|e| e.kind == "paused"));
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(run.file(dir::INBOX))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"cmd\": \"dance\"}\n"))
+        .unwrap();
+    wait_for("the bad line answered", Duration::from_secs(30), || {
+        run.events()
+            .iter()
+            .any(|e| e.message.contains("control inbox: bad command"))
+    });
+    control::post(&run.path, &Ctl::Resume).unwrap();
+    wait_for("resumed", Duration::from_secs(30), || {
+        run.status().is_some_and(|s| s.state == State::Training)
+    });
+    // Writable by others: not read, and said so.
+    std::fs::set_permissions(
+        run.file(dir::INBOX),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    control::post(&run.path, &Ctl::Stop).unwrap();
+    wait_for("the refusal", Duration::from_secs(30), || {
+        run.events()
+            .iter()
+            .any(|e| e.message.contains("is not owner-only"))
+    });
+    assert_eq!(run.status().unwrap().state, State::Training);
+    std::fs::set_permissions(
+        run.file(dir::INBOX),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    control::post(&run.path, &Ctl::Stop).unwrap();
+    child.wait().unwrap();
+    assert_eq!(run.status().unwrap().state, State::Stopped);
+}

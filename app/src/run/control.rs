@@ -1,6 +1,13 @@
 //! The control socket of a run: one JSON command per line, one reply line.
 //! The socket lives in the run directory with owner-only permissions; a
 //! connection from another user is refused.
+//!
+//! A Unix socket does not reach a trainer on another host, so the run
+//! directory also has an inbox (`control.inbox`): commands appended one JSON
+//! line each, taken by the trainer within half a second and acted on at its
+//! next step boundary, answered in events.jsonl. The same owner-only rule: an
+//! inbox that is not the trainer's user's, or that others may write, is not
+//! read.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -14,6 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::RunError;
+use super::dir::{self, EventKind, EventLine, JsonLog};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]
@@ -71,6 +79,7 @@ impl ControlServer {
         let closing = Arc::new(AtomicBool::new(false));
         let server = Server {
             path: path.to_path_buf(),
+            inbox: Inbox::open(&path.with_file_name(dir::INBOX)),
             tx,
             stop: stop.clone(),
             closing: closing.clone(),
@@ -97,6 +106,7 @@ impl Drop for ControlServer {
 
 struct Server {
     path: PathBuf,
+    inbox: Inbox,
     tx: Sender<Command>,
     stop: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
@@ -115,7 +125,7 @@ impl Drop for Slot {
 impl Server {
     /// Accepts connections (polling, so that it can also see its socket file go
     /// and make a new one) until the trainer closes it.
-    fn serve(self, mut listener: UnixListener, mut id: (u64, u64)) {
+    fn serve(mut self, mut listener: UnixListener, mut id: (u64, u64)) {
         use std::os::unix::fs::MetadataExt;
         let mut last_check = std::time::Instant::now();
         while !self.closing.load(Ordering::SeqCst) {
@@ -128,6 +138,7 @@ impl Server {
             }
             if last_check.elapsed() >= Duration::from_millis(500) {
                 last_check = std::time::Instant::now();
+                self.take_inbox();
                 let present =
                     std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == id);
                 if !present
@@ -136,6 +147,32 @@ impl Server {
                 {
                     (listener, id) = (l, new_id);
                 }
+            }
+        }
+    }
+
+    /// Forwards the inbox's new commands; notes in events.jsonl what it
+    /// could not take.
+    fn take_inbox(&mut self) {
+        for line in self.inbox.take() {
+            let refused = match line {
+                Ok(cmd) => {
+                    if cmd == Command::Stop {
+                        self.stop.store(true, Ordering::SeqCst);
+                    }
+                    let _ = self.tx.send(cmd);
+                    continue;
+                }
+                Err(why) => why,
+            };
+            let events = self.path.with_file_name(dir::EVENTS);
+            if let Ok(mut log) = JsonLog::open(&events) {
+                let _ = log.append(&EventLine {
+                    wall: dir::now(),
+                    step: 0,
+                    kind: EventKind::Error,
+                    message: format!("control inbox: {refused}"),
+                });
             }
         }
     }
@@ -228,6 +265,76 @@ fn answer(
         }
         Err(e) => reply(stream, false, format!("bad command: {e}")),
     }
+}
+
+/// The trainer's side of the inbox: where it has read up to.
+struct Inbox {
+    path: PathBuf,
+    offset: u64,
+}
+
+impl Inbox {
+    /// Requests from before the trainer started are not for it: it reads
+    /// from the inbox's end as it is now.
+    fn open(path: &Path) -> Inbox {
+        let offset = std::fs::metadata(path).map_or(0, |m| m.len());
+        Inbox {
+            path: path.to_path_buf(),
+            offset,
+        }
+    }
+
+    /// The complete lines appended since the last look, as commands (or why
+    /// not); none from an inbox another user owns or may write.
+    fn take(&mut self) -> Vec<Result<Command, String>> {
+        use std::io::{Seek, SeekFrom};
+        use std::os::unix::fs::MetadataExt;
+        let Ok(mut file) = std::fs::File::open(&self.path) else {
+            return Vec::new();
+        };
+        let Ok(meta) = file.metadata() else {
+            return Vec::new();
+        };
+        if meta.len() <= self.offset {
+            self.offset = self.offset.min(meta.len());
+            return Vec::new();
+        }
+        let mut text = String::new();
+        let _ = file.seek(SeekFrom::Start(self.offset));
+        let _ = (&mut file)
+            .take(MAX_LINE as u64 * 16)
+            .read_to_string(&mut text);
+        let complete = text.rfind('\n').map_or(0, |i| i + 1);
+        self.offset += complete as u64;
+        let owner_only = meta.uid() == nix::unistd::getuid().as_raw() && meta.mode() & 0o022 == 0;
+        if !owner_only {
+            return vec![Err(format!(
+                "not read: {} is not owner-only (another user could write it); requests ignored",
+                self.path.display()
+            ))];
+        }
+        text[..complete]
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l.trim()).map_err(|e| format!("bad command {l:?}: {e}")))
+            .collect()
+    }
+}
+
+/// Appends `command` to the inbox of the run in `run_dir` (made owner-only
+/// if it is new), for a trainer on another host to take.
+pub fn post(run_dir: &Path, command: &Command) -> Result<(), RunError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut line = serde_json::to_string(command).map_err(std::io::Error::other)?;
+    line.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(run_dir.join(dir::INBOX))?;
+    file.write_all(line.as_bytes())?;
+    Ok(())
 }
 
 /// Sends one command to the run whose socket is `path` and returns the reply.

@@ -37,6 +37,8 @@ pub const SNAPSHOTS: &str = "snapshots.jsonl";
 pub const CHECKPOINT: &str = "checkpoint.json";
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 pub const SOCKET: &str = "control.sock";
+/// Control requests for a trainer on another host (see `run::control`).
+pub const INBOX: &str = "control.inbox";
 /// What the trainer prints (its stdout and stderr when the dashboard or
 /// compare started it).
 pub const TRAINER_LOG: &str = "trainer.log";

@@ -239,6 +239,10 @@ impl Effects for RealEffects {
     }
 
     fn control(&mut self, run: &RunDir, command: Ctl) -> Result<(), String> {
+        // A trainer on another host cannot be reached through the socket.
+        if run.status().is_some_and(|s| s.elsewhere()) {
+            return control::post(&run.path, &command).map_err(|e| e.to_string());
+        }
         let reply = control::send(&run.file(dir::SOCKET), &command).map_err(|e| e.to_string())?;
         if reply.ok { Ok(()) } else { Err(reply.message) }
     }
