@@ -1136,5 +1136,56 @@ fn a_run_on_another_host_is_lost_when_its_heartbeat_stops() {
     assert_eq!(app.runs[0].state().label(), "lost");
     let screen = render(&app, 120, 30);
     assert!(screen.contains("lost"), "{screen}");
-    assert!(screen.contains("no heartbeat from node7 for 18"), "{screen}");
+    assert!(
+        screen.contains("no heartbeat from node7 for 18"),
+        "{screen}"
+    );
+}
+
+/// Issue 20: runs a Slurm array trains — queued (its job state and reason,
+/// as compare writes them), running on a node, finished — each with its task
+/// id, in the Runs view.
+#[test]
+fn slurm_tasks_show_their_job_ids_and_queue_state() {
+    use probdrop_tui::run::dir::{self, State};
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-slurm");
+    let _ = std::fs::remove_dir_all(&root);
+    let runs = root.join("runs");
+    let states = [
+        (State::Done, "41_0", ""),
+        (State::Training, "41_1", ""),
+        (State::Queued, "41_2", "Slurm 41_2 PENDING (Resources)"),
+    ];
+    for (i, (state, task, message)) in states.into_iter().enumerate() {
+        let d = synthetic_run(&runs, &format!("arm{i}"), 8);
+        let mut info = d.info().unwrap();
+        info.slurm_job = Some(task.into());
+        d.write_info(&info).unwrap();
+        let mut status = d.status().unwrap();
+        status.state = state;
+        status.message = message.into();
+        if state == State::Training {
+            (status.host, status.heartbeat) = ("node3".into(), dir::now());
+        }
+        dir::write_json(&d.file(dir::STATUS), &status).unwrap();
+    }
+    let mut app = app_over(runs, root.join("experiments"));
+    let mut seen = Vec::new();
+    for label in ["arm0", "arm1", "arm2"] {
+        select_run_of(&mut app, label);
+        let screen = render(&app, 120, 30);
+        let detail: Vec<&str> = screen.lines().filter(|l| l.contains("Slurm")).collect();
+        seen.push(detail.join("\n"));
+    }
+    assert!(seen[0].contains("Slurm 41_0"), "{}", seen[0]);
+    assert!(seen[1].contains("Slurm 41_1 on node3"), "{}", seen[1]);
+    assert!(
+        seen[2].contains("Slurm 41_2") && seen[2].contains("PENDING (Resources)"),
+        "{}",
+        seen[2]
+    );
+    let screen = render(&app, 120, 30);
+    for state in ["done", "training", "queued"] {
+        assert!(screen.contains(state), "{state}:\n{screen}");
+    }
 }

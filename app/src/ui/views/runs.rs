@@ -237,6 +237,13 @@ fn run_detail(r: &RunView, gpu_memory: Option<u64>) -> Vec<Line<'static>> {
     if let Some(bytes) = gpu_memory {
         facts.push(format!("{} GiB on the GPU", gib(bytes)));
     }
+    if let Some(task) = &r.info.slurm_job {
+        let host = st.map(|s| s.host.as_str()).filter(|h| !h.is_empty());
+        facts.push(match host {
+            Some(h) => format!("Slurm {task} on {h}"),
+            None => format!("Slurm {task}"),
+        });
+    }
     if !r.notes.tags.is_empty() {
         let tags: Vec<String> = r.notes.tags.iter().map(|t| format!("#{t}")).collect();
         facts.push(tags.join(" "));
