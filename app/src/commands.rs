@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use crate::compare::{Launcher, slurm};
 use crate::experiment::{self, Catalog, RunSpec};
 use crate::plugins::Library;
 use crate::run::dir::{RunDir, State};
@@ -42,6 +43,12 @@ pub struct RunArgs {
     /// No progress output, only the summary.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Where to train: here, one run after the other, or as one Slurm job
+    /// array (a task per run; the run directories on a shared filesystem).
+    #[arg(long, value_enum, default_value_t = Launcher::Local)]
+    pub launcher: Launcher,
+    #[command(flatten)]
+    pub slurm: slurm::SlurmArgs,
 }
 
 /// Loads the plugins (building crates quietly) into a validation catalog.
@@ -130,6 +137,9 @@ pub fn run(plugins: &Path, args: &RunArgs) -> Result<()> {
         let (_, dirs) = prepare_runs(&catalog(plugins)?.0, &ThisMachine, file, &args.runs, select)?;
         dirs
     };
+    if args.launcher == Launcher::Slurm {
+        return run_on_slurm(plugins, args, dirs);
+    }
     let mut summaries: Vec<(RunDir, Result<Summary>)> = Vec::new();
     for d in dirs {
         let info = d.info()?;
@@ -143,27 +153,80 @@ pub fn run(plugins: &Path, args: &RunArgs) -> Result<()> {
         }
         summaries.push((d, result));
     }
-    let width = terminal_width(&std::io::stdout());
     let rows: Vec<SummaryRow> = summaries
         .iter()
-        .map(|(d, result)| SummaryRow {
-            name: d
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            summary: result.as_ref().ok(),
+        .map(|(d, result)| SummaryRow::of(d, result.as_ref().ok()))
+        .collect();
+    close(&rows)
+}
+
+/// `run --launcher slurm`: the prepared runs (or the one resumed) as one job
+/// array, followed until each has ended; then the same closing table.
+fn run_on_slurm(plugins: &Path, args: &RunArgs, dirs: Vec<RunDir>) -> Result<()> {
+    let entries = dirs
+        .iter()
+        .map(|d| {
+            let info = d.info()?;
+            Ok(crate::run::comparison::Entry {
+                label: info.label,
+                seed: info.seed,
+                dir: d.path.canonicalize().unwrap_or(d.path.clone()),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // The index and the script go beside the run directories.
+    let beside = dirs
+        .first()
+        .and_then(|d| d.path.parent())
+        .unwrap_or(&args.runs)
+        .to_path_buf();
+    let (mut waiting, submit) = slurm::split_queued(entries)?;
+    let mine = slurm::submit(plugins, &beside, submit, &args.slurm)?;
+    waiting.extend(mine.iter().cloned());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let interrupted = slurm::follow(waiting, &mine, &stop, |ended| {
+        for e in ended {
+            let state = RunDir::new(&e.dir).status().map(|s| s.state);
+            eprintln!("{} seed {}: {state:?}", e.label, e.seed);
+        }
+        Ok(false)
+    })?;
+    let summaries: Vec<(RunDir, Option<Summary>)> = dirs
+        .into_iter()
+        .map(|d| {
+            let s = Summary::read(&d);
+            (d, s)
         })
         .collect();
-    for line in summary_table(&rows, width) {
+    let rows: Vec<SummaryRow> = summaries
+        .iter()
+        .map(|(d, s)| SummaryRow::of(d, s.as_ref()))
+        .collect();
+    if interrupted {
+        print_table(&rows);
+        bail!("interrupted: its Slurm tasks were cancelled; run --resume continues a run");
+    }
+    close(&rows)
+}
+
+fn print_table(rows: &[SummaryRow]) {
+    for line in summary_table(rows, terminal_width(&std::io::stdout())) {
         println!("{line}");
     }
+}
+
+/// Prints `run`'s closing table; fails unless every run is done.
+fn close(rows: &[SummaryRow]) -> Result<()> {
+    print_table(rows);
     let failed = rows
         .iter()
         .filter(|r| r.summary.is_none_or(|s| s.state != State::Done))
         .count();
     if failed > 0 {
-        bail!("{failed} of {} run(s) did not finish", summaries.len());
+        bail!("{failed} of {} run(s) did not finish", rows.len());
     }
     Ok(())
 }
@@ -173,6 +236,17 @@ pub fn run(plugins: &Path, args: &RunArgs) -> Result<()> {
 pub struct SummaryRow<'a> {
     pub name: String,
     pub summary: Option<&'a Summary>,
+}
+
+impl<'a> SummaryRow<'a> {
+    /// The row of the run in `dir`, named by its directory.
+    fn of(dir: &RunDir, summary: Option<&'a Summary>) -> SummaryRow<'a> {
+        let name = dir.path.file_name().unwrap_or_default();
+        SummaryRow {
+            name: name.to_string_lossy().into_owned(),
+            summary,
+        }
+    }
 }
 
 /// `run`'s closing table. The fixed-width columns come first and the run's

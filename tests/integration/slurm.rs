@@ -309,3 +309,44 @@ fn a_killed_compare_on_slurm_resubmits_only_what_is_missing() {
         "it resumed from its checkpoint"
     );
 }
+
+/// Issue 20: `run FILE --launcher slurm` trains an experiment's runs as one
+/// array and prints the same closing table as a local `run`.
+#[test]
+fn run_on_slurm_trains_each_run_as_an_array_task() {
+    let Some(c) = cluster("slurm-run") else {
+        return;
+    };
+    let cwd = c.dir.join("work");
+    std::fs::create_dir_all(&cwd).unwrap();
+    experiment(&cwd, 1);
+    let out = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
+        .current_dir(&cwd)
+        .envs(c.env.iter().map(|(k, v)| (k, v)))
+        .arg("--plugins")
+        .arg(repo_root().join("plugins"))
+        .args([
+            "run",
+            "tiny.toml",
+            "--launcher",
+            "slurm",
+            "--strategy",
+            "dropblock",
+        ])
+        .output()
+        .unwrap();
+    let text = ok(out);
+    assert!(text.contains("submitted Slurm job"), "{text}");
+    let runs = probdrop_tui::run::dir::list_runs(&cwd.join("runs"));
+    assert_eq!(runs.len(), 2, "dropblock at seeds 1 and 2");
+    for run in &runs {
+        assert_eq!(run.status().unwrap().state, State::Done);
+        assert!(run.info().unwrap().slurm_job.is_some());
+        let name = run.path.file_name().unwrap().to_string_lossy().into_owned();
+        let row = text
+            .lines()
+            .find(|l| l.ends_with(&name))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(row.starts_with("done"), "{row}");
+    }
+}

@@ -205,40 +205,17 @@ fn on_slurm(
     }
     let mine = slurm::submit(plugins, compare_dir, submit, &args.slurm)?;
     waiting.extend(mine.iter().cloned());
-    loop {
+    slurm::follow(waiting, &mine, stop, |ended| {
         pool.collect_ended(compare_dir, manifest)?;
-        if stop.load(Ordering::Relaxed) {
-            slurm::cancel(&mine);
-            return Ok(true);
+        for e in &ended {
+            let d = RunDir::new(&e.dir);
+            report_end(&d, e, Duration::ZERO, &mut pool.finished, &mut pool.failed);
         }
-        let mut jobs: Vec<String> = waiting
-            .iter()
-            .map(|(_, t)| slurm::job_of(t).to_string())
-            .collect();
-        jobs.sort();
-        jobs.dedup();
-        let held = slurm::queue(&jobs)?;
-        let mut ended = false;
-        waiting.retain(|(e, task)| match held.get(task) {
-            Some(state) => {
-                slurm::show_state(e, task, state);
-                true
-            }
-            None => {
-                let d = RunDir::new(&e.dir);
-                report_end(&d, e, Duration::ZERO, &mut pool.finished, &mut pool.failed);
-                ended = true;
-                false
-            }
-        });
-        if ended {
+        if !ended.is_empty() {
             write_reports(compare_dir, manifest)?;
         }
-        if waiting.is_empty() && pool.attached.is_empty() {
-            return Ok(false);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        Ok(!pool.attached.is_empty())
+    })
 }
 
 /// Where `--devices` puts trainers, if it was given.

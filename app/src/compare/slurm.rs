@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -223,6 +225,42 @@ pub fn cancel(tasks: &[Task]) {
     }
     eprintln!("cancelling Slurm job(s) {}", jobs.join(", "));
     let _ = Command::new("scancel").args(&jobs).status();
+}
+
+/// Follows `waiting` with `squeue` until none is queued or running. `tick`
+/// gets the runs whose tasks left the queue since the last look and says
+/// whether anything else is still going. True if `stop` was raised (then the
+/// tasks of `mine`, what this invocation submitted, are cancelled).
+pub fn follow(
+    mut waiting: Vec<Task>,
+    mine: &[Task],
+    stop: &AtomicBool,
+    mut tick: impl FnMut(Vec<Entry>) -> Result<bool>,
+) -> Result<bool> {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            cancel(mine);
+            return Ok(true);
+        }
+        let jobs = dedup(waiting.iter().map(|(_, t)| job_of(t).to_string()).collect());
+        let held = queue(&jobs)?;
+        let mut ended = Vec::new();
+        waiting.retain(|(e, task)| match held.get(task) {
+            Some(state) => {
+                show_state(e, task, state);
+                true
+            }
+            None => {
+                ended.push(e.clone());
+                false
+            }
+        });
+        let others = tick(ended)?;
+        if waiting.is_empty() && !others {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Writes a queued run's Slurm state into its status message, so that the

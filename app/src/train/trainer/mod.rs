@@ -65,6 +65,30 @@ pub struct Summary {
     pub message: String,
 }
 
+impl Summary {
+    /// How a run another process trained ended, read back from its
+    /// directory (the seconds from its first to its last logged value).
+    pub fn read(run: &RunDir) -> Option<Summary> {
+        let status = run.status()?;
+        let metrics = run.metrics();
+        let loss = metrics
+            .iter()
+            .rfind(|m| m.split == dir::metric::TRAIN && m.metric == dir::metric::LOSS);
+        let walls = metrics.iter().map(|m| m.wall);
+        let first = walls.clone().fold(f64::INFINITY, f64::min);
+        let last = walls.fold(f64::NEG_INFINITY, f64::max);
+        Some(Summary {
+            state: status.state,
+            steps: status.step,
+            final_val_acc: status.last_val_acc,
+            best_val_acc: status.best_val_acc,
+            final_train_loss: loss.map(|m| m.value),
+            seconds: if last > first { last - first } else { 0.0 },
+            message: status.message,
+        })
+    }
+}
+
 /// Trains the run in `run_dir` to its end, resuming from its checkpoint if it has one.
 ///
 /// Refused without changing anything when another trainer holds the run, or when
