@@ -350,3 +350,46 @@ fn run_on_slurm_trains_each_run_as_an_array_task() {
         assert!(row.starts_with("done"), "{row}");
     }
 }
+
+/// Issue 20: Ctrl-C to compare cancels (`scancel`) the array it submitted:
+/// nothing of it stays queued or running.
+#[test]
+fn ctrl_c_cancels_what_compare_submitted() {
+    let Some(c) = cluster("slurm-cancel") else {
+        return;
+    };
+    let cwd = c.dir.join("work");
+    std::fs::create_dir_all(&cwd).unwrap();
+    experiment(&cwd, 20);
+    let args = [
+        "--launcher",
+        "slurm",
+        "--out",
+        "compare/c",
+        "--runs",
+        "runs",
+        "--array-limit",
+        "1",
+    ];
+    let child = compare(&cwd, &c.env, &args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dir = cwd.join("compare/c");
+    wait_for("a task training", || {
+        runs_of(&dir)
+            .iter()
+            .any(|r| r.status().is_some_and(|s| s.state == State::Training))
+    });
+    assert!(!squeue(&c.env).trim().is_empty());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(said.contains("cancelling Slurm job"), "{said}");
+    wait_for("the queue to empty", || squeue(&c.env).trim().is_empty());
+}
