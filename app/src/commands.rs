@@ -189,8 +189,12 @@ fn run_on_slurm(plugins: &Path, args: &RunArgs, dirs: Vec<RunDir>) -> Result<()>
     }
     let interrupted = slurm::follow(waiting, &mine, &stop, |ended| {
         for e in ended {
-            let state = RunDir::new(&e.dir).status().map(|s| s.state);
-            eprintln!("{} seed {}: {state:?}", e.label, e.seed);
+            let state = RunDir::new(&e.dir)
+                .status()
+                .map_or("no status".into(), |s| {
+                    format!("{:?}", s.state).to_lowercase()
+                });
+            eprintln!("{} seed {}: {state}", e.label, e.seed);
         }
         Ok(false)
     })?;

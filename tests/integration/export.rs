@@ -141,27 +141,37 @@ exp = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/experiment
 print('metrics', ' '.join(m.name.tag for m in exp.experiment.metric_infos))
 "#;
 
-/// TensorBoard's EventAccumulator over the file, where the Python that CI
-/// sets up (`PROBDROP_TB_PYTHON`) is there; CI fails without it.
-fn tensorboards_own_reader_agrees(file: &str, run: &RunDir, pictures: usize) {
+/// What `script` prints when run on `file` by the Python that `.ci/run` sets
+/// up (`PROBDROP_TB_PYTHON`, with `package` pinned), or `None` where it is not
+/// there; CI fails without it.
+fn ci_python(script: &str, file: &str, package: &str) -> Option<String> {
     let Ok(python) = std::env::var("PROBDROP_TB_PYTHON") else {
         assert!(
             std::env::var_os("CI").is_none(),
-            "CI sets PROBDROP_TB_PYTHON (.ci/run installs tensorboard)"
+            "CI sets PROBDROP_TB_PYTHON (.ci/run installs {package})"
         );
-        eprintln!("TensorBoard's reader not checked: PROBDROP_TB_PYTHON is not set");
-        return;
+        eprintln!("{package} not checked: PROBDROP_TB_PYTHON is not set");
+        return None;
     };
     let out = Command::new(python)
-        .args(["-c", READER, file])
+        .args(["-c", script, file])
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{said}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Some(said)
+}
+
+/// TensorBoard's EventAccumulator over the file, where the Python that CI
+/// sets up (`PROBDROP_TB_PYTHON`) is there; CI fails without it.
+fn tensorboards_own_reader_agrees(file: &str, run: &RunDir, pictures: usize) {
+    let Some(said) = ci_python(READER, file, "tensorboard") else {
+        return;
+    };
     let read: Vec<(String, i64, f32)> = said
         .lines()
         .filter_map(|l| l.strip_prefix("scalar "))
@@ -258,24 +268,9 @@ print("top1", repr(float(df["eval_top1"].iloc[-1])))
 /// [`PANDAS`] with the Python that CI sets up (`PROBDROP_TB_PYTHON`, pandas
 /// pinned in `.ci/run`); CI fails without it.
 fn pandas_reads_timms_columns(file: &str, last_top1: f64) {
-    let Ok(python) = std::env::var("PROBDROP_TB_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI sets PROBDROP_TB_PYTHON (.ci/run installs pandas)"
-        );
-        eprintln!("pandas not checked: PROBDROP_TB_PYTHON is not set");
+    let Some(said) = ci_python(PANDAS, file, "pandas") else {
         return;
     };
-    let out = Command::new(python)
-        .args(["-c", PANDAS, file])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     for line in [
         "columns epoch,train_loss,eval_loss,eval_top1,eval_top5,lr".to_string(),
         "rows 1".into(),
@@ -490,24 +485,9 @@ with safe_open(sys.argv[1], 'np') as f:
 /// The safetensors Python package over the file, where the Python that CI
 /// sets up (`PROBDROP_TB_PYTHON`) is there; CI fails without it.
 fn pythons_safetensors_agrees(file: &str, want: &[(String, Vec<usize>)]) {
-    let Ok(python) = std::env::var("PROBDROP_TB_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI sets PROBDROP_TB_PYTHON (.ci/run installs safetensors)"
-        );
-        eprintln!("the safetensors Python package not checked: PROBDROP_TB_PYTHON is not set");
+    let Some(said) = ci_python(SAFETENSORS_READER, file, "safetensors") else {
         return;
     };
-    let out = Command::new(python)
-        .args(["-c", SAFETENSORS_READER, file])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let mut expected: Vec<String> = want
         .iter()
         .map(|(name, dims)| {

@@ -73,6 +73,14 @@ fn cluster(name: &str) -> Option<Cluster> {
     Some(cluster)
 }
 
+/// A working directory in the cluster's, with the experiment file.
+fn workdir(c: &Cluster, epochs: usize) -> PathBuf {
+    let cwd = c.dir.join("work");
+    std::fs::create_dir_all(&cwd).unwrap();
+    experiment(&cwd, epochs);
+    cwd
+}
+
 fn experiment(dir: &Path, epochs: usize) -> PathBuf {
     let train = format!("epochs = {epochs}\neval_every = 4\ncheckpoint_every = 4\nlog_every = 1");
     Tiny {
@@ -116,9 +124,7 @@ fn a_comparison_on_slurm_equals_the_local_one() {
     let Some(c) = cluster("slurm-compare") else {
         return;
     };
-    let cwd = c.dir.join("work");
-    std::fs::create_dir_all(&cwd).unwrap();
-    experiment(&cwd, 1);
+    let cwd = workdir(&c, 1);
     let log = ok(compare(
         &cwd,
         &c.env,
@@ -228,9 +234,7 @@ fn a_killed_compare_on_slurm_resubmits_only_what_is_missing() {
     let Some(c) = cluster("slurm-resume") else {
         return;
     };
-    let cwd = c.dir.join("work");
-    std::fs::create_dir_all(&cwd).unwrap();
-    experiment(&cwd, 4);
+    let cwd = workdir(&c, 4);
     let args = [
         "--launcher",
         "slurm",
@@ -317,9 +321,7 @@ fn run_on_slurm_trains_each_run_as_an_array_task() {
     let Some(c) = cluster("slurm-run") else {
         return;
     };
-    let cwd = c.dir.join("work");
-    std::fs::create_dir_all(&cwd).unwrap();
-    experiment(&cwd, 1);
+    let cwd = workdir(&c, 1);
     let out = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
         .current_dir(&cwd)
         .envs(c.env.iter().map(|(k, v)| (k, v)))
@@ -358,9 +360,7 @@ fn ctrl_c_cancels_what_compare_submitted() {
     let Some(c) = cluster("slurm-cancel") else {
         return;
     };
-    let cwd = c.dir.join("work");
-    std::fs::create_dir_all(&cwd).unwrap();
-    experiment(&cwd, 20);
+    let cwd = workdir(&c, 20);
     let args = [
         "--launcher",
         "slurm",

@@ -154,7 +154,6 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
         jobs,
         compare_dir.display()
     );
-    pool.hold_attached();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())?;
@@ -316,7 +315,9 @@ fn sort_runs(
                     Some(s) if s.state == State::Done || s.state == State::Diverged => {
                         pool.finished += 1
                     }
-                    Some(s) if !s.state.is_final() && d.trainer_alive(&s) => pool.attached.push(e),
+                    Some(s) if !s.state.is_final() && d.trainer_alive(&s) => {
+                        pool.attach(e, &s.device)
+                    }
                     _ => to_start.push(e),
                 }
                 continue;
@@ -344,29 +345,20 @@ fn sort_runs(
 struct Pool {
     /// Trainers this invocation started.
     running: Vec<Running>,
-    /// Runs whose trainers an earlier invocation started (and the GPU of
-    /// `--devices` each holds, by its status).
-    attached: Vec<Entry>,
-    attached_gpus: Vec<Option<usize>>,
+    /// Runs whose trainers an earlier invocation started, with the GPU of
+    /// `--devices` each holds (by its status).
+    attached: Vec<(Entry, Option<usize>)>,
     finished: usize,
     failed: Vec<String>,
     placement: Option<Placement>,
 }
 
 impl Pool {
-    /// Counts the attached runs on the GPUs their status names.
-    fn hold_attached(&mut self) {
-        let placement = &mut self.placement;
-        self.attached_gpus = self
-            .attached
-            .iter()
-            .map(|e| {
-                let p = placement.as_mut()?;
-                let device = RunDir::new(&e.dir).status()?.device;
-                p.hold(&device)
-                    .then(|| p.gpus.iter().position(|g| g.name == device))?
-            })
-            .collect();
+    /// Waits for a run an earlier invocation started, counted on the GPU
+    /// `device` its status names.
+    fn attach(&mut self, e: Entry, device: &str) {
+        let gpu = self.placement.as_mut().and_then(|p| p.hold(device));
+        self.attached.push((e, gpu));
     }
 
     fn release(&mut self, gpu: Option<usize>) {
@@ -393,23 +385,21 @@ impl Pool {
             report_end(&d, &r.entry, took, &mut self.finished, &mut self.failed);
             write_reports(compare_dir, manifest)?;
         }
-        let mut k = 0;
-        while k < self.attached.len() {
-            let d = RunDir::new(&self.attached[k].dir);
+        let (finished, failed) = (&mut self.finished, &mut self.failed);
+        let mut ended = Vec::new();
+        self.attached.retain(|(e, gpu)| {
+            let d = RunDir::new(&e.dir);
             let going = d
                 .status()
                 .is_some_and(|s| !s.state.is_final() && d.trainer_alive(&s));
-            if going {
-                k += 1;
-                continue;
+            if !going {
+                report_end(&d, e, Duration::ZERO, finished, failed);
+                ended.push(*gpu);
             }
-            let e = self.attached.remove(k);
-            let gpu = self.attached_gpus.get(k).copied().flatten();
-            if k < self.attached_gpus.len() {
-                self.attached_gpus.remove(k);
-            }
+            going
+        });
+        for gpu in ended {
             self.release(gpu);
-            report_end(&d, &e, Duration::ZERO, &mut self.finished, &mut self.failed);
         }
         Ok(())
     }

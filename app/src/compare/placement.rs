@@ -100,13 +100,12 @@ impl Placement {
     }
 
     /// Counts a trainer an earlier compare left on the GPU named `device`
-    /// (its status says where); false if that is none of these GPUs.
-    pub fn hold(&mut self, device: &str) -> bool {
-        let Some(i) = self.gpus.iter().position(|g| g.name == device) else {
-            return false;
-        };
+    /// (its status says where): its place, or `None` if that is none of
+    /// these GPUs.
+    pub fn hold(&mut self, device: &str) -> Option<usize> {
+        let i = self.gpus.iter().position(|g| g.name == device)?;
         self.load[i] += 1;
-        true
+        Some(i)
     }
 
     pub fn release(&mut self, i: usize) {
@@ -168,8 +167,8 @@ mod tests {
         assert_eq!(p.take(), Some(1));
         // An earlier compare's trainer counts where its status says it runs.
         let mut q = Placement::new(parse_devices("all", &machine(2), None).unwrap(), 1);
-        assert!(q.hold("cuda:0"));
-        assert!(!q.hold("cpu"));
+        assert_eq!(q.hold("cuda:0"), Some(0));
+        assert_eq!(q.hold("cpu"), None);
         assert_eq!(q.take(), Some(1));
         assert_eq!(q.take(), None);
     }

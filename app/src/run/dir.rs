@@ -120,11 +120,16 @@ pub const LOST_AFTER_SECS: f64 = 120.0;
 /// watchdog's and its heartbeat's (which reads the file and writes it back).
 static STATUS_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// This machine's host name.
+/// This machine's host name (read once: every status write and every
+/// liveness check asks).
 pub fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into())
+    })
+    .clone()
 }
 
 /// Writes the trainer's status, stamped with this host and a fresh heartbeat.
