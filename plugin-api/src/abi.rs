@@ -75,6 +75,23 @@ pub struct PoolArgs {
     pub padding: [u32; 2],
 }
 
+/// ProbDropBlock's kept-probability moments (interface 1.4, see
+/// [`HostOps::block_keep`]).
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq)]
+pub struct BlockKeepArgs {
+    /// The block dimensions, as a bit mask of logical dimensions.
+    pub dims: u32,
+    /// The window `b` along each (`b / 2` before, as the expansion's).
+    pub block: u32,
+    /// Seed probabilities are clamped to `[0, q_max]`.
+    pub q_max: f64,
+    /// The slope's window sum of `s / (1 − q)` over unsaturated seeds (else of `s`).
+    pub exact: bool,
+    /// Means over the positions where the `valid` handle is 1 (else all).
+    pub masked: bool,
+}
+
 /// The header every host-ops table starts with. A plugin reads `size` before any
 /// op that a newer minor version added, so an older host never has its table read
 /// past its end.
@@ -156,6 +173,15 @@ pub struct HostOps {
     /// `(x, index, dim)`: the slices of `x` at the positions of the rank-1
     /// `index` along `dim`, in that order.
     pub index_select: extern "C" fn(Handle, Handle, u32) -> Handle,
+    // Added in interface 1.4.
+    /// `(s, gamma, valid, args)`: for seeds with probabilities
+    /// `q = clamp(gamma · s, 0, q_max)` (`gamma` one element) grown over
+    /// windows of `block` along `dims`, a `[2]` tensor: the mean over positions
+    /// of the kept probability `k = Π (1 − q)` over each position's window, and
+    /// of `k · R`, `R` the window sum of `s / (1 − q)` over seeds below
+    /// `q_max` (`exact`) or of `s`; over the positions where `valid` is 1 when
+    /// `masked`. One pass where `log`, window sums and `exp` would take ten.
+    pub block_keep: extern "C" fn(Handle, Handle, Handle, BlockKeepArgs) -> Handle,
 }
 
 /// What the host tells a strategy about this call.

@@ -7,7 +7,7 @@
 
 use abi_stable::std_types::RSlice;
 
-use crate::abi::{Handle, HostOps, PoolArgs, RawDims};
+use crate::abi::{BlockKeepArgs, Handle, HostOps, PoolArgs, RawDims};
 use crate::{Error, Result};
 
 macro_rules! op_codes {
@@ -169,16 +169,17 @@ impl<'a> Ops<'a> {
     }
 }
 
-/// Where the ops of interface 1.3 start in the table: a host whose table is
-/// shorter has none of them.
-const ADDED_IN_1_3: usize = std::mem::offset_of!(HostOps, arange);
+/// Where the ops of an interface minor start in the table, and that minor: a
+/// host whose table is shorter has none of them.
+const ADDED_IN_1_3: (usize, u32) = (std::mem::offset_of!(HostOps, arange), 3);
+const ADDED_IN_1_4: (usize, u32) = (std::mem::offset_of!(HostOps, block_keep), 4);
 
 /// Refuses an op the host's table does not reach (a host older than the op).
 /// Hosts refuse plugins of a newer minor, so this is a second line of defence.
-fn needs(raw: &HostOps, field_offset: usize, op: &str) -> Result<()> {
+fn needs(raw: &HostOps, (field_offset, minor): (usize, u32), op: &str) -> Result<()> {
     if (raw.header.size as usize) < field_offset + std::mem::size_of::<usize>() {
         return Err(Error::new(format!(
-            "{op} needs host interface 1.3, the host has {}.{}",
+            "{op} needs host interface 1.{minor}, the host has {}.{}",
             raw.header.major, raw.header.minor
         )));
     }
@@ -491,5 +492,43 @@ impl<'a> Tensor<'a> {
         let raw = self.raw;
         let (x, i) = (self.take(), index.take());
         wrap(raw, (raw.index_select)(x, i, dim as u32), "index_select")
+    }
+
+    /// Interface 1.4. For seeds with probabilities `q = clamp(γ · self, 0,
+    /// q_max)` (`gamma` one element) grown over windows of `b` along
+    /// `block_dims` (`b / 2` before, as the expansion's): the mean over
+    /// positions (those where `valid` is 1, if given) of the kept probability
+    /// `k = Π (1 − q)` over each position's window, and of `k · R`, `R` the
+    /// window sum of `self / (1 − q)` over unsaturated seeds (`exact`) or of
+    /// `self`; each a one-element tensor of this rank. One host pass.
+    pub fn block_keep(
+        &self,
+        gamma: &Tensor<'a>,
+        valid: Option<&Tensor<'a>>,
+        block_dims: &[usize],
+        b: usize,
+        q_max: f64,
+        exact: bool,
+    ) -> Result<(Tensor<'a>, Tensor<'a>)> {
+        needs(self.raw, ADDED_IN_1_4, "block_keep")?;
+        let rank = self.shape()?.len();
+        let raw = self.raw;
+        let args = BlockKeepArgs {
+            dims: block_dims.iter().fold(0, |m, &d| m | (1 << d)),
+            block: b as u32,
+            q_max,
+            exact,
+            masked: valid.is_some(),
+        };
+        let (s, g) = (self.dup()?.take(), gamma.dup()?.take());
+        let v = match valid {
+            Some(v) => v.dup()?.take(),
+            None => Handle::ERROR,
+        };
+        let both = wrap(raw, (raw.block_keep)(s, g, v, args), "block_keep")?;
+        let one = vec![1; rank];
+        let m = both.dup()?.slice(&[0], &[1])?.reshape(&one)?;
+        let fall = both.slice(&[1], &[2])?.reshape(&one)?;
+        Ok((m, fall))
     }
 }

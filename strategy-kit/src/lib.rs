@@ -464,16 +464,8 @@ fn mean_over<'a>(t: Tensor<'a>, valid: Option<&Tensor<'a>>) -> Result<Tensor<'a>
 /// probabilities `q` grow into blocks: `Π (1 − q_s)` over the seeds whose
 /// block covers it, `exp` of the window sum of `log(1 − q)`.
 pub fn kept_probability<'a>(q: Tensor<'a>, block_dims: &[usize], b: usize) -> Result<Tensor<'a>> {
-    kept_of_complement(q.clamp(0.0, Q_MAX)?.rsub_scalar(1.0)?, block_dims, b)
-}
-
-/// [`kept_probability`] from `1 − q`, already clamped.
-fn kept_of_complement<'a>(
-    one_minus_q: Tensor<'a>,
-    block_dims: &[usize],
-    b: usize,
-) -> Result<Tensor<'a>> {
-    window_sum(one_minus_q.unary(Unary::Log)?, block_dims, b)?.unary(Unary::Exp)
+    let log_keep = q.clamp(0.0, Q_MAX)?.rsub_scalar(1.0)?.unary(Unary::Log)?;
+    window_sum(log_keep, block_dims, b)?.unary(Unary::Exp)
 }
 
 /// `log(−log(m))` of a one-element kept fraction `m` (kept inside (0, 1)).
@@ -494,7 +486,8 @@ fn log_neg_log<'a>(m: Tensor<'a>) -> Result<Tensor<'a>> {
 /// slope 1: Newton steps in those coordinates, from `γ0 = −log(kept) / mean(P)`.
 /// The first step takes the slope for small `q`, `m' ≈ −mean(kept · P)` (no
 /// window sum); the last the exact one, `−mean(kept · window_sum(ŝ / (1 − q)))`
-/// (a seed at `Q_MAX` adds nothing). `bench/matched_solver.py` measures the
+/// (a seed at `Q_MAX` adds nothing). Each step's two means are one host call
+/// (`Tensor::block_keep`, interface 1.4). `bench/matched_solver.py` measures the
 /// result within 0.01 % of the root on dense and clustered salience, and
 /// within 0.8 % on softmax-peaked salience (`tau = 0.2`) up to `p = 0.4`,
 /// and with 95 % of the salience zero, within 0.01 % up to `p = 0.2` and 6 %
@@ -506,38 +499,20 @@ pub fn matched_gamma<'a>(
     b: usize,
     valid: Option<&Tensor<'a>>,
 ) -> Result<Tensor<'a>> {
-    // Window averages, not sums: the window's size scales one-element means.
-    let cells = (b as f64).powi(block_dims.len() as i32);
-    let reach = window_pool(s_hat.dup()?, Pool::Avg, block_dims, b)?;
-    let mean_reach = mean_over(reach.dup()?, valid)?
-        .mul_scalar(cells)?
-        .add_scalar(1e-12)?;
+    // At γ = 0 every seed is off and the slope's mean is mean(window_sum(ŝ)).
+    let zero = kept_target.dup()?.mul_scalar(0.0)?;
+    let (_, mean_reach) = s_hat.block_keep(&zero, valid, block_dims, b, Q_MAX, false)?;
     let target = log_neg_log(kept_target.dup()?)?;
     let mut gamma = kept_target
         .clamp(1e-30, 1.0)?
         .unary(Unary::Log)?
         .mul_scalar(-1.0)?
-        .div(mean_reach)?;
+        .div(mean_reach.add_scalar(1e-12)?)?;
     for step in 0..MATCH_STEPS {
-        let q = s_hat.dup()?.mul(gamma.dup()?)?.clamp(0.0, Q_MAX)?;
         let exact = step + 1 == MATCH_STEPS;
-        let live = if exact {
-            Some(q.dup()?.scalar(ScalarOp::Lt, Q_MAX)?)
-        } else {
-            None
-        };
-        let one_minus_q = q.rsub_scalar(1.0)?;
-        let kept = kept_of_complement(one_minus_q.dup()?, block_dims, b)?;
-        let rate = match live {
-            Some(live) => {
-                let weight = s_hat.dup()?.div(one_minus_q)?.mul(live)?;
-                window_pool(weight, Pool::Avg, block_dims, b)?
-            }
-            None => reach.dup()?,
-        };
-        // −m'(γ) and m(γ).
-        let fall = mean_over(kept.dup()?.mul(rate)?, valid)?.mul_scalar(cells)?;
-        let m = mean_over(kept, valid)?.clamp(1e-30, 1.0 - 1e-7)?;
+        // m(γ) and −m'(γ), in one host pass.
+        let (m, fall) = s_hat.block_keep(&gamma, valid, block_dims, b, Q_MAX, exact)?;
+        let m = m.clamp(1e-30, 1.0 - 1e-7)?;
         // d log(−log m) / d log γ = γ · (−m') / (m · (−log m)).
         let neg_log_m = m.dup()?.unary(Unary::Log)?.mul_scalar(-1.0)?;
         let dphi = gamma

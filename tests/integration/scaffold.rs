@@ -39,7 +39,10 @@ fn new_strategy_writes_builds_and_lists_a_crate_whose_rules_check_enforces() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(
-        stdout.contains("band-rows 0.1.0 [crate] interface 1.3"),
+        stdout.contains(&format!(
+            "band-rows 0.1.0 [crate] interface {}",
+            plugin_api::INTERFACE_VERSION
+        )),
         "{stdout}"
     );
     assert!(stdout.contains("min_rows (int, default 1"), "{stdout}");

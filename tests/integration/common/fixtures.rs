@@ -31,7 +31,7 @@ fn copy_api(to: &Path, version: &str) {
     }
     let manifest = std::fs::read_to_string(from.join("Cargo.toml")).unwrap();
     let manifest = manifest.replacen(
-        "version = \"1.3.0\"",
+        &format!("version = \"{}\"", plugin_api::INTERFACE_VERSION),
         &format!("version = \"{version}\""),
         1,
     );

@@ -16,6 +16,8 @@ use plugin_api::abi::{Handle, HostOps, OpsHeader, PoolArgs, RawDims};
 use plugin_api::{BinaryOp, Pool, Reduce, ScalarOp, Unary};
 
 mod indexing;
+mod keep;
+mod values;
 mod window;
 
 /// Highest logical rank the host supports.
@@ -91,6 +93,7 @@ pub static HOST_OPS: HostOps = HostOps {
     concat: indexing::op_concat,
     gather: indexing::op_gather,
     index_select: indexing::op_index_select,
+    block_keep: keep::op_block_keep,
 };
 
 /// A live arena for the duration of one `mask` call on this thread.

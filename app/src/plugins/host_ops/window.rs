@@ -11,6 +11,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use plugin_api::Pool;
 use rayon::prelude::*;
 
+use super::values::Values;
+
 /// `t` pooled with `kind` (an average), stride 1, window `kernel` and
 /// symmetric `padding`, or `None` when this path does not apply (not flex,
 /// not f32, or a padding that leaves windows without a real cell).
@@ -28,19 +30,22 @@ pub(super) fn stride1_average(
         return None;
     }
     let [n, c, h, w] = t.dims();
-    let values = t.clone().into_data().try_into_vec::<f32>().ok()?;
+    let values = Values::of(t.clone()).ok()?;
+    let values = values.as_slice();
     let rows = Axis {
         len: h,
         k: kernel[0],
         pad: padding[0],
+        crop: false,
     };
     let cols = Axis {
         len: w,
         k: kernel[1],
         pad: padding[1],
+        crop: false,
     };
     let (oh, ow) = (rows.out_len(), cols.out_len());
-    let summed = window_sum(&values, n * c, rows, w);
+    let summed = window_sum(values, n * c, rows, w);
     let mut out = window_sum(&summed, n * c * oh, cols, 1);
     scale(&mut out, kind, rows, cols, ow);
     let data = TensorData::new(out, [n, c, oh, ow]);
@@ -49,19 +54,42 @@ pub(super) fn stride1_average(
 
 /// One pooled axis: its length, window and padding on each side.
 #[derive(Clone, Copy)]
-struct Axis {
-    len: usize,
+pub(super) struct Axis {
+    pub(super) len: usize,
     k: usize,
     pad: usize,
+    /// Only the first `len` outputs (the expansion's crop of an even window).
+    crop: bool,
 }
 
 impl Axis {
+    /// The expansion's window of `b` along an axis of `len`: `b / 2` before,
+    /// cropped to `len` outputs (the crop of an even `b`).
+    pub(super) fn block(len: usize, b: usize) -> Axis {
+        Axis {
+            len,
+            k: b,
+            pad: b / 2,
+            crop: true,
+        }
+    }
+
+    /// Where output `j`'s window cells lie relative to `j` (`j + shift`);
+    /// for an axis whose outputs are as many as its cells (`block`).
+    pub(super) fn shifts(self) -> impl Iterator<Item = isize> {
+        debug_assert!(self.crop);
+        (0..self.k as isize).map(move |o| o - self.pad as isize)
+    }
+
     fn out_len(self) -> usize {
+        if self.crop {
+            return self.len;
+        }
         self.len + 2 * self.pad + 1 - self.k
     }
 
     /// The input range of output `j`'s window, clipped to the real cells.
-    fn window(self, j: usize) -> std::ops::Range<usize> {
+    pub(super) fn window(self, j: usize) -> std::ops::Range<usize> {
         let start = j as isize - self.pad as isize;
         let from = start.max(0) as usize;
         let to = ((start + self.k as isize) as usize).min(self.len);
