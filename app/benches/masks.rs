@@ -2,7 +2,8 @@
 //! against burn, the block-expansion variants, and the mask's share of a small-CNN
 //! training step. Results and the machine are recorded in BENCHMARKS.md.
 //!
-//! Run: `cargo bench --bench masks` (the plugins are built first, as at start-up).
+//! Run: `cargo bench --bench masks` (the plugins are built first, as at start-up);
+//! on LibTorch's CPU: `PROBDROP_BENCH_BACKEND=libtorch cargo bench --features tch --bench masks`.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -14,7 +15,9 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use probdrop_tui::experiment::{BackendChoice, DeviceName};
 use probdrop_tui::plugins::{Library, MaskContext, discover};
+use probdrop_tui::train::device;
 use probdrop_tui::train::models::SmallCnnConfig;
 
 fn libraries() -> HashMap<String, Library> {
@@ -106,9 +109,20 @@ fn sync(t: Tensor<4>) {
     black_box(t.sum().into_scalar::<f32>());
 }
 
+/// The CPU backend the mask benches run on: flex, or LibTorch's CPU with
+/// `PROBDROP_BENCH_BACKEND=libtorch` (a `--features tch` build).
+fn bench_device() -> Device {
+    let backend = match std::env::var("PROBDROP_BENCH_BACKEND").as_deref() {
+        Ok("libtorch") => BackendChoice::Libtorch,
+        _ => BackendChoice::Flex,
+    };
+    device::open(DeviceName::Cpu, backend)
+        .expect("PROBDROP_BENCH_BACKEND=libtorch needs --features tch")
+}
+
 fn masks(c: &mut Criterion) {
     let libs = libraries();
-    let device = Device::default();
+    let device = bench_device();
     let ctx = MaskContext::training(0.1, 1);
     for shape in [[32, 64, 16, 16], [128, 256, 14, 14]] {
         let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
