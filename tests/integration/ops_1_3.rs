@@ -1,4 +1,4 @@
-//! The host ops of plugin interface 1.3 through the plugin's own wrapper
+//! The host ops of plugin interfaces 1.3 and 1.4 through the plugin's own wrapper
 //! (`plugin_api::Ops`/`Tensor` over the host's table), checked against values
 //! worked out by hand. `check_every_op` runs on flex here and on LibTorch in
 //! tests/native_ops.rs, which includes this file.
@@ -11,7 +11,7 @@ type Check = fn(&Ops<'static>, &Session, &Device);
 
 /// Every check of this file on `device`, each in a fresh arena.
 pub fn check_every_op(device: &Device) {
-    let checks: [(&str, Check); 9] = [
+    let checks: [(&str, Check); 10] = [
         ("rounding", rounding),
         ("remainder", remainder),
         ("arange", arange),
@@ -21,6 +21,7 @@ pub fn check_every_op(device: &Device) {
         ("concat of nothing", concat_of_nothing),
         ("gather", gather),
         ("index_select", index_select),
+        ("block_keep", block_keep),
     ];
     for (name, check) in checks {
         let session = Session::open(device.clone());
@@ -170,7 +171,42 @@ fn index_select(ops: &Ops<'static>, s: &Session, d: &Device) {
     assert!(err.contains("outside 0..3"), "{err}");
 }
 
+/// Both means of interface 1.4's `block_keep`, worked out by hand for a
+/// 1-D window of 3 and a 2-D one (flex takes its fused path, LibTorch the
+/// composed ops).
+fn block_keep(ops: &Ops<'static>, s: &Session, d: &Device) {
+    const Q_MAX: f64 = 1.0 - 1e-6;
+    let x = || put(s, ops, d, [1, 4], &[1.0, 2.0, 0.0, 4.0]);
+    let means = |gamma: f32, valid: Option<[f32; 4]>, exact: bool| {
+        let g = put(s, ops, d, [1, 1], &[gamma]);
+        let v = valid.map(|v| put(s, ops, d, [1, 4], &v));
+        let (m, fall) = x()
+            .block_keep(&g, v.as_ref(), &[1], 3, Q_MAX, exact)
+            .unwrap();
+        [get::<2>(s, m).1[0], get::<2>(s, fall).1[0]]
+    };
+    // 1 − q = [0.9, 0.8, 1, 0.6]; kept [0.72, 0.72, 0.48, 0.6].
+    close(means(0.1, None, false), [0.63, 2.4]);
+    close(means(0.1, None, true), [0.63, 3.4]);
+    close(means(0.1, Some([1.0, 1.0, 1.0, 0.0]), false), [0.64, 2.4]);
+    // q = [0.3, 0.6, 0, Q_MAX]: the saturated seed adds nothing to the slope.
+    close(means(0.3, None, true), [0.140_000_35, 0.900_000_5]);
+    // 2-D, [2, 3] of ones, 3×3 windows: 4, 6 and 4 cells in each row.
+    let ones = put(s, ops, d, [1, 1, 2, 3], &[1.0; 6]);
+    let g = put(s, ops, d, [1, 1, 1, 1], &[0.1]);
+    let (m, fall) = ones.block_keep(&g, None, &[2, 3], 3, Q_MAX, false).unwrap();
+    let got = [get::<4>(s, m).1[0], get::<4>(s, fall).1[0]];
+    let (k4, k6) = (0.9f32.powi(4), 0.9f32.powi(6));
+    close(got, [(2.0 * k4 + k6) / 3.0, (8.0 * k4 + 6.0 * k6) / 3.0]);
+}
+
+fn close(got: [f32; 2], want: [f32; 2]) {
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() <= 2e-5 * w.abs(), "{got:?} against {want:?}");
+    }
+}
+
 #[test]
-fn interface_1_3_ops_compute_what_they_promise_on_flex() {
+fn interface_1_3_and_1_4_ops_compute_what_they_promise_on_flex() {
     check_every_op(&Device::default());
 }
