@@ -1,8 +1,7 @@
 //! Interface 1.4's `block_keep`: the two means ProbDropBlock's matched-rate
-//! solve needs at each step, in one fused pass on flex (the values read once,
-//! products and sums over each window in cache-sized scratch) and composed
-//! from burn's ops elsewhere (LibTorch's element-wise ops and pools are fast
-//! where they run).
+//! solve needs at each step, in one fused pass on the CPU (the values read
+//! once, in place on flex; products and sums over each window in cache-sized
+//! scratch) and composed from burn's ops on a GPU.
 
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
@@ -64,7 +63,7 @@ impl Job {
         valid: Option<Tensor<4>>,
     ) -> Result<Tensor<4>, String> {
         let device = s.device();
-        let [m, fall] = if device == Device::flex() {
+        let [m, fall] = if on_cpu(&device) {
             self.on_host(s, gamma, valid)?
         } else {
             self.composed(s, gamma, valid)
@@ -84,6 +83,7 @@ impl Job {
         gamma: Tensor<4>,
         valid: Option<Tensor<4>>,
     ) -> Result<[f64; 2], String> {
+        let device = s.device();
         let chunks = Chunks::new(s.dims(), &self.dims, self.b);
         let s = Values::of(s)?;
         let g = Values::of(gamma)?
@@ -97,19 +97,24 @@ impl Job {
             q_max: self.q_max,
             exact: self.exact,
         };
-        let sums = s
-            .as_slice()
-            .par_chunks(chunks.len)
-            .enumerate()
-            .with_min_len(64)
-            .map_init(
-                || Scratch::new(chunks.len),
-                |scratch, (i, values)| {
-                    let w = weights.map(|w| &w[i * chunks.len..][..chunks.len]);
-                    scratch.sums(&chunks, seeds, values, w)
-                },
-            )
-            .reduce(|| [0.0; 3], |a, b| [a[0] + b[0], a[1] + b[1], a[2] + b[2]]);
+        let sums = if parallel_pays(&device, s.as_slice().len()) {
+            s.as_slice()
+                .par_chunks(chunks.len)
+                .enumerate()
+                .with_min_len(64)
+                .map_init(
+                    || Scratch::new(chunks.len),
+                    |scratch, (i, values)| chunks.sums(scratch, seeds, values, weights, i),
+                )
+                .reduce(|| [0.0; 3], add)
+        } else {
+            let mut scratch = Scratch::new(chunks.len);
+            s.as_slice()
+                .chunks(chunks.len)
+                .enumerate()
+                .map(|(i, values)| chunks.sums(&mut scratch, seeds, values, weights, i))
+                .fold([0.0; 3], add)
+        };
         let total = sums[0].max(1.0);
         Ok([sums[1] / total, sums[2] / total])
     }
@@ -155,29 +160,128 @@ impl Job {
     }
 }
 
+/// Whether `device` computes on this machine's CPU: there the fused host
+/// pass wins (on LibTorch's CPU too, after one copy of the values: the
+/// composed ops took 6× DropBlock's mask time there); a GPU keeps the
+/// composed ops on the device.
+fn on_cpu(device: &Device) -> bool {
+    *device == Device::flex() || is_libtorch_cpu(device)
+}
+
+#[cfg(feature = "tch")]
+#[allow(deprecated)] // burn-tch, kept on purpose (architecture.md)
+fn is_libtorch_cpu(device: &Device) -> bool {
+    *device == Device::libtorch()
+}
+
+#[cfg(not(feature = "tch"))]
+fn is_libtorch_cpu(_: &Device) -> bool {
+    false
+}
+
 /// How the tensor splits into independent blocks: from the first block dim
 /// to the last dim, contiguous, so that every window lies inside one.
 struct Chunks {
     /// Elements per block.
     len: usize,
-    /// Per block dim, its window as `(before, axis, inner)` in the block.
-    lines: Vec<(usize, Axis, usize)>,
+    /// Per block dim, one pass per offset in its window.
+    passes: Vec<Vec<Pass>>,
+    /// How many windows hold each cell: at `γ = 0` the slope's sum of window
+    /// sums is one weighted sum.
+    cover: Vec<f32>,
+}
+
+/// One offset of a window over a block taken as flat: output `i` combines
+/// cell `i + step` where `real` (the cell lies on the output's own line).
+/// Flat runs vectorise where a line of 14 cells would not.
+struct Pass {
+    step: isize,
+    lo: usize,
+    hi: usize,
+    real: Vec<bool>,
 }
 
 impl Chunks {
     fn new(shape: [usize; 4], dims: &[usize], b: usize) -> Chunks {
         let first = dims.iter().copied().min().unwrap_or(3);
-        let lines = dims
+        let len: usize = shape[first..].iter().product();
+        let passes = dims
             .iter()
             .map(|&d| {
-                let before: usize = shape[first..d].iter().product();
                 let inner: usize = shape[d + 1..].iter().product();
-                (before, Axis::block(shape[d], b), inner)
+                let axis = Axis::block(shape[d], b);
+                axis.shifts()
+                    .map(|shift| Pass::new(len, axis.len, inner, shift))
+                    .collect()
+            })
+            .collect::<Vec<Vec<Pass>>>();
+        let mut cover = vec![1.0; len];
+        for dim in &passes {
+            let mut count = vec![0.0; len];
+            for pass in dim {
+                for (i, _) in (pass.lo..pass.hi).zip(&pass.real).filter(|(_, r)| **r) {
+                    count[(i as isize + pass.step) as usize] += 1.0;
+                }
+            }
+            cover.iter_mut().zip(&count).for_each(|(c, n)| *c *= n);
+        }
+        Chunks { len, passes, cover }
+    }
+}
+
+impl Chunks {
+    /// Block `i`'s sums (see [`Scratch::sums`]), its weights cut from `weights`.
+    fn sums(
+        &self,
+        scratch: &mut Scratch,
+        seeds: Seeds,
+        values: &[f32],
+        weights: Option<&[f32]>,
+        i: usize,
+    ) -> [f64; 3] {
+        let w = weights.map(|w| &w[i * self.len..][..self.len]);
+        scratch.sums(self, seeds, values, w)
+    }
+}
+
+fn add(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
+}
+
+/// Whether both cores beat one for a pass over `n` values. Always on flex
+/// (whose own ops share rayon's pool); on LibTorch's CPU only for long
+/// passes: LibTorch's OpenMP workers keep spinning for a while after each of
+/// its ops, and a rayon pass shorter than that competes with them (measured:
+/// [32, 64, 16, 16] 22 ms one thread against 26 ms two, [128, 256, 14, 14]
+/// 342 ms against 299 ms, the whole matched mask).
+fn parallel_pays(device: &Device, n: usize) -> bool {
+    const LIBTORCH_PARALLEL_FROM: usize = 1 << 22;
+    *device == Device::flex() || n >= LIBTORCH_PARALLEL_FROM
+}
+
+impl Pass {
+    fn new(len: usize, axis_len: usize, inner: usize, shift: isize) -> Pass {
+        let step = shift * inner as isize;
+        let lo = (-step).max(0) as usize;
+        let hi = (len as isize - step.max(0)).max(lo as isize) as usize;
+        let real = (lo..hi)
+            .map(|i| {
+                let j = ((i / inner) % axis_len) as isize + shift;
+                (0..axis_len as isize).contains(&j)
             })
             .collect();
-        Chunks {
-            len: shape[first..].iter().product(),
-            lines,
+        Pass { step, lo, hi, real }
+    }
+
+    /// `dst` combined with the cells this pass reaches in `src`.
+    fn apply(&self, src: &[f32], dst: &mut [f32], how: Combine) {
+        let out = &mut dst[self.lo..self.hi];
+        let from = (self.lo as isize + self.step) as usize;
+        let cells = &src[from..from + out.len()];
+        let run = out.iter_mut().zip(cells).zip(&self.real);
+        match how {
+            Combine::Product => run.for_each(|((o, &c), &r)| *o *= if r { c } else { 1.0 }),
+            Combine::Sum => run.for_each(|((o, &c), &r)| *o += if r { c } else { 0.0 }),
         }
     }
 }
@@ -229,21 +333,19 @@ impl Scratch {
 
     /// `[Σ w, Σ w·k, Σ w·k·R]` over one block (every `w` 1 without weights).
     fn sums(&mut self, chunks: &Chunks, seeds: Seeds, s: &[f32], w: Option<&[f32]>) -> [f64; 3] {
+        // At γ = 0 (the solve's start) every `1 − q` is 1 and so is each product.
+        let seeded = seeds.gamma > 0.0;
+        if !seeded && w.is_none() {
+            let reach = s.iter().zip(&chunks.cover).map(|(&v, &c)| f64::from(v * c));
+            return [s.len() as f64, s.len() as f64, reach.sum()];
+        }
         seeds.fill(s, &mut self.kept, &mut self.rate);
-        for &(before, axis, inner) in &chunks.lines {
-            along(
-                &self.kept,
-                &mut self.next,
-                (before, axis, inner),
-                Combine::Product,
-            );
-            std::mem::swap(&mut self.kept, &mut self.next);
-            along(
-                &self.rate,
-                &mut self.next,
-                (before, axis, inner),
-                Combine::Sum,
-            );
+        for passes in &chunks.passes {
+            if seeded {
+                along(&self.kept, &mut self.next, passes, Combine::Product);
+                std::mem::swap(&mut self.kept, &mut self.next);
+            }
+            along(&self.rate, &mut self.next, passes, Combine::Sum);
             std::mem::swap(&mut self.rate, &mut self.next);
         }
         let mut sums = [0.0; 3];
@@ -275,29 +377,13 @@ enum Combine {
 }
 
 /// `dst` at every position: the product or sum of `src` over the window
-/// along one axis of a `[before, axis.len, inner]` layout. Direct, not
-/// running (a window is a handful of cells, and a product cannot be undone
-/// by division where a factor is 0): one pass per offset in the window, each
-/// over contiguous runs so that it vectorises.
-fn along(src: &[f32], dst: &mut [f32], (before, axis, inner): (usize, Axis, usize), how: Combine) {
-    let line = axis.len * inner;
-    let len = axis.len as isize;
-    let lines = src.chunks_exact(line).zip(dst.chunks_exact_mut(line));
-    for (src, dst) in lines.take(before) {
-        dst.fill(if how == Combine::Product { 1.0 } else { 0.0 });
-        for shift in axis.shifts() {
-            // Outputs j whose cell j + shift is real.
-            let (lo, hi) = ((-shift).max(0), (len - shift).min(len));
-            if lo >= hi {
-                continue;
-            }
-            let out = &mut dst[lo as usize * inner..hi as usize * inner];
-            let cells = &src[(lo + shift) as usize * inner..(hi + shift) as usize * inner];
-            match how {
-                Combine::Product => out.iter_mut().zip(cells).for_each(|(o, c)| *o *= c),
-                Combine::Sum => out.iter_mut().zip(cells).for_each(|(o, c)| *o += c),
-            }
-        }
+/// along one block dim (its `passes`). Direct, not running: a window is a
+/// handful of cells, and a product cannot be undone by division where a
+/// factor is 0.
+fn along(src: &[f32], dst: &mut [f32], passes: &[Pass], how: Combine) {
+    dst.fill(if how == Combine::Product { 1.0 } else { 0.0 });
+    for pass in passes {
+        pass.apply(src, dst, how);
     }
 }
 
@@ -379,7 +465,7 @@ mod tests {
         ] {
             for exact in [false, true] {
                 // γ = 0.4 saturates the largest values (q_max 0.9).
-                for (masked, g) in [(false, 0.05), (true, 0.05), (false, 0.4)] {
+                for (masked, g) in [(false, 0.05), (true, 0.05), (false, 0.4), (false, 0.0)] {
                     let job = Job {
                         dims: dims.clone(),
                         b,

@@ -89,7 +89,7 @@ impl Axis {
     }
 
     /// The input range of output `j`'s window, clipped to the real cells.
-    pub(super) fn window(self, j: usize) -> std::ops::Range<usize> {
+    fn window(self, j: usize) -> std::ops::Range<usize> {
         let start = j as isize - self.pad as isize;
         let from = start.max(0) as usize;
         let to = ((start + self.k as isize) as usize).min(self.len);
