@@ -29,5 +29,13 @@ for p in probdropblock dropblock dropout dropout2d droppath dropblock1d probdrop
   cp "target/release/lib$p.so" gpu-bundle/plugins/
   strip "gpu-bundle/plugins/lib$p.so"
 done
+# scripts/gpu-compare.sh's data: the 15,000 training images its experiment
+# uses and the whole test set, cut from data/fashion-mnist/
+# (scripts/fetch-fashion-mnist.sh), 11 MB where the full set is 30 MB.
+if [ -f data/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  python3 data/fashion-mnist-subset/cut.py --source data/fashion-mnist \
+    --out gpu-bundle/fashion-mnist --train 15000 --test 10000
+  cp data/fashion-mnist-subset/LICENSE gpu-bundle/fashion-mnist/
+fi
 readelf -d gpu-bundle/probdrop-tui | grep -E 'NEEDED.*torch' || true
 du -sh gpu-bundle

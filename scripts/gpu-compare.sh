@@ -2,12 +2,13 @@
 # Runs issue 17's GPU comparison (experiments/compare-fashion-resnet18.toml:
 # ResNet-18 on Fashion-MNIST, seven arms, 3 seeds) on a GPU machine with
 # PyTorch and no Rust, from the repository root, with gpu-bundle/ made by
-# scripts/gpu-bundle.sh and the full set in data/fashion-mnist/ made by
-# scripts/fetch-fashion-mnist.sh (carry both):
+# scripts/gpu-bundle.sh after scripts/fetch-fashion-mnist.sh (the bundle then
+# holds the images the experiment uses, gpu-bundle/fashion-mnist/; carry it):
 #
 #   scripts/gpu-compare.sh [OUT_DIR]
 #
-# JOBS trainers share the GPU (default 7, one per arm). LIMIT seconds (default
+# JOBS trainers share the GPU (default 7, one per arm; DEVICE, default cuda:0,
+# names it: DEVICE=cpu tries the script anywhere). LIMIT seconds (default
 # 420) bound the comparison so that one device call returns; `compare` is
 # resumable, so running the script again with the same OUT_DIR finishes what is
 # left. Checkpoints are deleted at the end so that only metrics, events,
@@ -18,6 +19,7 @@ OUT=${1:-${OUT:-/tmp/gpu-compare}}
 mkdir -p "$OUT"
 BUNDLE=${BUNDLE:-gpu-bundle}
 JOBS=${JOBS:-7}
+DEVICE=${DEVICE:-cuda:0}
 LIMIT=${LIMIT:-420}
 TORCH_LIB=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -26,15 +28,17 @@ status=0
 date -u
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 nproc
-if [ ! -f data/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-  echo "data/fashion-mnist/ is missing: run scripts/fetch-fashion-mnist.sh where apt reaches Debian, and carry it"
+DATA=${DATA:-$BUNDLE/fashion-mnist}
+if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ]; then
+  echo "$DATA is missing: run scripts/fetch-fashion-mnist.sh then scripts/gpu-bundle.sh where apt reaches Debian"
   exit 2
 fi
+sed "s|^path = .*|path = \"$(cd "$DATA" && pwd)\"|" experiments/compare-fashion-resnet18.toml > "$OUT/compare-fashion-resnet18.toml"
 
-echo "== ResNet-18, Fashion-MNIST, $JOBS trainers on cuda:0, at most $LIMIT s"
+echo "== ResNet-18, Fashion-MNIST, $JOBS trainers on $DEVICE, at most $LIMIT s"
 start=$(date +%s)
-timeout --signal=INT "$LIMIT" "${PDT[@]}" compare experiments/compare-fashion-resnet18.toml \
-  --device cuda:0 --jobs "$JOBS" --runs "$OUT/runs" --out "$OUT/compare/compare-fashion-resnet18"
+timeout --signal=INT "$LIMIT" "${PDT[@]}" compare "$OUT/compare-fashion-resnet18.toml" \
+  --device "$DEVICE" --jobs "$JOBS" --runs "$OUT/runs" --out "$OUT/compare/compare-fashion-resnet18"
 rc=$?
 echo "wall seconds: $(( $(date +%s) - start )) (compare exit $rc; 124 or 130: stopped at the limit, run again to finish)"
 [ "$rc" -eq 0 ] || status=1

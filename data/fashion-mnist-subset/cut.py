@@ -5,19 +5,20 @@
     python3 data/fashion-mnist-subset/cut.py
 
 Takes the first N records of each split, unchanged, in the same IDX format.
+`--source`, `--out`, `--train` and `--test` cut other slices (scripts/gpu-bundle.sh
+cuts the GPU comparison's 15,000 training images this way).
 """
 
+import argparse
 import gzip
 import struct
 from pathlib import Path
 
-SOURCE = Path("/usr/share/datasets/fashion-mnist")
 HERE = Path(__file__).resolve().parent
-SPLITS = {"train": 6000, "t10k": 1000}
 
 
-def cut(name, count):
-    with gzip.open(SOURCE / name, "rb") as f:
+def cut(source, out, name, count):
+    with gzip.open(source / name, "rb") as f:
         data = f.read()
     magic, total = struct.unpack(">II", data[:8])
     ndim = magic & 0xFF
@@ -28,11 +29,18 @@ def cut(name, count):
     header = struct.pack(">I", magic) + struct.pack(">I", count) + data[8 : 4 + 4 * ndim]
     body = data[4 + 4 * ndim : 4 + 4 * ndim + count * record]
     # mtime=0: the same bytes on every run.
-    with open(HERE / name, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as out:
-        out.write(header + body)
+    with open(out / name, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+        gz.write(header + body)
     print(f"{name}: {count} of {total} records of {dims[1:]}")
 
 
-for split, count in SPLITS.items():
-    cut(f"{split}-images-idx3-ubyte.gz", count)
-    cut(f"{split}-labels-idx1-ubyte.gz", count)
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--source", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
+parser.add_argument("--out", type=Path, default=HERE)
+parser.add_argument("--train", type=int, default=6000)
+parser.add_argument("--test", type=int, default=1000)
+args = parser.parse_args()
+args.out.mkdir(parents=True, exist_ok=True)
+for split, count in {"train": args.train, "t10k": args.test}.items():
+    cut(args.source, args.out, f"{split}-images-idx3-ubyte.gz", count)
+    cut(args.source, args.out, f"{split}-labels-idx1-ubyte.gz", count)
