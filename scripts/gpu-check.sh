@@ -10,11 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/gpu-check}}
 mkdir -p "$OUT"
-BUNDLE=${BUNDLE:-gpu-bundle}
-TORCH_LIB=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-PDT=("$BUNDLE/probdrop-tui" --plugins "$BUNDLE/plugins")
-status=0
+source scripts/gpu-common.sh
 step() { echo; echo "== $*"; }
 
 step environment

@@ -17,17 +17,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/gpu-compare}}
 mkdir -p "$OUT"
-BUNDLE=${BUNDLE:-gpu-bundle}
 JOBS=${JOBS:-7}
 DEVICE=${DEVICE:-cuda:0}
 LIMIT=${LIMIT:-420}
-TORCH_LIB=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-PDT=("$BUNDLE/probdrop-tui" --plugins "$BUNDLE/plugins")
-status=0
-date -u
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-nproc
+source scripts/gpu-common.sh
+machine_header
 DATA=${DATA:-$BUNDLE/fashion-mnist}
 if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ]; then
   echo "$DATA is missing: run scripts/fetch-fashion-mnist.sh then scripts/gpu-bundle.sh where apt reaches Debian"

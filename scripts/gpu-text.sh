@@ -11,16 +11,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/gpu-text}}
 mkdir -p "$OUT"
-BUNDLE=${BUNDLE:-gpu-bundle}
+source scripts/gpu-common.sh
 SST2=${SST2:-$BUNDLE/sst2}
 JOBS=${JOBS:-5}
-TORCH_LIB=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-PDT=("$BUNDLE/probdrop-tui" --plugins "$BUNDLE/plugins")
-status=0
-date -u
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-nproc
+machine_header
 
 echo "== Austen sentences"
 start=$(date +%s)

@@ -227,9 +227,7 @@ impl Chunks {
         }
         Chunks { len, passes, cover }
     }
-}
 
-impl Chunks {
     /// Block `i`'s sums (see [`Scratch::sums`]), its weights cut from `weights`.
     fn sums(
         &self,
