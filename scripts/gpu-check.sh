@@ -3,7 +3,8 @@
 # gpu-bundle/ made by scripts/gpu-bundle.sh: the environment, `doctor` (whose
 # "machine:" lines are the dashboard's NVML panel on the real GPU), the
 # quickstart trained on cuda:0, a ResNet-18 throughput figure (CIFAR shapes,
-# synthetic data), and the same models in PyTorch on the same GPU.
+# synthetic data), the same models in PyTorch on the same GPU, and the cost of
+# each block mask in a step (none / DropBlock / ProbDropBlock matched).
 #
 #   scripts/gpu-check.sh [OUT_DIR]
 set -uo pipefail
@@ -84,6 +85,15 @@ python3 bench/pytorch_reference.py --ours "$BUNDLE/probdrop-tui" --plugins "$BUN
 step "ATen operators per step, both sides (one counted step each)"
 python3 bench/pytorch_reference.py --ours "$BUNDLE/probdrop-tui" --plugins "$BUNDLE/plugins" \
   --device cuda --backends libtorch --optimizers per-parameter,foreach --steps 5 --count-ops || status=1
+
+step "mask cost in a training step on cuda:0 (bench-step, b = 5, p = 0.1; ProbDropBlock at its default, gamma = matched)"
+for model in "resnet18 128" "small-cnn 64"; do
+  set -- $model
+  for strategy in none dropblock probdropblock; do
+    "${PDT[@]}" bench-step --model "$1" --batch "$2" --device cuda:0 --backend libtorch \
+      --strategy "$strategy" --block-size 5 --p 0.1 --steps 30 || status=1
+  done
+done
 
 echo; echo "gpu-check finished with status $status"
 exit $status
