@@ -86,12 +86,12 @@ step "ATen operators per step, both sides (one counted step each)"
 python3 bench/pytorch_reference.py --ours "$BUNDLE/probdrop-tui" --plugins "$BUNDLE/plugins" \
   --device cuda --backends libtorch --optimizers per-parameter,foreach --steps 5 --count-ops || status=1
 
-step "mask cost in a training step on cuda:0 (bench-step, b = 5, p = 0.1; ProbDropBlock at its default, gamma = matched)"
+step "mask cost in a training step on cuda:0 (bench-step, b = 3, p = 0.1; ProbDropBlock at its default, gamma = matched)"
 for model in "resnet18 128" "small-cnn 64"; do
   set -- $model
   for strategy in none dropblock probdropblock; do
     "${PDT[@]}" bench-step --model "$1" --batch "$2" --device cuda:0 --backend libtorch \
-      --strategy "$strategy" --block-size 5 --p 0.1 --steps 30 || status=1
+      --strategy "$strategy" --block-size 3 --p 0.1 --steps 30 || status=1
   done
 done
 
