@@ -87,10 +87,10 @@ python3 bench/pytorch_reference.py --ours "$BUNDLE/probdrop-tui" --plugins "$BUN
   --device cuda --backends libtorch --optimizers per-parameter,foreach --steps 5 --count-ops || status=1
 
 step "mask cost in a training step on cuda:0 (bench-step, b = 3, p = 0.1; ProbDropBlock at its default, gamma = matched)"
-for model in "resnet18 128" "small-cnn 64"; do
-  set -- $model
+for model_batch in resnet18:128 small-cnn:64; do
+  model=${model_batch%:*} batch=${model_batch#*:}
   for strategy in none dropblock probdropblock; do
-    "${PDT[@]}" bench-step --model "$1" --batch "$2" --device cuda:0 --backend libtorch \
+    "${PDT[@]}" bench-step --model "$model" --batch "$batch" --device cuda:0 --backend libtorch \
       --strategy "$strategy" --block-size 3 --p 0.1 --steps 30 || status=1
   done
 done
