@@ -458,3 +458,52 @@ fn interface_1_3_and_1_4_ops_compute_what_they_promise_on_libtorch() {
         ops_1_3::check_every_op(&Device::libtorch_cuda(0));
     }
 }
+
+/// Batch norm's running statistics, blended by one LibTorch `lerp` each
+/// (app/src/train/norm.rs), against burn-nn's three ops per statistic on flex:
+/// three training steps, then the statistics and an inference output.
+#[test]
+fn batch_norm_running_statistics_agree_with_burn_nn() {
+    use burn::module::Module;
+    use burn::nn::{BatchNorm, BatchNormConfig};
+    use probdrop_tui::train::norm;
+
+    let config = BatchNormConfig::new(5).with_momentum(0.3);
+    let run = |device: &Device, ours: bool| -> Vec<Vec<f32>> {
+        let bn: BatchNorm = config.init(device);
+        for step in 0..3 {
+            let x = tensor([6, 5, 4, 3], 30 + step, device).mul_scalar(2.0 + step as f32);
+            let _ = if ours {
+                norm::forward(&bn, x)
+            } else {
+                bn.forward(x)
+            };
+        }
+        // burn-nn's last update is applied when the layer is synchronised.
+        let bn = bn.valid();
+        let eval = bn.forward(tensor([6, 5, 4, 3], 40, &device.clone().inner()));
+        vec![
+            flat(bn.running_mean.value()),
+            flat(bn.running_var.value()),
+            flat(eval),
+        ]
+    };
+    let devices = devices();
+    let reference = run(&devices[0], false);
+    for device in &devices[1..] {
+        let ones = Tensor::<1>::ones([5], device);
+        assert!(
+            norm::native_blend(&ones, &ones, 0.3).is_some(),
+            "{device:?}: the blend takes LibTorch's lerp"
+        );
+        let ours = run(device, true);
+        for (name, (a, b)) in ["running mean", "running variance", "inference output"]
+            .iter()
+            .zip(ours.iter().zip(&reference))
+        {
+            assert_close(&format!("{device:?} {name}"), a, b, 1e-5);
+        }
+    }
+    let flex = Tensor::<1>::ones([5], &devices[0]);
+    assert!(norm::native_blend(&flex, &flex, 0.3).is_none());
+}

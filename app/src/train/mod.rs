@@ -7,6 +7,7 @@ pub mod device;
 pub mod idx;
 pub mod machine;
 pub mod models;
+pub mod norm;
 pub mod optim;
 pub mod resnet;
 pub mod schedule;

@@ -199,7 +199,7 @@ impl Block {
 
 impl ConvBn {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        super::norm::forward(&self.bn, self.conv.forward(x))
     }
 }
 
