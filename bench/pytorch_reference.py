@@ -5,6 +5,10 @@ One command prints both sides and their ratio:
 
     python3 bench/pytorch_reference.py --ours target/release/probdrop-tui
 
+With --repeat N the two sides alternate N times and a last line per arm gives
+the median rates and their ratio: on a shared machine one pair of runs can be
+off by a quarter.
+
 With --count-ops, both sides also count the ATen operators one training step
 calls (top-level calls only: an op's own inner calls are not counted), and how
 many of them are not views or metadata (a stand-in for kernels launched).
@@ -21,6 +25,7 @@ Not part of the product: the product never needs Python.
 
 import argparse
 import json
+import statistics
 import subprocess
 import time
 
@@ -204,6 +209,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--optimizers", default="",
                     help="comma list of our optimizer kinds to time (per-parameter,foreach); default: ours's default")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds, alternating the two sides; with more than one, also the medians")
     ap.add_argument("--count-ops", action="store_true",
                     help="also count the ATen ops of one step on both sides (ours: LibTorch only)")
     ap.add_argument("--cudnn-benchmark", type=int, default=1, choices=[0, 1],
@@ -222,20 +229,36 @@ def main():
           f"{'optimizer':>13} {'ours samples/s':>15} {'ratio':>6}{ops_head}")
     for model in args.models.split(","):
         batch = 64 if model == "small-cnn" else 128
-        theirs, their_ops = torch_step_rate(model, batch, args.steps, args.device, args.p,
-                                            args.block_size, args.count_ops)
-        head = f"{model:<10} {batch:>5} {theirs:>18.1f}{describe_ops(their_ops)}"
-        if not args.ours:
-            print(head)
-            continue
-        for backend in args.backends.split(","):
-            for optimizer in (args.optimizers.split(",") if args.optimizers else [None]):
-                ours, kind, our_ops = ours_step_rate(
-                    args.ours, model, batch, args.steps, ours_device, args.p, args.block_size,
-                    backend, args.plugins, args.cudnn_benchmark, optimizer, args.count_ops)
-                print(f"{head} {backend:>13} {kind:>13} {ours:>15.1f} {ours / theirs:>6.2f}"
-                      f"{describe_ops(our_ops)}")
+        rounds = {}
+        for r in range(args.repeat):
+            count_ops = args.count_ops and r == 0
+            theirs, their_ops = torch_step_rate(model, batch, args.steps, args.device, args.p,
+                                                args.block_size, count_ops)
+            head = f"{model:<10} {batch:>5} {theirs:>18.1f}{describe_ops(their_ops)}"
+            if not args.ours:
+                print(head)
+                continue
+            for backend in args.backends.split(","):
+                for optimizer in (args.optimizers.split(",") if args.optimizers else [None]):
+                    ours, kind, our_ops = ours_step_rate(
+                        args.ours, model, batch, args.steps, ours_device, args.p, args.block_size,
+                        backend, args.plugins, args.cudnn_benchmark, optimizer, count_ops)
+                    rounds.setdefault((backend, kind), []).append((theirs, ours))
+                    print(f"{head} {backend:>13} {kind:>13} {ours:>15.1f} {ours / theirs:>6.2f}"
+                          f"{describe_ops(our_ops)}", flush=True)
+        if args.repeat > 1:
+            print_medians(model, batch, rounds)
 
+
+def print_medians(model, batch, rounds):
+    """One line per arm over the alternating rounds: each side's median rate,
+    the ratio of the medians and the range of the per-round ratios."""
+    for (backend, kind), pairs in rounds.items():
+        theirs = statistics.median(t for t, _ in pairs)
+        ours = statistics.median(o for _, o in pairs)
+        ratios = [o / t for t, o in pairs]
+        print(f"{model:<10} {batch:>5} median of {len(pairs)}: PyTorch {theirs:.1f}, {backend} {kind} "
+              f"{ours:.1f}, ratio {ours / theirs:.2f} (rounds {min(ratios):.2f}-{max(ratios):.2f})")
 
 if __name__ == "__main__":
     main()

@@ -78,9 +78,9 @@ PY
 step "native LibTorch ops (conv backward, batch norm, ReLU backward, foreach optimiser) on CUDA"
 "$BUNDLE/native_ops" --test-threads 1 || status=1
 
-step "step throughput: probdrop-tui (LibTorch CUDA) vs PyTorch, same GPU"
+step "step throughput: probdrop-tui (LibTorch CUDA) vs PyTorch, same GPU, 3 alternating rounds"
 python3 bench/pytorch_reference.py --ours "$BUNDLE/probdrop-tui" --plugins "$BUNDLE/plugins" \
-  --device cuda --backends libtorch --optimizers per-parameter,foreach --steps 30 || status=1
+  --device cuda --backends libtorch --optimizers per-parameter,foreach --steps 30 --repeat 3 || status=1
 
 step "ATen operators per step, both sides (one counted step each)"
 python3 bench/pytorch_reference.py --ours "$BUNDLE/probdrop-tui" --plugins "$BUNDLE/plugins" \
