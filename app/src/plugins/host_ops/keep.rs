@@ -132,10 +132,20 @@ impl Job {
             s
         };
         let rate = self.pooled(rate_of);
-        let weight = valid.unwrap_or_else(|| kept.ones_like());
-        let total = weight.clone().sum().clamp_min(1.0);
-        let m = (kept.clone() * weight.clone()).sum() / total.clone();
-        let fall = (kept * rate * weight).sum() / total;
+        let (m, fall) = match valid {
+            Some(weight) => {
+                let total = weight.clone().sum().clamp_min(1.0);
+                let m = (kept.clone() * weight.clone()).sum() / total.clone();
+                (m, (kept * rate * weight).sum() / total)
+            }
+            // Every position counts: means over the known count, with no map
+            // of ones to build and multiply (each a kernel on a GPU).
+            None => {
+                let n = kept.shape().num_elements() as f64;
+                let m = kept.clone().sum().div_scalar(n);
+                (m, (kept * rate).sum().div_scalar(n))
+            }
+        };
         Tensor::cat(vec![m, fall], 0).reshape([1, 1, 1, 2])
     }
 
