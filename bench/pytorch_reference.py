@@ -260,5 +260,6 @@ def print_medians(model, batch, rounds):
         print(f"{model:<10} {batch:>5} median of {len(pairs)}: PyTorch {theirs:.1f}, {backend} {kind} "
               f"{ours:.1f}, ratio {ours / theirs:.2f} (rounds {min(ratios):.2f}-{max(ratios):.2f})")
 
+
 if __name__ == "__main__":
     main()
