@@ -434,27 +434,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a
-/// rename, so readers see the old content or the new, never a mix. The temporary
-/// file is removed whatever fails.
+/// Writes `bytes` to `path` through a new temporary file in the same directory
+/// and a rename ([`super::files::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    // Unique per call: the watchdog thread may write while the loop does.
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
-    let written = File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written
+    super::files::write_atomic(path, bytes)
 }
 
 /// Writes a final status: atomically if it can, else in place (on a full disk

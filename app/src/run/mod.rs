@@ -5,6 +5,7 @@ pub mod comparison;
 pub mod control;
 pub mod dir;
 pub mod error;
+pub mod files;
 pub mod lock;
 pub mod notes;
 pub mod prepare;
