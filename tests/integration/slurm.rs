@@ -125,6 +125,8 @@ fn a_comparison_on_slurm_equals_the_local_one() {
         return;
     };
     let cwd = workdir(&c, 1);
+    // Issue 32: a directory name a shell would act on, Slurm would expand.
+    let out_dir = "compare/slurm $(touch pwned) 'q' 5%j";
     let log = ok(compare(
         &cwd,
         &c.env,
@@ -132,7 +134,7 @@ fn a_comparison_on_slurm_equals_the_local_one() {
             "--launcher",
             "slurm",
             "--out",
-            "compare/slurm",
+            out_dir,
             "--runs",
             "runs-slurm",
             "--array-limit",
@@ -142,6 +144,17 @@ fn a_comparison_on_slurm_equals_the_local_one() {
     .output()
     .unwrap());
     assert!(log.contains("submitted Slurm job"), "{log}");
+    assert!(!cwd.join("pwned").exists(), "a path ran as a command");
+    let slurm_logs = std::fs::read_dir(cwd.join(out_dir))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("slurm-") && name.ends_with(".out")
+        })
+        .count();
+    assert_eq!(slurm_logs, 4, "each task's Slurm log in --out, its % kept");
+    std::fs::rename(cwd.join(out_dir), cwd.join("compare/slurm")).unwrap();
     ok(compare(
         &cwd,
         &[],
@@ -392,4 +405,95 @@ fn ctrl_c_cancels_what_compare_submitted() {
     assert!(!out.status.success());
     assert!(said.contains("cancelling Slurm job"), "{said}");
     wait_for("the queue to empty", || squeue(&c.env).trim().is_empty());
+}
+
+/// A fake `sbatch` (and an empty `squeue`) on PATH that records each
+/// submission's arguments and script in `record`.
+fn fake_slurm(bin: &Path, record: &Path) -> Vec<(String, String)> {
+    std::fs::create_dir_all(bin).unwrap();
+    std::fs::create_dir_all(record).unwrap();
+    let sbatch = format!(
+        "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done > '{r}/args'\n\
+         for a in \"$@\"; do last=$a; done\ncp \"$last\" '{r}/script'\necho 4242\n",
+        r = record.display()
+    );
+    for (name, text) in [("sbatch", sbatch.as_str()), ("squeue", "#!/bin/sh\n")] {
+        let path = bin.join(name);
+        std::fs::write(&path, text).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    vec![("PATH".into(), path)]
+}
+
+/// Issue 32: a newline in the experiment file's name, in `--out` or in
+/// `--runs` is refused before anything is created or submitted, naming where
+/// it came from; a directory with quotes, `$(…)` and `%` is carried as one
+/// quoted word, and the script sbatch got trains the run when a shell runs it
+/// as Slurm would, executing nothing of the path.
+#[test]
+fn no_path_in_a_batch_script_runs_as_a_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path().join("work");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let record = tmp.path().join("record");
+    let env = fake_slurm(&tmp.path().join("bin"), &record);
+    let evil = "x\ntouch pwned";
+    std::fs::copy(experiment(&cwd, 1), cwd.join(format!("{evil}.toml"))).unwrap();
+    let refusals = [
+        (format!("{evil}.toml"), vec![], "--out (or compare/"),
+        ("tiny.toml".into(), vec!["--out", evil], "--out"),
+        ("tiny.toml".into(), vec!["--runs", evil], "--runs"),
+    ];
+    for (file, extra, named) in refusals {
+        let out = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
+            .current_dir(&cwd)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .arg("--plugins")
+            .arg(repo_root().join("plugins"))
+            .args(["compare", &file, "--launcher", "slurm"])
+            .args(&extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains(named) && err.contains("control character"),
+            "{err}"
+        );
+        assert!(!record.join("script").exists(), "submitted: {err}");
+        assert!(
+            !cwd.join(evil).exists() && !cwd.join("compare").exists(),
+            "{err}"
+        );
+    }
+    let out_dir = cwd.join("it's $(touch pwned) `touch pwned` 50%j");
+    let mut cmd = compare(&cwd, &env, &["--launcher", "slurm", "--seeds", "1"]);
+    cmd.arg("--out").arg(&out_dir).output().unwrap();
+    let args = std::fs::read_to_string(record.join("args")).unwrap();
+    let doubled = out_dir.display().to_string().replace('%', "%%");
+    let output = format!("--output={doubled}/slurm-%A_%a.out");
+    assert!(args.split('\0').any(|a| a == output), "{args:?}");
+    let script = std::fs::read_to_string(record.join("script")).unwrap();
+    assert!(!script.contains("#SBATCH --output"), "{script}");
+    let ran = Command::new("sh")
+        .arg(record.join("script"))
+        .current_dir(&cwd)
+        .env("SLURM_ARRAY_TASK_ID", "0")
+        .status()
+        .unwrap();
+    assert!(ran.success(), "{script}");
+    let index = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "tasks"))
+        .unwrap();
+    let first = std::fs::read_to_string(index).unwrap();
+    let run = RunDir::new(first.lines().next().unwrap());
+    assert_eq!(run.status().unwrap().state, State::Done, "{script}");
+    assert!(
+        !cwd.join("pwned").exists() && !out_dir.join("pwned").exists(),
+        "{script}"
+    );
 }

@@ -128,6 +128,11 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("compare").join(stem));
+    if args.launcher == Launcher::Slurm {
+        slurm::check_path("--out (or compare/<experiment file name>)", &compare_dir)?;
+        slurm::check_path("--runs", &args.runs)?;
+        slurm::check_path("--plugins", plugins)?;
+    }
     let mut manifest = open_manifest(&compare_dir, &exp, &source)?;
     let mut pool = Pool {
         placement,

@@ -6,7 +6,7 @@
 //! compare cancels (`scancel`) what it submitted.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -119,6 +119,55 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
+/// Refuses a path that a batch script, its `--output` or its index file
+/// cannot carry: a control character (a newline would end the line it sits
+/// on and start a shell command) or bytes that are not UTF-8 (the index is
+/// text). `what` names where the path came from, for the user to change it.
+pub fn check_path(what: &str, path: &Path) -> Result<()> {
+    let Some(text) = path.to_str() else {
+        bail!(
+            "{what}: {} is not UTF-8, which a Slurm batch script cannot carry; \
+             rename it and submit again",
+            path.display()
+        );
+    };
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        bail!(
+            "{what}: {text:?} holds the control character {c:?}, which a Slurm batch \
+             script cannot carry; rename it and submit again (nothing was submitted)"
+        );
+    }
+    Ok(())
+}
+
+/// The paths a submission puts into its script, index and `--output`, each
+/// checked ([`check_path`]) before anything is written or submitted.
+struct Paths {
+    exe: PathBuf,
+    plugins: PathBuf,
+    compare_dir: PathBuf,
+    runs: Vec<PathBuf>,
+}
+
+impl Paths {
+    fn of(plugins: &Path, compare_dir: &Path, entries: &[Entry]) -> Result<Paths> {
+        let absolute = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        let paths = Paths {
+            exe: std::env::current_exe().context("finding this program")?,
+            plugins: absolute(plugins),
+            compare_dir: absolute(compare_dir),
+            runs: entries.iter().map(|e| absolute(&e.dir)).collect(),
+        };
+        check_path("this program's path", &paths.exe)?;
+        check_path("--plugins", &paths.plugins)?;
+        check_path("the directory beside the runs (--out)", &paths.compare_dir)?;
+        for run in &paths.runs {
+            check_path("a run directory (--runs, the experiment's name)", run)?;
+        }
+        Ok(paths)
+    }
+}
+
 /// Submits `entries` as one job array; records each task in its run.json and
 /// returns them with their task ids.
 pub fn submit(
@@ -130,18 +179,21 @@ pub fn submit(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
+    let paths = Paths::of(plugins, compare_dir, &entries)?;
     let stamp = dir::timestamp(dir::now() as u64);
-    let index = compare_dir.join(format!("slurm-{stamp}.tasks"));
-    let lines: Vec<String> = entries
-        .iter()
-        .map(|e| e.dir.display().to_string())
-        .collect();
-    std::fs::write(&index, lines.join("\n") + "\n")
+    let index = paths.compare_dir.join(format!("slurm-{stamp}.tasks"));
+    let lines: Vec<&str> = paths.runs.iter().filter_map(|p| p.to_str()).collect();
+    dir::write_atomic(&index, (lines.join("\n") + "\n").as_bytes())
         .with_context(|| format!("writing {}", index.display()))?;
-    let script = compare_dir.join(format!("slurm-{stamp}.sh"));
-    std::fs::write(&script, batch_script(plugins, compare_dir, &index)?)
+    let script = paths.compare_dir.join(format!("slurm-{stamp}.sh"));
+    dir::write_atomic(&script, batch_script(&paths, &index).as_bytes())
         .with_context(|| format!("writing {}", script.display()))?;
-    let job = sbatch(&script, entries.len(), args)?;
+    let job = sbatch(
+        &script,
+        &output_pattern(&paths.compare_dir),
+        entries.len(),
+        args,
+    )?;
     let mut submitted = Vec::new();
     for (i, e) in entries.into_iter().enumerate() {
         let task = format!("{job}_{i}");
@@ -159,31 +211,41 @@ pub fn submit(
     Ok(submitted)
 }
 
-/// The array's script: task `i` trains the run on line `i + 1` of `index`.
-fn batch_script(plugins: &Path, compare_dir: &Path, index: &Path) -> Result<String> {
-    let exe = std::env::current_exe().context("finding this program")?;
-    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
-    Ok(format!(
-        "#!/bin/sh\n\
-         #SBATCH --job-name=probdrop-compare\n\
-         #SBATCH --output={out}/slurm-%A_%a.out\n\
-         run=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {index})\n\
-         exec {exe} --plugins {plugins} train \"$run\" >> \"$run/trainer.log\" 2>&1\n",
-        out = compare_dir.display(),
-        index = quote(index),
-        exe = quote(&exe),
-        plugins = quote(&plugins.canonicalize().unwrap_or(plugins.to_path_buf())),
-    ))
+/// A path as one single-quoted shell word: nothing in it is expanded.
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
 }
 
-/// `sbatch --parsable --array=0-(n-1)[%K] …`; the job id.
-fn sbatch(script: &Path, n: usize, args: &SlurmArgs) -> Result<String> {
+/// The array's script: task `i` trains the run on line `i + 1` of `index`.
+/// Every path in it is a quoted word; none is in an `#SBATCH` line (the
+/// output file goes to `sbatch` as an argument, where no shell reads it).
+fn batch_script(paths: &Paths, index: &Path) -> String {
+    format!(
+        "#!/bin/sh\n\
+         #SBATCH --job-name=probdrop-compare\n\
+         run=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {index})\n\
+         exec {exe} --plugins {plugins} train \"$run\" >> \"$run/trainer.log\" 2>&1\n",
+        index = shell_quote(index),
+        exe = shell_quote(&paths.exe),
+        plugins = shell_quote(&paths.plugins),
+    )
+}
+
+/// `--output` for the array: each task's Slurm log in `dir`. A `%` of the
+/// path is doubled, since Slurm reads `%x` in it as a replacement symbol.
+fn output_pattern(dir: &Path) -> String {
+    let dir = dir.display().to_string().replace('%', "%%");
+    format!("--output={dir}/slurm-%A_%a.out")
+}
+
+/// `sbatch --parsable --array=0-(n-1)[%K] --output=… …`; the job id.
+fn sbatch(script: &Path, output: &str, n: usize, args: &SlurmArgs) -> Result<String> {
     let mut array = format!("--array=0-{}", n - 1);
     if let Some(k) = args.array_limit {
         array.push_str(&format!("%{k}"));
     }
     let mut cmd = Command::new("sbatch");
-    cmd.args(["--parsable", &array]);
+    cmd.args(["--parsable", &array, output]);
     for (flag, value) in [
         ("--partition", &args.partition),
         ("--gres", &args.gres),
@@ -303,5 +365,20 @@ mod tests {
         );
         assert_eq!(q["12_0"].state, "RUNNING");
         assert_eq!(job_of("12_3"), "12");
+    }
+
+    #[test]
+    fn control_characters_are_refused_and_the_rest_quoted() {
+        for bad in ["a\nb", "a\rb", "a\tb", "x\u{1b}y"] {
+            let e = check_path("--out", Path::new(bad)).unwrap_err().to_string();
+            assert!(e.starts_with("--out: "), "{e}");
+            assert!(e.contains("control character"), "{e}");
+        }
+        check_path("--out", Path::new("/w/it's $(touch x) `y` %j")).unwrap();
+        assert_eq!(shell_quote(Path::new("/a b/it's")), r"'/a b/it'\''s'");
+        assert_eq!(
+            output_pattern(Path::new("/w/50%j")),
+            "--output=/w/50%%j/slurm-%A_%a.out"
+        );
     }
 }
