@@ -271,26 +271,39 @@ fn answer(
 struct Inbox {
     path: PathBuf,
     offset: u64,
+    /// Inside a line longer than [`MAX_LINE`], already reported: the bytes up
+    /// to its end are passed over.
+    skipping: bool,
+    /// What was last said about the inbox itself, said once.
+    problem: Option<String>,
 }
+
+/// How much of the inbox is read at one look.
+const INBOX_CHUNK: u64 = 16 * MAX_LINE as u64;
 
 impl Inbox {
     /// Requests from before the trainer started are not for it: it reads
     /// from the inbox's end as it is now.
     fn open(path: &Path) -> Inbox {
-        let offset = std::fs::metadata(path).map_or(0, |m| m.len());
+        let offset = std::fs::symlink_metadata(path).map_or(0, |m| m.len());
         Inbox {
             path: path.to_path_buf(),
             offset,
+            skipping: false,
+            problem: None,
         }
     }
 
     /// The complete lines appended since the last look, as commands (or why
-    /// not); none from an inbox another user owns or may write.
+    /// not: a line that is not UTF-8, too long, or not a command is passed
+    /// over and said). None from an inbox another user owns or may write, or
+    /// that is not a regular file (a FIFO is never waited on).
     fn take(&mut self) -> Vec<Result<Command, String>> {
-        use std::io::{Seek, SeekFrom};
         use std::os::unix::fs::MetadataExt;
-        let Ok(mut file) = std::fs::File::open(&self.path) else {
-            return Vec::new();
+        let file = match super::files::open_regular(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => return self.said_once(format!("not read: {e}")),
         };
         let Ok(meta) = file.metadata() else {
             return Vec::new();
@@ -299,13 +312,6 @@ impl Inbox {
             self.offset = self.offset.min(meta.len());
             return Vec::new();
         }
-        let mut text = String::new();
-        let _ = file.seek(SeekFrom::Start(self.offset));
-        let _ = (&mut file)
-            .take(MAX_LINE as u64 * 16)
-            .read_to_string(&mut text);
-        let complete = text.rfind('\n').map_or(0, |i| i + 1);
-        self.offset += complete as u64;
         let owner_only = meta.uid() == nix::unistd::getuid().as_raw() && meta.mode() & 0o022 == 0;
         if !owner_only {
             return vec![Err(format!(
@@ -313,12 +319,71 @@ impl Inbox {
                 self.path.display()
             ))];
         }
-        text[..complete]
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l.trim()).map_err(|e| format!("bad command {l:?}: {e}")))
-            .collect()
+        self.problem = None;
+        self.read_lines(file)
     }
+
+    fn said_once(&mut self, problem: String) -> Vec<Result<Command, String>> {
+        if self.problem.as_ref() == Some(&problem) {
+            return Vec::new();
+        }
+        self.problem = Some(problem.clone());
+        vec![Err(problem)]
+    }
+
+    /// The lines from the offset on, as bytes: the offset passes every line
+    /// looked at, whatever it holds, so that no line blocks the ones after it.
+    fn read_lines(&mut self, mut file: std::fs::File) -> Vec<Result<Command, String>> {
+        use std::io::{Seek, SeekFrom};
+        let mut bytes = Vec::new();
+        let read = file
+            .seek(SeekFrom::Start(self.offset))
+            .and_then(|_| file.take(INBOX_CHUNK).read_to_end(&mut bytes));
+        if read.is_err() {
+            return Vec::new();
+        }
+        let mut taken = Vec::new();
+        let mut consumed = 0;
+        while let Some(end) = bytes[consumed..].iter().position(|&b| b == b'\n') {
+            let line = &bytes[consumed..consumed + end];
+            consumed += end + 1;
+            if !std::mem::take(&mut self.skipping) {
+                taken.extend(command_of(line));
+            }
+        }
+        if consumed == 0 && bytes.len() as u64 == INBOX_CHUNK {
+            if !self.skipping {
+                taken.push(Err(format!(
+                    "a line longer than {MAX_LINE} bytes; passed over"
+                )));
+            }
+            self.skipping = true;
+            consumed = bytes.len();
+        }
+        self.offset += consumed as u64;
+        taken
+    }
+}
+
+/// One inbox line as a command, or why not; `None` for a blank line.
+fn command_of(line: &[u8]) -> Option<Result<Command, String>> {
+    if line.len() > MAX_LINE {
+        return Some(Err(format!(
+            "a line of {} bytes, longer than {MAX_LINE}; passed over",
+            line.len()
+        )));
+    }
+    let Ok(text) = std::str::from_utf8(line) else {
+        return Some(Err("a line that is not UTF-8 text; passed over".into()));
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    Some(serde_json::from_str(text).map_err(|e| {
+        let shown: String = text.chars().take(120).collect();
+        format!("bad command {shown:?}: {e}")
+    }))
 }
 
 /// Appends `command` to the inbox of the run in `run_dir` (made owner-only
@@ -350,4 +415,78 @@ pub fn send(path: &Path, command: &Command) -> Result<Reply, RunError> {
     let mut reply = String::new();
     BufReader::new(stream).read_line(&mut reply)?;
     serde_json::from_str(reply.trim()).map_err(|source| RunError::BadReply { reply, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    fn append(path: &Path, bytes: &[u8]) {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+    }
+
+    /// Every look until the inbox has nothing new.
+    fn drain(inbox: &mut Inbox) -> Vec<Result<Command, String>> {
+        let mut all = Vec::new();
+        for _ in 0..8 {
+            all.extend(inbox.take());
+        }
+        all
+    }
+
+    #[test]
+    fn bad_and_oversized_lines_are_passed_over_and_said_and_later_commands_taken() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(dir::INBOX);
+        append(&path, b"");
+        let mut inbox = Inbox::open(&path);
+        append(&path, b"\xff\xfe{\"cmd\":\"stop\"}\n{\"cmd\":\"pause\"}\n");
+        let got = drain(&mut inbox);
+        assert!(
+            matches!(&got[0], Err(e) if e.contains("not UTF-8")),
+            "{got:?}"
+        );
+        assert_eq!(got[1], Ok(Command::Pause));
+        let mut huge = vec![b'x'; 2 * INBOX_CHUNK as usize + 7];
+        huge.push(b'\n');
+        append(&path, &huge);
+        append(&path, &[b'y'; MAX_LINE + 1]);
+        append(&path, b"\n{\"cmd\":\"resume\"}\n");
+        let got = drain(&mut inbox);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            matches!(&got[0], Err(e) if e.contains("longer than")),
+            "{got:?}"
+        );
+        assert!(
+            matches!(&got[1], Err(e) if e.contains("longer than")),
+            "{got:?}"
+        );
+        assert_eq!(got[2], Ok(Command::Resume));
+    }
+
+    #[test]
+    fn an_inbox_replaced_by_a_fifo_is_refused_once_without_waiting() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(dir::INBOX);
+        let mut inbox = Inbox::open(&path);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let got = drain(&mut inbox);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            matches!(&got[0], Err(e) if e.contains("not a regular file")),
+            "{got:?}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        append(&path, b"{\"cmd\":\"stop\"}\n");
+        assert_eq!(drain(&mut inbox), vec![Ok(Command::Stop)]);
+    }
 }

@@ -184,10 +184,53 @@ impl Status {
         !self.host.is_empty() && self.host != hostname()
     }
 
-    /// Seconds since its trainer's last heartbeat.
+    /// Seconds since its trainer's last heartbeat, by the trainer's clock
+    /// against this one's (only for this host's own runs).
     pub fn silent_for(&self) -> f64 {
         now() - self.heartbeat
     }
+}
+
+/// A heartbeat older than this when first seen is not believed to be from a
+/// clock that merely runs behind: the run is lost at once.
+pub const CLOCK_SKEW_TOLERANCE_SECS: f64 = 3600.0;
+
+/// When this process last saw each run's heartbeat change, by its own
+/// monotonic clock: liveness never compares two hosts' clocks.
+static HEARD: std::sync::Mutex<
+    Option<std::collections::HashMap<PathBuf, (f64, std::time::Instant)>>,
+> = std::sync::Mutex::new(None);
+
+/// How long the heartbeat in `status` (of the run in `path`) has stood still
+/// as seen from here. On first sight it counts as just heard, unless its
+/// stamp is past [`CLOCK_SKEW_TOLERANCE_SECS`]; a stamp from the future buys
+/// nothing, since only a change counts.
+pub fn unheard_for(path: &Path, status: &Status) -> std::time::Duration {
+    let mut heard = HEARD.lock().unwrap_or_else(|e| e.into_inner());
+    let heard = heard.get_or_insert_with(Default::default);
+    let at = std::time::Instant::now();
+    let entry = heard.entry(path.to_path_buf()).or_insert_with(|| {
+        let first = if status.silent_for() > CLOCK_SKEW_TOLERANCE_SECS {
+            at.checked_sub(std::time::Duration::from_secs_f64(LOST_AFTER_SECS))
+                .unwrap_or(at)
+        } else {
+            at
+        };
+        (status.heartbeat, first)
+    });
+    if entry.0 != status.heartbeat {
+        *entry = (status.heartbeat, at);
+    }
+    at.duration_since(entry.1)
+}
+
+/// Records that the run in `path` was seen with `heartbeat` at `seen`: for
+/// tests, which cannot wait [`LOST_AFTER_SECS`].
+#[doc(hidden)]
+pub fn note_heartbeat(path: &Path, heartbeat: f64, seen: std::time::Instant) {
+    let mut heard = HEARD.lock().unwrap_or_else(|e| e.into_inner());
+    let heard = heard.get_or_insert_with(Default::default);
+    heard.insert(path.to_path_buf(), (heartbeat, seen));
 }
 
 /// The names in metrics.jsonl: written by the trainer, read by the dashboard
@@ -610,7 +653,7 @@ impl RunDir {
         // Another host's pid means nothing here, and its lock may not be
         // visible over a network filesystem: its heartbeat says.
         if status.elsewhere() {
-            return status.silent_for() < LOST_AFTER_SECS;
+            return unheard_for(&self.path, status).as_secs_f64() < LOST_AFTER_SECS;
         }
         super::lock::held(&self.path).unwrap_or_else(|| pid_alive(status.pid))
     }
@@ -889,6 +932,9 @@ mod tests {
     /// Issue 20: a run on another host is alive while its heartbeat is
     /// recent, lost after [`LOST_AFTER_SECS`] (its pid means nothing here);
     /// `beat` renews only this process's own run, and never a final one.
+    /// Issue 32: "recent" is by this host's clock alone: a heartbeat that
+    /// changes lives whatever its stamp says (a clock 150 s behind), one that
+    /// stands still is lost however far in the future it claims to be.
     #[test]
     fn another_hosts_run_lives_by_its_heartbeat() {
         let tmp = tempfile::tempdir().unwrap();
@@ -896,15 +942,40 @@ mod tests {
         let mut status = Status {
             state: State::Training,
             host: "node7".into(),
-            heartbeat: now() - 10.0,
+            heartbeat: now() - 150.0,
             ..Status::new(std::process::id())
         };
         assert!(status.elsewhere());
-        assert!(dir.trainer_alive(&status));
-        status.heartbeat = now() - LOST_AFTER_SECS - 1.0;
+        assert!(dir.trainer_alive(&status), "behind, first seen");
+        let long_ago = std::time::Instant::now()
+            .checked_sub(std::time::Duration::from_secs_f64(LOST_AFTER_SECS + 1.0))
+            .unwrap();
+        let pretend_heard = |beat: f64| note_heartbeat(&dir.path, beat, long_ago);
+        pretend_heard(status.heartbeat);
         assert!(
             !dir.trainer_alive(&status),
-            "our own pid is alive, but not on node7"
+            "silent for longer than LOST_AFTER"
+        );
+        status.heartbeat += 15.0;
+        assert!(
+            dir.trainer_alive(&status),
+            "it changed: alive, still 135 s behind"
+        );
+        status.heartbeat = now() + 1e6;
+        assert!(dir.trainer_alive(&status), "a change");
+        pretend_heard(status.heartbeat);
+        assert!(
+            !dir.trainer_alive(&status),
+            "the future does not keep it alive"
+        );
+        let other = tempfile::tempdir().unwrap();
+        let dead = Status {
+            heartbeat: now() - CLOCK_SKEW_TOLERANCE_SECS - 1.0,
+            ..status.clone()
+        };
+        assert!(
+            !RunDir::new(other.path()).trainer_alive(&dead),
+            "old at first sight"
         );
         write_json(&dir.file(STATUS), &status).unwrap();
         beat(&dir);

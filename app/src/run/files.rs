@@ -17,6 +17,38 @@ pub fn open_regular(path: &Path) -> std::io::Result<File> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)?;
+    regular(file, path)
+}
+
+/// The whole of a regular file of at most `max` bytes (see [`open_regular`]);
+/// a larger one is an error naming the limit, read no further than it.
+pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    read_capped(open_regular(path)?, path, max)
+}
+
+/// [`read_regular`] as UTF-8 text.
+pub fn read_regular_text(path: &Path, max: u64) -> std::io::Result<String> {
+    utf8(path, read_regular(path, max)?)
+}
+
+/// The most an experiment file may hold: far more than any real one (40,000
+/// parameters take about 1 MiB), little enough to read whole.
+pub const MAX_EXPERIMENT_BYTES: u64 = 64 << 20;
+
+/// A file the user names (an experiment file): a link is followed, as the
+/// user may keep experiments elsewhere, but anything that is not a regular
+/// file at the end of it (a FIFO, a device) is refused without waiting on it,
+/// and so is one over `max` bytes or not UTF-8.
+pub fn read_named_text(path: &Path, max: u64) -> std::io::Result<String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    utf8(path, read_capped(regular(file, path)?, path, max)?)
+}
+
+/// `file` if it is a regular file.
+fn regular(file: File, path: &Path) -> std::io::Result<File> {
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -26,13 +58,10 @@ pub fn open_regular(path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
-/// The whole of a regular file of at most `max` bytes (see [`open_regular`]);
-/// a larger one is an error naming the limit, read no further than it.
-pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+/// All of `file`, which must hold at most `max` bytes (read no further).
+fn read_capped(file: File, path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    open_regular(path)?
-        .take(max.saturating_add(1))
-        .read_to_end(&mut bytes)?;
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -42,9 +71,8 @@ pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// [`read_regular`] as UTF-8 text.
-pub fn read_regular_text(path: &Path, max: u64) -> std::io::Result<String> {
-    String::from_utf8(read_regular(path, max)?).map_err(|_| {
+fn utf8(path: &Path, bytes: Vec<u8>) -> std::io::Result<String> {
+    String::from_utf8(bytes).map_err(|_| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("{} is not UTF-8 text", path.display()),
@@ -147,5 +175,24 @@ mod tests {
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&big, &link).unwrap();
         assert!(read_regular(&link, 1000).is_err());
+    }
+
+    #[test]
+    fn a_named_file_follows_links_but_never_waits_on_a_fifo() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real.toml");
+        std::fs::write(&real, "name = \"x\"").unwrap();
+        let link = tmp.path().join("link.toml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(read_named_text(&link, 100).unwrap(), "name = \"x\"");
+        let fifo = tmp.path().join("fifo.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let to_fifo = tmp.path().join("to-fifo.toml");
+        std::os::unix::fs::symlink(&fifo, &to_fifo).unwrap();
+        for path in [&fifo, &to_fifo] {
+            let e = read_named_text(path, 100).unwrap_err();
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+        assert!(read_named_text(&real, 3).is_err(), "over the cap");
     }
 }

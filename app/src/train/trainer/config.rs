@@ -137,7 +137,8 @@ pub(super) fn describe_schedule(s: &DropSchedule, params: &toml::Table) -> Strin
 }
 
 pub(super) fn read_source(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    let max = crate::run::files::MAX_EXPERIMENT_BYTES;
+    crate::run::files::read_named_text(path, max).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub(super) fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {

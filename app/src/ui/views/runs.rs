@@ -257,7 +257,7 @@ fn run_detail(r: &RunView, gpu_memory: Option<u64>) -> Vec<Line<'static>> {
             "its trainer is gone without a word (killed, or the machine restarted); R continues it from the checkpoint".to_string()
         }
         DisplayState::Unheard => {
-            let (host, silent) = st.map_or((String::new(), 0.0), |s| (s.host.clone(), s.silent_for()));
+            let (host, silent) = st.map_or((String::new(), 0.0), |s| (s.host.clone(), crate::run::dir::unheard_for(&r.dir.path, s).as_secs_f64()));
             format!(
                 "no heartbeat from {host} for {silent:.0} s (its node is down or its job was killed); R continues it from the checkpoint here"
             )
