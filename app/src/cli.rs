@@ -71,7 +71,12 @@ pub enum Command {
     /// Smoke-test one library (what a watcher runs, in a child process, before it
     /// loads a changed library).
     #[command(hide = true)]
-    Trial { library: PathBuf },
+    Trial {
+        library: PathBuf,
+        /// Only the first calls (loading, metadata, the constructor), no mask.
+        #[arg(long)]
+        load_only: bool,
+    },
     /// Time whole training steps on synthetic data and print JSON (for benchmarks).
     #[command(hide = true)]
     BenchStep(crate::train::bench::BenchArgs),

@@ -118,6 +118,13 @@ pub fn run(plugins: &Path, args: &RunArgs) -> Result<()> {
         progress,
         restart: args.restart,
     };
+    if args.launcher == Launcher::Slurm {
+        slurm::check_path("--runs", &args.runs)?;
+        slurm::check_path("--plugins", plugins)?;
+        if let Some(dir) = &args.resume {
+            slurm::check_path("--resume", dir)?;
+        }
+    }
     let dirs = if let Some(dir) = &args.resume {
         let d = RunDir::new(dir);
         d.info()
@@ -142,6 +149,10 @@ pub fn run(plugins: &Path, args: &RunArgs) -> Result<()> {
     }
     let mut summaries: Vec<(RunDir, Result<Summary>)> = Vec::new();
     for d in dirs {
+        if crate::train::signals::received() {
+            // Stopped by a signal: the runs not begun stay queued.
+            break;
+        }
         let info = d.info()?;
         // The directory's name, not its path, cut to fit a terminal.
         let name = d.path.file_name().unwrap_or_default().to_string_lossy();

@@ -5,6 +5,10 @@ use probdrop_tui::train::ThisMachine;
 
 fn main() {
     let args = Cli::parse();
+    if !matches!(args.command, Some(Command::Trial { .. })) {
+        // Every first call into a library goes through a trial of this binary.
+        probdrop_tui::plugins::trial::try_first_loads();
+    }
     let result = match &args.command {
         Some(Command::Plugins { json }) => cli::plugins(&args.plugins, *json),
         Some(Command::Mask(mask)) => cli::mask(&args.plugins, mask),
@@ -16,8 +20,8 @@ fn main() {
             probdrop_tui::compare::compare(&args.plugins, &ThisMachine, compare)
         }
         Some(Command::Train { run_dir }) => commands::train(&args.plugins, run_dir),
-        Some(Command::Trial { library }) => {
-            let passed = probdrop_tui::plugins::trial::trial_command(library);
+        Some(Command::Trial { library, load_only }) => {
+            let passed = probdrop_tui::plugins::trial::trial_command(library, *load_only);
             std::process::exit(i32::from(!passed));
         }
         Some(Command::BenchStep(bench)) => commands::bench_step(&args.plugins, bench),

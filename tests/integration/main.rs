@@ -12,6 +12,7 @@ mod experiments;
 mod export;
 mod faults;
 mod hostile;
+mod hostile_trainer;
 mod manage;
 mod ops_1_3;
 mod pty;

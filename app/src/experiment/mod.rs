@@ -30,6 +30,9 @@ pub struct Catalog {
     /// name → the strategy's rules beyond its schema (`d_min <= d_max`), run
     /// by building it with the file's parameters.
     pub rules: BTreeMap<String, Rules>,
+    /// Libraries found but refused (file name → why): an unknown strategy
+    /// may be one of them, and the user needs to know why.
+    pub refused: BTreeMap<String, String>,
 }
 
 /// A strategy's own check of parameters that passed its schema: the
@@ -56,8 +59,22 @@ impl Catalog {
             .collect();
         Self {
             strategies,
-            rules: BTreeMap::new(),
+            ..Self::default()
         }
+    }
+}
+
+/// "; refused: libx.so (why), …" for an unknown strategy's message.
+fn refused_libraries(catalog: &Catalog) -> String {
+    let refused: Vec<String> = catalog
+        .refused
+        .iter()
+        .map(|(id, why)| format!("{id} ({why})"))
+        .collect();
+    if refused.is_empty() {
+        String::new()
+    } else {
+        format!("; refused: {}", refused.join(", "))
     }
 }
 
@@ -168,7 +185,8 @@ pub fn load(
     catalog: &Catalog,
     machine: &dyn Machine,
 ) -> Result<Experiment, Vec<Diagnostic>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let max = crate::run::files::MAX_EXPERIMENT_BYTES;
+    let text = crate::run::files::read_named_text(path, max).map_err(|e| {
         vec![Diagnostic {
             file: path.to_path_buf(),
             line: 1,
@@ -667,9 +685,10 @@ impl Checker<'_> {
                 at(&["plugin"]),
                 false,
                 format!(
-                    "unknown strategy \"{}\"; the plugins found are: {}",
+                    "unknown strategy \"{}\"; the plugins found are: {}{}",
                     s.plugin,
-                    known.join(", ")
+                    known.join(", "),
+                    refused_libraries(catalog)
                 ),
                 did_you_mean(&s.plugin, &known),
             );
@@ -1168,12 +1187,24 @@ impl Checker<'_> {
                 format!("expected at most {MAX_EPOCHS} epochs, found {}", t.epochs),
             );
         }
-        if let Some(t) = t.step_timeout
-            && !(t.is_finite() && t > 0.0)
-        {
+        let positive_reals = [
+            ("step_timeout", t.step_timeout, "seconds"),
+            ("memory_limit", t.memory_limit, "GiB"),
+        ];
+        for (name, value, unit) in positive_reals {
+            if let Some(v) = value
+                && !(v.is_finite() && v > 0.0)
+            {
+                self.err(
+                    p(&["train", name]),
+                    format!("expected a positive number of {unit}, found {v}"),
+                );
+            }
+        }
+        if t.thread_limit == Some(0) {
             self.err(
-                p(&["train", "step_timeout"]),
-                format!("expected a positive number of seconds, found {t}"),
+                p(&["train", "thread_limit"]),
+                "expected a positive integer, found 0",
             );
         }
     }
@@ -1326,7 +1357,7 @@ pub fn live_diff(old: &ExperimentFile, new: &ExperimentFile) -> (Vec<String>, Ve
     if os.map(|s| &s.plugin) != ns.map(|s| &s.plugin) {
         restart.push("strategy.plugin".to_string());
     }
-    let fixed: [(&str, bool); 9] = [
+    let fixed: [(&str, bool); 10] = [
         ("log", old.log != new.log),
         (
             "model",
@@ -1354,6 +1385,11 @@ pub fn live_diff(old: &ExperimentFile, new: &ExperimentFile) -> (Vec<String>, Ve
             old.train.checkpoint_every != new.train.checkpoint_every
                 || old.train.max_steps != new.train.max_steps
                 || old.train.step_timeout != new.train.step_timeout,
+        ),
+        (
+            "train.memory_limit/thread_limit",
+            old.train.memory_limit != new.train.memory_limit
+                || old.train.thread_limit != new.train.thread_limit,
         ),
     ];
     for (name, changed) in fixed {
@@ -1526,7 +1562,7 @@ schedule = { kind = "constant", p = 0.1 }
     fn check_text(text: &str) -> String {
         let catalog = Catalog {
             strategies: [("dropout".to_string(), Vec::new())].into(),
-            rules: BTreeMap::new(),
+            ..Catalog::default()
         };
         match validate(Path::new("t.toml"), text, &catalog, &Anywhere) {
             Ok(_) => String::new(),
@@ -1557,6 +1593,7 @@ schedule = { kind = "constant", p = 0.1 }
         Catalog {
             strategies: [("pair".to_string(), schema)].into(),
             rules: [("pair".to_string(), Rules(std::sync::Arc::new(rule)))].into(),
+            ..Catalog::default()
         }
     }
 

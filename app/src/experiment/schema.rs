@@ -319,6 +319,14 @@ pub struct TrainSpec {
     /// max(60, 20 × the median step)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_timeout: Option<f64>,
+    /// GiB of memory the trainer may hold (resident); past it the run fails
+    /// with the reason, its checkpoint kept (default: half of this machine's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<f64>,
+    /// Threads the trainer may run; past it the run fails likewise (default:
+    /// the larger of 512 and 8 per core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_limit: Option<usize>,
 }
 
 fn default_log_every() -> usize {

@@ -255,8 +255,46 @@ impl Library {
         })
     }
 
-    /// Validates `given` against the schema and builds a strategy.
+    /// Validates `given` against the schema and builds a strategy. The
+    /// constructor is the plugin's code: it runs on a thread of its own with
+    /// the trial deadline, so that one that never returns is an error here
+    /// (its thread is left to it) instead of a command that never ends.
     pub fn create(&self, given: &[(String, Value)]) -> Result<Strategy, LoadError> {
+        let params = plugin_api::validate(&self.info.params, given)
+            .map_err(|e| LoadError(format!("{}: {e}", self.info.name)))?;
+        let key = format!("{}|{:?}", self.path.display(), given);
+        let deadline = super::trial::deadline();
+        let late = format!(
+            "Strategy::new did not return within {:.0} s with these parameters",
+            deadline.as_secs_f64()
+        );
+        if hung_constructors().contains(&key) {
+            return Err(LoadError(self.named(&format!("{late} (seen before)"))));
+        }
+        let (lib, (tx, rx)) = (self.clone(), std::sync::mpsc::channel());
+        std::thread::Builder::new()
+            .name(format!("{}::new", self.info.name))
+            .spawn(move || {
+                // Nobody listens any more once the deadline passed.
+                let _ = tx.send(lib.create_validated(&params));
+            })
+            .map_err(|e| LoadError(format!("{}: cannot start a thread: {e}", self.info.name)))?;
+        let why = match rx.recv_timeout(deadline) {
+            Ok(made) => return made,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                hung_constructors().push(key);
+                late
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                "Strategy::new ended without an answer (it panicked)".to_string()
+            }
+        };
+        Err(LoadError(self.named(&why)))
+    }
+
+    /// [`Library::create`] on this thread, with no deadline: for the trial
+    /// child, whose parent keeps the deadline (and says which call hung).
+    pub(super) fn create_here(&self, given: &[(String, Value)]) -> Result<Strategy, LoadError> {
         let params = plugin_api::validate(&self.info.params, given)
             .map_err(|e| LoadError(format!("{}: {e}", self.info.name)))?;
         self.create_validated(&params)
@@ -282,6 +320,13 @@ impl Library {
             .and_then(|m| m.strip_prefix(": "));
         format!("{name}: {}", own.unwrap_or(message))
     }
+}
+
+/// Libraries and parameters whose constructor did not return: not called
+/// again, since each call would leave one more thread behind.
+fn hung_constructors() -> std::sync::MutexGuard<'static, Vec<String>> {
+    static HUNG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    HUNG.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A plugin built against a newer minor than the host may call ops the host lacks.

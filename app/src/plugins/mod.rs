@@ -54,6 +54,11 @@ pub fn catalog_of(found: &[Found]) -> Catalog {
         .filter_map(|f| f.outcome.as_ref().ok())
         .collect();
     let mut catalog = Catalog::from_infos(libraries.iter().map(|l| &l.info));
+    for f in found {
+        if let Err(e) = &f.outcome {
+            catalog.refused.insert(f.id.clone(), e.0.clone());
+        }
+    }
     for library in libraries {
         let lib = library.clone();
         let rules = move |params: &[(String, plugin_api::Value)]| {

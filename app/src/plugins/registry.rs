@@ -455,6 +455,15 @@ pub fn scan(dir: &Path) -> std::io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     Ok((crates, libs))
 }
 
+/// Loads a library of the plugins directory: its first calls through a
+/// trial with a deadline where this process runs them (`trial::for_loading`).
+fn load_first(path: &Path) -> Result<Library, LoadError> {
+    match super::trial::for_loading() {
+        Some(trial) => Library::load_tried(path, |copy| trial.run_load(copy)),
+        None => Library::load(path),
+    }
+}
+
 /// Finds, builds and loads every strategy in `dir`.
 pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Result<Vec<Found>> {
     let (crate_dirs, libs) = scan(dir)?;
@@ -483,7 +492,7 @@ pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Res
             .cloned()
             .unwrap_or_else(|| Err("not built".into()));
         let (library_path, outcome) = match built {
-            Ok(lib) => (Some(lib.clone()), Library::load(&lib)),
+            Ok(lib) => (Some(lib.clone()), load_first(&lib)),
             Err(e) => (None, Err(LoadError(e))),
         };
         found.push(Found {
@@ -509,7 +518,7 @@ pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Res
             library_path: Some(lib.clone()),
             outcome: check_inside(dir, &lib)
                 .map_err(LoadError)
-                .and_then(|()| Library::load(&lib)),
+                .and_then(|()| load_first(&lib)),
         });
     }
     refuse_name_clashes(&mut found);

@@ -6,11 +6,13 @@
 //! checkpoint is the last one saved, so the run resumes from it.
 
 use std::collections::VecDeque;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::run::dir::{self, EventKind, EventLine, JsonLog, RunDir, State};
+use crate::train::limits::Limits;
 
 /// The deadline when the experiment sets none: generous, scaled by the run's own
 /// step time so that a slow model on a slow machine is never cut short.
@@ -51,12 +53,18 @@ pub struct Watchdog {
 impl Watchdog {
     /// Starts watching: `deadline` from the experiment, else the default rule;
     /// `stop` is raised by the control socket and by SIGINT/SIGTERM.
-    pub fn start(run_dir: &RunDir, deadline: Option<Duration>, stop: Arc<AtomicBool>) -> Self {
+    pub fn start(
+        run_dir: &RunDir,
+        deadline: Option<Duration>,
+        limits: Limits,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
         let progress = Arc::new(Mutex::new(Progress::default()));
         let watched = Watched {
             dir: run_dir.clone(),
             progress: progress.clone(),
             deadline,
+            limits,
             stop,
         };
         let _ = std::thread::Builder::new()
@@ -103,15 +111,17 @@ struct Watched {
     dir: RunDir,
     progress: Arc<Mutex<Progress>>,
     deadline: Option<Duration>,
+    limits: Limits,
     stop: Arc<AtomicBool>,
 }
 
-/// How a hung step ends the run.
-struct Verdict {
-    state: State,
-    kind: EventKind,
-    message: String,
-    step: u64,
+/// How a run that cannot end at a step boundary ends.
+pub struct Verdict {
+    pub state: State,
+    pub kind: EventKind,
+    pub message: String,
+    /// The last step completed.
+    pub step: u64,
 }
 
 impl Watched {
@@ -119,8 +129,8 @@ impl Watched {
         let mut beaten = Instant::now();
         loop {
             std::thread::sleep(Duration::from_millis(100));
-            if let Some(v) = self.verdict() {
-                self.end(&v);
+            if let Some(v) = self.verdict().or_else(|| self.over_limits()) {
+                self.end(v);
             }
             // Also while a step, an evaluation or a pause takes long.
             if beaten.elapsed() >= dir::HEARTBEAT_EVERY {
@@ -180,28 +190,77 @@ impl Watched {
         })
     }
 
-    /// Writes the verdict to the event log and the status, then ends the process:
-    /// the hung call cannot be interrupted any other way.
-    fn end(&self, v: &Verdict) -> ! {
-        if let Ok(mut log) = JsonLog::open(&self.dir.file(dir::EVENTS)) {
-            let _ = log.append(&EventLine {
-                wall: dir::now(),
-                step: v.step,
-                kind: v.kind.clone(),
-                message: v.message.clone(),
-            });
-        }
-        let mut status = self
-            .dir
-            .status()
-            .unwrap_or_else(|| dir::Status::new(std::process::id()));
-        status.state = v.state;
-        status.step = v.step;
-        status.pid = std::process::id();
-        status.message = v.message.clone();
-        status.updated = dir::now();
-        let _ = dir::write_status_final(&self.dir, &status);
-        eprintln!("error: {}", v.message);
-        std::process::exit(if v.state == State::Stopped { 0 } else { 1 });
+    fn over_limits(&self) -> Option<Verdict> {
+        let why = self.limits.exceeded()?;
+        let done = self.progress.lock().unwrap_or_else(|e| e.into_inner()).done;
+        Some(Verdict {
+            state: State::Failed,
+            kind: EventKind::Error,
+            message: format!(
+                "{why}; resume continues from the checkpoint (the step in the status is the last one completed, {done})"
+            ),
+            step: done,
+        })
     }
+
+    fn end(&self, v: Verdict) -> ! {
+        let code = if v.state == State::Stopped { 0 } else { 1 };
+        end_run(&self.dir, code, || v)
+    }
+}
+
+/// Held while a checkpoint is written.
+static SAVING: Mutex<()> = Mutex::new(());
+/// How long a forced end waits for a checkpoint being written.
+pub const SAVE_WAIT: Duration = Duration::from_secs(30);
+
+/// Taken for the whole of a checkpoint's writing: an end forced meanwhile
+/// waits for it, so that it never leaves a checkpoint half-recorded (files
+/// written, `checkpoint.json` not yet), which no resume would take.
+pub fn saving() -> std::sync::MutexGuard<'static, ()> {
+    SAVING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// [`saving`], waiting at most [`SAVE_WAIT`] (a write hung on a dead disk
+/// must not keep the process from ending).
+fn saves_held() -> Option<std::sync::MutexGuard<'static, ()>> {
+    let asked = Instant::now();
+    loop {
+        match SAVING.try_lock() {
+            Ok(held) => return Some(held),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(_) if asked.elapsed() >= SAVE_WAIT => return None,
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Writes the verdict to the event log and the status, removes the control
+/// socket, then ends the process with `code`: for a call that cannot be
+/// interrupted any other way, or a user who will not wait. A checkpoint
+/// being written is finished first.
+pub fn end_run(run: &RunDir, code: i32, verdict: impl FnOnce() -> Verdict) -> ! {
+    let _no_more_saves = saves_held();
+    let v = &verdict();
+    if let Ok(mut log) = JsonLog::open(&run.file(dir::EVENTS)) {
+        let _ = log.append(&EventLine {
+            wall: dir::now(),
+            step: v.step,
+            kind: v.kind.clone(),
+            message: v.message.clone(),
+        });
+    }
+    let mut status = run
+        .status()
+        .unwrap_or_else(|| dir::Status::new(std::process::id()));
+    status.state = v.state;
+    status.step = v.step;
+    status.pid = std::process::id();
+    status.message = v.message.clone();
+    status.updated = dir::now();
+    let _ = dir::write_status_final(run, &status);
+    let _ = std::fs::remove_file(run.file(dir::SOCKET));
+    // The terminal may be gone (a hang-up): nothing to panic over.
+    let _ = writeln!(std::io::stderr(), "error: {}", v.message);
+    std::process::exit(code);
 }

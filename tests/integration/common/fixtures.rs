@@ -71,7 +71,10 @@ fn build() -> BTreeMap<String, PathBuf> {
         ("probe-nan-in-training", "8.0.0", current_api.clone()),
         ("probe-aborts-in-training", "9.0.0", current_api.clone()),
         ("probe-hangs", "10.0.0", current_api.clone()),
-        ("probe-hangs-in-training", "11.0.0", current_api),
+        ("probe-hangs-in-training", "11.0.0", current_api.clone()),
+        ("probe-hangs-in-new", "13.0.0", current_api.clone()),
+        ("probe-leaks-memory", "14.0.0", current_api.clone()),
+        ("probe-leaks-threads", "15.0.0", current_api),
     ];
     let mut members = Vec::new();
     let mut crates = Vec::new();

@@ -36,6 +36,7 @@ pub(super) fn save_checkpoint(
     epoch: u64,
     best_val_acc: Option<f64>,
 ) -> Result<()> {
+    let _saving = crate::train::watchdog::saving();
     let dir = run_dir.file(dir::CHECKPOINT_DIR);
     std::fs::create_dir_all(&dir)?;
     let model_name = format!("model-{step:08}.bpk");

@@ -96,6 +96,8 @@ impl Summary {
 /// other way it ends is written to the status with the reason.
 pub fn train(run_dir: &RunDir, opts: &TrainOptions) -> Result<Summary> {
     let _lock = RunLock::acquire(&run_dir.path)?;
+    let _signals = crate::train::signals::Guard::install(run_dir)?;
+    crate::train::limits::prefer_me_to_the_oom_killer();
     let started = Instant::now();
     // Past a file-size limit, a write should fail (reported below, the run marked
     // failed) rather than the default SIGXFSZ killing the process mid-write.

@@ -5,8 +5,7 @@
 //! loss was not finite), `log`, `evaluate`, `checkpoint`; `train` only orders
 //! them, as burn-train's Learner does its epoch.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -194,20 +193,16 @@ fn step_counts(resolved: &ExperimentFile, task: &Task) -> Result<(u64, u64)> {
     Ok((steps_per_epoch, total_steps))
 }
 
-/// A stop by the socket, Ctrl-C or SIGTERM: taken at the next step boundary (a
+/// A stop by the socket or a signal (train::signals): taken at the next step boundary (a
 /// checkpoint is saved), or by the watchdog when the step in progress hangs.
 fn open_control(run_dir: &RunDir, resolved: &ExperimentFile) -> Result<(ControlServer, Watchdog)> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        // A second signal while stopping ends the process at once.
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
-        signal_hook::flag::register(sig, stop.clone())?;
-    }
+    let stop = crate::train::signals::stop_flag();
     let control = ControlServer::start(&run_dir.file(dir::SOCKET), stop)
         .context("opening the control socket")?;
     let watchdog = Watchdog::start(
         run_dir,
         resolved.train.step_timeout.map(Duration::from_secs_f64),
+        crate::train::limits::Limits::of(&resolved.train),
         control.stop.clone(),
     );
     Ok((control, watchdog))
@@ -970,10 +965,11 @@ impl<'a> Session<'a> {
                 self.go_back_to_good()?;
             }
             self.save_checkpoint(self.step.saturating_sub(1) / self.steps_per_epoch)?;
+            let by = crate::train::signals::reason().unwrap_or_else(|| "request".into());
             self.writer.event(
                 self.step,
                 EventKind::Stopped,
-                "stopped by request; resume continues from here",
+                format!("stopped by {by}; resume continues from here"),
             )?;
             return Ok((State::Stopped, format!("stopped at step {}", self.step)));
         }
