@@ -136,11 +136,12 @@ pub fn submit(
         .iter()
         .map(|e| e.dir.display().to_string())
         .collect();
-    std::fs::write(&index, lines.join("\n") + "\n")
-        .with_context(|| format!("writing {}", index.display()))?;
+    crate::export::write_file(&index, |out| {
+        out.write_all((lines.join("\n") + "\n").as_bytes())
+    })?;
     let script = compare_dir.join(format!("slurm-{stamp}.sh"));
-    std::fs::write(&script, batch_script(plugins, compare_dir, &index)?)
-        .with_context(|| format!("writing {}", script.display()))?;
+    let text = batch_script(plugins, compare_dir, &index)?;
+    crate::export::write_file(&script, |out| out.write_all(text.as_bytes()))?;
     let job = sbatch(&script, entries.len(), args)?;
     let mut submitted = Vec::new();
     for (i, e) in entries.into_iter().enumerate() {
