@@ -71,7 +71,12 @@ pub enum Command {
     /// Smoke-test one library (what a watcher runs, in a child process, before it
     /// loads a changed library).
     #[command(hide = true)]
-    Trial { library: PathBuf },
+    Trial {
+        library: PathBuf,
+        /// The pid of the process that started it: the trial dies with it.
+        #[arg(long)]
+        parent: Option<u32>,
+    },
     /// Time whole training steps on synthetic data and print JSON (for benchmarks).
     #[command(hide = true)]
     BenchStep(crate::train::bench::BenchArgs),

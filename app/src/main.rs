@@ -16,8 +16,8 @@ fn main() {
             probdrop_tui::compare::compare(&args.plugins, &ThisMachine, compare)
         }
         Some(Command::Train { run_dir }) => commands::train(&args.plugins, run_dir),
-        Some(Command::Trial { library }) => {
-            let passed = probdrop_tui::plugins::trial::trial_command(library);
+        Some(Command::Trial { library, parent }) => {
+            let passed = probdrop_tui::plugins::trial::trial_command(library, *parent);
             std::process::exit(i32::from(!passed));
         }
         Some(Command::BenchStep(bench)) => commands::bench_step(&args.plugins, bench),

@@ -754,3 +754,52 @@ fn a_gzip_bomb_as_idx_data_is_refused_without_inflating_it() {
         "{said}"
     );
 }
+
+/// The `trial` processes smoke-testing a library copy of the trainer `pid`
+/// (its copies live in /tmp/probdrop-tui-libs-<pid>-…); zombies have no
+/// command line and do not count.
+fn trials_of(pid: u32) -> Vec<i32> {
+    let copies = format!("probdrop-tui-libs-{pid}-");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.iter().any(|a| a == "trial") && args.iter().any(|a| a.contains(&copies))
+        })
+        .collect()
+}
+
+/// Issue 32: a trainer killed while it smoke-tested a library whose `mask`
+/// never returns left the `trial` child running under init, past its
+/// deadline, for good.
+#[test]
+fn a_trainer_killed_during_a_hanging_trial_takes_the_trial_with_it() {
+    let s = setup("probe-v1", "epochs = 50");
+    let mut long_trials = s.bin();
+    long_trials.env("PROBDROP_TUI_TRIAL_TIMEOUT_S", "300");
+    let (mut child, run) = s.spawn_run(long_trials);
+    wait_for("step 3", || last_step(&run) >= 3);
+    s.replace("probe-hangs");
+    let trainer = child.id();
+    wait_for("the trial", || !trials_of(trainer).is_empty());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while !trials_of(trainer).is_empty() && killed.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = trials_of(trainer);
+    for pid in &left {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(left.is_empty(), "trial processes left running: {left:?}");
+}
+

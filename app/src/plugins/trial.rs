@@ -39,9 +39,13 @@ impl Trial {
     /// Runs the smoke test of the library at `path` in a child process: `Ok` when
     /// it passed in time, else why not.
     pub fn run(&self, path: &Path) -> Result<(), String> {
+        // The child dies with this thread (see `dies_with`), which waits on
+        // it below whatever happens.
         let mut child = Command::new(&self.exe)
             .arg("trial")
             .arg(path)
+            .arg("--parent")
+            .arg(std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -60,7 +64,11 @@ impl Trial {
                     ));
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => return Err(format!("waiting for the trial process: {e}")),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("waiting for the trial process: {e}"));
+                }
             }
         };
         let mut said = String::new();
@@ -83,8 +91,15 @@ impl Trial {
     }
 }
 
-/// The `trial` command's body: load and smoke-test, print why not.
-pub fn trial_command(path: &Path) -> bool {
+/// The `trial` command's body: load and smoke-test, print why not. With the
+/// `parent` that started it, it dies with that parent.
+pub fn trial_command(path: &Path, parent: Option<u32>) -> bool {
+    if let Some(parent) = parent
+        && let Err(why) = dies_with(parent)
+    {
+        println!("{why}");
+        return false;
+    }
     match super::Library::load(path)
         .map_err(|e| e.0)
         .and_then(|lib| super::watch::smoke_test(&lib))
@@ -95,4 +110,20 @@ pub fn trial_command(path: &Path) -> bool {
             false
         }
     }
+}
+
+/// Has the kernel kill this process when the thread that started it ends (a
+/// trainer killed mid-trial must not leave a hung trial running under init),
+/// then checks that `parent` is still there: had it died before the request,
+/// nothing would ever send the signal.
+fn dies_with(parent: u32) -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("smoke test: cannot tie the trial to its parent: {e}"))?;
+    let now = nix::unistd::getppid().as_raw();
+    if u32::try_from(now) != Ok(parent) {
+        return Err(format!(
+            "smoke test: the process that started the trial ({parent}) is gone"
+        ));
+    }
+    Ok(())
 }
