@@ -76,6 +76,9 @@ pub enum Command {
         /// Only the first calls (loading, metadata, the constructor), no mask.
         #[arg(long)]
         load_only: bool,
+        /// The pid of the process that started it: the trial dies with it.
+        #[arg(long)]
+        parent: Option<u32>,
     },
     /// Time whole training steps on synthetic data and print JSON (for benchmarks).
     #[command(hide = true)]

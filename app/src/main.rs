@@ -20,8 +20,12 @@ fn main() {
             probdrop_tui::compare::compare(&args.plugins, &ThisMachine, compare)
         }
         Some(Command::Train { run_dir }) => commands::train(&args.plugins, run_dir),
-        Some(Command::Trial { library, load_only }) => {
-            let passed = probdrop_tui::plugins::trial::trial_command(library, *load_only);
+        Some(Command::Trial {
+            library,
+            load_only,
+            parent,
+        }) => {
+            let passed = probdrop_tui::plugins::trial::trial_command(library, *load_only, *parent);
             std::process::exit(i32::from(!passed));
         }
         Some(Command::BenchStep(bench)) => commands::bench_step(&args.plugins, bench),

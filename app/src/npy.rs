@@ -1,7 +1,7 @@
 //! Reading and writing `.npy` arrays (float32/float64, C order) for `mask`.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -43,17 +43,20 @@ pub fn read(path: &Path) -> Result<Array> {
 }
 
 /// Writes a float32 C-order array.
+/// Written as export files are (a new file renamed over `path`, never through a
+/// link there).
 pub fn write(path: &Path, array: &Array) -> Result<()> {
-    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let shape: Vec<u64> = array.shape.iter().map(|&d| d as u64).collect();
-    let mut writer = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&shape)
-        .writer(BufWriter::new(file))
-        .begin_nd()?;
-    writer.extend(array.data.iter().copied())?;
-    writer.finish()?;
-    Ok(())
+    crate::run::files::write_with(path, |out| {
+        let mut writer = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&shape)
+            .writer(out)
+            .begin_nd()?;
+        writer.extend(array.data.iter().copied())?;
+        writer.finish()
+    })
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -536,3 +536,108 @@ fn safetensors_export_refuses_other_models_and_runs_without_a_checkpoint() {
     assert!(said.contains("no checkpoint yet"), "{said}");
     assert!(!setup._tmp.path().join("st").exists(), "nothing written");
 }
+
+/// `export` with `args` on `run`, as the binary ran it.
+fn export_output(
+    cmd: &mut Command,
+    run: &RunDir,
+    format: &str,
+    out: &Path,
+) -> std::process::Output {
+    cmd.arg("export")
+        .arg(&run.path)
+        .args(["--format", format, "--out"])
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// Issue 32: through a shared `--out`, links planted where export files go
+/// pointed at another file of the user's, and export wrote through them.
+#[test]
+fn export_replaces_links_planted_in_its_directory_and_never_writes_through_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let (setup, run) = trained_run(false);
+    let tmp = setup._tmp.path();
+    let victim = tmp.join("victim");
+    std::fs::write(&victim, "the user's own file").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = tmp.join("shared");
+    let dir = out.join(run.path.file_name().unwrap());
+    std::fs::create_dir_all(&dir).unwrap();
+    let planted = [
+        ("csv", "metrics.csv"),
+        ("csv", "summary.csv"),
+        ("tensorboard", tfevents::FILE_NAME),
+        ("png", "curves.png"),
+        ("svg", "curves.svg"),
+    ];
+    for (_, name) in planted {
+        std::os::unix::fs::symlink(&victim, dir.join(name)).unwrap();
+    }
+    for format in ["csv", "tensorboard", "png", "svg"] {
+        export(&setup, &run, format, &out);
+    }
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "the user's own file"
+    );
+    for (_, name) in planted {
+        let meta = std::fs::symlink_metadata(dir.join(name)).unwrap();
+        assert!(meta.is_file() && meta.len() > 0, "{name}: {meta:?}");
+    }
+    // A link in place of the run's directory is refused, not followed.
+    let elsewhere = tmp.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let out = tmp.join("shared2");
+    std::fs::create_dir(&out).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, out.join(run.path.file_name().unwrap())).unwrap();
+    let done = export_output(&mut setup.bin(), &run, "csv", &out);
+    let said = String::from_utf8_lossy(&done.stderr);
+    assert!(!done.status.success());
+    assert!(said.contains("is a symbolic link"), "{said}");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
+
+/// Issue 32: export on a full disk (a file-size limit: writes fail with
+/// EFBIG, as with ENOSPC) left a truncated file and did not say which.
+#[test]
+fn a_full_disk_during_export_leaves_no_truncated_file_and_names_the_file() {
+    let (setup, run) = trained_run(false);
+    let out = setup._tmp.path().join("out");
+    let written = export(&setup, &run, "csv", &out);
+    let metrics = Path::new(&written[0]);
+    let before = std::fs::read(metrics).unwrap();
+    let dir = metrics.parent().unwrap();
+    let fresh = setup._tmp.path().join("fresh");
+    for (out, kept) in [(&out, Some(&before)), (&fresh, None)] {
+        let mut limited = Command::new("prlimit");
+        limited
+            .arg(format!("--fsize={}", before.len() / 2))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_probdrop-tui"));
+        let done = export_output(&mut limited, &run, "csv", out);
+        let said = String::from_utf8_lossy(&done.stderr);
+        assert!(
+            done.status.code() == Some(1),
+            "an error, not a signal: {said}"
+        );
+        let path = out.join(dir.file_name().unwrap()).join("metrics.csv");
+        assert!(
+            said.contains(&format!("writing {}", path.display())) && said.contains("too large"),
+            "{said}"
+        );
+        // The earlier export as it was, or nothing; no temporary file.
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        match kept {
+            Some(bytes) => {
+                assert_eq!(&std::fs::read(&path).unwrap(), bytes);
+                assert_eq!(left.len(), 2, "{left:?}");
+            }
+            None => assert!(left.is_empty(), "{left:?}"),
+        }
+    }
+}

@@ -737,20 +737,144 @@ fn a_gzip_bomb_as_idx_data_is_refused_without_inflating_it() {
         .replace(real.to_str().unwrap(), data.to_str().unwrap());
     std::fs::write(&s.file, text).unwrap();
 
-    let out = s.run_file(&s.file);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let said = format!(
-        "{stderr}{}",
-        dir::list_runs(&s.runs)
-            .first()
-            .and_then(RunDir::status)
-            .map(|st| st.message)
-            .unwrap_or_default()
-    );
-    assert!(!out.status.success());
+    let said = failed_run_says(&s);
     assert!(
         said.contains("train-labels-idx1-ubyte.gz")
             && said.contains("more than the 10 bytes of data its IDX header declares"),
         "{said}"
     );
+}
+
+/// The `trial` processes smoke-testing a library copy of the trainer `pid`
+/// (its copies live in /tmp/probdrop-tui-libs-<pid>-…); zombies have no
+/// command line and do not count.
+fn trials_of(pid: u32) -> Vec<i32> {
+    let copies = format!("probdrop-tui-libs-{pid}-");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.iter().any(|a| a == "trial") && args.iter().any(|a| a.contains(&copies))
+        })
+        .collect()
+}
+
+/// Issue 32: a trainer killed while it smoke-tested a library whose `mask`
+/// never returns left the `trial` child running under init, past its
+/// deadline, for good.
+#[test]
+fn a_trainer_killed_during_a_hanging_trial_takes_the_trial_with_it() {
+    let s = setup("probe-v1", "epochs = 50");
+    let mut long_trials = s.bin();
+    long_trials.env("PROBDROP_TUI_TRIAL_TIMEOUT_S", "300");
+    let (mut child, run) = s.spawn_run(long_trials);
+    wait_for("step 3", || last_step(&run) >= 3);
+    s.replace("probe-hangs");
+    let trainer = child.id();
+    wait_for("the trial", || !trials_of(trainer).is_empty());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while !trials_of(trainer).is_empty() && killed.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = trials_of(trainer);
+    for pid in &left {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(left.is_empty(), "trial processes left running: {left:?}");
+}
+
+/// `bytes`, an IDX file, with its first dimension declared as `declared` and
+/// only its first `keep` records, gzipped.
+fn redeclared_idx(bytes: &[u8], declared: u32, keep: usize) -> Vec<u8> {
+    let ndim = usize::from(bytes[3]);
+    let record: usize = bytes[8..4 + 4 * ndim]
+        .chunks(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .product();
+    let mut out = bytes[..4 + 4 * ndim + keep * record].to_vec();
+    out[4..8].copy_from_slice(&declared.to_be_bytes());
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&out).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Issue 32: an IDX gzip whose honest header declares 4.1 M images was
+/// inflated whole (36 s, 6.3 GB) for a run that used 512 of them.
+#[test]
+fn idx_data_is_read_only_as_far_as_the_run_uses_it_and_too_much_is_refused_unread() {
+    use std::io::Read;
+    let s = setup("probe-v1", "epochs = 1");
+    let real = common::repo_root().join("data/fashion-mnist-subset");
+    let data = s.file.with_file_name("declared-data");
+    std::fs::create_dir_all(&data).unwrap();
+    for name in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        std::fs::copy(real.join(name), data.join(name)).unwrap();
+    }
+    // 4.1 M images declared, 600 present: the run reads its 512 and never
+    // reaches the end.
+    for name in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"] {
+        let mut bytes = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(real.join(name)).unwrap())
+            .read_to_end(&mut bytes)
+            .unwrap();
+        std::fs::write(data.join(name), redeclared_idx(&bytes, 4_100_000, 600)).unwrap();
+    }
+    let text = std::fs::read_to_string(&s.file)
+        .unwrap()
+        .replace(real.to_str().unwrap(), data.to_str().unwrap());
+    std::fs::write(&s.file, &text).unwrap();
+    let out = s.run_file(&s.file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Without a limit, a test set declaring 4 G images (3.4 TB) is refused
+    // from its header, with the figures.
+    let mut header = vec![0, 0, 8, 3];
+    for d in [u32::MAX, 28, 28] {
+        header.extend_from_slice(&d.to_be_bytes());
+    }
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&header).unwrap();
+    std::fs::write(
+        data.join("t10k-images-idx3-ubyte.gz"),
+        enc.finish().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(&s.file, text.replace("val_limit = 128\n", "")).unwrap();
+    std::fs::remove_dir_all(&s.runs).unwrap();
+    let said = failed_run_says(&s);
+    assert!(
+        said.contains("t10k-images-idx3-ubyte.gz")
+            && said.contains("GiB of memory this machine has"),
+        "{said}"
+    );
+}
+
+/// `run` of the setup's experiment, which must fail: what it said on stderr
+/// and in its run's status.
+fn failed_run_says(s: &Setup) -> String {
+    let out = s.run_file(&s.file);
+    assert!(!out.status.success());
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        dir::list_runs(&s.runs)
+            .first()
+            .and_then(RunDir::status)
+            .map(|st| st.message)
+            .unwrap_or_default()
+    )
 }

@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use portable_pty::CommandBuilder;
 
 use crate::common::harness::*;
 use probdrop_tui::run::dir::{self, RunDir, State};
@@ -37,14 +37,7 @@ fn wait_gone(pid: u32) {
 #[test]
 fn a_foreground_run_whose_terminal_goes_away_stops_with_a_checkpoint() {
     let s = setup("probe-v1", "epochs = 50\ncheckpoint_every = 1000");
-    let pty = native_pty_system()
-        .openpty(PtySize {
-            rows: 24,
-            cols: 80,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .unwrap();
+    let pty = crate::common::terminal_80x24();
     let mut cmd = CommandBuilder::new("script");
     cmd.arg("-qfec");
     cmd.arg(format!(

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::repo_root;
-use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use portable_pty::CommandBuilder;
 use probdrop_tui::run::comparison;
 use probdrop_tui::run::control::{self, Command as Ctl};
 use probdrop_tui::run::dir::{self, State};
@@ -33,14 +33,7 @@ impl Session {
 
     /// The binary with `args` (none: the dashboard) on an 80×24 terminal.
     fn spawn(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Session {
-        let pty = native_pty_system()
-            .openpty(PtySize {
-                rows: 24,
-                cols: 80,
-                pixel_width: 0,
-                pixel_height: 0,
-            })
-            .unwrap();
+        let pty = crate::common::terminal_80x24();
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_probdrop-tui"));
         cmd.arg("--plugins");
         cmd.arg(repo_root().join("plugins"));
@@ -296,14 +289,7 @@ fn start_a_run_from_the_dashboard_quit_and_find_it_still_training() {
 #[test]
 fn a_terminal_closed_under_the_dashboard_ends_it() {
     let tmp = workspace();
-    let pty = native_pty_system()
-        .openpty(PtySize {
-            rows: 24,
-            cols: 80,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .unwrap();
+    let pty = crate::common::terminal_80x24();
     let mut cmd = CommandBuilder::new("script");
     cmd.args(["-qfec"]);
     cmd.arg(format!(

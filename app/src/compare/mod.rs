@@ -312,6 +312,7 @@ fn sort_runs(
     pool: &mut Pool,
 ) -> Result<Vec<Entry>> {
     let mut to_start = Vec::new();
+    let created = dir::timestamp(dir::now() as u64);
     for run in exp.runs() {
         if let Some(e) = manifest.entry(&run.label, run.seed).cloned() {
             let d = RunDir::new(&e.dir);
@@ -328,7 +329,7 @@ fn sort_runs(
                 continue;
             }
         }
-        let d = create_run(exp, source, &run, runs_dir)?;
+        let d = create_run(exp, source, &run, runs_dir, &created)?;
         // Absolute: the dashboard reads the manifest from wherever it runs.
         let e = Entry {
             label: run.label.clone(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -44,17 +44,58 @@ fn font() -> Result<()> {
 
 /// Draws `panels` side by side into `path`, PNG or SVG by its extension.
 pub fn draw(path: &Path, panels: &[Panel]) -> Result<()> {
-    font()?;
-    let svg = path.extension().is_some_and(|e| e == "svg");
-    if svg {
-        let root = SVGBackend::new(path, SIZE).into_drawing_area();
-        draw_on(&root, panels)?;
-        root.present().map_err(|e| anyhow!("{e}"))
-    } else {
-        let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-        draw_on(&root, panels)?;
-        root.present().map_err(|e| anyhow!("{e}"))
+    let bytes = font().and_then(|()| {
+        if is_svg(path) {
+            svg(|root| draw_on(root, panels))
+        } else {
+            png(|root| draw_on(root, panels))
+        }
+    });
+    save(
+        path,
+        &bytes.with_context(|| format!("drawing {}", path.display()))?,
+    )
+}
+
+fn is_svg(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "svg")
+}
+
+/// A figure as SVG text. Drawn in memory, not by the backend's own file
+/// writer, which would open `path` through any link planted there.
+fn svg(draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<()>) -> Result<Vec<u8>> {
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
+        draw(&root)?;
+        root.present().map_err(|e| anyhow!("{e}"))?;
     }
+    Ok(text.into_bytes())
+}
+
+/// A figure as PNG bytes (drawn in memory, as [`svg`]).
+fn png(draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>) -> Result<Vec<u8>> {
+    let (w, h) = SIZE;
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
+        draw(&root)?;
+        root.present().map_err(|e| anyhow!("{e}"))?;
+    }
+    let mut bytes = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut bytes),
+        &rgb,
+        w,
+        h,
+        image::ExtendedColorType::Rgb8,
+    )?;
+    Ok(bytes)
+}
+
+/// Writes a drawn figure as every export file is written.
+fn save(path: &Path, bytes: &[u8]) -> Result<()> {
+    super::write_file(path, |out| out.write_all(bytes))
 }
 
 fn draw_on<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, panels: &[Panel]) -> Result<()> {
@@ -264,16 +305,17 @@ pub fn draw_snapshot(
     s: &crate::run::dir::SnapshotLine,
     channel: Option<usize>,
 ) -> Result<()> {
-    font()?;
-    if path.extension().is_some_and(|e| e == "svg") {
-        let root = SVGBackend::new(path, SIZE).into_drawing_area();
-        draw_snapshot_on(&root, s, channel).map_err(|e| anyhow!("{e}"))?;
-        root.present().map_err(|e| anyhow!("{e}"))
-    } else {
-        let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-        draw_snapshot_on(&root, s, channel).map_err(|e| anyhow!("{e}"))?;
-        root.present().map_err(|e| anyhow!("{e}"))
-    }
+    let bytes = font().and_then(|()| {
+        if is_svg(path) {
+            svg(|root| draw_snapshot_on(root, s, channel).map_err(|e| anyhow!("{e}")))
+        } else {
+            png(|root| draw_snapshot_on(root, s, channel).map_err(|e| anyhow!("{e}")))
+        }
+    });
+    save(
+        path,
+        &bytes.with_context(|| format!("drawing {}", path.display()))?,
+    )
 }
 
 fn draw_snapshot_on<DB: DrawingBackend>(

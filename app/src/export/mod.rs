@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::run::comparison::Manifest;
 use crate::run::dir::{MetricLine, RunDir, SnapshotLine, State, metric};
+use crate::run::files;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -72,6 +73,7 @@ fn source(path: &Path) -> Result<Source> {
 
 /// `probdrop-tui export`.
 pub fn export(args: &ExportArgs) -> Result<()> {
+    files::writes_fail_past_size_limit();
     let sources: Vec<Source> = args
         .paths
         .iter()
@@ -112,7 +114,7 @@ fn export_run(run: &RunDir, args: &ExportArgs) -> Result<Vec<PathBuf>> {
         // Creates the directory only once the run has weights to write.
         return Ok(vec![safetensors::write(&dir, run)?]);
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    export_dir(&dir)?;
     Ok(match (args.format, figure_ext(args.format)) {
         (Format::Tensorboard, _) => vec![write_tensorboard(&dir, run)?],
         (Format::Csv, _) => write_csv(&dir, &run.metrics())?,
@@ -146,7 +148,7 @@ fn last_snapshots(dir: &Path, run: &RunDir, ext: &str) -> Result<Vec<PathBuf>> {
 /// The comparison's figure, `comparison.png` or `.svg` in `dir`: its
 /// finished runs' curves per strategy.
 pub fn comparison_figure(dir: &Path, manifest: &Manifest, format: Format) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    export_dir(dir)?;
     let mut runs: BTreeMap<String, Vec<Vec<MetricLine>>> = BTreeMap::new();
     for e in manifest.current() {
         let run = RunDir::new(&e.dir);
@@ -255,10 +257,26 @@ pub fn run_events(run: &RunDir, with_end: bool) -> Result<Vec<tfevents::Event>> 
 
 fn write_tensorboard(dir: &Path, run: &RunDir) -> Result<PathBuf> {
     let path = dir.join(tfevents::FILE_NAME);
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    write_events(&mut file, &run_events(run, true)?)?;
-    file.flush()?;
+    let events = run_events(run, true)?;
+    write_file(&path, |mut out| write_events(&mut out, &events))?;
     Ok(path)
+}
+
+/// The directory of one run's (or comparison's) export: made if need be, and
+/// only ever this user's own directory, never a link to somewhere else (see
+/// [`files::own_dir`]); a shared `--out` is followed as the user named it.
+pub fn export_dir(dir: &Path) -> Result<()> {
+    files::own_dir(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Writes an export file the way checkpoints are written (see
+/// [`files::write_with`]): a link at `path` is replaced, not followed, and a
+/// failed write leaves the earlier file, or none, never a truncated one.
+pub fn write_file(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    files::write_with(path, fill).with_context(|| format!("writing {}", path.display()))
 }
 
 /// metrics.csv: every line of metrics.jsonl.
@@ -319,7 +337,7 @@ pub fn summary_csv(lines: &[MetricLine]) -> String {
 fn write_csv(dir: &Path, lines: &[MetricLine]) -> Result<Vec<PathBuf>> {
     let metrics = dir.join("metrics.csv");
     let summary = dir.join("summary.csv");
-    std::fs::write(&metrics, metrics_csv(lines))?;
-    std::fs::write(&summary, summary_csv(lines))?;
+    write_file(&metrics, |out| out.write_all(metrics_csv(lines).as_bytes()))?;
+    write_file(&summary, |out| out.write_all(summary_csv(lines).as_bytes()))?;
     Ok(vec![metrics, summary])
 }

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use ::safetensors::Dtype;
 use ::safetensors::tensor::TensorView;
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use burn_pack::DType;
 
 use crate::experiment::ModelKind;
@@ -69,11 +69,11 @@ pub fn write(dir: &Path, run: &RunDir) -> Result<PathBuf> {
             ))
         })
         .collect::<Result<Vec<_>, ::safetensors::SafeTensorError>>()?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(FILE_NAME);
     let metadata = metadata(run, kind, &checkpoint, &entries);
-    ::safetensors::serialize_to_file(views, Some(metadata), &path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let bytes = ::safetensors::serialize(views, Some(metadata))?;
+    super::export_dir(dir)?;
+    let path = dir.join(FILE_NAME);
+    super::write_file(&path, |out| out.write_all(&bytes))?;
     Ok(path)
 }
 

@@ -50,6 +50,8 @@ impl Trial {
     }
 
     fn run_child(&self, path: &Path, load_only: bool) -> Result<(), String> {
+        // The child dies with this thread (see `dies_with`), which waits on
+        // it below whatever happens.
         let mut cmd = Command::new(&self.exe);
         cmd.arg("trial");
         if load_only {
@@ -57,6 +59,8 @@ impl Trial {
         }
         let mut child = cmd
             .arg(path)
+            .arg("--parent")
+            .arg(std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -72,7 +76,11 @@ impl Trial {
                     return Err(self.hung(&said_by(&mut child)));
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => return Err(format!("waiting for the trial process: {e}")),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("waiting for the trial process: {e}"));
+                }
             }
         };
         let said = said_by(&mut child);
@@ -162,8 +170,14 @@ fn say(line: &str) {
 
 /// The `trial` command's body: load, build with the default parameters and
 /// (unless `load_only`) smoke-test, saying each call before making it; print
-/// why not.
-pub fn trial_command(path: &Path, load_only: bool) -> bool {
+/// why not. With the `parent` that started it, it dies with that parent.
+pub fn trial_command(path: &Path, load_only: bool, parent: Option<u32>) -> bool {
+    if let Some(parent) = parent
+        && let Err(why) = dies_with(parent)
+    {
+        println!("{why}");
+        return false;
+    }
     say(&format!("{CALLING}{LOADING}"));
     let outcome = super::Library::load(path).map_err(|e| e.0).and_then(|lib| {
         say(&format!("{STRATEGY}{} {}", lib.info.name, lib.info.version));
@@ -182,4 +196,20 @@ pub fn trial_command(path: &Path, load_only: bool) -> bool {
             false
         }
     }
+}
+
+/// Has the kernel kill this process when the thread that started it ends (a
+/// trainer killed mid-trial must not leave a hung trial running under init),
+/// then checks that `parent` is still there: had it died before the request,
+/// nothing would ever send the signal.
+fn dies_with(parent: u32) -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("smoke test: cannot tie the trial to its parent: {e}"))?;
+    let now = nix::unistd::getppid().as_raw();
+    if u32::try_from(now) != Ok(parent) {
+        return Err(format!(
+            "smoke test: the process that started the trial ({parent}) is gone"
+        ));
+    }
+    Ok(())
 }

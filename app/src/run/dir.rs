@@ -592,10 +592,15 @@ impl RunDir {
     /// Creates `runs/<time>-<name>-<label>-s<seed>` (with a counter on a clash).
     pub fn create(runs: &Path, info: &RunInfo, experiment_toml: &str) -> std::io::Result<RunDir> {
         fs::create_dir_all(runs)?;
-        let secs = now() as u64;
+        // Named after when the run was made (`info.created`): the runs one
+        // command makes together share it, and sort by strategy within it.
+        let created = match info.created.as_str() {
+            "" => timestamp(now() as u64),
+            stamp => stamp.to_string(),
+        };
         let base = format!(
             "{}-{}-{}-s{}",
-            timestamp(secs),
+            created,
             sanitize(&info.experiment),
             sanitize(&info.label),
             info.seed

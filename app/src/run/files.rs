@@ -114,13 +114,23 @@ pub fn write_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
+    replace_with(path, fill).map(drop)
+}
+
+/// [`write_with`], keeping the file now at `path` open: later writes append to
+/// it (a log that starts from a whole first version).
+pub fn replace_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<File> {
     let tmp = temporary_beside(path);
     let written = create_new(&tmp, 0o666).and_then(|file| {
         let mut out = std::io::BufWriter::new(file);
         fill(&mut out)?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        Ok(file)
     });
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -131,6 +141,47 @@ pub fn write_with(
 /// [`write_with`] for bytes at hand.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_with(path, |out| out.write_all(bytes))
+}
+
+/// Makes `path` a directory of this user's, creating it (and its parents) if
+/// need be. Files written into it land wherever it leads, so a link there,
+/// anything but a directory, or another user's directory is refused.
+pub fn own_dir(path: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::create_dir(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let meta = std::fs::symlink_metadata(path)?;
+    let refuse = |why: String| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} {why}; nothing is written there", path.display()),
+        ))
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.file_type().is_symlink() {
+        refuse("is a symbolic link".into())
+    } else if !meta.is_dir() {
+        refuse("is not a directory".into())
+    } else if std::os::unix::fs::MetadataExt::uid(&meta) != me {
+        let uid = std::os::unix::fs::MetadataExt::uid(&meta);
+        refuse(format!("belongs to user {uid}, not to this user ({me})"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Past a file-size limit (`ulimit -f`) a write then fails with EFBIG, as one
+/// fails on a full disk, instead of SIGXFSZ killing the process mid-write: the
+/// caller can say which file it could not write and clean up.
+pub fn writes_fail_past_size_limit() {
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
 }
 
 #[cfg(test)]
@@ -159,6 +210,32 @@ mod tests {
         assert!(e.to_string().contains("disk full"), "{e}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_replaced_file_stays_open_for_appending() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("events");
+        let mut file = replace_with(&path, |out| out.write_all(b"first ")).unwrap();
+        file.write_all(b"then more").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first then more");
+    }
+
+    #[test]
+    fn own_dir_makes_a_directory_and_refuses_a_link_or_a_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let made = tmp.path().join("a/b");
+        own_dir(&made).unwrap();
+        own_dir(&made).unwrap();
+        assert!(made.is_dir());
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&made, &link).unwrap();
+        let e = own_dir(&link).unwrap_err().to_string();
+        assert!(e.contains("is a symbolic link"), "{e}");
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let e = own_dir(&file).unwrap_err().to_string();
+        assert!(e.contains("is not a directory"), "{e}");
     }
 
     #[test]

@@ -49,12 +49,14 @@ pub fn load_for_runs(
     Ok((exp, source))
 }
 
-/// Creates the directory of one run (queued, nothing trained yet).
+/// Creates the directory of one run (queued, nothing trained yet), stamped
+/// `created`: the runs one command makes together share the stamp.
 pub fn create_run(
     exp: &Experiment,
     source: &Path,
     run: &RunSpec,
     runs_dir: &Path,
+    created: &str,
 ) -> Result<RunDir> {
     let resolved = exp.resolved(run);
     let text = toml::to_string(&resolved).context("writing the resolved experiment")?;
@@ -64,7 +66,7 @@ pub fn create_run(
         label: run.label.clone(),
         strategy_index: run.strategy_index,
         seed: run.seed,
-        created: dir::timestamp(dir::now() as u64),
+        created: created.to_string(),
         slurm_job: None,
     };
     let d = RunDir::create(runs_dir, &info, &text)
@@ -124,9 +126,10 @@ pub fn prepare_runs(
             );
         }
     }
+    let created = dir::timestamp(dir::now() as u64);
     let dirs = selected
         .iter()
-        .map(|run| create_run(&exp, &source, run, runs_dir))
+        .map(|run| create_run(&exp, &source, run, runs_dir, &created))
         .collect::<Result<Vec<_>>>()?;
     Ok((exp, dirs))
 }

@@ -130,8 +130,8 @@ pub fn check_layout(format: DataFormat, path: &Path) -> Result<(), DataError> {
 pub fn load(spec: &DataSpec, path: &Path) -> Result<Splits, DataError> {
     let (train, val): (Arc<dyn ImageSource>, Arc<dyn ImageSource>) = match spec.format {
         DataFormat::Idx => (
-            Arc::new(load_idx(path, "train")?),
-            Arc::new(load_idx(path, "t10k")?),
+            Arc::new(load_idx(path, "train", spec.train_limit)?),
+            Arc::new(load_idx(path, "t10k", spec.val_limit)?),
         ),
         DataFormat::Cifar10 | DataFormat::Cifar100 => {
             let hundred = spec.format == DataFormat::Cifar100;
@@ -170,9 +170,11 @@ pub fn load(spec: &DataSpec, path: &Path) -> Result<Splits, DataError> {
     Ok(splits)
 }
 
-fn load_idx(dir: &Path, split: &str) -> Result<InMemory, DataError> {
+/// The first `limit` images of a split: only those are inflated, whatever
+/// the file declares.
+fn load_idx(dir: &Path, split: &str, limit: Option<usize>) -> Result<InMemory, DataError> {
     let (images, labels) = idx::split_files(dir, split)?;
-    let set = idx::load_image_set(&images, &labels)?;
+    let set = idx::load_image_set_with(&images, &labels, idx::Take::first(limit))?;
     let classes = set
         .labels
         .iter()

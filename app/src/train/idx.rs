@@ -4,13 +4,15 @@
 //! type this family uses), the number of dimensions, then each dimension as a
 //! big-endian u32, then the elements in row-major order.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 /// A decoded IDX array of unsigned bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdxArray {
+    /// As the header declares them.
     pub dims: Vec<usize>,
+    /// The records read: all of them, or the first ones a [`Take`] asked for.
     pub data: Vec<u8>,
 }
 
@@ -33,83 +35,155 @@ fn format_error(path: &Path, message: impl Into<String>) -> IdxError {
     }
 }
 
-/// Reads an IDX file; gzip is recognised by its magic bytes, not the file name.
+/// How much of an IDX file to read: its header, then at most `records`
+/// records (entries of the first dimension; all when `None`). A read that
+/// would need more than `memory` bytes is refused before anything is inflated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Take {
+    pub records: Option<usize>,
+    pub memory: Option<u128>,
+}
+
+impl Take {
+    /// At most `records` records, within the memory this machine has (the
+    /// figure `check` holds models to).
+    pub fn first(records: Option<usize>) -> Take {
+        use crate::experiment::Machine;
+        Take {
+            records,
+            memory: crate::train::ThisMachine.memory(),
+        }
+    }
+}
+
+/// Reads a whole IDX file; gzip is recognised by its magic bytes, not the
+/// file name.
 pub fn read_idx(path: &Path) -> Result<IdxArray, IdxError> {
+    read_idx_with(path, Take::first(None))
+}
+
+/// Reads the header and the first records of an IDX file (see [`Take`]):
+/// only what is used is inflated, however many records the header declares.
+/// `dims` are the header's; `data` holds the records read.
+pub fn read_idx_with(path: &Path, take: Take) -> Result<IdxArray, IdxError> {
     let io = |source| IdxError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let raw = std::fs::read(path).map_err(io)?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        gunzip_bounded(&raw).map_err(|message| format_error(path, message))?
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+    let gzip = file.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
+    let result = if gzip {
+        read_records(
+            &mut flate2::bufread::MultiGzDecoder::new(file),
+            take,
+            "gzip stream",
+        )
     } else {
-        raw
+        read_records(&mut file, take, "file")
     };
-    parse_idx(&bytes).map_err(|message| format_error(path, message))
+    result.map_err(|message| format_error(path, message))
 }
 
-/// Decompresses no more than the IDX header inside declares (plus one byte, to
-/// tell a longer stream): a small file that inflates to gigabytes is refused
-/// after reading what the header promised.
-fn gunzip_bounded(raw: &[u8]) -> Result<Vec<u8>, String> {
-    let damaged = |e: std::io::Error| format!("damaged gzip stream: {e}");
-    let mut stream = flate2::read::MultiGzDecoder::new(raw);
-    let mut out = vec![0u8; 4];
-    stream.read_exact(&mut out).map_err(damaged)?;
-    let ndim = usize::from(out[3]).min(4);
-    out.resize(4 + 4 * ndim, 0);
-    stream.read_exact(&mut out[4..]).map_err(damaged)?;
-    let declared = out[4..]
-        .chunks(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64)
-        .try_fold(1u64, u64::checked_mul)
-        .ok_or("the header's dimensions overflow")?;
-    stream
-        .take(declared.saturating_add(1))
+/// Decodes IDX bytes, all of them.
+pub fn parse_idx(bytes: &[u8]) -> Result<IdxArray, String> {
+    read_records(&mut &bytes[..], Take::default(), "file")
+}
+
+/// At most `n` bytes of `stream` (fewer at its end).
+fn read_up_to(stream: &mut dyn Read, n: u64, what: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    Read::take(&mut *stream, n)
         .read_to_end(&mut out)
-        .map_err(damaged)?;
-    if out.len() as u64 > 4 + 4 * ndim as u64 + declared {
-        return Err(format!(
-            "the gzip stream holds more than the {declared} bytes of data its IDX header declares"
-        ));
-    }
+        .map_err(|e| format!("damaged {what}: {e}"))?;
     Ok(out)
 }
 
-/// Decodes IDX bytes.
-pub fn parse_idx(bytes: &[u8]) -> Result<IdxArray, String> {
-    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+/// The header's dimensions, checked.
+fn read_header(stream: &mut dyn Read, what: &str) -> Result<Vec<usize>, String> {
+    let magic = read_up_to(stream, 4, what)?;
+    if magic.len() < 4 || magic[0] != 0 || magic[1] != 0 {
         return Err("not an IDX file (it must start with two zero bytes)".into());
     }
-    if bytes[2] != 0x08 {
+    if magic[2] != 0x08 {
         return Err(format!(
             "element type 0x{:02X} is not supported (only 0x08, unsigned bytes, as in the MNIST family)",
-            bytes[2]
+            magic[2]
         ));
     }
-    let ndim = bytes[3] as usize;
+    let ndim = magic[3] as usize;
     if !(1..=4).contains(&ndim) {
         return Err(format!("{ndim} dimensions (expected 1 to 4)"));
     }
-    let header = 4 + 4 * ndim;
-    if bytes.len() < header {
+    let dims = read_up_to(stream, 4 * ndim as u64, what)?;
+    if dims.len() < 4 * ndim {
         return Err("truncated header".into());
     }
-    let dims: Vec<usize> = bytes[4..header]
+    Ok(dims
         .chunks(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
-    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-    let found = bytes.len() - header;
-    match expected {
-        Some(n) if n == found => Ok(IdxArray {
-            dims,
-            data: bytes[header..].to_vec(),
-        }),
-        Some(n) => Err(format!(
-            "header {dims:?} promises {n} bytes of data, the file has {found} (truncated or damaged?)"
-        )),
-        None => Err(format!("dimensions {dims:?} overflow")),
+        .collect())
+}
+
+/// The header, then the records `take` asks for, refused unread when they
+/// would not fit in memory; a stream longer than its header declares is
+/// refused once all of it was asked for.
+fn read_records(stream: &mut dyn Read, take: Take, what: &str) -> Result<IdxArray, String> {
+    let dims = read_header(stream, what)?;
+    let record = dims[1..]
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+    let declared = record.and_then(|r| r.checked_mul(dims[0] as u64));
+    let (Some(record), Some(declared)) = (record, declared) else {
+        return Err(format!("dimensions {dims:?} overflow"));
+    };
+    let count = take.records.map_or(dims[0], |n| n.min(dims[0]));
+    let wanted = record * count as u64;
+    fits_in_memory(&dims, wanted, count, take.memory)?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(wanted as usize)
+        .map_err(|e| format!("cannot hold {wanted} bytes of data: {e}"))?;
+    Read::take(&mut *stream, wanted)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("damaged {what}: {e}"))?;
+    if (data.len() as u64) < wanted {
+        return Err(format!(
+            "header {dims:?} promises {declared} bytes of data, the {what} ends after {} (truncated or damaged?)",
+            data.len()
+        ));
+    }
+    if count == dims[0] && !read_up_to(stream, 1, what)?.is_empty() {
+        return Err(format!(
+            "the {what} holds more than the {declared} bytes of data its IDX header declares"
+        ));
+    }
+    Ok(IdxArray { dims, data })
+}
+
+/// Refuses, before reading them, `count` records of `bytes` in all that need
+/// more than the machine's memory.
+fn fits_in_memory(
+    dims: &[usize],
+    bytes: u64,
+    count: usize,
+    memory: Option<u128>,
+) -> Result<(), String> {
+    match memory {
+        Some(memory) if u128::from(bytes) > memory => {
+            const GIB: f64 = (1u64 << 30) as f64;
+            let of = if count < dims[0] {
+                format!(" of the {} the header declares", dims[0])
+            } else {
+                String::new()
+            };
+            Err(format!(
+                "reading {count} records{of} ({:?} each) needs {:.1} GiB, more than the {:.1} GiB \
+                 of memory this machine has (set train_limit or val_limit to read fewer)",
+                &dims[1..],
+                bytes as f64 / GIB,
+                memory as f64 / GIB
+            ))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -141,8 +215,13 @@ impl ImageSet {
 
 /// Reads a pair of image and label files and checks that they belong together.
 pub fn load_image_set(images: &Path, labels: &Path) -> Result<ImageSet, IdxError> {
-    let img = read_idx(images)?;
-    let lab = read_idx(labels)?;
+    load_image_set_with(images, labels, Take::first(None))
+}
+
+/// [`load_image_set`] of the first images only (see [`Take`]).
+pub fn load_image_set_with(images: &Path, labels: &Path, take: Take) -> Result<ImageSet, IdxError> {
+    let img = read_idx_with(images, take)?;
+    let lab = read_idx_with(labels, take)?;
     let [n, rows, cols] = img.dims[..] else {
         return Err(format_error(
             images,
@@ -230,6 +309,83 @@ mod tests {
         // The same header with its 10 bytes reads.
         std::fs::write(&path, gzip(&idx(&[10], &[7; 10]))).unwrap();
         assert_eq!(read_idx(&path).unwrap().data, [7; 10]);
+    }
+
+    /// An IDX header declaring 4.1 M images of 28 × 28 (3.2 GB), then zeros
+    /// without end; counts the bytes taken from it.
+    struct Endless {
+        header: Vec<u8>,
+        taken: u64,
+    }
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let at = self.taken as usize;
+            let n = buf.len().min(1 << 16);
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = self.header.get(at + i).copied().unwrap_or(0);
+            }
+            self.taken += n as u64;
+            Ok(n)
+        }
+    }
+
+    fn endless() -> Endless {
+        Endless {
+            header: idx(&[4_100_000, 28, 28], &[]),
+            taken: 0,
+        }
+    }
+
+    #[test]
+    fn a_stream_declaring_millions_of_images_is_read_only_to_the_limit() {
+        let mut stream = endless();
+        let take = Take {
+            records: Some(512),
+            memory: Some(2 << 30),
+        };
+        let read = read_records(&mut stream, take, "gzip stream").unwrap();
+        assert_eq!(read.dims, [4_100_000, 28, 28]);
+        assert_eq!(read.data.len(), 512 * 784);
+        // The header and 512 images: nothing of the rest was asked for.
+        assert_eq!(stream.taken, 16 + 512 * 784);
+
+        // The same from a gzip file: an honest header over a stream that ends
+        // after 600 images reads when 512 are used.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train-images-idx3-ubyte.gz");
+        let mut bytes = idx(&[4_100_000, 28, 28], &[]);
+        bytes.resize(16 + 600 * 784, 3);
+        std::fs::write(&path, gzip(&bytes)).unwrap();
+        let read = read_idx_with(&path, take).unwrap();
+        assert_eq!(read.data, vec![3; 512 * 784]);
+    }
+
+    #[test]
+    fn a_declared_size_beyond_the_machines_memory_is_refused_unread() {
+        let mut stream = endless();
+        let take = Take {
+            records: None,
+            memory: Some(2 << 30),
+        };
+        let err = read_records(&mut stream, take, "gzip stream").unwrap_err();
+        assert!(
+            err.contains("reading 4100000 records ([28, 28] each) needs 3.0 GiB, more than the 2.0 GiB of memory this machine has"),
+            "{err}"
+        );
+        assert_eq!(stream.taken, 16, "only the header was read");
+        // A limit past the memory is refused the same way.
+        let mut stream = endless();
+        let take = Take {
+            records: Some(3_000_000),
+            ..take
+        };
+        let err = read_records(&mut stream, take, "file").unwrap_err();
+        assert!(
+            err.contains("reading 3000000 records of the 4100000 the header declares"),
+            "{err}"
+        );
+        assert_eq!(stream.taken, 16);
     }
 
     #[test]

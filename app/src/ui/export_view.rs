@@ -36,7 +36,8 @@ fn both(
         .iter()
         .map(|ext| {
             let path = out.join(format!("{}.{ext}", stem.replace('/', "_")));
-            draw(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            // The figures say which file they could not write, and why.
+            draw(&path).map_err(|e| format!("{e:#}"))?;
             Ok(path)
         })
         .collect()
@@ -113,7 +114,7 @@ fn comparison(app: &App, out: &Path) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();
     for format in [crate::export::Format::Png, crate::export::Format::Svg] {
         let paths = crate::export::comparison_figure(&dir, &c.manifest, format)
-            .map_err(|e| format!("cannot draw {}: {e}", c.name()))?;
+            .map_err(|e| format!("cannot draw {}: {e:#}", c.name()))?;
         written.extend(paths);
     }
     Ok(written)

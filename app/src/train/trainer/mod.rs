@@ -99,12 +99,9 @@ pub fn train(run_dir: &RunDir, opts: &TrainOptions) -> Result<Summary> {
     let _signals = crate::train::signals::Guard::install(run_dir)?;
     crate::train::limits::prefer_me_to_the_oom_killer();
     let started = Instant::now();
-    // Past a file-size limit, a write should fail (reported below, the run marked
-    // failed) rather than the default SIGXFSZ killing the process mid-write.
-    let _ = signal_hook::flag::register(
-        signal_hook::consts::SIGXFSZ,
-        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    );
+    // A write past a file-size limit fails (reported below, the run marked
+    // failed) rather than killing the process.
+    crate::run::files::writes_fail_past_size_limit();
     let resume = resume_point(run_dir, opts.restart)?;
     let mut writer = match Writer::open(run_dir) {
         Ok(w) => w,

@@ -83,13 +83,13 @@ impl Writer {
         let path = self.dir.file(crate::export::tfevents::FILE_NAME);
         let mut events = crate::export::run_events(&self.dir, false)?;
         events[0].wall_time = dir::now();
-        let mut file = std::io::BufWriter::new(
-            std::fs::File::create(&path).context("creating the TensorBoard event file")?,
-        );
-        crate::export::write_events(&mut file, &events)
-            .and_then(|()| file.flush())
-            .context("writing the TensorBoard event file")?;
-        self.tensorboard = Some(file);
+        // A new file renamed over the old: a link planted at its name is
+        // replaced, not written through.
+        let file = crate::run::files::replace_with(&path, |mut out| {
+            crate::export::write_events(&mut out, &events)
+        })
+        .context("writing the TensorBoard event file")?;
+        self.tensorboard = Some(std::io::BufWriter::new(file));
         Ok(())
     }
 
