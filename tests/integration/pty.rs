@@ -33,10 +33,15 @@ impl Session {
 
     /// The binary with `args` (none: the dashboard) on an 80×24 terminal.
     fn spawn(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Session {
+        Session::spawn_over(&repo_root().join("plugins"), cwd, args, env)
+    }
+
+    /// [`Session::spawn`] over the strategies of `plugins`.
+    fn spawn_over(plugins: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Session {
         let pty = crate::common::terminal_80x24();
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_probdrop-tui"));
         cmd.arg("--plugins");
-        cmd.arg(repo_root().join("plugins"));
+        cmd.arg(plugins);
         cmd.args(args);
         cmd.cwd(cwd);
         cmd.env("TERM", "xterm-256color");
@@ -547,5 +552,31 @@ fn a_comparison_started_from_the_dashboard_runs_to_its_table() {
         assert!(start.elapsed() < Duration::from_secs(30), "no report");
         std::thread::sleep(Duration::from_millis(200));
     }
+    s.quit();
+}
+
+/// Issue 32: a strategy whose constructor never returns kept the dashboard
+/// from drawing its first frame. Every library's first calls now have the
+/// trial deadline (2 s here), all libraries at once: the dashboard draws, and
+/// the Plugins view says why the strategy was refused.
+#[test]
+fn a_strategy_whose_constructor_hangs_does_not_keep_the_dashboard_from_starting() {
+    let tmp = workspace();
+    let plugins = tmp.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let hangs = crate::common::fixtures::fixture("probe-hangs-in-new");
+    std::fs::copy(hangs, plugins.join("libprobe.so")).unwrap();
+    let env = [
+        ("PROBE_HANG_IN_NEW", "1"),
+        ("PROBDROP_TUI_TRIAL_TIMEOUT_S", "2"),
+    ];
+    let mut s = Session::spawn_over(&plugins, tmp.path(), &[], &env);
+    s.wait_for("the first frame", Duration::from_secs(60), |t| {
+        t.contains("1 Runs")
+    });
+    s.keys("4");
+    s.wait_for("the refusal", Duration::from_secs(10), |t| {
+        t.contains("refused: strategy probe 13.0.0: Strategy::")
+    });
     s.quit();
 }

@@ -464,6 +464,32 @@ fn load_first(path: &Path) -> Result<Library, LoadError> {
     }
 }
 
+/// Loads the libraries of `to_load` that have a path, all at once: each first
+/// load may take up to the trial deadline, and a hanging one must not hold
+/// the others (nor a dashboard's first frame) back by more than that.
+fn load_all(to_load: Vec<(Found, Option<PathBuf>)>) -> Vec<Found> {
+    std::thread::scope(|scope| {
+        let loading: Vec<_> = to_load
+            .into_iter()
+            .map(|(found, path)| {
+                let load = path.map(|p| scope.spawn(move || load_first(&p)));
+                (found, load)
+            })
+            .collect();
+        loading
+            .into_iter()
+            .map(|(mut found, load)| {
+                if let Some(load) = load {
+                    found.outcome = load
+                        .join()
+                        .unwrap_or_else(|_| Err(LoadError("loading it panicked".into())));
+                }
+                found
+            })
+            .collect()
+    })
+}
+
 /// Finds, builds and loads every strategy in `dir`.
 pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Result<Vec<Found>> {
     let (crate_dirs, libs) = scan(dir)?;
@@ -485,30 +511,34 @@ pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Res
         }
     }
     let report = build_crates(&crates, on_build_line);
+    let mut to_load: Vec<(Found, Option<PathBuf>)> = Vec::new();
     for c in crates {
         let built = report
             .libraries
             .get(&c.package)
             .cloned()
             .unwrap_or_else(|| Err("not built".into()));
-        let (library_path, outcome) = match built {
-            Ok(lib) => (Some(lib.clone()), load_first(&lib)),
-            Err(e) => (None, Err(LoadError(e))),
+        let (library_path, refused) = match built {
+            Ok(lib) => (Some(lib), None),
+            Err(e) => (None, Some(e)),
         };
-        found.push(Found {
+        let source = if c.bundled {
+            Source::Bundled
+        } else {
+            Source::Crate
+        };
+        let found = Found {
             id: c.package,
-            source: if c.bundled {
-                Source::Bundled
-            } else {
-                Source::Crate
-            },
+            source,
             origin: c.dir,
-            library_path,
-            outcome,
-        });
+            library_path: library_path.clone(),
+            outcome: Err(LoadError(refused.unwrap_or_default())),
+        };
+        to_load.push((found, library_path));
     }
     for lib in libs {
-        found.push(Found {
+        let inside = check_inside(dir, &lib);
+        let found = Found {
             id: lib
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -516,11 +546,11 @@ pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Res
             source: Source::Prebuilt,
             origin: lib.clone(),
             library_path: Some(lib.clone()),
-            outcome: check_inside(dir, &lib)
-                .map_err(LoadError)
-                .and_then(|()| load_first(&lib)),
-        });
+            outcome: Err(LoadError(inside.clone().err().unwrap_or_default())),
+        };
+        to_load.push((found, inside.ok().map(|()| lib)));
     }
+    found.extend(load_all(to_load));
     refuse_name_clashes(&mut found);
     Ok(found)
 }
