@@ -110,7 +110,10 @@ fn resnet_checkpoint(run: &RunDir, kind: ModelKind) -> Result<CheckpointInfo> {
 /// norm's `num_batches_tracked` set to `step`.
 pub fn torchvision_entries(file: &Path, step: u64) -> Result<Vec<Entry>> {
     let unreadable = |e: burn_pack::Error| anyhow!("cannot read {}: {e}", file.display());
-    let tensors = burn_pack::Reader::from_file(file)
+    // burn-pack opens the file itself: a link or a FIFO is refused first.
+    crate::run::files::open_regular(file)
+        .map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+    let tensors = burn_pack::Reader::from_file_exact(file)
         .and_then(burn_pack::Reader::into_tensors)
         .map_err(unreadable)?;
     let mut entries = Vec::with_capacity(tensors.len() * 5 / 4);

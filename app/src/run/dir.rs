@@ -17,8 +17,11 @@
 //! The directory is owner-only (0700).
 //! Whole files are written to a temporary name and renamed; logs are appended one
 //! line per write, and a torn last line is skipped on read.
+//! Every file is read through `run::files` (no link followed, no FIFO or
+//! device opened, whole files at most [`WHOLE_FILE_MAX`]): anyone who can
+//! write in a run directory could put anything there.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,6 +30,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::RunError;
+use super::files::{open_regular, open_to_write, read_regular, read_regular_text};
 
 pub const EXPERIMENT: &str = "experiment.toml";
 pub const RUN: &str = "run.json";
@@ -44,6 +48,10 @@ pub const INBOX: &str = "control.inbox";
 pub const TRAINER_LOG: &str = "trainer.log";
 /// A text run's vocabulary, trained when the run starts and read on resume.
 pub const TOKENIZER: &str = "tokenizer.json";
+/// The most a whole file of a run directory (status, run, checkpoint,
+/// experiment, a comparison's manifest) may hold to be read; larger is
+/// refused unread. Real ones are a few KiB.
+pub const WHOLE_FILE_MAX: u64 = 16 << 20;
 
 /// Who a run is.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -491,7 +499,7 @@ pub fn write_status_final(dir: &RunDir, status: &Status) -> std::io::Result<()> 
     let status = &stamped(status);
     write_json(&path, status).or_else(|_| {
         let text = serde_json::to_string_pretty(status).map_err(std::io::Error::other)?;
-        let mut f = OpenOptions::new().write(true).truncate(true).open(&path)?;
+        let mut f = open_to_write(OpenOptions::new().write(true).truncate(true), &path)?;
         f.write_all(text.as_bytes())
     })
 }
@@ -523,22 +531,30 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
 }
 
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, RunError> {
-    let path = path.to_path_buf();
-    match fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|source| RunError::Json { path, source }),
-        Err(source) => Err(RunError::Read { path, source }),
-    }
+    let text = read_whole(path)?;
+    serde_json::from_str(&text).map_err(|source| RunError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A whole text file of a run directory, at most [`WHOLE_FILE_MAX`] bytes.
+pub fn read_whole(path: &Path) -> Result<String, RunError> {
+    read_regular_text(path, WHOLE_FILE_MAX).map_err(|source| RunError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// An append-only JSON-lines log. Each record is one `write` of one whole line.
 pub struct JsonLog {
-    file: File,
+    file: fs::File,
     pub path: PathBuf,
 }
 
 impl JsonLog {
     pub fn open(path: &Path) -> std::io::Result<JsonLog> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = open_to_write(OpenOptions::new().create(true).append(true), path)?;
         Ok(JsonLog {
             file,
             path: path.to_path_buf(),
@@ -568,13 +584,13 @@ impl JsonLog {
 /// Every complete, parseable line of a JSON-lines file; a torn or foreign line is
 /// skipped (a crash can leave the last line half-written).
 pub fn read_lines<T: DeserializeOwned>(path: &Path) -> Vec<T> {
-    let Ok(file) = File::open(path) else {
+    let Ok(file) = open_regular(path) else {
         return Vec::new();
     };
     BufReader::new(file)
-        .lines()
+        .split(b'\n')
         .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str(&l).ok())
+        .filter_map(|l| serde_json::from_slice(&l).ok())
         .collect()
 }
 
@@ -640,10 +656,7 @@ impl RunDir {
     /// The run's resolved experiment, as stored when it was prepared.
     pub fn experiment(&self) -> Result<crate::experiment::ExperimentFile, RunError> {
         let path = self.file(EXPERIMENT);
-        let text = fs::read_to_string(&path).map_err(|source| RunError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = read_whole(&path)?;
         crate::experiment::parse(&path, &text)
             .map_err(|mut errors| RunError::Experiment(Box::new(errors.swap_remove(0))))
     }
@@ -673,7 +686,7 @@ impl RunDir {
     pub fn read_checkpoint(&self) -> Result<Option<CheckpointInfo>, String> {
         let path = self.file(CHECKPOINT);
         let dir = self.file(CHECKPOINT_DIR);
-        let text = match fs::read(&path) {
+        let text = match read_regular(&path, WHOLE_FILE_MAX) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let saved = fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
@@ -691,7 +704,9 @@ impl RunDir {
             .map_err(|e| format!("{CHECKPOINT} cannot be read: {e}"))?;
         for file in [&info.model, &info.optimizer] {
             let inside = Path::new(file).components().count() == 1;
-            if !inside || !dir.join(file).is_file() {
+            // Not through a link, and never a FIFO for the loader to wait on.
+            let regular = fs::symlink_metadata(dir.join(file)).is_ok_and(|m| m.is_file());
+            if !inside || !regular {
                 return Err(format!(
                     "{CHECKPOINT} names {CHECKPOINT_DIR}/{file}, which is missing"
                 ));
@@ -769,23 +784,26 @@ impl RunDir {
             step: Option<u64>,
         }
         let path = self.file(name);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
+        let file = match open_regular(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
-        let mut kept = Vec::with_capacity(bytes.len());
-        for line in bytes.split(|&b| b == b'\n') {
-            let keep = serde_json::from_slice::<Step>(line)
-                .ok()
-                .and_then(|s| s.step)
-                .is_some_and(|s| s <= step);
-            if keep {
-                kept.extend_from_slice(line);
-                kept.push(b'\n');
+        // Line by line into the new file: a long log is never held whole.
+        super::files::write_with(&path, |out| {
+            for line in BufReader::new(file).split(b'\n') {
+                let line = line?;
+                let keep = serde_json::from_slice::<Step>(&line)
+                    .ok()
+                    .and_then(|s| s.step)
+                    .is_some_and(|s| s <= step);
+                if keep {
+                    out.write_all(&line)?;
+                    out.write_all(b"\n")?;
+                }
             }
-        }
-        write_atomic(&path, &kept)
+            Ok(())
+        })
     }
 }
 
@@ -848,7 +866,7 @@ pub fn exit_description(exit: std::process::ExitStatus) -> Option<String> {
 /// line of its own (the torn one stays unreadable, as before).
 fn end_torn_line(path: &Path) -> std::io::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = OpenOptions::new().read(true).append(true).open(path) else {
+    let Ok(mut f) = open_to_write(OpenOptions::new().read(true).append(true), path) else {
         return Ok(());
     };
     if f.metadata()?.len() == 0 {

@@ -58,6 +58,31 @@ fn regular(file: File, path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
+/// Opens `path` with `options` for writing (appending, or in place) without
+/// following a final link or blocking on a FIFO (a writer's open of one waits
+/// for a reader); anything but a regular file is refused.
+pub fn open_to_write(options: &mut OpenOptions, path: &Path) -> std::io::Result<File> {
+    let file = options
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    regular(file, path)
+}
+
+/// Why `path` was not read, in a few words naming only the file:
+/// "notes.json is not a regular file; not read".
+pub fn why_not_read(path: &Path, e: &std::io::Error) -> String {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return format!("{name} is a symbolic link; not read");
+    }
+    // Our own errors start with the path.
+    let text = e.to_string();
+    match text.strip_prefix(&format!("{} ", path.display())) {
+        Some(rest) => format!("{name} {rest}; not read"),
+        None => format!("{name} not read: {text}"),
+    }
+}
+
 /// All of `file`, which must hold at most `max` bytes (read no further).
 fn read_capped(file: File, path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();

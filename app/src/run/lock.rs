@@ -66,21 +66,29 @@ fn whole_file(kind: libc::c_short) -> libc::flock {
     }
 }
 
+/// The lock file, never through a link, and never a FIFO (an open that
+/// waited for a writer would freeze whoever asks, the dashboard included).
 fn open(dir: &Path, write: bool) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(write)
-        .create(write)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(dir.join(LOCK))
+    let path = dir.join(LOCK);
+    if !write {
+        return super::files::open_regular(&path);
+    }
+    super::files::open_to_write(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600),
+        &path,
+    )
 }
 
 /// Who holds the lock, as the holder wrote it: "pid 123 on host gpu1".
 fn holder(file: &mut File) -> String {
     let mut text = String::new();
     let _ = file.seek(SeekFrom::Start(0));
-    let _ = file.read_to_string(&mut text);
+    // Its holder writes one short line; more is not ours to show.
+    let _ = file.take(4096).read_to_string(&mut text);
     let text = text.trim();
     if text.is_empty() {
         "another trainer".to_string()

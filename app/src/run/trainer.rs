@@ -89,10 +89,9 @@ fn detached(plugins: &Path) -> io::Result<Command> {
 
 /// Starts `cmd` with no input and its output appended to `log`.
 fn with_log(mut cmd: Command, log: &Path) -> io::Result<Child> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
+    // Never through a link or into a FIFO (opening one would wait for a reader).
+    let log =
+        super::files::open_to_write(std::fs::OpenOptions::new().create(true).append(true), log)?;
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -223,7 +223,8 @@ impl TextTask {
         if let Some(n) = spec.val_limit {
             data.val.truncate(n);
         }
-        let vocab = if vocabulary.is_file() {
+        // Anything there is loaded (or refused, if not a regular file).
+        let vocab = if vocabulary.symlink_metadata().is_ok() {
             Vocabulary::load(vocabulary)?
         } else {
             let v = Vocabulary::train(&data.train, spec.vocab_size(), spec.max_len())?;
@@ -396,8 +397,11 @@ impl Vocabulary {
     }
 
     pub fn load(path: &Path) -> Result<Vocabulary, DataError> {
+        // The run directory's copy: never a link or a FIFO, nor unbounded.
+        let bytes = crate::run::files::read_regular(path, crate::run::dir::WHOLE_FILE_MAX)
+            .map_err(|e| DataError::content(path, e.to_string()))?;
         let tokenizer =
-            Tokenizer::from_file(path).map_err(|e| DataError::content(path, e.to_string()))?;
+            Tokenizer::from_bytes(bytes).map_err(|e| DataError::content(path, e.to_string()))?;
         let max_len = tokenizer
             .get_padding()
             .and_then(|p| match p.strategy {

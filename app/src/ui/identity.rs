@@ -49,7 +49,7 @@ fn flatten_into(prefix: &str, table: &toml::Table, out: &mut Config) {
 
 /// Reads a run directory's resolved experiment; empty when it cannot be read.
 pub fn read_config(path: &std::path::Path) -> Config {
-    std::fs::read_to_string(path)
+    crate::run::dir::read_whole(path)
         .ok()
         .and_then(|text| text.parse::<toml::Table>().ok())
         .map(|t| flatten(&t))
