@@ -7,11 +7,21 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::RunError;
-use super::dir::{RunDir, read_json, write_json};
+use super::dir::{RunDir, write_json};
 use super::lock::RunLock;
 
 /// The file in a run directory; no trainer reads or writes it.
 pub const NOTES: &str = "notes.json";
+
+/// The most notes.json may hold: a larger file is refused unread (whoever
+/// wrote it, the dashboard shows why instead). The caps below fit in it.
+pub const NOTES_MAX_BYTES: u64 = 64 * 1024;
+/// The most characters a note may have (it is one line under the table;
+/// the dashboard's typed line stops there).
+pub const NOTE_MAX_CHARS: usize = 200;
+/// The most tags a run may have, and characters a tag may have.
+pub const TAGS_MAX: usize = 32;
+pub const TAG_MAX_CHARS: usize = 64;
 
 /// Where archived runs go, under the runs directory. `list_runs` does not see
 /// them: the folder holds run directories, it is not one.
@@ -27,12 +37,63 @@ pub struct Notes {
 }
 
 impl Notes {
-    /// A run's notes (empty when it has none, or the file cannot be read).
+    /// A run's notes (empty when it has none, or they cannot be read).
     pub fn of(run: &RunDir) -> Notes {
-        read_json(&run.file(NOTES)).unwrap_or_default()
+        Notes::read(run).unwrap_or_default()
     }
 
+    /// A run's notes (empty when it has none), or why they are not read: a
+    /// file over [`NOTES_MAX_BYTES`] (not parsed), not a regular file, not
+    /// JSON, or over the caps.
+    pub fn read(run: &RunDir) -> Result<Notes, String> {
+        let path = run.file(NOTES);
+        let bytes = match super::files::read_regular(&path, NOTES_MAX_BYTES) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Notes::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(format!(
+                    "{NOTES} is larger than {} KiB; not read",
+                    NOTES_MAX_BYTES / 1024
+                ));
+            }
+            Err(e) => return Err(super::files::why_not_read(&path, &e)),
+            Ok(b) => b,
+        };
+        let notes: Notes =
+            serde_json::from_slice(&bytes).map_err(|e| format!("{NOTES} is not valid: {e}"))?;
+        notes
+            .check()
+            .map_err(|e| format!("{NOTES}: {e}; not used"))?;
+        Ok(notes)
+    }
+
+    /// Within the caps: a note of one line of at most [`NOTE_MAX_CHARS`], at
+    /// most [`TAGS_MAX`] tags of at most [`TAG_MAX_CHARS`] each.
+    pub fn check(&self) -> Result<(), String> {
+        let chars = self.note.chars().count();
+        if chars > NOTE_MAX_CHARS {
+            return Err(format!(
+                "the note has {chars} characters, more than {NOTE_MAX_CHARS}"
+            ));
+        }
+        if self.note.contains(['\n', '\r']) {
+            return Err("the note is more than one line".into());
+        }
+        if self.tags.len() > TAGS_MAX {
+            return Err(format!("{} tags, more than {TAGS_MAX}", self.tags.len()));
+        }
+        match self.tags.iter().find(|t| t.chars().count() > TAG_MAX_CHARS) {
+            Some(t) => Err(format!(
+                "the tag \"{}…\" is longer than {TAG_MAX_CHARS} characters",
+                t.chars().take(20).collect::<String>()
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Saves them, if within the caps ([`Notes::check`]).
     pub fn save(&self, run: &RunDir) -> std::io::Result<()> {
+        self.check()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         write_json(&run.file(NOTES), self)
     }
 
@@ -123,6 +184,50 @@ mod tests {
         assert_eq!(Notes::of(&run), notes);
         std::fs::write(run.file(NOTES), "{not json").unwrap();
         assert_eq!(Notes::of(&run), Notes::default());
+    }
+
+    /// Issue 32, case 14: the caps hold on write and on read.
+    #[test]
+    fn notes_over_the_caps_are_refused_on_write_and_on_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = run_in(tmp.path(), "a");
+        let long = Notes {
+            note: "é".repeat(NOTE_MAX_CHARS + 1),
+            ..Notes::default()
+        };
+        let e = long.save(&run).unwrap_err().to_string();
+        assert!(e.contains("more than 200"), "{e}");
+        assert!(!run.file(NOTES).exists(), "nothing written");
+        let two_lines = Notes {
+            note: "a\nb".into(),
+            ..Notes::default()
+        };
+        assert!(two_lines.save(&run).is_err());
+        let wide_tag = Notes {
+            tags: vec!["t".repeat(TAG_MAX_CHARS + 1)],
+            ..Notes::default()
+        };
+        assert!(wide_tag.save(&run).is_err());
+        write_json(&run.file(NOTES), &long).unwrap();
+        let e = Notes::read(&run).unwrap_err();
+        assert!(
+            e.starts_with("notes.json: the note has 201 characters"),
+            "{e}"
+        );
+        assert_eq!(Notes::of(&run), Notes::default());
+        let at_cap = Notes {
+            note: "é".repeat(NOTE_MAX_CHARS),
+            tags: (0..TAGS_MAX)
+                .map(|i| "t".repeat(TAG_MAX_CHARS - 3) + &i.to_string())
+                .collect(),
+        };
+        at_cap.save(&run).unwrap();
+        assert_eq!(Notes::read(&run), Ok(at_cap));
+        let size = std::fs::metadata(run.file(NOTES)).unwrap().len();
+        assert!(
+            size < NOTES_MAX_BYTES / 4,
+            "the caps fit the file cap: {size}"
+        );
     }
 
     #[test]

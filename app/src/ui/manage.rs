@@ -188,7 +188,9 @@ impl App {
     pub(super) fn type_key(&mut self, key: TextKey) {
         let Some(entry) = &mut self.entry else { return };
         match key {
-            TextKey::Char(c) if entry.text.chars().count() < 200 => entry.text.push(c),
+            TextKey::Char(c) if entry.text.chars().count() < notes::NOTE_MAX_CHARS => {
+                entry.text.push(c)
+            }
             TextKey::Char(_) => {}
             TextKey::Backspace => {
                 entry.text.pop();
