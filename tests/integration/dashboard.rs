@@ -1197,3 +1197,95 @@ fn slurm_tasks_show_their_job_ids_and_queue_state() {
         assert!(screen.contains(state), "{state}:\n{screen}");
     }
 }
+
+/// Issue 32, case 10: a FIFO in a run directory (as notes.json and
+/// metrics.jsonl in one run; as every other file the dashboard opens in
+/// another) is never opened: the dashboard draws every run and says which
+/// files it did not read. Run in a thread with a deadline, so that a
+/// dashboard blocked in `open` fails the test instead of hanging it.
+#[test]
+fn fifos_in_run_directories_do_not_stop_the_dashboard_drawing_the_others() {
+    use probdrop_tui::run::{dir, lock, notes};
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-fifos");
+    let _ = std::fs::remove_dir_all(&root);
+    let runs = root.join("runs");
+    synthetic_run(&runs, "before", 50);
+    let one = synthetic_run(&runs, "fifo-notes-metrics", 50);
+    let other = synthetic_run(&runs, "fifo-everything", 50);
+    synthetic_run(&runs, "after", 50);
+    let fifos: Vec<PathBuf> = [notes::NOTES, dir::METRICS]
+        .iter()
+        .map(|f| one.file(f))
+        .chain(
+            [
+                dir::STATUS,
+                dir::EVENTS,
+                dir::SNAPSHOTS,
+                dir::TRAINER_LOG,
+                dir::EXPERIMENT,
+                dir::CHECKPOINT,
+                lock::LOCK,
+                notes::NOTES,
+            ]
+            .iter()
+            .map(|f| other.file(f)),
+        )
+        .collect();
+    for f in &fifos {
+        let _ = std::fs::remove_file(f);
+        nix::unistd::mkfifo(f, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    }
+    // Built and discovered first: the deadline is for reading the runs.
+    plugins();
+    let (tx, rx) = mpsc::channel();
+    let experiments = root.join("experiments");
+    let worker = std::thread::spawn(move || {
+        let mut app = app_over(runs, experiments);
+        let mut fx = FakeEffects::default();
+        app.refresh();
+        let mut screens = Vec::new();
+        for view in View::ALL {
+            app.apply(Action::Go(view), &mut fx);
+            app.apply(Action::Mark, &mut fx);
+            screens.push(render(&app, 160, 48));
+        }
+        app.apply(Action::Go(View::Runs), &mut fx);
+        select_run_of(&mut app, "fifo-everything");
+        screens.insert(0, render(&app, 200, 30));
+        select_run_of(&mut app, "fifo-notes-metrics");
+        screens.insert(0, render(&app, 200, 30));
+        let _ = tx.send((app.runs.len(), screens));
+    });
+    let Ok((count, screens)) = rx.recv_timeout(Duration::from_secs(30)) else {
+        // Let a reader blocked on a FIFO go (a writer opening it), then fail.
+        for f in &fifos {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(f);
+        }
+        panic!("the dashboard blocked on a FIFO in a run directory");
+    };
+    worker.join().unwrap();
+    assert_eq!(count, 4, "every run listed");
+    let runs_view = &screens[0];
+    for label in ["before", "fifo-notes-metrics", "fifo-everything", "after"] {
+        assert!(runs_view.contains(label), "{label} missing:\n{runs_view}");
+    }
+    assert!(
+        runs_view.contains("metrics.jsonl is not a regular file; not read"),
+        "{runs_view}"
+    );
+    assert!(
+        runs_view.contains("notes.json is not a regular file; not read"),
+        "{runs_view}"
+    );
+    let everything = &screens[1];
+    assert!(
+        everything.contains("status.json is not a regular file; not read"),
+        "{everything}"
+    );
+}

@@ -252,12 +252,12 @@ fn the_chart_cursor_reads_values_and_x_counts_epochs_or_minutes() {
     app.apply(Action::Go(View::Charts), &mut fx);
     press(&mut app, KeyCode::Left, &mut fx);
     let screen = render(&app, 80, 24);
-    let newest = app.runs[0].series["train/loss"].points.last().unwrap().0;
+    let newest = app.runs[0].series["train/loss"].last().unwrap().0;
     let read_at = format!("step {newest:.0}:");
     assert!(screen.contains(&read_at), "{screen}");
     // At the newest step: each run's last training loss and validation loss.
     for r in &app.runs {
-        let last = |key: &str| r.series[key].points.last().copied().unwrap();
+        let last = |key: &str| r.series[key].last().unwrap();
         let loss = last("train/loss").1;
         // Four significant digits: losses here are between 1 and 10.
         assert!((1.0..10.0).contains(&loss), "{loss}");

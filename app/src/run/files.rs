@@ -68,6 +68,70 @@ pub fn open_to_write(options: &mut OpenOptions, path: &Path) -> std::io::Result<
     regular(file, path)
 }
 
+/// What tells whether a file changed without opening it: device, inode
+/// (a file replaced by a rename is another inode), size, and the modification
+/// and change times (ctime moves on any write, even one that restores mtime).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    /// The file type bits of its mode.
+    kind: u32,
+    dev: u64,
+    ino: u64,
+    pub len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            kind: meta.mode() & libc::S_IFMT,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.kind == libc::S_IFREG
+    }
+
+    /// The same file (not one put in its place), maybe grown.
+    pub fn same_file(&self, other: &Stamp) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+}
+
+/// `path`'s stamp, from `lstat` (no open, no link followed, never blocks);
+/// `None` when there is nothing there.
+pub fn stamp(path: &Path) -> Option<Stamp> {
+    std::fs::symlink_metadata(path).ok().map(|m| Stamp::of(&m))
+}
+
+/// A whole file that is read again only when its [`Stamp`] changes (a
+/// dashboard watching thousands of runs re-reads nothing that stayed put).
+#[derive(Clone, Debug, Default)]
+pub struct Watched {
+    seen: Option<Option<Stamp>>,
+}
+
+impl Watched {
+    /// Whether `path` changed (appeared, went, or was written) since the last
+    /// call that said so; the first call always says it did. Stat before
+    /// reading: a write between the two is seen at the next call.
+    pub fn changed(&mut self, path: &Path) -> bool {
+        let now = Some(stamp(path));
+        if now == self.seen {
+            return false;
+        }
+        self.seen = now;
+        true
+    }
+}
+
 /// Why `path` was not read, in a few words naming only the file:
 /// "notes.json is not a regular file; not read".
 pub fn why_not_read(path: &Path, e: &std::io::Error) -> String {

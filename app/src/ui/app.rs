@@ -131,6 +131,8 @@ impl StartPrompt {
 pub struct ComparisonView {
     pub dir: PathBuf,
     pub manifest: crate::run::comparison::Manifest,
+    /// Its manifest's stamp when read: read again only when it changes.
+    stamp: Option<crate::run::files::Stamp>,
 }
 
 impl ComparisonView {
@@ -295,20 +297,31 @@ impl App {
         changed
     }
 
-    /// Re-reads the comparisons' manifests (small files); true if any changed.
+    /// Re-reads the comparisons' manifests that changed; true if any did.
     fn scan_comparisons(&mut self) -> bool {
-        let found: Vec<ComparisonView> = crate::run::comparison::list(&self.compare_dir)
+        use crate::run::comparison::{MANIFEST, Manifest, list};
+        let mut old = std::mem::take(&mut self.comparisons);
+        let before = old.len();
+        let mut changed = false;
+        let found: Vec<ComparisonView> = list(&self.compare_dir)
             .into_iter()
             .filter_map(|dir| {
-                let manifest = crate::run::comparison::Manifest::load(&dir).ok()?;
-                Some(ComparisonView { dir, manifest })
+                let stamp = crate::run::files::stamp(&dir.join(MANIFEST));
+                let known = old.iter().position(|c| c.dir == dir);
+                let known = known.map(|i| old.swap_remove(i));
+                if known.as_ref().is_some_and(|c| c.stamp == stamp) {
+                    return known;
+                }
+                let manifest = Manifest::load(&dir).ok()?;
+                changed |= known.is_none_or(|c| c.manifest != manifest);
+                Some(ComparisonView {
+                    dir,
+                    manifest,
+                    stamp,
+                })
             })
             .collect();
-        let changed = found.len() != self.comparisons.len()
-            || found
-                .iter()
-                .zip(&self.comparisons)
-                .any(|(a, b)| a.dir != b.dir || a.manifest != b.manifest);
+        changed |= found.len() != before;
         self.comparisons = found;
         self.selected.comparison = self
             .selected
@@ -324,29 +337,34 @@ impl App {
         Some((c, table))
     }
 
+    /// A run's outcome from its series: the last and the best validation
+    /// accuracy and the mean drop rates are exact however the series are
+    /// downsampled (each keeps its last value, maximum, sum and count).
     fn outcome(&self, dir: &Path) -> crate::run::comparison::Outcome {
+        use crate::run::comparison::{Dropping, Outcome};
         let Some(r) = self.runs.iter().find(|r| r.dir.path == dir) else {
-            return crate::run::comparison::Outcome::default();
+            return Outcome::default();
         };
-        let values = |is: &dyn Fn(&str) -> bool| -> Vec<f64> {
-            r.series
+        let mean = |is: &dyn Fn(&str) -> bool| -> Option<f64> {
+            let (sum, n) = r
+                .series
                 .iter()
                 .filter(|(key, _)| is(key))
-                .flat_map(|(_, s)| s.points.iter().map(|p| p.1))
-                .collect()
+                .map(|(_, s)| s.sum_count())
+                .fold((0.0, 0), |(s, n), (s1, n1)| (s + s1, n + n1));
+            (n > 0).then(|| sum / n as f64)
         };
         fn train(key: &str) -> Option<&str> {
             key.strip_prefix(metric::TRAIN)?.strip_prefix('/')
         }
-        let accs = values(&|key| key == val_acc());
-        let p = values(&|key| train(key) == Some(metric::P));
-        let dropped = values(&|key| train(key).is_some_and(metric::is_dropped));
-        crate::run::comparison::Outcome {
-            dropping: crate::run::comparison::Dropping::of(&p, &dropped),
-            ..crate::run::comparison::Outcome::from_val_acc(
-                r.status.as_ref().map(|s| s.state),
-                &accs,
-            )
+        let accs = r.series.get(&val_acc());
+        let p = mean(&|key| train(key) == Some(metric::P));
+        let dropped = mean(&|key| train(key).is_some_and(metric::is_dropped));
+        Outcome {
+            state: r.status.as_ref().map(|s| s.state),
+            final_acc: accs.and_then(|s| s.last()).map(|p| p.1),
+            best_acc: accs.and_then(|s| s.max()),
+            dropping: p.zip(dropped).map(|(p, dropped)| Dropping { p, dropped }),
         }
     }
 

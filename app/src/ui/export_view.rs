@@ -59,7 +59,7 @@ fn chart(app: &App, out: &Path, stamp: &str) -> Result<Vec<PathBuf>, String> {
             let key = metric::series(split, &name);
             let seeds: Vec<Vec<(f64, f64)>> = group
                 .iter()
-                .filter_map(|r| Some(r.series.get(&key)?.points.clone()))
+                .filter_map(|r| Some(r.series.get(&key)?.points().to_vec()))
                 .collect();
             if !seeds.is_empty() {
                 curves.push(curve(&seeds, &format!("{label} {split}"), 2 * i + k));

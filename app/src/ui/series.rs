@@ -1,5 +1,213 @@
-//! Curve preparation for the charts: smoothing, zoom, log scale, and per-column
-//! downsampling that keeps each column's minimum and maximum (spikes stay visible).
+//! A metric's points as the dashboard keeps them ([`Series`]: bounded however
+//! long the run), and curve preparation for the charts: smoothing, zoom, log
+//! scale, and per-column downsampling that keeps each column's minimum and
+//! maximum (spikes stay visible).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Points kept as logged at the end of a series (what zooming in shows).
+pub const RECENT_POINTS: usize = 2048;
+/// Buckets the older points are folded into, each keeping its minimum and
+/// maximum: at most `2 × BUCKETS` points, more than any chart has columns.
+pub const BUCKETS: usize = 1024;
+
+/// One bucket of older points: steps `[start, start + width)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Bucket {
+    start: u64,
+    /// The last step folded in (a resumed run drops buckets after its step).
+    last: u64,
+    lo: f64,
+    hi: f64,
+    /// Whether the minimum came before the maximum (the curve's shape).
+    lo_first: bool,
+    sum: f64,
+    count: u64,
+}
+
+impl Bucket {
+    fn new(start: u64, step: u64, y: f64) -> Bucket {
+        Bucket {
+            start,
+            last: step,
+            lo: y,
+            hi: y,
+            lo_first: true,
+            sum: y,
+            count: 1,
+        }
+    }
+
+    /// Folds in `later`, whose points all come after this one's.
+    fn absorb(&mut self, later: &Bucket) {
+        let lo_later = later.lo < self.lo;
+        let hi_later = later.hi > self.hi;
+        self.lo_first = match (lo_later, hi_later) {
+            (false, false) => self.lo_first,
+            (true, true) => later.lo_first,
+            (true, false) => false,
+            (false, true) => true,
+        };
+        if lo_later {
+            self.lo = later.lo;
+        }
+        if hi_later {
+            self.hi = later.hi;
+        }
+        self.last = later.last;
+        self.sum += later.sum;
+        self.count += later.count;
+    }
+
+    /// Its points on the chart, at fixed places in the bucket (the start and
+    /// the middle, or its last step if sooner), so that runs logging the same
+    /// steps share their x and seeds still average.
+    fn points(&self, width: u64, out: &mut Vec<(f64, f64)>) {
+        let x = self.start as f64;
+        if self.count == 1 || self.lo == self.hi {
+            out.push((x, self.lo));
+            return;
+        }
+        let (a, b) = if self.lo_first {
+            (self.lo, self.hi)
+        } else {
+            (self.hi, self.lo)
+        };
+        out.push((x, a));
+        out.push(((self.start + width / 2).min(self.last) as f64, b));
+    }
+}
+
+/// A metric over steps in bounded memory: the last [`RECENT_POINTS`] as
+/// logged, before them at most [`BUCKETS`] buckets of a power-of-two width in
+/// steps keeping each bucket's minimum, maximum, sum and count. The width
+/// doubles (pairs of buckets merge) as the run grows, so minima and maxima
+/// stay exact per bucket, and the last value, the maximum and the mean exact
+/// over the whole run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Series {
+    /// The buckets' points, then the recent points as logged; x increasing.
+    points: Vec<(f64, f64)>,
+    /// How many of `points` come from buckets.
+    coarse: usize,
+    buckets: Vec<Bucket>,
+    width: u64,
+    version: u64,
+}
+
+/// Versions are unique in the process: a series emptied and read again never
+/// repeats one (curve caches key on it).
+static VERSIONS: AtomicU64 = AtomicU64::new(1);
+
+impl Series {
+    /// What the charts draw, in x order.
+    pub fn points(&self) -> &[(f64, f64)] {
+        &self.points
+    }
+
+    /// Changes whenever the points do.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn last(&self) -> Option<(f64, f64)> {
+        self.points.last().copied()
+    }
+
+    /// The largest value logged.
+    pub fn max(&self) -> Option<f64> {
+        let old = self.buckets.iter().map(|b| b.hi);
+        let recent = self.points[self.coarse..].iter().map(|p| p.1);
+        old.chain(recent).reduce(f64::max)
+    }
+
+    /// The sum and the number of the values logged.
+    pub fn sum_count(&self) -> (f64, u64) {
+        let recent = &self.points[self.coarse..];
+        let (sum, count) = self
+            .buckets
+            .iter()
+            .fold((0.0, 0), |(s, n), b| (s + b.sum, n + b.count));
+        (
+            sum + recent.iter().map(|p| p.1).sum::<f64>(),
+            count + recent.len() as u64,
+        )
+    }
+
+    /// Adds the value logged at `step`. A step at or before the last one (a
+    /// resumed run logs again from its checkpoint) first drops what it
+    /// replaces, so steps keep increasing.
+    pub fn push(&mut self, step: u64, value: f64) {
+        self.version = VERSIONS.fetch_add(1, Ordering::Relaxed);
+        let x = step as f64;
+        while self.points.len() > self.coarse && self.points.last().is_some_and(|p| p.0 >= x) {
+            self.points.pop();
+        }
+        if self.points.len() == self.coarse {
+            self.drop_buckets_from(step);
+        }
+        self.points.push((x, value));
+        if self.points.len() - self.coarse > RECENT_POINTS {
+            self.compact();
+        }
+    }
+
+    fn drop_buckets_from(&mut self, step: u64) {
+        let before = self.buckets.len();
+        while self.buckets.last().is_some_and(|b| b.last >= step) {
+            self.buckets.pop();
+        }
+        if self.buckets.len() != before {
+            self.rebuild(self.coarse);
+        }
+    }
+
+    /// Folds the older half of the recent points into buckets, widening them
+    /// until at most [`BUCKETS`] remain.
+    fn compact(&mut self) {
+        let moved = (self.points.len() - self.coarse) / 2;
+        self.width = self.width.max(1);
+        for &(x, y) in &self.points[self.coarse..self.coarse + moved] {
+            let step = x as u64;
+            let start = step - step % self.width;
+            match self.buckets.last_mut() {
+                Some(b) if b.start == start => b.absorb(&Bucket::new(start, step, y)),
+                _ => self.buckets.push(Bucket::new(start, step, y)),
+            }
+        }
+        while self.buckets.len() > BUCKETS {
+            self.widen();
+        }
+        self.rebuild(self.coarse + moved);
+    }
+
+    /// Doubles the width: each pair of buckets becomes one.
+    fn widen(&mut self) {
+        self.width *= 2;
+        let width = self.width;
+        let mut merged: Vec<Bucket> = Vec::with_capacity(self.buckets.len() / 2 + 1);
+        for b in &self.buckets {
+            let start = b.start - b.start % width;
+            match merged.last_mut() {
+                Some(m) if m.start == start => m.absorb(b),
+                _ => merged.push(Bucket { start, ..*b }),
+            }
+        }
+        self.buckets = merged;
+    }
+
+    /// The buckets' points, then the points from `recent` on as they are.
+    fn rebuild(&mut self, recent: usize) {
+        let mut points = Vec::with_capacity(2 * self.buckets.len() + RECENT_POINTS + 1);
+        for b in &self.buckets {
+            b.points(self.width, &mut points);
+        }
+        let coarse = points.len();
+        points.extend_from_slice(&self.points[recent..]);
+        self.points = points;
+        self.coarse = coarse;
+    }
+}
 
 /// Exponential moving average with weight `alpha` on the history (0: raw),
 /// bias-corrected so the first points are not pulled towards 0.
@@ -165,6 +373,72 @@ pub fn quantile_range<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 32, case 13: however many points, a series holds at most
+    /// `2 × BUCKETS + RECENT_POINTS`; each bucket's minimum and maximum, the
+    /// recent points, the last value, the maximum and the mean are exact.
+    #[test]
+    fn a_series_stays_bounded_and_keeps_each_buckets_extremes() {
+        let value =
+            |step: u64| ((step * 7919) % 1000) as f64 + if step == 123_457 { 5e3 } else { 0.0 };
+        let n = 1_000_000u64;
+        let mut s = Series::default();
+        for step in 1..=n {
+            s.push(step, value(step));
+        }
+        assert!(
+            s.points().len() <= 2 * BUCKETS + RECENT_POINTS,
+            "{}",
+            s.points().len()
+        );
+        assert!(s.buckets.len() <= BUCKETS);
+        assert!(
+            s.points().windows(2).all(|w| w[0].0 < w[1].0),
+            "x increasing"
+        );
+        assert_eq!(s.last(), Some((n as f64, value(n))));
+        assert_eq!(s.max(), Some(value(123_457)));
+        let (sum, count) = s.sum_count();
+        assert_eq!(count, n);
+        let exact: f64 = (1..=n).map(value).sum();
+        assert!((sum - exact).abs() < 1e-6 * exact, "{sum} {exact}");
+        // Every bucket holds the minimum and maximum of its steps.
+        for b in &s.buckets {
+            let steps = b.start.max(1)..(b.start + s.width).min(b.last + 1);
+            let lo = steps.clone().map(value).fold(f64::INFINITY, f64::min);
+            let hi = steps.map(value).fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!((b.lo, b.hi), (lo, hi), "bucket at {}", b.start);
+        }
+        // The recent points are as logged.
+        let recent = &s.points()[s.coarse..];
+        assert!(recent.len() >= RECENT_POINTS / 2);
+        assert!(recent.iter().all(|&(x, y)| y == value(x as u64)));
+        // The drawn curve still shows the spike.
+        let drawn = downsample(s.points(), 1.0, n as f64, 80);
+        assert!(drawn.iter().any(|p| p.1 == value(123_457)));
+    }
+
+    #[test]
+    fn a_resumed_run_replaces_its_steps_and_seeds_still_average() {
+        let mut a = Series::default();
+        let mut b = Series::default();
+        for step in 1..=100_000 {
+            a.push(step, step as f64);
+            b.push(step, 2.0 * step as f64);
+        }
+        // Both have the same places on x: their mean is over every point.
+        let m = mean_sd(&[a.points(), b.points()]);
+        assert_eq!(m.len(), a.points().len());
+        let before = a.version();
+        a.push(99_000, -1.0);
+        assert_ne!(a.version(), before);
+        assert_eq!(a.last(), Some((99_000.0, -1.0)));
+        assert!(a.points().windows(2).all(|w| w[0].0 < w[1].0));
+        // Back into the buckets: those after the step go.
+        a.push(10, 5.0);
+        assert_eq!(a.last(), Some((10.0, 5.0)));
+        assert!(a.points().iter().all(|p| p.0 <= 10.0));
+    }
 
     #[test]
     fn the_quantile_range_leaves_out_a_spike() {

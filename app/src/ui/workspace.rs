@@ -2,7 +2,6 @@
 //! incrementally), experiment files (validated), plugins. It never trains.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -12,20 +11,51 @@ use serde::de::DeserializeOwned;
 use super::identity::{self, Config};
 use super::state::XAxis;
 use crate::experiment::{self, Catalog, Diagnostic, Experiment, Machine};
-use crate::run::dir::{self, EventLine, MetricLine, RunDir, RunInfo, SnapshotLine, State, Status};
+use crate::run::dir::{self, EventLine, RunDir, RunInfo, SnapshotLine, State, Status};
+use crate::run::files::{Stamp, Watched};
 use crate::run::notes::Notes;
 
-/// Reads the lines appended to a file since the last call. A torn last line
-/// is kept back until its newline arrives; a file that shrank or was replaced
-/// is read again.
+/// Bytes of one file read at most per refresh: a huge log is taken in
+/// steps, and the dashboard draws between them.
+pub const READ_PER_REFRESH: u64 = 32 << 20;
+/// A line longer than this is skipped unread (no log of ours writes one; a
+/// file without newlines must not grow memory).
+pub const LINE_MAX: usize = 16 << 20;
+const CHUNK: usize = 256 * 1024;
+
+/// Reads the lines appended to a file since the last call, at most
+/// [`READ_PER_REFRESH`] bytes a call, in memory bounded by a chunk and the
+/// longest line. A torn last line is kept back until its newline arrives; a
+/// file that shrank or was replaced is read again. An unchanged file is not
+/// even opened (its stamp says so), and only a regular file ever is.
 #[derive(Debug, Default)]
 pub struct Tail {
     offset: u64,
-    inode: u64,
-    partial: String,
+    stamp: Option<Stamp>,
+    partial: Vec<u8>,
+    /// Inside a line being skipped (too long, or the torn end of one).
+    skipping: bool,
     /// Start this many bytes before the end of a file first read (a long
     /// log's end, not all of it); `None`: from the start.
     from_end: Option<u64>,
+    /// Why the file is not read, when it is there but not a regular file.
+    pub refused: Option<String>,
+}
+
+/// What [`Tail::each_line`] hands on: the file was replaced or shrank (what
+/// came before is void), or one complete line, without its newline.
+pub enum Seen<'a> {
+    Reset,
+    Line(&'a [u8]),
+}
+
+/// What one call of [`Tail::each_line`] found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TailRead {
+    /// The file was replaced or shrank: what was read before is void.
+    pub reset: bool,
+    /// More is there than this call read.
+    pub more: bool,
 }
 
 impl Tail {
@@ -39,68 +69,135 @@ impl Tail {
 
     /// New complete JSON records, and whether the file was reset (shrank).
     pub fn read<T: DeserializeOwned>(&mut self, path: &Path) -> (Vec<T>, bool) {
-        let (lines, reset) = self.lines(path);
-        let records = lines
-            .iter()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        (records, reset)
+        let mut records = Vec::new();
+        let read = self.each_line(path, READ_PER_REFRESH, |seen| {
+            if let Seen::Line(l) = seen {
+                records.extend(serde_json::from_slice(l).ok());
+            }
+        });
+        (records, read.reset)
     }
 
     /// New complete lines, and whether the file was reset.
     pub fn lines(&mut self, path: &Path) -> (Vec<String>, bool) {
-        let Ok(mut file) = File::open(path) else {
-            return (Vec::new(), false);
+        let mut lines = Vec::new();
+        let read = self.each_line(path, READ_PER_REFRESH, |seen| {
+            if let Seen::Line(l) = seen {
+                lines.push(String::from_utf8_lossy(l).into_owned());
+            }
+        });
+        (lines, read.reset)
+    }
+
+    /// Calls `each` with every complete line appended since the last call,
+    /// after [`Seen::Reset`] if the file was replaced, reading at most
+    /// `budget` bytes.
+    pub fn each_line(&mut self, path: &Path, budget: u64, mut each: impl FnMut(Seen)) -> TailRead {
+        let Some(now) = self.look(path) else {
+            return TailRead::default();
         };
-        use std::os::unix::fs::MetadataExt;
-        let (len, inode) = file
-            .metadata()
-            .map(|m| (m.len(), m.ino()))
-            .unwrap_or((0, 0));
-        let mut reset = false;
-        // Replaced (a resumed run rewrites its log without what it logs again) or
-        // shrunk: start over.
-        if inode != self.inode && self.inode != 0 || len < self.offset {
+        let mut read = self.start(now);
+        if read.reset {
+            each(Seen::Reset);
+        }
+        if now.len <= self.offset {
+            return read;
+        }
+        let Ok(mut file) = crate::run::files::open_regular(path) else {
+            return read;
+        };
+        // Replaced between the look and the open: the next call starts over.
+        let same = file.metadata().is_ok_and(|m| Stamp::of(&m).same_file(&now));
+        if !same || file.seek(SeekFrom::Start(self.offset)).is_err() {
+            self.stamp = None;
+            return read;
+        }
+        let want = budget.min(now.len - self.offset);
+        let mut chunk = vec![0u8; CHUNK.min(want as usize).max(1)];
+        let mut got = 0u64;
+        while got < want {
+            let n = match file.read(&mut chunk[..CHUNK.min((want - got) as usize)]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            got += n as u64;
+            self.split(&chunk[..n], &mut each);
+        }
+        self.offset += got;
+        read.more = self.offset < now.len;
+        read
+    }
+
+    /// The file's stamp, or `None` (and why) when there is nothing to read.
+    fn look(&mut self, path: &Path) -> Option<Stamp> {
+        let now = crate::run::files::stamp(path);
+        if now.is_none() {
+            // Gone: whatever comes back there is read from its start.
+            self.stamp = None;
+        }
+        self.refused = now.filter(|s| !s.is_file()).map(|_| {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            format!("{name} is not a regular file; not read")
+        });
+        now.filter(Stamp::is_file)
+    }
+
+    /// Starts over when the file was replaced or shrank; places a first read.
+    fn start(&mut self, now: Stamp) -> TailRead {
+        let fresh = self.stamp.is_none() && self.offset == 0;
+        let replaced = match self.stamp {
+            Some(old) => !old.same_file(&now) || now.len < self.offset,
+            None => self.offset > 0,
+        };
+        if replaced {
             self.offset = 0;
             self.partial.clear();
-            reset = true;
+            self.skipping = false;
         }
-        let first = self.inode == 0 || reset;
-        self.inode = inode;
-        let mut skip_torn = false;
-        if first && let Some(n) = self.from_end.filter(|n| len > *n) {
-            self.offset = len - n;
-            skip_torn = true;
-        }
-        if len == self.offset || file.seek(SeekFrom::Start(self.offset)).is_err() {
-            return (Vec::new(), reset);
-        }
-        let mut bytes = Vec::new();
-        if file.read_to_end(&mut bytes).is_err() {
-            return (Vec::new(), reset);
-        }
-        self.offset += bytes.len() as u64;
-        self.partial.push_str(&String::from_utf8_lossy(&bytes));
-        let text = std::mem::take(&mut self.partial);
-        let mut lines: Vec<String> = Vec::new();
-        let mut rest = text.as_str();
-        while let Some(i) = rest.find('\n') {
-            lines.push(rest[..i].to_string());
-            rest = &rest[i + 1..];
-        }
-        self.partial = rest.to_string();
-        if skip_torn && !lines.is_empty() {
+        if (fresh || replaced)
+            && let Some(n) = self.from_end.filter(|n| now.len > *n)
+        {
             // Started mid-file: the first line is the end of one.
-            lines.remove(0);
+            self.offset = now.len - n;
+            self.skipping = true;
         }
-        (lines, reset)
+        self.stamp = Some(now);
+        TailRead {
+            reset: replaced,
+            more: false,
+        }
+    }
+
+    /// Hands the complete lines of `bytes` (after what was held back) to
+    /// `each`, and holds back the rest.
+    fn split(&mut self, mut bytes: &[u8], each: &mut impl FnMut(Seen)) {
+        while let Some(i) = bytes.iter().position(|&b| b == b'\n') {
+            let line = &bytes[..i];
+            if std::mem::take(&mut self.skipping) {
+                self.partial.clear();
+            } else if self.partial.is_empty() {
+                each(Seen::Line(line));
+            } else {
+                self.partial.extend_from_slice(line);
+                each(Seen::Line(&self.partial));
+                self.partial.clear();
+            }
+            bytes = &bytes[i + 1..];
+        }
+        if !self.skipping {
+            self.partial.extend_from_slice(bytes);
+        }
+        if self.partial.len() > LINE_MAX {
+            self.partial = Vec::new();
+            self.skipping = true;
+        }
     }
 }
 
 /// The last lines of a run's trainer.log, as the log pane shows them.
 #[derive(Debug)]
 pub struct LogTail {
-    tail: Tail,
+    pub(crate) tail: Tail,
     pub lines: std::collections::VecDeque<String>,
 }
 
@@ -137,11 +234,7 @@ impl LogTail {
     }
 }
 
-/// A metric over steps.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Series {
-    pub points: Vec<(f64, f64)>,
-}
+pub use super::series::Series;
 
 /// One run as the dashboard shows it.
 #[derive(Debug)]
@@ -165,14 +258,23 @@ pub struct RunView {
     pub started: String,
     /// The researcher's tags and note.
     pub notes: Notes,
+    /// Why its notes.json was not read (too large, not a regular file…).
+    pub notes_error: Option<String>,
+    /// Why its status.json was not read, when it is there.
+    status_error: Option<String>,
     /// From the resolved experiment, read once (the ETA needs it at every frame).
     batch_size: Option<usize>,
     epochs: Option<usize>,
-    /// (step, wall-clock seconds) of each logged step, for charts over time.
+    /// (step, wall-clock seconds) of logged steps, for charts over time:
+    /// every step while there are few, then an even spread (see [`keep_wall`]).
     walls: Vec<(f64, f64)>,
     metrics_tail: Tail,
     events_tail: Tail,
     snapshots_tail: Tail,
+    status_file: Watched,
+    notes_file: Watched,
+    /// Whole files read and parsed (status, notes): an idle refresh reads none.
+    whole_reads: u64,
 }
 
 impl RunView {
@@ -188,6 +290,8 @@ impl RunView {
             config,
             started,
             notes: Notes::default(),
+            notes_error: None,
+            status_error: None,
             info,
             status: None,
             series: BTreeMap::new(),
@@ -201,6 +305,9 @@ impl RunView {
             metrics_tail: Tail::default(),
             events_tail: Tail::default(),
             snapshots_tail: Tail::default(),
+            status_file: Watched::default(),
+            notes_file: Watched::default(),
+            whole_reads: 0,
         };
         view.refresh();
         Some(view)
@@ -214,52 +321,17 @@ impl RunView {
             .unwrap_or_default()
     }
 
-    /// Reads what changed on disk; true if anything did.
+    /// Reads what changed on disk; true if anything did. Whole files are read
+    /// only when their stamp changed; logs from where the last read ended.
     pub fn refresh(&mut self) -> bool {
-        let mut changed = false;
-        let status = self.dir.status();
-        if status != self.status {
-            self.status = status;
-            changed = true;
-        }
-        let alive = self
-            .status
-            .as_ref()
-            .is_some_and(|s| self.dir.trainer_alive(s));
-        if alive != self.alive {
-            self.alive = alive;
-            changed = true;
-        }
-        let (metrics, reset): (Vec<MetricLine>, bool) =
-            self.metrics_tail.read(&self.dir.file(dir::METRICS));
-        if reset {
-            self.series.clear();
-            self.walls.clear();
-            changed = true;
-        }
-        for m in metrics {
-            changed = true;
-            self.keep_wall(m.step as f64, m.wall);
-            let series = self
-                .series
-                .entry(dir::metric::series(&m.split, &m.metric))
-                .or_default();
-            // A resumed run logs again from its checkpoint: keep steps increasing.
-            while series.points.last().is_some_and(|p| p.0 >= m.step as f64) {
-                series.points.pop();
-            }
-            series.points.push((m.step as f64, m.value));
-        }
+        let mut changed = self.refresh_status();
+        changed |= self.refresh_metrics();
         let (events, _): (Vec<EventLine>, bool) =
             self.events_tail.read(&self.dir.file(dir::EVENTS));
         changed |= !events.is_empty();
         self.events.extend(events);
         changed |= self.log.refresh(&self.dir.file(dir::TRAINER_LOG));
-        let notes = Notes::of(&self.dir);
-        if notes != self.notes {
-            self.notes = notes;
-            changed = true;
-        }
+        changed |= self.refresh_notes();
         let (snaps, _): (Vec<SnapshotLine>, bool) =
             self.snapshots_tail.read(&self.dir.file(dir::SNAPSHOTS));
         changed |= !snaps.is_empty();
@@ -273,16 +345,118 @@ impl RunView {
         changed
     }
 
-    /// Notes when a step was logged (once a step; a resumed run's steps
-    /// after its checkpoint are logged again, later).
-    fn keep_wall(&mut self, step: f64, wall: f64) {
-        if self.walls.last().is_some_and(|w| w.0 == step) {
-            return;
+    /// How many times a whole file (status, notes) was read and parsed.
+    pub fn whole_reads(&self) -> u64 {
+        self.whole_reads
+    }
+
+    /// Why some of its files are not read, if any are not.
+    pub fn problems(&self) -> Vec<String> {
+        let tails = [&self.metrics_tail, &self.events_tail, &self.snapshots_tail];
+        tails
+            .into_iter()
+            .filter_map(|t| t.refused.clone())
+            .chain(self.log.tail.refused.clone())
+            .chain(self.status_error.clone())
+            .chain(self.notes_error.clone())
+            .collect()
+    }
+
+    /// The status when its file changed; whether the trainer lives, unless
+    /// the run is finished and its status unchanged (a finished run's
+    /// trainer is started again only through a status it rewrites).
+    fn refresh_status(&mut self) -> bool {
+        let mut changed = false;
+        let path = self.dir.file(dir::STATUS);
+        let rewritten = self.status_file.changed(&path);
+        if rewritten {
+            self.whole_reads += 1;
+            let (status, error) = match dir::read_json::<Status>(&path) {
+                Ok(s) => (Some(s), None),
+                Err(crate::run::RunError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    (None, None)
+                }
+                Err(crate::run::RunError::Read { source, .. }) => {
+                    (None, Some(crate::run::files::why_not_read(&path, &source)))
+                }
+                Err(crate::run::RunError::Json { source, .. }) => (
+                    None,
+                    Some(format!("{} is not valid: {source}", dir::STATUS)),
+                ),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            changed = status != self.status || error != self.status_error;
+            self.status = status;
+            self.status_error = error;
         }
-        while self.walls.last().is_some_and(|w| w.0 > step) {
-            self.walls.pop();
+        let finished = self.status.as_ref().is_none_or(|s| s.state.is_final());
+        if rewritten || !finished {
+            let alive = self
+                .status
+                .as_ref()
+                .is_some_and(|s| self.dir.trainer_alive(s));
+            changed |= alive != self.alive;
+            self.alive = alive;
         }
-        self.walls.push((step, wall));
+        changed
+    }
+
+    fn refresh_notes(&mut self) -> bool {
+        if !self
+            .notes_file
+            .changed(&self.dir.file(crate::run::notes::NOTES))
+        {
+            return false;
+        }
+        self.whole_reads += 1;
+        let (notes, error) = match Notes::read(&self.dir) {
+            Ok(n) => (n, None),
+            Err(e) => (Notes::default(), Some(e)),
+        };
+        let changed = notes != self.notes || error != self.notes_error;
+        self.notes = notes;
+        self.notes_error = error;
+        changed
+    }
+
+    /// Folds what metrics.jsonl gained into the series (at most
+    /// [`READ_PER_REFRESH`] bytes: a long log comes in over a few refreshes).
+    fn refresh_metrics(&mut self) -> bool {
+        let mut key = String::new();
+        let mut changed = false;
+        let (series, walls) = (&mut self.series, &mut self.walls);
+        let path = self.dir.file(dir::METRICS);
+        let read = self
+            .metrics_tail
+            .each_line(&path, READ_PER_REFRESH, |seen| match seen {
+                Seen::Reset => {
+                    series.clear();
+                    walls.clear();
+                    changed = true;
+                }
+                Seen::Line(line) => {
+                    let Ok(m) = serde_json::from_slice::<MetricRef>(line) else {
+                        return;
+                    };
+                    changed = true;
+                    keep_wall(walls, m.step as f64, m.wall);
+                    // One key buffer: no allocation per line.
+                    key.clear();
+                    key.push_str(&m.split);
+                    key.push('/');
+                    key.push_str(&m.metric);
+                    if !series.contains_key(&key) {
+                        series.insert(key.clone(), Series::default());
+                    }
+                    if let Some(s) = series.get_mut(&key) {
+                        s.push(m.step, m.value);
+                    }
+                }
+            });
+        // More to come: the next refresh goes on (and draws meanwhile).
+        changed || read.more
     }
 
     /// Where `step` lies on the charts' x axis: the step itself, the epoch
@@ -355,6 +529,44 @@ impl RunView {
         let steps_per_s = per_s / self.batch_size? as f64;
         (steps_per_s > 0.0).then(|| (s.total_steps.saturating_sub(s.step)) as f64 / steps_per_s)
     }
+}
+
+/// The fields of a metrics.jsonl line the dashboard uses, borrowed from the
+/// line (a long log is parsed without an allocation per line).
+#[derive(serde::Deserialize)]
+struct MetricRef<'a> {
+    step: u64,
+    #[serde(borrow)]
+    split: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    metric: std::borrow::Cow<'a, str>,
+    value: f64,
+    wall: f64,
+}
+
+/// Wall-clock times kept for the minutes axis; beyond, every other older one
+/// goes (interpolation between the rest stays close).
+pub const WALLS: usize = 4096;
+
+/// Notes when a step was logged (once a step; a resumed run's steps after
+/// its checkpoint are logged again, later), in bounded memory.
+fn keep_wall(walls: &mut Vec<(f64, f64)>, step: f64, wall: f64) {
+    if walls.last().is_some_and(|w| w.0 == step) {
+        return;
+    }
+    while walls.last().is_some_and(|w| w.0 > step) {
+        walls.pop();
+    }
+    if walls.len() >= WALLS {
+        // Thin the older half; the newest half stays as logged.
+        let half = walls.len() / 2;
+        let mut i = 0;
+        walls.retain(|_| {
+            i += 1;
+            i > half || i % 2 == 1
+        });
+    }
+    walls.push((step, wall));
 }
 
 /// Snapshots kept per slot and sample (a snapshot of a large map is ~100 KB).
@@ -454,22 +666,27 @@ pub fn scan_experiments(
 }
 
 /// Run directories under `runs`, opened or refreshed; true if anything changed.
+/// One bad directory costs only itself: nothing here waits on a file.
 pub fn scan_runs(runs: &Path, known: &mut Vec<RunView>) -> bool {
-    let mut changed = false;
-    for dir in dir::list_runs(runs) {
-        if !known.iter().any(|r| r.dir.path == dir.path)
+    let listed = dir::list_runs(runs);
+    let before = known.len();
+    // A directory deleted while displayed simply disappears.
+    let present: std::collections::HashSet<&Path> =
+        listed.iter().map(|d| d.path.as_path()).collect();
+    known.retain(|r| present.contains(r.dir.path.as_path()));
+    let mut changed = known.len() != before;
+    let seen: std::collections::HashSet<PathBuf> =
+        known.iter().map(|r| r.dir.path.clone()).collect();
+    for r in known.iter_mut() {
+        changed |= r.refresh();
+    }
+    for dir in listed {
+        if !seen.contains(&dir.path)
             && let Some(view) = RunView::open(dir)
         {
             known.push(view);
             changed = true;
         }
-    }
-    let before = known.len();
-    // A directory deleted while displayed simply disappears.
-    known.retain(|r| r.dir.path.join(dir::RUN).is_file());
-    changed |= known.len() != before;
-    for r in known.iter_mut() {
-        changed |= r.refresh();
     }
     known.sort_by(|a, b| a.dir.path.cmp(&b.dir.path));
     changed
@@ -502,6 +719,162 @@ mod tests {
         assert!(log.refresh(&path));
         assert_eq!(log.lines.back().map(String::as_str), Some("step 2"));
         assert!(!log.refresh(&path), "nothing new");
+    }
+
+    /// A run directory with a status, for the refresh tests.
+    fn run_dir(root: &Path) -> RunDir {
+        let info = RunInfo {
+            experiment: "e".into(),
+            source: "e.toml".into(),
+            label: "a".into(),
+            strategy_index: 0,
+            seed: 1,
+            created: String::new(),
+            slurm_job: None,
+        };
+        let d = RunDir::create(root, &info, "name = \"e\"\n").unwrap();
+        let status = Status {
+            state: State::Done,
+            ..Status::new(0)
+        };
+        dir::write_json(&d.file(dir::STATUS), &status).unwrap();
+        d
+    }
+
+    /// Issue 32, case 14: an unchanged run directory is not read again (its
+    /// files' stamps say so); a rewritten status is, even one of the same
+    /// size whose modification time was put back (the change time moved).
+    #[test]
+    fn an_unchanged_run_directory_is_not_read_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = run_dir(tmp.path());
+        let mut view = RunView::open(d.clone()).unwrap();
+        let reads = view.whole_reads();
+        for _ in 0..5 {
+            assert!(!view.refresh(), "nothing changed");
+        }
+        assert_eq!(view.whole_reads(), reads, "nothing read again");
+        let mut status = view.status.clone().unwrap();
+        status.step = 7;
+        dir::write_json(&d.file(dir::STATUS), &status).unwrap();
+        assert!(view.refresh());
+        assert_eq!(view.whole_reads(), reads + 1, "only the status");
+        assert_eq!(view.status.as_ref().map(|s| s.step), Some(7));
+        // In place, same size, modification time restored.
+        let path = d.file(dir::STATUS);
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"step\": 7", "\"step\": 8");
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut &f, text.as_bytes()).unwrap();
+        f.set_modified(mtime).unwrap();
+        drop(f);
+        assert!(view.refresh());
+        assert_eq!(view.status.as_ref().map(|s| s.step), Some(8));
+        assert_eq!(view.whole_reads(), reads + 2);
+        assert!(!view.refresh());
+        assert_eq!(view.whole_reads(), reads + 2);
+    }
+
+    /// Issue 32, case 14: notes over the size cap are refused unread, with
+    /// the reason shown for that run; within it, over the caps, refused too.
+    #[test]
+    fn oversized_notes_are_refused_with_the_reason() {
+        use crate::run::notes::{NOTES, NOTES_MAX_BYTES, TAGS_MAX};
+        let tmp = tempfile::tempdir().unwrap();
+        let d = run_dir(tmp.path());
+        let big = format!("{{\"note\": \"{}\"}}", "x".repeat(2 << 20));
+        std::fs::write(d.file(NOTES), big).unwrap();
+        let mut view = RunView::open(d.clone()).unwrap();
+        assert_eq!(view.notes, Notes::default());
+        let why = view.notes_error.clone().unwrap();
+        assert!(
+            why.contains(&format!("larger than {} KiB", NOTES_MAX_BYTES / 1024)),
+            "{why}"
+        );
+        assert_eq!(view.problems(), [why]);
+        let many = Notes {
+            tags: (0..=TAGS_MAX).map(|i| format!("t{i}")).collect(),
+            note: String::new(),
+        };
+        assert!(many.save(&d).is_err(), "refused on write");
+        dir::write_json(&d.file(NOTES), &many).unwrap();
+        assert!(view.refresh());
+        let why = view.notes_error.clone().unwrap();
+        assert!(why.contains("more than 32"), "{why}");
+        let fine = Notes {
+            tags: vec!["ok".into()],
+            note: "fine".into(),
+        };
+        fine.save(&d).unwrap();
+        assert!(view.refresh());
+        assert_eq!((view.notes.clone(), view.notes_error.clone()), (fine, None));
+    }
+
+    /// Issue 32, case 13: a long metrics log comes in over refreshes of at
+    /// most [`READ_PER_REFRESH`] bytes, into bounded series that keep its
+    /// last value and maximum; a line without end is skipped, not held.
+    #[test]
+    fn a_long_metrics_log_is_read_in_steps_into_bounded_series() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = run_dir(tmp.path());
+        let mut text = String::new();
+        let n = 300_000u64;
+        for step in 1..=n {
+            let value = if step == 4321 {
+                99.0
+            } else {
+                (step % 10) as f64
+            };
+            text.push_str(&format!(
+                "{{\"step\":{step},\"epoch\":0,\"split\":\"train\",\"metric\":\"loss\",\"value\":{value},\"wall\":{step}.0,\"p\":0.1,\"plugin_version\":\"1\"}}\n"
+            ));
+        }
+        assert!(
+            text.len() as u64 > READ_PER_REFRESH,
+            "needs several refreshes"
+        );
+        std::fs::write(d.file(dir::METRICS), &text).unwrap();
+        let mut view = RunView::open(d.clone()).unwrap();
+        let loss = |v: &RunView| v.series["train/loss"].clone();
+        assert!(loss(&view).last().unwrap().0 < n as f64, "not all at once");
+        while view.refresh() {}
+        let s = loss(&view);
+        assert_eq!(s.last(), Some((n as f64, (n % 10) as f64)));
+        assert_eq!(s.max(), Some(99.0));
+        assert_eq!(s.sum_count().1, n);
+        assert!(
+            s.points().len()
+                <= 2 * super::super::series::BUCKETS + super::super::series::RECENT_POINTS
+        );
+        assert!(view.walls.len() <= WALLS);
+        assert!((view.x_of(XAxis::Minutes, n as f64) - (n - 1) as f64 / 60.0).abs() < 1e-6);
+        // 20 MiB without a newline, then a good line: skipped, then read.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.file(dir::METRICS))
+            .unwrap();
+        f.write_all(&vec![b'x'; LINE_MAX + (4 << 20)]).unwrap();
+        f.write_all(b"\n{\"step\":300001,\"epoch\":0,\"split\":\"train\",\"metric\":\"loss\",\"value\":0.5,\"wall\":1.0,\"p\":0.1,\"plugin_version\":\"1\"}\n").unwrap();
+        while view.refresh() {
+            assert!(view.metrics_tail.partial.len() <= LINE_MAX + CHUNK);
+        }
+        assert_eq!(loss(&view).last(), Some((300_001.0, 0.5)));
+    }
+
+    #[test]
+    fn a_fifo_is_refused_by_a_tail_without_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("metrics.jsonl");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let mut tail = Tail::default();
+        let (lines, reset) = tail.lines(&path);
+        assert!(lines.is_empty() && !reset);
+        assert_eq!(
+            tail.refused.as_deref(),
+            Some("metrics.jsonl is not a regular file; not read")
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::ui::app::App;
 use crate::ui::identity;
 use crate::ui::series;
 use crate::ui::state::{ChartOptions, XAxis};
-use crate::ui::workspace::RunView;
+use crate::ui::workspace::{RunView, Series};
 
 /// Every metric the runs logged, by name (`loss`, `dropped/block2`): loss,
 /// accuracy and drop rate first, then the others in name order.
@@ -64,8 +64,8 @@ pub(crate) fn chosen(counter: usize, runs: &[&RunView]) -> (String, usize, usize
 /// options make a new one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct CurveKey {
-    /// The runs it is made of, each with its series' length then.
-    members: Vec<(std::path::PathBuf, usize)>,
+    /// The runs it is made of, each with its series' version then.
+    members: Vec<(std::path::PathBuf, u64)>,
     /// The series, and for seeds averaged which curve of it (mean, band edge).
     series: String,
     part: Part,
@@ -146,12 +146,12 @@ pub(super) fn draw(
     }
     // Curves of data no longer shown (or superseded by newer points) go.
     cache.0.retain(|k, _| {
-        k.members.iter().all(|(path, len)| {
+        k.members.iter().all(|(path, version)| {
             runs.iter().any(|r| {
                 &r.dir.path == path
                     && r.series
                         .get(&k.series)
-                        .is_some_and(|s| s.points.len() == *len)
+                        .is_some_and(|s| s.version() == *version)
             })
         })
     });
@@ -440,9 +440,9 @@ fn curves(
         let along = |pts: Vec<(f64, f64)>| along(o.x_axis, first, pts);
         for split in [metric::TRAIN, metric::VAL] {
             let key = metric::series(split, name);
-            let members: Vec<(&RunView, &[(f64, f64)])> = g
+            let members: Vec<(&RunView, &Series)> = g
                 .iter()
-                .filter_map(|r| Some((*r, r.series.get(&key)?.points.as_slice())))
+                .filter_map(|r| Some((*r, r.series.get(&key)?)))
                 .collect();
             if members.is_empty() {
                 continue;
@@ -456,7 +456,7 @@ fn curves(
                 let key = CurveKey {
                     members: members
                         .iter()
-                        .map(|(r, p)| (r.dir.path.clone(), p.len()))
+                        .map(|(r, s)| (r.dir.path.clone(), s.version()))
                         .collect(),
                     series: key.clone(),
                     part,
@@ -491,17 +491,17 @@ fn curves(
 /// The points of one part of a curve: a run's own within the zoom window, or
 /// for several runs their mean (or a band edge) over the steps all have.
 fn part_points<'a>(
-    members: &[(&RunView, &'a [(f64, f64)])],
+    members: &[(&RunView, &'a Series)],
     part: Part,
     from: Option<f64>,
 ) -> std::borrow::Cow<'a, [(f64, f64)]> {
-    // One run's points are borrowed: a copy of 100k points costs a frame.
-    if let [(_, points)] = members {
-        return series::since(points, from).into();
+    // One run's points are borrowed: a copy of them would cost a frame.
+    if let [(_, s)] = members {
+        return series::since(s.points(), from).into();
     }
     let windows: Vec<&[(f64, f64)]> = members
         .iter()
-        .map(|(_, p)| series::since(p, from))
+        .map(|(_, s)| series::since(s.points(), from))
         .collect();
     series::mean_sd(&windows)
         .into_iter()
@@ -525,7 +525,7 @@ fn window_start(runs: &[&RunView], names: [Option<&str>; 2], last: Option<f64>) 
                 .zip(names)
                 .filter_map(move |(split, name)| r.series.get(&metric::series(split, name?)))
         })
-        .filter_map(|s| s.points.last().map(|p| p.0))
+        .filter_map(|s| s.last().map(|p| p.0))
         .fold(None, |end: Option<f64>, x| {
             Some(end.map_or(x, |e| e.max(x)))
         });

@@ -150,7 +150,7 @@ fn draw_runs(frame: &mut Frame, app: &App, c: &ComparisonView, label_width: u16,
             let o = crate::run::comparison::Outcome::from_val_acc(
                 None,
                 &run.and_then(|r| r.series.get(&val_acc()))
-                    .map(|s| s.points.iter().map(|p| p.1).collect::<Vec<_>>())
+                    .map(|s| s.points().iter().map(|p| p.1).collect::<Vec<_>>())
                     .unwrap_or_default(),
             );
             let pct = |a: Option<f64>| a.map_or("–".to_string(), |a| format!("{:.2}", 100.0 * a));

@@ -2,7 +2,7 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Modifier, Style};
+use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 
@@ -220,7 +220,8 @@ fn machine_lines(s: &Sample) -> Vec<Line<'static>> {
 
 /// Two lines about the selected run: which directory it is and where it
 /// stands (with the GPU memory its trainer holds, when NVML says), then what
-/// its trainer last said (or why it is not running).
+/// its trainer last said (or why it is not running), after which of its
+/// files are not read and why.
 fn run_detail(r: &RunView, gpu_memory: Option<u64>) -> Vec<Line<'static>> {
     let state = r.state();
     let st = r.status.as_ref();
@@ -268,8 +269,16 @@ fn run_detail(r: &RunView, gpu_memory: Option<u64>) -> Vec<Line<'static>> {
         },
         _ => message,
     };
-    vec![
-        Line::from(facts.join(" · ")).style(Style::new().add_modifier(Modifier::DIM)),
-        Line::from(said).style(state_style(state)),
-    ]
+    let facts = Line::from(facts.join(" · ")).style(Style::new().add_modifier(Modifier::DIM));
+    // Files of the run it refuses to read (a FIFO, an oversized notes.json)
+    // come first: the rest of what it shows may lack them.
+    let problems = r.problems();
+    if !problems.is_empty() {
+        let text = format!("{} · {said}", problems.join(" · "));
+        return vec![
+            facts,
+            Line::from(text).style(Style::new().fg(Color::Yellow)),
+        ];
+    }
+    vec![facts, Line::from(said).style(state_style(state))]
 }
