@@ -70,11 +70,12 @@ pub fn log_path(runs: &Path) -> PathBuf {
 fn open_log(runs: &Path) -> Result<()> {
     std::fs::create_dir_all(runs).with_context(|| format!("creating {}", runs.display()))?;
     let path = log_path(runs);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("opening the log {}", path.display()))?;
+    // A FIFO put there would hold the dashboard in `open`: refused instead.
+    let file = crate::run::files::open_to_write(
+        std::fs::OpenOptions::new().create(true).append(true),
+        &path,
+    )
+    .with_context(|| format!("opening the log {}", path.display()))?;
     let _ = LOG.set(Mutex::new(file));
     // Close-on-exec (std duplicates with F_DUPFD_CLOEXEC): the trainers the
     // dashboard starts must hold nothing of its terminal.
