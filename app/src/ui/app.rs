@@ -280,6 +280,11 @@ impl App {
         }
     }
 
+    /// Whether some run's logs are still being read in (refresh sooner).
+    pub fn catching_up(&self) -> bool {
+        self.runs.iter().any(RunView::behind)
+    }
+
     /// Re-reads run directories and experiment files; true if anything changed.
     pub fn refresh(&mut self) -> bool {
         let mut changed = workspace::scan_runs(&self.runs_dir, &mut self.runs);

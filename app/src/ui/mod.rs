@@ -451,7 +451,12 @@ impl Dashboard {
                 self.app.dirty = false;
                 last_draw = Instant::now();
             }
-            let wait = REFRESH.saturating_sub(last_refresh.elapsed()).min(FRAME);
+            let wait = if self.app.catching_up() {
+                // A long log is read in steps: only look for keys between them.
+                Duration::ZERO
+            } else {
+                REFRESH.saturating_sub(last_refresh.elapsed()).min(FRAME)
+            };
             // The wait is ours, not crossterm's: on a terminal that vanished
             // without a SIGHUP, crossterm's poll reads end-of-file forever and
             // never returns. (When stdin is not the terminal, crossterm reads
@@ -474,6 +479,8 @@ impl Dashboard {
                     log(&e.to_string());
                     self.apply(Input::Reload(e));
                 }
+            } else if self.app.catching_up() {
+                self.app.refresh();
             }
         }
         Ok(())

@@ -40,6 +40,8 @@ pub struct Tail {
     from_end: Option<u64>,
     /// Why the file is not read, when it is there but not a regular file.
     pub refused: Option<String>,
+    /// The last call stopped at its budget with more to read.
+    more: bool,
 }
 
 /// What [`Tail::each_line`] hands on: the file was replaced or shrank (what
@@ -93,6 +95,7 @@ impl Tail {
     /// after [`Seen::Reset`] if the file was replaced, reading at most
     /// `budget` bytes.
     pub fn each_line(&mut self, path: &Path, budget: u64, mut each: impl FnMut(Seen)) -> TailRead {
+        self.more = false;
         let Some(now) = self.look(path) else {
             return TailRead::default();
         };
@@ -124,8 +127,16 @@ impl Tail {
             self.split(&chunk[..n], &mut each);
         }
         self.offset += got;
-        read.more = self.offset < now.len;
+        // Only a spent budget: a short read (the file shrank) is seen next time.
+        read.more = got == budget && self.offset < now.len;
+        self.more = read.more;
         read
+    }
+
+    /// Whether the last read stopped at its budget with more to read (not
+    /// when the file could not be read: that waits for the next refresh).
+    pub fn behind(&self) -> bool {
+        self.more
     }
 
     /// The file's stamp, or `None` (and why) when there is nothing to read.
@@ -343,6 +354,14 @@ impl RunView {
             keep_snapshot(history, s);
         }
         changed
+    }
+
+    /// Whether a log of it is not read to its end yet (a long one comes in
+    /// over several refreshes).
+    pub fn behind(&self) -> bool {
+        [&self.metrics_tail, &self.events_tail, &self.snapshots_tail]
+            .iter()
+            .any(|t| t.behind())
     }
 
     /// How many times a whole file (status, notes) was read and parsed.
@@ -839,7 +858,9 @@ mod tests {
         let mut view = RunView::open(d.clone()).unwrap();
         let loss = |v: &RunView| v.series["train/loss"].clone();
         assert!(loss(&view).last().unwrap().0 < n as f64, "not all at once");
+        assert!(view.behind());
         while view.refresh() {}
+        assert!(!view.behind());
         let s = loss(&view);
         assert_eq!(s.last(), Some((n as f64, (n % 10) as f64)));
         assert_eq!(s.max(), Some(99.0));
