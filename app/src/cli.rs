@@ -63,7 +63,7 @@ pub enum Command {
     /// Train every run of an experiment in the foreground, without the dashboard.
     Run(crate::commands::RunArgs),
     /// Run every strategy × seed (with a `none` baseline), then tabulate validation
-    /// accuracy over seeds with Welch t-tests; resumable.
+    /// accuracy over seeds with t-tests paired by seed; resumable.
     Compare(crate::compare::CompareArgs),
     /// Train one prepared run directory (what the dashboard starts for each run).
     #[command(hide = true)]

@@ -2,8 +2,8 @@
 //! and the dashboard (which reads it): `compare.json` (which run directory is
 //! which strategy and seed), and the reports made from the runs, `compare.md`,
 //! `compare.csv` (one row per strategy) and `runs.csv` (one row per run): a
-//! table of validation accuracy over seeds with Welch t-tests against the
-//! baseline.
+//! table of validation accuracy over seeds with t-tests against the baseline
+//! (paired by seed; Welch's where the seeds do not pair up).
 
 pub mod stats;
 
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::RunError;
 use super::dir::{self, MetricLine, RunDir, State};
-use stats::{Summary, Welch};
+use stats::{Summary, TTest};
 
 pub const MANIFEST: &str = "compare.json";
 pub const TABLE_MD: &str = "compare.md";
@@ -142,8 +142,40 @@ pub struct Delta {
     /// Mean over seeds both have finished of (strategy − baseline).
     pub paired_mean: f64,
     pub pairs: usize,
+    /// Whether every finished seed of each has its partner in the other.
+    pub all_paired: bool,
+    /// The paired t-test of the per-seed differences; `None` where undefined.
+    pub paired: Option<TTest>,
     /// Over all finished seeds of each; `None` where the test is undefined.
-    pub welch: Option<Welch>,
+    pub welch: Option<TTest>,
+}
+
+/// Which test a p-value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestKind {
+    Paired,
+    Welch,
+}
+
+impl TestKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TestKind::Paired => "paired",
+            TestKind::Welch => "Welch",
+        }
+    }
+}
+
+impl Delta {
+    /// The test a p-value is read from: the paired t-test when every seed
+    /// pairs up (same seed, same initial weights and data order: the
+    /// design), else Welch's over all finished seeds of each.
+    pub fn test(&self) -> Option<(TestKind, TTest)> {
+        match (self.all_paired, self.paired) {
+            (true, Some(t)) => Some((TestKind::Paired, t)),
+            _ => self.welch.map(|t| (TestKind::Welch, t)),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -188,6 +220,8 @@ fn delta(
             stats::mean(&diffs)
         },
         pairs: diffs.len(),
+        all_paired: diffs.len() == a.len() && diffs.len() == b.len(),
+        paired: stats::paired(&diffs),
         welch: stats::welch(&a, &b),
     }
 }
@@ -280,11 +314,19 @@ pub fn pct_delta(d: &Option<Delta>) -> String {
     }
 }
 
+/// "0.012 (paired)", "0.034 (Welch)": the p-value and its test.
 pub fn p_value(d: &Option<Delta>) -> String {
-    match d.and_then(|d| d.welch) {
-        Some(w) if w.p < 0.001 => "< 0.001".into(),
-        Some(w) => format!("{:.3}", w.p),
+    match d.and_then(|d| d.test()) {
+        Some((kind, t)) => format!("{} ({})", p_text(t.p), kind.name()),
         None => "–".into(),
+    }
+}
+
+fn p_text(p: f64) -> String {
+    if p < 0.001 {
+        "< 0.001".into()
+    } else {
+        format!("{p:.3}")
     }
 }
 
@@ -295,7 +337,7 @@ pub const HEADER: [&str; 9] = [
     "95 % CI",
     "best acc %",
     "Δ final",
-    "p (Welch)",
+    "p (test)",
     "Δ best",
     "drop p / dropped %",
 ];
@@ -330,7 +372,9 @@ pub fn markdown(t: &Table) -> String {
         out,
         "\nValidation accuracy over seeds: mean ± sample standard deviation; 95 % CI of \
          the mean (Student's t); Δ = mean over shared seeds of (strategy − {}) in \
-         percentage points; p: Welch's two-sided t-test of final accuracy against {}; \
+         percentage points; p: two-sided t-test of final accuracy against {}, paired by \
+         seed (same seed: same initial weights and data order) where every seed pairs up, \
+         else Welch's over all finished seeds of each (each cell names its test); \
          drop p / dropped %: the mean drop rate in force over the training steps and the \
          mean fraction the strategy measured dropped (so equal p and equal dropped \
          fraction can both be read). Only finished runs count.",
@@ -357,18 +401,19 @@ pub fn markdown(t: &Table) -> String {
 /// accuracy the seeds could have shown (80 % power).
 pub struct Significance {
     pub label: String,
+    pub test: Option<TestKind>,
     pub p: Option<f64>,
     pub holm: Option<f64>,
     pub detectable: Option<f64>,
 }
 
 pub fn significance(t: &Table) -> Vec<Significance> {
-    let tests: Vec<Option<Welch>> = t
+    let tests: Vec<Option<(TestKind, TTest)>> = t
         .rows
         .iter()
-        .map(|r| r.delta_final.and_then(|d| d.welch))
+        .map(|r| r.delta_final.and_then(|d| d.test()))
         .collect();
-    let ps: Vec<Option<f64>> = tests.iter().map(|w| w.map(|w| w.p)).collect();
+    let ps: Vec<Option<f64>> = tests.iter().map(|w| w.map(|(_, w)| w.p)).collect();
     let adjusted = stats::holm(&ps);
     t.rows
         .iter()
@@ -376,9 +421,10 @@ pub fn significance(t: &Table) -> Vec<Significance> {
         .zip(adjusted)
         .map(|((r, w), holm)| Significance {
             label: r.label.clone(),
-            p: w.map(|w| w.p),
+            test: w.map(|(kind, _)| kind),
+            p: w.map(|(_, w)| w.p),
             holm,
-            detectable: w.map(|w| stats::detectable(w.se, w.df)),
+            detectable: w.map(|(_, w)| stats::detectable(w.se, w.df)),
         })
         .collect()
 }
@@ -393,22 +439,19 @@ fn significance_markdown(t: &Table, out: &mut String) {
     }
     let _ = writeln!(
         out,
-        "\n| strategy | p (Welch) | p (Holm, {} tests) | detectable Δ final |\n|---|---|---|---|",
+        "\n| strategy | test | p | p (Holm, {} tests) | detectable Δ final |\n|---|---|---|---|---|",
         rows.len()
     );
-    let p = |v: Option<f64>| match v {
-        Some(v) if v < 0.001 => "< 0.001".to_string(),
-        Some(v) => format!("{v:.3}"),
-        None => "–".into(),
-    };
+    let p = |v: Option<f64>| v.map_or("–".into(), p_text);
     for s in &rows {
         let detectable = s
             .detectable
             .map_or("–".into(), |d| format!("{:.2}", 100.0 * d));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {detectable} |",
+            "| {} | {} | {} | {} | {detectable} |",
             s.label,
+            s.test.map_or("–", TestKind::name),
             p(s.p),
             p(s.holm)
         );
@@ -435,7 +478,7 @@ pub fn csv(t: &Table) -> String {
     let mut out = String::from(
         "strategy,seeds_finished,seeds_total,final_mean,final_sd,final_ci_low,final_ci_high,\
          best_mean,best_sd,best_ci_low,best_ci_high,delta_final,p_final,delta_best,p_best,\
-         drop_p_mean,dropped_mean,p_final_holm,detectable_final\n",
+         drop_p_mean,dropped_mean,p_final_holm,detectable_final,p_final_test,p_final_welch\n",
     );
     for (r, sig) in t.rows.iter().zip(significance(t)) {
         let f = r.final_acc;
@@ -453,13 +496,15 @@ pub fn csv(t: &Table) -> String {
             num(b.map(|s| s.ci_low)),
             num(b.map(|s| s.ci_high)),
             num(r.delta_final.map(|d| d.paired_mean)),
-            num(r.delta_final.and_then(|d| d.welch).map(|w| w.p)),
+            num(r.delta_final.and_then(|d| d.test()).map(|(_, w)| w.p)),
             num(r.delta_best.map(|d| d.paired_mean)),
-            num(r.delta_best.and_then(|d| d.welch).map(|w| w.p)),
+            num(r.delta_best.and_then(|d| d.test()).map(|(_, w)| w.p)),
             num(r.dropping.map(|d| d.p)),
             num(r.dropping.map(|d| d.dropped)),
             num(sig.holm),
             num(sig.detectable),
+            sig.test.map_or("", TestKind::name).to_lowercase(),
+            num(r.delta_final.and_then(|d| d.welch).map(|w| w.p)),
         ];
         let _ = writeln!(out, "{}", cells.join(","));
     }
@@ -583,6 +628,10 @@ mod tests {
         assert!((d.paired_mean - 0.035).abs() < 1e-12);
         let w = stats::welch(&[0.84, 0.85], &[0.80, 0.82, 0.81]).unwrap();
         assert_eq!(d.welch, Some(w));
+        // Seed 3 of the baseline has no partner: the p-value is Welch's.
+        assert!(!d.all_paired);
+        assert_eq!(d.test(), Some((TestKind::Welch, w)));
+        assert_eq!(d.paired, stats::paired(&[0.84 - 0.80, 0.85 - 0.82]));
         let md = markdown(&t);
         assert!(md.contains("| dropblock | 2/3 | 84.50 ± 0.71 |"), "{md}");
         assert!(md.contains("+3.50"), "{md}");
@@ -596,6 +645,44 @@ mod tests {
             csv.lines().nth(1).unwrap().starts_with("none,3,3,0.81"),
             "{csv}"
         );
+    }
+
+    /// Issue 33: with every seed paired, the p-value (and Holm's, and the
+    /// detectable difference) comes from the paired test, and the reports
+    /// say so.
+    #[test]
+    fn with_every_seed_paired_the_test_is_the_paired_one() {
+        let m = manifest(&["none", "dropblock"], &[1, 2, 3]);
+        let acc = |e: &Entry| match (e.label.as_str(), e.seed) {
+            ("none", s) => 0.80 + s as f64 / 100.0,
+            (_, s) => 0.82 + s as f64 / 100.0 + [0.0, 0.004, -0.003][s as usize - 1],
+        };
+        let t = table(&m, |e| Outcome::from_val_acc(Some(State::Done), &[acc(e)]));
+        let d = t.rows[1].delta_final.unwrap();
+        assert!(d.all_paired);
+        let diffs: Vec<f64> = m
+            .seeds
+            .iter()
+            .map(|&seed| {
+                let of = |label: &str| {
+                    acc(&Entry {
+                        label: label.into(),
+                        seed,
+                        dir: PathBuf::new(),
+                    })
+                };
+                of("dropblock") - of("none")
+            })
+            .collect();
+        let want = stats::paired(&diffs).unwrap();
+        let (kind, got) = d.test().unwrap();
+        assert_eq!(kind, TestKind::Paired);
+        assert!((got.p - want.p).abs() < 1e-12 && got.df == 2.0);
+        let md = markdown(&t);
+        assert!(md.contains(&format!("{} (paired)", p_text(want.p))), "{md}");
+        assert!(md.contains("| dropblock | paired |"), "{md}");
+        let line = csv(&t).lines().nth(2).unwrap().to_string();
+        assert!(line.contains(",paired,"), "{line}");
     }
 
     /// Issue 17: the table says how much each strategy dropped beside the
@@ -620,8 +707,8 @@ mod tests {
         assert!((db.p - 0.1).abs() < 1e-12 && (db.dropped - 0.105).abs() < 1e-12);
         assert!((t.rows[0].dropping.unwrap().dropped - 0.10).abs() < 1e-12);
         assert_eq!(row_cells(&t.rows[1]).last().unwrap(), "0.100 / 10.50");
-        // No Holm p or detectable difference: one baseline seed is no test.
-        assert!(csv(&t).lines().nth(2).unwrap().ends_with(",0.1,0.105,,"));
+        // No test, Holm p or detectable difference: one baseline seed is none.
+        assert!(csv(&t).lines().nth(2).unwrap().ends_with(",0.1,0.105,,,,"));
         assert_eq!(Dropping::of(&[], &[0.1]), None, "no p logged: no figure");
     }
 }

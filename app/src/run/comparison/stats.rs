@@ -1,4 +1,6 @@
-//! Summaries over seeds and Welch's t-test, as the compare table reports them.
+//! Summaries over seeds and the t-tests the compare table reports: paired by
+//! seed (same seed, same initial weights and data order), and Welch's where
+//! the seeds do not pair up.
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
@@ -57,11 +59,11 @@ pub fn summarize(xs: &[f64]) -> Option<Summary> {
     })
 }
 
-/// Welch's unequal-variance t-test of mean(a) − mean(b).
+/// A two-sided t-test of a difference of means.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Welch {
+pub struct TTest {
     pub t: f64,
-    /// Welch–Satterthwaite degrees of freedom.
+    /// Degrees of freedom (Welch–Satterthwaite for Welch's test).
     pub df: f64,
     /// Two-sided p-value.
     pub p: f64,
@@ -69,9 +71,10 @@ pub struct Welch {
     pub se: f64,
 }
 
-/// `None` when either side has fewer than two values or both have no spread
-/// (the test is undefined there, and saying "p = 0" would mislead).
-pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
+/// Welch's unequal-variance t-test of mean(a) − mean(b). `None` when either
+/// side has fewer than two values or both have no spread (the test is
+/// undefined there, and saying "p = 0" would mislead).
+pub fn welch(a: &[f64], b: &[f64]) -> Option<TTest> {
     if a.len() < 2 || b.len() < 2 {
         return None;
     }
@@ -80,16 +83,29 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
     if se2 <= 0.0 {
         return None;
     }
-    let t = (mean(a) - mean(b)) / se2.sqrt();
     let df = se2 * se2 / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64);
+    two_sided(mean(a) - mean(b), se2.sqrt(), df)
+}
+
+/// The paired t-test of the per-pair differences `d` (mean(d) against 0,
+/// n − 1 degrees of freedom), as scipy's `ttest_rel`. `None` below two pairs
+/// or when the differences do not vary.
+pub fn paired(d: &[f64]) -> Option<TTest> {
+    if d.len() < 2 {
+        return None;
+    }
+    let se = (variance(d) / d.len() as f64).sqrt();
+    if se.is_nan() || se <= 0.0 {
+        return None;
+    }
+    two_sided(mean(d), se, (d.len() - 1) as f64)
+}
+
+fn two_sided(difference: f64, se: f64, df: f64) -> Option<TTest> {
+    let t = difference / se;
     let dist = StudentsT::new(0.0, 1.0, df).ok()?;
     let p = (2.0 * (1.0 - dist.cdf(t.abs()))).clamp(0.0, 1.0);
-    Some(Welch {
-        t,
-        df,
-        p,
-        se: se2.sqrt(),
-    })
+    Some(TTest { t, df, p, se })
 }
 
 /// Holm's step-down adjustment of p-values for testing them together (the
@@ -115,7 +131,7 @@ pub fn holm(ps: &[Option<f64>]) -> Vec<Option<f64>> {
 }
 
 /// The smallest true difference a two-sided test at 5 % would detect with
-/// 80 % power, given the standard error and degrees of freedom a Welch test
+/// 80 % power, given the standard error and degrees of freedom a t-test
 /// measured: `(t_0.975 + t_0.80) · se`.
 pub fn detectable(se: f64, df: f64) -> f64 {
     match StudentsT::new(0.0, 1.0, df) {
@@ -196,6 +212,46 @@ mod tests {
             assert!(close(w.df, df, 1e-9), "df {} vs {df}", w.df);
             assert!(close(w.p, p, 1e-6), "p {} vs {p}", w.p);
         }
+    }
+
+    /// Issue 33: the paired test on per-seed differences, against scipy
+    /// 1.17.1's `ttest_rel(a, b)` on the same numbers.
+    #[test]
+    fn the_paired_test_matches_scipy_ttest_rel() {
+        for (a, b, t, p) in [
+            (
+                vec![0.912, 0.905, 0.918, 0.909, 0.915],
+                vec![0.899, 0.903, 0.894, 0.901, 0.907],
+                2.9827937950065224,
+                0.04062644586107228,
+            ),
+            (
+                vec![
+                    27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0,
+                    21.7, 21.4,
+                ],
+                vec![
+                    27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9,
+                    20.5, 24.4,
+                ],
+                -2.685714574824638,
+                0.017746021669480767,
+            ),
+            (
+                vec![0.84, 0.85],
+                vec![0.80, 0.82],
+                7.000000000000067,
+                0.09033447060173226,
+            ),
+        ] {
+            let d: Vec<f64> = a.iter().zip(&b).map(|(a, b)| a - b).collect();
+            let got = paired(&d).unwrap();
+            assert!(close(got.t, t, 1e-9), "t {} vs {t}", got.t);
+            assert_eq!(got.df, (a.len() - 1) as f64);
+            assert!(close(got.p, p, 1e-6), "p {} vs {p}", got.p);
+        }
+        assert!(paired(&[0.01]).is_none(), "one pair is no test");
+        assert!(paired(&[0.01, 0.01]).is_none(), "no spread, no test");
     }
 
     #[test]

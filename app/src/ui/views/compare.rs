@@ -45,7 +45,8 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     draw_runs(frame, app, c, label_width, runs_area);
     let legend = format!(
         "Validation accuracy % over seeds: mean ± sd; 95 % CI of the mean; Δ vs {} in points \
-         (paired by seed); p: Welch t-test of final accuracy. Only finished runs count. \
+         (paired by seed); p: t-test of final accuracy, paired by seed (Welch's where seeds \
+         do not pair up; each cell names its test). Only finished runs count. \
          Space marks a strategy's runs for the charts.{}",
         table.baseline,
         if wide {
