@@ -1,3 +1,6 @@
+//! The checkout the binary is built from (`git describe --always --dirty` and
+//! the commit), embedded for every run's provenance.
+//!
 //! With the `tch` feature, make the binary depend on LibTorch's CUDA library.
 //!
 //! Nothing in the binary calls into `libtorch_cuda.so` directly, so the linker's
@@ -7,6 +10,7 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    embed_checkout();
     if std::env::var_os("CARGO_FEATURE_TCH").is_none() {
         return;
     }
@@ -32,4 +36,39 @@ fn main() {
             lib.display()
         );
     }
+}
+
+/// `PROBDROP_GIT_DESCRIBE` and `PROBDROP_GIT_COMMIT` ("unknown" outside a git
+/// checkout). Run again when the checkout moves or any source changes, so
+/// that "-dirty" is never stale.
+fn embed_checkout() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for watched in [
+        ".git/HEAD",
+        ".git/index",
+        "app/src",
+        "plugin-api/src",
+        "strategy-kit/src",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(&root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    };
+    println!(
+        "cargo:rustc-env=PROBDROP_GIT_DESCRIBE={}",
+        git(&["describe", "--always", "--dirty"])
+    );
+    println!(
+        "cargo:rustc-env=PROBDROP_GIT_COMMIT={}",
+        git(&["rev-parse", "HEAD"])
+    );
 }

@@ -15,6 +15,7 @@ mod hostile;
 mod hostile_trainer;
 mod manage;
 mod ops_1_3;
+mod provenance;
 mod pty;
 mod reload;
 mod scaffold;

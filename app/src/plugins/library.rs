@@ -30,6 +30,9 @@ pub struct Library {
     pub info: Info,
     /// The plugin-api version the library was built against.
     pub interface: String,
+    /// SHA-256 of the very bytes loaded, in hex: which code this is, whatever
+    /// its version says.
+    pub sha256: String,
 }
 
 impl std::fmt::Debug for Library {
@@ -52,6 +55,7 @@ const COPY_DIR_PREFIX: &str = "probdrop-tui-libs-";
 struct PrivateCopy {
     dir: PathBuf,
     path: PathBuf,
+    sha256: String,
 }
 
 impl Drop for PrivateCopy {
@@ -73,6 +77,7 @@ fn private_copy(path: &Path) -> Result<PrivateCopy, LoadError> {
     CLEANED.call_once(|| remove_stale_copies(&std::env::temp_dir()));
     let bytes = read_regular(path)?;
     check_complete(&bytes)?;
+    let sha256 = crate::run::provenance::sha256_hex(&bytes);
     let template =
         std::env::temp_dir().join(format!("{COPY_DIR_PREFIX}{}-XXXXXX", std::process::id()));
     let dir = nix::unistd::mkdtemp(&template)
@@ -83,6 +88,7 @@ fn private_copy(path: &Path) -> Result<PrivateCopy, LoadError> {
     let copy = PrivateCopy {
         path: dir.join(name),
         dir,
+        sha256,
     };
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -215,7 +221,7 @@ impl Library {
     /// Loads, checks and reads the metadata of the library at `path`.
     pub fn load(path: &Path) -> Result<Library, LoadError> {
         let copy = private_copy(path)?;
-        Self::load_copy(path, &copy.path)
+        Self::load_copy(path, &copy)
     }
 
     /// Loads the library at `path` once `trial` has accepted the very bytes that
@@ -226,12 +232,12 @@ impl Library {
     ) -> Result<Library, LoadError> {
         let copy = private_copy(path)?;
         trial(&copy.path).map_err(LoadError)?;
-        Self::load_copy(path, &copy.path)
+        Self::load_copy(path, &copy)
     }
 
-    fn load_copy(path: &Path, copy: &Path) -> Result<Library, LoadError> {
+    fn load_copy(path: &Path, copy: &PrivateCopy) -> Result<Library, LoadError> {
         let header =
-            lib_header_from_path(copy).map_err(|e| LoadError(describe_library_error(&e)))?;
+            lib_header_from_path(&copy.path).map_err(|e| LoadError(describe_library_error(&e)))?;
         let version = header.version_strings().version.to_string();
         let module = header
             .init_root_module::<StrategyModRef>()
@@ -252,6 +258,7 @@ impl Library {
             module,
             info,
             interface: version,
+            sha256: copy.sha256.clone(),
         })
     }
 

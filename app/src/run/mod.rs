@@ -9,6 +9,7 @@ pub mod files;
 pub mod lock;
 pub mod notes;
 pub mod prepare;
+pub mod provenance;
 pub mod trainer;
 
 pub use dir::{RunDir, RunInfo, State, Status};

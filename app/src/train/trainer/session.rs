@@ -19,6 +19,7 @@ use crate::plugins::watch::{ReloadEvent, SwapOutcome, Watcher};
 use crate::run::control::{Command, ControlServer};
 use crate::run::dir::metric::{self, ACC, LOSS, LR, P, SAMPLES_PER_S, STEP_TIME, TOP5, TRAIN, VAL};
 use crate::run::dir::{self, CheckpointInfo, EventKind, JsonLog, RunDir, SnapshotLine, State};
+use crate::run::provenance::{self, LibraryUse, Provenance, Start};
 use crate::train::data::EpochItems;
 use crate::train::device;
 use crate::train::models::Model;
@@ -227,6 +228,18 @@ fn progress_bar(mode: Progress, total_steps: u64) -> Option<indicatif::ProgressB
     Some(bar)
 }
 
+/// How provenance.json names `library`, in use after `after_step`.
+fn library_use(after_step: u64, library: &Library) -> LibraryUse {
+    LibraryUse {
+        after_step,
+        name: library.info.name.clone(),
+        version: library.info.version.clone(),
+        interface: library.interface.clone(),
+        path: library.path.clone(),
+        sha256: library.sha256.clone(),
+    }
+}
+
 impl<'a> Session<'a> {
     /// Plugins, device, data, model and optimiser (seeded), and the control
     /// channels.
@@ -353,6 +366,7 @@ impl<'a> Session<'a> {
                 self.writer.event(0, EventKind::Started, message)?;
             }
         }
+        self.record_start()?;
         self.good = Good {
             model: self.model.clone(),
             optim: self.optim.clone(),
@@ -382,6 +396,26 @@ impl<'a> Session<'a> {
         self.step = ck.step;
         self.best_val_acc = ck.best_val_acc;
         Ok(())
+    }
+
+    /// This trainer, and the library it starts with, in provenance.json.
+    fn record_start(&self) -> Result<()> {
+        let mut record = Provenance::of(self.run_dir);
+        let backend = format!("{:?}", self.backend);
+        let start = Start::here(self.step, &backend, &self.resolved.device);
+        record.starts.push(start);
+        if let Some(lib) = &self.versions.current {
+            record.use_library(library_use(self.step, lib));
+        }
+        record
+            .write(self.run_dir)
+            .context("writing the run's provenance.json")
+    }
+
+    /// `library` in use from now on, in provenance.json.
+    fn record_library(&self, after_step: u64, library: &Library) -> Result<()> {
+        Provenance::record_library(self.run_dir, library_use(after_step, library))
+            .context("writing the run's provenance.json")
     }
 
     fn start_message(&self) -> String {
@@ -546,11 +580,21 @@ impl<'a> Session<'a> {
         }
         match outcome {
             Some(SwapOutcome::Swapped { name, from, to }) => {
+                self.record_library(self.step, &new)?;
+                let message = match &self.versions.current {
+                    // The same version number, other code: the hashes tell.
+                    Some(old) if from == to => format!(
+                        "{name} {from} ({}) → {to} ({})",
+                        provenance::short(&old.sha256),
+                        provenance::short(&new.sha256)
+                    ),
+                    _ => format!("{name} {from} → {to}"),
+                };
                 // Later parameter changes build on the new version.
                 self.versions.previous = self.versions.current.replace(new);
                 self.versions.label = to.clone();
                 self.writer.status.plugin_version = to.clone();
-                self.plugin_event(EventKind::Reload, format!("{name} {from} → {to}"))
+                self.plugin_event(EventKind::Reload, message)
             }
             Some(SwapOutcome::Refused { name, reason }) => {
                 self.plugin_event(EventKind::ReloadRefused, format!("{name}: {reason}"))
@@ -775,6 +819,7 @@ impl<'a> Session<'a> {
         }
         if let Some((failed, now)) = reverted {
             if let Some(lib) = self.versions.previous.take() {
+                self.record_library(at, &lib)?;
                 self.versions.current = Some(lib);
             }
             self.versions.label = now.clone();

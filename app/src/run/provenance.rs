@@ -1,0 +1,153 @@
+//! What ran, in every run directory (`provenance.json`): each start of a
+//! trainer (the binary's checkout, version, backend, device, threads, host)
+//! and each strategy library the run used, identified by the SHA-256 of the
+//! bytes loaded, with the step it took effect. Written at start and at every
+//! change, whole (a new file renamed over), so it is complete at any moment.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::dir::{self, RunDir};
+
+/// The file in a run directory.
+pub const PROVENANCE: &str = "provenance.json";
+
+/// The checkout this binary was built from (`git describe --always --dirty`,
+/// embedded at build time).
+pub const GIT_DESCRIBE: &str = env!("PROBDROP_GIT_DESCRIBE");
+/// Its commit.
+pub const GIT_COMMIT: &str = env!("PROBDROP_GIT_COMMIT");
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub starts: Vec<Start>,
+    pub libraries: Vec<LibraryUse>,
+}
+
+/// One trainer process taking the run up after step `after_step` (0: from
+/// the beginning; else its checkpoint).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Start {
+    pub after_step: u64,
+    pub wall: f64,
+    pub describe: String,
+    pub commit: String,
+    pub version: String,
+    pub backend: String,
+    pub device: String,
+    pub threads: usize,
+    pub host: String,
+}
+
+impl Start {
+    /// This binary, taking the run up after `after_step` on `backend`/`device`.
+    pub fn here(after_step: u64, backend: &str, device: &str) -> Start {
+        Start {
+            after_step,
+            wall: dir::now(),
+            describe: GIT_DESCRIBE.into(),
+            commit: GIT_COMMIT.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            backend: backend.into(),
+            device: device.into(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            host: dir::hostname(),
+        }
+    }
+}
+
+/// A strategy library in use for the steps after `after_step`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LibraryUse {
+    pub after_step: u64,
+    pub name: String,
+    pub version: String,
+    pub interface: String,
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+impl Provenance {
+    /// The run's record so far (empty for a run that has none yet).
+    pub fn of(run: &RunDir) -> Provenance {
+        dir::read_json(&run.file(PROVENANCE)).unwrap_or_default()
+    }
+
+    /// The library in use now, if any.
+    pub fn current_library(&self) -> Option<&LibraryUse> {
+        self.libraries.last()
+    }
+
+    /// Records `library` as in use from now on, unless it is the very code in
+    /// use.
+    pub fn use_library(&mut self, library: LibraryUse) {
+        if self.current_library().map(|l| &l.sha256) != Some(&library.sha256) {
+            self.libraries.push(library);
+        }
+    }
+
+    /// Records `library` (in use after `after_step`) in the run's record.
+    pub fn record_library(run: &RunDir, library: LibraryUse) -> std::io::Result<()> {
+        let mut p = Provenance::of(run);
+        p.use_library(library);
+        p.write(run)
+    }
+
+    pub fn write(&self, run: &RunDir) -> std::io::Result<()> {
+        dir::write_json(&run.file(PROVENANCE), self)
+    }
+}
+
+/// "3f2a9c41": enough of a hash to tell two builds apart in a message.
+pub fn short(sha256: &str) -> &str {
+    sha256.get(..8).unwrap_or(sha256)
+}
+
+/// SHA-256 of `bytes` in lowercase hex, as `sha256sum` prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn library(after_step: u64, sha256: &str) -> LibraryUse {
+        LibraryUse {
+            after_step,
+            name: "probe".into(),
+            version: "1.0.0".into(),
+            interface: "1.4.0".into(),
+            path: "libprobe.so".into(),
+            sha256: sha256.into(),
+        }
+    }
+
+    #[test]
+    fn a_library_is_recorded_once_per_code_and_the_record_round_trips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::new(tmp.path());
+        let mut p = Provenance::of(&run);
+        assert_eq!(p, Provenance::default());
+        p.starts.push(Start::here(0, "flex", "cpu"));
+        p.use_library(library(0, "aa"));
+        p.use_library(library(7, "aa"));
+        p.use_library(library(9, "bb"));
+        assert_eq!(p.libraries.len(), 2, "the same code twice is one use");
+        assert_eq!(p.current_library().unwrap().after_step, 9);
+        p.write(&run).unwrap();
+        assert_eq!(Provenance::of(&run), p);
+        assert!(!p.starts[0].commit.is_empty() && !p.starts[0].describe.is_empty());
+        assert_eq!(short("3f2a9c41deadbeef"), "3f2a9c41");
+        // sha256sum of "abc".
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
