@@ -1,10 +1,13 @@
 //! Experiment files: schema, validation with positioned errors, expansion into runs.
 
+pub mod changes;
 pub mod device;
 pub mod diagnostic;
 pub mod machine;
 mod partial;
 pub mod schema;
+
+pub use changes::live_diff;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -1330,76 +1333,6 @@ pub fn drop_rate(s: &DropSchedule, step: u64, total_steps: u64, steps_per_epoch:
     }
 }
 
-/// Which fields differ between two versions of the same run's experiment, split into
-/// those a running run can take and those that need a restart.
-pub fn live_diff(old: &ExperimentFile, new: &ExperimentFile) -> (Vec<String>, Vec<String>) {
-    let mut live = Vec::new();
-    let mut restart = Vec::new();
-    let os = old.strategy.first();
-    let ns = new.strategy.first();
-    if os.map(|s| &s.params) != ns.map(|s| &s.params) {
-        live.push("strategy.params".to_string());
-    }
-    if os.map(|s| &s.schedule) != ns.map(|s| &s.schedule) {
-        live.push("strategy.schedule".to_string());
-    }
-    if os.map(|s| &s.slots) != ns.map(|s| &s.slots) || old.model.slots != new.model.slots {
-        live.push("slots".to_string());
-    }
-    if old.train.eval_every != new.train.eval_every {
-        live.push("train.eval_every".to_string());
-    }
-    if old.train.log_every != new.train.log_every
-        || old.train.snapshot_every != new.train.snapshot_every
-    {
-        live.push("train.log_every/snapshot_every".to_string());
-    }
-    if os.map(|s| &s.plugin) != ns.map(|s| &s.plugin) {
-        restart.push("strategy.plugin".to_string());
-    }
-    let fixed: [(&str, bool); 10] = [
-        ("log", old.log != new.log),
-        (
-            "model",
-            old.model.kind != new.model.kind
-                || old.model.channels != new.model.channels
-                || old.model.hidden != new.model.hidden,
-        ),
-        ("data", old.data != new.data),
-        (
-            "train.batch_size",
-            old.train.batch_size != new.train.batch_size,
-        ),
-        ("train.epochs", old.train.epochs != new.train.epochs),
-        ("optimizer", old.optimizer != new.optimizer),
-        ("lr_schedule", old.lr_schedule != new.lr_schedule),
-        (
-            "device",
-            old.device != new.device
-                || old.backend != new.backend
-                || old.cudnn_benchmark != new.cudnn_benchmark
-                || old.deterministic != new.deterministic,
-        ),
-        (
-            "train.checkpoint_every/max_steps/step_timeout",
-            old.train.checkpoint_every != new.train.checkpoint_every
-                || old.train.max_steps != new.train.max_steps
-                || old.train.step_timeout != new.train.step_timeout,
-        ),
-        (
-            "train.memory_limit/thread_limit",
-            old.train.memory_limit != new.train.memory_limit
-                || old.train.thread_limit != new.train.thread_limit,
-        ),
-    ];
-    for (name, changed) in fixed {
-        if changed {
-            restart.push(name.to_string());
-        }
-    }
-    (live, restart)
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -1521,7 +1454,7 @@ schedule = { kind = "constant", p = 0.1 }
                 ..b
             },
         );
-        assert_eq!(live, ["strategy.schedule", "train.eval_every"]);
+        assert_eq!(live, ["train.eval_every", "strategy.schedule"]);
         assert_eq!(restart, ["train.batch_size"]);
     }
 
@@ -1533,11 +1466,11 @@ schedule = { kind = "constant", p = 0.1 }
         let b = parse(Path::new("t.toml"), &text).unwrap();
         assert_eq!(b.cudnn_benchmark, Some(false));
         let (_, restart) = live_diff(&a, &b);
-        assert_eq!(restart, ["device"]);
+        assert_eq!(restart, ["cudnn_benchmark"]);
         let text = format!("deterministic = true\n{BASE}");
         let c = parse(Path::new("t.toml"), &text).unwrap();
         assert!(c.deterministic);
-        assert_eq!(live_diff(&a, &c).1, ["device"]);
+        assert_eq!(live_diff(&a, &c).1, ["deterministic"]);
     }
 
     /// A machine where any data is laid out right and memory is not known.

@@ -103,16 +103,9 @@ fn apply_live(
     writer: &mut Writer,
     step: u64,
 ) -> Result<()> {
-    let new_strategy = new.strategy[0].clone();
     live.slots = slots;
-    live.strategy = new_strategy.clone();
-    let mut applied = live.resolved.clone();
-    applied.strategy = vec![new_strategy];
-    applied.model.slots = new.model.slots.clone();
-    applied.train.eval_every = new.train.eval_every;
-    applied.train.log_every = new.train.log_every;
-    applied.train.snapshot_every = new.train.snapshot_every;
-    live.resolved = applied;
+    live.resolved = experiment::changes::take_live(&live.resolved, new);
+    live.strategy = live.resolved.strategy[0].clone();
     if let Ok(text) = toml::to_string(&live.resolved) {
         dir::write_atomic(&writer.dir.file(dir::EXPERIMENT), text.as_bytes())?;
     }
