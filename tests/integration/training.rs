@@ -318,6 +318,16 @@ fn a_saved_parameter_change_applies_at_a_step_boundary_and_a_stop_keeps_a_checkp
         resolved.strategy[0].params["block_size"].as_integer(),
         Some(5)
     );
+    // Issue 33: the record keeps what was in force before, and from when.
+    let record = probdrop_tui::run::provenance::Provenance::of(&run);
+    let block = record
+        .config_changes
+        .iter()
+        .find(|c| c.key == "strategy.params.block_size")
+        .unwrap_or_else(|| panic!("{record:?}"));
+    assert_eq!(block.after_step, applied.step);
+    assert_eq!(block.from, Some(toml::Value::Integer(3)));
+    assert_eq!(block.to, Some(toml::Value::Integer(5)));
     wait_for("a step after the change", Duration::from_secs(60), || {
         last_step(&run) > applied.step + 2
     });

@@ -131,6 +131,21 @@ pub fn live_diff(old: &ExperimentFile, new: &ExperimentFile) -> (Vec<String>, Ve
     (names(Change::Live), names(Change::Restart))
 }
 
+/// Every leaf that differs between `old` and `new`: (key, old value, new value).
+pub fn changed_leaves(
+    old: &ExperimentFile,
+    new: &ExperimentFile,
+) -> Vec<(String, Option<toml::Value>, Option<toml::Value>)> {
+    let (mut a, mut b) = (flatten(old), flatten(new));
+    let keys: std::collections::BTreeSet<String> = a.keys().chain(b.keys()).cloned().collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (x, y) = (a.remove(&k), b.remove(&k));
+            (x != y).then_some((k, x, y))
+        })
+        .collect()
+}
+
 /// `running` with the live keys of `new` taken in (everything else kept):
 /// what a running run's configuration becomes when a change is applied.
 pub fn take_live(running: &ExperimentFile, new: &ExperimentFile) -> ExperimentFile {

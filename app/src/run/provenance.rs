@@ -23,6 +23,23 @@ pub const GIT_COMMIT: &str = env!("PROBDROP_GIT_COMMIT");
 pub struct Provenance {
     pub starts: Vec<Start>,
     pub libraries: Vec<LibraryUse>,
+    /// Every key a live change set, in order, with its step and both values:
+    /// `experiment.toml` is the configuration in force now; with these undone
+    /// (latest first) it is the one the run started with.
+    #[serde(default)]
+    pub config_changes: Vec<ConfigChange>,
+}
+
+/// One key a saved change set while the run trained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    /// In force for the steps after this one.
+    pub after_step: u64,
+    /// Dotted, as in `experiment::changes::CHANGES`: `strategy.params.block_size`.
+    pub key: String,
+    /// `None` where the key was not set (or is no longer).
+    pub from: Option<toml::Value>,
+    pub to: Option<toml::Value>,
 }
 
 /// One trainer process taking the run up after step `after_step` (0: from
@@ -85,6 +102,13 @@ impl Provenance {
         if self.current_library().map(|l| &l.sha256) != Some(&library.sha256) {
             self.libraries.push(library);
         }
+    }
+
+    /// Records `changes` in the run's record.
+    pub fn record_changes(run: &RunDir, changes: Vec<ConfigChange>) -> std::io::Result<()> {
+        let mut p = Provenance::of(run);
+        p.config_changes.extend(changes);
+        p.write(run)
     }
 
     /// Records `library` (in use after `after_step`) in the run's record.

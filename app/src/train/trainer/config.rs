@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::experiment::{self, Catalog, DropSchedule, ExperimentFile, RunSpec};
 use crate::plugins::Library;
 use crate::run::dir::{self, EventKind};
+use crate::run::provenance::{ConfigChange, Provenance};
 use crate::train::ThisMachine;
 
 use super::slots::{Live, Slot, build_slots};
@@ -104,7 +105,9 @@ fn apply_live(
     step: u64,
 ) -> Result<()> {
     live.slots = slots;
-    live.resolved = experiment::changes::take_live(&live.resolved, new);
+    let applied = experiment::changes::take_live(&live.resolved, new);
+    record_changes(writer, &live.resolved, &applied, step)?;
+    live.resolved = applied;
     live.strategy = live.resolved.strategy[0].clone();
     if let Ok(text) = toml::to_string(&live.resolved) {
         dir::write_atomic(&writer.dir.file(dir::EXPERIMENT), text.as_bytes())?;
@@ -122,6 +125,27 @@ fn apply_live(
             describe_schedule(&live.strategy.schedule, &live.strategy.params)
         ),
     )
+}
+
+/// Each key the change set, in the run's provenance.json: the run's record
+/// of what was in force when, which `experiment.toml` (the configuration in
+/// force now) is not.
+fn record_changes(
+    writer: &Writer,
+    running: &ExperimentFile,
+    applied: &ExperimentFile,
+    step: u64,
+) -> Result<()> {
+    let changes = experiment::changes::changed_leaves(running, applied)
+        .into_iter()
+        .map(|(key, from, to)| ConfigChange {
+            after_step: step,
+            key,
+            from,
+            to,
+        })
+        .collect();
+    Provenance::record_changes(&writer.dir, changes).context("writing the run's provenance.json")
 }
 
 pub(super) fn describe_schedule(s: &DropSchedule, params: &toml::Table) -> String {
@@ -240,8 +264,19 @@ plugin = "none"
         );
         assert_eq!(live.resolved.train.log_every, 3);
         assert_eq!(live.resolved.train.batch_size, 8, "kept until a restart");
-        // The run directory's experiment says what is in force.
+        // The run directory's experiment says what is in force; its
+        // provenance when it changed, from what.
         assert_eq!(writer.dir.experiment().unwrap().train.log_every, 3);
+        let record = Provenance::of(&writer.dir);
+        assert_eq!(
+            record.config_changes,
+            [ConfigChange {
+                after_step: 5,
+                key: "train.log_every".into(),
+                from: Some(toml::Value::Integer(10)),
+                to: Some(toml::Value::Integer(3)),
+            }]
+        );
         // Saved again: the live field is in force already; the fixed one still
         // waits.
         save(&changed, &mut live, &mut writer, &run, &source);
