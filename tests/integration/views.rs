@@ -711,3 +711,66 @@ fn the_dashboard_state_outlives_a_session() {
     std::fs::write(runs.join(FILE), "{ not json").unwrap();
     assert!(Saved::load(&runs).is_none());
 }
+
+/// Issue 33: a run whose block size went from 3 to 5 mid-way and a run that
+/// used 5 from the start read apart: the config panel gives the changed key
+/// its history ("3 → 5 @ step 10"), and the diff of the two marked runs
+/// counts it as a difference.
+#[test]
+fn a_run_changed_mid_way_reads_apart_from_one_that_was_not() {
+    use probdrop_tui::run::provenance::{ConfigChange, Provenance};
+    let runs = copies_of_the_fixture_runs("views-timeline", 2);
+    let originals = dir::list_runs(&runs);
+    let clean = originals
+        .iter()
+        .find(|d| d.info().unwrap().label == "dropblock")
+        .unwrap()
+        .path
+        .clone();
+    let changed = originals
+        .iter()
+        .find(|d| d.path != clean)
+        .unwrap()
+        .path
+        .clone();
+    std::fs::remove_dir_all(&changed).unwrap();
+    crate::dashboard::copy_dir(&clean, &changed);
+    for run in [&clean, &changed] {
+        edit(
+            &run.join(dir::EXPERIMENT),
+            "block_size = 3",
+            "block_size = 5",
+        );
+    }
+    let record = Provenance {
+        config_changes: vec![ConfigChange {
+            after_step: 10,
+            key: "strategy.params.block_size".into(),
+            from: Some(toml::Value::Integer(3)),
+            to: Some(toml::Value::Integer(5)),
+        }],
+        ..Provenance::default()
+    };
+    record.write(&dir::RunDir::new(&changed)).unwrap();
+    let mut app = app_over(runs, fixture().root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    app.apply(Action::Go(View::Runs), &mut fx);
+    for i in 0..2 {
+        app.selected.run = i;
+        app.apply(Action::Mark, &mut fx);
+    }
+    app.apply(Action::ToggleConfig, &mut fx);
+    let screen = render(&app, 160, 48);
+    let row = screen
+        .lines()
+        .find(|l| l.contains("strategy.params.block_size"))
+        .unwrap_or_else(|| panic!("the changed key is a difference:\n{screen}"));
+    assert!(row.contains("3 → 5 @ step 10"), "{row}");
+    app.marked.clear();
+    app.selected.run = app.runs.iter().position(|r| r.dir.path == changed).unwrap();
+    let screen = render(&app, 160, 48);
+    assert!(
+        flat(&screen).contains("block_size=3 → 5 @ step 10"),
+        "{screen}"
+    );
+}

@@ -56,6 +56,37 @@ pub fn read_config(path: &std::path::Path) -> Config {
         .unwrap_or_default()
 }
 
+/// A run's configuration as the config panel shows it: what is in force
+/// now, and a key a live change set as its history, `3 → 5 @ step 190` (from
+/// the run's provenance.json), so that a run changed mid-way never reads like
+/// one that ran with the last values from the start.
+pub fn read_config_timeline(run: &crate::run::RunDir) -> Config {
+    let mut config = read_config(&run.file(crate::run::dir::EXPERIMENT));
+    let record = crate::run::provenance::Provenance::of(run);
+    let mut history: BTreeMap<String, String> = BTreeMap::new();
+    for c in &record.config_changes {
+        let text = history
+            .entry(c.key.clone())
+            .or_insert_with(|| value_text(c.from.as_ref()));
+        text.push_str(&format!(
+            " → {} @ step {}",
+            value_text(c.to.as_ref()),
+            c.after_step
+        ));
+    }
+    config.extend(history);
+    config
+}
+
+/// A value as the panel writes it: strings without quotes, "-" for none.
+fn value_text(v: Option<&toml::Value>) -> String {
+    match v {
+        None => "-".into(),
+        Some(toml::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
 /// Keys whose value is not the same in every config (a key missing from some
 /// counts as differing), sorted.
 pub fn differing<'a>(configs: impl IntoIterator<Item = &'a Config> + Clone) -> Vec<String> {

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::identity::{self, Config};
 use super::state::XAxis;
 use crate::experiment::{self, Catalog, Diagnostic, Experiment, Machine};
-use crate::run::dir::{self, EventLine, RunDir, RunInfo, SnapshotLine, State, Status};
+use crate::run::dir::{self, EventKind, EventLine, RunDir, RunInfo, SnapshotLine, State, Status};
 use crate::run::files::{Stamp, Watched};
 use crate::run::notes::Notes;
 
@@ -294,7 +294,7 @@ impl RunView {
         let resolved = dir.experiment().ok();
         let batch_size = resolved.as_ref().map(|f| f.train.batch_size);
         let epochs = resolved.as_ref().map(|f| f.train.epochs);
-        let config = identity::read_config(&dir.file(dir::EXPERIMENT));
+        let config = identity::read_config_timeline(&dir);
         let started = identity::clock_of(&info.created);
         let mut view = RunView {
             dir,
@@ -340,6 +340,10 @@ impl RunView {
         let (events, _): (Vec<EventLine>, bool) =
             self.events_tail.read(&self.dir.file(dir::EVENTS));
         changed |= !events.is_empty();
+        if events.iter().any(|e| e.kind == EventKind::ConfigApplied) {
+            // A live change: what is in force, and its history, moved.
+            self.config = identity::read_config_timeline(&self.dir);
+        }
         self.events.extend(events);
         changed |= self.log.refresh(&self.dir.file(dir::TRAINER_LOG));
         changed |= self.refresh_notes();
