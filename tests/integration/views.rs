@@ -773,4 +773,11 @@ fn a_run_changed_mid_way_reads_apart_from_one_that_was_not() {
         flat(&screen).contains("block_size=3 → 5 @ step 10"),
         "{screen}"
     );
+    // The Runs table marks the changed run, and only it.
+    app.apply(Action::ToggleConfig, &mut fx);
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        let marked: Vec<&str> = screen.lines().filter(|l| l.contains("Δ ")).collect();
+        assert_eq!(marked.len(), 1, "{screen}");
+    }
 }

@@ -390,6 +390,14 @@ impl EventKind {
     }
 
     /// The outcome of a saved change of the experiment file.
+    /// Whether it changed the configuration or the code a run trains with.
+    pub fn changes_what_ran(&self) -> bool {
+        matches!(
+            self,
+            EventKind::ConfigApplied | EventKind::Reload | EventKind::Reverted
+        )
+    }
+
     pub fn is_config(&self) -> bool {
         matches!(
             self,

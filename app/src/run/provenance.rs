@@ -91,6 +91,12 @@ impl Provenance {
         dir::read_json(&run.file(PROVENANCE)).unwrap_or_default()
     }
 
+    /// Whether the run's configuration or its strategy's code changed while
+    /// it trained (then its numbers are not those of one configuration).
+    pub fn changed_mid_run(&self) -> bool {
+        !self.config_changes.is_empty() || self.libraries.len() > 1
+    }
+
     /// The library in use now, if any.
     pub fn current_library(&self) -> Option<&LibraryUse> {
         self.libraries.last()

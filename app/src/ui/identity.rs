@@ -57,12 +57,10 @@ pub fn read_config(path: &std::path::Path) -> Config {
 }
 
 /// A run's configuration as the config panel shows it: what is in force
-/// now, and a key a live change set as its history, `3 → 5 @ step 190` (from
-/// the run's provenance.json), so that a run changed mid-way never reads like
-/// one that ran with the last values from the start.
-pub fn read_config_timeline(run: &crate::run::RunDir) -> Config {
-    let mut config = read_config(&run.file(crate::run::dir::EXPERIMENT));
-    let record = crate::run::provenance::Provenance::of(run);
+/// now (`config`), and a key a live change set as its history, `3 → 5 @ step
+/// 190` (from the run's provenance), so that a run changed mid-way never reads
+/// like one that ran with the last values from the start.
+pub fn with_history(mut config: Config, record: &crate::run::provenance::Provenance) -> Config {
     let mut history: BTreeMap<String, String> = BTreeMap::new();
     for c in &record.config_changes {
         let text = history

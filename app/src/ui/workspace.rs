@@ -11,9 +11,10 @@ use serde::de::DeserializeOwned;
 use super::identity::{self, Config};
 use super::state::XAxis;
 use crate::experiment::{self, Catalog, Diagnostic, Experiment, Machine};
-use crate::run::dir::{self, EventKind, EventLine, RunDir, RunInfo, SnapshotLine, State, Status};
+use crate::run::dir::{self, EventLine, RunDir, RunInfo, SnapshotLine, State, Status};
 use crate::run::files::{Stamp, Watched};
 use crate::run::notes::Notes;
+use crate::run::provenance::Provenance;
 
 /// Bytes of one file read at most per refresh: a huge log is taken in
 /// steps, and the dashboard draws between them.
@@ -263,8 +264,12 @@ pub struct RunView {
     pub alive: bool,
     /// The end of its trainer.log.
     pub log: LogTail,
-    /// The resolved experiment, flattened (legends, the config panel).
+    /// The resolved experiment, flattened (legends, the config panel), with
+    /// the history of each key a live change set.
     pub config: Config,
+    /// What ran: the record the config history and the Runs table's mark
+    /// for a run changed mid-way come from.
+    pub provenance: Provenance,
     /// When it was prepared, `HH:MM:SS` (tells identical runs apart).
     pub started: String,
     /// The researcher's tags and note.
@@ -294,11 +299,16 @@ impl RunView {
         let resolved = dir.experiment().ok();
         let batch_size = resolved.as_ref().map(|f| f.train.batch_size);
         let epochs = resolved.as_ref().map(|f| f.train.epochs);
-        let config = identity::read_config_timeline(&dir);
+        let provenance = Provenance::of(&dir);
+        let config = identity::with_history(
+            identity::read_config(&dir.file(dir::EXPERIMENT)),
+            &provenance,
+        );
         let started = identity::clock_of(&info.created);
         let mut view = RunView {
             dir,
             config,
+            provenance,
             started,
             notes: Notes::default(),
             notes_error: None,
@@ -340,9 +350,13 @@ impl RunView {
         let (events, _): (Vec<EventLine>, bool) =
             self.events_tail.read(&self.dir.file(dir::EVENTS));
         changed |= !events.is_empty();
-        if events.iter().any(|e| e.kind == EventKind::ConfigApplied) {
-            // A live change: what is in force, and its history, moved.
-            self.config = identity::read_config_timeline(&self.dir);
+        if events.iter().any(|e| e.kind.changes_what_ran()) {
+            // A live change or a new library: what ran, and its history, moved.
+            self.provenance = Provenance::of(&self.dir);
+            self.config = identity::with_history(
+                identity::read_config(&self.dir.file(dir::EXPERIMENT)),
+                &self.provenance,
+            );
         }
         self.events.extend(events);
         changed |= self.log.refresh(&self.dir.file(dir::TRAINER_LOG));

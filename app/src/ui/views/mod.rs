@@ -308,6 +308,12 @@ fn help_groups() -> Vec<(String, Vec<String>)> {
             g.1.push(format!("  {:<8} {}", b.label, b.help));
         }
     }
+    let marks = [
+        (runs::MARKED, "marked (Space)"),
+        (runs::CHANGED_MID_RUN, "config/code changed mid-run"),
+    ];
+    let lines = marks.iter().map(|(m, what)| format!("  {m:<8} {what}"));
+    groups.push(("marks in the Runs table".into(), lines.collect()));
     groups
 }
 

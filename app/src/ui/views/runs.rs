@@ -148,12 +148,28 @@ const WIDE: &[(&str, u16)] = &[
     ("best acc", 8),
 ];
 
+/// Before a marked run (for the chart overlay).
+pub const MARKED: &str = "●";
+/// Before the name of a run whose configuration or strategy code changed
+/// while it trained (a live edit, a hot reload): its numbers are not those
+/// of one configuration.
+pub const CHANGED_MID_RUN: &str = "Δ";
+
+/// A run's name in the table, marked when it changed mid-run.
+fn run_name(r: &RunView, name: String) -> String {
+    if r.provenance.changed_mid_run() {
+        format!("{CHANGED_MID_RUN} {name}")
+    } else {
+        name
+    }
+}
+
 /// A run's row, in the columns of [`NARROW`] or [`WIDE`].
 fn cells(r: &RunView, marked: bool, wide: bool) -> Vec<Cell<'static>> {
     let st = r.status.as_ref();
     let step = st.map_or(0, |s| s.step);
     let total = st.map_or(0, |s| s.total_steps);
-    let mark = if marked { "●" } else { " " };
+    let mark = if marked { MARKED } else { " " };
     let state = r.state();
     let best = r.best_val_acc().map_or("-".into(), |a| format!("{a:.4}"));
     let device = st.map_or(String::new(), |s| s.device.clone());
@@ -164,9 +180,9 @@ fn cells(r: &RunView, marked: bool, wide: bool) -> Vec<Cell<'static>> {
             Cell::from(mark),
             Cell::from(r.started.clone()),
             // Cut at its end when narrow: strategy and seed tell runs apart more.
-            Cell::from(format!(
-                "{} s{} {}",
-                r.info.label, r.info.seed, r.info.experiment
+            Cell::from(run_name(
+                r,
+                format!("{} s{} {}", r.info.label, r.info.seed, r.info.experiment),
             )),
             Cell::from(state.label()).style(state_style(state)),
             Cell::from(epoch),
@@ -183,7 +199,10 @@ fn cells(r: &RunView, marked: bool, wide: bool) -> Vec<Cell<'static>> {
     vec![
         Cell::from(mark),
         Cell::from(identity::date_of(&r.info.created)),
-        Cell::from(format!("{} s{}", r.info.experiment, r.info.seed)),
+        Cell::from(run_name(
+            r,
+            format!("{} s{}", r.info.experiment, r.info.seed),
+        )),
         Cell::from(state.label()).style(state_style(state)),
         Cell::from(strategy),
         Cell::from(device),
