@@ -777,7 +777,7 @@ fn a_run_changed_mid_way_reads_apart_from_one_that_was_not() {
     app.apply(Action::ToggleConfig, &mut fx);
     for (w, h) in SIZES {
         let screen = render(&app, w, h);
-        let marked: Vec<&str> = screen.lines().filter(|l| l.contains("Δ ")).collect();
+        let marked: Vec<&str> = screen.lines().filter(|l| l.contains("✎ ")).collect();
         assert_eq!(marked.len(), 1, "{screen}");
     }
 }

@@ -370,6 +370,7 @@ impl App {
             final_acc: accs.and_then(|s| s.last()).map(|p| p.1),
             best_acc: accs.and_then(|s| s.max()),
             dropping: p.zip(dropped).map(|(p, dropped)| Dropping { p, dropped }),
+            changed_mid_run: r.provenance.changed_mid_run(),
         }
     }
 

@@ -79,6 +79,10 @@ pub struct Outcome {
     /// Over its logged training steps: the mean drop rate `p` in force and
     /// the mean fraction its strategy measured dropped (over every slot).
     pub dropping: Option<Dropping>,
+    /// Its configuration or strategy code changed while it trained (its
+    /// provenance says what and when): its numbers are not those of one
+    /// configuration, and the table leaves it out.
+    pub changed_mid_run: bool,
 }
 
 /// How much a run dropped: "equal p" and "equal dropped fraction" side by side.
@@ -107,12 +111,18 @@ impl Outcome {
             final_acc: accs.last().copied(),
             best_acc: accs.iter().copied().reduce(f64::max),
             dropping: None,
+            changed_mid_run: false,
         }
     }
 
-    /// Counted in the table: finished, with at least one evaluation.
-    pub fn counts(&self) -> bool {
+    /// Finished, with at least one evaluation.
+    pub fn finished(&self) -> bool {
         self.state == Some(State::Done) && self.final_acc.is_some()
+    }
+
+    /// Counted in the table: finished, and under one configuration.
+    pub fn counts(&self) -> bool {
+        self.finished() && !self.changed_mid_run
     }
 }
 
@@ -132,6 +142,7 @@ pub fn outcome_of(run: &RunDir) -> Outcome {
     let dropped = values(dir::metric::TRAIN, &dir::metric::is_dropped);
     Outcome {
         dropping: Dropping::of(&p, &dropped),
+        changed_mid_run: super::provenance::Provenance::of(run).changed_mid_run(),
         ..Outcome::from_val_acc(run.status().map(|s| s.state), &accs)
     }
 }
@@ -186,6 +197,9 @@ pub struct Row {
     pub finished: Vec<(u64, f64, f64)>,
     /// Seeds not counted, with their state.
     pub pending: Vec<(u64, String)>,
+    /// Seeds finished but left out: their configuration or code changed
+    /// mid-run.
+    pub excluded: Vec<u64>,
     pub final_acc: Option<Summary>,
     pub best_acc: Option<Summary>,
     /// `None` for the baseline itself.
@@ -232,13 +246,16 @@ pub fn table(manifest: &Manifest, outcome: impl Fn(&Entry) -> Outcome) -> Table 
     let mut finished: BTreeMap<&str, Vec<(u64, f64, f64)>> = BTreeMap::new();
     let mut pending: BTreeMap<&str, Vec<(u64, String)>> = BTreeMap::new();
     let mut dropping: BTreeMap<&str, Vec<Dropping>> = BTreeMap::new();
+    let mut excluded: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for label in &manifest.strategies {
         for &seed in &manifest.seeds {
             let o = manifest
                 .entry(label, seed)
                 .map(&outcome)
                 .unwrap_or_default();
-            if o.counts() {
+            if o.finished() && o.changed_mid_run {
+                excluded.entry(label).or_default().push(seed);
+            } else if o.counts() {
                 finished.entry(label).or_default().push((
                     seed,
                     o.final_acc.unwrap_or(f64::NAN),
@@ -269,6 +286,7 @@ pub fn table(manifest: &Manifest, outcome: impl Fn(&Entry) -> Outcome) -> Table 
                 label: label.clone(),
                 seeds_total: manifest.seeds.len(),
                 pending: pending.get(label.as_str()).cloned().unwrap_or_default(),
+                excluded: excluded.get(label.as_str()).cloned().unwrap_or_default(),
                 final_acc: stats::summarize(&finals),
                 best_acc: stats::summarize(&bests),
                 delta_final: (!is_base && !done.is_empty()).then(|| delta(&done, &base, |r| r.1)),
@@ -393,6 +411,23 @@ pub fn markdown(t: &Table) -> String {
     if !pending.is_empty() {
         let _ = writeln!(out, "\nNot counted yet: {}.", pending.join(", "));
     }
+    let excluded: Vec<String> = t
+        .rows
+        .iter()
+        .flat_map(|r| {
+            r.excluded
+                .iter()
+                .map(move |seed| format!("{} seed {seed}", r.label))
+        })
+        .collect();
+    if !excluded.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nLeft out: {} (the configuration or the strategy's code changed while it \
+             trained; its provenance.json says what and when).",
+            excluded.join(", ")
+        );
+    }
     out
 }
 
@@ -513,7 +548,7 @@ pub fn csv(t: &Table) -> String {
 
 /// One row per run: which directory gave which numbers.
 pub fn runs_csv(manifest: &Manifest, outcome: impl Fn(&Entry) -> Outcome) -> String {
-    let mut out = String::from("strategy,seed,state,final_acc,best_acc,run_dir\n");
+    let mut out = String::from("strategy,seed,state,final_acc,best_acc,run_dir,changed_mid_run\n");
     for e in manifest.current() {
         let o = outcome(e);
         let state = o
@@ -521,13 +556,14 @@ pub fn runs_csv(manifest: &Manifest, outcome: impl Fn(&Entry) -> Outcome) -> Str
             .map_or(String::new(), |s| format!("{s:?}").to_lowercase());
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{}",
             e.label,
             e.seed,
             state,
             num(o.final_acc),
             num(o.best_acc),
-            e.dir.display()
+            e.dir.display(),
+            o.changed_mid_run
         );
     }
     out
@@ -683,6 +719,33 @@ mod tests {
         assert!(md.contains("| dropblock | paired |"), "{md}");
         let line = csv(&t).lines().nth(2).unwrap().to_string();
         assert!(line.contains(",paired,"), "{line}");
+    }
+
+    /// Issue 33: a finished run whose configuration or code changed mid-run
+    /// is left out of the statistics, and the report says which and why.
+    #[test]
+    fn a_run_changed_mid_run_is_left_out_and_said() {
+        let m = manifest(&["none", "dropblock"], &[1, 2, 3]);
+        let t = table(&m, |e| Outcome {
+            changed_mid_run: e.label == "dropblock" && e.seed == 2,
+            ..Outcome::from_val_acc(Some(State::Done), &[0.8 + e.seed as f64 / 100.0])
+        });
+        let db = &t.rows[1];
+        assert_eq!(db.excluded, [2]);
+        assert_eq!(db.finished.len(), 2);
+        assert!(db.pending.is_empty());
+        assert_eq!(db.delta_final.unwrap().pairs, 2);
+        let md = markdown(&t);
+        assert!(md.contains("| dropblock | 2/3 |"), "{md}");
+        assert!(
+            md.contains("Left out: dropblock seed 2 (the configuration"),
+            "{md}"
+        );
+        let runs = runs_csv(&m, |e| Outcome {
+            changed_mid_run: e.seed == 2,
+            ..Outcome::default()
+        });
+        assert!(runs.lines().nth(2).unwrap().ends_with(",true"), "{runs}");
     }
 
     /// Issue 17: the table says how much each strategy dropped beside the

@@ -45,9 +45,9 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     draw_runs(frame, app, c, label_width, runs_area);
     let legend = format!(
         "Validation accuracy % over seeds: mean ± sd; 95 % CI of the mean; Δ vs {} in points \
-         (paired by seed); p: t-test of final accuracy, paired by seed (Welch's where seeds \
-         do not pair up; each cell names its test). Only finished runs count. \
-         Space marks a strategy's runs for the charts.{}",
+         (paired by seed); p: paired t-test (Welch's where seeds do not pair; each cell says \
+         which). Only finished runs count, not those marked ✎ (changed mid-run). Space marks \
+         a strategy's runs for the charts.{}",
         table.baseline,
         if wide {
             ""
@@ -140,6 +140,17 @@ fn draw_table(
     );
 }
 
+/// A run's state in the list, marked when the table leaves it out because it
+/// changed mid-run.
+fn state_text(run: Option<&crate::ui::workspace::RunView>, state: DisplayState) -> String {
+    match run {
+        Some(r) if r.provenance.changed_mid_run() => {
+            format!("{} {}", super::runs::CHANGED_MID_RUN, state.label())
+        }
+        _ => state.label().to_string(),
+    }
+}
+
 /// Every run of the comparison, as it stands.
 fn draw_runs(frame: &mut Frame, app: &App, c: &ComparisonView, label_width: u16, area: Rect) {
     let run_rows: Vec<Row> = c
@@ -161,7 +172,7 @@ fn draw_runs(frame: &mut Frame, app: &App, c: &ComparisonView, label_width: u16,
             Row::new(vec![
                 Cell::from(e.label.clone()),
                 Cell::from(e.seed.to_string()),
-                Cell::from(state.label()).style(state_style(state)),
+                Cell::from(state_text(run, state)).style(state_style(state)),
                 Cell::from(step),
                 Cell::from(pct(o.final_acc)),
                 Cell::from(pct(o.best_acc)),

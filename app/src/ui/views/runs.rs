@@ -153,7 +153,7 @@ pub const MARKED: &str = "●";
 /// Before the name of a run whose configuration or strategy code changed
 /// while it trained (a live edit, a hot reload): its numbers are not those
 /// of one configuration.
-pub const CHANGED_MID_RUN: &str = "Δ";
+pub const CHANGED_MID_RUN: &str = "✎";
 
 /// A run's name in the table, marked when it changed mid-run.
 fn run_name(r: &RunView, name: String) -> String {
