@@ -11,6 +11,10 @@ use probdrop_tui::run::dir::{self, JsonLog, MetricLine, RunDir, RunInfo, State, 
 use probdrop_tui::run::notes::Notes;
 use probdrop_tui::ui::app::App;
 
+#[path = "common/mod.rs"]
+mod common;
+use common::cpu_seconds;
+
 fn write_run(runs: &Path, i: usize) {
     let info = RunInfo {
         experiment: "idle".into(),
@@ -56,17 +60,6 @@ fn write_run(runs: &Path, i: usize) {
     notes.save(&d).unwrap();
 }
 
-/// CPU seconds this process has used (user and system).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
-        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
-    });
-    ticks / 100.0
-}
-
 fn main() {
     let count: usize = std::env::var("RUNS_IDLE_COUNT")
         .ok()
@@ -89,11 +82,11 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let refreshes = 40;
-    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    let (cpu, wall) = (cpu_seconds(std::process::id()), Instant::now());
     for _ in 0..refreshes {
         assert!(!app.refresh(), "nothing changed");
     }
-    let per = (cpu_seconds() - cpu) / refreshes as f64;
+    let per = (cpu_seconds(std::process::id()) - cpu) / refreshes as f64;
     let wall = wall.elapsed().as_secs_f64() / refreshes as f64;
     println!(
         "{count} idle runs: {:.1} ms of CPU per refresh ({:.1} ms wall), {:.1} % of a core at 2 refreshes/s",
