@@ -165,6 +165,19 @@ pub fn take_live(running: &ExperimentFile, new: &ExperimentFile) -> ExperimentFi
     value.try_into().unwrap_or_else(|_| running.clone())
 }
 
+/// `file` with each dotted key (as `flatten` names them) set to its value,
+/// or removed where it is `None`: a recorded change done or undone.
+pub fn with_values(file: &ExperimentFile, values: &[(&str, Option<&toml::Value>)]) -> ExperimentFile {
+    let Ok(mut value) = toml::Value::try_from(file) else {
+        return file.clone();
+    };
+    for (key, to) in values {
+        let path: Vec<&str> = key.split('.').collect();
+        set(&mut value, &path, to.cloned());
+    }
+    value.try_into().unwrap_or_else(|_| file.clone())
+}
+
 /// Sets (or, with `None`, removes) the value at `path`; an array of tables
 /// (the strategies) stands for its first.
 fn set(v: &mut toml::Value, path: &[&str], to: Option<toml::Value>) {

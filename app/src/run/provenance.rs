@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::dir::{self, RunDir};
+use crate::experiment::{ExperimentFile, changes};
 
 /// The file in a run directory.
 pub const PROVENANCE: &str = "provenance.json";
@@ -97,6 +98,31 @@ impl Provenance {
         !self.config_changes.is_empty() || self.libraries.len() > 1
     }
 
+    /// The configuration in force for the steps after `step`, from `now`
+    /// (the run directory's `experiment.toml`, in force at the end): the
+    /// changes made after it undone, latest first.
+    pub fn config_after(&self, now: &ExperimentFile, step: u64) -> ExperimentFile {
+        let undo: Vec<(&str, Option<&toml::Value>)> = self
+            .config_changes
+            .iter()
+            .rev()
+            .filter(|c| c.after_step > step)
+            .map(|c| (c.key.as_str(), c.from.as_ref()))
+            .collect();
+        changes::with_values(now, &undo)
+    }
+
+    /// The configuration the run started with: every change undone.
+    pub fn starting_config(&self, now: &ExperimentFile) -> ExperimentFile {
+        let undo: Vec<(&str, Option<&toml::Value>)> = self
+            .config_changes
+            .iter()
+            .rev()
+            .map(|c| (c.key.as_str(), c.from.as_ref()))
+            .collect();
+        changes::with_values(now, &undo)
+    }
+
     /// The library in use now, if any.
     pub fn current_library(&self) -> Option<&LibraryUse> {
         self.libraries.last()
@@ -179,5 +205,32 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn the_configuration_at_any_step_is_the_end_one_with_later_changes_undone() {
+        let text = "name = \"t\"\nseeds = [1]\n[data]\nformat = \"idx\"\npath = \"d\"\n\
+                    [model]\nkind = \"small-cnn\"\n[train]\nepochs = 1\nbatch_size = 8\nlog_every = 10\n\
+                    [[strategy]]\nplugin = \"none\"\n";
+        let source = std::path::Path::new("t.toml");
+        let catalog = crate::experiment::Catalog::default();
+        let exp = crate::experiment::validate(source, text, &catalog, &crate::train::ThisMachine)
+            .unwrap();
+        let mut now = exp.resolved(&exp.runs()[0]);
+        now.train.log_every = 3;
+        let change = |after_step, from, to| ConfigChange {
+            after_step,
+            key: "train.log_every".into(),
+            from: Some(toml::Value::Integer(from)),
+            to: Some(toml::Value::Integer(to)),
+        };
+        let p = Provenance {
+            config_changes: vec![change(5, 10, 7), change(9, 7, 3)],
+            ..Provenance::default()
+        };
+        let at = |step| p.config_after(&now, step).train.log_every;
+        assert_eq!([at(0), at(4), at(5), at(8), at(9), at(20)], [10, 10, 7, 7, 3, 3]);
+        assert_eq!(p.starting_config(&now).train.log_every, 10);
+        assert_eq!(Provenance::default().starting_config(&now), now);
     }
 }
