@@ -11,9 +11,11 @@
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     embed_checkout();
+    embed_burn_version();
     if std::env::var_os("CARGO_FEATURE_TCH").is_none() {
         return;
     }
+    embed_libtorch_version();
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if os != "linux" {
         return;
@@ -71,4 +73,62 @@ fn embed_checkout() {
         "cargo:rustc-env=PROBDROP_GIT_COMMIT={}",
         git(&["rev-parse", "HEAD"])
     );
+    let diff = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["diff", "HEAD", "--no-color"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    let _ = std::fs::write(out.join("host.diff"), capped(diff));
+}
+
+/// A checkout's diff for the binary to carry: at most 1 MiB, with a last
+/// line saying how much was cut.
+fn capped(mut diff: Vec<u8>) -> Vec<u8> {
+    const MAX: usize = 1 << 20;
+    if diff.len() > MAX {
+        let all = diff.len();
+        diff.truncate(MAX);
+        diff.extend_from_slice(format!("\n[cut at {MAX} of {all} bytes]\n").as_bytes());
+    }
+    diff
+}
+
+/// `PROBDROP_BURN_VERSION`: the burn the lock file resolved, for provenance.
+fn embed_burn_version() {
+    let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let text = std::fs::read_to_string(&lock).unwrap_or_default();
+    let version = text
+        .split("[[package]]")
+        .find(|p| p.contains("\nname = \"burn\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .map_or("unknown".into(), |v| v.trim_matches('"').to_string());
+    println!("cargo:rustc-env=PROBDROP_BURN_VERSION={version}");
+}
+
+/// `PROBDROP_LIBTORCH_VERSION`: the PyTorch (and its CUDA) the binary was
+/// linked against, from `torch/version.py` beside the LibTorch libraries.
+fn embed_libtorch_version() {
+    let version = std::env::var_os("DEP_TCH_LIBTORCH_LIB")
+        .map(|lib| std::path::PathBuf::from(lib).join("../version.py"))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|text| {
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name} = ")))
+                    .map(|v| v.trim_matches(['\'', '"']).to_string())
+            };
+            match (field("__version__"), field("cuda")) {
+                (Some(v), Some(c)) if c != "None" => format!("{v} (CUDA {c})"),
+                (Some(v), _) => v,
+                _ => "unknown".into(),
+            }
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=PROBDROP_LIBTORCH_VERSION={version}");
 }

@@ -33,6 +33,12 @@ pub struct Library {
     /// SHA-256 of the very bytes loaded, in hex: which code this is, whatever
     /// its version says.
     pub sha256: String,
+    /// The private copy that was loaded, open: its name is removed once
+    /// mapped, but the run store still reads the very bytes loaded from it
+    /// (the file at `path` may have been rebuilt since).
+    copy: std::sync::Arc<std::fs::File>,
+    /// The plugin crate it was built from, read just after the build.
+    pub built_from: Option<std::sync::Arc<super::sources::CrateSources>>,
 }
 
 impl std::fmt::Debug for Library {
@@ -56,6 +62,8 @@ struct PrivateCopy {
     dir: PathBuf,
     path: PathBuf,
     sha256: String,
+    /// Open for reading: outlives the name.
+    file: std::fs::File,
 }
 
 impl Drop for PrivateCopy {
@@ -85,20 +93,30 @@ fn private_copy(path: &Path) -> Result<PrivateCopy, LoadError> {
     let name = path
         .file_name()
         .unwrap_or(std::ffi::OsStr::new("plugin.so"));
-    let copy = PrivateCopy {
-        path: dir.join(name),
-        dir,
-        sha256,
-    };
-    let mut file = std::fs::OpenOptions::new()
+    let path = dir.join(name);
+    let cannot = |e: std::io::Error| LoadError(format!("cannot copy to {}: {e}", path.display()));
+    let created = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&copy.path)
-        .map_err(|e| LoadError(format!("cannot copy to {}: {e}", copy.path.display())))?;
-    file.write_all(&bytes)
-        .map_err(|e| LoadError(format!("cannot copy to {}: {e}", copy.path.display())))?;
+        .open(&path);
+    let mut file = match created {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(cannot(e));
+        }
+    };
+    let written = file.write_all(&bytes);
+    let copy = PrivateCopy {
+        path,
+        dir,
+        sha256,
+        file,
+    };
+    written.map_err(|e| LoadError(format!("cannot copy to {}: {e}", copy.path.display())))?;
     Ok(copy)
 }
 
@@ -221,7 +239,17 @@ impl Library {
     /// Loads, checks and reads the metadata of the library at `path`.
     pub fn load(path: &Path) -> Result<Library, LoadError> {
         let copy = private_copy(path)?;
-        Self::load_copy(path, &copy)
+        Self::load_copy(path, copy)
+    }
+
+    /// The bytes the code was loaded from (`path` as it was then; their
+    /// SHA-256 is `sha256`).
+    pub fn loaded_bytes(&self) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let len = self.copy.metadata()?.len();
+        let mut bytes = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
+        self.copy.read_exact_at(&mut bytes, 0)?;
+        Ok(bytes)
     }
 
     /// Loads the library at `path` once `trial` has accepted the very bytes that
@@ -232,10 +260,10 @@ impl Library {
     ) -> Result<Library, LoadError> {
         let copy = private_copy(path)?;
         trial(&copy.path).map_err(LoadError)?;
-        Self::load_copy(path, &copy)
+        Self::load_copy(path, copy)
     }
 
-    fn load_copy(path: &Path, copy: &PrivateCopy) -> Result<Library, LoadError> {
+    fn load_copy(path: &Path, copy: PrivateCopy) -> Result<Library, LoadError> {
         let header =
             lib_header_from_path(&copy.path).map_err(|e| LoadError(describe_library_error(&e)))?;
         let version = header.version_strings().version.to_string();
@@ -259,6 +287,10 @@ impl Library {
             info,
             interface: version,
             sha256: copy.sha256.clone(),
+            copy: std::sync::Arc::new(copy.file.try_clone().map_err(|e| {
+                LoadError(format!("cannot keep {} open: {e}", copy.path.display()))
+            })?),
+            built_from: None,
         })
     }
 

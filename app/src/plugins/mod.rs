@@ -4,6 +4,7 @@
 pub mod host_ops;
 pub mod library;
 pub mod registry;
+pub mod sources;
 pub mod trial;
 pub mod watch;
 

@@ -551,8 +551,21 @@ pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Res
         to_load.push((found, inside.ok().map(|()| lib)));
     }
     found.extend(load_all(to_load));
+    for f in found.iter_mut().filter(|f| f.source != Source::Prebuilt) {
+        if let Ok(library) = f.outcome.as_mut() {
+            library.built_from = read_sources(&f.origin);
+        }
+    }
     refuse_name_clashes(&mut found);
     Ok(found)
+}
+
+/// The sources of the crate at `dir` just built, for the run store; a crate
+/// that cannot be read is still loaded, only not recorded.
+pub fn read_sources(dir: &Path) -> Option<std::sync::Arc<super::sources::CrateSources>> {
+    super::sources::CrateSources::read(dir)
+        .ok()
+        .map(std::sync::Arc::new)
 }
 
 /// Two libraries giving one strategy name: neither is used (which one `check`

@@ -120,16 +120,20 @@ impl State {
             });
             return;
         }
-        self.try_load(path);
+        self.try_load(path, None);
     }
 
-    fn try_load(&mut self, path: &Path) {
+    /// Loads `path` once its trial passed; `built_from` is its crate.
+    fn try_load(&mut self, path: &Path, built_from: Option<&Path>) {
         let detected_at = Instant::now();
         let event = match Library::load_tried(path, |copy| self.trial.run(copy)).map_err(|e| e.0) {
-            Ok(library) => ReloadEvent::Ready {
-                library,
-                detected_at,
-            },
+            Ok(mut library) => {
+                library.built_from = built_from.and_then(super::registry::read_sources);
+                ReloadEvent::Ready {
+                    library,
+                    detected_at,
+                }
+            }
             Err(reason) => ReloadEvent::Refused {
                 path: path.to_path_buf(),
                 reason,
@@ -166,7 +170,7 @@ impl State {
                         if let Some(print) = print {
                             self.seen.insert(lib.clone(), print);
                         }
-                        self.try_load(&lib);
+                        self.try_load(&lib, Some(crate_dir));
                     }
                 }
             }

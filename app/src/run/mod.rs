@@ -3,6 +3,7 @@
 
 pub mod comparison;
 pub mod control;
+pub mod data_files;
 pub mod dir;
 pub mod error;
 pub mod files;
@@ -10,6 +11,7 @@ pub mod lock;
 pub mod notes;
 pub mod prepare;
 pub mod provenance;
+pub mod store;
 pub mod trainer;
 
 pub use dir::{RunDir, RunInfo, State, Status};

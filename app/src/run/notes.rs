@@ -119,6 +119,7 @@ pub fn archive(run: &RunDir) -> Result<PathBuf, RunError> {
     std::fs::create_dir_all(&archive).map_err(|source| io(&archive, source))?;
     let to = free_name(&archive.join(name));
     std::fs::rename(&run.path, &to).map_err(|source| io(&run.path, source))?;
+    super::store::Store::tidy_after(&run.path);
     Ok(to)
 }
 
@@ -129,6 +130,7 @@ pub fn delete(run: &RunDir) -> Result<(), RunError> {
     // The directory goes with its lock file; the lock is released after.
     std::fs::remove_dir_all(&run.path).map_err(|source| io(&run.path, source))?;
     drop(lock);
+    super::store::Store::tidy_after(&run.path);
     Ok(())
 }
 

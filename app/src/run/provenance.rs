@@ -19,6 +19,8 @@ pub const PROVENANCE: &str = "provenance.json";
 pub const GIT_DESCRIBE: &str = env!("PROBDROP_GIT_DESCRIBE");
 /// Its commit.
 pub const GIT_COMMIT: &str = env!("PROBDROP_GIT_COMMIT");
+/// `git diff HEAD` of that checkout (empty when clean; at most 1 MiB).
+pub const GIT_DIFF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/host.diff"));
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
@@ -29,6 +31,9 @@ pub struct Provenance {
     /// (latest first) it is the one the run started with.
     #[serde(default)]
     pub config_changes: Vec<ConfigChange>,
+    /// The data as the run first started on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<super::data_files::DataRecord>,
 }
 
 /// One key a saved change set while the run trained.
@@ -56,11 +61,25 @@ pub struct Start {
     pub device: String,
     pub threads: usize,
     pub host: String,
+    #[serde(default)]
+    pub burn: String,
+    /// The GPU's or the CPU's model.
+    #[serde(default)]
+    pub device_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub libtorch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda: Option<String>,
+    /// The file in the run directory holding the checkout's diff, when it
+    /// had uncommitted changes (files not yet added to git are not in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
 }
 
 impl Start {
     /// This binary, taking the run up after `after_step` on `backend`/`device`.
     pub fn here(after_step: u64, backend: &str, device: &str) -> Start {
+        let facts = crate::train::device::facts(device);
         Start {
             after_step,
             wall: dir::now(),
@@ -71,6 +90,11 @@ impl Start {
             device: device.into(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             host: dir::hostname(),
+            burn: env!("PROBDROP_BURN_VERSION").into(),
+            device_name: facts.name,
+            libtorch: facts.libtorch,
+            cuda: facts.cuda,
+            diff: None,
         }
     }
 }
@@ -84,6 +108,32 @@ pub struct LibraryUse {
     pub interface: String,
     pub path: PathBuf,
     pub sha256: String,
+    /// The plugin crate it was built from, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<SourcesRecord>,
+}
+
+/// The crate a library was built from, as it was just after the build.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourcesRecord {
+    pub dir: PathBuf,
+    /// Over every file's path, length and bytes (`plugins::sources`).
+    pub sha256: String,
+    /// The commit, " (dirty)" with uncommitted changes; None outside git.
+    pub git: Option<String>,
+    /// Whether the files are in the run store (not when over its limit).
+    pub kept: bool,
+}
+
+impl SourcesRecord {
+    pub fn of(sources: &crate::plugins::sources::CrateSources) -> SourcesRecord {
+        SourcesRecord {
+            dir: sources.dir.clone(),
+            sha256: sources.sha256.clone(),
+            git: sources.git.clone(),
+            kept: !sources.files.is_empty(),
+        }
+    }
 }
 
 impl Provenance {
@@ -121,6 +171,31 @@ impl Provenance {
             .map(|c| (c.key.as_str(), c.from.as_ref()))
             .collect();
         changes::with_values(now, &undo)
+    }
+
+    /// Adds `start`, with the checkout's diff beside the record when there is
+    /// one (`host.diff`, `host-2.diff` for a second start with another diff).
+    pub fn add_start(&mut self, run: &RunDir, mut start: Start) -> std::io::Result<()> {
+        if !GIT_DIFF.is_empty() {
+            let same = self
+                .starts
+                .iter()
+                .filter_map(|s| s.diff.as_ref())
+                .find(|f| std::fs::read(run.file(f)).is_ok_and(|d| d == GIT_DIFF));
+            let name = match same {
+                Some(f) => f.clone(),
+                None => match self.starts.iter().filter(|s| s.diff.is_some()).count() {
+                    0 => "host.diff".to_string(),
+                    n => format!("host-{}.diff", n + 1),
+                },
+            };
+            if same.is_none() {
+                dir::write_atomic(&run.file(&name), GIT_DIFF)?;
+            }
+            start.diff = Some(name);
+        }
+        self.starts.push(start);
+        Ok(())
     }
 
     /// The library in use now, if any.
@@ -181,6 +256,7 @@ mod tests {
             interface: "1.4.0".into(),
             path: "libprobe.so".into(),
             sha256: sha256.into(),
+            sources: None,
         }
     }
 
@@ -229,7 +305,10 @@ mod tests {
             ..Provenance::default()
         };
         let at = |step| p.config_after(&now, step).train.log_every;
-        assert_eq!([at(0), at(4), at(5), at(8), at(9), at(20)], [10, 10, 7, 7, 3, 3]);
+        assert_eq!(
+            [at(0), at(4), at(5), at(8), at(9), at(20)],
+            [10, 10, 7, 7, 3, 3]
+        );
         assert_eq!(p.starting_config(&now).train.log_every, 10);
         assert_eq!(Provenance::default().starting_config(&now), now);
     }

@@ -89,6 +89,68 @@ pub fn backends_built() -> Vec<&'static str> {
     v
 }
 
+/// What a run's provenance says of the machine behind a device.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Facts {
+    /// The GPU's name for `cuda:N`, else the CPU's model.
+    pub name: String,
+    /// The LibTorch this binary was built against (the `tch` feature).
+    pub libtorch: Option<String>,
+    /// The CUDA runtime and cuDNN LibTorch loaded, when CUDA is available.
+    pub cuda: Option<String>,
+}
+
+/// The facts for `device` (as an experiment names it).
+pub fn facts(device: &str) -> Facts {
+    let name = match device.strip_prefix("cuda:") {
+        Some(index) => gpu_name(index),
+        None => cpu_model(),
+    };
+    #[cfg(feature = "tch")]
+    let (libtorch, cuda) = (
+        Some(env!("PROBDROP_LIBTORCH_VERSION").to_string()),
+        tch::Cuda::is_available().then(|| {
+            format!(
+                "runtime {}, cuDNN {}",
+                tch::utils::version_cudart(),
+                tch::utils::version_cudnn()
+            )
+        }),
+    );
+    #[cfg(not(feature = "tch"))]
+    let (libtorch, cuda) = (None, None);
+    Facts {
+        name,
+        libtorch,
+        cuda,
+    }
+}
+
+/// The CPU's model name, from /proc/cpuinfo.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// The GPU's name as the driver gives it (`nvidia-smi`), or "GPU <index>".
+fn gpu_name(index: &str) -> String {
+    std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader", "-i", index])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("GPU {index}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,9 +17,11 @@ use crate::experiment::{self, BackendChoice, Catalog, ExperimentFile, NONE, RunS
 use crate::plugins::Library;
 use crate::plugins::watch::{ReloadEvent, SwapOutcome, Watcher};
 use crate::run::control::{Command, ControlServer};
+use crate::run::data_files::DataRecord;
 use crate::run::dir::metric::{self, ACC, LOSS, LR, P, SAMPLES_PER_S, STEP_TIME, TOP5, TRAIN, VAL};
 use crate::run::dir::{self, CheckpointInfo, EventKind, JsonLog, RunDir, SnapshotLine, State};
-use crate::run::provenance::{self, LibraryUse, Provenance, Start};
+use crate::run::provenance::{self, LibraryUse, Provenance, SourcesRecord, Start};
+use crate::run::store::Store;
 use crate::train::data::EpochItems;
 use crate::train::device;
 use crate::train::models::Model;
@@ -237,6 +239,21 @@ fn library_use(after_step: u64, library: &Library) -> LibraryUse {
         interface: library.interface.clone(),
         path: library.path.clone(),
         sha256: library.sha256.clone(),
+        sources: library.built_from.as_deref().map(SourcesRecord::of),
+    }
+}
+
+/// `library` in the run store (after provenance.json names it, so that a
+/// store cleanup never finds it unreferenced). A failure is said in the
+/// trainer's log and the run goes on: only its replay would miss the code.
+fn keep_in_store(run_dir: &RunDir, library: &Library) {
+    if let Err(e) = Store::of_run(&run_dir.path).keep(library) {
+        eprintln!(
+            "could not keep {} {} ({}) in the run store: {e}",
+            library.info.name,
+            library.info.version,
+            provenance::short(&library.sha256)
+        );
     }
 }
 
@@ -403,19 +420,31 @@ impl<'a> Session<'a> {
         let mut record = Provenance::of(self.run_dir);
         let backend = format!("{:?}", self.backend);
         let start = Start::here(self.step, &backend, &self.resolved.device);
-        record.starts.push(start);
+        record
+            .add_start(self.run_dir, start)
+            .context("writing the checkout's diff into the run directory")?;
+        if record.data.is_none() {
+            let cache = Store::of_run(&self.run_dir.path).dir;
+            record.data = Some(DataRecord::of(&self.resolved.data, self.info.seed, &cache));
+        }
         if let Some(lib) = &self.versions.current {
             record.use_library(library_use(self.step, lib));
         }
         record
             .write(self.run_dir)
-            .context("writing the run's provenance.json")
+            .context("writing the run's provenance.json")?;
+        if let Some(lib) = &self.versions.current {
+            keep_in_store(self.run_dir, lib);
+        }
+        Ok(())
     }
 
-    /// `library` in use from now on, in provenance.json.
+    /// `library` in use from now on, in provenance.json and the run store.
     fn record_library(&self, after_step: u64, library: &Library) -> Result<()> {
         Provenance::record_library(self.run_dir, library_use(after_step, library))
-            .context("writing the run's provenance.json")
+            .context("writing the run's provenance.json")?;
+        keep_in_store(self.run_dir, library);
+        Ok(())
     }
 
     fn start_message(&self) -> String {
