@@ -11,6 +11,7 @@ pub mod lock;
 pub mod notes;
 pub mod prepare;
 pub mod provenance;
+pub mod replay;
 pub mod store;
 pub mod trainer;
 

@@ -21,6 +21,7 @@ use crate::run::data_files::DataRecord;
 use crate::run::dir::metric::{self, ACC, LOSS, LR, P, SAMPLES_PER_S, STEP_TIME, TOP5, TRAIN, VAL};
 use crate::run::dir::{self, CheckpointInfo, EventKind, JsonLog, RunDir, SnapshotLine, State};
 use crate::run::provenance::{self, LibraryUse, Provenance, SourcesRecord, Start};
+use crate::run::replay::Replay;
 use crate::run::store::Store;
 use crate::train::data::EpochItems;
 use crate::train::device;
@@ -48,7 +49,8 @@ pub(super) fn run(
     writer: &mut Writer,
     started: Instant,
 ) -> Result<Summary> {
-    let mut session = Session::open(run_dir, info, resolved, opts, writer)?;
+    let from = resume.as_ref().map_or(0, |ck| ck.step);
+    let mut session = Session::open(run_dir, info, resolved, opts, writer, from)?;
     session.resume_or_start(resume)?;
     session.train()?;
     session.finish(started)
@@ -79,6 +81,8 @@ struct Flags {
     stop_requested: bool,
     /// The step at which the loss (or the validation loss) became non-finite.
     diverged: Option<u64>,
+    /// Why the run stops, when not by a signal or a request.
+    stop_reason: Option<String>,
 }
 
 /// One step's schedule: what it trains with and what it does after.
@@ -152,6 +156,9 @@ struct Session<'a> {
     source: SourceWatch,
     progress: Option<indicatif::ProgressBar>,
     flags: Flags,
+    /// The timeline this run follows instead of its experiment file and the
+    /// plugins directory, when it replays another (`reproduce`).
+    replay: Option<Replay>,
 }
 
 /// The strategy's library (None for "none") and every library's catalog.
@@ -177,6 +184,37 @@ fn open_plugins(opts: &TrainOptions, plugin: &str) -> Result<(Option<Library>, C
             )
         })?;
     Ok((Some(library), loaded.catalog))
+}
+
+/// The library a replay starts with (from the run store) and the catalog of
+/// every library it will use: the plugins directory may hold other code now.
+fn open_replayed(replay: &Replay, step: u64) -> Result<(Option<Library>, Catalog)> {
+    let mut found = Vec::new();
+    for lib in &replay.libraries {
+        let library = Library::load(&lib.path)
+            .map_err(|e| anyhow!("loading {} from the run store: {e}", lib.path.display()))?;
+        found.push(crate::plugins::Found {
+            id: lib.name.clone(),
+            source: crate::plugins::Source::Prebuilt,
+            origin: lib.path.clone(),
+            library_path: Some(lib.path.clone()),
+            outcome: Ok(library),
+        });
+    }
+    let first = replay.library_after(step).and_then(|at| {
+        found
+            .iter()
+            .filter_map(|f| f.outcome.as_ref().ok())
+            .find(|l| l.sha256 == at.sha256)
+            .cloned()
+    });
+    // One catalog entry per name: the library in force at the start.
+    found.retain(|f| match (&f.outcome, &first) {
+        (Ok(l), Some(first)) => l.info.name != first.info.name || l.sha256 == first.sha256,
+        _ => true,
+    });
+    found.dedup_by(|a, b| a.id == b.id);
+    Ok((first, crate::plugins::catalog_of(&found)))
 }
 
 /// Steps per epoch and in all, as the experiment asks.
@@ -266,13 +304,18 @@ impl<'a> Session<'a> {
         resolved: ExperimentFile,
         opts: &'a TrainOptions,
         writer: &'a mut Writer,
+        from: u64,
     ) -> Result<Self> {
         let strategy = resolved
             .strategy
             .first()
             .cloned()
             .unwrap_or_else(experiment::none_strategy);
-        let (library, catalog) = open_plugins(opts, &strategy.plugin)?;
+        let replay = Replay::of_run(run_dir);
+        let (library, catalog) = match &replay {
+            Some(r) => open_replayed(r, from)?,
+            None => open_plugins(opts, &strategy.plugin)?,
+        };
         let slots = build_slots(&resolved, &strategy, library.as_ref()).map_err(|e| anyhow!(e))?;
         let label = library
             .as_ref()
@@ -297,7 +340,7 @@ impl<'a> Session<'a> {
             .map_err(|e| anyhow!(e))?;
         let optim = RunOptimizer::new(Rule::of(&resolved.optimizer), Stepping::best_for(backend));
         let (control, watchdog) = open_control(run_dir, &resolved)?;
-        let watcher = library.as_ref().and_then(|_| {
+        let watcher = library.as_ref().filter(|_| replay.is_none()).and_then(|_| {
             let trial = crate::plugins::trial::Trial::this_binary().ok()?;
             Watcher::start(&opts.plugins_dir, trial).ok()
         });
@@ -353,6 +396,7 @@ impl<'a> Session<'a> {
             progress: progress_bar(opts.progress, total_steps),
             flags: Flags::default(),
             resolved,
+            replay,
         })
     }
 
@@ -528,7 +572,37 @@ impl<'a> Session<'a> {
         if self.flags.stop_requested {
             return Ok(false);
         }
+        if self.replay.is_some() {
+            return self.take_replayed();
+        }
         self.take_reloads()?;
+        self.take_config_changes()?;
+        Ok(true)
+    }
+
+    /// What the replayed run did after this step: its library swaps, then its
+    /// configuration changes (the order a boundary takes them in); false
+    /// where the replay is to stop.
+    fn take_replayed(&mut self) -> Result<bool> {
+        let Some(replay) = self.replay.clone() else {
+            return Ok(true);
+        };
+        if replay.stop_after == Some(self.step) {
+            self.flags.stop_requested = true;
+            self.flags.stop_reason = Some(format!("reproduce --steps {}", self.step));
+            return Ok(false);
+        }
+        for lib in replay.libraries_due(self.step) {
+            if self.versions.current.as_ref().map(|c| &c.sha256) == Some(&lib.sha256) {
+                continue;
+            }
+            let new = Library::load(&lib.path)
+                .map_err(|e| anyhow!("loading {} from the run store: {e}", lib.path.display()))?;
+            self.offer(new)?;
+        }
+        for config in replay.configs_due(self.step) {
+            self.source.pending.push(Ok(config.toml.clone()));
+        }
         self.take_config_changes()?;
         Ok(true)
     }
@@ -573,7 +647,13 @@ impl<'a> Session<'a> {
             .unwrap_or_default();
         for event in events {
             match event {
-                ReloadEvent::Ready { library: new, .. } => self.offer(new)?,
+                ReloadEvent::Ready { library: new, .. } => {
+                    if let Some(message) = self.from_elsewhere(&new) {
+                        self.plugin_event(EventKind::ReloadRefused, message)?;
+                    } else {
+                        self.offer(new)?;
+                    }
+                }
                 ReloadEvent::Refused { path, reason } => self.plugin_event(
                     EventKind::ReloadRefused,
                     format!("{}: {reason}", path.display()),
@@ -584,23 +664,23 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// A new build of a library: taken by the slots if it is this run's
-    /// strategy from where it came from and its trial passed.
-    fn offer(&mut self, new: Library) -> Result<()> {
-        if let Some(current) = &self.versions.current
-            && current.info.name == new.info.name
-            && current.path != new.path
-        {
-            // Another file giving the same name is not this run's strategy:
-            // reloads come from where it came from.
-            let message = format!(
+    /// Why `new`, another file giving this run's strategy's name, is not
+    /// this run's strategy: reloads come from where it came from.
+    fn from_elsewhere(&self, new: &Library) -> Option<String> {
+        let current = self.versions.current.as_ref()?;
+        (current.info.name == new.info.name && current.path != new.path).then(|| {
+            format!(
                 "{} also calls itself \"{}\"; this run reloads only from {}",
                 new.path.display(),
                 new.info.name,
                 current.path.display()
-            );
-            return self.plugin_event(EventKind::ReloadRefused, message);
-        }
+            )
+        })
+    }
+
+    /// A new build of this run's strategy (its trial passed, or the replay's
+    /// next library): taken by the slots unless they refuse it.
+    fn offer(&mut self, new: Library) -> Result<()> {
         let mut outcome = None;
         for slot in self.live.slots.iter_mut() {
             if let Some(l) = slot.live.as_mut() {
@@ -646,7 +726,7 @@ impl<'a> Session<'a> {
     /// Saved changes of the experiment file and apply-config messages, through
     /// the same checks.
     fn take_config_changes(&mut self) -> Result<()> {
-        if self.source.last_check.elapsed() >= Duration::from_millis(300) {
+        if self.replay.is_none() && self.source.last_check.elapsed() >= Duration::from_millis(300) {
             self.source.last_check = Instant::now();
             let stamp = file_stamp(&self.info.source);
             if stamp != self.source.stamp {
@@ -1039,7 +1119,9 @@ impl<'a> Session<'a> {
                 self.go_back_to_good()?;
             }
             self.save_checkpoint(self.step.saturating_sub(1) / self.steps_per_epoch)?;
-            let by = crate::train::signals::reason().unwrap_or_else(|| "request".into());
+            let by = (self.flags.stop_reason.clone())
+                .or_else(crate::train::signals::reason)
+                .unwrap_or_else(|| "request".into());
             self.writer.event(
                 self.step,
                 EventKind::Stopped,
