@@ -192,6 +192,7 @@ fn tensorboards_own_reader_agrees(file: &str, run: &RunDir, pictures: usize) {
         "hparam strategy string_value probe".into(),
         "hparam strategy.schedule.p number_value 0.1".into(),
         "hparam train.batch_size number_value 32.0".into(),
+        "hparam changed_mid_run bool_value False".into(),
         "status 1".into(),
         format!("result hparams/best_val_acc {} {best:?}", status.step),
         "metrics hparams/final_val_acc hparams/best_val_acc val/acc train/loss".into(),

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::run::comparison::Manifest;
-use crate::run::dir::{MetricLine, RunDir, SnapshotLine, State, metric};
+use crate::run::dir::{MetricLine, RunDir, RunInfo, SnapshotLine, State, metric};
 use crate::run::files;
+use crate::run::provenance::Provenance;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -237,8 +238,7 @@ pub fn run_events(run: &RunDir, with_end: bool) -> Result<Vec<tfevents::Event>> 
     let lines = run.metrics();
     let mut events = events(&lines, &run.snapshots())?;
     let wall = events[0].wall_time;
-    let info = run.info()?;
-    let params = hparams::of_run(&info, &run.experiment()?);
+    let (info, params) = settings(run)?;
     let group = format!("{}/{}", info.experiment, info.label);
     events.splice(1..1, hparams::start_events(&params, &group, wall));
     if let Some(status) = run.status().filter(|s| with_end && s.state.is_final()) {
@@ -253,6 +253,14 @@ pub fn run_events(run: &RunDir, with_end: bool) -> Result<Vec<tfevents::Event>> 
         ));
     }
     Ok(events)
+}
+
+/// The run's run.json and its hyperparameters as it started (see
+/// [`hparams::of_run`]): what the HParams dashboard carries.
+fn settings(run: &RunDir) -> Result<(RunInfo, BTreeMap<String, hparams::HValue>)> {
+    let info = run.info()?;
+    let params = hparams::of_run(&info, &Provenance::of(run), &run.experiment()?);
+    Ok((info, params))
 }
 
 fn write_tensorboard(dir: &Path, run: &RunDir) -> Result<PathBuf> {
@@ -340,4 +348,53 @@ fn write_csv(dir: &Path, lines: &[MetricLine]) -> Result<Vec<PathBuf>> {
     write_file(&metrics, |out| out.write_all(metrics_csv(lines).as_bytes()))?;
     write_file(&summary, |out| out.write_all(summary_csv(lines).as_bytes()))?;
     Ok(vec![metrics, summary])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::provenance::ConfigChange;
+
+    const NOW: &str = "name = \"t\"\nseeds = [1, 2]\n[data]\nformat = \"idx\"\npath = \"d\"\n\
+                       [model]\nkind = \"small-cnn\"\n[train]\nepochs = 1\nbatch_size = 8\n\
+                       log_every = 10\n[[strategy]]\nplugin = \"dropblock\"\n\
+                       params = { block_size = 5 }\n";
+
+    /// A run directory whose block size went from 3 to 5 after step 190.
+    fn changed_run(tmp: &Path) -> RunDir {
+        let info = RunInfo {
+            experiment: "t".into(),
+            source: tmp.join("t.toml"),
+            label: "dropblock".into(),
+            strategy_index: 0,
+            seed: 2,
+            created: "20260101-000000".into(),
+            slurm_job: None,
+        };
+        let run = RunDir::create(&tmp.join("runs"), &info, NOW).unwrap();
+        let change = ConfigChange {
+            after_step: 190,
+            key: "strategy.params.block_size".into(),
+            from: Some(toml::Value::Integer(3)),
+            to: Some(toml::Value::Integer(5)),
+        };
+        Provenance::record_changes(&run, vec![change]).unwrap();
+        run
+    }
+
+    /// Issue 33: the event file's HParams are the run's starting values,
+    /// flagged as changed mid-run, with the change said.
+    #[test]
+    fn a_run_changed_live_exports_its_starting_hparams_and_the_change() {
+        use hparams::HValue::{Flag, Number, Text};
+        let tmp = tempfile::tempdir().unwrap();
+        let run = changed_run(tmp.path());
+        let mut file = Vec::new();
+        write_events(&mut file, &run_events(&run, true).unwrap()).unwrap();
+        let params = hparams::read_session_start(&tfevents::read(&file).unwrap()).unwrap();
+        assert_eq!(params["strategy.params.block_size"], Number(3.0));
+        assert_eq!(params[hparams::CHANGED_MID_RUN], Flag(true));
+        let said = "strategy.params.block_size 3→5 @ step 190";
+        assert_eq!(params[hparams::CHANGES], Text(said.into()));
+    }
 }
