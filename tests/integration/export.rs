@@ -1,7 +1,9 @@
 //! `export` on a real trained run: the TensorBoard event file read back (by
 //! our reader always, and by TensorBoard's own EventAccumulator where
 //! `.ci/run` installed it) holds exactly metrics.jsonl's values under their
-//! tags; the CSVs hold every value and timm's summary columns; a ResNet's
+//! tags; the CSVs hold every value and timm's summary columns; a run changed
+//! mid-run has its starting settings, a flag and its changes in both the
+//! HParams and run.csv; a ResNet's
 //! safetensors file holds torchvision's names and shapes (read back by the
 //! safetensors crate always, and by its Python package where `.ci/run`
 //! installed it).
@@ -9,8 +11,12 @@
 use std::path::Path;
 use std::process::Command;
 
+use std::collections::BTreeMap;
+
+use probdrop_tui::export::hparams::{self, HValue};
 use probdrop_tui::export::{tag, tfevents};
 use probdrop_tui::run::dir::{MetricLine, RunDir};
+use probdrop_tui::run::provenance::{self, ConfigChange, Provenance};
 
 use crate::common::{Tiny, harness, repo_root};
 
@@ -192,6 +198,7 @@ fn tensorboards_own_reader_agrees(file: &str, run: &RunDir, pictures: usize) {
         "hparam strategy string_value probe".into(),
         "hparam strategy.schedule.p number_value 0.1".into(),
         "hparam train.batch_size number_value 32.0".into(),
+        "hparam changed_mid_run bool_value False".into(),
         "status 1".into(),
         format!("result hparams/best_val_acc {} {best:?}", status.step),
         "metrics hparams/final_val_acc hparams/best_val_acc val/acc train/loss".into(),
@@ -228,7 +235,11 @@ fn a_run_exports_to_csv_long_and_timm_summary() {
     let (setup, run) = trained_run(false);
     let out = setup._tmp.path().join("csv");
     let written = export(&setup, &run, "csv", &out);
-    assert_eq!(written.len(), 2, "{written:?}");
+    assert_eq!(written.len(), 3, "{written:?}");
+    let settings = run_csv(&written[2]);
+    assert_eq!(settings["strategy.schedule.p"], "0.1");
+    assert_eq!(settings["changed_mid_run"], "false");
+    assert_eq!(settings["changes"], "");
     let metrics = std::fs::read_to_string(&written[0]).unwrap();
     let lines = run.metrics();
     assert_eq!(metrics.lines().count(), lines.len() + 1);
@@ -252,6 +263,83 @@ fn a_run_exports_to_csv_long_and_timm_summary() {
     assert_eq!(row[3].parse::<f64>().unwrap(), 100.0 * last_val_acc);
     assert!(row[1].parse::<f64>().unwrap() > 0.0);
     pandas_reads_timms_columns(&written[1], 100.0 * last_val_acc);
+}
+
+/// run.csv's one row by its header's names, quotes undone.
+fn run_csv(path: &str) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    cells(lines[0]).into_iter().zip(cells(lines[1])).collect()
+}
+
+/// A CSV line's cells (RFC 4180 quoting).
+fn cells(line: &str) -> Vec<String> {
+    let (mut out, mut cell, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => cell.push(chars.next().unwrap()),
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cell)),
+            _ => cell.push(c),
+        }
+    }
+    out.push(cell);
+    out
+}
+
+/// Issue 33: `p` went from 0.05 to 0.1 after step 4 and the strategy's code
+/// changed after step 6 (recorded as the trainer records them); its
+/// experiment.toml has the end's 0.1. Returns the changes as exports say them.
+fn change_mid_run(run: &RunDir) -> String {
+    let mut record = Provenance::of(run);
+    assert_eq!(record.libraries.len(), 1, "{record:?}");
+    let started = record.libraries[0].clone();
+    record.config_changes.push(ConfigChange {
+        after_step: 4,
+        key: "strategy.schedule.p".into(),
+        from: Some(toml::Value::Float(0.05)),
+        to: Some(toml::Value::Float(0.1)),
+    });
+    record.use_library(provenance::LibraryUse {
+        after_step: 6,
+        sha256: "9c41d2e0".repeat(8),
+        ..started.clone()
+    });
+    record.write(run).unwrap();
+    let v = &started.version;
+    format!(
+        "strategy.schedule.p 0.05→0.1 @ step 4; library {} {v} ({})→{v} (9c41d2e0) @ step 6",
+        started.name,
+        provenance::short(&started.sha256)
+    )
+}
+
+/// Issue 33: a run edited live was exported with its end values as if it
+/// had trained with them from step 0. Now the HParams and run.csv hold the
+/// values it started with, `changed_mid_run` and the changes.
+#[test]
+fn a_run_changed_mid_run_exports_its_starting_settings_and_its_changes() {
+    let (setup, run) = trained_run(false);
+    let changes = change_mid_run(&run);
+    let out = setup._tmp.path().join("out");
+    let written = export(&setup, &run, "tensorboard", &out);
+    let events = tfevents::read(&std::fs::read(&written[0]).unwrap()).unwrap();
+    let params = hparams::read_session_start(&events).unwrap();
+    assert_eq!(params["strategy.schedule.p"], HValue::Number(0.05));
+    assert_eq!(params["seed"], HValue::Number(3.0));
+    assert_eq!(params["changed_mid_run"], HValue::Flag(true));
+    assert_eq!(params["changes"], HValue::Text(changes.clone()));
+    let written = export(&setup, &run, "csv", &out);
+    let settings = run_csv(&written[2]);
+    let name = run.path.file_name().unwrap().to_string_lossy();
+    assert_eq!(settings["run"], name);
+    assert_eq!(settings["strategy"], "probe");
+    assert_eq!(settings["seed"], "3");
+    assert_eq!(settings["strategy.schedule.p"], "0.05");
+    assert_eq!(settings["changed_mid_run"], "true");
+    assert_eq!(settings["changes"], changes);
 }
 
 /// What a timm notebook does with summary.csv: pandas reads it into timm's
@@ -568,6 +656,7 @@ fn export_replaces_links_planted_in_its_directory_and_never_writes_through_them(
     let planted = [
         ("csv", "metrics.csv"),
         ("csv", "summary.csv"),
+        ("csv", "run.csv"),
         ("tensorboard", tfevents::FILE_NAME),
         ("png", "curves.png"),
         ("svg", "curves.svg"),
@@ -635,7 +724,7 @@ fn a_full_disk_during_export_leaves_no_truncated_file_and_names_the_file() {
         match kept {
             Some(bytes) => {
                 assert_eq!(&std::fs::read(&path).unwrap(), bytes);
-                assert_eq!(left.len(), 2, "{left:?}");
+                assert_eq!(left.len(), 3, "{left:?}");
             }
             None => assert!(left.is_empty(), "{left:?}"),
         }

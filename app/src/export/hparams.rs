@@ -1,6 +1,8 @@
-//! A run's settings as TensorBoard HParams: every key of its resolved
-//! experiment (the strategy's parameters and schedule among them) and its
-//! seed, with the final and best validation accuracy as the metrics.
+//! A run's settings as TensorBoard HParams: every key of the resolved
+//! experiment it started with (the strategy's parameters and schedule among
+//! them), its seed, and whether and how its configuration or strategy code
+//! changed while it trained, with the final and best validation accuracy as
+//! the metrics.
 //!
 //! Messages, from tensorboard/plugins/hparams (plugin_data.proto, api.proto):
 //! HParamsPluginData { int32 version = 1; oneof { Experiment experiment = 2;
@@ -16,10 +18,11 @@
 
 use std::collections::BTreeMap;
 
-use super::tfevents::proto::{bytes_field, double_field, varint_field};
+use super::tfevents::proto::{Field, Fields, bytes_field, double_field, text, varint_field};
 use super::tfevents::{Event, PluginValue};
 use crate::experiment::ExperimentFile;
 use crate::run::dir::RunInfo;
+use crate::run::provenance::Provenance;
 
 const PLUGIN: &str = "hparams";
 pub const EXPERIMENT_TAG: &str = "_hparams_/experiment";
@@ -37,17 +40,32 @@ pub enum HValue {
     Flag(bool),
 }
 
-/// The run's hyperparameters: `seed`, `strategy` (its label) and every key
-/// of its resolved experiment file, dotted (`strategy.params.block_size`,
-/// `optimizer.lr`); arrays as their TOML text.
-pub fn of_run(info: &RunInfo, file: &ExperimentFile) -> BTreeMap<String, HValue> {
+/// Flags a run whose configuration or strategy code changed while it trained.
+pub const CHANGED_MID_RUN: &str = "changed_mid_run";
+/// The changes themselves ([`Provenance::describe_changes`]), empty if none.
+pub const CHANGES: &str = "changes";
+
+/// The run's hyperparameters: `seed`, `strategy` (its label), every key of
+/// the resolved experiment it started with, dotted
+/// (`strategy.params.block_size`, `optimizer.lr`; arrays as their TOML
+/// text), and [`CHANGED_MID_RUN`] and [`CHANGES`]. Starting values, not
+/// `now`'s (the end's): a run edited live did not train with its end values
+/// from step 0, and the flag keeps it from passing for one that did.
+pub fn of_run(
+    info: &RunInfo,
+    record: &Provenance,
+    now: &ExperimentFile,
+) -> BTreeMap<String, HValue> {
     let mut out = BTreeMap::new();
     out.insert("seed".into(), HValue::Number(info.seed as f64));
     out.insert("strategy".into(), HValue::Text(info.label.clone()));
-    if let Ok(toml::Value::Table(table)) = toml::Value::try_from(file) {
+    if let Ok(toml::Value::Table(table)) = toml::Value::try_from(record.starting_config(now)) {
         flatten("", &table, &mut out);
     }
     out.remove("description");
+    let changed = HValue::Flag(record.changed_mid_run());
+    out.insert(CHANGED_MID_RUN.into(), changed);
+    out.insert(CHANGES.into(), HValue::Text(record.describe_changes()));
     out
 }
 
@@ -181,5 +199,131 @@ pub fn end_event(step: i64, wall: f64, final_acc: f64, best_acc: f64, success: b
         ],
         images: Vec::new(),
         plugin_values: vec![plugin_value(SESSION_END_TAG, 4, &end)],
+    }
+}
+
+/// The hyperparameters of the first session start among `events`, as
+/// TensorBoard's HParams dashboard reads them (for the tests).
+pub fn read_session_start(events: &[Event]) -> Result<BTreeMap<String, HValue>, String> {
+    let start = events
+        .iter()
+        .flat_map(|e| &e.plugin_values)
+        .find(|v| v.tag == SESSION_START_TAG)
+        .ok_or("no HParams session start")?;
+    let mut out = BTreeMap::new();
+    let mut data = Fields {
+        bytes: &start.content,
+    };
+    while let Some((n, f)) = data.next()? {
+        let (3, Field::Bytes(info)) = (n, f) else {
+            continue;
+        };
+        let mut entries = Fields { bytes: info };
+        while let Some((n, f)) = entries.next()? {
+            if let (1, Field::Bytes(entry)) = (n, f) {
+                let (name, value) = decode_entry(entry)?;
+                out.insert(name, value);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One entry of `SessionStartInfo.hparams`: its name and value.
+fn decode_entry(entry: &[u8]) -> Result<(String, HValue), String> {
+    let (mut name, mut value) = (String::new(), None);
+    let mut fields = Fields { bytes: entry };
+    while let Some((n, f)) = fields.next()? {
+        match (n, f) {
+            (1, Field::Bytes(b)) => name = text(b)?,
+            (2, Field::Bytes(b)) => value = decode_value(b)?,
+            _ => {}
+        }
+    }
+    Ok((
+        name.clone(),
+        value.ok_or(format!("hparam {name} has no value"))?,
+    ))
+}
+
+fn decode_value(bytes: &[u8]) -> Result<Option<HValue>, String> {
+    let mut value = None;
+    let mut fields = Fields { bytes };
+    while let Some((n, f)) = fields.next()? {
+        value = match (n, f) {
+            (2, Field::Bytes(b)) => Some(HValue::Number(f64::from_le_bytes(
+                b.try_into().map_err(|_| "a double of other than 8 bytes")?,
+            ))),
+            (3, Field::Bytes(b)) => Some(HValue::Text(text(b)?)),
+            (4, Field::Varint(v)) => Some(HValue::Flag(v != 0)),
+            _ => value,
+        };
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::tfevents;
+    use crate::run::provenance::ConfigChange;
+
+    const NOW: &str = "name = \"t\"\nseeds = [1]\n[data]\nformat = \"idx\"\npath = \"d\"\n\
+                       [model]\nkind = \"small-cnn\"\n[train]\nepochs = 1\nbatch_size = 8\n\
+                       log_every = 10\n[[strategy]]\nplugin = \"dropblock\"\n\
+                       params = { block_size = 5 }\n";
+
+    fn info() -> RunInfo {
+        RunInfo {
+            experiment: "t".into(),
+            source: "t.toml".into(),
+            label: "dropblock".into(),
+            strategy_index: 0,
+            seed: 1,
+            created: String::new(),
+            slurm_job: None,
+        }
+    }
+
+    fn block_size_changed() -> Provenance {
+        Provenance {
+            config_changes: vec![ConfigChange {
+                after_step: 190,
+                key: "strategy.params.block_size".into(),
+                from: Some(toml::Value::Integer(3)),
+                to: Some(toml::Value::Integer(5)),
+            }],
+            ..Provenance::default()
+        }
+    }
+
+    /// Issue 33: a run edited live is exported with the values it started
+    /// with, flagged, and the change said; an unchanged one with its own.
+    #[test]
+    fn hparams_hold_the_starting_values_and_the_changes() {
+        let now = crate::experiment::parse(std::path::Path::new("t.toml"), NOW).unwrap();
+        let changed = of_run(&info(), &block_size_changed(), &now);
+        assert_eq!(changed["strategy.params.block_size"], HValue::Number(3.0));
+        assert_eq!(changed[CHANGED_MID_RUN], HValue::Flag(true));
+        let said = "strategy.params.block_size 3→5 @ step 190";
+        assert_eq!(changed[CHANGES], HValue::Text(said.into()));
+        assert_eq!(changed["train.batch_size"], HValue::Number(8.0));
+        let unchanged = of_run(&info(), &Provenance::default(), &now);
+        assert_eq!(unchanged["strategy.params.block_size"], HValue::Number(5.0));
+        assert_eq!(unchanged[CHANGED_MID_RUN], HValue::Flag(false));
+        assert_eq!(unchanged[CHANGES], HValue::Text(String::new()));
+    }
+
+    #[test]
+    fn the_session_start_reads_back_as_written() {
+        let now = crate::experiment::parse(std::path::Path::new("t.toml"), NOW).unwrap();
+        let params = of_run(&info(), &block_size_changed(), &now);
+        let mut file = Vec::new();
+        for event in start_events(&params, "t/dropblock", 1.5) {
+            tfevents::write_record(&mut file, &tfevents::encode(&event)).unwrap();
+        }
+        let events = tfevents::read(&file).unwrap();
+        assert_eq!(read_session_start(&events).unwrap(), params);
+        assert!(read_session_start(&[]).is_err());
     }
 }

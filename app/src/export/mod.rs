@@ -1,7 +1,7 @@
 //! `probdrop-tui export`: a run's metrics in the formats other tools read —
 //! TensorBoard event files (which W&B and Aim import too) and CSV (a long
-//! table, and timm's `summary.csv`) — and a ResNet run's trained weights as
-//! safetensors under torchvision's names.
+//! table, timm's `summary.csv`, and the run's settings in `run.csv`) — and a
+//! ResNet run's trained weights as safetensors under torchvision's names.
 
 pub mod figures;
 pub mod hparams;
@@ -16,14 +16,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::run::comparison::Manifest;
-use crate::run::dir::{MetricLine, RunDir, SnapshotLine, State, metric};
+use crate::run::dir::{MetricLine, RunDir, RunInfo, SnapshotLine, State, metric};
 use crate::run::files;
+use crate::run::provenance::Provenance;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// One TensorBoard event file per run (`tensorboard --logdir OUT`).
     Tensorboard,
-    /// metrics.csv (every value, long format) and timm's summary.csv per run.
+    /// metrics.csv (every value, long format), timm's summary.csv and
+    /// run.csv (the starting settings and any changes mid-run) per run.
     Csv,
     /// Figures: a run's loss and accuracy curves; a comparison's accuracy
     /// and dropped fraction per strategy, mean ± sd over seeds.
@@ -117,7 +119,7 @@ fn export_run(run: &RunDir, args: &ExportArgs) -> Result<Vec<PathBuf>> {
     export_dir(&dir)?;
     Ok(match (args.format, figure_ext(args.format)) {
         (Format::Tensorboard, _) => vec![write_tensorboard(&dir, run)?],
-        (Format::Csv, _) => write_csv(&dir, &run.metrics())?,
+        (Format::Csv, _) => write_csv(&dir, run)?,
         (_, ext) => {
             let path = dir.join(format!("curves.{}", ext.unwrap_or("png")));
             figures::draw(&path, &figures::run_panels(&run.metrics()))?;
@@ -237,8 +239,7 @@ pub fn run_events(run: &RunDir, with_end: bool) -> Result<Vec<tfevents::Event>> 
     let lines = run.metrics();
     let mut events = events(&lines, &run.snapshots())?;
     let wall = events[0].wall_time;
-    let info = run.info()?;
-    let params = hparams::of_run(&info, &run.experiment()?);
+    let (info, params) = settings(run)?;
     let group = format!("{}/{}", info.experiment, info.label);
     events.splice(1..1, hparams::start_events(&params, &group, wall));
     if let Some(status) = run.status().filter(|s| with_end && s.state.is_final()) {
@@ -253,6 +254,14 @@ pub fn run_events(run: &RunDir, with_end: bool) -> Result<Vec<tfevents::Event>> 
         ));
     }
     Ok(events)
+}
+
+/// The run's run.json and its hyperparameters as it started (see
+/// [`hparams::of_run`]): what the HParams dashboard and run.csv both carry.
+fn settings(run: &RunDir) -> Result<(RunInfo, BTreeMap<String, hparams::HValue>)> {
+    let info = run.info()?;
+    let params = hparams::of_run(&info, &Provenance::of(run), &run.experiment()?);
+    Ok((info, params))
 }
 
 fn write_tensorboard(dir: &Path, run: &RunDir) -> Result<PathBuf> {
@@ -334,10 +343,171 @@ pub fn summary_csv(lines: &[MetricLine]) -> String {
     out
 }
 
-fn write_csv(dir: &Path, lines: &[MetricLine]) -> Result<Vec<PathBuf>> {
+/// The columns of run.csv before the run's experiment keys.
+const RUN_COLUMNS: [&str; 4] = ["run", "experiment", "strategy", "seed"];
+
+/// run.csv: the run on one row, as the HParams dashboard has it — its name,
+/// experiment, strategy and seed, every key of the configuration it started
+/// with, then `changed_mid_run` (as compare's runs.csv has it) and the
+/// changes themselves.
+pub fn run_csv(name: &str, info: &RunInfo, params: &BTreeMap<String, hparams::HValue>) -> String {
+    let last = [hparams::CHANGED_MID_RUN, hparams::CHANGES];
+    let keys: Vec<&str> = params
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !["seed", "strategy"].contains(k) && !last.contains(k))
+        .chain(last)
+        .collect();
+    let header: Vec<&str> = RUN_COLUMNS
+        .iter()
+        .copied()
+        .chain(keys.iter().copied())
+        .collect();
+    let fixed = [name, &info.experiment, &info.label, &info.seed.to_string()].map(csv_cell);
+    let values = keys
+        .iter()
+        .map(|k| csv_cell(&params.get(*k).map_or(String::new(), cell_text)));
+    let row: Vec<String> = fixed.into_iter().chain(values).collect();
+    format!("{}\n{}\n", header.join(","), row.join(","))
+}
+
+/// A hyperparameter as a CSV cell's text: numbers as Rust prints them (`32`,
+/// `0.1`), flags as `true`/`false`.
+fn cell_text(value: &hparams::HValue) -> String {
+    match value {
+        hparams::HValue::Number(n) => n.to_string(),
+        hparams::HValue::Text(t) => t.clone(),
+        hparams::HValue::Flag(b) => b.to_string(),
+    }
+}
+
+/// One CSV cell (RFC 4180): quoted where it holds a comma, quote or line
+/// break, as a TOML array (`[8, 16]`) or a list of changes can.
+fn csv_cell(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// metrics.csv, summary.csv and run.csv, run.csv made before any is
+/// written: a run whose experiment cannot be read gets no partial export.
+fn write_csv(dir: &Path, run: &RunDir) -> Result<Vec<PathBuf>> {
+    let (info, params) = settings(run)?;
+    let name = run.path.file_name().unwrap_or_default().to_string_lossy();
+    let row = run_csv(&name, &info, &params);
+    let lines = run.metrics();
     let metrics = dir.join("metrics.csv");
     let summary = dir.join("summary.csv");
-    write_file(&metrics, |out| out.write_all(metrics_csv(lines).as_bytes()))?;
-    write_file(&summary, |out| out.write_all(summary_csv(lines).as_bytes()))?;
-    Ok(vec![metrics, summary])
+    let run_file = dir.join("run.csv");
+    write_file(&metrics, |out| {
+        out.write_all(metrics_csv(&lines).as_bytes())
+    })?;
+    write_file(&summary, |out| {
+        out.write_all(summary_csv(&lines).as_bytes())
+    })?;
+    write_file(&run_file, |out| out.write_all(row.as_bytes()))?;
+    Ok(vec![metrics, summary, run_file])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::provenance::ConfigChange;
+
+    const NOW: &str = "name = \"t\"\nseeds = [1, 2]\n[data]\nformat = \"idx\"\npath = \"d\"\n\
+                       [model]\nkind = \"small-cnn\"\n[train]\nepochs = 1\nbatch_size = 8\n\
+                       log_every = 10\n[[strategy]]\nplugin = \"dropblock\"\n\
+                       params = { block_size = 5 }\n";
+
+    /// A run directory whose block size went from 3 to 5 after step 190.
+    fn changed_run(tmp: &Path) -> RunDir {
+        let info = RunInfo {
+            experiment: "t".into(),
+            source: tmp.join("t.toml"),
+            label: "dropblock".into(),
+            strategy_index: 0,
+            seed: 2,
+            created: "20260101-000000".into(),
+            slurm_job: None,
+        };
+        let run = RunDir::create(&tmp.join("runs"), &info, NOW).unwrap();
+        let change = ConfigChange {
+            after_step: 190,
+            key: "strategy.params.block_size".into(),
+            from: Some(toml::Value::Integer(3)),
+            to: Some(toml::Value::Integer(5)),
+        };
+        Provenance::record_changes(&run, vec![change]).unwrap();
+        run
+    }
+
+    /// A CSV line's cells, quotes undone.
+    fn cells(line: &str) -> Vec<String> {
+        let (mut out, mut cell, mut quoted) = (Vec::new(), String::new(), false);
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (c, quoted) {
+                ('"', true) if chars.peek() == Some(&'"') => cell.push(chars.next().unwrap_or('"')),
+                ('"', _) => quoted = !quoted,
+                (',', false) => out.push(std::mem::take(&mut cell)),
+                _ => cell.push(c),
+            }
+        }
+        out.push(cell);
+        out
+    }
+
+    /// Issue 33: the event file's HParams are the run's starting values,
+    /// flagged as changed mid-run, with the change said.
+    #[test]
+    fn a_run_changed_live_exports_its_starting_hparams_and_the_change() {
+        use hparams::HValue::{Flag, Number, Text};
+        let tmp = tempfile::tempdir().unwrap();
+        let run = changed_run(tmp.path());
+        let mut file = Vec::new();
+        write_events(&mut file, &run_events(&run, true).unwrap()).unwrap();
+        let params = hparams::read_session_start(&tfevents::read(&file).unwrap()).unwrap();
+        assert_eq!(params["strategy.params.block_size"], Number(3.0));
+        assert_eq!(params[hparams::CHANGED_MID_RUN], Flag(true));
+        let said = "strategy.params.block_size 3→5 @ step 190";
+        assert_eq!(params[hparams::CHANGES], Text(said.into()));
+    }
+
+    /// Issue 33: run.csv carries what the HParams carry.
+    #[test]
+    fn run_csv_holds_the_starting_values_and_the_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = changed_run(tmp.path());
+        let written = write_csv(tmp.path(), &run).unwrap();
+        assert_eq!(written[2], tmp.path().join("run.csv"));
+        let text = std::fs::read_to_string(&written[2]).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let row: BTreeMap<String, String> =
+            cells(lines[0]).into_iter().zip(cells(lines[1])).collect();
+        let name = run.path.file_name().unwrap().to_string_lossy();
+        assert_eq!(row["run"], name);
+        assert_eq!(
+            (row["experiment"].as_str(), row["strategy"].as_str()),
+            ("t", "dropblock")
+        );
+        assert_eq!(row["seed"], "2");
+        assert_eq!(row["strategy.params.block_size"], "3");
+        assert_eq!(row["seeds"], "[1, 2]");
+        assert_eq!(row["changed_mid_run"], "true");
+        assert_eq!(row["changes"], "strategy.params.block_size 3→5 @ step 190");
+        let header = cells(lines[0]);
+        assert_eq!(header[..4], RUN_COLUMNS);
+        assert_eq!(header[header.len() - 2..], ["changed_mid_run", "changes"]);
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_only_where_they_must_be() {
+        assert_eq!(csv_cell("3"), "3");
+        assert_eq!(csv_cell("[8, 16]"), "\"[8, 16]\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(cells(&csv_cell("a,\"b\"")), ["a,\"b\""]);
+    }
 }

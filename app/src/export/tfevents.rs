@@ -8,8 +8,10 @@
 //! summary.proto: Event { double wall_time = 1; int64 step = 2;
 //! string file_version = 3; Summary summary = 5; }, Summary { repeated Value
 //! value = 1; }, Summary.Value { string tag = 1; float simple_value = 2;
-//! Image image = 4; }, Summary.Image { int32 height = 1; int32 width = 2;
-//! int32 colorspace = 3; bytes encoded_image_string = 4; }.
+//! Image image = 4; TensorProto tensor = 8; SummaryMetadata metadata = 9; },
+//! Summary.Image { int32 height = 1; int32 width = 2; int32 colorspace = 3;
+//! bytes encoded_image_string = 4; }, SummaryMetadata { PluginData
+//! plugin_data = 1 { string plugin_name = 1; bytes content = 2; } }.
 
 use std::io::Write;
 
@@ -130,8 +132,10 @@ fn encode_plugin_value(value: &PluginValue) -> Vec<u8> {
     out
 }
 
-/// The pieces of protobuf encoding the HParams messages need.
+/// The pieces of protobuf encoding the HParams messages need, and of
+/// decoding for reading them back.
 pub mod proto {
+    pub(crate) use super::{Field, Fields, text};
     pub use super::{bytes_field, key, varint};
 
     /// A `double` field.
@@ -214,11 +218,11 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Event>, String> {
 
 /// A protobuf reader over one message: (field, wire type, value bytes or
 /// varint).
-struct Fields<'a> {
-    bytes: &'a [u8],
+pub(crate) struct Fields<'a> {
+    pub(crate) bytes: &'a [u8],
 }
 
-enum Field<'a> {
+pub(crate) enum Field<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
 }
@@ -246,7 +250,7 @@ impl<'a> Fields<'a> {
         Ok(head)
     }
 
-    fn next(&mut self) -> Result<Option<(u64, Field<'a>)>, String> {
+    pub(crate) fn next(&mut self) -> Result<Option<(u64, Field<'a>)>, String> {
         if self.bytes.is_empty() {
             return Ok(None);
         }
@@ -265,7 +269,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn text(bytes: &[u8]) -> Result<String, String> {
+pub(crate) fn text(bytes: &[u8]) -> Result<String, String> {
     String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())
 }
 
@@ -286,23 +290,21 @@ fn decode(payload: &[u8]) -> Result<Event, String> {
             }
             (2, Field::Varint(v)) => event.step = v as i64,
             (3, Field::Bytes(b)) => event.file_version = Some(text(b)?),
-            (5, Field::Bytes(b)) => (event.scalars, event.images) = decode_summary(b)?,
+            (5, Field::Bytes(b)) => decode_summary(b, &mut event)?,
             _ => {}
         }
     }
     Ok(event)
 }
 
-type Summary = (Vec<(String, f32)>, Vec<(String, Image)>);
-
-fn decode_summary(bytes: &[u8]) -> Result<Summary, String> {
-    let (mut scalars, mut images) = (Vec::new(), Vec::new());
+/// A summary's values into `event`: scalars, pictures and plugin data.
+fn decode_summary(bytes: &[u8], event: &mut Event) -> Result<(), String> {
     let mut values = Fields { bytes };
     while let Some((number, field)) = values.next()? {
         let (1, Field::Bytes(value)) = (number, field) else {
             continue;
         };
-        let (mut tag, mut scalar, mut image) = (String::new(), None, None);
+        let (mut tag, mut scalar, mut image, mut plugin) = (String::new(), None, None, None);
         let mut parts = Fields { bytes: value };
         while let Some((n, f)) = parts.next()? {
             match (n, f) {
@@ -311,16 +313,44 @@ fn decode_summary(bytes: &[u8]) -> Result<Summary, String> {
                     scalar = Some(f32::from_le_bytes(b.try_into().unwrap_or_default()))
                 }
                 (4, Field::Bytes(b)) => image = Some(decode_image(b)?),
+                (9, Field::Bytes(b)) => plugin = decode_plugin_data(b)?,
                 _ => {}
             }
         }
-        match (scalar, image) {
-            (_, Some(image)) => images.push((tag, image)),
-            (Some(v), None) => scalars.push((tag, v)),
-            (None, None) => {}
+        match (scalar, image, plugin) {
+            (_, Some(image), _) => event.images.push((tag, image)),
+            (Some(v), None, _) => event.scalars.push((tag, v)),
+            (None, None, Some((plugin, content))) => event.plugin_values.push(PluginValue {
+                tag,
+                plugin,
+                content,
+            }),
+            (None, None, None) => {}
         }
     }
-    Ok((scalars, images))
+    Ok(())
+}
+
+/// SummaryMetadata's plugin name and content, if it names a plugin.
+fn decode_plugin_data(metadata: &[u8]) -> Result<Option<(String, Vec<u8>)>, String> {
+    let mut found = None;
+    let mut fields = Fields { bytes: metadata };
+    while let Some((n, f)) = fields.next()? {
+        let (1, Field::Bytes(data)) = (n, f) else {
+            continue;
+        };
+        let (mut plugin, mut content) = (String::new(), Vec::new());
+        let mut parts = Fields { bytes: data };
+        while let Some((n, f)) = parts.next()? {
+            match (n, f) {
+                (1, Field::Bytes(b)) => plugin = text(b)?,
+                (2, Field::Bytes(b)) => content = b.to_vec(),
+                _ => {}
+            }
+        }
+        found = Some((plugin, content));
+    }
+    Ok(found)
 }
 
 fn decode_image(bytes: &[u8]) -> Result<Image, String> {
@@ -384,7 +414,11 @@ mod tests {
                         png: vec![0x89, b'P', b'N', b'G'],
                     },
                 )],
-                plugin_values: Vec::new(),
+                plugin_values: vec![PluginValue {
+                    tag: "_hparams_/session_start_info".into(),
+                    plugin: "hparams".into(),
+                    content: vec![0x1a, 0x02, 0x22, 0x00],
+                }],
             },
         ];
         let mut file = Vec::new();

@@ -198,6 +198,38 @@ impl Provenance {
         Ok(())
     }
 
+    /// Every change the run went through, in step order, on one line:
+    /// `strategy.params.block_size 3→5 @ step 190; library probe 1.0.0
+    /// (3f2a9c41)→1.0.0 (9c41d2e0) @ step 250`; empty when none. The one
+    /// wording the exports share, beside the starting values they carry.
+    pub fn describe_changes(&self) -> String {
+        let keys = self.config_changes.iter().map(|c| {
+            let (from, to) = (value_text(c.from.as_ref()), value_text(c.to.as_ref()));
+            (c.after_step, format!("{} {from}→{to}", c.key))
+        });
+        // The first library is the one the run started with, not a change.
+        let swaps = self.libraries.windows(2).map(|w| {
+            let (from, to) = (&w[0], &w[1]);
+            let renamed = if to.name == from.name {
+                String::new()
+            } else {
+                format!("{} ", to.name)
+            };
+            let (was, is) = (code_text(from), code_text(to));
+            (
+                to.after_step,
+                format!("library {} {was}→{renamed}{is}", from.name),
+            )
+        });
+        let mut all: Vec<(u64, String)> = keys.chain(swaps).collect();
+        all.sort_by_key(|(step, _)| *step);
+        let described: Vec<String> = all
+            .into_iter()
+            .map(|(step, what)| format!("{what} @ step {step}"))
+            .collect();
+        described.join("; ")
+    }
+
     /// The library in use now, if any.
     pub fn current_library(&self) -> Option<&LibraryUse> {
         self.libraries.last()
@@ -228,6 +260,22 @@ impl Provenance {
     pub fn write(&self, run: &RunDir) -> std::io::Result<()> {
         dir::write_json(&run.file(PROVENANCE), self)
     }
+}
+
+/// A recorded value as the config panel writes it: strings without quotes,
+/// "-" for a key that was not set.
+fn value_text(v: Option<&toml::Value>) -> String {
+    match v {
+        None => "-".into(),
+        Some(toml::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// `1.0.0 (3f2a9c41)`: a library's version and, since a rebuild can keep
+/// the version, its code.
+fn code_text(l: &LibraryUse) -> String {
+    format!("{} ({})", l.version, short(&l.sha256))
 }
 
 /// "3f2a9c41": enough of a hash to tell two builds apart in a message.
@@ -311,5 +359,34 @@ mod tests {
         );
         assert_eq!(p.starting_config(&now).train.log_every, 10);
         assert_eq!(Provenance::default().starting_config(&now), now);
+    }
+
+    #[test]
+    fn the_changes_are_described_in_step_order_with_library_swaps_by_their_code() {
+        assert_eq!(Provenance::default().describe_changes(), "");
+        let p = Provenance {
+            libraries: vec![library(0, "3f2a9c41aaaa"), library(250, "9c41d2e0bbbb")],
+            config_changes: vec![
+                ConfigChange {
+                    after_step: 190,
+                    key: "strategy.params.block_size".into(),
+                    from: Some(toml::Value::Integer(3)),
+                    to: Some(toml::Value::Integer(5)),
+                },
+                ConfigChange {
+                    after_step: 300,
+                    key: "strategy.schedule.kind".into(),
+                    from: None,
+                    to: Some(toml::Value::String("linear".into())),
+                },
+            ],
+            ..Provenance::default()
+        };
+        assert_eq!(
+            p.describe_changes(),
+            "strategy.params.block_size 3→5 @ step 190; \
+             library probe 1.0.0 (3f2a9c41)→1.0.0 (9c41d2e0) @ step 250; \
+             strategy.schedule.kind -→linear @ step 300"
+        );
     }
 }
