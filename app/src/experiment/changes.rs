@@ -167,7 +167,10 @@ pub fn take_live(running: &ExperimentFile, new: &ExperimentFile) -> ExperimentFi
 
 /// `file` with each dotted key (as `flatten` names them) set to its value,
 /// or removed where it is `None`: a recorded change done or undone.
-pub fn with_values(file: &ExperimentFile, values: &[(&str, Option<&toml::Value>)]) -> ExperimentFile {
+pub fn with_values(
+    file: &ExperimentFile,
+    values: &[(&str, Option<&toml::Value>)],
+) -> ExperimentFile {
     let Ok(mut value) = toml::Value::try_from(file) else {
         return file.clone();
     };

@@ -229,7 +229,10 @@ mod tests {
             ..Provenance::default()
         };
         let at = |step| p.config_after(&now, step).train.log_every;
-        assert_eq!([at(0), at(4), at(5), at(8), at(9), at(20)], [10, 10, 7, 7, 3, 3]);
+        assert_eq!(
+            [at(0), at(4), at(5), at(8), at(9), at(20)],
+            [10, 10, 7, 7, 3, 3]
+        );
         assert_eq!(p.starting_config(&now).train.log_every, 10);
         assert_eq!(Provenance::default().starting_config(&now), now);
     }
