@@ -314,20 +314,16 @@ fn sort_runs(
     let mut to_start = Vec::new();
     let created = dir::timestamp(dir::now() as u64);
     for run in exp.runs() {
-        if let Some(e) = manifest.entry(&run.label, run.seed).cloned() {
+        if let Some(e) = manifest.reusable(&run.label, run.seed).cloned() {
             let d = RunDir::new(&e.dir);
-            if d.info().is_ok() {
-                match d.status() {
-                    Some(s) if s.state == State::Done || s.state == State::Diverged => {
-                        pool.finished += 1
-                    }
-                    Some(s) if !s.state.is_final() && d.trainer_alive(&s) => {
-                        pool.attach(e, &s.device)
-                    }
-                    _ => to_start.push(e),
+            match d.status() {
+                Some(s) if s.state == State::Done || s.state == State::Diverged => {
+                    pool.finished += 1
                 }
-                continue;
+                Some(s) if !s.state.is_final() && d.trainer_alive(&s) => pool.attach(e, &s.device),
+                _ => to_start.push(e),
             }
+            continue;
         }
         let d = create_run(exp, source, &run, runs_dir, &created)?;
         // Absolute: the dashboard reads the manifest from wherever it runs.
