@@ -8,6 +8,7 @@
 
 pub mod placement;
 pub mod slurm;
+pub mod starts;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -259,8 +260,9 @@ fn load_comparison(
 }
 
 /// The comparison's manifest, as an earlier invocation left it or new, with
-/// this invocation's strategies and seeds; refused if the directory holds a
-/// comparison of another file.
+/// this invocation's strategies and seeds; refused, before anything is
+/// written, if the directory holds a comparison of another file or runs that
+/// started from other than what the file asks for now.
 fn open_manifest(compare_dir: &Path, exp: &Experiment, source: &Path) -> Result<Manifest> {
     let labels: Vec<String> = exp
         .strategies()
@@ -280,7 +282,10 @@ fn open_manifest(compare_dir: &Path, exp: &Experiment, source: &Path) -> Result<
             m.source.display(),
             source.display()
         ),
-        Ok(m) => m,
+        Ok(m) => {
+            starts::check(exp, &m, source, compare_dir)?;
+            m
+        }
         Err(_) => Manifest {
             experiment: exp.file.name.clone(),
             source: source.to_path_buf(),
