@@ -1,5 +1,6 @@
 //! `probdrop-tui compare` end to end: the table's numbers against the run
-//! directories, and a killed compare that repeats no finished run.
+//! directories, a killed compare that repeats no finished run, and one run
+//! again over runs that started from another configuration.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::common::{Tiny, repo_root};
 use probdrop_tui::run::comparison::{self as compare, Manifest};
 use probdrop_tui::run::dir::{self, RunDir, State};
+use probdrop_tui::run::provenance::{ConfigChange, Provenance};
 
 /// One strategy (DropBlock) in the file: compare adds the `none` baseline.
 fn experiment(dir: &Path, epochs: usize, train_limit: usize) -> PathBuf {
@@ -257,4 +259,67 @@ fn devices_are_checked_before_any_run_is_made() {
         !cwd.join("runs").exists(),
         "no run directory before the devices are known"
     );
+}
+
+/// What a trainer leaves after a live change of DropBlock's block size
+/// (3 → 5 after step 1): the configuration in force at the end in
+/// `experiment.toml`, the change in `provenance.json`.
+fn change_block_size_live(run: &RunDir) {
+    let mut now = run.experiment().unwrap();
+    now.strategy[0]
+        .params
+        .insert("block_size".into(), toml::Value::Integer(5));
+    let text = toml::to_string(&now).unwrap();
+    dir::write_atomic(&run.file(dir::EXPERIMENT), text.as_bytes()).unwrap();
+    let change = ConfigChange {
+        after_step: 1,
+        key: "strategy.params.block_size".into(),
+        from: Some(toml::Value::Integer(3)),
+        to: Some(toml::Value::Integer(5)),
+    };
+    Provenance::record_changes(run, vec![change]).unwrap();
+}
+
+/// Issue 33: the runs of a comparison start alike. Run again after a live
+/// change mid-run (every run started from the file as it is), compare goes
+/// on and leaves the changed run out; after an edit of a key the runs start
+/// with, it refuses before making or rewriting anything, naming the key,
+/// both values and the runs.
+#[test]
+fn a_compare_run_again_refuses_runs_that_started_from_another_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = experiment(tmp.path(), 1, 64);
+    ok(compare_cmd(tmp.path(), 2).output().unwrap());
+    let cdir = tmp.path().join("compare/tiny");
+    let before = Manifest::load(&cdir).unwrap();
+    let changed = before.entry("dropblock", 2).unwrap();
+    change_block_size_live(&RunDir::new(&changed.dir));
+
+    let stdout = ok(compare_cmd(tmp.path(), 2).output().unwrap());
+    assert!(stdout.contains("Left out: dropblock seed 2"), "{stdout}");
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("lr = 0.05", "lr = 0.1")).unwrap();
+    // One seed more too: refused before its runs are made.
+    let out = compare_cmd(tmp.path(), 2)
+        .args(["--seeds", "3"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    for e in &before.runs {
+        let line = format!(
+            "{} ({} seed {}): optimizer.lr = 0.05 when it started, 0.1 now",
+            e.dir.display(),
+            e.label,
+            e.seed
+        );
+        assert!(stderr.contains(&line), "{line}\n{stderr}");
+    }
+    assert!(
+        stderr.contains("Put the file (and the options) back"),
+        "{stderr}"
+    );
+    assert_eq!(Manifest::load(&cdir).unwrap(), before);
+    assert_eq!(dir::list_runs(&tmp.path().join("runs")).len(), 4);
 }

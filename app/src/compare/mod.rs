@@ -8,6 +8,7 @@
 
 pub mod placement;
 pub mod slurm;
+pub mod starts;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -259,8 +260,9 @@ fn load_comparison(
 }
 
 /// The comparison's manifest, as an earlier invocation left it or new, with
-/// this invocation's strategies and seeds; refused if the directory holds a
-/// comparison of another file.
+/// this invocation's strategies and seeds; refused, before anything is
+/// written, if the directory holds a comparison of another file or runs that
+/// started from other than what the file asks for now.
 fn open_manifest(compare_dir: &Path, exp: &Experiment, source: &Path) -> Result<Manifest> {
     let labels: Vec<String> = exp
         .strategies()
@@ -280,7 +282,10 @@ fn open_manifest(compare_dir: &Path, exp: &Experiment, source: &Path) -> Result<
             m.source.display(),
             source.display()
         ),
-        Ok(m) => m,
+        Ok(m) => {
+            starts::check(exp, &m, source, compare_dir)?;
+            m
+        }
         Err(_) => Manifest {
             experiment: exp.file.name.clone(),
             source: source.to_path_buf(),
@@ -314,20 +319,16 @@ fn sort_runs(
     let mut to_start = Vec::new();
     let created = dir::timestamp(dir::now() as u64);
     for run in exp.runs() {
-        if let Some(e) = manifest.entry(&run.label, run.seed).cloned() {
+        if let Some(e) = manifest.reusable(&run.label, run.seed).cloned() {
             let d = RunDir::new(&e.dir);
-            if d.info().is_ok() {
-                match d.status() {
-                    Some(s) if s.state == State::Done || s.state == State::Diverged => {
-                        pool.finished += 1
-                    }
-                    Some(s) if !s.state.is_final() && d.trainer_alive(&s) => {
-                        pool.attach(e, &s.device)
-                    }
-                    _ => to_start.push(e),
+            match d.status() {
+                Some(s) if s.state == State::Done || s.state == State::Diverged => {
+                    pool.finished += 1
                 }
-                continue;
+                Some(s) if !s.state.is_final() && d.trainer_alive(&s) => pool.attach(e, &s.device),
+                _ => to_start.push(e),
             }
+            continue;
         }
         let d = create_run(exp, source, &run, runs_dir, &created)?;
         // Absolute: the dashboard reads the manifest from wherever it runs.

@@ -60,6 +60,13 @@ impl Manifest {
             .find(|e| e.label == label && e.seed == seed)
     }
 
+    /// The entry of `label` and `seed` whose directory still holds a run:
+    /// what compare, run again, reuses instead of making a new one.
+    pub fn reusable(&self, label: &str, seed: u64) -> Option<&Entry> {
+        self.entry(label, seed)
+            .filter(|e| RunDir::new(&e.dir).info().is_ok())
+    }
+
     /// The entries of the current strategies and seeds (an earlier invocation
     /// may have had others; they stay recorded but out of the table).
     pub fn current(&self) -> impl Iterator<Item = &Entry> {
