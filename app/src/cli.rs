@@ -65,6 +65,11 @@ pub enum Command {
     /// Run every strategy × seed (with a `none` baseline), then tabulate validation
     /// accuracy over seeds with t-tests paired by seed; resumable.
     Compare(crate::compare::CompareArgs),
+    /// Re-run a finished run from its directory alone (its starting
+    /// configuration, its live changes and library swaps at their steps, each
+    /// library from the run store) and compare every logged metric; exit 0
+    /// only when identical (within the stated tolerance on CUDA).
+    Reproduce(crate::reproduce::ReproduceArgs),
     /// Train one prepared run directory (what the dashboard starts for each run).
     #[command(hide = true)]
     Train { run_dir: PathBuf },

@@ -19,6 +19,9 @@ fn main() {
         Some(Command::Compare(compare)) => {
             probdrop_tui::compare::compare(&args.plugins, &ThisMachine, compare)
         }
+        Some(Command::Reproduce(reproduce)) => {
+            probdrop_tui::reproduce::reproduce(&args.plugins, reproduce)
+        }
         Some(Command::Train { run_dir }) => commands::train(&args.plugins, run_dir),
         Some(Command::Trial {
             library,

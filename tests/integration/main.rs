@@ -18,6 +18,7 @@ mod ops_1_3;
 mod provenance;
 mod pty;
 mod reload;
+mod reproduce;
 mod scaffold;
 mod slurm;
 mod strategies;

@@ -54,3 +54,57 @@ fn a_run_records_its_code_and_a_reload_with_the_same_version_a_new_hash() {
     stop(&run, &mut child);
     assert_eq!(run.status().unwrap().state, dir::State::Stopped);
 }
+
+/// Every library a run used is kept once by its hash beside the runs, the
+/// very bytes `sha256sum` named; it stays while any run (archived ones too)
+/// refers to it and goes with the last one deleted.
+#[test]
+fn the_run_store_keeps_each_library_once_while_a_run_refers_to_it() {
+    use probdrop_tui::run::notes;
+    use probdrop_tui::run::store::Store;
+    let s = setup("probe-v1", "epochs = 1\nmax_steps = 2");
+    let sha = sha256sum(&s.library);
+    for _ in 0..2 {
+        assert!(s.run_file(&s.file).status.success());
+    }
+    let runs = dir::list_runs(&s.runs);
+    assert_eq!(runs.len(), 2);
+    let store = Store::of_run(&runs[0].path);
+    let stored = store.library("probe", &sha).unwrap();
+    assert_eq!(sha256sum(&stored), sha);
+    let entries = || {
+        std::fs::read_dir(&store.dir)
+            .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
+            .count()
+    };
+    assert_eq!(entries(), 1, "one copy for both runs");
+    // The data's hashes were cached beside it for the second run.
+    assert!(store.dir.join(".data-hashes.json").is_file());
+    let record = Provenance::of(&runs[0]);
+    let data = record.data.expect("the data is recorded");
+    assert!(data.files.len() >= 4, "{:?}", data.files);
+
+    notes::delete(&runs[0]).unwrap();
+    assert!(
+        store.library("probe", &sha).is_ok(),
+        "the other run still uses it"
+    );
+    let archived = notes::archive(&runs[1]).unwrap();
+    assert!(
+        store.library("probe", &sha).is_ok(),
+        "an archived run still uses it"
+    );
+    notes::delete(&dir::RunDir::new(archived)).unwrap();
+    assert!(
+        store.library("probe", &sha).is_err(),
+        "no run refers to it any more"
+    );
+    assert_eq!(entries(), 0);
+}

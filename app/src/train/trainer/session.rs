@@ -648,7 +648,7 @@ impl<'a> Session<'a> {
         for event in events {
             match event {
                 ReloadEvent::Ready { library: new, .. } => {
-                    if let Some(message) = self.from_elsewhere(&new) {
+                    if let Some(message) = self.not_this_runs(&new) {
                         self.plugin_event(EventKind::ReloadRefused, message)?;
                     } else {
                         self.offer(new)?;
@@ -666,7 +666,7 @@ impl<'a> Session<'a> {
 
     /// Why `new`, another file giving this run's strategy's name, is not
     /// this run's strategy: reloads come from where it came from.
-    fn from_elsewhere(&self, new: &Library) -> Option<String> {
+    fn not_this_runs(&self, new: &Library) -> Option<String> {
         let current = self.versions.current.as_ref()?;
         (current.info.name == new.info.name && current.path != new.path).then(|| {
             format!(

@@ -1,0 +1,194 @@
+//! Issue 33: `probdrop-tui reproduce RUN_DIR` re-runs a finished run from its
+//! directory alone and shows it identical: after the strategy's library was
+//! replaced, with a live edit and a hot reload in the original; and refuses,
+//! naming what changed, when a stored library or the data is not as the run
+//! used it.
+
+use std::process::Output;
+
+use crate::common::Tiny;
+use crate::common::harness::*;
+use probdrop_tui::run::dir::{self, RunDir};
+use probdrop_tui::run::provenance::Provenance;
+use probdrop_tui::run::store::Store;
+
+/// The probe experiment of the fault suites with its data copied into the
+/// setup (so that a test may change it) and `train` lines.
+fn with_own_data(s: &Setup, train: &str) {
+    let data = s.plugins.parent().unwrap().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let from = crate::common::repo_root().join("data/fashion-mnist-subset");
+    for name in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        std::fs::copy(from.join(name), data.join(name)).unwrap();
+    }
+    let train = format!("log_every = 1\nsnapshot_every = 0\n{train}");
+    Tiny {
+        name: "faults",
+        seeds: "[3]",
+        data: data.display().to_string(),
+        train: &train,
+        strategies: "[[strategy]]\nplugin = \"probe\"\nschedule = { kind = \"constant\", p = 0.1 }",
+        ..Tiny::default()
+    }
+    .write(&s.file);
+}
+
+fn reproduce(s: &Setup, run: &RunDir, extra: &[&str]) -> Output {
+    s.bin()
+        .args(["reproduce", "-q"])
+        .arg(&run.path)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn said(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A finished run of `steps` steps on the probe, trained to its end.
+fn finished_run(s: &Setup, steps: u64) -> RunDir {
+    with_own_data(s, &format!("epochs = 50\nmax_steps = {steps}"));
+    let out = s.run_file(&s.file);
+    assert!(out.status.success(), "{}", said(&out));
+    let run = dir::list_runs(&s.runs).pop().unwrap();
+    assert_eq!(run.status().unwrap().state, dir::State::Done);
+    run
+}
+
+/// The replay `reproduce` made beside `run`.
+fn replay_of(run: &RunDir) -> RunDir {
+    let runs = run.path.parent().unwrap();
+    dir::list_runs(runs)
+        .into_iter()
+        .find(|r| r.path != run.path && r.info().unwrap().experiment.ends_with("-replay"))
+        .expect("a replay run directory")
+}
+
+#[test]
+fn a_finished_run_replays_bit_for_bit_from_the_store_after_its_library_was_replaced() {
+    let s = setup("probe-v1", "");
+    let run = finished_run(&s, 12);
+    // The strategy rebuilt with other code: the run's own stays in the store.
+    s.replace("probe-v2");
+    let out = reproduce(&s, &run, &[]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("identical: ") && said(&out).contains("over 12 steps, bit for bit"),
+        "{}",
+        said(&out)
+    );
+    let replay = replay_of(&run);
+    let record = Provenance::of(&replay);
+    assert_eq!(
+        record.libraries[0].sha256,
+        Provenance::of(&run).libraries[0].sha256,
+        "the replay ran the stored library, not the one in plugins/"
+    );
+    let logged = |r: &RunDir| r.metrics().len();
+    assert_eq!(logged(&run), logged(&replay));
+}
+
+#[test]
+fn a_replay_stops_where_asked_and_compares_those_steps() {
+    let s = setup("probe-v1", "");
+    let run = finished_run(&s, 12);
+    let out = reproduce(&s, &run, &["--steps", "5"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("over 5 steps"), "{}", said(&out));
+    let replay = replay_of(&run);
+    assert_eq!(last_step(&replay), 5);
+    assert_eq!(replay.status().unwrap().state, dir::State::Stopped);
+}
+
+#[test]
+fn a_changed_byte_of_a_stored_library_or_of_the_data_is_named_and_nothing_is_replayed() {
+    let s = setup("probe-v1", "");
+    let run = finished_run(&s, 6);
+    let sha = Provenance::of(&run).libraries[0].sha256.clone();
+    let stored = Store::of_run(&run.path).library("probe", &sha).unwrap();
+    let original = std::fs::read(&stored).unwrap();
+    let mut bytes = original.clone();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&stored, &bytes).unwrap();
+    let out = reproduce(&s, &run, &[]);
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains(&format!("{} was changed", stored.display()))
+            && said(&out).contains(&sha),
+        "{}",
+        said(&out)
+    );
+    // Refused even --anyway: other code is not a replay.
+    assert!(!reproduce(&s, &run, &["--anyway"]).status.success());
+    std::fs::write(&stored, &original).unwrap();
+
+    let data = s.plugins.parent().unwrap().join("data");
+    let labels = data.join("t10k-labels-idx1-ubyte.gz");
+    let mut bytes = std::fs::read(&labels).unwrap();
+    bytes.push(0);
+    std::fs::write(&labels, &bytes).unwrap();
+    let out = reproduce(&s, &run, &[]);
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("data: ") && said(&out).contains("t10k-labels-idx1-ubyte.gz changed"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(dir::list_runs(&s.runs).len(), 1, "nothing replayed");
+}
+
+/// The original's configuration was edited live (the probe's gain 1 → 2)
+/// and its library hot-reloaded (v1 → v2) while it trained: the replay does
+/// both at the recorded steps and logs the very same values.
+#[test]
+fn a_run_edited_live_and_hot_reloaded_replays_identically() {
+    let s = setup("probe-v1", "");
+    with_own_data(&s, "epochs = 200\nmax_steps = 900");
+    let (mut child, run) = s.start_run();
+    wait_for("step 3", || last_step(&run) >= 3);
+    let text = std::fs::read_to_string(&s.file).unwrap();
+    let edited = text.replace(
+        "plugin = \"probe\"",
+        "plugin = \"probe\"\nparams = { gain = 2.0 }",
+    );
+    std::fs::write(&s.file, edited).unwrap();
+    wait_for("config_applied", || event(&run, "config_applied").is_some());
+    s.replace("probe-v2");
+    wait_for("the reload", || event(&run, "reload").is_some());
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        run.status().unwrap().state,
+        dir::State::Done,
+        "ended before the changes"
+    );
+    let record = Provenance::of(&run);
+    assert!(record.changed_mid_run());
+    assert_eq!(record.config_changes[0].key, "strategy.params.gain");
+    assert_eq!(record.libraries.len(), 2);
+    assert!(record.libraries[1].after_step > 0);
+
+    let out = reproduce(&s, &run, &[]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("identical: "), "{}", said(&out));
+    let replay = replay_of(&run);
+    let again = Provenance::of(&replay);
+    assert_eq!(again.config_changes, record.config_changes);
+    let swaps = |p: &Provenance| {
+        p.libraries
+            .iter()
+            .map(|l| (l.after_step, l.sha256.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(swaps(&again), swaps(&record));
+}
