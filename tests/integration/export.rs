@@ -64,7 +64,12 @@ fn pictures(file: &Path) -> Vec<(String, i64)> {
     out
 }
 
-fn export(setup: &harness::Setup, run: &RunDir, format: &str, out: &Path) -> Vec<String> {
+pub(crate) fn export(
+    setup: &harness::Setup,
+    run: &RunDir,
+    format: &str,
+    out: &Path,
+) -> Vec<String> {
     let done = setup
         .bin()
         .arg("export")
@@ -266,7 +271,7 @@ fn a_run_exports_to_csv_long_and_timm_summary() {
 }
 
 /// run.csv's one row by its header's names, quotes undone.
-fn run_csv(path: &str) -> BTreeMap<String, String> {
+pub(crate) fn run_csv(path: &str) -> BTreeMap<String, String> {
     let text = std::fs::read_to_string(path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");

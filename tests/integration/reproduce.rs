@@ -192,3 +192,83 @@ fn a_run_edited_live_and_hot_reloaded_replays_identically() {
     };
     assert_eq!(swaps(&again), swaps(&record));
 }
+
+/// Issue 33's first test: a run whose saved experiment file changed the
+/// probe's gain from 1 to 2 while it trained, and a run with 2 from the
+/// start, both by the real binary, are told apart by the record (which names
+/// the step), compare's outcome, the Runs table and the config panel, the
+/// TensorBoard HParams and run.csv.
+#[test]
+fn a_run_edited_live_through_its_saved_file_is_told_apart_by_every_reader() {
+    use crate::dashboard::{app_over, render};
+    use probdrop_tui::export::hparams::{self, HValue};
+    use probdrop_tui::export::tfevents;
+    use probdrop_tui::ui::keys::Action;
+
+    let s = setup("probe-v1", "");
+    with_own_data(&s, "epochs = 200\nmax_steps = 400");
+    let plain = std::fs::read_to_string(&s.file).unwrap();
+    let gain = |g: &str| {
+        plain.replace(
+            "plugin = \"probe\"",
+            &format!("plugin = \"probe\"\nparams = {{ gain = {g} }}"),
+        )
+    };
+    std::fs::write(&s.file, gain("1.0")).unwrap();
+    let (mut child, changed) = s.start_run();
+    wait_for("step 3", || last_step(&changed) >= 3);
+    std::fs::write(&s.file, gain("2.0")).unwrap();
+    wait_for("config_applied", || {
+        event(&changed, "config_applied").is_some()
+    });
+    assert!(child.wait().unwrap().success());
+    assert!(s.run_file(&s.file).status.success());
+    let clean = dir::list_runs(&s.runs)
+        .into_iter()
+        .find(|r| r.path != changed.path)
+        .unwrap();
+
+    let record = Provenance::of(&changed);
+    let applied = event(&changed, "config_applied").unwrap();
+    assert_eq!(record.config_changes.len(), 1, "{record:?}");
+    assert_eq!(record.config_changes[0].key, "strategy.params.gain");
+    assert_eq!(record.config_changes[0].after_step, applied.step);
+    assert!(!Provenance::of(&clean).changed_mid_run());
+
+    use probdrop_tui::run::comparison::outcome_of;
+    assert!(outcome_of(&changed).changed_mid_run && !outcome_of(&clean).changed_mid_run);
+
+    let out = s.plugins.parent().unwrap().join("exports");
+    for (run, start, flag) in [(&changed, 1.0, true), (&clean, 2.0, false)] {
+        let written = crate::export::export(&s, run, "tensorboard", &out.join("tb"));
+        let events = tfevents::read(&std::fs::read(&written[0]).unwrap()).unwrap();
+        let params = hparams::read_session_start(&events).unwrap();
+        assert_eq!(params["strategy.params.gain"], HValue::Number(start));
+        assert_eq!(params["changed_mid_run"], HValue::Flag(flag));
+        let written = crate::export::export(&s, run, "csv", &out.join("csv"));
+        let row = crate::export::run_csv(&written[2]);
+        assert_eq!(row["strategy.params.gain"], start.to_string());
+        assert_eq!(row["changed_mid_run"], flag.to_string());
+        let step = format!("@ step {}", applied.step);
+        assert_eq!(row["changes"].contains(&step), flag, "{}", row["changes"]);
+    }
+
+    let mut app = app_over(s.runs.clone(), s.file.parent().unwrap().to_path_buf());
+    let screen = render(&app, 160, 48);
+    let rows: Vec<&str> = screen.lines().filter(|l| l.contains("faults s3")).collect();
+    let marked: Vec<usize> = (0..rows.len())
+        .filter(|i| rows[*i].contains("✎ "))
+        .collect();
+    let at = app
+        .runs
+        .iter()
+        .position(|r| r.dir.path == changed.path)
+        .unwrap();
+    assert_eq!(marked, [at], "only the changed run is marked:\n{screen}");
+    app.selected.run = at;
+    let mut fx = crate::dashboard::FakeEffects::default();
+    app.apply(Action::ToggleConfig, &mut fx);
+    let screen = render(&app, 160, 48);
+    let history = format!("1.0 → 2.0 @ step {}", applied.step);
+    assert!(screen.contains(&history), "{screen}");
+}
