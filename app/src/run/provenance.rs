@@ -152,25 +152,27 @@ impl Provenance {
     /// (the run directory's `experiment.toml`, in force at the end): the
     /// changes made after it undone, latest first.
     pub fn config_after(&self, now: &ExperimentFile, step: u64) -> ExperimentFile {
-        let undo: Vec<(&str, Option<&toml::Value>)> = self
-            .config_changes
-            .iter()
-            .rev()
-            .filter(|c| c.after_step > step)
-            .map(|c| (c.key.as_str(), c.from.as_ref()))
-            .collect();
-        changes::with_values(now, &undo)
+        self.undoing(now, |c| c.after_step > step)
     }
 
     /// The configuration the run started with: every change undone.
     pub fn starting_config(&self, now: &ExperimentFile) -> ExperimentFile {
-        let undo: Vec<(&str, Option<&toml::Value>)> = self
+        self.undoing(now, |_| true)
+    }
+
+    fn undoing(
+        &self,
+        now: &ExperimentFile,
+        undo: impl Fn(&ConfigChange) -> bool,
+    ) -> ExperimentFile {
+        let undone: Vec<(&str, Option<&toml::Value>)> = self
             .config_changes
             .iter()
             .rev()
+            .filter(|c| undo(c))
             .map(|c| (c.key.as_str(), c.from.as_ref()))
             .collect();
-        changes::with_values(now, &undo)
+        changes::with_values(now, &undone)
     }
 
     /// Adds `start`, with the checkout's diff beside the record when there is
