@@ -272,3 +272,111 @@ fn a_run_edited_live_through_its_saved_file_is_told_apart_by_every_reader() {
     let history = format!("1.0 → 2.0 @ step {}", applied.step);
     assert!(screen.contains(&history), "{screen}");
 }
+
+/// A strategy built from a crate in `plugins/`: the store keeps the library
+/// with the crate's sources as built; the crate edited (same version) and
+/// rebuilt, the run still replays bit for bit with the code it ran.
+#[test]
+fn a_run_of_a_crate_edited_and_rebuilt_since_replays_the_stored_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = crate::common::fixtures::example_crate_in(tmp.path());
+    let file = Tiny {
+        name: "crate",
+        train: "log_every = 1\nsnapshot_every = 0\nepochs = 1\nmax_steps = 8",
+        strategies: "[[strategy]]\nplugin = \"stripes\"\nschedule = { kind = \"constant\", p = 0.2 }",
+        ..Tiny::default()
+    }
+    .write(&tmp.path().join("crate.toml"));
+    let runs = tmp.path().join("runs");
+    let bin = || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_probdrop-tui"));
+        cmd.arg("--plugins").arg(&plugins);
+        cmd
+    };
+    let out = bin()
+        .args(["run", "-q", "--runs"])
+        .arg(&runs)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    let run = dir::list_runs(&runs).pop().unwrap();
+    let used = Provenance::of(&run).libraries[0].clone();
+    let sources = used.sources.clone().expect("built from a crate");
+    assert!(
+        sources.kept && sources.dir.ends_with("my-strategy"),
+        "{sources:?}"
+    );
+    let entry = Store::of_run(&run.path).dir.join(&used.sha256);
+    let lib_rs = plugins.join("my-strategy/src/lib.rs");
+    let as_built = std::fs::read_to_string(&lib_rs).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(entry.join("src/src/lib.rs")).unwrap(),
+        as_built
+    );
+
+    // Other code under the same version: rows instead of columns.
+    std::fs::write(
+        &lib_rs,
+        as_built.replace(
+            "ParamSpec::bool(\"rows\", false)",
+            "ParamSpec::bool(\"rows\", true)",
+        ),
+    )
+    .unwrap();
+    let listed = bin().args(["plugins", "--json"]).output().unwrap();
+    assert!(listed.status.success(), "{}", said(&listed));
+    let out = bin()
+        .args(["run", "-q", "--runs"])
+        .arg(&runs)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    let rebuilt = dir::list_runs(&runs)
+        .into_iter()
+        .find(|r| r.path != run.path)
+        .unwrap();
+    assert_ne!(
+        Provenance::of(&rebuilt).libraries[0].sha256,
+        used.sha256,
+        "rebuilt"
+    );
+
+    let out = bin()
+        .args(["reproduce", "-q"])
+        .arg(&run.path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("identical: "), "{}", said(&out));
+    // The rebuilt run's own logs differ from the original's: the replay's
+    // verdict is not a foregone one.
+    let losses = |r: &RunDir| losses(r).iter().map(|m| m.value).collect::<Vec<_>>();
+    assert_ne!(losses(&rebuilt), losses(&run));
+}
+
+/// A run whose record names another commit than this binary's: refused with
+/// both named; `--anyway` replays it all the same (here, identical: the code
+/// did not really change).
+#[test]
+fn another_host_commit_is_named_and_anyway_replays_all_the_same() {
+    let s = setup("probe-v1", "");
+    let run = finished_run(&s, 4);
+    let mut record = Provenance::of(&run);
+    record.starts[0].commit = "0123456789abcdef0123456789abcdef01234567".into();
+    record.starts[0].describe = "v0.0.1-elsewhere".into();
+    record.write(&run).unwrap();
+    let out = reproduce(&s, &run, &[]);
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("was built from v0.0.1-elsewhere (0123456789abcdef")
+            && said(&out).contains("--anyway"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(dir::list_runs(&s.runs).len(), 1, "nothing replayed");
+    let out = reproduce(&s, &run, &["--anyway"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("replaying anyway"), "{}", said(&out));
+}
