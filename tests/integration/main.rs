@@ -14,6 +14,7 @@ mod faults;
 mod hostile;
 mod hostile_trainer;
 mod manage;
+mod newcomer;
 mod ops_1_3;
 mod provenance;
 mod pty;

@@ -580,3 +580,56 @@ fn a_strategy_whose_constructor_hangs_does_not_keep_the_dashboard_from_starting(
     });
     s.quit();
 }
+
+/// Issue 34, item 1: a strategy crate copied into `plugins/` while the
+/// dashboard runs is built by its watcher, joins its catalogue, and the
+/// experiment using it starts from the Experiments view within a minute,
+/// with no restart.
+#[test]
+fn a_strategy_crate_dropped_into_plugins_while_the_dashboard_runs_starts_from_it() {
+    let tmp = workspace();
+    let plugins = crate::common::fixtures::example_crate_in(tmp.path());
+    // Staged beside the plugins directory, then moved in whole as `cp -r`
+    // and a rename would leave it.
+    let staged = tmp.path().join("my-strategy");
+    std::fs::rename(plugins.join("my-strategy"), &staged).unwrap();
+    crate::common::Tiny {
+        name: "stripes",
+        train: "epochs = 50",
+        strategies: "[[strategy]]\nplugin = \"stripes\"\nschedule = { kind = \"constant\", p = 0.1 }",
+        ..crate::common::Tiny::default()
+    }
+    .write(&tmp.path().join("experiments/stripes.toml"));
+    let mut s = Session::spawn_over(&plugins, tmp.path(), &[], &[]);
+    s.wait_for("the tab bar", Duration::from_secs(120), |t| {
+        t.contains("1 Runs")
+    });
+    s.keys("5");
+    s.keys("j");
+    s.wait_for("stripes unknown", Duration::from_secs(10), |t| {
+        t.contains("unknown strategy \"stripes\"")
+    });
+    std::fs::rename(&staged, plugins.join("my-strategy")).unwrap();
+    let dropped = Instant::now();
+    s.wait_for("stripes.toml valid", Duration::from_secs(60), |t| {
+        t.contains("stripes: valid")
+    });
+    s.keys("n");
+    s.wait_for("the start prompt", Duration::from_secs(10), |t| {
+        t.contains("as in the file (cpu)")
+    });
+    s.keys("\r");
+    s.keys("1");
+    let runs = tmp.path().join("runs");
+    s.wait_for("the stripes run training", Duration::from_secs(60), |_| {
+        dir::list_runs(&runs)
+            .first()
+            .and_then(|r| r.status())
+            .is_some_and(|st| st.step > 0)
+    });
+    assert!(dropped.elapsed() < Duration::from_secs(60), "{:?}", dropped.elapsed());
+    let run = dir::list_runs(&runs).remove(0);
+    assert_eq!(run.info().unwrap().label, "stripes");
+    s.quit();
+    stop_and_wait(&run);
+}

@@ -209,10 +209,22 @@ pub fn parse(path: &Path, text: &str) -> Result<ExperimentFile, Vec<Diagnostic>>
     let locator = Locator::new(path, text);
     let deserializer = match toml::Deserializer::parse(text) {
         Ok(d) => d,
-        Err(e) => return Err(vec![syntax_error(&locator, &e)]),
+        Err(e) => return Err(syntax_errors(&locator, text, e)),
     };
     serde_path_to_error::deserialize::<_, ExperimentFile>(deserializer)
         .map_err(|e| vec![schema_error(&locator, &[], e)])
+}
+
+/// Every syntax error of `text`, in the file's order: toml's parser keeps
+/// only its last, but its recovering parse finds them all. `first` stands
+/// where that finds none.
+fn syntax_errors(locator: &Locator, text: &str, first: toml::de::Error) -> Vec<Diagnostic> {
+    let (_, mut errors) = toml::de::DeTable::parse_recoverable(text);
+    if errors.is_empty() {
+        errors.push(first);
+    }
+    errors.sort_by_key(|e| e.span().map_or(0, |s| s.start));
+    errors.iter().map(|e| syntax_error(locator, e)).collect()
 }
 
 fn syntax_error(locator: &Locator, e: &toml::de::Error) -> Diagnostic {

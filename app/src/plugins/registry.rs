@@ -23,7 +23,7 @@ pub enum Source {
 }
 
 /// One thing found in the plugins directory.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Found {
     /// Crate package name, or the library's file name.
     pub id: String,
@@ -571,7 +571,7 @@ pub fn read_sources(dir: &Path) -> Option<std::sync::Arc<super::sources::CrateSo
 /// Two libraries giving one strategy name: neither is used (which one `check`
 /// and `run` took would depend on the order of the directory), each is refused
 /// naming the other.
-fn refuse_name_clashes(found: &mut [Found]) {
+pub fn refuse_name_clashes(found: &mut [Found]) {
     let mut by_name: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for f in found.iter() {
         if let Ok(lib) = &f.outcome {

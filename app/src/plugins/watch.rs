@@ -30,6 +30,8 @@ pub enum ReloadEvent {
     Refused { path: PathBuf, reason: String },
     /// A line of cargo output while rebuilding a crate.
     BuildOutput { line: String },
+    /// A library file or crate directory of the plugins directory went away.
+    Gone { path: PathBuf },
 }
 
 impl std::fmt::Display for ReloadEvent {
@@ -43,6 +45,7 @@ impl std::fmt::Display for ReloadEvent {
                 write!(f, "refused {}: {reason}", path.display())
             }
             ReloadEvent::BuildOutput { line } => f.write_str(line),
+            ReloadEvent::Gone { path } => write!(f, "removed {}", path.display()),
         }
     }
 }
@@ -78,6 +81,10 @@ impl State {
         for path in paths {
             if path.parent() == Some(self.dir.as_path()) && is_library(&path) {
                 self.library_changed(&path);
+            } else if path.parent() == Some(self.dir.as_path()) && !path.exists() {
+                // A crate directory removed (or renamed away): those who list
+                // plugins drop it; a run keeps the library it loaded.
+                let _ = self.tx.send(ReloadEvent::Gone { path });
             } else if let Some(crate_dir) = self.crate_dir_of(&path)
                 && !crates_to_build.contains(&crate_dir)
             {
@@ -105,7 +112,13 @@ impl State {
 
     fn library_changed(&mut self, path: &Path) {
         let Some(print) = fingerprint(path) else {
-            return; // Removed or renamed away.
+            // Removed or renamed away.
+            if self.seen.remove(path).is_some() || !path.exists() {
+                let _ = self.tx.send(ReloadEvent::Gone {
+                    path: path.to_path_buf(),
+                });
+            }
+            return;
         };
         if self.seen.get(path) == Some(&print) {
             return;

@@ -48,6 +48,14 @@ pub struct ConfigChange {
     pub to: Option<toml::Value>,
 }
 
+impl ConfigChange {
+    /// `strategy.params.block_size 3→5`: the key and both values.
+    pub fn describe(&self) -> String {
+        let (from, to) = (value_text(self.from.as_ref()), value_text(self.to.as_ref()));
+        format!("{} {from}→{to}", self.key)
+    }
+}
+
 /// One trainer process taking the run up after step `after_step` (0: from
 /// the beginning; else its checkpoint).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -205,10 +213,10 @@ impl Provenance {
     /// (3f2a9c41)→1.0.0 (9c41d2e0) @ step 250`; empty when none. The one
     /// wording the exports share, beside the starting values they carry.
     pub fn describe_changes(&self) -> String {
-        let keys = self.config_changes.iter().map(|c| {
-            let (from, to) = (value_text(c.from.as_ref()), value_text(c.to.as_ref()));
-            (c.after_step, format!("{} {from}→{to}", c.key))
-        });
+        let keys = self
+            .config_changes
+            .iter()
+            .map(|c| (c.after_step, c.describe()));
         // The first library is the one the run started with, not a change.
         let swaps = self.libraries.windows(2).map(|w| {
             let (from, to) = (&w[0], &w[1]);

@@ -76,10 +76,12 @@ pub struct PluginRow {
     pub version: String,
     pub source: String,
     pub status: Result<String, String>,
+    /// Why its last build or library was refused, while it keeps this one.
+    pub last_build: Option<String>,
 }
 
 impl PluginRow {
-    pub fn from_found(f: &Found) -> PluginRow {
+    pub fn from_found(f: &Found, last_build: Option<&String>) -> PluginRow {
         let source = serde_json::to_value(f.source)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
@@ -90,12 +92,14 @@ impl PluginRow {
                 version: lib.info.version.clone(),
                 source,
                 status: Ok(format!("loaded, interface {}", lib.interface)),
+                last_build: last_build.cloned(),
             },
             Err(e) => PluginRow {
                 name: f.id.clone(),
                 version: "?".into(),
                 source,
                 status: Err(e.0.clone()),
+                last_build: last_build.cloned(),
             },
         }
     }
@@ -174,6 +178,12 @@ pub struct App {
     pub experiments: Vec<ExperimentView>,
     pub comparisons: Vec<ComparisonView>,
     pub plugins: Vec<PluginRow>,
+    /// Every strategy of the plugins directory as last heard of (at start,
+    /// then from the watcher): the one source of `plugins` and `catalog`.
+    pub found: Vec<Found>,
+    /// Why the last build (or library) of a loaded strategy was refused, by
+    /// its crate directory or file: it keeps the library it had.
+    pub last_builds: std::collections::BTreeMap<PathBuf, String>,
     /// Lines of plugin build output (latest last).
     pub build_log: Vec<String>,
     pub catalog: Catalog,
@@ -234,9 +244,11 @@ impl App {
             runs: Vec::new(),
             experiments: Vec::new(),
             comparisons: Vec::new(),
-            plugins: found.iter().map(PluginRow::from_found).collect(),
+            plugins: Vec::new(),
+            found: found.to_vec(),
+            last_builds: Default::default(),
             build_log,
-            catalog: crate::plugins::catalog_of(found),
+            catalog: Catalog::default(),
             devices: machine.devices(),
             system: None,
             machine,
@@ -260,9 +272,27 @@ impl App {
             message_age: 0,
             dirty: true,
         };
+        app.take_in_plugins();
         app.refresh();
         app.open_where_the_next_step_is();
         app
+    }
+
+    /// The catalog and the Plugins view from `found` (two libraries giving
+    /// one name refused, as `load` refuses them), and every experiment file
+    /// checked again against it.
+    fn take_in_plugins(&mut self) {
+        let mut found = self.found.clone();
+        crate::plugins::registry::refuse_name_clashes(&mut found);
+        self.catalog = crate::plugins::catalog_of(&found);
+        self.plugins = found
+            .iter()
+            .map(|f| PluginRow::from_found(f, self.last_builds.get(&f.origin)))
+            .collect();
+        for e in &mut self.experiments {
+            e.modified = None;
+        }
+        self.dirty = true;
     }
 
     /// A fresh checkout has no runs: open on the quickstart experiment.
@@ -288,12 +318,21 @@ impl App {
     /// Re-reads run directories and experiment files; true if anything changed.
     pub fn refresh(&mut self) -> bool {
         let mut changed = workspace::scan_runs(&self.runs_dir, &mut self.runs);
+        // The selection follows its file, not its place: a new file that
+        // sorts before it must not make `n` start another experiment.
+        let chosen = self
+            .experiments
+            .get(self.selected.experiment)
+            .map(|e| e.path.clone());
         changed |= workspace::scan_experiments(
             &self.experiments_dir,
             &self.catalog,
             self.machine.as_ref(),
             &mut self.experiments,
         );
+        if let Some(i) = chosen.and_then(|p| self.experiments.iter().position(|e| e.path == p)) {
+            self.selected.experiment = i;
+        }
         changed |= self.scan_comparisons();
         let s = &mut self.selected;
         s.run = s.run.min(self.runs.len().saturating_sub(1));
@@ -614,18 +653,73 @@ impl App {
         }
     }
 
+    /// The watcher's news: a new or rebuilt library joins the catalog (a
+    /// strategy added while the dashboard runs becomes usable at once), a
+    /// refused one is shown with its reason, a removed one leaves.
     fn reloaded(&mut self, event: ReloadEvent) {
-        let line = event.to_string();
-        if let ReloadEvent::Ready { library, .. } = &event
-            && let Some(row) = self
-                .plugins
-                .iter_mut()
-                .find(|p| p.name == library.info.name)
-        {
-            row.version = library.info.version.clone();
-            row.status = Ok(format!("reloaded, interface {}", library.interface));
+        self.build_log.push(event.to_string());
+        match event {
+            ReloadEvent::Ready { library, .. } => self.take_library(library),
+            ReloadEvent::Refused { path, reason } => self.refused(path, reason),
+            ReloadEvent::Gone { path } => self
+                .found
+                .retain(|f| f.origin != path && f.library_path.as_ref() != Some(&path)),
+            ReloadEvent::BuildOutput { .. } => return,
         }
-        self.build_log.push(line);
+        self.take_in_plugins();
+        self.refresh();
+    }
+
+    fn take_library(&mut self, library: crate::plugins::Library) {
+        let origin = library
+            .built_from
+            .as_ref()
+            .map_or(library.path.clone(), |s| s.dir.clone());
+        self.last_builds.remove(&origin);
+        let known = self.found.iter_mut().find(|f| {
+            f.origin == origin || f.library_path.as_ref() == Some(&library.path)
+        });
+        match known {
+            Some(f) => {
+                f.library_path = Some(library.path.clone());
+                f.outcome = Ok(library);
+            }
+            None => self.found.push(Found {
+                id: library.info.name.clone(),
+                source: if library.built_from.is_some() {
+                    crate::plugins::Source::Crate
+                } else {
+                    crate::plugins::Source::Prebuilt
+                },
+                origin,
+                library_path: Some(library.path.clone()),
+                outcome: Ok(library),
+            }),
+        }
+    }
+
+    /// A build or library refused: a strategy already loaded keeps its
+    /// library (runs still use it) and shows why the new one was not taken.
+    fn refused(&mut self, path: PathBuf, reason: String) {
+        let known = self
+            .found
+            .iter_mut()
+            .find(|f| f.origin == path || f.library_path.as_ref() == Some(&path));
+        match known {
+            Some(f) => {
+                self.last_builds.insert(f.origin.clone(), reason);
+            }
+            None => self.found.push(Found {
+                id: path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                source: crate::plugins::Source::Prebuilt,
+                origin: path,
+                library_path: None,
+                outcome: Err(crate::plugins::LoadError(reason)),
+            }),
+        }
     }
 
     /// Writes the view as figures; says where, or why not.

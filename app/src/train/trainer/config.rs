@@ -106,7 +106,7 @@ fn apply_live(
 ) -> Result<()> {
     live.slots = slots;
     let applied = experiment::changes::take_live(&live.resolved, new);
-    record_changes(writer, &live.resolved, &applied, step)?;
+    let changes = record_changes(writer, &live.resolved, &applied, step)?;
     live.resolved = applied;
     live.strategy = live.resolved.strategy[0].clone();
     if let Ok(text) = toml::to_string(&live.resolved) {
@@ -121,7 +121,7 @@ fn apply_live(
             library
                 .map(|l| format!(" with {} {}", l.info.name, l.info.version))
                 .unwrap_or_default(),
-            changed.join(", "),
+            described(&changes, changed),
             describe_schedule(&live.strategy.schedule, &live.strategy.params)
         ),
     )
@@ -135,8 +135,8 @@ fn record_changes(
     running: &ExperimentFile,
     applied: &ExperimentFile,
     step: u64,
-) -> Result<()> {
-    let changes = experiment::changes::changed_leaves(running, applied)
+) -> Result<Vec<ConfigChange>> {
+    let changes: Vec<ConfigChange> = experiment::changes::changed_leaves(running, applied)
         .into_iter()
         .map(|(key, from, to)| ConfigChange {
             after_step: step,
@@ -145,7 +145,19 @@ fn record_changes(
             to,
         })
         .collect();
-    Provenance::record_changes(&writer.dir, changes).context("writing the run's provenance.json")
+    Provenance::record_changes(&writer.dir, changes.clone())
+        .context("writing the run's provenance.json")?;
+    Ok(changes)
+}
+
+/// Each key a change set with its old and new value (`p 0.2→0.3`); the
+/// changed rows of the live table where no leaf differs.
+fn described(changes: &[ConfigChange], rows: &[String]) -> String {
+    if changes.is_empty() {
+        return rows.join(", ");
+    }
+    let each: Vec<String> = changes.iter().map(ConfigChange::describe).collect();
+    each.join(", ")
 }
 
 pub(super) fn describe_schedule(s: &DropSchedule, params: &toml::Table) -> String {
@@ -264,6 +276,12 @@ plugin = "none"
         );
         assert_eq!(live.resolved.train.log_every, 3);
         assert_eq!(live.resolved.train.batch_size, 8, "kept until a restart");
+        // Issue 34, item 15: the event says the old and new value.
+        assert!(
+            events[1].message.contains("train.log_every 10→3"),
+            "{}",
+            events[1].message
+        );
         // The run directory's experiment says what is in force; its
         // provenance when it changed, from what.
         assert_eq!(writer.dir.experiment().unwrap().train.log_every, 3);

@@ -658,7 +658,8 @@ impl<'a> Session<'a> {
                     EventKind::ReloadRefused,
                     format!("{}: {reason}", path.display()),
                 )?,
-                ReloadEvent::BuildOutput { .. } => {}
+                // A run keeps the library it loaded whatever happens to the file.
+                ReloadEvent::BuildOutput { .. } | ReloadEvent::Gone { .. } => {}
             }
         }
         Ok(())

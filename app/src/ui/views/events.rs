@@ -31,7 +31,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
             let line = Line::from(vec![
                 Span::raw(format!("{} ", clock(e.wall))),
                 Span::styled(format!("{:<14} ", e.kind), kind_style(&e.kind)),
-                Span::raw(format!("{}: {}", e.name, e.message)),
+                Span::raw(format!("{}: {}", e.name, super::first_line_of(&e.message))),
             ]);
             if !following && start + i == selected {
                 line.style(SELECTED)
@@ -90,8 +90,8 @@ fn draw_entry(frame: &mut Frame, e: &EventRow, area: Rect) {
             Span::raw(format!("at step {}, {} UTC", e.step, clock(e.wall))),
         ]),
         Line::from(format!("run {run}")).style(dim),
-        Line::from(e.message.clone()),
     ];
+    let lines = [lines, super::message_lines(Vec::new(), &e.message, "")].concat();
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: false }).block(

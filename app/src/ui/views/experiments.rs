@@ -184,10 +184,8 @@ fn config_outcomes(app: &App, file: &std::path::Path) -> Vec<Line<'static>> {
                 EventKind::NeedsRestart => ("needs restart", Color::Yellow),
                 _ => ("refused", Color::Red),
             };
-            lines.push(Line::from(vec![
-                Span::styled(format!("    {what}: "), Style::new().fg(color)),
-                Span::raw(e.message.clone()),
-            ]));
+            let lead = vec![Span::styled(format!("    {what}: "), Style::new().fg(color))];
+            lines.extend(super::message_lines(lead, &e.message, "      "));
         }
     }
     lines

@@ -17,10 +17,14 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         .plugins
         .iter()
         .map(|p| {
-            let (status, style) = match &p.status {
-                Ok(s) => (s.clone(), Style::new().fg(Color::Green)),
-                Err(e) => (
-                    format!("refused: {}", e.lines().next().unwrap_or("")),
+            let (status, style) = match (&p.status, &p.last_build) {
+                (Ok(_), Some(why)) => (
+                    format!("last build refused: {}", first_line(why)),
+                    Style::new().fg(Color::Yellow),
+                ),
+                (Ok(s), None) => (s.clone(), Style::new().fg(Color::Green)),
+                (Err(e), _) => (
+                    format!("refused: {}", first_line(e)),
                     Style::new().fg(Color::Red),
                 ),
             };
@@ -28,6 +32,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 Cell::from(p.name.clone()),
                 Cell::from(p.version.clone()),
                 Cell::from(p.source.clone()),
+                Cell::from(in_use(app, &p.name)),
                 Cell::from(status).style(style),
             ])
         })
@@ -38,11 +43,12 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
             Constraint::Length(16),
             Constraint::Length(8),
             Constraint::Length(9),
+            Constraint::Length(14),
             Constraint::Min(10),
         ],
     )
     .header(
-        Row::new(vec!["strategy", "version", "source", "status"])
+        Row::new(vec!["strategy", "version", "source", "live runs use", "status"])
             .style(Style::new().add_modifier(Modifier::BOLD)),
     )
     .block(
@@ -76,4 +82,24 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         ),
         bottom,
     );
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+/// The versions of `name` the live runs train with, as their provenance
+/// says (a run may have refused the version loaded here): "0.1.3 ×2".
+fn in_use(app: &App, name: &str) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for r in app.runs.iter().filter(|r| r.alive) {
+        if let Some(lib) = r.provenance.current_library().filter(|l| l.name == name) {
+            *counts.entry(lib.version.as_str()).or_default() += 1;
+        }
+    }
+    let used: Vec<String> = counts
+        .iter()
+        .map(|(v, n)| if *n == 1 { v.to_string() } else { format!("{v} ×{n}") })
+        .collect();
+    used.join(", ")
 }
