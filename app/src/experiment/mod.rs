@@ -217,14 +217,18 @@ pub fn parse(path: &Path, text: &str) -> Result<ExperimentFile, Vec<Diagnostic>>
 
 /// Every syntax error of `text`, in the file's order: toml's parser keeps
 /// only its last, but its recovering parse finds them all. `first` stands
-/// where that finds none.
+/// where that finds none. One per line: the rest of a line after its first
+/// error is the recovery's guesswork, not another mistake.
 fn syntax_errors(locator: &Locator, text: &str, first: toml::de::Error) -> Vec<Diagnostic> {
     let (_, mut errors) = toml::de::DeTable::parse_recoverable(text);
     if errors.is_empty() {
         errors.push(first);
     }
     errors.sort_by_key(|e| e.span().map_or(0, |s| s.start));
-    errors.iter().map(|e| syntax_error(locator, e)).collect()
+    let mut diagnostics: Vec<Diagnostic> =
+        errors.iter().map(|e| syntax_error(locator, e)).collect();
+    diagnostics.dedup_by_key(|d| d.line);
+    diagnostics
 }
 
 fn syntax_error(locator: &Locator, e: &toml::de::Error) -> Diagnostic {
