@@ -190,7 +190,7 @@ fn hot_reload_swaps_versions_and_refuses_broken_ones() {
 fn a_changed_plugin_crate_is_rebuilt_and_reloaded() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = common::fixtures::example_crate_in(dir.path());
-    let found = probdrop_tui::plugins::discover(&plugins, &mut |_| {}).unwrap();
+    let found = probdrop_tui::plugins::discover(&plugins, &mut |_: &str| {}).unwrap();
     let lib = found
         .into_iter()
         .next()
