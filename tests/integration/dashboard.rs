@@ -213,6 +213,15 @@ impl Effects for FakeEffects {
         self.calls.push(format!("edit {}", file.display()));
         Ok(())
     }
+    /// Recorded, and done: the runs are the test's own copies.
+    fn archive(&mut self, run: &RunDir) -> Result<PathBuf, String> {
+        self.calls.push(format!("archive {}", run.path.display()));
+        probdrop_tui::run::notes::archive(run).map_err(|e| e.to_string())
+    }
+    fn delete(&mut self, run: &RunDir) -> Result<(), String> {
+        self.calls.push(format!("delete {}", run.path.display()));
+        probdrop_tui::run::notes::delete(run).map_err(|e| e.to_string())
+    }
 }
 
 /// A key as the dashboard takes it (typed into an open line, or an action).

@@ -1,6 +1,7 @@
 //! Dashboard state and what actions do to it (event → state; drawing is in
 //! `views`). Actions that reach outside — starting a trainer, a control message,
-//! the editor — go through `Effects`, so tests can run every key without spawning.
+//! the editor, archiving or deleting a run — go through `Effects`, so tests can
+//! run every key without spawning.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,10 @@ pub trait Effects {
     fn start_compare(&mut self, experiment: &Path, device: Option<&str>)
     -> Result<PathBuf, String>;
     fn edit(&mut self, file: &Path) -> Result<(), String>;
+    /// Moves a finished run to the archive; says where it went.
+    fn archive(&mut self, run: &RunDir) -> Result<PathBuf, String>;
+    /// Deletes a finished run's directory.
+    fn delete(&mut self, run: &RunDir) -> Result<(), String>;
     /// Collects trainers that exited; says what was recorded about each.
     fn reap(&mut self) -> Vec<String> {
         Vec::new()

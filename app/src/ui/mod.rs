@@ -288,6 +288,18 @@ impl Effects for RealEffects {
         Ok(log_file)
     }
 
+    fn archive(&mut self, run: &RunDir) -> Result<PathBuf, String> {
+        let to = crate::run::notes::archive(run).map_err(|e| e.to_string())?;
+        log(&format!("archived {} in {}", run.path.display(), to.display()));
+        Ok(to)
+    }
+
+    fn delete(&mut self, run: &RunDir) -> Result<(), String> {
+        crate::run::notes::delete(run).map_err(|e| e.to_string())?;
+        log(&format!("deleted {}", run.path.display()));
+        Ok(())
+    }
+
     fn edit(&mut self, file: &Path) -> Result<(), String> {
         let editor = std::env::var("VISUAL")
             .or_else(|_| std::env::var("EDITOR"))
