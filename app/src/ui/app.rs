@@ -12,7 +12,7 @@ use super::manage::{Ask, Confirm, Entry, TextKey};
 use super::runlist::RunList;
 use super::state::{ChartOptions, FOLLOW_NEWEST, MaskCursor, Selected, cycle, move_cursor};
 use super::workspace::{self, DisplayState, ExperimentView, RunView};
-use crate::experiment::{Catalog, Machine};
+use crate::experiment::{Catalog, DeviceName, Machine};
 use crate::plugins::Found;
 use crate::plugins::watch::ReloadEvent;
 use crate::run::control::Command as Ctl;
@@ -855,7 +855,7 @@ impl App {
                 .filter(|d| **d != file_device)
                 .map(|d| Some(d.clone())),
         );
-        if compare && self.devices.iter().any(|d| d.starts_with("cuda:")) {
+        if compare && self.devices.iter().any(|d| DeviceName::is_gpu(d)) {
             choices.push(Some(crate::run::trainer::ALL_GPUS.to_string()));
         }
         self.prompt = Some(StartPrompt {
