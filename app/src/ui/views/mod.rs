@@ -20,7 +20,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, TableState, Tabs, Wrap}
 use super::app::{App, StartPrompt};
 use super::keys::{KEYMAP, Scope, View};
 use super::manage::{Confirm, Entry};
-use super::workspace::{DisplayState, RunView};
+use super::workspace::DisplayState;
 use crate::run::dir::State;
 
 pub use charts::CurveCache;
@@ -377,18 +377,6 @@ fn draw_help(frame: &mut Frame, area: Rect, page: usize) {
         };
         frame.render_widget(Paragraph::new(lines).block(block), *area);
     }
-}
-
-/// The runs view's one-line summary of a run (for logs and tests).
-pub fn run_summary(r: &RunView) -> String {
-    let st = r.status.as_ref();
-    format!(
-        "{} {} {}/{}",
-        r.name(),
-        r.state().label(),
-        st.map_or(0, |s| s.step),
-        st.map_or(0, |s| s.total_steps)
-    )
 }
 
 #[cfg(test)]
