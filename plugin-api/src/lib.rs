@@ -32,6 +32,8 @@
 //! `[0, 1]`, validates parameters against [`Strategy::params`], and turns panics
 //! into errors so they never cross the library boundary.
 
+#![forbid(unsafe_code)]
+
 pub mod abi;
 mod ops;
 mod params;
