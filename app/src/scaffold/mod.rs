@@ -153,13 +153,13 @@ fn workspace_taking(krate: &Path) -> Option<Workspace> {
             continue;
         };
         let rel = krate.strip_prefix(root).ok()?;
-        if listed(&ws, "exclude", |p| rel.starts_with(p)) {
+        if paths(&ws, "exclude").any(|p| rel.starts_with(p)) {
             continue;
         }
-        if !listed(&ws, "members", |p| matches_pattern(p, rel)) {
+        if !paths(&ws, "members").any(|p| matches_pattern(p, rel)) {
             return None;
         }
-        let api = members(&ws)
+        let api = paths(&ws, "members")
             .map(|m| root.join(m))
             .find(|dir| read_crate(dir).is_ok_and(|c| c.package == "plugin-api"));
         return Some(Workspace {
@@ -176,21 +176,13 @@ fn workspace_table(dir: &Path) -> Option<toml::Table> {
     doc.get("workspace")?.as_table().cloned()
 }
 
-fn members(ws: &toml::Table) -> impl Iterator<Item = &str> {
-    ws.get("members")
-        .and_then(|m| m.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m.as_str())
-}
-
-fn listed(ws: &toml::Table, key: &str, hit: impl Fn(&str) -> bool) -> bool {
+/// The paths a `[workspace]` key lists (`members`, `exclude`).
+fn paths<'a>(ws: &'a toml::Table, key: &str) -> impl Iterator<Item = &'a str> + use<'a> {
     ws.get(key)
         .and_then(|m| m.as_array())
         .into_iter()
         .flatten()
         .filter_map(|m| m.as_str())
-        .any(hit)
 }
 
 /// A `members` entry against a relative path, component by component; `*`
