@@ -104,7 +104,7 @@ fn run_loop(
                     None => {}
                 },
                 ReloadEvent::Refused { reason, .. } => log.push(format!("refused: {reason}")),
-                ReloadEvent::BuildOutput { .. } => {}
+                ReloadEvent::BuildOutput { .. } | ReloadEvent::Gone { .. } => {}
             }
         }
         if done(probe_value(live), log) {
@@ -220,6 +220,7 @@ fn a_changed_plugin_crate_is_rebuilt_and_reloaded() {
                 ReloadEvent::Ready { library, .. } => swapped = live.offer(&library),
                 ReloadEvent::BuildOutput { .. } => built_lines += 1,
                 ReloadEvent::Refused { reason, .. } => panic!("refused: {reason}"),
+                ReloadEvent::Gone { path } => panic!("{} reported gone", path.display()),
             }
         }
         std::thread::sleep(Duration::from_millis(20));
