@@ -175,7 +175,10 @@ fn finished_runs_are_archived_or_deleted_after_asking_and_live_ones_are_not() {
     press(&mut app, KeyCode::Enter, &mut fx);
     assert!(!second.exists(), "{}", app.message);
     assert_eq!(app.runs.len(), 1);
-    assert_eq!(fx.calls.last(), Some(&format!("delete {}", second.display())));
+    assert_eq!(
+        fx.calls.last(),
+        Some(&format!("delete {}", second.display()))
+    );
 
     // A training run is neither.
     let live = app.runs[0].dir.path.clone();

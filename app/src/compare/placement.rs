@@ -28,10 +28,7 @@ pub fn parse_devices(
     available: &[String],
     inherited: Option<&str>,
 ) -> Result<Vec<Gpu>> {
-    let gpus: Vec<&String> = available
-        .iter()
-        .filter(|d| DeviceName::is_gpu(d))
-        .collect();
+    let gpus: Vec<&String> = available.iter().filter(|d| DeviceName::is_gpu(d)).collect();
     let names: Vec<String> = if spec.trim() == "all" {
         gpus.iter().map(|d| d.to_string()).collect()
     } else {

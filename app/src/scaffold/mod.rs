@@ -300,7 +300,10 @@ mod tests {
     #[test]
     fn plugin_api_is_reached_by_a_relative_path() {
         assert_eq!(
-            relative(Path::new("/w/plugins/grid-rows"), Path::new("/w/plugin-api")),
+            relative(
+                Path::new("/w/plugins/grid-rows"),
+                Path::new("/w/plugin-api")
+            ),
             Path::new("../../plugin-api")
         );
     }

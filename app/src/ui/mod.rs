@@ -290,7 +290,11 @@ impl Effects for RealEffects {
 
     fn archive(&mut self, run: &RunDir) -> Result<PathBuf, String> {
         let to = crate::run::notes::archive(run).map_err(|e| e.to_string())?;
-        log(&format!("archived {} in {}", run.path.display(), to.display()));
+        log(&format!(
+            "archived {} in {}",
+            run.path.display(),
+            to.display()
+        ));
         Ok(to)
     }
 
