@@ -681,9 +681,10 @@ impl App {
             .as_ref()
             .map_or(library.path.clone(), |s| s.dir.clone());
         self.last_builds.remove(&origin);
-        let known = self.found.iter_mut().find(|f| {
-            f.origin == origin || f.library_path.as_ref() == Some(&library.path)
-        });
+        let known = self
+            .found
+            .iter_mut()
+            .find(|f| f.origin == origin || f.library_path.as_ref() == Some(&library.path));
         match known {
             Some(f) => {
                 f.library_path = Some(library.path.clone());

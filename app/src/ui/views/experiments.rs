@@ -184,7 +184,10 @@ fn config_outcomes(app: &App, file: &std::path::Path) -> Vec<Line<'static>> {
                 EventKind::NeedsRestart => ("needs restart", Color::Yellow),
                 _ => ("refused", Color::Red),
             };
-            let lead = vec![Span::styled(format!("    {what}: "), Style::new().fg(color))];
+            let lead = vec![Span::styled(
+                format!("    {what}: "),
+                Style::new().fg(color),
+            )];
             lines.extend(super::message_lines(lead, &e.message, "      "));
         }
     }

@@ -468,7 +468,9 @@ pub(super) fn message_lines(
 ) -> Vec<Line<'static>> {
     let mut parts = message.lines();
     let mut first = lead;
-    first.push(ratatui::text::Span::raw(parts.next().unwrap_or("").to_string()));
+    first.push(ratatui::text::Span::raw(
+        parts.next().unwrap_or("").to_string(),
+    ));
     let mut out = vec![Line::from(first)];
     out.extend(parts.map(|l| Line::from(format!("{indent}{l}"))));
     out
