@@ -110,9 +110,14 @@ fn rules_are_checked_before_a_run_starts(root: &Path) {
 /// The generated tests/statistics.rs samples masks through this binary.
 fn the_crates_own_statistics_test_passes(krate: &Path) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // The command `new-strategy` prints, after `cargo`.
+    let printed = probdrop_tui::scaffold::TEST_COMMAND
+        .split_whitespace()
+        .skip(1);
     let out = Command::new(cargo)
         .current_dir(krate)
-        .args(["test", "--offline", "--release", "--test", "statistics"])
+        .args(printed)
+        .args(["--offline", "--test", "statistics"])
         .env("PROBDROP_TUI", env!("CARGO_BIN_EXE_probdrop-tui"))
         .output()
         .unwrap();
