@@ -121,6 +121,12 @@ impl probdrop_tui::ui::app::Effects for NoEffects {
     fn edit(&mut self, _: &Path) -> Result<(), String> {
         Ok(())
     }
+    fn archive(&mut self, _: &RunDir) -> Result<PathBuf, String> {
+        Err("not in a benchmark".into())
+    }
+    fn delete(&mut self, _: &RunDir) -> Result<(), String> {
+        Err("not in a benchmark".into())
+    }
 }
 
 /// 1. Frame time: with the curve cache warm (what the dashboard redraws when

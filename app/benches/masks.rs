@@ -22,7 +22,7 @@ use probdrop_tui::train::models::SmallCnnConfig;
 
 fn libraries() -> HashMap<String, Library> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins");
-    discover(&dir, &mut |_| {})
+    discover(&dir, &mut |_: &str| {})
         .expect("plugins dir")
         .into_iter()
         .filter_map(|f| f.outcome.ok())

@@ -22,7 +22,7 @@ fn summary(label: &str, mut samples: Vec<Duration>) {
 
 fn main() {
     let plugins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins");
-    let lib_path = discover(&plugins, &mut |_| {})
+    let lib_path = discover(&plugins, &mut |_: &str| {})
         .expect("plugins dir")
         .into_iter()
         .find(|f| f.id == "dropblock")

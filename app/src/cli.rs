@@ -248,7 +248,7 @@ fn print_listing(l: &Listing) -> Result<()> {
     Ok(())
 }
 
-/// `probdrop-tui new-strategy NAME`: writes the crate, builds and lists it.
+/// `probdrop-tui new-strategy NAME`: writes and builds the crate, lists it.
 pub fn new_strategy(plugins: &Path, args: &crate::scaffold::NewStrategyArgs) -> Result<()> {
     let krate = crate::scaffold::new_strategy(plugins, args)?;
     println!("wrote {}", krate.display());
@@ -270,11 +270,12 @@ pub fn new_strategy(plugins: &Path, args: &crate::scaffold::NewStrategyArgs) -> 
     };
     println!(
         "next:\n  edit {src}\n  sample it:  probdrop-tui{plugins_flag} mask {name} --shape 8,16,32,32 --p 0.2\n  \
-         test it:    cd {dir} && PROBDROP_TUI={exe} cargo test\n  \
+         test it:    cd {dir} && PROBDROP_TUI={exe} {test}\n  \
          use it:     [[strategy]] plugin = \"{name}\" in an experiment file",
         src = krate.join("src/lib.rs").display(),
         dir = krate.display(),
         exe = exe.display(),
+        test = crate::scaffold::TEST_COMMAND,
         name = args.name,
     );
     Ok(())

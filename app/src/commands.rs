@@ -349,7 +349,11 @@ pub fn doctor(plugins: &Path, experiments: &Path) -> Result<()> {
         if n == 0 {
             println!("CUDA: not available to LibTorch (CPU-only torch, no driver, or no GPU)");
         } else {
-            println!("CUDA: {n} device(s) available: cuda:0..cuda:{}", n - 1);
+            let (first, last) = (
+                experiment::DeviceName::Cuda(0),
+                experiment::DeviceName::Cuda(n - 1),
+            );
+            println!("CUDA: {n} device(s) available: {first}..{last}");
         }
     } else {
         println!("CUDA: not compiled in ({})", experiment::LIBTORCH_MISSING);

@@ -246,10 +246,7 @@ fn prepare(
 
 /// None on the CPU backends (bit for bit); the CUDA tolerance otherwise.
 fn tolerance_for(start: &ExperimentFile) -> Option<(f64, f64)> {
-    start
-        .device
-        .starts_with("cuda")
-        .then_some((CUDA_REL, CUDA_ABS))
+    crate::experiment::DeviceName::is_gpu(&start.device).then_some((CUDA_REL, CUDA_ABS))
 }
 
 /// The outcome of comparing the logs.

@@ -32,6 +32,12 @@
 //! `[0, 1]`, validates parameters against [`Strategy::params`], and turns panics
 //! into errors so they never cross the library boundary.
 
+#![deny(unsafe_code)]
+
+// SAFETY: no unsafe code is written here; abi_stable's derives and
+// `#[sabi_trait]` generate the unsafe impls of the ABI types (their layouts
+// and the trait object's vtable), which is what makes them checkable at load.
+#[allow(unsafe_code)]
 pub mod abi;
 mod ops;
 mod params;

@@ -9,6 +9,8 @@
 //! `[N, C, H, W]`) for 2-D, one axis for 1-D. Every helper takes them explicitly so
 //! the same code serves both.
 
+#![forbid(unsafe_code)]
+
 use plugin_api::{BinaryOp, Ops, Pool, Reduce, Result, ScalarOp, Tensor, Unary};
 
 /// Small constant of the DropBlock rescale, `numel / (sum + EPS)`.

@@ -93,7 +93,7 @@ pub(crate) fn fixture_experiment(data: &str, epochs: usize) -> String {
 
 fn plugins() -> &'static Vec<Found> {
     static P: OnceLock<Vec<Found>> = OnceLock::new();
-    P.get_or_init(|| discover(&repo_root().join("plugins"), &mut |_| {}).unwrap())
+    P.get_or_init(|| discover(&repo_root().join("plugins"), &mut |_: &str| {}).unwrap())
 }
 
 /// This machine with one GPU, so that what the start prompt offers does not
@@ -212,6 +212,15 @@ impl Effects for FakeEffects {
     fn edit(&mut self, file: &Path) -> Result<(), String> {
         self.calls.push(format!("edit {}", file.display()));
         Ok(())
+    }
+    /// Recorded, and done: the runs are the test's own copies.
+    fn archive(&mut self, run: &RunDir) -> Result<PathBuf, String> {
+        self.calls.push(format!("archive {}", run.path.display()));
+        probdrop_tui::run::notes::archive(run).map_err(|e| e.to_string())
+    }
+    fn delete(&mut self, run: &RunDir) -> Result<(), String> {
+        self.calls.push(format!("delete {}", run.path.display()));
+        probdrop_tui::run::notes::delete(run).map_err(|e| e.to_string())
     }
 }
 
@@ -519,7 +528,7 @@ fn experiments_view_shows_what_a_saved_change_did_to_running_runs() {
     let text = fixture_experiment(&data.display().to_string(), 200);
     std::fs::write(&file, &text).unwrap();
     let plugins_dir = repo_root().join("plugins");
-    let catalog = probdrop_tui::plugins::load(&plugins_dir, &mut |_| {})
+    let catalog = probdrop_tui::plugins::load(&plugins_dir, &mut |_: &str| {})
         .unwrap()
         .catalog;
     let select = probdrop_tui::run::prepare::Selection {

@@ -13,6 +13,7 @@ mod export;
 mod faults;
 mod hostile;
 mod hostile_trainer;
+mod house;
 mod manage;
 mod newcomer;
 mod ops_1_3;

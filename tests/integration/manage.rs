@@ -165,6 +165,8 @@ fn finished_runs_are_archived_or_deleted_after_asking_and_live_ones_are_not() {
     assert!(archived.join(dir::METRICS).is_file(), "{}", app.message);
     assert!(!first.exists());
     assert_eq!(app.runs.len(), 2);
+    // Through `Effects`, as every outside action.
+    assert_eq!(fx.calls, [format!("archive {}", first.display())]);
 
     // Delete asks too, and names what goes.
     let second = app.selected_run().unwrap().dir.path.clone();
@@ -173,6 +175,10 @@ fn finished_runs_are_archived_or_deleted_after_asking_and_live_ones_are_not() {
     press(&mut app, KeyCode::Enter, &mut fx);
     assert!(!second.exists(), "{}", app.message);
     assert_eq!(app.runs.len(), 1);
+    assert_eq!(
+        fx.calls.last(),
+        Some(&format!("delete {}", second.display()))
+    );
 
     // A training run is neither.
     let live = app.runs[0].dir.path.clone();

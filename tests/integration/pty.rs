@@ -637,3 +637,38 @@ fn a_strategy_crate_dropped_into_plugins_while_the_dashboard_runs_starts_from_it
     s.quit();
     stop_and_wait(&run);
 }
+
+/// Issue 34, item 17: while plugin crates build, the loading line says which
+/// crate of how many cargo is at, in place, before the first frame. The
+/// crate's build script waits long enough for cargo to draw its progress.
+#[test]
+fn the_loading_line_shows_which_crate_of_how_many_is_building() {
+    let tmp = workspace();
+    let krate = tmp.path().join("plugins/slow-build");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        "[package]\nname = \"slow-build\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+         [lib]\ncrate-type = [\"cdylib\"]\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        krate.join("build.rs"),
+        "fn main() { std::thread::sleep(std::time::Duration::from_secs(3)); }\n",
+    )
+    .unwrap();
+    std::fs::write(krate.join("src/lib.rs"), "").unwrap();
+    let s = Session::spawn_over(&tmp.path().join("plugins"), tmp.path(), &[], &[]);
+    s.wait_for("the first frame", Duration::from_secs(120), |t| {
+        t.contains("1 Runs")
+    });
+    let raw = String::from_utf8_lossy(&s.raw.lock().unwrap()).into_owned();
+    let before_screen = &raw[..raw.find("\x1b[?1049h").expect("entered the screen")];
+    // Which unit the first drawing finds depends on how fast the machine is.
+    assert!(
+        before_screen.contains("\rprobdrop-tui: building plugins: crate ")
+            && before_screen.contains(" of 3 (slow-build) …"),
+        "{before_screen:?}"
+    );
+    s.quit();
+}

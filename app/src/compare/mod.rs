@@ -241,14 +241,15 @@ fn load_comparison(
 ) -> Result<(Experiment, PathBuf)> {
     let loaded = crate::plugins::load(plugins, &mut crate::plugins::report_build_line)
         .with_context(|| format!("cannot read the plugins directory {}", plugins.display()))?;
+    // A placed trainer sees one GPU, its cuda:0.
+    let placed = PLACED_DEVICE.to_string();
     let (mut exp, source) = load_for_runs(
         &loaded.catalog,
         machine,
         &args.file,
-        // A placed trainer sees one GPU, its cuda:0.
         args.devices
             .as_ref()
-            .map_or(args.device.as_deref(), |_| Some(PLACED_DEVICE)),
+            .map_or(args.device.as_deref(), |_| Some(placed.as_str())),
         args.epochs,
     )?;
     // The baseline is always there: first, whether the file lists it or not.

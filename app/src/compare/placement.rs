@@ -8,8 +8,10 @@
 
 use anyhow::{Result, bail};
 
+use crate::experiment::{DeviceName, parse_device};
+
 /// The device each placed trainer opens: the only GPU it can see.
-pub const PLACED_DEVICE: &str = "cuda:0";
+pub const PLACED_DEVICE: DeviceName = DeviceName::Cuda(0);
 
 /// One GPU: its name as the user gave it, and its `CUDA_VISIBLE_DEVICES` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,10 +28,7 @@ pub fn parse_devices(
     available: &[String],
     inherited: Option<&str>,
 ) -> Result<Vec<Gpu>> {
-    let gpus: Vec<&String> = available
-        .iter()
-        .filter(|d| d.starts_with("cuda:"))
-        .collect();
+    let gpus: Vec<&String> = available.iter().filter(|d| DeviceName::is_gpu(d)).collect();
     let names: Vec<String> = if spec.trim() == "all" {
         gpus.iter().map(|d| d.to_string()).collect()
     } else {
@@ -53,7 +52,7 @@ pub fn parse_devices(
         if out.iter().any(|g| g.name == name) {
             bail!("--devices: {name} is listed twice");
         }
-        let index: usize = name["cuda:".len()..].parse()?;
+        let index = parse_device(&name)?.cuda_index().unwrap_or_default();
         let visible = match &entries {
             Some(e) => e
                 .get(index)
@@ -119,7 +118,7 @@ mod tests {
 
     fn machine(gpus: usize) -> Vec<String> {
         std::iter::once("cpu".to_string())
-            .chain((0..gpus).map(|i| format!("cuda:{i}")))
+            .chain((0..gpus).map(|i| DeviceName::Cuda(i).to_string()))
             .collect()
     }
 

@@ -3,11 +3,36 @@
 
 use super::BackendChoice;
 
-/// A device as named in an experiment file.
+/// A device as named in an experiment file, on the command line and in the
+/// dashboard: the one place "cuda:N" is read or written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceName {
     Cpu,
     Cuda(usize),
+}
+
+impl DeviceName {
+    /// The CUDA index of a GPU; `None` for the CPU.
+    pub fn cuda_index(self) -> Option<usize> {
+        match self {
+            DeviceName::Cpu => None,
+            DeviceName::Cuda(i) => Some(i),
+        }
+    }
+
+    /// Whether `text` names a GPU.
+    pub fn is_gpu(text: &str) -> bool {
+        parse_device(text).is_ok_and(|d| d.cuda_index().is_some())
+    }
+}
+
+impl std::fmt::Display for DeviceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceName::Cpu => f.write_str("cpu"),
+            DeviceName::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
 }
 
 /// Why a device cannot be used; each message says what would work.
@@ -20,12 +45,12 @@ pub enum DeviceError {
     #[error("{LIBTORCH_MISSING}")]
     NoLibTorch,
     #[error(
-        "cuda:{0} requested but LibTorch sees no CUDA device (CUDA build of torch? driver? \
+        "{0} requested but LibTorch sees no CUDA device (CUDA build of torch? driver? \
          `probdrop-tui doctor` shows what was found)"
     )]
-    NoCuda(usize),
-    #[error("cuda:{index} requested but LibTorch sees {count} CUDA device(s)")]
-    NoSuchCuda { index: usize, count: usize },
+    NoCuda(DeviceName),
+    #[error("{device} requested but LibTorch sees {count} CUDA device(s)")]
+    NoSuchCuda { device: DeviceName, count: usize },
 }
 
 /// Parses a device name.
@@ -87,6 +112,11 @@ mod tests {
                 .contains("cuda:N")
         );
         assert!(parse_device("cuda:x").is_err());
+        for name in [DeviceName::Cpu, DeviceName::Cuda(3)] {
+            assert_eq!(parse_device(&name.to_string()), Ok(name));
+        }
+        assert!(DeviceName::is_gpu("cuda:2") && !DeviceName::is_gpu("cpu"));
+        assert!(!DeviceName::is_gpu("cuda:all"));
     }
 
     #[test]

@@ -585,7 +585,7 @@ impl Checker<'_> {
         self.check_lr(&f.lr_schedule, &f.train);
         self.check_train(&f.train);
         self.check_limits(&f.data);
-        if !f.device.starts_with("cuda") {
+        if !DeviceName::is_gpu(&f.device) {
             self.check_memory(f);
         }
         let slots = model_slots(&f.model);

@@ -9,7 +9,7 @@ pub mod trial;
 pub mod watch;
 
 pub use library::{Library, LoadError, MaskContext, MaskError, Strategy};
-pub use registry::{Found, Source, discover};
+pub use registry::{BuildObserver, Found, Progress, Source, discover};
 
 use std::path::Path;
 
@@ -32,7 +32,7 @@ impl Loaded {
 
 /// Finds, builds and loads every strategy in `dir`; `on_build_line` gets the
 /// build output of plugin crates.
-pub fn load(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Result<Loaded> {
+pub fn load(dir: &Path, on_build_line: &mut dyn BuildObserver) -> std::io::Result<Loaded> {
     let found = discover(dir, on_build_line)?;
     let catalog = catalog_of(&found);
     Ok(Loaded { found, catalog })

@@ -88,13 +88,55 @@ pub struct BuildReport {
     pub log: String,
 }
 
+/// What a plugin build reports as it goes.
+pub trait BuildObserver {
+    /// A line of build output: cargo's own and the compiler's messages.
+    fn line(&mut self, line: &str);
+    /// Cargo's progress bar, redrawn as units finish; only a screen that
+    /// redraws in place wants it, so by default it is dropped.
+    fn progress(&mut self, _progress: &Progress) {}
+}
+
+/// Any closure over lines observes a build (and ignores its progress).
+impl<F: FnMut(&str) + ?Sized> BuildObserver for F {
+    fn line(&mut self, line: &str) {
+        self(line);
+    }
+}
+
+/// How far cargo has got: units (crates and build scripts) done of all it
+/// plans, and the first of those it is building now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    pub building: String,
+}
+
+/// Cargo's progress bar, `    Building [===>    ] 3/9: plugin-api, syn(build)`,
+/// as cargo prints it when told to outside a terminal (see `cargo_build`).
+pub fn parse_progress(line: &str) -> Option<Progress> {
+    let bar = line.trim().strip_prefix("Building")?.trim_start();
+    let after = bar.strip_prefix('[')?.split_once(']')?.1.trim();
+    let (counts, names) = after.split_once(':').unwrap_or((after, ""));
+    let (done, total) = counts.trim().split_once('/')?;
+    let first = names.split(',').next().unwrap_or("").trim();
+    // `syn(build)`, `syn(build.rs)`: the unit's kind, not its crate.
+    let building = first.split('(').next().unwrap_or(first);
+    Some(Progress {
+        done: done.parse().ok()?,
+        total: total.parse().ok()?,
+        building: building.to_string(),
+    })
+}
+
 /// Builds crates with `cargo build --release`, streaming each line of cargo's
-/// human output to `on_line`: one cargo call per workspace (crates that are not
+/// human output to `on_line` and its progress bar to `on_line.progress`: one cargo call per workspace (crates that are not
 /// in one are each their own), `--keep-going` so that one broken crate spares
 /// the others. A crate whose manifest cargo cannot load fails with that error;
 /// the other members of its workspace, which cargo then cannot build, are taken
 /// from their last build if they have one.
-pub fn build_crates(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> BuildReport {
+pub fn build_crates(crates: &[PluginCrate], on_line: &mut dyn BuildObserver) -> BuildReport {
     let mut report = BuildReport::default();
     for (root, group) in by_workspace(crates) {
         let mut part = build_workspace(&group, on_line);
@@ -152,7 +194,7 @@ fn attribute_manifest_errors(
     root: &Path,
     group: &[PluginCrate],
     part: &mut BuildReport,
-    on_line: &mut dyn FnMut(&str),
+    on_line: &mut dyn BuildObserver,
 ) {
     let Some(culprit) = manifest_culprit(&part.log) else {
         return;
@@ -167,7 +209,7 @@ fn attribute_manifest_errors(
         } else {
             match last_build(root, &c.package) {
                 Some(lib) => {
-                    on_line(&format!(
+                    on_line.line(&format!(
                         "{}: not rebuilt (cargo cannot load the workspace because of {}); using its last build {}",
                         c.package,
                         culprit.display(),
@@ -225,7 +267,7 @@ fn target_dir(root: &Path) -> PathBuf {
 }
 
 /// One cargo call for the crates of one workspace.
-fn build_workspace(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> BuildReport {
+fn build_workspace(crates: &[PluginCrate], on_line: &mut dyn BuildObserver) -> BuildReport {
     let mut report = BuildReport::default();
     if crates.is_empty() {
         return report;
@@ -234,7 +276,7 @@ fn build_workspace(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> Bui
         Ok(child) => child,
         Err(e) => {
             let msg = format!("cannot run cargo to build plugin crates: {e}");
-            on_line(&msg);
+            on_line.line(&msg);
             for c in crates {
                 report.libraries.insert(c.package.clone(), Err(msg.clone()));
             }
@@ -244,7 +286,10 @@ fn build_workspace(crates: &[PluginCrate], on_line: &mut dyn FnMut(&str)) -> Bui
     let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in merged_output(&mut child) {
         match line {
-            Output::Text(text) => report.note(&text, on_line),
+            Output::Text(text) => match parse_progress(&text) {
+                Some(progress) => on_line.progress(&progress),
+                None => report.note(&text, on_line),
+            },
             Output::Json(line) => report.read_message(&line, &mut errors, on_line),
         }
     }
@@ -277,6 +322,10 @@ fn cargo_build(crates: &[PluginCrate]) -> Command {
         .arg("--release")
         .arg("--keep-going")
         .arg("--message-format=json-diagnostic-rendered-ansi")
+        // The progress bar, which cargo draws only on a terminal, for the
+        // dashboard's loading line (`parse_progress` reads it).
+        .args(["--config", "term.progress.when=\"always\""])
+        .args(["--config", "term.progress.width=100"])
         .arg("--manifest-path")
         .arg(first.join("Cargo.toml"));
     for c in crates {
@@ -286,7 +335,8 @@ fn cargo_build(crates: &[PluginCrate]) -> Command {
     cmd
 }
 
-/// A line cargo printed: a JSON message (stdout) or progress text (stderr).
+/// A line cargo printed: a JSON message (stdout) or text (stderr): a status
+/// line, a warning, or a redrawing of the progress bar.
 enum Output {
     Json(String),
     Text(String),
@@ -305,17 +355,42 @@ fn merged_output(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<O
         }
     });
     std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+        split_lines(BufReader::new(stderr), &mut |l| {
             let _ = tx_err.send(Output::Text(l));
-        }
+        });
     });
     rx
 }
 
+/// Cargo's stderr as it comes, split at newlines and at the carriage returns
+/// that end each redrawing of the progress bar (a blank redrawing, which
+/// only clears the bar, is no line).
+fn split_lines(mut from: impl BufRead, each: &mut dyn FnMut(String)) {
+    let mut line = Vec::new();
+    while let Ok(buf) = from.fill_buf() {
+        if buf.is_empty() {
+            break;
+        }
+        for &byte in buf {
+            match byte {
+                b'\n' => each(String::from_utf8_lossy(&std::mem::take(&mut line)).into_owned()),
+                b'\r' if line.iter().all(u8::is_ascii_whitespace) => line.clear(),
+                b'\r' => each(String::from_utf8_lossy(&std::mem::take(&mut line)).into_owned()),
+                _ => line.push(byte),
+            }
+        }
+        let n = buf.len();
+        from.consume(n);
+    }
+    if !line.is_empty() {
+        each(String::from_utf8_lossy(&line).into_owned());
+    }
+}
+
 impl BuildReport {
     /// A line of build output: shown as it comes and kept in the log.
-    fn note(&mut self, line: &str, on_line: &mut dyn FnMut(&str)) {
-        on_line(line);
+    fn note(&mut self, line: &str, on_line: &mut dyn BuildObserver) {
+        on_line.line(line);
         self.log.push_str(line);
         self.log.push('\n');
     }
@@ -326,7 +401,7 @@ impl BuildReport {
         &mut self,
         line: &str,
         errors: &mut BTreeMap<String, Vec<String>>,
-        on_line: &mut dyn FnMut(&str),
+        on_line: &mut dyn BuildObserver,
     ) {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             return;
@@ -491,7 +566,7 @@ fn load_all(to_load: Vec<(Found, Option<PathBuf>)>) -> Vec<Found> {
 }
 
 /// Finds, builds and loads every strategy in `dir`.
-pub fn discover(dir: &Path, on_build_line: &mut dyn FnMut(&str)) -> std::io::Result<Vec<Found>> {
+pub fn discover(dir: &Path, on_build_line: &mut dyn BuildObserver) -> std::io::Result<Vec<Found>> {
     let (crate_dirs, libs) = scan(dir)?;
     let mut found = Vec::new();
     let mut crates = Vec::new();
@@ -624,6 +699,53 @@ mod tests {
         assert_eq!(
             strip_ansi("\u{1b}[1m\u{1b}[38;5;9merror\u{1b}[0m: x"),
             "error: x"
+        );
+    }
+
+    /// Cargo 1.95's stderr with `term.progress.when = "always"`, as read.
+    const CARGO_STDERR: &[u8] = b"   Compiling a v0.1.0 (/w/a)\n    Building \
+        [                             ] 0/4: a(build.rs)            \r    Building \
+        [======>                      ] 1/4: a(build)               \r   Compiling b v0.1.0 (/w/b)\n\
+        \n    Building [====================>        ] 3/4: b, c     \r      \r    Finished `release`\n";
+
+    #[test]
+    fn cargo_stderr_splits_at_each_redrawing_of_the_bar() {
+        let mut lines = Vec::new();
+        split_lines(CARGO_STDERR, &mut |l| lines.push(l));
+        let progress: Vec<Progress> = lines.iter().filter_map(|l| parse_progress(l)).collect();
+        let text: Vec<&str> = lines
+            .iter()
+            .filter(|l| parse_progress(l).is_none())
+            .map(|l| l.trim())
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "Compiling a v0.1.0 (/w/a)",
+                "Compiling b v0.1.0 (/w/b)",
+                "",
+                "Finished `release`"
+            ]
+        );
+        let bar = |done, building: &str| Progress {
+            done,
+            total: 4,
+            building: building.into(),
+        };
+        assert_eq!(progress, [bar(0, "a"), bar(1, "a"), bar(3, "b")]);
+    }
+
+    #[test]
+    fn only_the_progress_bar_is_progress() {
+        assert_eq!(parse_progress("   Compiling a v0.1.0 (/w/a)"), None);
+        assert_eq!(parse_progress("    Building [ ] x/4: a"), None);
+        assert_eq!(
+            parse_progress("    Building [=>  ] 2/7"),
+            Some(Progress {
+                done: 2,
+                total: 7,
+                building: String::new()
+            })
         );
     }
 }

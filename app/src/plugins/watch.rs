@@ -169,7 +169,7 @@ impl State {
             }
         };
         let tx = self.tx.clone();
-        let report = build_crates(std::slice::from_ref(&krate), &mut |line| {
+        let report = build_crates(std::slice::from_ref(&krate), &mut |line: &str| {
             let _ = tx.send(ReloadEvent::BuildOutput {
                 line: line.to_string(),
             });

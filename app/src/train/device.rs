@@ -24,10 +24,13 @@ fn open_libtorch(name: DeviceName) -> Result<Device, DeviceError> {
         DeviceName::Cuda(i) => {
             let count = cuda_device_count();
             if count == 0 {
-                return Err(DeviceError::NoCuda(i));
+                return Err(DeviceError::NoCuda(name));
             }
             if i >= count {
-                return Err(DeviceError::NoSuchCuda { index: i, count });
+                return Err(DeviceError::NoSuchCuda {
+                    device: name,
+                    count,
+                });
             }
             Ok(Device::libtorch_cuda(i))
         }
@@ -75,9 +78,10 @@ pub fn cuda_device_count() -> usize {
 
 /// Devices this build can open: the CPU, then each CUDA device LibTorch sees.
 pub fn available_devices() -> Vec<String> {
-    let mut v = vec!["cpu".to_string()];
-    v.extend((0..cuda_device_count()).map(|i| format!("cuda:{i}")));
-    v
+    std::iter::once(DeviceName::Cpu)
+        .chain((0..cuda_device_count()).map(DeviceName::Cuda))
+        .map(|d| d.to_string())
+        .collect()
 }
 
 /// Human-readable backends compiled in.
@@ -102,9 +106,9 @@ pub struct Facts {
 
 /// The facts for `device` (as an experiment names it).
 pub fn facts(device: &str) -> Facts {
-    let name = match device.strip_prefix("cuda:") {
-        Some(index) => gpu_name(index),
-        None => cpu_model(),
+    let name = match crate::experiment::parse_device(device).map(DeviceName::cuda_index) {
+        Ok(Some(index)) => gpu_name(index),
+        _ => cpu_model(),
     };
     #[cfg(feature = "tch")]
     let (libtorch, cuda) = (
@@ -139,9 +143,10 @@ fn cpu_model() -> String {
 }
 
 /// The GPU's name as the driver gives it (`nvidia-smi`), or "GPU <index>".
-fn gpu_name(index: &str) -> String {
+fn gpu_name(index: usize) -> String {
     std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=name", "--format=csv,noheader", "-i", index])
+        .args(["--query-gpu=name", "--format=csv,noheader", "-i"])
+        .arg(index.to_string())
         .stderr(std::process::Stdio::null())
         .output()
         .ok()

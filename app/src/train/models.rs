@@ -66,13 +66,6 @@ impl SmallCnnConfig {
         let side = self.channels.iter().fold(self.image_size, |s, _| s / 2);
         self.channels.last().copied().unwrap_or(self.in_channels) * side * side
     }
-
-    /// The model's dropout slots, in forward order.
-    pub fn slots(&self) -> Vec<String> {
-        (2..=self.channels.len())
-            .map(|i| format!("block{i}"))
-            .collect()
-    }
 }
 
 impl SmallCnn {
@@ -293,7 +286,11 @@ mod tests {
     fn shapes_and_slots_follow_the_config() {
         let device = Device::default();
         let config = SmallCnnConfig::new().with_channels(vec![8, 16, 16]);
-        assert_eq!(config.slots(), ["block2", "block3"]);
+        let spec = ModelSpec {
+            channels: Some(config.channels.clone()),
+            ..ModelSpec::of(ModelKind::SmallCnn)
+        };
+        assert_eq!(crate::experiment::model_slots(&spec), ["block2", "block3"]);
         assert_eq!(config.flat_features(), 16 * 3 * 3);
         let model = config.init(&device);
         let x = Tensor::<4>::random([5, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);

@@ -141,11 +141,6 @@ impl ResNetConfig {
             fc: LinearConfig::new(inputs, self.classes).init(device),
         })
     }
-
-    /// The model's dropout slots, in forward order.
-    pub fn slots(&self) -> Vec<String> {
-        SLOTS.iter().map(|s| s.to_string()).collect()
-    }
 }
 
 impl ResNet {
@@ -300,7 +295,8 @@ mod tests {
     fn cifar_resnet18_shapes_and_slots() {
         let device = Device::default();
         let config = ResNetConfig::new(18, 10, true);
-        assert_eq!(config.slots(), ["stage3", "stage4"]);
+        let spec = crate::experiment::ModelSpec::of(crate::experiment::ModelKind::Resnet18);
+        assert_eq!(crate::experiment::model_slots(&spec), SLOTS);
         let model = config.init(&device).unwrap();
         let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
         let (logits, seen) = slot_shapes(&model, x);

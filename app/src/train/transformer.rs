@@ -136,14 +136,6 @@ impl TextEncoderConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
         })
     }
-
-    /// The encoder's dropout slots, in forward order (`heads` is one slot shared
-    /// by every layer).
-    pub fn slots(&self) -> Vec<String> {
-        let mut slots: Vec<String> = (1..=self.layers).map(|i| format!("layer{i}")).collect();
-        slots.push("heads".into());
-        slots
-    }
 }
 
 impl EncoderLayer {
@@ -261,7 +253,14 @@ mod tests {
     fn shapes_and_slots() {
         let device = Device::default();
         let c = config();
-        assert_eq!(c.slots(), ["layer1", "layer2", "heads"]);
+        let spec = crate::experiment::ModelSpec {
+            layers: Some(c.layers),
+            ..crate::experiment::ModelSpec::of(crate::experiment::ModelKind::Transformer)
+        };
+        assert_eq!(
+            crate::experiment::model_slots(&spec),
+            ["layer1", "layer2", "heads"]
+        );
         let model = c.init(&device).unwrap();
         let (ids, pad) = batch(&[vec![2, 7, 9, 3], vec![2, 5, 3]], 8, &device);
         let mut seen = Record(Vec::new());

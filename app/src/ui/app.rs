@@ -1,6 +1,7 @@
 //! Dashboard state and what actions do to it (event → state; drawing is in
 //! `views`). Actions that reach outside — starting a trainer, a control message,
-//! the editor — go through `Effects`, so tests can run every key without spawning.
+//! the editor, archiving or deleting a run — go through `Effects`, so tests can
+//! run every key without spawning.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use super::manage::{Ask, Confirm, Entry, TextKey};
 use super::runlist::RunList;
 use super::state::{ChartOptions, FOLLOW_NEWEST, MaskCursor, Selected, cycle, move_cursor};
 use super::workspace::{self, DisplayState, ExperimentView, RunView};
-use crate::experiment::{Catalog, Machine};
+use crate::experiment::{Catalog, DeviceName, Machine};
 use crate::plugins::Found;
 use crate::plugins::watch::ReloadEvent;
 use crate::run::control::Command as Ctl;
@@ -30,6 +31,10 @@ pub trait Effects {
     fn start_compare(&mut self, experiment: &Path, device: Option<&str>)
     -> Result<PathBuf, String>;
     fn edit(&mut self, file: &Path) -> Result<(), String>;
+    /// Moves a finished run to the archive; says where it went.
+    fn archive(&mut self, run: &RunDir) -> Result<PathBuf, String>;
+    /// Deletes a finished run's directory.
+    fn delete(&mut self, run: &RunDir) -> Result<(), String>;
     /// Collects trainers that exited; says what was recorded about each.
     fn reap(&mut self) -> Vec<String> {
         Vec::new()
@@ -851,7 +856,7 @@ impl App {
                 .filter(|d| **d != file_device)
                 .map(|d| Some(d.clone())),
         );
-        if compare && self.devices.iter().any(|d| d.starts_with("cuda:")) {
+        if compare && self.devices.iter().any(|d| DeviceName::is_gpu(d)) {
             choices.push(Some(crate::run::trainer::ALL_GPUS.to_string()));
         }
         self.prompt = Some(StartPrompt {

@@ -268,19 +268,19 @@ impl App {
                 Ok(()) => format!("stop sent to {}", c.name),
                 Err(e) => format!("stop failed: {e}"),
             },
-            Ask::Archive | Ask::Delete => self.put_away(&c),
+            Ask::Archive | Ask::Delete => self.put_away(&c, fx),
             Ask::Rerun => self.rerun(&c, fx),
         };
     }
 
     /// Archives or deletes a run, then lists the runs left.
-    fn put_away(&mut self, c: &Confirm) -> String {
+    fn put_away(&mut self, c: &Confirm, fx: &mut dyn Effects) -> String {
         let said = match c.ask {
-            Ask::Archive => match notes::archive(&c.run) {
+            Ask::Archive => match fx.archive(&c.run) {
                 Ok(to) => format!("{} archived in {}", c.name, to.display()),
                 Err(e) => format!("not archived: {e}"),
             },
-            _ => match notes::delete(&c.run) {
+            _ => match fx.delete(&c.run) {
                 Ok(()) => format!("{} deleted", c.name),
                 Err(e) => format!("not deleted: {e}"),
             },

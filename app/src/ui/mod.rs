@@ -5,6 +5,7 @@ pub mod app;
 pub mod export_view;
 pub mod identity;
 pub mod keys;
+pub mod loading;
 pub mod manage;
 pub mod runlist;
 pub mod saved;
@@ -287,6 +288,22 @@ impl Effects for RealEffects {
         Ok(log_file)
     }
 
+    fn archive(&mut self, run: &RunDir) -> Result<PathBuf, String> {
+        let to = crate::run::notes::archive(run).map_err(|e| e.to_string())?;
+        log(&format!(
+            "archived {} in {}",
+            run.path.display(),
+            to.display()
+        ));
+        Ok(to)
+    }
+
+    fn delete(&mut self, run: &RunDir) -> Result<(), String> {
+        crate::run::notes::delete(run).map_err(|e| e.to_string())?;
+        log(&format!("deleted {}", run.path.display()));
+        Ok(())
+    }
+
     fn edit(&mut self, file: &Path) -> Result<(), String> {
         let editor = std::env::var("VISUAL")
             .or_else(|_| std::env::var("EDITOR"))
@@ -317,11 +334,6 @@ pub fn run(mut opts: Options) -> Result<()> {
     // Comparisons name their runs by canonical path: so does the dashboard,
     // or a comparison's runs would not be found among its own.
     opts.runs = opts.runs.canonicalize()?;
-    eprintln!(
-        "probdrop-tui: loading plugins from {} … (log: {})",
-        opts.plugins.display(),
-        log_path(&opts.runs).display()
-    );
     log(&format!(
         "dashboard {} started: runs {}, experiments {}, plugins {}",
         std::process::id(),
@@ -370,15 +382,15 @@ pub fn run(mut opts: Options) -> Result<()> {
     result
 }
 
-/// Loads the plugins (their build output goes to the log and the Plugins view)
-/// and reads everything the dashboard shows.
+/// Loads the plugins (their build output goes to the log and the Plugins view,
+/// their build's progress to the loading line) and reads everything the
+/// dashboard shows.
 fn open_app(opts: &Options) -> Result<App> {
-    let mut build_log = Vec::new();
-    let found = crate::plugins::discover(&opts.plugins, &mut |l| {
-        log(l);
-        build_log.push(l.to_string())
-    })
-    .with_context(|| format!("reading {}", opts.plugins.display()))?;
+    let log_file = log_path(&opts.runs);
+    let mut loading = loading::Loading::start(&opts.plugins, &log_file);
+    let found = crate::plugins::discover(&opts.plugins, &mut loading);
+    let build_log = loading.finish();
+    let found = found.with_context(|| format!("reading {}", opts.plugins.display()))?;
     for f in &found {
         if let Err(e) = &f.outcome {
             log(&format!("plugin {} refused: {}", f.id, e.0));

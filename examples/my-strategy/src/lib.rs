@@ -2,6 +2,8 @@
 //! each column with probability `p`, and rescales so the expectation is kept.
 //! Copy this directory into `plugins/`, rename it, and change `mask`.
 
+#![forbid(unsafe_code)]
+
 use plugin_api::{Ctx, Error, Ops, ParamSpec, Params, Result, Strategy, Tensor};
 
 pub struct Stripes {

@@ -8,6 +8,8 @@
 //! (`randint` with shape `[N, 1, 1, 1]`), integer coordinates (`arange`) and
 //! choosing per sample (`select`), all of interface 1.3.
 
+#![forbid(unsafe_code)]
+
 use plugin_api::{Ctx, Error, Ops, ParamSpec, Params, Result, ScalarOp, Strategy, Tensor};
 
 pub struct Cutout {

@@ -1,5 +1,7 @@
 //! DropBlock (Ghiasi et al. 2018), as torchvision's `drop_block2d` computes it.
 
+#![forbid(unsafe_code)]
+
 use plugin_api::{Ctx, Error, Ops, ParamSpec, Params, Result, Strategy, Tensor};
 use strategy_kit::{clip_block, dropblock_mask, ghiasi_gamma};
 

@@ -1,6 +1,8 @@
 //! DropBlock1D: DropBlock with blocks of `b` consecutive positions along one axis
 //! of a `[N, T, D]` (tokens x hidden) input.
 
+#![forbid(unsafe_code)]
+
 use plugin_api::{Ctx, Error, Ops, ParamSpec, Params, Result, Strategy, Tensor};
 use strategy_kit::{clip_block, dropblock1d_mask, input_validity};
 

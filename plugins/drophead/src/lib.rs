@@ -1,6 +1,8 @@
 //! DropHead: Bernoulli(1 - p) per (sample, head) on attention outputs, rescaled
 //! per sample by `heads / kept_heads`.
 
+#![forbid(unsafe_code)]
+
 use plugin_api::{Ctx, Error, Ops, ParamSpec, Params, Reduce, Result, Strategy, Tensor};
 
 pub struct DropHead {

@@ -1,6 +1,8 @@
 //! Dropout (unstructured): every element kept independently with probability
 //! `1 - p`; `m = keep / (1 - p)`.
 
+#![forbid(unsafe_code)]
+
 use plugin_api::{Ctx, Ops, ParamSpec, Params, Result, Strategy, Tensor};
 
 pub struct Dropout;

@@ -1,6 +1,8 @@
 //! Dropout2d / SpatialDropout: one Bernoulli(1 - p) draw per (sample, channel),
 //! shared by the whole feature map; `m = keep / (1 - p)`, shape `[N, C, 1, ...]`.
 
+#![forbid(unsafe_code)]
+
 use plugin_api::{Ctx, Error, Ops, ParamSpec, Params, Result, Strategy, Tensor};
 
 pub struct Dropout2d;

@@ -1,6 +1,8 @@
 //! DropPath / stochastic depth: one Bernoulli(1 - p) per sample on a residual
 //! branch's output; `m = keep / (1 - p)`, shape `[N, 1, 1, ...]`.
 
+#![forbid(unsafe_code)]
+
 use plugin_api::{Ctx, Ops, ParamSpec, Params, Result, Strategy, Tensor};
 
 pub struct DropPath;

@@ -2,6 +2,8 @@
 //! probability follows the normalised feature salience. See `plugins/README.md`
 //! for the default reading and the switches for the competing ones.
 
+#![forbid(unsafe_code)]
+
 use plugin_api::{Ctx, Error, Ops, ParamSpec, Params, Result, Strategy, Tensor};
 use strategy_kit::ProbConfig;
 

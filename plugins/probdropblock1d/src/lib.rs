@@ -1,5 +1,7 @@
 //! ProbDropBlock1D: ProbDropBlock with blocks along one axis of `[N, T, D]`.
 
+#![forbid(unsafe_code)]
+
 use plugin_api::{Ctx, Error, Ops, ParamSpec, Params, Reduce, Result, Strategy, Tensor};
 use strategy_kit::ProbConfig;
 

@@ -116,7 +116,7 @@ fn build() -> BTreeMap<String, PathBuf> {
     )
     .unwrap();
     let mut log = String::new();
-    let report = build_crates(&crates, &mut |l| {
+    let report = build_crates(&crates, &mut |l: &str| {
         log.push_str(l);
         log.push('\n');
     });

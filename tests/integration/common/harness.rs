@@ -59,7 +59,7 @@ impl Setup {
 
     /// The experiment's run directory, prepared as `run` prepares it (queued).
     pub fn prepare(&self) -> RunDir {
-        let catalog = probdrop_tui::plugins::load(&self.plugins, &mut |_| {})
+        let catalog = probdrop_tui::plugins::load(&self.plugins, &mut |_: &str| {})
             .unwrap()
             .catalog;
         let select = probdrop_tui::run::prepare::Selection::default();

@@ -116,7 +116,7 @@ pub fn bundled() -> &'static HashMap<String, Library> {
     static LIBS: OnceLock<HashMap<String, Library>> = OnceLock::new();
     LIBS.get_or_init(|| {
         let mut log = String::new();
-        let found = discover(&repo_root().join("plugins"), &mut |l| {
+        let found = discover(&repo_root().join("plugins"), &mut |l: &str| {
             log.push_str(l);
             log.push('\n');
         })

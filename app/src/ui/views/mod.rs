@@ -20,7 +20,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, TableState, Tabs, Wrap}
 use super::app::{App, StartPrompt};
 use super::keys::{KEYMAP, Scope, View};
 use super::manage::{Confirm, Entry};
-use super::workspace::{DisplayState, RunView};
+use super::workspace::DisplayState;
 use crate::run::dir::State;
 
 pub use charts::CurveCache;
@@ -379,16 +379,33 @@ fn draw_help(frame: &mut Frame, area: Rect, page: usize) {
     }
 }
 
-/// The runs view's one-line summary of a run (for logs and tests).
-pub fn run_summary(r: &RunView) -> String {
-    let st = r.status.as_ref();
-    format!(
-        "{} {} {}/{}",
-        r.name(),
-        r.state().label(),
-        st.map_or(0, |s| s.step),
-        st.map_or(0, |s| s.total_steps)
-    )
+/// A message of several lines (a diagnostic: its text, the quoted line, the
+/// caret under the column) as lines of its own, never joined: the first after
+/// `lead`, the others after `indent`, so the caret stays under its column.
+pub(super) fn message_lines(
+    lead: Vec<ratatui::text::Span<'static>>,
+    message: &str,
+    indent: &str,
+) -> Vec<Line<'static>> {
+    let mut parts = message.lines();
+    let mut first = lead;
+    first.push(ratatui::text::Span::raw(
+        parts.next().unwrap_or("").to_string(),
+    ));
+    let mut out = vec![Line::from(first)];
+    out.extend(parts.map(|l| Line::from(format!("{indent}{l}"))));
+    out
+}
+
+/// A message's first line, with " …" when it has more (a list row).
+pub(super) fn first_line_of(message: &str) -> String {
+    let mut parts = message.lines();
+    let first = parts.next().unwrap_or("").to_string();
+    if parts.next().is_some() {
+        format!("{first} …")
+    } else {
+        first
+    }
 }
 
 /// A message of several lines (a diagnostic: its text, the quoted line, the
