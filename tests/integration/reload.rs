@@ -190,7 +190,7 @@ fn hot_reload_swaps_versions_and_refuses_broken_ones() {
 fn a_changed_plugin_crate_is_rebuilt_and_reloaded() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = common::fixtures::example_crate_in(dir.path());
-    let found = probdrop_tui::plugins::discover(&plugins, &mut |_| {}).unwrap();
+    let found = probdrop_tui::plugins::discover(&plugins, &mut |_: &str| {}).unwrap();
     let lib = found
         .into_iter()
         .next()
@@ -220,7 +220,7 @@ fn a_changed_plugin_crate_is_rebuilt_and_reloaded() {
                 ReloadEvent::Ready { library, .. } => swapped = live.offer(&library),
                 ReloadEvent::BuildOutput { .. } => built_lines += 1,
                 ReloadEvent::Refused { reason, .. } => panic!("refused: {reason}"),
-                ReloadEvent::Gone { path } => panic!("gone: {}", path.display()),
+                ReloadEvent::Gone { path } => panic!("{} reported gone", path.display()),
             }
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -408,35 +408,6 @@ pub(super) fn first_line_of(message: &str) -> String {
     }
 }
 
-/// A message of several lines (a diagnostic: its text, the quoted line, the
-/// caret under the column) as lines of its own, never joined: the first after
-/// `lead`, the others after `indent`, so the caret stays under its column.
-pub(super) fn message_lines(
-    lead: Vec<ratatui::text::Span<'static>>,
-    message: &str,
-    indent: &str,
-) -> Vec<Line<'static>> {
-    let mut parts = message.lines();
-    let mut first = lead;
-    first.push(ratatui::text::Span::raw(
-        parts.next().unwrap_or("").to_string(),
-    ));
-    let mut out = vec![Line::from(first)];
-    out.extend(parts.map(|l| Line::from(format!("{indent}{l}"))));
-    out
-}
-
-/// A message's first line, with " …" when it has more (a list row).
-pub(super) fn first_line_of(message: &str) -> String {
-    let mut parts = message.lines();
-    let first = parts.next().unwrap_or("").to_string();
-    if parts.next().is_some() {
-        format!("{first} …")
-    } else {
-        first
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
