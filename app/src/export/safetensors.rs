@@ -226,7 +226,36 @@ fn transposed(entry: Entry) -> Entry {
     }
 }
 
-/// `__metadata__`: who the weights are, and how they were named.
+/// The metadata keys of the run's input, each a JSON array: per-channel
+/// mean and std of pixels in [0, 1] (torchvision's `Normalize(mean, std)`
+/// after `ToTensor()`), and the class of each output.
+pub const INPUT_KEYS: [&str; 3] = ["mean", "std", "classes"];
+
+/// The run's input as metadata entries ([`INPUT_KEYS`]); none, and a
+/// warning, for a run trained before its trainer wrote input.json.
+fn input_metadata(run: &RunDir) -> Vec<(String, String)> {
+    let Some(input) = run.input() else {
+        eprintln!(
+            "{}: no {} (trained by an older version): the file has no input normalisation",
+            run.path.display(),
+            crate::run::dir::INPUT
+        );
+        return Vec::new();
+    };
+    let values = [
+        serde_json::json!(input.mean).to_string(),
+        serde_json::json!(input.std).to_string(),
+        serde_json::json!(input.classes).to_string(),
+    ];
+    INPUT_KEYS
+        .iter()
+        .map(|k| k.to_string())
+        .zip(values)
+        .collect()
+}
+
+/// `__metadata__`: who the weights are, how they were named, and what input
+/// they take.
 fn metadata(
     run: &RunDir,
     kind: ModelKind,
@@ -241,7 +270,7 @@ fn metadata(
             Some(3) => "cifar: conv1 3x3 stride 1 padding 1, no maxpool",
             _ => "imagenet: conv1 7x7 stride 2 padding 3, maxpool 3x3 stride 2",
         });
-    HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), "pt".to_string()),
         ("run".to_string(), run_name.into_owned()),
         ("model".to_string(), kind_name(kind)),
@@ -249,7 +278,9 @@ fn metadata(
         ("epoch".to_string(), checkpoint.epoch.to_string()),
         ("stem".to_string(), stem.to_string()),
         ("names".to_string(), CONVENTION.to_string()),
-    ])
+    ]);
+    metadata.extend(input_metadata(run));
+    metadata
 }
 
 #[cfg(test)]
