@@ -155,7 +155,6 @@ impl Probe {
     }
 }
 
-
 /// One process's own use of the machine.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ProcessSample {

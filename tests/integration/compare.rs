@@ -129,7 +129,14 @@ fn the_table_matches_the_run_directories() {
 fn the_comparison_exports_into_its_own_folder(cwd: &Path, manifest: &Manifest) {
     let out = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
         .current_dir(cwd)
-        .args(["export", "compare/tiny", "--format", "csv", "--out", "exports"])
+        .args([
+            "export",
+            "compare/tiny",
+            "--format",
+            "csv",
+            "--out",
+            "exports",
+        ])
         .output()
         .unwrap();
     let written = ok(out);
@@ -141,7 +148,10 @@ fn the_comparison_exports_into_its_own_folder(cwd: &Path, manifest: &Manifest) {
     for e in manifest.current() {
         let name = e.dir.file_name().unwrap().to_string_lossy();
         let metrics = format!("exports/tiny/{name}/metrics.csv");
-        assert!(written.lines().any(|l| l == metrics), "{metrics} in {written}");
+        assert!(
+            written.lines().any(|l| l == metrics),
+            "{metrics} in {written}"
+        );
         assert!(cwd.join(&metrics).is_file(), "{metrics}");
     }
 }

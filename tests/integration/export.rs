@@ -445,7 +445,10 @@ fn the_mask_figure_shows_the_channel_with_most_drops(run: &RunDir, file: &str, s
         .collect();
     let dropped = |s: &probdrop_tui::run::dir::SnapshotLine, c: usize| {
         let plane = s.height * s.width;
-        s.mask[c * plane..(c + 1) * plane].iter().filter(|m| **m == 0.0).count()
+        s.mask[c * plane..(c + 1) * plane]
+            .iter()
+            .filter(|m| **m == 0.0)
+            .count()
     };
     let most = last
         .iter()
@@ -609,10 +612,7 @@ fn a_resnet_run_exports_torchvision_named_safetensors() {
 /// Issue 34, item 20: the file says how the run normalised its input (the
 /// per-channel mean and std of its training split, as the trainer's own
 /// `channel_stats` computes them) and names its classes, as JSON arrays.
-fn the_metadata_has_the_runs_input(
-    run: &RunDir,
-    meta: &std::collections::HashMap<String, String>,
-) {
+fn the_metadata_has_the_runs_input(run: &RunDir, meta: &std::collections::HashMap<String, String>) {
     use probdrop_tui::train::data;
     let spec = run.experiment().unwrap().data;
     assert!(spec.normalize, "the experiment normalises its input");
@@ -621,7 +621,10 @@ fn the_metadata_has_the_runs_input(
     let floats = |key: &str| -> Vec<f32> { serde_json::from_str(&meta[key]).unwrap() };
     assert_eq!(floats("mean"), mean, "{meta:?}");
     assert_eq!(floats("std"), std, "{meta:?}");
-    assert!(mean[0] > 0.0 && std[0] > 0.0 && std[0] != 1.0, "{mean:?} {std:?}");
+    assert!(
+        mean[0] > 0.0 && std[0] > 0.0 && std[0] != 1.0,
+        "{mean:?} {std:?}"
+    );
     let classes: Vec<String> = serde_json::from_str(&meta["classes"]).unwrap();
     let numbered: Vec<String> = (0..10).map(|c| c.to_string()).collect();
     assert_eq!(classes, numbered, "IDX files name no classes");

@@ -897,7 +897,10 @@ fn a_trainer_logs_its_use_of_the_machine_as_system_metrics() {
         assert!(values.iter().all(|v| v.1 >= 0.0), "{name}: {values:?}");
     }
     let rss = train_steps(&metrics, metric::RSS_BYTES);
-    assert!(rss.iter().all(|v| v.1 > 1e6), "a trainer holds megabytes: {rss:?}");
+    assert!(
+        rss.iter().all(|v| v.1 > 1e6),
+        "a trainer holds megabytes: {rss:?}"
+    );
     let system: Vec<&str> = (metrics.iter())
         .map(|m| m.metric.as_str())
         .filter(|m| metric::is_system(m))
@@ -937,7 +940,14 @@ fn a_trainer_logs_its_use_of_the_machine_as_system_metrics() {
     assert!(out.status.success(), "{}", output_text(&out));
     let name = run.path.file_name().unwrap();
     let csv = std::fs::read_to_string(exported.join(name).join("metrics.csv")).unwrap();
-    let rows = |m: &str| csv.lines().filter(|l| l.contains(&format!(",{m},"))).count();
-    assert_eq!(rows(metric::CPU_PERCENT), train_steps(&metrics, metric::CPU_PERCENT).len());
+    let rows = |m: &str| {
+        csv.lines()
+            .filter(|l| l.contains(&format!(",{m},")))
+            .count()
+    };
+    assert_eq!(
+        rows(metric::CPU_PERCENT),
+        train_steps(&metrics, metric::CPU_PERCENT).len()
+    );
     assert_eq!(rows(metric::RSS_BYTES), rss.len());
 }

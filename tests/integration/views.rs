@@ -353,7 +353,12 @@ fn masks_fill_the_space_and_say_the_snapshots_dropped_fraction() {
     select_run_of(&mut app, "dropblock");
     app.apply(Action::Go(View::Masks), &mut fx);
     let run = app.selected_run().unwrap();
-    let newest = run.dir.snapshots().into_iter().rfind(|s| s.sample == 0).unwrap();
+    let newest = run
+        .dir
+        .snapshots()
+        .into_iter()
+        .rfind(|s| s.sample == 0)
+        .unwrap();
     let whole = newest.mask.iter().filter(|m| **m == 0.0).count() as f64 / newest.mask.len() as f64;
     let said = format!("(snapshot {:.1} %)", 100.0 * whole);
     let (h, w) = (newest.height, newest.width);
@@ -416,8 +421,22 @@ fn d_jumps_to_the_next_channel_with_drops() {
     let at = |app: &App| {
         let screen = render(app, 80, 24);
         let line = screen.lines().nth(2).unwrap().to_string();
-        let sample = line.split("sample ").nth(1).unwrap().split(' ').next().unwrap().to_string();
-        let channel = line.split("channel ").nth(1).unwrap().split(' ').nth(1).unwrap().to_string();
+        let sample = line
+            .split("sample ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        let channel = line
+            .split("channel ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .to_string();
         (sample, channel)
     };
     let mut seen = Vec::new();
@@ -426,7 +445,10 @@ fn d_jumps_to_the_next_channel_with_drops() {
         seen.push(at(&app));
     }
     let want = |s: &str, c: &str| (s.to_string(), c.to_string());
-    assert_eq!(seen, [want("0", "(3/4)"), want("2", "(2/4)"), want("0", "(3/4)")]);
+    assert_eq!(
+        seen,
+        [want("0", "(3/4)"), want("2", "(2/4)"), want("0", "(3/4)")]
+    );
 
     // A run that dropped nothing stays where it is, and says why.
     let none = copies_of_the_fixture_runs("views-none-dropped", 2);
@@ -435,7 +457,11 @@ fn d_jumps_to_the_next_channel_with_drops() {
     quiet.apply(Action::Go(View::Masks), &mut fx);
     quiet.apply(Action::NextDropped, &mut fx);
     assert_eq!(quiet.masks, probdrop_tui::ui::state::MaskCursor::default());
-    assert!(quiet.message.contains("nothing dropped"), "{}", quiet.message);
+    assert!(
+        quiet.message.contains("nothing dropped"),
+        "{}",
+        quiet.message
+    );
 }
 
 /// Issue 16, what users expect 1: `c` shows the selected run's whole config,

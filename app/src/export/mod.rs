@@ -566,7 +566,12 @@ mod tests {
             plugin_version: "1.2.0".into(),
         };
         let json = serde_json::to_value(&line).unwrap();
-        let mut fields: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         let mut columns: Vec<&str> = METRIC_COLUMNS.iter().map(|c| c.0).collect();
         fields.sort();
         columns.sort();

@@ -509,7 +509,11 @@ impl SnapshotLine {
         let sal = self.salience_of(c);
         let n = sal.len().max(1) as f64;
         let mean = sal.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
-        let var = sal.iter().map(|v| (f64::from(*v) - mean).powi(2)).sum::<f64>() / n;
+        let var = sal
+            .iter()
+            .map(|v| (f64::from(*v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
         (dropped, var)
     }
 

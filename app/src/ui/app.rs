@@ -677,9 +677,10 @@ impl App {
             .as_ref()
             .map_or(library.path.clone(), |s| s.dir.clone());
         self.last_builds.remove(&origin);
-        let known = self.found.iter_mut().find(|f| {
-            f.origin == origin || f.library_path.as_ref() == Some(&library.path)
-        });
+        let known = self
+            .found
+            .iter_mut()
+            .find(|f| f.origin == origin || f.library_path.as_ref() == Some(&library.path));
         match known {
             Some(f) => {
                 f.library_path = Some(library.path.clone());
@@ -731,7 +732,10 @@ impl App {
         };
         match super::views::masks::next_with_drops(run, &self.masks) {
             Some(cursor) => self.masks = cursor,
-            None => self.message = "nothing dropped in any sample or channel of this slot at this step".into(),
+            None => {
+                self.message =
+                    "nothing dropped in any sample or channel of this slot at this step".into()
+            }
         }
     }
 

@@ -86,7 +86,10 @@ fn gpu_figures(g: &Gpu, pid: u32) -> Vec<(&'static str, f64)> {
             metric::GPU_PROCESS_MEMORY_BYTES,
             g.memory_of(pid).map(|b| b as f64),
         ),
-        (metric::GPU_MEMORY_BYTES, g.memory.map(|(used, _)| used as f64)),
+        (
+            metric::GPU_MEMORY_BYTES,
+            g.memory.map(|(used, _)| used as f64),
+        ),
         (metric::GPU_TEMPERATURE_C, g.temperature_c.map(f64::from)),
         (metric::GPU_POWER_W, g.power_w),
     ]
@@ -135,7 +138,11 @@ mod tests {
         );
         assert_eq!(figures[1].1, (3u64 << 30) as f64);
         let other = gpu_figures(&gpu(0, vec![]), 42);
-        assert!(other.iter().all(|f| f.0 != metric::GPU_PROCESS_MEMORY_BYTES));
+        assert!(
+            other
+                .iter()
+                .all(|f| f.0 != metric::GPU_PROCESS_MEMORY_BYTES)
+        );
     }
 
     #[test]

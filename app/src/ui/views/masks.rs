@@ -366,7 +366,11 @@ mod tests {
     fn maps_take_whole_square_pixels_to_fill_their_room() {
         assert_eq!(map_scale(Rect::new(0, 0, 39, 16), [7, 7]), 4);
         assert_eq!(map_scale(Rect::new(0, 0, 78, 40), [14, 14]), 5);
-        assert_eq!(map_scale(Rect::new(0, 0, 10, 3), [14, 14]), 1, "at least one");
+        assert_eq!(
+            map_scale(Rect::new(0, 0, 10, 3), [14, 14]),
+            1,
+            "at least one"
+        );
         let lines = heatmap_lines(&[0.0, 1.0], [1, 2], 1.0, 3, ColorDepth::Basic16);
         assert_eq!(lines.len(), 2, "three pixels down in two rows");
         assert_eq!(lines[0].spans.len(), 6, "three columns a value");
