@@ -226,15 +226,14 @@ fn transposed(entry: Entry) -> Entry {
     }
 }
 
-/// The metadata keys of the run's input, each a JSON array: per-channel
-/// mean and std of pixels in [0, 1] (torchvision's `Normalize(mean, std)`
-/// after `ToTensor()`), and the class of each output.
-pub const INPUT_KEYS: [&str; 3] = ["mean", "std", "classes"];
-
-/// The run's input as metadata entries ([`INPUT_KEYS`]); none, and a
+/// The run's input ([`crate::run::dir::InputSpec`]) as metadata, a JSON
+/// array under each of its field names: `mean` and `std` per channel of
+/// pixels in [0, 1] (torchvision's `Normalize(mean, std)` after
+/// `ToTensor()`), and `classes`, the class of each output. None, and a
 /// warning, for a run trained before its trainer wrote input.json.
 fn input_metadata(run: &RunDir) -> Vec<(String, String)> {
-    let Some(input) = run.input() else {
+    let fields = run.input().map(serde_json::to_value);
+    let Some(Ok(serde_json::Value::Object(fields))) = fields else {
         eprintln!(
             "{}: no {} (trained by an older version): the file has no input normalisation",
             run.path.display(),
@@ -242,15 +241,9 @@ fn input_metadata(run: &RunDir) -> Vec<(String, String)> {
         );
         return Vec::new();
     };
-    let values = [
-        serde_json::json!(input.mean).to_string(),
-        serde_json::json!(input.std).to_string(),
-        serde_json::json!(input.classes).to_string(),
-    ];
-    INPUT_KEYS
-        .iter()
-        .map(|k| k.to_string())
-        .zip(values)
+    fields
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
         .collect()
 }
 

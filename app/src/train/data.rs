@@ -30,11 +30,16 @@ pub trait ImageSource: Send + Sync {
     /// The name of each label, as the data set gives them; its numbers
     /// where it gives none.
     fn class_names(&self) -> Vec<String> {
-        (0..self.classes()).map(|c| c.to_string()).collect()
+        numbered(self.classes())
     }
     fn label(&self, i: usize) -> usize;
     /// `channels × height × width` bytes.
     fn pixels(&self, i: usize) -> Cow<'_, [u8]>;
+}
+
+/// Classes named by their labels' numbers.
+fn numbered(classes: usize) -> Vec<String> {
+    (0..classes).map(|c| c.to_string()).collect()
 }
 
 /// A whole split held in memory.
@@ -71,7 +76,7 @@ impl ImageSource for InMemory {
         if self.class_names.len() == self.classes {
             self.class_names.clone()
         } else {
-            (0..self.classes).map(|c| c.to_string()).collect()
+            numbered(self.classes)
         }
     }
     fn label(&self, i: usize) -> usize {

@@ -28,6 +28,8 @@ impl Batch {
 }
 
 /// A run's data: images through their batchers, or encoded text.
+// One per run: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Task {
     Image {
         train: SplitBatcher,

@@ -124,12 +124,12 @@ pub(crate) struct Shown<'a> {
     history: (usize, usize),
 }
 
-/// The selected slot's samples, each its history of snapshots; with the
-/// slot's place and how many slots there are.
-fn samples_of<'a>(
-    run: &'a RunView,
-    cursor: &MaskCursor,
-) -> Option<(Vec<&'a Vec<SnapshotLine>>, (usize, usize))> {
+/// A slot's samples, each its history of snapshots.
+type Samples<'a> = Vec<&'a Vec<SnapshotLine>>;
+
+/// The selected slot's samples; with the slot's place and how many slots
+/// there are.
+fn samples_of<'a>(run: &'a RunView, cursor: &MaskCursor) -> Option<(Samples<'a>, (usize, usize))> {
     let mut slots: Vec<&String> = run.snapshots.keys().map(|(slot, _)| slot).collect();
     slots.dedup();
     let si = cursor.slot % slots.len().max(1);
