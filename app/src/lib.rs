@@ -13,6 +13,7 @@ pub mod experiment;
 pub mod export;
 pub mod npy;
 pub mod plugins;
+pub mod probe;
 pub mod reproduce;
 pub mod run;
 pub mod scaffold;

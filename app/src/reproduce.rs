@@ -36,7 +36,8 @@ pub struct ReproduceArgs {
     pub quiet: bool,
 }
 
-/// Metrics that measure the machine, not the training: never compared.
+/// Metrics that measure the machine, not the training: never compared (nor
+/// is any `system/…` one).
 const TIMINGS: [&str; 2] = [metric::STEP_TIME, metric::SAMPLES_PER_S];
 
 /// How close a CUDA replay must come: |a − b| ≤ ABS + REL·|a|.
@@ -263,7 +264,8 @@ type Key = (u64, String, String);
 fn logged(run: &RunDir, through: u64) -> BTreeMap<Key, MetricLine> {
     run.metrics()
         .into_iter()
-        .filter(|m| m.step <= through && !TIMINGS.contains(&m.metric.as_str()))
+        .filter(|m| m.step <= through)
+        .filter(|m| !TIMINGS.contains(&m.metric.as_str()) && !metric::is_system(&m.metric))
         .map(|m| ((m.step, m.split.clone(), m.metric.clone()), m))
         .collect()
 }

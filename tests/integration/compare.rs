@@ -121,6 +121,39 @@ fn the_table_matches_the_run_directories() {
         assert!(cdir.join(figure).is_file(), "no {figure}");
     }
     the_comparison_draws_its_figure(tmp.path());
+    the_comparison_exports_into_its_own_folder(tmp.path(), &manifest);
+}
+
+/// Issue 34, item 19: `export compare/tiny --format csv` writes each run's
+/// files under `OUT/tiny/<run>/`, not flat beside every other export.
+fn the_comparison_exports_into_its_own_folder(cwd: &Path, manifest: &Manifest) {
+    let out = Command::new(env!("CARGO_BIN_EXE_probdrop-tui"))
+        .current_dir(cwd)
+        .args([
+            "export",
+            "compare/tiny",
+            "--format",
+            "csv",
+            "--out",
+            "exports",
+        ])
+        .output()
+        .unwrap();
+    let written = ok(out);
+    let folders: Vec<String> = std::fs::read_dir(cwd.join("exports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(folders, ["tiny"], "{written}");
+    for e in manifest.current() {
+        let name = e.dir.file_name().unwrap().to_string_lossy();
+        let metrics = format!("exports/tiny/{name}/metrics.csv");
+        assert!(
+            written.lines().any(|l| l == metrics),
+            "{metrics} in {written}"
+        );
+        assert!(cwd.join(&metrics).is_file(), "{metrics}");
+    }
 }
 
 /// `export compare/tiny --format png`: one figure of both strategies.

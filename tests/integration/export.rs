@@ -250,8 +250,18 @@ fn a_run_exports_to_csv_long_and_timm_summary() {
     assert_eq!(metrics.lines().count(), lines.len() + 1);
     assert_eq!(
         metrics.lines().next().unwrap(),
-        "step,epoch,split,metric,value,wall,p"
+        "step,epoch,split,metric,value,wall,p,plugin_version"
     );
+    // Every row has the version of the strategy that produced it (issue 34,
+    // item 19), as metrics.jsonl has.
+    let versions: Vec<String> = metrics
+        .lines()
+        .skip(1)
+        .map(|l| cells(l)[7].clone())
+        .collect();
+    let want: Vec<String> = lines.iter().map(|l| l.plugin_version.clone()).collect();
+    assert_eq!(versions, want);
+    assert!(want.iter().all(|v| !v.is_empty()), "{want:?}");
     let summary = std::fs::read_to_string(&written[1]).unwrap();
     let mut rows = summary.lines();
     assert_eq!(
@@ -386,9 +396,8 @@ fn a_run_draws_its_curves_as_png_and_svg() {
         .into_iter()
         .rfind(|s| s.sample == 0)
         .unwrap();
-    let mask = format!("mask-{}-step{}.png", last.slot, last.step);
     assert_eq!(png.len(), 2, "{png:?}");
-    assert!(png[1].ends_with(&mask), "{png:?}");
+    the_mask_figure_shows_the_channel_with_most_drops(&run, &png[1], last.step);
     let snapshot = image::open(&png[1]).unwrap().to_rgb8();
     assert_eq!(snapshot.dimensions(), (w, h));
     let coloured = snapshot
@@ -416,6 +425,47 @@ fn a_run_draws_its_curves_as_png_and_svg() {
         "{}",
         &text[..200]
     );
+}
+
+/// Issue 34, item 10: the snapshot figure is of the last step's sample and
+/// channel with the most dropped positions, then the most varied salience
+/// (never a dead channel, all zero), and its name says which: `mask-<slot>-step<N>-sample<S>-ch<C>.png`.
+fn the_mask_figure_shows_the_channel_with_most_drops(run: &RunDir, file: &str, step: u64) {
+    let name = Path::new(file).file_name().unwrap().to_string_lossy();
+    let rest = name
+        .strip_prefix(&format!("mask-block2-step{step}-sample"))
+        .and_then(|r| r.strip_suffix(".png"))
+        .unwrap_or_else(|| panic!("{name}"));
+    let (sample, channel) = rest.split_once("-ch").unwrap();
+    let (sample, channel): (usize, usize) = (sample.parse().unwrap(), channel.parse().unwrap());
+    let last: Vec<_> = run
+        .snapshots()
+        .into_iter()
+        .filter(|s| s.step == step)
+        .collect();
+    // (dropped positions, salience variance) of a channel.
+    let shows = |s: &probdrop_tui::run::dir::SnapshotLine, c: usize| {
+        let plane = s.height * s.width;
+        let mask = &s.mask[c * plane..(c + 1) * plane];
+        let sal: Vec<f64> = s.salience[c * plane..(c + 1) * plane]
+            .iter()
+            .map(|v| f64::from(*v))
+            .collect();
+        let mean = sal.iter().sum::<f64>() / plane as f64;
+        let var = sal.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / plane as f64;
+        (mask.iter().filter(|m| **m == 0.0).count(), var)
+    };
+    let most = last
+        .iter()
+        .flat_map(|s| (0..s.channels.len()).map(move |c| shows(s, c)))
+        .max_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
+        .unwrap();
+    let shown = last.iter().find(|s| s.sample == sample).unwrap();
+    let c = shown.channels.iter().position(|ch| *ch == channel).unwrap();
+    assert_eq!(shows(shown, c), most, "{name}");
+    let plane = shown.height * shown.width;
+    let salience = &shown.salience[c * plane..(c + 1) * plane];
+    assert!(salience.iter().any(|v| *v > 0.0), "{name}: a dead channel");
 }
 
 #[test]
@@ -559,20 +609,46 @@ fn a_resnet_run_exports_torchvision_named_safetensors() {
     assert_eq!(meta["step"], "2");
     assert!(meta["stem"].starts_with("cifar"), "{meta:?}");
     assert!(meta["names"].contains("torchvision"), "{meta:?}");
+    the_metadata_has_the_runs_input(&run, &meta);
     pythons_safetensors_agrees(&written[0], &want);
+}
+
+/// Issue 34, item 20: the file says how the run normalised its input (the
+/// per-channel mean and std of its training split, as the trainer's own
+/// `channel_stats` computes them) and names its classes, as JSON arrays.
+fn the_metadata_has_the_runs_input(run: &RunDir, meta: &std::collections::HashMap<String, String>) {
+    use probdrop_tui::train::data;
+    let spec = run.experiment().unwrap().data;
+    assert!(spec.normalize, "the experiment normalises its input");
+    let splits = data::load(&spec, &spec.path).unwrap();
+    let (mean, std) = data::channel_stats(splits.train.as_ref());
+    let floats = |key: &str| -> Vec<f32> { serde_json::from_str(&meta[key]).unwrap() };
+    assert_eq!(floats("mean"), mean, "{meta:?}");
+    assert_eq!(floats("std"), std, "{meta:?}");
+    assert!(
+        mean[0] > 0.0 && std[0] > 0.0 && std[0] != 1.0,
+        "{mean:?} {std:?}"
+    );
+    let classes: Vec<String> = serde_json::from_str(&meta["classes"]).unwrap();
+    let numbered: Vec<String> = (0..10).map(|c| c.to_string()).collect();
+    assert_eq!(classes, numbered, "IDX files name no classes");
+    let recorded = run.input().unwrap();
+    assert_eq!((recorded.mean, recorded.std), (mean, std));
 }
 
 /// Every tensor of a safetensors file as the safetensors Python package
 /// reads it (into NumPy): name, dtype, comma-separated shape (`-` for a
-/// scalar); then the metadata's model.
+/// scalar); then the metadata's model and how many channels its mean and
+/// std have.
 const SAFETENSORS_READER: &str = r#"
-import sys
+import json, sys
 from safetensors import safe_open
 from safetensors.numpy import load_file
 for name, array in sorted(load_file(sys.argv[1]).items()):
     print(name, array.dtype, ','.join(map(str, array.shape)) or '-')
 with safe_open(sys.argv[1], 'np') as f:
     print('model', f.metadata()['model'])
+    print('channels', len(json.loads(f.metadata()['mean'])), len(json.loads(f.metadata()['std'])))
 "#;
 
 /// The safetensors Python package over the file, where the Python that CI
@@ -595,6 +671,7 @@ fn pythons_safetensors_agrees(file: &str, want: &[(String, Vec<usize>)]) {
         })
         .collect();
     expected.push("model resnet18".into());
+    expected.push("channels 1 1".into());
     let read: Vec<&str> = said.lines().collect();
     assert_eq!(read, expected);
 }

@@ -867,3 +867,85 @@ fn the_control_inbox_pauses_resumes_and_stops_a_trainer() {
     child.wait().unwrap();
     assert_eq!(run.status().unwrap().state, State::Stopped);
 }
+
+/// Issue 34, item 21: a trainer logs its own CPU use and resident memory as
+/// `system/…` metrics at its logged steps, and on the CPU no GPU series at
+/// all (absent, not zero); Charts offers them and export carries them.
+#[test]
+fn a_trainer_logs_its_use_of_the_machine_as_system_metrics() {
+    use probdrop_tui::run::dir::metric;
+    use probdrop_tui::ui::keys::{Action, View};
+    let tmp = tempfile::tempdir().unwrap();
+    let file = experiment(
+        tmp.path(),
+        "epochs = 1\nmax_steps = 4\nlog_every = 2\nsnapshot_every = 0",
+        "[[strategy]]\nplugin = \"dropblock\"\nparams = { block_size = 3 }\n\
+         schedule = { kind = \"constant\", p = 0.1 }",
+    );
+    let runs = tmp.path().join("runs");
+    let out = bin()
+        .args(["run", "-q", "--runs"])
+        .arg(&runs)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let run = only_run(&runs);
+    let metrics = run.metrics();
+    for name in [metric::CPU_PERCENT, metric::RSS_BYTES] {
+        let values = train_steps(&metrics, name);
+        assert!(!values.is_empty(), "no {name} in {metrics:?}");
+        assert!(values.iter().all(|v| v.1 >= 0.0), "{name}: {values:?}");
+    }
+    let rss = train_steps(&metrics, metric::RSS_BYTES);
+    assert!(
+        rss.iter().all(|v| v.1 > 1e6),
+        "a trainer holds megabytes: {rss:?}"
+    );
+    let system: Vec<&str> = (metrics.iter())
+        .map(|m| m.metric.as_str())
+        .filter(|m| metric::is_system(m))
+        .collect();
+    assert!(
+        system.iter().all(|m| !m.starts_with("system/gpu")),
+        "{system:?}"
+    );
+
+    // Charts offers the series among the run's metrics.
+    let experiments = tmp.path().join("experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    let mut app = crate::dashboard::app_over(runs.clone(), experiments);
+    let mut fx = crate::dashboard::FakeEffects::default();
+    app.apply(Action::Go(View::Charts), &mut fx);
+    let mut screens = String::new();
+    for _ in 0..20 {
+        screens += &crate::dashboard::render(&app, 80, 24);
+        app.apply(Action::CycleMetric, &mut fx);
+    }
+    for title in ["system/cpu percent (", "system/rss bytes ("] {
+        assert!(screens.contains(title), "no chart {title:?} in\n{screens}");
+    }
+
+    // Export carries them: a row of metrics.csv each.
+    let exported = tmp.path().join("exports");
+    let out = bin()
+        .arg("export")
+        .arg(&run.path)
+        .args(["--format", "csv", "--out"])
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let name = run.path.file_name().unwrap();
+    let csv = std::fs::read_to_string(exported.join(name).join("metrics.csv")).unwrap();
+    let rows = |m: &str| {
+        csv.lines()
+            .filter(|l| l.contains(&format!(",{m},")))
+            .count()
+    };
+    assert_eq!(
+        rows(metric::CPU_PERCENT),
+        train_steps(&metrics, metric::CPU_PERCENT).len()
+    );
+    assert_eq!(rows(metric::RSS_BYTES), rss.len());
+}

@@ -342,6 +342,128 @@ fn masks_have_a_scale_a_history_and_fit_80_columns() {
     );
 }
 
+/// Issue 34, item 10: the maps grow to the space there is (whole pixels per
+/// value, as many across as down), and the header gives the whole snapshot's
+/// dropped fraction beside the channel's.
+#[test]
+fn masks_fill_the_space_and_say_the_snapshots_dropped_fraction() {
+    let f = fixture();
+    let mut app = app_over(f.root.join("runs"), f.root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    select_run_of(&mut app, "dropblock");
+    app.apply(Action::Go(View::Masks), &mut fx);
+    let run = app.selected_run().unwrap();
+    let newest = run
+        .dir
+        .snapshots()
+        .into_iter()
+        .rfind(|s| s.sample == 0)
+        .unwrap();
+    let whole = newest.mask.iter().filter(|m| **m == 0.0).count() as f64 / newest.mask.len() as f64;
+    let said = format!("(snapshot {:.1} %)", 100.0 * whole);
+    let (h, w) = (newest.height, newest.width);
+    for (cols, rows) in SIZES {
+        let screen = render(&app, cols, rows);
+        assert!(screen.contains(&said), "{said} not in\n{screen}");
+        let map_rows = screen.lines().filter(|l| l.contains('▀')).count();
+        let map_cols = screen
+            .lines()
+            .find(|l| l.contains('▀'))
+            .unwrap()
+            .split(|c| c != '▀')
+            .map(|run| run.chars().count())
+            .max()
+            .unwrap();
+        // Each map has half the width; the rest of the height less the
+        // header, its title and its colour bar (two pixels a row).
+        let room_cols = (cols as usize - 2) / 2;
+        let room_rows = rows as usize - 4 - 2 - 2;
+        let scale = (room_cols / w).min(2 * room_rows / h);
+        assert_eq!(map_cols, w * scale, "square pixels across\n{screen}");
+        assert_eq!(map_rows, (h * scale).div_ceil(2), "and down\n{screen}");
+        assert!(map_rows * 2 > room_rows, "over half the height\n{screen}");
+    }
+}
+
+/// Issue 34, item 10: `d` goes to the next channel with a dropped position,
+/// on through the samples and round again; where none has one it says so.
+#[test]
+fn d_jumps_to_the_next_channel_with_drops() {
+    use probdrop_tui::run::dir::SnapshotLine;
+    let runs = copies_of_the_fixture_runs("views-next-dropped", 2);
+    let run = dir::list_runs(&runs)
+        .into_iter()
+        .find(|d| d.info().unwrap().label == "dropblock")
+        .unwrap();
+    // Nothing dropped but in channel 2 of sample 0 and channel 1 of sample 2.
+    let lines: Vec<String> = run
+        .snapshots()
+        .into_iter()
+        .map(|mut s: SnapshotLine| {
+            let plane = s.height * s.width;
+            s.mask.iter_mut().for_each(|m| *m = 1.0);
+            let c = match s.sample {
+                0 => Some(2),
+                2 => Some(1),
+                _ => None,
+            };
+            if let Some(c) = c {
+                s.mask[c * plane + 5] = 0.0;
+            }
+            serde_json::to_string(&s).unwrap()
+        })
+        .collect();
+    std::fs::write(run.file(dir::SNAPSHOTS), lines.join("\n") + "\n").unwrap();
+    let mut app = app_over(runs, fixture().root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    select_run_of(&mut app, "dropblock");
+    app.apply(Action::Go(View::Masks), &mut fx);
+    let at = |app: &App| {
+        let screen = render(app, 80, 24);
+        let line = screen.lines().nth(2).unwrap().to_string();
+        let sample = line
+            .split("sample ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        let channel = line
+            .split("channel ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .to_string();
+        (sample, channel)
+    };
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        app.apply(Action::NextDropped, &mut fx);
+        seen.push(at(&app));
+    }
+    let want = |s: &str, c: &str| (s.to_string(), c.to_string());
+    assert_eq!(
+        seen,
+        [want("0", "(3/4)"), want("2", "(2/4)"), want("0", "(3/4)")]
+    );
+
+    // A run that dropped nothing stays where it is, and says why.
+    let none = copies_of_the_fixture_runs("views-none-dropped", 2);
+    let mut quiet = app_over(none, fixture().root.join("experiments"));
+    select_run_of(&mut quiet, "none");
+    quiet.apply(Action::Go(View::Masks), &mut fx);
+    quiet.apply(Action::NextDropped, &mut fx);
+    assert_eq!(quiet.masks, probdrop_tui::ui::state::MaskCursor::default());
+    assert!(
+        quiet.message.contains("nothing dropped"),
+        "{}",
+        quiet.message
+    );
+}
+
 /// Issue 16, what users expect 1: `c` shows the selected run's whole config,
 /// and with runs marked only what differs between them.
 #[test]

@@ -297,7 +297,8 @@ fn cells<DB: DrawingBackend>(
 }
 
 /// One channel of a snapshot (`channel`, an index into the snapshot's
-/// channels; `None`: the first with a dropped position): salience
+/// channels; `None`: the one that shows the most, see
+/// [`crate::run::dir::SnapshotLine::most_telling_channel`]): salience
 /// `|x|` on a colour scale with its bar, beside the keep-mask (kept white,
 /// dropped black). PNG or SVG by the extension.
 pub fn draw_snapshot(
@@ -325,14 +326,8 @@ fn draw_snapshot_on<DB: DrawingBackend>(
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
     let (w, h) = (s.width.max(1), s.height.max(1));
-    // The channel asked for, else the first with a dropped position (the
-    // first, if none).
-    let dropped_in = |c: &usize| s.mask.iter().skip(c * w * h).take(w * h).any(|&m| m == 0.0);
     let channels = s.channels.len().max(1);
-    let shown = channel.map_or_else(
-        || (0..channels).find(dropped_in).unwrap_or(0),
-        |c| c % channels,
-    );
+    let shown = channel.map_or_else(|| s.most_telling_channel(), |c| c % channels);
     let from = shown * w * h;
     let salience: Vec<f64> = s
         .salience

@@ -47,7 +47,8 @@ pub struct ExportArgs {
     pub paths: Vec<PathBuf>,
     #[arg(long, value_enum)]
     pub format: Format,
-    /// Where to write: one directory per run, named as the run.
+    /// Where to write: one directory per run, named as the run; a
+    /// comparison's runs inside one directory named as the comparison.
     #[arg(long, default_value = "exports")]
     pub out: PathBuf,
 }
@@ -86,14 +87,17 @@ pub fn export(args: &ExportArgs) -> Result<()> {
             Source::Comparison(name, manifest) if figure_ext(args.format).is_some() => {
                 comparison_figure(&args.out.join(name), &manifest, args.format)?
             }
-            Source::Comparison(_, manifest) => {
+            // Its runs in a folder of their own, named as the comparison,
+            // not among every other export.
+            Source::Comparison(name, manifest) => {
+                let out = args.out.join(name);
                 let mut all = Vec::new();
                 for e in manifest.current() {
-                    all.extend(export_run(&RunDir::new(&e.dir), args)?);
+                    all.extend(export_run(&RunDir::new(&e.dir), &out, args.format)?);
                 }
                 all
             }
-            Source::Run(run) => export_run(&run, args)?,
+            Source::Run(run) => export_run(&run, &args.out, args.format)?,
         };
         for path in written {
             println!("{}", path.display());
@@ -110,14 +114,15 @@ fn figure_ext(format: Format) -> Option<&'static str> {
     }
 }
 
-fn export_run(run: &RunDir, args: &ExportArgs) -> Result<Vec<PathBuf>> {
-    let dir = args.out.join(run.path.file_name().unwrap_or_default());
-    if args.format == Format::Safetensors {
+/// One run's export in `out/<run directory's name>`.
+fn export_run(run: &RunDir, out: &Path, format: Format) -> Result<Vec<PathBuf>> {
+    let dir = out.join(run.path.file_name().unwrap_or_default());
+    if format == Format::Safetensors {
         // Creates the directory only once the run has weights to write.
         return Ok(vec![safetensors::write(&dir, run)?]);
     }
     export_dir(&dir)?;
-    Ok(match (args.format, figure_ext(args.format)) {
+    Ok(match (format, figure_ext(format)) {
         (Format::Tensorboard, _) => vec![write_tensorboard(&dir, run)?],
         (Format::Csv, _) => write_csv(&dir, run)?,
         (_, ext) => {
@@ -130,21 +135,50 @@ fn export_run(run: &RunDir, args: &ExportArgs) -> Result<Vec<PathBuf>> {
     })
 }
 
-/// The last snapshot of each slot (its first sample) as a figure,
-/// `mask-<slot>-step<N>.<ext>`.
+/// Each slot's last snapshot as a figure: of the samples snapped at its
+/// last step, the channel that shows the most (most dropped, then most
+/// varied salience; never a dead channel where another shows something),
+/// named in the file: `mask-<slot>-step<N>-sample<S>-ch<C>.<ext>`.
 fn last_snapshots(dir: &Path, run: &RunDir, ext: &str) -> Result<Vec<PathBuf>> {
-    let mut last: BTreeMap<String, SnapshotLine> = BTreeMap::new();
-    for s in run.snapshots().into_iter().filter(|s| s.sample == 0) {
-        last.insert(s.slot.clone(), s);
+    let mut last: BTreeMap<String, Vec<SnapshotLine>> = BTreeMap::new();
+    for s in run.snapshots() {
+        let of_slot = last.entry(s.slot.clone()).or_default();
+        if of_slot.first().is_some_and(|f| f.step != s.step) {
+            of_slot.clear();
+        }
+        of_slot.push(s);
     }
     let mut written = Vec::new();
-    for (slot, s) in last {
-        let name = format!("mask-{}-step{}.{ext}", slot.replace('/', "_"), s.step);
+    for (slot, samples) in last {
+        let Some((s, c)) = most_telling(&samples) else {
+            continue;
+        };
+        let channel = s.channels.get(c).copied().unwrap_or(c);
+        let name = format!(
+            "mask-{}-step{}-sample{}-ch{channel}.{ext}",
+            slot.replace('/', "_"),
+            s.step,
+            s.sample
+        );
         let path = dir.join(name);
-        figures::draw_snapshot(&path, &s, None)?;
+        figures::draw_snapshot(&path, s, Some(c))?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// The snapshot and channel (an index into its channels) that show the
+/// most; the first among equals.
+fn most_telling(snapshots: &[SnapshotLine]) -> Option<(&SnapshotLine, usize)> {
+    // `max_by` keeps the last of equals: look from the end.
+    snapshots
+        .iter()
+        .rev()
+        .map(|s| (s, s.most_telling_channel()))
+        .max_by(|(a, ca), (b, cb)| {
+            let (ta, tb) = (a.telling(*ca), b.telling(*cb));
+            ta.0.cmp(&tb.0).then(ta.1.total_cmp(&tb.1))
+        })
 }
 
 /// The comparison's figure, `comparison.png` or `.svg` in `dir`: its
@@ -288,14 +322,28 @@ pub fn write_file(
     files::write_with(path, fill).with_context(|| format!("writing {}", path.display()))
 }
 
+/// A column of metrics.csv: its name and its cell of a line.
+type MetricColumn = (&'static str, fn(&MetricLine) -> String);
+
+/// metrics.csv's columns, every field of a metrics.jsonl line (a test holds
+/// them to the fields): the header and each row are made from this list.
+pub const METRIC_COLUMNS: [MetricColumn; 8] = [
+    ("step", |l| l.step.to_string()),
+    ("epoch", |l| l.epoch.to_string()),
+    ("split", |l| csv_cell(&l.split)),
+    ("metric", |l| csv_cell(&l.metric)),
+    ("value", |l| l.value.to_string()),
+    ("wall", |l| l.wall.to_string()),
+    ("p", |l| l.p.to_string()),
+    ("plugin_version", |l| csv_cell(&l.plugin_version)),
+];
+
 /// metrics.csv: every line of metrics.jsonl.
 pub fn metrics_csv(lines: &[MetricLine]) -> String {
-    let mut out = String::from("step,epoch,split,metric,value,wall,p\n");
+    let row = |cells: Vec<String>| cells.join(",") + "\n";
+    let mut out = row(METRIC_COLUMNS.iter().map(|c| c.0.to_string()).collect());
     for l in lines {
-        out.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
-            l.step, l.epoch, l.split, l.metric, l.value, l.wall, l.p
-        ));
+        out.push_str(&row(METRIC_COLUMNS.iter().map(|c| (c.1)(l)).collect()));
     }
     out
 }
@@ -501,6 +549,42 @@ mod tests {
         let header = cells(lines[0]);
         assert_eq!(header[..4], RUN_COLUMNS);
         assert_eq!(header[header.len() - 2..], ["changed_mid_run", "changes"]);
+    }
+
+    /// Issue 34, item 19: metrics.csv has a column for every field of a
+    /// metrics.jsonl line, the plugin version among them.
+    #[test]
+    fn metrics_csv_has_every_field_of_metrics_jsonl() {
+        let line = MetricLine {
+            step: 4,
+            epoch: 0,
+            split: "train".into(),
+            metric: "loss".into(),
+            value: 0.5,
+            wall: 1.25,
+            p: 0.1,
+            plugin_version: "1.2.0".into(),
+        };
+        let json = serde_json::to_value(&line).unwrap();
+        let mut fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut columns: Vec<&str> = METRIC_COLUMNS.iter().map(|c| c.0).collect();
+        fields.sort();
+        columns.sort();
+        assert_eq!(columns, fields);
+        let text = metrics_csv(&[line]);
+        let rows: Vec<Vec<String>> = text.lines().map(cells).collect();
+        let row: BTreeMap<&str, &str> = rows[0]
+            .iter()
+            .map(String::as_str)
+            .zip(rows[1].iter().map(String::as_str))
+            .collect();
+        assert_eq!(row["plugin_version"], "1.2.0");
+        assert_eq!((row["step"], row["metric"], row["p"]), ("4", "loss", "0.1"));
     }
 
     #[test]

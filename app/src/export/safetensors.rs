@@ -226,7 +226,29 @@ fn transposed(entry: Entry) -> Entry {
     }
 }
 
-/// `__metadata__`: who the weights are, and how they were named.
+/// The run's input ([`crate::run::dir::InputSpec`]) as metadata, a JSON
+/// array under each of its field names: `mean` and `std` per channel of
+/// pixels in [0, 1] (torchvision's `Normalize(mean, std)` after
+/// `ToTensor()`), and `classes`, the class of each output. None, and a
+/// warning, for a run trained before its trainer wrote input.json.
+fn input_metadata(run: &RunDir) -> Vec<(String, String)> {
+    let fields = run.input().map(serde_json::to_value);
+    let Some(Ok(serde_json::Value::Object(fields))) = fields else {
+        eprintln!(
+            "{}: no {} (trained by an older version): the file has no input normalisation",
+            run.path.display(),
+            crate::run::dir::INPUT
+        );
+        return Vec::new();
+    };
+    fields
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect()
+}
+
+/// `__metadata__`: who the weights are, how they were named, and what input
+/// they take.
 fn metadata(
     run: &RunDir,
     kind: ModelKind,
@@ -241,7 +263,7 @@ fn metadata(
             Some(3) => "cifar: conv1 3x3 stride 1 padding 1, no maxpool",
             _ => "imagenet: conv1 7x7 stride 2 padding 3, maxpool 3x3 stride 2",
         });
-    HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), "pt".to_string()),
         ("run".to_string(), run_name.into_owned()),
         ("model".to_string(), kind_name(kind)),
@@ -249,7 +271,9 @@ fn metadata(
         ("epoch".to_string(), checkpoint.epoch.to_string()),
         ("stem".to_string(), stem.to_string()),
         ("names".to_string(), CONVENTION.to_string()),
-    ])
+    ]);
+    metadata.extend(input_metadata(run));
+    metadata
 }
 
 #[cfg(test)]

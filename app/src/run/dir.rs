@@ -10,6 +10,7 @@
 //!   snapshots.jsonl   append-only: sampled masks and salience per slot
 //!   checkpoint.json   which checkpoint files are complete (replaced atomically)
 //!   checkpoint/       model and optimiser records
+//!   input.json        an image run's input: per-channel mean and std, class names
 //!   control.sock      pause / resume / stop / apply-config (mode 0600)
 //!   trainer.lock      locked by the live trainer (its pid and host inside)
 //!   notes.json        the researcher's tags and note (the dashboard writes it)
@@ -48,6 +49,9 @@ pub const INBOX: &str = "control.inbox";
 pub const TRAINER_LOG: &str = "trainer.log";
 /// A text run's vocabulary, trained when the run starts and read on resume.
 pub const TOKENIZER: &str = "tokenizer.json";
+/// What an image run's model takes in (see [`InputSpec`]), written when its
+/// trainer starts.
+pub const INPUT: &str = "input.json";
 /// The most a whole file of a run directory (status, run, checkpoint,
 /// experiment, a comparison's manifest) may hold to be read; larger is
 /// refused unread. Real ones are a few KiB.
@@ -267,6 +271,31 @@ pub mod metric {
         name.starts_with(DROPPED)
     }
 
+    /// A name of the trainer's own use of the machine: `system/<name>`.
+    macro_rules! system {
+        ($name:literal) => {
+            concat!("system/", $name)
+        };
+    }
+
+    /// The trainer process's CPU use, in % of one core.
+    pub const CPU_PERCENT: &str = system!("cpu_percent");
+    /// The trainer process's resident memory.
+    pub const RSS_BYTES: &str = system!("rss_bytes");
+    /// The rest only on CUDA, of the trainer's GPU: its utilisation,
+    /// the memory the trainer holds on it, its memory in use by anyone, its
+    /// temperature and power draw.
+    pub const GPU_PERCENT: &str = system!("gpu_percent");
+    pub const GPU_PROCESS_MEMORY_BYTES: &str = system!("gpu_process_memory_bytes");
+    pub const GPU_MEMORY_BYTES: &str = system!("gpu_memory_bytes");
+    pub const GPU_TEMPERATURE_C: &str = system!("gpu_temperature_c");
+    pub const GPU_POWER_W: &str = system!("gpu_power_w");
+
+    /// Whether a metric is one of the trainer's use of the machine.
+    pub fn is_system(name: &str) -> bool {
+        name.starts_with(system!(""))
+    }
+
     /// How the dashboard keys a series: "split/metric", e.g. "val/acc".
     pub fn series(split: &str, name: &str) -> String {
         format!("{split}/{name}")
@@ -448,6 +477,71 @@ pub struct SnapshotLine {
     /// Text: the token of each row (the rows are the sample's real tokens).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<String>,
+}
+
+impl SnapshotLine {
+    /// Positions in one channel's map.
+    pub fn plane(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// The keep-mask of channel `c` (an index into `channels`); empty past them.
+    pub fn mask_of(&self, c: usize) -> &[f32] {
+        let plane = self.plane();
+        self.mask.get(c * plane..(c + 1) * plane).unwrap_or(&[])
+    }
+
+    pub fn salience_of(&self, c: usize) -> &[f32] {
+        let plane = self.plane();
+        self.salience.get(c * plane..(c + 1) * plane).unwrap_or(&[])
+    }
+
+    /// The share of `mask`'s positions the strategy dropped (a keep-mask of 0).
+    pub fn dropped_fraction(mask: &[f32]) -> f64 {
+        let dropped = mask.iter().filter(|v| **v == 0.0).count();
+        dropped as f64 / mask.len().max(1) as f64
+    }
+
+    /// How much channel `c` shows: how many positions it dropped, then how
+    /// much its salience varies (a dead channel, all zero, shows nothing).
+    pub fn telling(&self, c: usize) -> (usize, f64) {
+        let dropped = self.mask_of(c).iter().filter(|v| **v == 0.0).count();
+        let sal = self.salience_of(c);
+        let n = sal.len().max(1) as f64;
+        let mean = sal.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
+        let var = sal
+            .iter()
+            .map(|v| (f64::from(*v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        (dropped, var)
+    }
+
+    /// The channel (an index into `channels`) that shows the most: see
+    /// [`SnapshotLine::telling`]; the first among equals.
+    pub fn most_telling_channel(&self) -> usize {
+        (0..self.channels.len().max(1))
+            .map(|c| (c, self.telling(c)))
+            .fold((0, (0, f64::NEG_INFINITY)), |best, (c, t)| {
+                if t.0 > best.1.0 || (t.0 == best.1.0 && t.1 > best.1.1) {
+                    (c, t)
+                } else {
+                    best
+                }
+            })
+            .0
+    }
+}
+
+/// How an image run's model reads its input: pixels in [0, 1] less `mean`,
+/// over `std`, per channel (as the trainer computed them from its training
+/// split), and the name of each class its outputs score, in output order.
+/// What a user of the exported weights needs to get the run's accuracy.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct InputSpec {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    pub classes: Vec<String>,
 }
 
 /// What checkpoint.json records: the step the checkpoint was taken after.
@@ -671,6 +765,16 @@ impl RunDir {
 
     pub fn status(&self) -> Option<Status> {
         read_json(&self.file(STATUS)).ok()
+    }
+
+    /// The image run's input, once its trainer has started (none for text
+    /// runs, and for runs trained before input.json was written).
+    pub fn input(&self) -> Option<InputSpec> {
+        read_json(&self.file(INPUT)).ok()
+    }
+
+    pub fn write_input(&self, input: &InputSpec) -> std::io::Result<()> {
+        write_json(&self.file(INPUT), input)
     }
 
     /// Whether the run's trainer is running: the run lock when the directory has
@@ -906,6 +1010,35 @@ pub fn list_runs(runs: &Path) -> Vec<RunDir> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 34, item 10: of three channels — dead (all zero), one drop,
+    /// one drop with more varied salience — the last shows the most.
+    #[test]
+    fn the_most_telling_channel_drops_most_then_varies_most() {
+        let s = SnapshotLine {
+            step: 1,
+            slot: "block2".into(),
+            sample: 0,
+            channels: vec![4, 9, 11],
+            height: 1,
+            width: 3,
+            salience: vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.2, 0.0, 2.0, 0.5],
+            mask: vec![1.0, 1.0, 1.0, 0.0, 1.5, 1.5, 1.5, 0.0, 1.5],
+            p: 0.3,
+            tokens: Vec::new(),
+        };
+        assert_eq!(s.telling(0), (0, 0.0));
+        assert_eq!(s.most_telling_channel(), 2);
+        assert_eq!(SnapshotLine::dropped_fraction(&s.mask), 2.0 / 9.0);
+        assert_eq!(SnapshotLine::dropped_fraction(s.mask_of(1)), 1.0 / 3.0);
+        assert!(s.mask_of(3).is_empty(), "past the channels");
+        let dead = SnapshotLine {
+            mask: vec![1.0; 9],
+            salience: vec![0.0; 9],
+            ..s
+        };
+        assert_eq!(dead.most_telling_channel(), 0, "the first among equals");
+    }
 
     /// Every kind is written under its own name and read back as itself; a
     /// kind this version does not know is kept as written.

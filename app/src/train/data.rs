@@ -27,9 +27,19 @@ pub trait ImageSource: Send + Sync {
     /// `[channels, height, width]` of every image.
     fn shape(&self) -> [usize; 3];
     fn classes(&self) -> usize;
+    /// The name of each label, as the data set gives them; its numbers
+    /// where it gives none.
+    fn class_names(&self) -> Vec<String> {
+        numbered(self.classes())
+    }
     fn label(&self, i: usize) -> usize;
     /// `channels × height × width` bytes.
     fn pixels(&self, i: usize) -> Cow<'_, [u8]>;
+}
+
+/// Classes named by their labels' numbers.
+fn numbered(classes: usize) -> Vec<String> {
+    (0..classes).map(|c| c.to_string()).collect()
 }
 
 /// A whole split held in memory.
@@ -39,6 +49,8 @@ pub struct InMemory {
     pub labels: Vec<u16>,
     pub shape: [usize; 3],
     pub classes: usize,
+    /// The labels' names, where the data set gives them (else empty).
+    pub class_names: Vec<String>,
 }
 
 impl InMemory {
@@ -59,6 +71,13 @@ impl ImageSource for InMemory {
     }
     fn classes(&self) -> usize {
         self.classes
+    }
+    fn class_names(&self) -> Vec<String> {
+        if self.class_names.len() == self.classes {
+            self.class_names.clone()
+        } else {
+            numbered(self.classes)
+        }
     }
     fn label(&self, i: usize) -> usize {
         self.labels[i] as usize
@@ -85,6 +104,9 @@ impl ImageSource for Limited {
     fn classes(&self) -> usize {
         self.inner.classes()
     }
+    fn class_names(&self) -> Vec<String> {
+        self.inner.class_names()
+    }
     fn label(&self, i: usize) -> usize {
         self.inner.label(i)
     }
@@ -106,6 +128,14 @@ impl Splits {
     }
     pub fn classes(&self) -> usize {
         self.train.classes().max(self.val.classes())
+    }
+    /// The labels' names, from the split that knows of more labels.
+    pub fn class_names(&self) -> Vec<String> {
+        if self.train.classes() >= self.val.classes() {
+            self.train.class_names()
+        } else {
+            self.val.class_names()
+        }
     }
 }
 
@@ -187,6 +217,7 @@ fn load_idx(dir: &Path, split: &str, limit: Option<usize>) -> Result<InMemory, D
         labels: set.labels.iter().map(|&l| l as u16).collect(),
         images: set.images,
         classes,
+        class_names: Vec::new(),
     })
 }
 
@@ -426,6 +457,7 @@ mod tests {
             labels: (0..n).map(|i| i as u16).collect(),
             shape: [1, 1, 1],
             classes: n,
+            class_names: Vec::new(),
         });
         let batcher = SplitBatcher {
             inner: ImageBatcher {
@@ -479,6 +511,7 @@ mod tests {
             labels: vec![1, 2],
             shape: [1, 8, 8],
             classes: 3,
+            class_names: Vec::new(),
         });
         let batcher = ImageBatcher {
             source,

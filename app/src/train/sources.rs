@@ -31,6 +31,8 @@ struct Cifar {
     /// Label bytes before the pixels; the last one is the label we use.
     label_bytes: usize,
     classes: usize,
+    /// The release's file of label names, one a line.
+    names: &'static str,
 }
 
 const CIFAR10: Cifar = Cifar {
@@ -46,6 +48,7 @@ const CIFAR10: Cifar = Cifar {
     test: &["test_batch.bin"],
     label_bytes: 1,
     classes: 10,
+    names: "batches.meta.txt",
 };
 
 const CIFAR100: Cifar = Cifar {
@@ -55,6 +58,7 @@ const CIFAR100: Cifar = Cifar {
     test: &["test.bin"],
     label_bytes: 2,
     classes: 100,
+    names: "fine_label_names.txt",
 };
 
 impl Cifar {
@@ -95,6 +99,23 @@ impl Cifar {
             self.dir,
         );
         Err(DataError::NotFound { path, expected })
+    }
+
+    /// The labels' names from the release's names file, or none when it is
+    /// missing or does not name every class.
+    fn class_names(&self, dir: &Path) -> Vec<String> {
+        let text = std::fs::read_to_string(dir.join(self.names)).unwrap_or_default();
+        let names: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        if names.len() == self.classes {
+            names
+        } else {
+            Vec::new()
+        }
     }
 
     fn check_size(&self, path: &Path, len: u64) -> Result<(), DataError> {
@@ -159,6 +180,7 @@ pub fn load_cifar(path: &Path, hundred: bool, train: bool) -> Result<InMemory, D
         labels,
         shape: CIFAR_SHAPE,
         classes: cifar.classes,
+        class_names: cifar.class_names(&dir),
     })
 }
 
@@ -274,6 +296,10 @@ impl ImageSource for ImageFolder {
 
     fn classes(&self) -> usize {
         self.class_names.len()
+    }
+
+    fn class_names(&self) -> Vec<String> {
+        self.class_names.clone()
     }
 
     fn label(&self, i: usize) -> usize {

@@ -607,6 +607,7 @@ impl App {
             Action::ToggleLogPane => self.log_open = !self.log_open,
             Action::FilterEvents => self.filter_events(),
             Action::ExportView => self.export_view(),
+            Action::NextDropped => self.jump_to_drops(),
             _ => {}
         }
     }
@@ -725,6 +726,21 @@ impl App {
                 library_path: None,
                 outcome: Err(crate::plugins::LoadError(reason)),
             }),
+        }
+    }
+
+    /// Masks: the next channel (or sample) with a dropped position, or why
+    /// the cursor stays.
+    fn jump_to_drops(&mut self) {
+        let Some(run) = self.selected_run() else {
+            return;
+        };
+        match super::views::masks::next_with_drops(run, &self.masks) {
+            Some(cursor) => self.masks = cursor,
+            None => {
+                self.message =
+                    "nothing dropped in any sample or channel of this slot at this step".into()
+            }
         }
     }
 

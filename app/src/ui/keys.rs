@@ -116,6 +116,9 @@ pub enum Action {
     PrevSample,
     NextChannel,
     PrevChannel,
+    /// Masks: the next channel with a dropped position (then the next
+    /// sample's).
+    NextDropped,
     /// Masks: the snapshot before / after the one shown (the newest at first).
     OlderSnapshot,
     NewerSnapshot,
@@ -393,6 +396,13 @@ pub const KEYMAP: &[Binding] = &[
         "previous / next channel",
     ),
     b(K::Char(']'), "", In(View::Masks), A::NextChannel, ""),
+    b(
+        K::Char('d'),
+        "d",
+        In(View::Masks),
+        A::NextDropped,
+        "next channel with drops",
+    ),
     b(
         K::Char('<'),
         "</>",

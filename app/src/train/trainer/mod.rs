@@ -9,6 +9,7 @@ mod config;
 mod reads;
 mod session;
 mod slots;
+mod system;
 mod task;
 mod writer;
 

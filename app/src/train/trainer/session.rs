@@ -36,6 +36,7 @@ use super::reads::{Good, NonFinite, Pending, Totals, correct_top1, evaluate};
 use super::slots::{
     FINITE_CHECK_EVERY, Live, SNAPSHOT_SAMPLES, StepSlots, all_finite, build_slots,
 };
+use super::system::SystemLog;
 use super::task::{Batch, Task};
 use super::writer::{Writer, metric};
 use super::{Progress, Summary, TrainOptions};
@@ -159,6 +160,8 @@ struct Session<'a> {
     /// The timeline this run follows instead of its experiment file and the
     /// plugins directory, when it replays another (`reproduce`).
     replay: Option<Replay>,
+    /// The trainer's own use of the machine, logged as `system/…`.
+    system: SystemLog,
 }
 
 /// The strategy's library (None for "none") and every library's catalog.
@@ -331,6 +334,11 @@ impl<'a> Session<'a> {
         }
         let train_device = device.clone().autodiff();
         let task = Task::load(&resolved, run_dir)?;
+        if let Some(input) = task.image_input() {
+            run_dir
+                .write_input(input)
+                .context("writing the run's input.json")?;
+        }
         let classes = task.classes();
         let (steps_per_epoch, total_steps) = step_counts(&resolved, &task)?;
         writer.status.total_steps = total_steps;
@@ -397,6 +405,7 @@ impl<'a> Session<'a> {
             flags: Flags::default(),
             resolved,
             replay,
+            system: SystemLog::open(name),
         })
     }
 
@@ -882,6 +891,9 @@ impl<'a> Session<'a> {
             self.pending.restart();
             self.log(plan, &t, &collected.dropped)?;
         }
+        if self.system.due(plan.log) {
+            self.log_system(plan)?;
+        }
         if !collected.snapshots.is_empty() {
             self.writer.log_snapshots(&collected.snapshots)?;
         }
@@ -1036,6 +1048,15 @@ impl<'a> Session<'a> {
             )),
         }
         Ok(())
+    }
+
+    /// The trainer's use of the machine now, as `system/…` metrics.
+    fn log_system(&mut self, plan: &Plan) -> Result<()> {
+        let (step, epoch, p, version) = (self.step, plan.epoch, plan.p, &self.versions.label);
+        let lines: Vec<_> = (self.system.sample().into_iter())
+            .map(|(name, value)| metric(step, epoch, TRAIN, name, value, p, version))
+            .collect();
+        self.writer.log_metrics(&lines)
     }
 
     /// Validation; false when its loss is not finite (the run diverged).

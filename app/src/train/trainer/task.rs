@@ -4,7 +4,7 @@ use anyhow::Result;
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::experiment::ExperimentFile;
-use crate::run::dir::{self, RunDir};
+use crate::run::dir::{self, InputSpec, RunDir};
 use crate::train::data::{self, EpochItems, ImageBatch, ImageBatcher, SplitBatcher};
 use crate::train::data_error::DataError;
 use crate::train::models::InputKind;
@@ -28,12 +28,15 @@ impl Batch {
 }
 
 /// A run's data: images through their batchers, or encoded text.
+// One per run: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Task {
     Image {
         train: SplitBatcher,
         val: SplitBatcher,
         shape: [usize; 3],
-        classes: usize,
+        /// What the model takes in: its normalisation and class names.
+        input: InputSpec,
     },
     Text(TextTask),
 }
@@ -52,11 +55,16 @@ impl Task {
             let c = splits.shape()[0];
             (vec![0.0; c], vec![1.0; c])
         };
+        let input = InputSpec {
+            mean,
+            std,
+            classes: splits.class_names(),
+        };
         let batcher = |source, augment| SplitBatcher {
             inner: ImageBatcher {
                 source,
-                mean: mean.clone(),
-                std: std.clone(),
+                mean: input.mean.clone(),
+                std: input.std.clone(),
                 augment: spec.augment,
             },
             augment,
@@ -65,7 +73,7 @@ impl Task {
             train: batcher(splits.train.clone(), true),
             val: batcher(splits.val.clone(), false),
             shape: splits.shape(),
-            classes: splits.classes(),
+            input,
         })
     }
 
@@ -81,8 +89,16 @@ impl Task {
 
     pub(super) fn classes(&self) -> usize {
         match self {
-            Task::Image { classes, .. } => *classes,
+            Task::Image { input, .. } => input.classes.len(),
             Task::Text(t) => t.classes.len(),
+        }
+    }
+
+    /// An image task's input (text runs have a tokenizer instead).
+    pub(super) fn image_input(&self) -> Option<&InputSpec> {
+        match self {
+            Task::Image { input, .. } => Some(input),
+            Task::Text(_) => None,
         }
     }
 

@@ -9,6 +9,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use super::ColorDepth;
 use crate::run::dir::SnapshotLine;
 use crate::ui::app::App;
+use crate::ui::state::MaskCursor;
 use crate::ui::workspace::RunView;
 
 /// A value in [0, 1] as a colour of a dark-to-bright ramp.
@@ -33,9 +34,9 @@ fn heat(v: f32, depth: ColorDepth) -> Color {
     }
 }
 
-/// Rows of half-block cells: each cell shows two pixels (upper as foreground);
-/// each pixel is repeated `scale` times in both directions (two columns per
-/// scale step, since cells are about twice as tall as wide).
+/// Rows of half-block cells: each cell shows two pixels (upper as
+/// foreground), each about square (a cell is about twice as tall as wide);
+/// each value is a `scale` × `scale` block of pixels.
 fn heatmap_lines(
     values: &[f32],
     [h, w]: [usize; 2],
@@ -45,10 +46,10 @@ fn heatmap_lines(
 ) -> Vec<Line<'static>> {
     let max = top.max(1e-12);
     let scale = scale.max(1);
-    let (sh, sw) = (h * scale, w * scale * 2);
+    let (sh, sw) = (h * scale, w * scale);
     let at = |y: usize, x: usize| {
         values
-            .get((y / scale) * w + x / (2 * scale))
+            .get((y / scale) * w + x / scale)
             .copied()
             .unwrap_or(0.0)
             / max
@@ -69,6 +70,14 @@ fn heatmap_lines(
             Line::from(spans)
         })
         .collect()
+}
+
+/// The largest whole number of pixels per value (the same across and down)
+/// at which an `h` × `w` map fits `area` between its title and colour bar.
+fn map_scale(area: Rect, [h, w]: [usize; 2]) -> usize {
+    let across = area.width as usize / w.max(1);
+    let down = 2 * area.height.saturating_sub(2) as usize / h.max(1);
+    across.min(down).max(1)
 }
 
 /// The value drawn brightest: salience at its 98th percentile, so that a few
@@ -115,27 +124,65 @@ pub(crate) struct Shown<'a> {
     history: (usize, usize),
 }
 
-pub(crate) fn shown<'a>(
-    run: &'a RunView,
-    cursor: &crate::ui::state::MaskCursor,
-) -> Option<Shown<'a>> {
+/// A slot's samples, each its history of snapshots.
+type Samples<'a> = Vec<&'a Vec<SnapshotLine>>;
+
+/// The selected slot's samples; with the slot's place and how many slots
+/// there are.
+fn samples_of<'a>(run: &'a RunView, cursor: &MaskCursor) -> Option<(Samples<'a>, (usize, usize))> {
     let mut slots: Vec<&String> = run.snapshots.keys().map(|(slot, _)| slot).collect();
     slots.dedup();
     let si = cursor.slot % slots.len().max(1);
     let slot = *slots.get(si)?;
-    let samples: Vec<&Vec<SnapshotLine>> = run
+    let samples = run
         .snapshots
         .range((slot.clone(), 0)..=(slot.clone(), usize::MAX))
         .map(|(_, s)| s)
         .collect();
+    Some((samples, (si, slots.len())))
+}
+
+/// The snapshot `back` steps before the newest of `history` (the oldest,
+/// if it has fewer), and its 0-based place.
+fn at_back(history: &[SnapshotLine], back: usize) -> (usize, &SnapshotLine) {
+    let i = history.len() - 1 - back.min(history.len() - 1);
+    (i, &history[i])
+}
+
+pub(crate) fn shown<'a>(run: &'a RunView, cursor: &MaskCursor) -> Option<Shown<'a>> {
+    let (samples, slot) = samples_of(run, cursor)?;
     let ni = cursor.sample % samples.len();
     let history = samples[ni];
-    let hi = history.len() - 1 - cursor.back.min(history.len() - 1);
+    let (hi, snap) = at_back(history, cursor.back);
     Some(Shown {
-        snap: &history[hi],
-        slot: (si, slots.len()),
+        snap,
+        slot,
         sample: (ni, samples.len()),
         history: (hi + 1, history.len()),
+    })
+}
+
+/// The cursor on the next channel with a dropped position: the shown
+/// sample's later channels, then the next samples' (as far back as the one
+/// shown), round to the shown one's earlier channels; `None` where none has
+/// one.
+pub(crate) fn next_with_drops(run: &RunView, cursor: &MaskCursor) -> Option<MaskCursor> {
+    let (samples, _) = samples_of(run, cursor)?;
+    let n = samples.len();
+    let ni = cursor.sample % n;
+    let ci = cursor.channel % at_back(samples[ni], cursor.back).1.channels.len().max(1);
+    (0..=n).find_map(|k| {
+        let sample = (ni + k) % n;
+        let snap = at_back(samples[sample], cursor.back).1;
+        let from = if k == 0 { ci + 1 } else { 0 };
+        let to = if k == n { ci + 1 } else { snap.channels.len() };
+        (from..to)
+            .find(|c| SnapshotLine::dropped_fraction(snap.mask_of(*c)) > 0.0)
+            .map(|channel| MaskCursor {
+                sample,
+                channel,
+                ..*cursor
+            })
     })
 }
 
@@ -162,32 +209,22 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, depth: ColorDepth) 
         return;
     };
     let snap = s.snap;
-    let channels = snap.channels.len().max(1);
-    let ci = app.masks.channel % channels;
-    let plane = snap.height * snap.width;
-    let sal = snap
-        .salience
-        .get(ci * plane..(ci + 1) * plane)
-        .unwrap_or(&[]);
-    let mask = snap.mask.get(ci * plane..(ci + 1) * plane).unwrap_or(&[]);
+    let ci = app.masks.channel % snap.channels.len().max(1);
+    let (sal, mask) = (snap.salience_of(ci), snap.mask_of(ci));
     let outer = block.title(format!("Masks: {} s{}", run.info.label, run.info.seed));
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
     let [info_area, inner] =
         Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(inner);
-    frame.render_widget(Paragraph::new(header(&s, ci, mask)), info_area);
+    frame.render_widget(Paragraph::new(header(&s, ci)), info_area);
     if !snap.tokens.is_empty() {
         draw_token_maps(frame, snap, [sal, mask], inner, depth);
         return;
     }
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(inner);
-    // The largest whole-number scale that fits both maps between their titles
-    // and colour bars.
-    let scale = (left.width as usize / (2 * snap.width).max(1))
-        .min(2 * left.height.saturating_sub(2) as usize / snap.height.max(1))
-        .max(1);
     let size = [snap.height, snap.width];
+    let scale = map_scale(left, size);
     let sal_top = salience_top(sal);
     let mask_top = max_of(mask);
     for (area, title, values, top, clipped) in [
@@ -201,10 +238,11 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect, depth: ColorDepth) 
 }
 
 /// Two lines: which slot, sample and channel; which snapshot, its p and the
-/// fraction of the channel dropped.
-fn header(s: &Shown, ci: usize, mask: &[f32]) -> Vec<Line<'static>> {
+/// fraction dropped of the channel and of the whole snapshot.
+fn header(s: &Shown, ci: usize) -> Vec<Line<'static>> {
     let snap = s.snap;
-    let dropped = mask.iter().filter(|v| **v == 0.0).count() as f64 / mask.len().max(1) as f64;
+    let dropped = SnapshotLine::dropped_fraction(snap.mask_of(ci));
+    let everywhere = SnapshotLine::dropped_fraction(&snap.mask);
     let channels = snap.channels.len().max(1);
     let (at, of) = s.history;
     let when = if at == of {
@@ -226,10 +264,11 @@ fn header(s: &Shown, ci: usize, mask: &[f32]) -> Vec<Line<'static>> {
             channels,
         )),
         Line::from(format!(
-            "step {} ({when}) · p {:.3} · dropped {:.1} %",
+            "step {} ({when}) · p {:.3} · dropped {:.1} % (snapshot {:.1} %)",
             snap.step,
             snap.p,
-            100.0 * dropped
+            100.0 * dropped,
+            100.0 * everywhere
         )),
     ]
 }
@@ -319,6 +358,22 @@ mod tests {
         assert!(bright > 900, "{bright} of 1000 cells visible");
         assert_eq!(salience_top(&[0.0, 0.0, 3.0]), 3.0, "all-zero but one");
         assert_eq!(salience_top(&[]), 1.0);
+    }
+
+    /// Issue 34, item 10: a 7×7 map in 80×24's 39 × 16 cells takes
+    /// four cells a value across and four pixels (two rows) down.
+    #[test]
+    fn maps_take_whole_square_pixels_to_fill_their_room() {
+        assert_eq!(map_scale(Rect::new(0, 0, 39, 16), [7, 7]), 4);
+        assert_eq!(map_scale(Rect::new(0, 0, 78, 40), [14, 14]), 5);
+        assert_eq!(
+            map_scale(Rect::new(0, 0, 10, 3), [14, 14]),
+            1,
+            "at least one"
+        );
+        let lines = heatmap_lines(&[0.0, 1.0], [1, 2], 1.0, 3, ColorDepth::Basic16);
+        assert_eq!(lines.len(), 2, "three pixels down in two rows");
+        assert_eq!(lines[0].spans.len(), 6, "three columns a value");
     }
 
     #[test]
