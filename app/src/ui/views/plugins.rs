@@ -13,56 +13,48 @@ use crate::ui::app::App;
 pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let [top, bottom] =
         Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+    let uses: Vec<String> = app.plugins.iter().map(|p| in_use(app, &p.name)).collect();
+    // The column of what live runs use only while some run uses something:
+    // the reason a library was refused needs the width more.
+    let with_uses = uses.iter().any(|u| !u.is_empty());
     let rows: Vec<Row> = app
         .plugins
         .iter()
-        .map(|p| {
-            let (status, style) = match (&p.status, &p.last_build) {
-                (Ok(_), Some(why)) => (
-                    format!("last build refused: {}", first_line(why)),
-                    Style::new().fg(Color::Yellow),
-                ),
-                (Ok(s), None) => (s.clone(), Style::new().fg(Color::Green)),
-                (Err(e), _) => (
-                    format!("refused: {}", first_line(e)),
-                    Style::new().fg(Color::Red),
-                ),
-            };
-            Row::new(vec![
+        .zip(uses)
+        .map(|(p, uses)| {
+            let (status, style) = status_of(p);
+            let mut cells = vec![
                 Cell::from(p.name.clone()),
                 Cell::from(p.version.clone()),
                 Cell::from(p.source.clone()),
-                Cell::from(in_use(app, &p.name)),
-                Cell::from(status).style(style),
-            ])
+            ];
+            if with_uses {
+                cells.push(Cell::from(uses));
+            }
+            cells.push(Cell::from(status).style(style));
+            Row::new(cells)
         })
         .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(16),
-            Constraint::Length(8),
-            Constraint::Length(9),
-            Constraint::Length(14),
-            Constraint::Min(10),
-        ],
-    )
-    .header(
-        Row::new(vec![
-            "strategy",
-            "version",
-            "source",
-            "live runs use",
-            "status",
-        ])
-        .style(Style::new().add_modifier(Modifier::BOLD)),
-    )
-    .block(
-        Block::new()
-            .borders(Borders::ALL)
-            .title(format!("Plugins ({})", app.plugins.len())),
-    )
-    .row_highlight_style(SELECTED);
+    let mut widths = vec![
+        Constraint::Length(16),
+        Constraint::Length(8),
+        Constraint::Length(9),
+    ];
+    let mut header = vec!["strategy", "version", "source"];
+    if with_uses {
+        widths.push(Constraint::Length(14));
+        header.push("live runs use");
+    }
+    widths.push(Constraint::Min(10));
+    header.push("status");
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)))
+        .block(
+            Block::new()
+                .borders(Borders::ALL)
+                .title(format!("Plugins ({})", app.plugins.len())),
+        )
+        .row_highlight_style(SELECTED);
     frame.render_stateful_widget(table, top, &mut selection(app.selected.plugin));
     let reloads: Vec<Line> = app
         .all_events()
@@ -88,6 +80,22 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         ),
         bottom,
     );
+}
+
+/// The library's status, or the refusal of its last build while it stays
+/// loaded.
+fn status_of(p: &crate::ui::app::PluginRow) -> (String, Style) {
+    match (&p.status, &p.last_build) {
+        (Ok(_), Some(why)) => (
+            format!("last build refused: {}", first_line(why)),
+            Style::new().fg(Color::Yellow),
+        ),
+        (Ok(s), None) => (s.clone(), Style::new().fg(Color::Green)),
+        (Err(e), _) => (
+            format!("refused: {}", first_line(e)),
+            Style::new().fg(Color::Red),
+        ),
+    }
 }
 
 fn first_line(text: &str) -> &str {
