@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::common::fixtures::fixture;
 use crate::common::Tiny;
+use crate::common::fixtures::fixture;
 use crate::dashboard::{FakeEffects, render};
 use probdrop_tui::plugins::Library;
 use probdrop_tui::plugins::watch::ReloadEvent;
@@ -52,7 +52,13 @@ fn a_strategy_that_appears_while_the_dashboard_runs_becomes_usable_and_leaves_wh
     probe_experiment(tmp.path(), "uses-probe");
     let mut app = bare_app(tmp.path());
     let mut fx = FakeEffects::default();
-    let invalid = |app: &App| app.experiments[0].result.as_ref().err().map(|e| e[0].message.clone());
+    let invalid = |app: &App| {
+        app.experiments[0]
+            .result
+            .as_ref()
+            .err()
+            .map(|e| e[0].message.clone())
+    };
     assert!(
         invalid(&app).is_some_and(|m| m.contains("unknown strategy \"probe\"")),
         "{:?}",
@@ -64,10 +70,17 @@ fn a_strategy_that_appears_while_the_dashboard_runs_becomes_usable_and_leaves_wh
     assert_eq!(invalid(&app), None, "valid once probe is loaded");
     app.apply(Action::Go(View::Plugins), &mut fx);
     let screen = render(&app, 80, 24);
-    assert!(screen.contains("probe") && screen.contains("1.0.0"), "{screen}");
+    assert!(
+        screen.contains("probe") && screen.contains("1.0.0"),
+        "{screen}"
+    );
     app.apply(Action::Go(View::Experiments), &mut fx);
     app.apply(Action::StartRuns, &mut fx);
-    assert!(app.prompt.is_some(), "n asks where to start it: {}", app.message);
+    assert!(
+        app.prompt.is_some(),
+        "n asks where to start it: {}",
+        app.message
+    );
 
     app.apply(
         Input::Reload(ReloadEvent::Gone {
@@ -121,11 +134,17 @@ fn the_experiment_selection_follows_its_file() {
     let mut fx = FakeEffects::default();
     app.apply(Action::Go(View::Experiments), &mut fx);
     app.apply(Action::Down, &mut fx);
-    assert_eq!(app.experiments[app.selected.experiment].name(), "z-two.toml");
+    assert_eq!(
+        app.experiments[app.selected.experiment].name(),
+        "z-two.toml"
+    );
     probe_experiment(tmp.path(), "a-new");
     app.refresh();
     assert_eq!(app.experiments.len(), 3);
-    assert_eq!(app.experiments[app.selected.experiment].name(), "z-two.toml");
+    assert_eq!(
+        app.experiments[app.selected.experiment].name(),
+        "z-two.toml"
+    );
 }
 
 /// Item 8: two syntax errors are both reported, each at its own line and key;
@@ -149,7 +168,12 @@ fn every_syntax_error_is_reported_where_it_is_and_shown_line_by_line() {
     assert_eq!(errors.len(), 2, "{errors:?}");
     let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
     assert_eq!(errors[0].line, line_of("lr = 0.05 0.1"), "{:?}", errors[0]);
-    assert_eq!(errors[1].line, line_of("batch_size = = 32"), "{:?}", errors[1]);
+    assert_eq!(
+        errors[1].line,
+        line_of("batch_size = = 32"),
+        "{:?}",
+        errors[1]
+    );
 
     let mut app = bare_app(tmp.path());
     let mut fx = FakeEffects::default();
@@ -160,7 +184,9 @@ fn every_syntax_error_is_reported_where_it_is_and_shown_line_by_line() {
         .position(|l| l.contains("| lr = 0.05 0.1"))
         .unwrap_or_else(|| panic!("{screen}"));
     let lines: Vec<&str> = screen.lines().collect();
-    let caret = lines[quoted + 1].find('^').expect("the caret on the next line");
+    let caret = lines[quoted + 1]
+        .find('^')
+        .expect("the caret on the next line");
     let column = lines[quoted].find("0.1").unwrap();
     assert_eq!(caret, column, "the caret under the error:\n{screen}");
 }

@@ -627,7 +627,11 @@ fn a_strategy_crate_dropped_into_plugins_while_the_dashboard_runs_starts_from_it
             .and_then(|r| r.status())
             .is_some_and(|st| st.step > 0)
     });
-    assert!(dropped.elapsed() < Duration::from_secs(60), "{:?}", dropped.elapsed());
+    assert!(
+        dropped.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        dropped.elapsed()
+    );
     let run = dir::list_runs(&runs).remove(0);
     assert_eq!(run.info().unwrap().label, "stripes");
     s.quit();

@@ -48,8 +48,14 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         ],
     )
     .header(
-        Row::new(vec!["strategy", "version", "source", "live runs use", "status"])
-            .style(Style::new().add_modifier(Modifier::BOLD)),
+        Row::new(vec![
+            "strategy",
+            "version",
+            "source",
+            "live runs use",
+            "status",
+        ])
+        .style(Style::new().add_modifier(Modifier::BOLD)),
     )
     .block(
         Block::new()
@@ -99,7 +105,13 @@ fn in_use(app: &App, name: &str) -> String {
     }
     let used: Vec<String> = counts
         .iter()
-        .map(|(v, n)| if *n == 1 { v.to_string() } else { format!("{v} ×{n}") })
+        .map(|(v, n)| {
+            if *n == 1 {
+                v.to_string()
+            } else {
+                format!("{v} ×{n}")
+            }
+        })
         .collect();
     used.join(", ")
 }
