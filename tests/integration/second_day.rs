@@ -200,7 +200,7 @@ fn long_names_fit_80_columns() {
 
     app.apply(Action::Go(View::Experiments), &mut fx);
     let screen = render(&app, 80, 24);
-    assert!(screen.contains("compare-cifar…18-long.toml"), "{screen}");
+    assert!(screen.contains("compare-cifa…t18-long.toml"), "{screen}");
 
     app.apply(Action::Go(View::Events), &mut fx);
     let screen = render(&app, 80, 24);

@@ -405,7 +405,8 @@ pub(super) fn fit_middle(text: &str, width: usize) -> String {
     let Some(kept) = width.checked_sub(1) else {
         return String::new();
     };
-    let head = kept.div_ceil(2);
+    // The end gets the odd character: it holds the extension or the seed.
+    let head = kept / 2;
     let tail = kept - head;
     let start: String = chars[..head].iter().collect();
     let end: String = chars[chars.len() - tail..].iter().collect();
