@@ -451,3 +451,31 @@ fn draw_snapshot_on<DB: DrawingBackend>(
     }))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 34, item 12: whole steps read as whole numbers on a figure's
+    /// axes, and a fraction's band below zero does not take its axis there.
+    #[test]
+    fn axes_read_whole_steps_and_stay_at_zero_for_fractions() {
+        let read: Vec<String> = [100.0, 0.0, 0.25, 1.5, 0.1234].map(tick).into();
+        assert_eq!(read, ["100", "0", "0.25", "1.5", "0.123"]);
+        let dropped = Curve {
+            name: "dropblock".into(),
+            colour: 0,
+            points: vec![(1.0, 0.0), (2.0, 0.1)],
+            band: vec![(1.0, -0.05, 0.05), (2.0, 0.05, 0.15)],
+            faint: false,
+        };
+        let panel = Panel::new("dropped", "fraction", vec![dropped]);
+        let (x, y) = bounds(&panel);
+        assert_eq!((x, y.0), ((1.0, 2.0), 0.0));
+        let shown = Panel {
+            y_range: Some((0.02, 0.08)),
+            ..panel
+        };
+        assert_eq!(bounds(&shown).1, (0.02, 0.08), "the view's range");
+    }
+}

@@ -574,9 +574,11 @@ impl RunView {
     /// Seconds since its last logged step at `now`, when a training run has
     /// gone [`STALL_MEDIANS`] median steps (and [`STALL_FLOOR_SECS`]) without
     /// one: a hung `mask()` or data reader shows long before the step
-    /// timeout ends it.
+    /// timeout ends it. Only a run of this host: another's steps are stamped
+    /// by its own clock.
     pub fn stalled_for(&self, now: f64) -> Option<f64> {
-        if self.state() != DisplayState::Is(State::Training) {
+        let here = self.status.as_ref().is_some_and(|s| !s.elsewhere());
+        if !here || self.state() != DisplayState::Is(State::Training) {
             return None;
         }
         let since = now - self.walls.last()?.1;

@@ -107,8 +107,8 @@ fn list_width(app: &App, width: u16) -> u16 {
         .map(|e| e.name().chars().count())
         .max()
         .unwrap_or(0) as u16;
-    // The status column, its gap and the borders.
-    let wanted = longest + STATUS_WIDTH + 3;
+    // The status column, its gap, the borders and a space to spare.
+    let wanted = longest + STATUS_WIDTH + 4;
     wanted.clamp(20, (width * 2 / 5).max(36)).min(width)
 }
 

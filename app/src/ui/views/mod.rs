@@ -311,7 +311,7 @@ fn help_groups() -> Vec<(String, Vec<String>)> {
     let marks = [
         (runs::MARKED, "marked (Space)"),
         (runs::CHANGED_MID_RUN, "config/code changed mid-run"),
-        (runs::NEEDS_RESTART, "saved change needs a restart"),
+        (runs::NEEDS_RESTART, "change waits for a restart"),
     ];
     let lines = marks.iter().map(|(m, what)| format!("  {m:<8} {what}"));
     groups.push(("marks in the Runs table".into(), lines.collect()));
@@ -425,6 +425,35 @@ pub fn run_summary(r: &RunView) -> String {
     )
 }
 
+/// A message of several lines (a diagnostic: its text, the quoted line, the
+/// caret under the column) as lines of its own, never joined: the first after
+/// `lead`, the others after `indent`, so the caret stays under its column.
+pub(super) fn message_lines(
+    lead: Vec<ratatui::text::Span<'static>>,
+    message: &str,
+    indent: &str,
+) -> Vec<Line<'static>> {
+    let mut parts = message.lines();
+    let mut first = lead;
+    first.push(ratatui::text::Span::raw(
+        parts.next().unwrap_or("").to_string(),
+    ));
+    let mut out = vec![Line::from(first)];
+    out.extend(parts.map(|l| Line::from(format!("{indent}{l}"))));
+    out
+}
+
+/// A message's first line, with " …" when it has more (a list row).
+pub(super) fn first_line_of(message: &str) -> String {
+    let mut parts = message.lines();
+    let first = parts.next().unwrap_or("").to_string();
+    if parts.next().is_some() {
+        format!("{first} …")
+    } else {
+        first
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,34 +562,5 @@ mod tests {
                 "{term} {colorterm}"
             );
         }
-    }
-}
-
-/// A message of several lines (a diagnostic: its text, the quoted line, the
-/// caret under the column) as lines of its own, never joined: the first after
-/// `lead`, the others after `indent`, so the caret stays under its column.
-pub(super) fn message_lines(
-    lead: Vec<ratatui::text::Span<'static>>,
-    message: &str,
-    indent: &str,
-) -> Vec<Line<'static>> {
-    let mut parts = message.lines();
-    let mut first = lead;
-    first.push(ratatui::text::Span::raw(
-        parts.next().unwrap_or("").to_string(),
-    ));
-    let mut out = vec![Line::from(first)];
-    out.extend(parts.map(|l| Line::from(format!("{indent}{l}"))));
-    out
-}
-
-/// A message's first line, with " …" when it has more (a list row).
-pub(super) fn first_line_of(message: &str) -> String {
-    let mut parts = message.lines();
-    let first = parts.next().unwrap_or("").to_string();
-    if parts.next().is_some() {
-        format!("{first} …")
-    } else {
-        first
     }
 }

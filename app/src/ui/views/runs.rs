@@ -160,7 +160,7 @@ pub const CHANGED_MID_RUN: &str = "✎";
 /// waits for the run's next start.
 pub const NEEDS_RESTART: &str = "↻";
 /// A name part shortened below this many characters says nothing: it goes.
-const SHORTEST_PART: usize = 8;
+const SHORTEST_PART: usize = 10;
 
 /// One listed run and what its row says beyond its status.
 struct Shown<'a> {
@@ -353,11 +353,6 @@ fn run_detail(r: &RunView, gpu_memory: Option<u64>, stall: Option<f64>) -> Vec<L
             None => format!("Slurm {task}"),
         });
     }
-    if r.needs_restart() {
-        facts.push(format!(
-            "{NEEDS_RESTART} a saved change waits for a restart"
-        ));
-    }
     if !r.notes.tags.is_empty() {
         let tags: Vec<String> = r.notes.tags.iter().map(|t| format!("#{t}")).collect();
         facts.push(tags.join(" "));
@@ -388,6 +383,12 @@ fn run_detail(r: &RunView, gpu_memory: Option<u64>, stall: Option<f64>) -> Vec<L
             },
             _ => message,
         }
+    };
+    // First, where the line is not cut: the mark in the row needs it.
+    let said = if r.needs_restart() {
+        format!("{NEEDS_RESTART} a saved change waits for a restart · {said}")
+    } else {
+        said
     };
     let facts = Line::from(facts.join(" · ")).style(Style::new().add_modifier(Modifier::DIM));
     // Files of the run it refuses to read (a FIFO, an oversized notes.json)
