@@ -127,6 +127,13 @@ impl probdrop_tui::ui::app::Effects for NoEffects {
     fn delete(&mut self, _: &RunDir) -> Result<(), String> {
         Err("not in a benchmark".into())
     }
+    fn export(
+        &mut self,
+        _: &probdrop_tui::ui::export_view::Figure,
+        _: &Path,
+    ) -> Result<Vec<PathBuf>, String> {
+        Err("not in a benchmark".into())
+    }
 }
 
 /// 1. Frame time: with the curve cache warm (what the dashboard redraws when

@@ -222,6 +222,15 @@ impl Effects for FakeEffects {
         self.calls.push(format!("delete {}", run.path.display()));
         probdrop_tui::run::notes::delete(run).map_err(|e| e.to_string())
     }
+    /// Writes for real: the figures are what the tests look at.
+    fn export(
+        &mut self,
+        figure: &probdrop_tui::ui::export_view::Figure,
+        out: &Path,
+    ) -> Result<Vec<PathBuf>, String> {
+        self.calls.push(format!("export {}", out.display()));
+        probdrop_tui::ui::export_view::write(figure, out)
+    }
 }
 
 /// A key as the dashboard takes it (typed into an open line, or an action).
@@ -871,8 +880,9 @@ pub(crate) fn synthetic_run(runs: &Path, label: &str, steps: u64) -> RunDir {
     d
 }
 
-/// Issue 16, defect 10: "last 100 steps" is one window for every overlaid run
-/// (the last 100 before the newest step of any), not each run's own last 100.
+/// Issue 16, defect 10: "last 100 steps" is one window for every overlaid run,
+/// not each run's own last 100. Issue 34, item 14: it ends at the run
+/// furthest behind, so that every run stays in sight.
 #[test]
 fn zooming_shows_every_run_over_the_same_steps() {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-zoom");
@@ -892,11 +902,8 @@ fn zooming_shows_every_run_over_the_same_steps() {
     assert_eq!(app.charts.last_steps(), Some(100.0));
     let screen = render(&app, 80, 24);
     let axis = screen.lines().rev().nth(2).unwrap();
-    assert!(axis.contains("652") && axis.contains("752"), "{screen}");
-    assert!(
-        !axis.contains("420"),
-        "the short run's own window: {screen}"
-    );
+    assert!(axis.contains("420") && axis.contains("520"), "{screen}");
+    assert!(!axis.contains("752"), "the long run's own window: {screen}");
 }
 
 /// The rows below the tab bar drawn as selected (reversed) at `w`×`h`.
@@ -1084,7 +1091,7 @@ slots = ["layer1"]
 
 /// Issue 19: `w` writes what the view shows — the chart, the mask snapshot,
 /// the comparison — as a PNG (1200×480, decodable) and an SVG, under
-/// exports/ beside the runs, and says where.
+/// exports/ beside the runs, and says where (issue 34: from the workspace).
 #[test]
 fn w_writes_the_chart_the_mask_and_the_comparison_as_figures() {
     let runs = copies_of_the_fixture_runs("export-key", 2);
@@ -1097,12 +1104,11 @@ fn w_writes_the_chart_the_mask_and_the_comparison_as_figures() {
         press(&mut app, KeyCode::Char(view), &mut fx);
         press(&mut app, KeyCode::Char('w'), &mut fx);
         assert!(app.message.starts_with("wrote "), "{view}: {}", app.message);
-        let written: Vec<PathBuf> = app
-            .message
-            .trim_start_matches("wrote ")
-            .split(", ")
-            .map(PathBuf::from)
-            .collect();
+        // "wrote exports/<stem>.png and .svg", from the workspace.
+        let named = app.message.trim_start_matches("wrote ");
+        let (png, svg) = named.split_once(" and ").unwrap();
+        let png = root.join(png);
+        let written = vec![png.clone(), png.with_extension(svg.trim_start_matches('.'))];
         assert_eq!(written.len(), 2, "{}", app.message);
         for path in &written {
             assert!(path.starts_with(&exports), "{}", path.display());

@@ -22,6 +22,7 @@ mod pty;
 mod reload;
 mod reproduce;
 mod scaffold;
+mod second_day;
 mod slurm;
 mod strategies;
 mod text_strategies;

@@ -17,6 +17,7 @@ pub const SIZE: (u32, u32) = (1200, 480);
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
 /// A named curve: (x, y) points, and an optional ±band (x, low, high).
+#[derive(Debug)]
 pub struct Curve {
     pub name: String,
     /// Its colour's place in the palette: one strategy keeps its colour
@@ -24,13 +25,58 @@ pub struct Curve {
     pub colour: usize,
     pub points: Vec<(f64, f64)>,
     pub band: Vec<(f64, f64, f64)>,
+    /// Drawn light and left out of the legend (a raw curve beneath its
+    /// smoothed one).
+    pub faint: bool,
 }
 
-/// One panel: a title, axis names and its curves.
+/// One panel: a title, axis names, its curves and how its axes read.
+#[derive(Debug)]
 pub struct Panel {
     pub title: String,
+    /// What x counts (step, epoch, minutes).
+    pub x: String,
     pub y: String,
     pub curves: Vec<Curve>,
+    /// The y range shown, when not every value's.
+    pub y_range: Option<(f64, f64)>,
+    /// The y values are log10 of what the labels say.
+    pub log: bool,
+}
+
+impl Panel {
+    /// A panel over steps, every value shown on a linear axis.
+    pub fn new(title: &str, y: &str, curves: Vec<Curve>) -> Panel {
+        Panel {
+            title: title.into(),
+            x: "step".into(),
+            y: y.into(),
+            curves,
+            y_range: None,
+            log: false,
+        }
+    }
+}
+
+/// The low end of a value axis, `pad` below the lowest value, but never
+/// below zero for a quantity that is never negative (a loss, a rate, a
+/// fraction): its ±sd band or head-room must not suggest it can be.
+pub fn axis_low(lowest: f64, pad: f64, never_negative: bool) -> f64 {
+    if never_negative {
+        (lowest - pad).max(0.0)
+    } else {
+        lowest - pad
+    }
+}
+
+/// An axis label: whole numbers without decimals (step 100, not 100.0),
+/// others in at most three.
+fn tick(v: f64) -> String {
+    if v.fract() == 0.0 {
+        return format!("{v:.0}");
+    }
+    let text = format!("{v:.3}");
+    text.trim_end_matches('0').to_string()
 }
 
 fn font() -> Result<()> {
@@ -107,7 +153,9 @@ fn draw_on<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, panels: &[Panel]) 
     Ok(())
 }
 
-/// The range of every x and y (bands included), padded a little.
+/// The range of every x and y (bands included), padded a little; no y
+/// below zero when no curve goes there (its band may); the panel's own y
+/// range when it has one.
 fn bounds(panel: &Panel) -> ((f64, f64), (f64, f64)) {
     let xs = panel
         .curves
@@ -129,7 +177,12 @@ fn bounds(panel: &Panel) -> ((f64, f64), (f64, f64)) {
         return ((0.0, 1.0), (0.0, 1.0));
     }
     let pad = ((y1 - y0) * 0.05).max(1e-6);
-    ((x0, x1.max(x0 + 1.0)), (y0 - pad, y1 + pad))
+    let never_negative = panel
+        .curves
+        .iter()
+        .all(|c| c.points.iter().all(|p| p.1 >= 0.0));
+    let y = (axis_low(y0, pad, never_negative), y1 + pad);
+    ((x0, x1.max(x0 + 1.0)), panel.y_range.unwrap_or(y))
 }
 
 fn draw_panel<DB: DrawingBackend>(
@@ -143,13 +196,26 @@ fn draw_panel<DB: DrawingBackend>(
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(x0..x1, y0..y1)?;
+    let y_label = |v: &f64| {
+        if panel.log {
+            tick(10f64.powf(*v))
+        } else {
+            tick(*v)
+        }
+    };
     chart
         .configure_mesh()
-        .x_desc("step")
+        .x_desc(panel.x.as_str())
         .y_desc(panel.y.as_str())
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&y_label)
         .label_style(("sans-serif", 14))
         .draw()?;
-    for curve in &panel.curves {
+    for curve in panel.curves.iter().filter(|c| c.faint) {
+        let colour = Palette99::pick(curve.colour).mix(0.35);
+        chart.draw_series(LineSeries::new(curve.points.clone(), colour))?;
+    }
+    for curve in panel.curves.iter().filter(|c| !c.faint) {
         let colour = Palette99::pick(curve.colour).to_rgba();
         if !curve.band.is_empty() {
             let upper = curve.band.iter().map(|b| (b.0, b.2));
@@ -191,13 +257,13 @@ pub fn run_panels(lines: &[MetricLine]) -> Vec<Panel> {
         colour,
         points: series(lines, split, name),
         band: Vec::new(),
+        faint: false,
     };
     [(metric::LOSS, "loss"), (metric::ACC, "accuracy")]
         .into_iter()
-        .map(|(name, title)| Panel {
-            title: title.into(),
-            y: title.into(),
-            curves: vec![curve(metric::TRAIN, name, 0), curve(metric::VAL, name, 1)],
+        .map(|(name, title)| {
+            let curves = vec![curve(metric::TRAIN, name, 0), curve(metric::VAL, name, 1)];
+            Panel::new(title, title, curves)
         })
         .collect()
 }
@@ -227,6 +293,7 @@ pub fn mean_band(seeds: &[Vec<(f64, f64)>], name: &str, colour: usize) -> Curve 
         colour,
         points,
         band,
+        faint: false,
     }
 }
 
@@ -253,16 +320,16 @@ pub fn comparison_panels(runs: &BTreeMap<String, Vec<Vec<MetricLine>>>) -> Vec<P
         }
     }
     vec![
-        Panel {
-            title: "validation accuracy (mean ± sd over seeds)".into(),
-            y: "accuracy".into(),
-            curves: acc,
-        },
-        Panel {
-            title: "dropped fraction (mean ± sd over seeds)".into(),
-            y: "fraction dropped".into(),
-            curves: dropped,
-        },
+        Panel::new(
+            "validation accuracy (mean ± sd over seeds)",
+            "accuracy",
+            acc,
+        ),
+        Panel::new(
+            "dropped fraction (mean ± sd over seeds)",
+            "fraction dropped",
+            dropped,
+        ),
     ]
 }
 
@@ -378,4 +445,32 @@ fn draw_snapshot_on<DB: DrawingBackend>(
         )
     }))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 34, item 12: whole steps read as whole numbers on a figure's
+    /// axes, and a fraction's band below zero does not take its axis there.
+    #[test]
+    fn axes_read_whole_steps_and_stay_at_zero_for_fractions() {
+        let read: Vec<String> = [100.0, 0.0, 0.25, 1.5, 0.1234].map(tick).into();
+        assert_eq!(read, ["100", "0", "0.25", "1.5", "0.123"]);
+        let dropped = Curve {
+            name: "dropblock".into(),
+            colour: 0,
+            points: vec![(1.0, 0.0), (2.0, 0.1)],
+            band: vec![(1.0, -0.05, 0.05), (2.0, 0.05, 0.15)],
+            faint: false,
+        };
+        let panel = Panel::new("dropped", "fraction", vec![dropped]);
+        let (x, y) = bounds(&panel);
+        assert_eq!((x, y.0), ((1.0, 2.0), 0.0));
+        let shown = Panel {
+            y_range: Some((0.02, 0.08)),
+            ..panel
+        };
+        assert_eq!(bounds(&shown).1, (0.02, 0.08), "the view's range");
+    }
 }

@@ -35,6 +35,12 @@ pub trait Effects {
     fn archive(&mut self, run: &RunDir) -> Result<PathBuf, String>;
     /// Deletes a finished run's directory.
     fn delete(&mut self, run: &RunDir) -> Result<(), String>;
+    /// Writes a view's figure (the `w` key) under `out`; the paths written.
+    fn export(
+        &mut self,
+        figure: &super::export_view::Figure,
+        out: &Path,
+    ) -> Result<Vec<PathBuf>, String>;
     /// Collects trainers that exited; says what was recorded about each.
     fn reap(&mut self) -> Vec<String> {
         Vec::new()
@@ -231,6 +237,9 @@ pub struct App {
     pub message_age: u32,
     /// Anything changed since the last draw.
     pub dirty: bool,
+    /// Wall-clock seconds at the last tick: what the views measure how long
+    /// ago something happened against (tests set it).
+    pub now: f64,
 }
 
 impl App {
@@ -276,6 +285,7 @@ impl App {
             message: String::new(),
             message_age: 0,
             dirty: true,
+            now: crate::run::dir::now(),
         };
         app.take_in_plugins();
         app.refresh();
@@ -313,6 +323,17 @@ impl App {
         {
             self.selected.experiment = i;
         }
+    }
+
+    /// A path as the status line names it: from the workspace (the folder
+    /// holding the runs) when it lies inside it, so that it fits 80 columns.
+    pub fn shown_path(&self, path: &Path) -> String {
+        let workspace = self.runs_dir.parent().unwrap_or(Path::new(""));
+        let shown = match path.strip_prefix(workspace) {
+            Ok(inside) if !workspace.as_os_str().is_empty() => inside,
+            _ => path,
+        };
+        shown.display().to_string()
     }
 
     /// Whether some run's logs are still being read in (refresh sooner).
@@ -606,7 +627,7 @@ impl App {
             Action::ToggleConfig => self.config_open = !self.config_open,
             Action::ToggleLogPane => self.log_open = !self.log_open,
             Action::FilterEvents => self.filter_events(),
-            Action::ExportView => self.export_view(),
+            Action::ExportView => self.export_view(fx),
             Action::NextDropped => self.jump_to_drops(),
             _ => {}
         }
@@ -647,6 +668,7 @@ impl App {
     }
 
     fn tick(&mut self, fx: &mut dyn Effects) {
+        self.now = crate::run::dir::now();
         self.message_age += 1;
         if self.message_age >= MESSAGE_TICKS {
             self.message.clear();
@@ -745,14 +767,34 @@ impl App {
     }
 
     /// Writes the view as figures; says where, or why not.
-    fn export_view(&mut self) {
-        self.message = match super::export_view::export_view(self, &self.exports_dir) {
-            Ok(paths) => {
-                let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                format!("wrote {}", shown.join(", "))
-            }
+    fn export_view(&mut self, fx: &mut dyn Effects) {
+        let written =
+            super::export_view::figure(self).and_then(|f| fx.export(&f, &self.exports_dir));
+        self.message = match written {
+            Ok(paths) => format!("wrote {}", self.shown_files(&paths)),
             Err(why) => why,
         };
+    }
+
+    /// Files as the status line names them: one figure's formats once
+    /// (`exports/chart-loss-….png and .svg`).
+    fn shown_files(&self, paths: &[PathBuf]) -> String {
+        let mut shown: Vec<String> = Vec::new();
+        let mut last_stem = None;
+        for p in paths {
+            let stem = p.with_extension("");
+            let ext = p.extension().map(|e| e.to_string_lossy().into_owned());
+            match (last_stem.as_ref() == Some(&stem), ext) {
+                (true, Some(ext)) => {
+                    if let Some(prev) = shown.last_mut() {
+                        prev.push_str(&format!(" and .{ext}"));
+                    }
+                }
+                _ => shown.push(self.shown_path(p)),
+            }
+            last_stem = Some(stem);
+        }
+        shown.join(", ")
     }
 
     /// Lists only the selected event's run, or every run's again.
@@ -896,7 +938,7 @@ impl App {
             self.message = match fx.start_compare(&p.experiment, device.as_deref()) {
                 Ok(log) => format!(
                     "{name}: comparison started on {on} (7 Compare; output in {})",
-                    log.display()
+                    self.shown_path(&log)
                 ),
                 Err(e) => format!("{name}: comparison not started: {e}"),
             };

@@ -1,28 +1,71 @@
 //! The `w` key: what the current view shows — the chart, the comparison, the
 //! mask snapshot — as a PNG and an SVG figure (the same drawings as
-//! `probdrop-tui export`), written under the exports folder.
+//! `probdrop-tui export`). [`figure`] says what to draw from the view alone;
+//! [`write`] draws it under the exports folder, through `Effects::export`.
 
 use std::path::{Path, PathBuf};
 
 use super::app::App;
 use super::keys::View;
-use super::views::{charts, masks};
+use super::views::charts::{self, Look, Part};
+use super::views::masks;
 use crate::export::figures::{self, Curve, Panel};
-use crate::run::dir::{self, metric};
+use crate::run::comparison::Manifest;
+use crate::run::dir::{self, SnapshotLine, metric};
 
 /// The figure formats one press writes.
 const FORMATS: [&str; 2] = ["png", "svg"];
 
-/// Writes the current view's figure into `out`; the paths written, or why
-/// nothing was.
-pub fn export_view(app: &App, out: &Path) -> Result<Vec<PathBuf>, String> {
-    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let stamp = dir::timestamp(dir::now() as u64);
+/// What `w` draws: one view's figure, and the file name it goes under.
+#[derive(Debug)]
+pub enum Figure {
+    /// The chart as shown, as `<stem>.png` and `.svg`.
+    Chart { stem: String, panel: Panel },
+    /// The mask snapshot shown, in the channel shown.
+    Mask {
+        stem: String,
+        snapshot: SnapshotLine,
+        channel: usize,
+    },
+    /// A comparison's figure, in a folder of its name.
+    Comparison { name: String, manifest: Manifest },
+}
+
+/// The current view's figure, or why it has none.
+pub fn figure(app: &App) -> Result<Figure, String> {
+    let stamp = dir::timestamp(app.now as u64);
     match app.view {
-        View::Charts => chart(app, out, &stamp),
-        View::Masks => mask(app, out, &stamp),
-        View::Compare => comparison(app, out),
+        View::Charts => chart(app, &stamp),
+        View::Masks => mask(app, &stamp),
+        View::Compare => comparison(app),
         _ => Err("w writes the Charts, Masks and Compare views as figures".into()),
+    }
+}
+
+/// Draws `figure` into `out`; the paths written, or why nothing was.
+pub fn write(figure: &Figure, out: &Path) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    match figure {
+        Figure::Chart { stem, panel } => {
+            both(out, stem, |p| figures::draw(p, std::slice::from_ref(panel)))
+        }
+        Figure::Mask {
+            stem,
+            snapshot,
+            channel,
+        } => both(out, stem, |p| {
+            figures::draw_snapshot(p, snapshot, Some(*channel))
+        }),
+        Figure::Comparison { name, manifest } => {
+            let dir = out.join(name);
+            let mut written = Vec::new();
+            for format in [crate::export::Format::Png, crate::export::Format::Svg] {
+                let paths = crate::export::comparison_figure(&dir, manifest, format)
+                    .map_err(|e| format!("cannot draw {name}: {e:#}"))?;
+                written.extend(paths);
+            }
+            Ok(written)
+        }
     }
 }
 
@@ -43,55 +86,68 @@ fn both(
         .collect()
 }
 
-/// The chart's metric for the runs it shows (seeds averaged when it averages
-/// them): training and validation curves over steps.
-fn chart(app: &App, out: &Path, stamp: &str) -> Result<Vec<PathBuf>, String> {
+/// The chart as the view draws it: its metric for the runs it shows, zoomed,
+/// smoothed (the raw curve faint beneath), seeds averaged with their band,
+/// over its x axis, in its y range and scale; only not downsampled.
+fn chart(app: &App, stamp: &str) -> Result<Figure, String> {
     let runs = app.chart_runs();
     if runs.is_empty() {
         return Err("no run to chart".into());
     }
-    let (name, _, _) = charts::chosen(app.charts.metric, &runs);
+    let o = &app.charts;
+    let (name, _, _) = charts::chosen(o.metric, &runs);
     let groups = charts::sources(app, &runs);
     let names = app.names_of_groups(&groups);
-    let mut curves = Vec::new();
-    for (i, (group, label)) in groups.iter().zip(&names).enumerate() {
-        for (k, split) in [metric::TRAIN, metric::VAL].into_iter().enumerate() {
-            let key = metric::series(split, &name);
-            let seeds: Vec<Vec<(f64, f64)>> = group
-                .iter()
-                .filter_map(|r| Some(r.series.get(&key)?.points().to_vec()))
-                .collect();
-            if !seeds.is_empty() {
-                curves.push(curve(&seeds, &format!("{label} {split}"), 2 * i + k));
-            }
-        }
-    }
+    let drawn = charts::curves(o, &groups, &name, 0, &mut Default::default());
+    let y_range = charts::y_bounds(o, &drawn).map(|(_, [lo, hi])| (lo, hi));
+    let curves = drawn
+        .iter()
+        .filter(|c| c.part == Part::Line)
+        .map(|c| figure_curve(c, &drawn, &names[c.group]))
+        .collect();
     let label = charts::metric_label(&name);
     let panel = Panel {
-        title: label.clone(),
-        y: label,
-        curves,
+        x: o.x_axis.label().into(),
+        y_range,
+        log: o.log_scale,
+        ..Panel::new(&label, &label, curves)
     };
-    both(out, &format!("chart-{name}-{stamp}"), |p| {
-        figures::draw(p, std::slice::from_ref(&panel))
+    Ok(Figure::Chart {
+        stem: format!("chart-{name}-{stamp}"),
+        panel,
     })
 }
 
-/// One run's curve as it is; several seeds' as their mean ± 1 sd.
-fn curve(seeds: &[Vec<(f64, f64)>], name: &str, colour: usize) -> Curve {
-    match seeds {
-        [one] => Curve {
-            name: name.into(),
-            colour,
-            points: one.clone(),
-            band: Vec::new(),
-        },
-        _ => figures::mean_band(seeds, name, colour),
+/// One drawn line as a figure's curve, with the band its group's edges make.
+fn figure_curve(line: &charts::Curve, drawn: &[charts::Curve], group: &str) -> Curve {
+    let edge = |part: Part| {
+        drawn
+            .iter()
+            .find(|c| c.group == line.group && c.val == line.val && c.part == part)
+    };
+    let band = match (edge(Part::Low), edge(Part::High)) {
+        (Some(low), Some(high)) => low
+            .points
+            .iter()
+            .zip(&high.points)
+            .map(|(l, h)| (l.0, l.1, h.1))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let split = if line.val { metric::VAL } else { metric::TRAIN };
+    let faint = line.look == Look::Faint;
+    let raw = if faint { " (raw)" } else { "" };
+    Curve {
+        name: format!("{group} {split}{raw}"),
+        colour: 2 * line.group + usize::from(line.val),
+        points: line.points.clone(),
+        band,
+        faint,
     }
 }
 
 /// The snapshot the Masks view shows, in the channel it shows.
-fn mask(app: &App, out: &Path, stamp: &str) -> Result<Vec<PathBuf>, String> {
+fn mask(app: &App, stamp: &str) -> Result<Figure, String> {
     let run = app.selected_run().ok_or("no run selected")?;
     let shown = masks::shown(run, &app.masks).ok_or("no mask snapshot to draw yet")?;
     let s = shown.snap;
@@ -99,23 +155,21 @@ fn mask(app: &App, out: &Path, stamp: &str) -> Result<Vec<PathBuf>, String> {
         "mask-{}-s{}-{}-step{}-{stamp}",
         run.info.label, run.info.seed, s.slot, s.step
     );
-    both(out, &stem, |p| {
-        figures::draw_snapshot(p, s, Some(app.masks.channel))
+    Ok(Figure::Mask {
+        stem,
+        snapshot: s.clone(),
+        channel: app.masks.channel,
     })
 }
 
 /// The selected comparison's figure, beside the one `compare` wrote.
-fn comparison(app: &App, out: &Path) -> Result<Vec<PathBuf>, String> {
+fn comparison(app: &App) -> Result<Figure, String> {
     let c = app
         .comparisons
         .get(app.selected.comparison)
         .ok_or("no comparison to draw")?;
-    let dir = out.join(c.name());
-    let mut written = Vec::new();
-    for format in [crate::export::Format::Png, crate::export::Format::Svg] {
-        let paths = crate::export::comparison_figure(&dir, &c.manifest, format)
-            .map_err(|e| format!("cannot draw {}: {e:#}", c.name()))?;
-        written.extend(paths);
-    }
-    Ok(written)
+    Ok(Figure::Comparison {
+        name: c.name(),
+        manifest: c.manifest.clone(),
+    })
 }

@@ -232,7 +232,7 @@ impl App {
         let mut notes = Notes::of(dir);
         change(&mut notes);
         self.message = match notes.save(dir) {
-            Ok(()) => format!("saved in {}", dir.file(notes::NOTES).display()),
+            Ok(()) => format!("saved in {}", self.shown_path(&dir.file(notes::NOTES))),
             Err(e) => format!("could not save the notes: {e}"),
         };
         self.refresh();
@@ -277,7 +277,7 @@ impl App {
     fn put_away(&mut self, c: &Confirm, fx: &mut dyn Effects) -> String {
         let said = match c.ask {
             Ask::Archive => match fx.archive(&c.run) {
-                Ok(to) => format!("{} archived in {}", c.name, to.display()),
+                Ok(to) => format!("{} archived in {}", c.name, self.shown_path(&to)),
                 Err(e) => format!("not archived: {e}"),
             },
             _ => match fx.delete(&c.run) {
@@ -314,7 +314,7 @@ impl App {
             self.show_run(&first.path);
         }
         match started {
-            Ok(_) => format!("{} started again from {}", c.name, source.display()),
+            Ok(_) => format!("{} started again from {}", c.name, self.shown_path(&source)),
             Err(e) => format!("could not start: {e}"),
         }
     }

@@ -304,6 +304,10 @@ impl Effects for RealEffects {
         Ok(())
     }
 
+    fn export(&mut self, figure: &export_view::Figure, out: &Path) -> Result<Vec<PathBuf>, String> {
+        export_view::write(figure, out)
+    }
+
     fn edit(&mut self, file: &Path) -> Result<(), String> {
         let editor = std::env::var("VISUAL")
             .or_else(|_| std::env::var("EDITOR"))

@@ -270,16 +270,14 @@ pub fn downsample(points: &[(f64, f64)], x0: f64, x1: f64, columns: usize) -> Ve
     out
 }
 
-/// Points with x in the last `n` steps (all when `None`).
-pub fn zoom(points: &[(f64, f64)], last: Option<f64>) -> &[(f64, f64)] {
-    let end = points.last().map(|p| p.0);
-    since(points, last.zip(end).map(|(n, end)| end - n))
-}
-
-/// Points with x at or after `from` (all when `None`).
-pub fn since(points: &[(f64, f64)], from: Option<f64>) -> &[(f64, f64)] {
-    let Some(from) = from else { return points };
-    &points[points.partition_point(|p| p.0 < from)..]
+/// Points with x in `[from, to]` (all when `None`); points in x order.
+pub fn within(points: &[(f64, f64)], window: Option<(f64, f64)>) -> &[(f64, f64)] {
+    let Some((from, to)) = window else {
+        return points;
+    };
+    let start = points.partition_point(|p| p.0 < from);
+    let end = points.partition_point(|p| p.0 <= to).max(start);
+    &points[start..end]
 }
 
 /// The mean and standard deviation (over curves, n − 1 in the denominator)
@@ -322,8 +320,12 @@ pub fn log10(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Bounds of several curves with a little head-room; a flat curve gets a band.
-pub fn bounds<'a>(curves: impl Iterator<Item = &'a [(f64, f64)]>) -> Option<([f64; 2], [f64; 2])> {
+/// Bounds of several curves with a little head-room (none below zero for a
+/// quantity that is `never_negative`); a flat curve gets a band.
+pub fn bounds<'a>(
+    curves: impl Iterator<Item = &'a [(f64, f64)]>,
+    never_negative: bool,
+) -> Option<([f64; 2], [f64; 2])> {
     let mut x = [f64::INFINITY, f64::NEG_INFINITY];
     let mut y = [f64::INFINITY, f64::NEG_INFINITY];
     for c in curves {
@@ -341,12 +343,7 @@ pub fn bounds<'a>(curves: impl Iterator<Item = &'a [(f64, f64)]>) -> Option<([f6
         x[1] = x[0] + 1.0;
     }
     let pad = ((y[1] - y[0]) * 0.05).max(1e-9);
-    // A quantity that is never negative gets no negative head-room.
-    let low = if y[0] >= 0.0 {
-        (y[0] - pad).max(0.0)
-    } else {
-        y[0] - pad
-    };
+    let low = axis_low(y[0], pad, never_negative || y[0] >= 0.0);
     Some((x, [low, y[1] + pad]))
 }
 
@@ -355,6 +352,7 @@ pub fn bounds<'a>(curves: impl Iterator<Item = &'a [(f64, f64)]>) -> Option<([f6
 pub fn quantile_range<'a>(
     curves: impl Iterator<Item = &'a [(f64, f64)]>,
     q: f64,
+    never_negative: bool,
 ) -> Option<[f64; 2]> {
     let mut ys: Vec<f64> = curves
         .flat_map(|c| c.iter().map(|p| p.1))
@@ -367,8 +365,10 @@ pub fn quantile_range<'a>(
     let at = |f: f64| ys[((ys.len() - 1) as f64 * f).round() as usize];
     let (lo, hi) = (at(q), at(1.0 - q));
     let pad = ((hi - lo) * 0.05).max(1e-9);
-    Some([lo - pad, hi + pad])
+    Some([axis_low(lo, pad, never_negative), hi + pad])
 }
+
+pub use crate::export::figures::axis_low;
 
 #[cfg(test)]
 mod tests {
@@ -446,9 +446,26 @@ mod tests {
             .map(|i| (i as f64, 1.0 + (i % 7) as f64 * 0.1))
             .collect();
         points[500].1 = 1e6;
-        let [lo, hi] = quantile_range(std::iter::once(points.as_slice()), 0.01).unwrap();
+        let [lo, hi] = quantile_range(std::iter::once(points.as_slice()), 0.01, false).unwrap();
         assert!(lo < 1.0 && lo > 0.9 && hi > 1.6 && hi < 1.7, "{lo} {hi}");
-        assert!(quantile_range(std::iter::empty(), 0.01).is_none());
+        assert!(quantile_range(std::iter::empty(), 0.01, false).is_none());
+    }
+
+    /// Issue 34, item 12: a drop rate that starts at 0 keeps its axis at 0
+    /// with the percentile range (`o`) and under a ±sd band reaching below.
+    #[test]
+    fn a_quantity_never_negative_gets_no_negative_axis() {
+        let rate: Vec<(f64, f64)> = (0..200).map(|i| (i as f64, i as f64 / 1000.0)).collect();
+        let [lo, _] = quantile_range(std::iter::once(rate.as_slice()), 0.01, true).unwrap();
+        assert_eq!(lo, 0.0);
+        let band = [(0.0, -0.05), (1.0, 0.01)];
+        let (_, [lo, _]) = bounds([rate.as_slice(), &band[..]].into_iter(), true).unwrap();
+        assert_eq!(lo, 0.0);
+        let (_, [lo, _]) = bounds([rate.as_slice(), &band[..]].into_iter(), false).unwrap();
+        assert!(
+            lo < -0.05,
+            "a quantity that goes negative keeps its head-room"
+        );
     }
 
     #[test]
@@ -483,7 +500,8 @@ mod tests {
         let pts = [(1.0, 10.0), (2.0, 10.0), (3.0, 10.0)];
         assert!(ema(&pts, 0.9).iter().all(|p| (p.1 - 10.0).abs() < 1e-9));
         let pts: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, i as f64)).collect();
-        assert_eq!(zoom(&pts, Some(3.0)).first(), Some(&(6.0, 6.0)));
-        assert_eq!(zoom(&pts, None).len(), 10);
+        assert_eq!(within(&pts, Some((6.0, 8.0))), &pts[6..=8]);
+        assert_eq!(within(&pts, Some((20.0, 30.0))), &[]);
+        assert_eq!(within(&pts, None).len(), 10);
     }
 }

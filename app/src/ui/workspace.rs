@@ -556,6 +556,44 @@ impl RunView {
         self.status.as_ref().and_then(|s| s.best_val_acc)
     }
 
+    /// Whether a saved change of its experiment waits for a restart: the
+    /// trainer said so since it last started, and the run is not done.
+    pub fn needs_restart(&self) -> bool {
+        let since_start = self
+            .events
+            .iter()
+            .rposition(|e| matches!(e.kind, dir::EventKind::Started | dir::EventKind::Resumed))
+            .map_or(0, |i| i + 1);
+        let done = self.status.as_ref().is_some_and(|s| s.state == State::Done);
+        !done
+            && self.events[since_start..]
+                .iter()
+                .any(|e| e.kind == dir::EventKind::NeedsRestart)
+    }
+
+    /// Seconds since its last logged step at `now`, when a training run has
+    /// gone [`STALL_MEDIANS`] median steps (and [`STALL_FLOOR_SECS`]) without
+    /// one: a hung `mask()` or data reader shows long before the step
+    /// timeout ends it. Only a run of this host: another's steps are stamped
+    /// by its own clock.
+    pub fn stalled_for(&self, now: f64) -> Option<f64> {
+        let here = self.status.as_ref().is_some_and(|s| !s.elsewhere());
+        if !here || self.state() != DisplayState::Is(State::Training) {
+            return None;
+        }
+        let since = now - self.walls.last()?.1;
+        let median = self.median_step_secs().unwrap_or(0.0);
+        (since > (STALL_MEDIANS * median).max(STALL_FLOOR_SECS)).then_some(since)
+    }
+
+    /// The median time between its last few logged steps.
+    fn median_step_secs(&self) -> Option<f64> {
+        let recent = &self.walls[self.walls.len().saturating_sub(STALL_WINDOW)..];
+        let mut gaps: Vec<f64> = recent.windows(2).map(|w| w[1].1 - w[0].1).collect();
+        gaps.sort_by(f64::total_cmp);
+        gaps.get(gaps.len() / 2).copied()
+    }
+
     /// Seconds left at the last logged speed.
     pub fn eta_seconds(&self) -> Option<f64> {
         let s = self.status.as_ref()?;
@@ -567,6 +605,13 @@ impl RunView {
         (steps_per_s > 0.0).then(|| (s.total_steps.saturating_sub(s.step)) as f64 / steps_per_s)
     }
 }
+
+/// A training run with no step for this many median steps has stalled…
+pub const STALL_MEDIANS: f64 = 3.0;
+/// …and for at least this many seconds (an evaluation, a checkpoint).
+pub const STALL_FLOOR_SECS: f64 = 30.0;
+/// Logged steps whose spacing gives the median.
+const STALL_WINDOW: usize = 32;
 
 /// The fields of a metrics.jsonl line the dashboard uses, borrowed from the
 /// line (a long log is parsed without an allocation per line).

@@ -70,8 +70,8 @@ struct CurveKey {
     series: String,
     part: Part,
     columns: usize,
-    /// The zoom window's first step, as bits (`None`: no zoom).
-    from: Option<u64>,
+    /// The zoom window's first and last step, as bits (`None`: no zoom).
+    window: Option<(u64, u64)>,
     log: bool,
     alpha: usize,
 }
@@ -83,16 +83,32 @@ pub struct CurveCache(HashMap<CurveKey, Vec<(f64, f64)>>);
 
 /// How a curve is drawn: validation curves with dots, so that they read apart
 /// from the training curve of the same run (same colour).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Look {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Look {
     Train,
-    /// The raw training curve beneath its smoothed one.
+    /// The raw training curve beneath its smoothed one, or an edge of the
+    /// band of seeds averaged.
     Faint,
     Val,
 }
 
-/// (colour, points, look)
-type Curve = (Color, Vec<(f64, f64)>, Look);
+/// One prepared curve of a chart, as drawn.
+#[derive(Clone, Debug)]
+pub(crate) struct Curve {
+    /// Its group of runs (its colour and name).
+    pub group: usize,
+    /// A validation curve (else training).
+    pub val: bool,
+    pub part: Part,
+    pub look: Look,
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Curve {
+    fn color(&self) -> Color {
+        RUN_COLORS[self.group % RUN_COLORS.len()]
+    }
+}
 
 /// From this size on, four charts side by side (the chosen metric and the
 /// three after it) under one legend.
@@ -182,6 +198,7 @@ fn draw_chart(
     let label = metric_label(&name);
     let columns = area.width.saturating_sub(10) as usize;
     let curves = curves(o, groups, &name, columns, cache);
+    let bounds = y_bounds(o, &curves);
     let averaged = if o.average_seeds {
         ", seeds averaged ±sd"
     } else {
@@ -199,18 +216,13 @@ fn draw_chart(
         if runs.len() == 1 { "" } else { "s" }
     );
     let block = Block::new().borders(Borders::ALL).title(title);
-    let Some((xb, mut yb)) = series::bounds(curves.iter().map(|c| c.1.as_slice())) else {
+    let Some((xb, yb)) = bounds else {
         frame.render_widget(Paragraph::new("no metrics yet").block(block), area);
         return;
     };
-    if o.clip
-        && let Some(range) = series::quantile_range(curves.iter().map(|c| c.1.as_slice()), 0.01)
-    {
-        yb = range;
-    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let marks = marks(groups, o.x_axis, xb, yb);
+    let marks = marks(groups, o.x_axis, xb);
     let cursor = o.cursor.map(|c| xb[0] + c * (xb[1] - xb[0]));
     let height = pane
         .legend
@@ -249,6 +261,24 @@ fn draw_chart(
     draw_plot(frame, area, plot, axes);
 }
 
+/// The x and y ranges of the curves as the chart shows them: every point,
+/// or with `o` the 1st to 99th percentile of the values. A quantity its
+/// curves never take below zero (a rate, a fraction) gets no negative axis,
+/// whatever its ±sd band or percentile range reaches.
+pub(crate) fn y_bounds(o: &ChartOptions, curves: &[Curve]) -> Option<([f64; 2], [f64; 2])> {
+    let never_negative = curves
+        .iter()
+        .filter(|c| c.part == Part::Line)
+        .all(|c| c.points.iter().all(|p| p.1 >= 0.0));
+    let all = || curves.iter().map(|c| c.points.as_slice());
+    let (xb, yb) = series::bounds(all(), never_negative)?;
+    let clipped = o
+        .clip
+        .then(|| series::quantile_range(all(), 0.01, never_negative))
+        .flatten();
+    Some((xb, clipped.unwrap_or(yb)))
+}
+
 /// Each axis: its title, bounds and labels (low, middle, high).
 struct Axes {
     x: (String, [f64; 2], [String; 3]),
@@ -264,8 +294,9 @@ struct Plot<'a> {
     depth: ColorDepth,
 }
 
-/// The curves on one canvas in four layers, however many runs (reload marks,
-/// braille lines, dotted validation curves, the cursor), under the axes of a
+/// The curves on one canvas in three layers, however many runs (braille
+/// lines, dotted validation curves, the cursor), reload marks in the cells
+/// they leave empty, under the axes of a
 /// `Chart` without datasets: as Chart datasets each curve was a cell grid of
 /// its own, and 50 overlaid runs took 2.9 ms a frame (BENCHMARKS.md).
 fn draw_plot(frame: &mut Frame, area: Rect, plot: Plot, axes: Axes) {
@@ -275,18 +306,14 @@ fn draw_plot(frame: &mut Frame, area: Rect, plot: Plot, axes: Axes) {
     let canvas = Canvas::default()
         .x_bounds(xb)
         .y_bounds(yb)
-        .marker(Marker::Dot)
+        .marker(Marker::Braille)
         .paint(|ctx| {
-            for (color, [a, b]) in plot.marks {
-                ctx.draw(&line(*color, *a, *b));
-            }
-            ctx.marker(Marker::Braille);
-            for c in plot.curves.iter().filter(|c| c.2 != Look::Val) {
-                draw_curve(ctx, curve_color(c, depth), &c.1);
+            for c in plot.curves.iter().filter(|c| c.look != Look::Val) {
+                draw_curve(ctx, curve_color(c, depth), &c.points);
             }
             ctx.marker(Marker::Dot);
-            for c in plot.curves.iter().filter(|c| c.2 == Look::Val) {
-                draw_curve(ctx, c.0, &c.1);
+            for c in plot.curves.iter().filter(|c| c.look == Look::Val) {
+                draw_curve(ctx, c.color(), &c.points);
             }
             if let Some(x) = plot.cursor {
                 ctx.marker(Marker::Braille);
@@ -294,6 +321,7 @@ fn draw_plot(frame: &mut Frame, area: Rect, plot: Plot, axes: Axes) {
             }
         });
     frame.render_widget(canvas, graph);
+    draw_marks(frame.buffer_mut(), graph, xb, plot.marks);
     // The axes, their labels and titles over the curves.
     let axis = |(title, bounds, labels): (String, [f64; 2], [String; 3])| {
         Axis::default().title(title).bounds(bounds).labels(labels)
@@ -347,18 +375,16 @@ fn is_mark(kind: &EventKind) -> bool {
     matches!(kind, EventKind::Reload | EventKind::ConfigApplied)
 }
 
-/// A reload or config change of one run: a vertical line of dots at its step,
-/// from the bottom of the plot to the top, in the run's colour.
-type Mark = (Color, [(f64, f64); 2]);
+/// How a reload or config change is drawn: a column of these from the
+/// bottom of the plot to the top (the legend shows it), unlike any curve.
+const MARK: &str = "⋮";
+
+/// A reload or config change of one run: its x, and the run's colour.
+type Mark = (Color, f64);
 
 /// Every overlaid run's reloads and config changes inside the x range, in
 /// its group's colour.
-fn marks(
-    groups: &[Vec<&RunView>],
-    axis: XAxis,
-    [x0, x1]: [f64; 2],
-    [y0, y1]: [f64; 2],
-) -> Vec<Mark> {
+fn marks(groups: &[Vec<&RunView>], axis: XAxis, [x0, x1]: [f64; 2]) -> Vec<Mark> {
     let mut out = Vec::new();
     for (i, g) in groups.iter().enumerate() {
         let color = RUN_COLORS[i % RUN_COLORS.len()];
@@ -368,9 +394,27 @@ fn marks(
             .filter(|(_, e)| is_mark(&e.kind))
             .map(|(r, e)| r.x_of(axis, e.step as f64))
             .filter(|x| (x0..=x1).contains(x));
-        out.extend(steps.map(|x| (color, [(x, y0), (x, y1)])));
+        out.extend(steps.map(|x| (color, x)));
     }
     out
+}
+
+/// The marks as columns of [`MARK`] in the plot's empty cells (curves stay
+/// whole), at the column the canvas puts their x in.
+fn draw_marks(buf: &mut ratatui::buffer::Buffer, graph: Rect, [x0, x1]: [f64; 2], marks: &[Mark]) {
+    if graph.width == 0 || x1 <= x0 {
+        return;
+    }
+    for &(color, x) in marks {
+        let column = ((x - x0) / (x1 - x0) * f64::from(graph.width - 1)).round() as u16;
+        for y in graph.top()..graph.bottom() {
+            if let Some(cell) = buf.cell_mut((graph.x + column, y))
+                && cell.symbol() == " "
+            {
+                cell.set_symbol(MARK).set_fg(color);
+            }
+        }
+    }
 }
 
 /// The legend above the plot (never over the data, never hidden): each run in
@@ -387,7 +431,7 @@ fn legend(names: &[String], marks: bool) -> Line<'static> {
     let dim = Style::new().add_modifier(Modifier::DIM);
     spans.push(Span::styled("━ train  • val", dim));
     if marks {
-        spans.push(Span::styled("  ⋮ reload/config", dim));
+        spans.push(Span::styled(format!("  {MARK} reload/config change"), dim));
     }
     Line::from(spans)
 }
@@ -412,7 +456,7 @@ pub(crate) fn sources<'a>(app: &App, runs: &[&'a RunView]) -> Vec<Vec<&'a RunVie
 
 /// Which curve of a series a cache entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Part {
+pub(crate) enum Part {
     /// The series itself, or the mean of a group's.
     Line,
     /// A group's mean minus / plus one standard deviation.
@@ -424,7 +468,7 @@ enum Part {
 /// columns: train then validation per group; with smoothing, the raw train
 /// curve too, faint; a group of several seeds as its mean between faint
 /// curves one standard deviation below and above.
-fn curves(
+pub(crate) fn curves(
     o: &ChartOptions,
     groups: &[Vec<&RunView>],
     name: &str,
@@ -432,10 +476,9 @@ fn curves(
     cache: &mut CurveCache,
 ) -> Vec<Curve> {
     let runs: Vec<&RunView> = groups.iter().flatten().copied().collect();
-    let from = window_start(&runs, [Some(name), Some(name)], o.last_steps());
+    let window = zoom_window(&runs, name, o.last_steps());
     let mut curves: Vec<Curve> = Vec::new();
     for (i, g) in groups.iter().enumerate() {
-        let color = RUN_COLORS[i % RUN_COLORS.len()];
         let Some(first) = g.first() else { continue };
         let along = |pts: Vec<(f64, f64)>| along(o.x_axis, first, pts);
         for split in [metric::TRAIN, metric::VAL] {
@@ -461,7 +504,7 @@ fn curves(
                     series: key.clone(),
                     part,
                     columns,
-                    from: from.map(f64::to_bits),
+                    window: window.map(|(a, b)| (a.to_bits(), b.to_bits())),
                     log: o.log_scale,
                     alpha: if smoothed { o.smoothing } else { 0 },
                 };
@@ -470,19 +513,29 @@ fn curves(
                     .0
                     .entry(key)
                     .or_insert_with(|| {
-                        let points = part_points(&members, part, from);
+                        let points = part_points(&members, part, window);
                         prepare(&points, o, alpha, columns)
                     })
                     .clone()
             };
             let smooth = o.alpha() > 0.0 && look == Look::Train;
+            let val = split == metric::VAL;
+            let mut push = |part: Part, look: Look, points: Vec<(f64, f64)>| {
+                curves.push(Curve {
+                    group: i,
+                    val,
+                    part,
+                    look,
+                    points: along(points),
+                })
+            };
             if members.len() > 1 {
-                curves.push((color, along(cached(Part::Low, smooth)), Look::Faint));
-                curves.push((color, along(cached(Part::High, smooth)), Look::Faint));
+                push(Part::Low, Look::Faint, cached(Part::Low, smooth));
+                push(Part::High, Look::Faint, cached(Part::High, smooth));
             } else if smooth {
-                curves.push((color, along(cached(Part::Line, false)), Look::Faint));
+                push(Part::Line, Look::Faint, cached(Part::Line, false));
             }
-            curves.push((color, along(cached(Part::Line, smooth)), look));
+            push(Part::Line, look, cached(Part::Line, smooth));
         }
     }
     curves
@@ -493,15 +546,15 @@ fn curves(
 fn part_points<'a>(
     members: &[(&RunView, &'a Series)],
     part: Part,
-    from: Option<f64>,
+    window: Option<(f64, f64)>,
 ) -> std::borrow::Cow<'a, [(f64, f64)]> {
     // One run's points are borrowed: a copy of them would cost a frame.
     if let [(_, s)] = members {
-        return series::since(s.points(), from).into();
+        return series::within(s.points(), window).into();
     }
     let windows: Vec<&[(f64, f64)]> = members
         .iter()
-        .map(|(_, s)| series::since(s.points(), from))
+        .map(|(_, s)| series::within(s.points(), window))
         .collect();
     series::mean_sd(&windows)
         .into_iter()
@@ -514,22 +567,21 @@ fn part_points<'a>(
         .into()
 }
 
-/// The first step of the zoom window: the last `last` steps before the newest
-/// point of any overlaid run, so that every run is shown over the same steps.
-fn window_start(runs: &[&RunView], names: [Option<&str>; 2], last: Option<f64>) -> Option<f64> {
+/// The zoom window: the last `last` steps up to the newest step of the run
+/// furthest behind (a live run beside finished ones), the same steps for
+/// every overlaid run, so that each of them stays in sight.
+fn zoom_window(runs: &[&RunView], name: &str, last: Option<f64>) -> Option<(f64, f64)> {
     let end = runs
         .iter()
-        .flat_map(|r| {
+        .filter_map(|r| {
             [metric::TRAIN, metric::VAL]
                 .into_iter()
-                .zip(names)
-                .filter_map(move |(split, name)| r.series.get(&metric::series(split, name?)))
+                .filter_map(|split| r.series.get(&metric::series(split, name))?.last())
+                .map(|p| p.0)
+                .reduce(f64::max)
         })
-        .filter_map(|s| s.last().map(|p| p.0))
-        .fold(None, |end: Option<f64>, x| {
-            Some(end.map_or(x, |e| e.max(x)))
-        });
-    Some(end? - last?)
+        .reduce(f64::min)?;
+    Some((end - last?, end))
 }
 
 /// Maybe in log10, smoothed with `alpha` (0: not), and downsampled to
@@ -553,10 +605,10 @@ fn prepare(pts: &[(f64, f64)], o: &ChartOptions, alpha: f64, columns: usize) -> 
 }
 
 /// A curve's colour: a faint curve in the darker partner of its run's.
-fn curve_color((color, _, look): &Curve, depth: ColorDepth) -> Color {
-    match look {
-        Look::Faint => faint(*color, depth),
-        Look::Train | Look::Val => *color,
+fn curve_color(curve: &Curve, depth: ColorDepth) -> Color {
+    match curve.look {
+        Look::Faint => faint(curve.color(), depth),
+        Look::Train | Look::Val => curve.color(),
     }
 }
 
@@ -600,8 +652,8 @@ fn read_out(curves: &[Curve], names: &[String], axis: XAxis, x: f64) -> Line<'st
         let at = |look: Look| {
             curves
                 .iter()
-                .filter(|c| c.0 == color && c.2 == look)
-                .find_map(|c| value_at(&c.1, x))
+                .filter(|c| c.group == i && c.look == look)
+                .find_map(|c| value_at(&c.points, x))
         };
         let mut text = format!(" ━\u{a0}{}", name.replace(' ', "\u{a0}"));
         if let Some(v) = at(Look::Train) {

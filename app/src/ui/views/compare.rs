@@ -7,6 +7,7 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 
 use super::state_style;
 use crate::run::comparison::Table as Comparison;
+use crate::run::dir::State;
 use crate::run::dir::metric::val_acc;
 use crate::ui::app::{App, ComparisonView};
 use crate::ui::workspace::DisplayState;
@@ -37,7 +38,8 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         .max(8) as u16;
     let [top, legend_area, runs_area] = Layout::vertical([
         Constraint::Length(table.rows.len() as u16 + 3),
-        Constraint::Length(if wide { 2 } else { 4 }),
+        // The legend's rows at 80 and at 160 columns: all of it.
+        Constraint::Length(if wide { 2 } else { 5 }),
         Constraint::Min(0),
     ])
     .areas(area);
@@ -151,6 +153,16 @@ fn state_text(run: Option<&crate::ui::workspace::RunView>, state: DisplayState) 
     }
 }
 
+/// Before the last accuracy of a run that is not done: the value now of one
+/// still going, the last of one that ended early; a done run's is final.
+fn not_final(state: DisplayState) -> &'static str {
+    match state {
+        DisplayState::Is(State::Done) => "",
+        DisplayState::Is(State::Training | State::Paused | State::Queued) => "now ",
+        _ => "last ",
+    }
+}
+
 /// Every run of the comparison, as it stands.
 fn draw_runs(frame: &mut Frame, app: &App, c: &ComparisonView, label_width: u16, area: Rect) {
     let run_rows: Vec<Row> = c
@@ -166,6 +178,9 @@ fn draw_runs(frame: &mut Frame, app: &App, c: &ComparisonView, label_width: u16,
                     .unwrap_or_default(),
             );
             let pct = |a: Option<f64>| a.map_or("–".to_string(), |a| format!("{:.2}", 100.0 * a));
+            let last = o
+                .final_acc
+                .map(|a| format!("{}{}", not_final(state), pct(Some(a))));
             let step = run
                 .and_then(|r| r.status.as_ref())
                 .map_or(String::new(), |s| format!("{}/{}", s.step, s.total_steps));
@@ -174,12 +189,12 @@ fn draw_runs(frame: &mut Frame, app: &App, c: &ComparisonView, label_width: u16,
                 Cell::from(e.seed.to_string()),
                 Cell::from(state_text(run, state)).style(state_style(state)),
                 Cell::from(step),
-                Cell::from(pct(o.final_acc)),
+                Cell::from(last.unwrap_or_else(|| pct(None))),
                 Cell::from(pct(o.best_acc)),
             ])
         })
         .collect();
-    let widths = [label_width, 5, 9, 12, 9, 9].map(Constraint::Length);
+    let widths = [label_width, 5, 9, 12, 10, 9].map(Constraint::Length);
     frame.render_widget(
         Table::new(run_rows, widths)
             .header(

@@ -29,7 +29,10 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
 /// Every key of one run, a paragraph per section (`train: epochs=3
 /// batch_size=32 …`), wrapped: a whole experiment fits 80×24.
 fn draw_one(frame: &mut Frame, r: &RunView, area: Rect) {
-    let title = format!("Config of {} (c closes; mark runs to compare)", r.name());
+    let tail = " (c closes; mark runs to compare)";
+    let room =
+        usize::from(area.width.saturating_sub(2)).saturating_sub("Config of ".len() + tail.len());
+    let title = format!("Config of {}{tail}", super::fit_middle(&r.name(), room));
     // Top-level keys ("") first, then each section in order.
     let mut sections: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
     for (key, value) in &r.config {

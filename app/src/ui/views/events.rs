@@ -24,13 +24,22 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let selected = app.selected.event.min(events.len().saturating_sub(1));
     let end = (selected + 1).max(height).min(events.len());
     let start = end.saturating_sub(height);
+    // As wide as the longest kind listed (a newer trainer's too).
+    let kind_width = events
+        .iter()
+        .map(|e| e.kind.name().chars().count())
+        .max()
+        .unwrap_or(0);
     let lines: Vec<Line> = events[start..end]
         .iter()
         .enumerate()
         .map(|(i, e)| {
             let line = Line::from(vec![
                 Span::raw(format!("{} ", clock(e.wall))),
-                Span::styled(format!("{:<14} ", e.kind), kind_style(&e.kind)),
+                Span::styled(
+                    format!("{:<kind_width$} ", e.kind.name()),
+                    kind_style(&e.kind),
+                ),
                 Span::raw(format!("{}: {}", e.name, super::first_line_of(&e.message))),
             ]);
             if !following && start + i == selected {

@@ -19,6 +19,8 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Min(10),
     ])
     .areas(area);
+    // The borders, the status column and the gap before it.
+    let name_width = usize::from(list.width.saturating_sub(2 + STATUS_WIDTH + 1));
     let rows: Vec<Row> = app
         .experiments
         .iter()
@@ -30,17 +32,21 @@ pub(super) fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 Ok(_) => ("ok", Style::new().fg(Color::Green)),
                 Err(_) => ("error", Style::new().fg(Color::Red)),
             };
-            Row::new(vec![Cell::from(e.name()), Cell::from(mark).style(style)])
+            let name = super::fit_middle(&e.name(), name_width);
+            Row::new(vec![Cell::from(name), Cell::from(mark).style(style)])
         })
         .collect();
     frame.render_stateful_widget(
-        Table::new(rows, [Constraint::Min(10), Constraint::Length(7)])
-            .block(
-                Block::new()
-                    .borders(Borders::ALL)
-                    .title(format!("Experiments ({})", app.experiments.len())),
-            )
-            .row_highlight_style(SELECTED),
+        Table::new(
+            rows,
+            [Constraint::Min(10), Constraint::Length(STATUS_WIDTH)],
+        )
+        .block(
+            Block::new()
+                .borders(Borders::ALL)
+                .title(format!("Experiments ({})", app.experiments.len())),
+        )
+        .row_highlight_style(SELECTED),
         list,
         &mut selection(app.selected.experiment),
     );
@@ -89,6 +95,9 @@ fn invalid_details(app: &App, e: &ExperimentView, errors: &[Diagnostic]) -> Vec<
     lines
 }
 
+/// The file list's status column ("no data" at most).
+const STATUS_WIDTH: u16 = 7;
+
 /// The file list's width: every name whole when the terminal is wide, a
 /// third of it at most (36 columns at 80).
 fn list_width(app: &App, width: u16) -> u16 {
@@ -98,8 +107,8 @@ fn list_width(app: &App, width: u16) -> u16 {
         .map(|e| e.name().chars().count())
         .max()
         .unwrap_or(0) as u16;
-    // The status column (7), its gap and the borders.
-    let wanted = longest + 7 + 4;
+    // The status column, its gap, the borders and a space to spare.
+    let wanted = longest + STATUS_WIDTH + 4;
     wanted.clamp(20, (width * 2 / 5).max(36)).min(width)
 }
 

@@ -311,6 +311,7 @@ fn help_groups() -> Vec<(String, Vec<String>)> {
     let marks = [
         (runs::MARKED, "marked (Space)"),
         (runs::CHANGED_MID_RUN, "config/code changed mid-run"),
+        (runs::NEEDS_RESTART, "change waits for a restart"),
     ];
     let lines = marks.iter().map(|(m, what)| format!("  {m:<8} {what}"));
     groups.push(("marks in the Runs table".into(), lines.collect()));
@@ -408,6 +409,39 @@ pub(super) fn first_line_of(message: &str) -> String {
     }
 }
 
+/// A duration as the dashboard writes it: `45s`, `1m23s`, `2h05m`. Rounded
+/// to whole seconds (minutes from an hour on) before it is split, so that no
+/// part ever reads 60.
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    if s >= 3600 {
+        let minutes = (s + 30) / 60;
+        format!("{}h{:02}m", minutes / 60, minutes % 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// `text` in at most `width` characters: whole if it fits, else its start
+/// and end kept around an ellipsis (file names and runs differ at both ends).
+pub(super) fn fit_middle(text: &str, width: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= width {
+        return text.to_string();
+    }
+    let Some(kept) = width.checked_sub(1) else {
+        return String::new();
+    };
+    // The end gets the odd character: it holds the extension or the seed.
+    let head = kept / 2;
+    let tail = kept - head;
+    let start: String = chars[..head].iter().collect();
+    let end: String = chars[chars.len() - tail..].iter().collect();
+    format!("{start}…{end}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,6 +473,38 @@ mod tests {
             assert_eq!(tab_at(column + title.len() as u16 - 1), Some(*v), "{title}");
         }
         assert_eq!(tab_at(159), None);
+    }
+
+    #[test]
+    fn a_long_name_keeps_both_ends() {
+        assert_eq!(
+            fit_middle("compare-cifar10-resnet18.toml", 26),
+            "compare-cifa…resnet18.toml"
+        );
+        assert_eq!(fit_middle("dash.toml", 26), "dash.toml");
+        assert_eq!(fit_middle("abcdef", 1), "…");
+        assert_eq!(fit_middle("abcdef", 0), "");
+    }
+
+    /// Issue 34, item 5: a duration is rounded once, as a whole: never
+    /// "1m60s" or "1h60m".
+    #[test]
+    fn durations_round_before_they_split() {
+        let cases = [
+            (0.4, "0s"),
+            (59.4, "59s"),
+            (59.6, "1m00s"),
+            (119.7, "2m00s"),
+            (83.0, "1m23s"),
+            (3599.4, "59m59s"),
+            (3599.6, "1h00m"),
+            (7170.0, "2h00m"),
+            (3929.0, "1h05m"),
+            (-3.0, "0s"),
+        ];
+        for (seconds, want) in cases {
+            assert_eq!(duration(seconds), want, "{seconds}");
+        }
     }
 
     #[test]
