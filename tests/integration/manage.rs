@@ -209,6 +209,8 @@ fn a_change_that_needs_a_restart_reruns_the_run_from_its_file() {
     std::fs::write(run.file(dir::EVENTS), events).unwrap();
     let _lock = hold_as_training(&run.path);
     app.refresh();
+    // Seen just after its last step: not stalled, whenever the test runs.
+    app.now = app.selected_run().unwrap().last_step_wall().unwrap();
     press(&mut app, KeyCode::Char('u'), &mut fx);
     snapshot("rerun_confirm_80x24", &render(&app, 80, 24));
     press(&mut app, KeyCode::Char('y'), &mut fx);

@@ -162,7 +162,7 @@ impl Drop for Session {
 }
 
 /// The quickstart run's row (strategy and seed begin its name).
-const QUICKSTART_ROW: &str = "probdropblock s1 quick";
+const QUICKSTART_ROW: &str = "probdropblock s1";
 
 fn step_of(screen: &str) -> Option<u64> {
     let line = screen

@@ -155,10 +155,7 @@ fn a_change_waiting_for_a_restart_marks_the_run() {
         let screen = render(&app, w, h);
         let row = screen.lines().nth(3).unwrap();
         assert!(row.contains("↻ "), "{screen}");
-        assert!(
-            screen.contains("a saved change waits for a restart"),
-            "{screen}"
-        );
+        assert!(screen.contains("saved change: u restarts"), "{screen}");
     }
     event(&d, 100, EventKind::Resumed, "resumed from step 96");
     let mut app = app_at(&root, 100, 1.0);

@@ -571,6 +571,11 @@ impl RunView {
                 .any(|e| e.kind == dir::EventKind::NeedsRestart)
     }
 
+    /// When its last logged step was written (its trainer's clock).
+    pub fn last_step_wall(&self) -> Option<f64> {
+        self.walls.last().map(|w| w.1)
+    }
+
     /// Seconds since its last logged step at `now`, when a training run has
     /// gone [`STALL_MEDIANS`] median steps (and [`STALL_FLOOR_SECS`]) without
     /// one: a hung `mask()` or data reader shows long before the step
@@ -581,7 +586,7 @@ impl RunView {
         if !here || self.state() != DisplayState::Is(State::Training) {
             return None;
         }
-        let since = now - self.walls.last()?.1;
+        let since = now - self.last_step_wall()?;
         let median = self.median_step_secs().unwrap_or(0.0);
         (since > (STALL_MEDIANS * median).max(STALL_FLOOR_SECS)).then_some(since)
     }

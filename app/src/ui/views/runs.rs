@@ -386,7 +386,7 @@ fn run_detail(r: &RunView, gpu_memory: Option<u64>, stall: Option<f64>) -> Vec<L
     };
     // First, where the line is not cut: the mark in the row needs it.
     let said = if r.needs_restart() {
-        format!("{NEEDS_RESTART} a saved change waits for a restart · {said}")
+        format!("{NEEDS_RESTART} saved change: u restarts · {said}")
     } else {
         said
     };
