@@ -127,6 +127,13 @@ impl probdrop_tui::ui::app::Effects for NoEffects {
     fn delete(&mut self, _: &RunDir) -> Result<(), String> {
         Err("not in a benchmark".into())
     }
+    fn save_notes(
+        &mut self,
+        _: &RunDir,
+        _: &probdrop_tui::run::notes::Notes,
+    ) -> Result<(), String> {
+        Err("not in a benchmark".into())
+    }
     fn export(
         &mut self,
         _: &probdrop_tui::ui::export_view::Figure,

@@ -222,6 +222,14 @@ impl Effects for FakeEffects {
         self.calls.push(format!("delete {}", run.path.display()));
         probdrop_tui::run::notes::delete(run).map_err(|e| e.to_string())
     }
+    fn save_notes(
+        &mut self,
+        run: &RunDir,
+        notes: &probdrop_tui::run::notes::Notes,
+    ) -> Result<(), String> {
+        self.calls.push(format!("notes {}", run.path.display()));
+        notes.save(run).map_err(|e| e.to_string())
+    }
     /// Writes for real: the figures are what the tests look at.
     fn export(
         &mut self,

@@ -73,6 +73,9 @@ fn runs_are_filtered_sorted_tagged_and_noted() {
     assert_eq!(notes.tags, ["wide", "baseline"]);
     assert_eq!(notes.note, "lr too high?");
     assert!(run.file(NOTES).is_file());
+    // Written through Effects, as every outside action.
+    let through = format!("notes {}", run.path.display());
+    assert_eq!(fx.calls.iter().filter(|c| **c == through).count(), 2);
     let screen = render(&app, 80, 24);
     assert!(screen.contains("#wide #baseline"), "{screen}");
     assert!(screen.contains("note: lr too high?"), "{screen}");

@@ -35,6 +35,8 @@ pub trait Effects {
     fn archive(&mut self, run: &RunDir) -> Result<PathBuf, String>;
     /// Deletes a finished run's directory.
     fn delete(&mut self, run: &RunDir) -> Result<(), String>;
+    /// Writes a run's tags and note.
+    fn save_notes(&mut self, run: &RunDir, notes: &crate::run::notes::Notes) -> Result<(), String>;
     /// Writes a view's figure (the `w` key) under `out`; the paths written.
     fn export(
         &mut self,
@@ -553,7 +555,7 @@ impl App {
         let said = self.message.clone();
         match input.into() {
             Input::Action(action) => self.act(action, fx),
-            Input::Text(key) => self.type_key(key),
+            Input::Text(key) => self.type_key(key, fx),
             Input::Tick => self.tick(fx),
             Input::Reload(event) => self.reloaded(event),
             Input::Resized => {}

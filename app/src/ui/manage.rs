@@ -185,7 +185,7 @@ impl App {
     }
 
     /// A key typed into the open line.
-    pub(super) fn type_key(&mut self, key: TextKey) {
+    pub(super) fn type_key(&mut self, key: TextKey, fx: &mut dyn Effects) {
         let Some(entry) = &mut self.entry else { return };
         match key {
             TextKey::Char(c) if entry.text.chars().count() < notes::NOTE_MAX_CHARS => {
@@ -195,8 +195,8 @@ impl App {
             TextKey::Backspace => {
                 entry.text.pop();
             }
-            TextKey::Enter => return self.close_entry(true),
-            TextKey::Esc => return self.close_entry(false),
+            TextKey::Enter => return self.close_entry(true, fx),
+            TextKey::Esc => return self.close_entry(false, fx),
         }
         if let Some(Entry {
             purpose: Purpose::Filter { .. },
@@ -208,7 +208,7 @@ impl App {
         }
     }
 
-    fn close_entry(&mut self, keep: bool) {
+    fn close_entry(&mut self, keep: bool, fx: &mut dyn Effects) {
         let Some(entry) = self.entry.take() else {
             return;
         };
@@ -217,10 +217,10 @@ impl App {
             (Purpose::Filter { .. }, true) => {
                 self.run_list.filter = entry.text.trim().to_string();
             }
-            (Purpose::Tags(dir), true) => self.save_notes(&dir, |n| {
+            (Purpose::Tags(dir), true) => self.save_notes(&dir, fx, |n| {
                 n.tags = Notes::parse_tags(&entry.text);
             }),
-            (Purpose::Note(dir), true) => self.save_notes(&dir, |n| {
+            (Purpose::Note(dir), true) => self.save_notes(&dir, fx, |n| {
                 n.note = entry.text.trim().to_string();
             }),
             (_, false) => self.message = "nothing changed".into(),
@@ -228,10 +228,10 @@ impl App {
         self.select_a_listed_run();
     }
 
-    fn save_notes(&mut self, dir: &RunDir, change: impl FnOnce(&mut Notes)) {
+    fn save_notes(&mut self, dir: &RunDir, fx: &mut dyn Effects, change: impl FnOnce(&mut Notes)) {
         let mut notes = Notes::of(dir);
         change(&mut notes);
-        self.message = match notes.save(dir) {
+        self.message = match fx.save_notes(dir, &notes) {
             Ok(()) => format!("saved in {}", self.shown_path(&dir.file(notes::NOTES))),
             Err(e) => format!("could not save the notes: {e}"),
         };

@@ -304,6 +304,10 @@ impl Effects for RealEffects {
         Ok(())
     }
 
+    fn save_notes(&mut self, run: &RunDir, notes: &crate::run::notes::Notes) -> Result<(), String> {
+        notes.save(run).map_err(|e| e.to_string())
+    }
+
     fn export(&mut self, figure: &export_view::Figure, out: &Path) -> Result<Vec<PathBuf>, String> {
         export_view::write(figure, out)
     }
