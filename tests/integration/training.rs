@@ -36,6 +36,18 @@ fn only_run(runs: &Path) -> RunDir {
     all.pop().unwrap()
 }
 
+/// Trains `file` quietly into `runs` with the real binary; its one run.
+fn trained(runs: &Path, file: &Path) -> RunDir {
+    let out = bin()
+        .args(["run", "-q", "--runs"])
+        .arg(runs)
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    only_run(runs)
+}
+
 fn output_text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
@@ -492,14 +504,7 @@ schedule = {{ kind = "constant", p = 0.2 }}
     )
     .unwrap();
     let runs = tmp.path().join("runs");
-    let out = bin()
-        .args(["run", "-q", "--runs"])
-        .arg(&runs)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-    let run = only_run(&runs);
+    let run = trained(&runs, &file);
     let metrics = run.metrics();
     assert_eq!(train_steps(&metrics, "loss").len(), 2);
     let slots: Vec<(String, usize)> = run
@@ -883,14 +888,7 @@ fn a_trainer_logs_its_use_of_the_machine_as_system_metrics() {
          schedule = { kind = \"constant\", p = 0.1 }",
     );
     let runs = tmp.path().join("runs");
-    let out = bin()
-        .args(["run", "-q", "--runs"])
-        .arg(&runs)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-    let run = only_run(&runs);
+    let run = trained(&runs, &file);
     let metrics = run.metrics();
     for name in [metric::CPU_PERCENT, metric::RSS_BYTES] {
         let values = train_steps(&metrics, name);
