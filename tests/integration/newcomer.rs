@@ -11,6 +11,7 @@ use crate::common::fixtures::fixture;
 use crate::dashboard::{FakeEffects, render};
 use probdrop_tui::plugins::Library;
 use probdrop_tui::plugins::watch::ReloadEvent;
+use probdrop_tui::run::dir;
 use probdrop_tui::run::provenance::LibraryUse;
 use probdrop_tui::train::ThisMachine;
 use probdrop_tui::ui::app::{App, Input};
@@ -227,4 +228,42 @@ fn the_plugins_view_shows_what_live_runs_use() {
         row.contains(&loaded) && row.contains("0.9.4 ×2"),
         "{screen}"
     );
+}
+
+/// Item 8, in Events: a run's diagnostic lists as its first line and " …";
+/// opened, its lines stay lines, the caret under the quoted column.
+#[test]
+fn a_diagnostic_in_events_keeps_its_lines() {
+    let runs = crate::dashboard::copies_of_the_fixture_runs("newcomer-events", 1);
+    let mut app =
+        crate::dashboard::app_over(runs, crate::dashboard::fixture().root.join("experiments"));
+    let mut fx = FakeEffects::default();
+    let run = app.runs[0].dir.clone();
+    let message = "dash.toml:18:6: `optimizer.lr`: invalid TOML: string values must be quoted\\n  18 | lr = 0.05 0.1\\n     |      ^";
+    let mut events = std::fs::read_to_string(run.file(dir::EVENTS)).unwrap();
+    events.push_str(&format!(
+        "{{\"wall\":9e9,\"step\":9,\"kind\":\"config_invalid\",\"message\":\"{message}\"}}\n"
+    ));
+    std::fs::write(run.file(dir::EVENTS), events).unwrap();
+    app.refresh();
+    app.apply(Action::Go(View::Events), &mut fx);
+    let screen = render(&app, 160, 48);
+    let row = screen
+        .lines()
+        .find(|l| l.contains("config_invalid"))
+        .unwrap();
+    assert!(
+        row.contains("must be quoted …") && !row.contains("| lr"),
+        "{screen}"
+    );
+    app.apply(Action::Bottom, &mut fx);
+    app.apply(Action::OpenEvent, &mut fx);
+    let screen = render(&app, 160, 48);
+    let lines: Vec<&str> = screen.lines().collect();
+    let quoted = lines
+        .iter()
+        .position(|l| l.contains("18 | lr = 0.05 0.1"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    let caret = lines[quoted + 1].find('^').expect("the caret's own line");
+    assert_eq!(caret, lines[quoted].find("0.05").unwrap(), "{screen}");
 }
