@@ -298,6 +298,31 @@ fn keep_in_store(run_dir: &RunDir, library: &Library) {
     }
 }
 
+/// The run's device by its name and backend (cuDNN set up on CUDA).
+fn open_device(
+    resolved: &ExperimentFile,
+) -> Result<(experiment::DeviceName, BackendChoice, Device)> {
+    let name = experiment::parse_device(&resolved.device)?;
+    let backend = experiment::backend_for(name, resolved.backend)?;
+    let device = device::open(name, backend)?;
+    if matches!(name, experiment::DeviceName::Cuda(_)) {
+        device::configure_cudnn(resolved.cudnn_benchmark, resolved.deterministic);
+    }
+    Ok((name, backend, device))
+}
+
+/// The run's data, its input normalisation written beside it (`input.json`:
+/// what an exported model needs to be fed as in training).
+fn load_task(resolved: &ExperimentFile, run_dir: &RunDir) -> Result<Task> {
+    let task = Task::load(resolved, run_dir)?;
+    if let Some(input) = task.image_input() {
+        run_dir
+            .write_input(input)
+            .context("writing the run's input.json")?;
+    }
+    Ok(task)
+}
+
 impl<'a> Session<'a> {
     /// Plugins, device, data, model and optimiser (seeded), and the control
     /// channels.
@@ -326,19 +351,9 @@ impl<'a> Session<'a> {
             .unwrap_or_default();
         writer.status.plugin_version = label.clone();
 
-        let name = experiment::parse_device(&resolved.device)?;
-        let backend = experiment::backend_for(name, resolved.backend)?;
-        let device = device::open(name, backend)?;
-        if matches!(name, experiment::DeviceName::Cuda(_)) {
-            device::configure_cudnn(resolved.cudnn_benchmark, resolved.deterministic);
-        }
+        let (name, backend, device) = open_device(&resolved)?;
         let train_device = device.clone().autodiff();
-        let task = Task::load(&resolved, run_dir)?;
-        if let Some(input) = task.image_input() {
-            run_dir
-                .write_input(input)
-                .context("writing the run's input.json")?;
-        }
+        let task = load_task(&resolved, run_dir)?;
         let classes = task.classes();
         let (steps_per_epoch, total_steps) = step_counts(&resolved, &task)?;
         writer.status.total_steps = total_steps;
