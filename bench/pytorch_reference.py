@@ -178,7 +178,10 @@ def ours_step_rate(binary, model, batch, steps, device, p, b, backend, plugins, 
     cmd = [binary, "--plugins", plugins, "bench-step", "--model", model, "--batch", str(batch),
            "--steps", str(steps), "--device", device, "--p", str(p), "--block-size", str(b),
            "--cudnn-benchmark", "true" if cudnn_benchmark else "false"]
-    if backend:
+    if backend == "flex-upstream":
+        # The same binary with the patched flex's native kernels off (vendor/README.md).
+        cmd += ["--backend", "flex", "--flex-kernels", "upstream"]
+    elif backend:
         cmd += ["--backend", backend]
     if optimizer:
         cmd += ["--optimizer", optimizer]

@@ -5,6 +5,14 @@ use probdrop_tui::train::ThisMachine;
 
 fn main() {
     let args = Cli::parse();
+    if matches!(
+        args.command,
+        Some(
+            Command::Run(_) | Command::Train { .. } | Command::BenchStep(_) | Command::Reproduce(_)
+        )
+    ) {
+        probdrop_tui::train::allocator::tune_for_tensors();
+    }
     if !matches!(args.command, Some(Command::Trial { .. })) {
         // Every first call into a library goes through a trial of this binary.
         probdrop_tui::plugins::trial::try_first_loads();

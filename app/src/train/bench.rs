@@ -49,6 +49,18 @@ pub struct BenchArgs {
     /// On LibTorch: count the ATen operators of one extra step, by name.
     #[arg(long)]
     pub count_ops: bool,
+    /// On flex: "native" (the patched kernels, vendor/README.md) or "upstream"
+    /// (flex's and burn's own paths), to compare the two in one binary.
+    #[arg(long, default_value = "native")]
+    pub flex_kernels: FlexKernels,
+}
+
+/// Which convolution and batch-norm kernels flex runs.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlexKernels {
+    Native,
+    Upstream,
 }
 
 #[derive(Serialize, Debug)]
@@ -69,6 +81,7 @@ pub struct BenchReport {
     /// The same, by operator, most called first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ops_by_name: Vec<(String, f64)>,
+    pub flex_kernels: FlexKernels,
 }
 
 fn parse_backend(text: Option<&str>) -> Result<Option<BackendChoice>> {
@@ -150,6 +163,7 @@ pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchRe
             "--count-ops counts LibTorch operators: use --backend libtorch"
         ));
     }
+    burn_flex::set_native_kernels(args.flex_kernels == FlexKernels::Native);
     let dev = device::open(name, backend)?;
     if matches!(name, experiment::DeviceName::Cuda(_)) {
         device::configure_cudnn(Some(args.cudnn_benchmark), false);
@@ -232,6 +246,7 @@ pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchRe
             .count_ops
             .then(|| counted.iter().map(|(_, n)| *n as f64).sum()),
         ops_by_name: by_count(counted),
+        flex_kernels: args.flex_kernels,
     })
 }
 

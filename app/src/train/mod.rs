@@ -1,5 +1,6 @@
 //! Training: data, models, schedules, the loop and its metrics.
 
+pub mod allocator;
 pub mod bench;
 pub mod data;
 pub mod data_error;

@@ -105,9 +105,9 @@ pub(super) fn snapshot(
     let k = c.min(SNAPSHOT_CHANNELS);
     let one = sample..sample + 1;
     let sal = x.clone().slice([one.clone(), 0..k, 0..h, 0..w]).abs();
-    // The mask may be broadcast ([n, c, 1, 1] for channel drop): expand it first.
-    let full = x.ones_like() * m.clone();
-    let mask = full.slice([one, 0..k, 0..h, 0..w]);
+    // The mask may be broadcast ([n, c, 1, 1] for channel drop): a broadcast
+    // view of it, of which only the slice read is copied (no full-size tensor).
+    let mask = m.clone().expand(x.dims()).slice([one, 0..k, 0..h, 0..w]);
     SnapshotLine {
         step,
         slot: slot.to_string(),
@@ -236,5 +236,33 @@ impl TextSlots for StepSlots<'_> {
     ) -> Result<Tensor<4>, MaskError> {
         let [b, t] = pad.dims();
         self.apply(slot, x, || Some(validity(pad, [b, 1, t, 1])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    /// A channel mask (`[n, c, 1, 1]`) is read as its broadcast over the
+    /// sample's plane, and only the kept channels and the sample asked for.
+    #[test]
+    fn a_broadcast_mask_snapshots_as_its_full_plane() {
+        let device = Device::flex();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(
+                (0..2 * 5 * 2 * 3).map(|v| v as f32 - 20.0).collect(),
+                [2, 5, 2, 3],
+            ),
+            &device,
+        );
+        let channels: Vec<f32> = (0..10).map(|i| (i % 3) as f32).collect();
+        let m = Tensor::<4>::from_data(TensorData::new(channels.clone(), [2, 5, 1, 1]), &device);
+        let line = snapshot(&x, &m, 7, "block2", 0.1, 1, None);
+        assert_eq!(line.channels, vec![0, 1, 2, 3]);
+        let expected: Vec<f32> = channels[5..9].iter().flat_map(|&v| [v; 6]).collect();
+        assert_eq!(line.mask, expected);
+        let salience: Vec<f32> = (30..54).map(|v: i32| (v as f32 - 20.0).abs()).collect();
+        assert_eq!(line.salience, salience);
     }
 }
