@@ -104,6 +104,16 @@ fn pool_typed<T: Real>(
         pool.dilation[1],
     );
     let xs = x.storage::<T>();
+    if !with_indices {
+        let values = separable(xs, planes, [h, w], [oh, ow], pool);
+        let out_shape = Shape::from(alloc::vec![shape[0], shape[1], oh, ow]);
+        let output = FlexTensor::new(
+            Bytes::from_elems(values),
+            Layout::contiguous(out_shape),
+            T::dtype(),
+        );
+        return (output, None);
+    }
     // Every value of both buffers is written below.
     let mut values = unwritten::<T>(planes * oh * ow);
     let mut indices = if with_indices {
@@ -111,8 +121,17 @@ fn pool_typed<T: Real>(
     } else {
         Vec::new()
     };
+    let halving = pool.kernel == [2, 2]
+        && pool.stride == [2, 2]
+        && pool.padding == [0, 0]
+        && pool.dilation == [1, 1]
+        && 2 * oh <= h
+        && 2 * ow <= w;
     let plane_job = |p: usize, vals: &mut [T], idx: &mut [i64]| {
         let input = &xs[p * h * w..][..h * w];
+        if halving {
+            return halve(input, w, ow, vals, idx);
+        }
         let mut at = 0;
         for &(y0, ky0, ky1) in &rows {
             for &(x0, kx0, kx1) in &cols {
@@ -123,10 +142,11 @@ fn pool_typed<T: Real>(
                         let i = row + (x0 + (kx * pool.dilation[1]) as isize) as usize;
                         let v = input[i];
                         // NaN wins (and the last NaN's index), as upstream and PyTorch.
-                        if best_at < 0 || v > best || v.is_nan() {
-                            best = v;
-                            best_at = i as i64;
-                        }
+                        // Without branches: on real data which element wins is
+                        // unpredictable, and mispredictions cost more than the pool.
+                        let take = (best_at < 0) | (v > best) | v.is_nan();
+                        best = if take { v } else { best };
+                        best_at = if take { i as i64 } else { best_at };
                     }
                 }
                 vals[at] = best;
@@ -193,6 +213,133 @@ fn for_each_plane<T: Real>(
                 .zip(indices.chunks_mut(idx_len))
                 .enumerate()
                 .for_each(|(p, (v, i))| job(p, v, i));
+        }
+    }
+}
+
+/// The larger of two values, NaN winning (as the windowed loop above).
+#[inline(always)]
+fn nan_max<T: Real>(a: T, b: T) -> T {
+    if (b > a) | b.is_nan() { b } else { a }
+}
+
+/// Max pooling without indices as two 1-D passes: the max along each row's
+/// windows, then along each column's. The max of a window is the same whatever
+/// the order, and each pass runs over contiguous outputs (vectorised for
+/// stride 1): a stride-1 3×3 pool (DropBlock's block expansion) reads each
+/// input 6 times instead of 9, without a branch.
+fn separable<T: Real>(
+    xs: &[T],
+    planes: usize,
+    [h, w]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    pool: Pool2d,
+) -> Vec<T> {
+    let mut out = unwritten::<T>(planes * oh * ow);
+    let job = |(p, dst): (usize, &mut [T])| {
+        let input = &xs[p * h * w..][..h * w];
+        let mut rows = alloc::vec![T::neg_infinity(); h * ow];
+        for (src, row) in input.chunks_exact(w).zip(rows.chunks_exact_mut(ow)) {
+            max_along(
+                src,
+                row,
+                pool.kernel[1],
+                pool.stride[1],
+                pool.padding[1],
+                pool.dilation[1],
+            );
+        }
+        dst.fill(T::neg_infinity());
+        for oy in 0..oh {
+            let line = &mut dst[oy * ow..][..ow];
+            for ky in 0..pool.kernel[0] {
+                let iy = (oy * pool.stride[0] + ky * pool.dilation[0]) as isize
+                    - pool.padding[0] as isize;
+                if iy >= 0 && (iy as usize) < h {
+                    let src = &rows[iy as usize * ow..][..ow];
+                    line.iter_mut()
+                        .zip(src)
+                        .for_each(|(d, &v)| *d = nan_max(*d, v));
+                }
+            }
+        }
+    };
+    let len = (oh * ow).max(1);
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(len).enumerate().for_each(job);
+    }
+    #[cfg(not(feature = "rayon"))]
+    out.chunks_mut(len).enumerate().for_each(job);
+    out
+}
+
+/// `out[o] = max over k of src[o·stride + k·dilation − pad]` (taps inside `src`
+/// only; `out` starts at −∞), tap by tap so the inner loop is contiguous.
+#[allow(clippy::too_many_arguments)]
+fn max_along<T: Real>(
+    src: &[T],
+    out: &mut [T],
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+) {
+    for k in 0..kernel {
+        let offset = (k * dilation) as isize - pad as isize;
+        let lo = if offset >= 0 {
+            0
+        } else {
+            ((-offset) as usize).div_ceil(stride)
+        };
+        let last = src.len() as isize - 1 - offset;
+        if last < 0 {
+            continue;
+        }
+        let hi = (last as usize / stride + 1).min(out.len());
+        if lo >= hi {
+            continue;
+        }
+        let first = (lo * stride) as isize + offset;
+        let first = first as usize;
+        if stride == 1 {
+            let taps = &src[first..first + (hi - lo)];
+            out[lo..hi]
+                .iter_mut()
+                .zip(taps)
+                .for_each(|(d, &v)| *d = nan_max(*d, v));
+        } else {
+            for (j, d) in out[lo..hi].iter_mut().enumerate() {
+                *d = nan_max(*d, src[first + j * stride]);
+            }
+        }
+    }
+}
+
+/// The 2×2, stride-2 pool of one plane (every window inside it): the common
+/// case, with no window arithmetic. Same order and rule as the general loop.
+fn halve<T: Real>(input: &[T], w: usize, ow: usize, vals: &mut [T], idx: &mut [i64]) {
+    for (oy, out) in vals.chunks_exact_mut(ow.max(1)).enumerate() {
+        let (top, bottom) = (2 * oy * w, (2 * oy + 1) * w);
+        let (r0, r1) = (&input[top..top + 2 * ow], &input[bottom..bottom + 2 * ow]);
+        for (ox, v) in out.iter_mut().enumerate() {
+            let x = 2 * ox;
+            let candidates = [
+                (r0[x + 1], top + x + 1),
+                (r1[x], bottom + x),
+                (r1[x + 1], bottom + x + 1),
+            ];
+            let (mut best, mut at) = (r0[x], top + x);
+            for (c, i) in candidates {
+                let take = (c > best) | c.is_nan();
+                best = if take { c } else { best };
+                at = if take { i } else { at };
+            }
+            *v = best;
+            if let Some(slot) = idx.get_mut(oy * ow + ox) {
+                *slot = at as i64;
+            }
         }
     }
 }
