@@ -25,6 +25,7 @@ Not part of the product: the product never needs Python.
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -174,7 +175,7 @@ def torch_step_rate(model_name, batch, steps, device, p, b, count_ops=False):
 
 
 def ours_step_rate(binary, model, batch, steps, device, p, b, backend, plugins, cudnn_benchmark,
-                   optimizer=None, count_ops=False):
+                   optimizer=None, count_ops=False, threads=0):
     cmd = [binary, "--plugins", plugins, "bench-step", "--model", model, "--batch", str(batch),
            "--steps", str(steps), "--device", device, "--p", str(p), "--block-size", str(b),
            "--cudnn-benchmark", "true" if cudnn_benchmark else "false"]
@@ -187,7 +188,11 @@ def ours_step_rate(binary, model, batch, steps, device, p, b, backend, plugins, 
         cmd += ["--optimizer", optimizer]
     if count_ops and backend == "libtorch":
         cmd += ["--count-ops"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ)
+    if threads:
+        # flex's thread pool (rayon) gets the same number of threads as torch.
+        env["RAYON_NUM_THREADS"] = str(threads)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     report = json.loads(out.strip().splitlines()[-1])
     counts = dict(report["ops_by_name"]) if "ops_by_name" in report else None
     return report["samples_per_s"], report.get("optimizer", "?"), counts
@@ -245,7 +250,8 @@ def main():
                 for optimizer in (args.optimizers.split(",") if args.optimizers else [None]):
                     ours, kind, our_ops = ours_step_rate(
                         args.ours, model, batch, args.steps, ours_device, args.p, args.block_size,
-                        backend, args.plugins, args.cudnn_benchmark, optimizer, count_ops)
+                        backend, args.plugins, args.cudnn_benchmark, optimizer, count_ops,
+                        args.threads)
                     rounds.setdefault((backend, kind), []).append((theirs, ours))
                     print(f"{head} {backend:>13} {kind:>13} {ours:>15.1f} {ours / theirs:>6.2f}"
                           f"{describe_ops(our_ops)}", flush=True)

@@ -385,6 +385,8 @@ impl Pool {
                 i += 1;
                 continue;
             };
+            // A resumed run can finish between two looks: it went again all the same.
+            report_pause(&mut self.running[i]);
             let r = self.running.remove(i);
             self.release(r.gpu);
             let _ = r.trainer.record(exit);

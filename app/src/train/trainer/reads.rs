@@ -122,23 +122,30 @@ impl Pending {
         self.time += host;
     }
 
-    /// The totals since the last restart, in one transfer.
-    pub(super) fn read(&mut self) -> Result<Totals, NonFinite> {
+    /// The totals since the last restart and the value of each of `extra`
+    /// (`[1]` tensors on the same device), in one transfer.
+    pub(super) fn read(&mut self, extra: &[Tensor<1>]) -> Result<(Totals, Vec<f64>), NonFinite> {
         let (Some(loss), Some(last), Some(correct)) = (&self.loss, &self.last, &self.correct)
         else {
-            return Ok(self.totals(0.0, None, 0.0));
+            let values = extra
+                .iter()
+                .map(|t| t.clone().into_scalar::<f32>().into())
+                .collect();
+            return Ok((self.totals(0.0, None, 0.0), values));
         };
         let waited = Instant::now();
-        let parts = vec![loss.clone(), last.clone(), correct.clone().float()];
+        let mut parts = vec![loss.clone(), last.clone(), correct.clone().float()];
+        parts.extend(extra.iter().cloned());
         let values = Tensor::cat(parts, 0)
             .into_data()
             .try_to_vec::<f32>()
             .unwrap_or_default();
         self.time += waited.elapsed();
         match values[..] {
-            [sum, last, correct] if sum.is_finite() => {
-                Ok(self.totals(f64::from(sum), Some(f64::from(last)), f64::from(correct)))
-            }
+            [sum, last, correct, ..] if sum.is_finite() => Ok((
+                self.totals(f64::from(sum), Some(f64::from(last)), f64::from(correct)),
+                values[3..].iter().map(|&v| f64::from(v)).collect(),
+            )),
             _ => Err(NonFinite),
         }
     }

@@ -118,7 +118,8 @@ struct Forward {
 
 /// What the slots collected for the logs.
 struct Collected {
-    dropped: std::collections::BTreeMap<String, f64>,
+    /// Each slot's dropped fraction, on the device until the step's read.
+    dropped: std::collections::BTreeMap<String, Tensor<1>>,
     snapshots: Vec<SnapshotLine>,
 }
 
@@ -894,17 +895,19 @@ impl<'a> Session<'a> {
     fn after_step(&mut self, plan: &Plan, collected: Collected) -> Result<Flow> {
         let read_now =
             plan.log || plan.evaluate || plan.checkpoint || self.step <= self.recheck_through;
+        let (names, fractions): (Vec<String>, Vec<Tensor<1>>) =
+            collected.dropped.into_iter().unzip();
         let totals = if read_now {
-            match self.read()? {
+            match self.read(&fractions)? {
                 Some(t) => Some(t),
                 None => return Ok(Flow::Rewind),
             }
         } else {
             None
         };
-        if let (true, Some(t)) = (plan.log, totals) {
+        if let (true, Some((t, values))) = (plan.log, totals) {
             self.pending.restart();
-            self.log(plan, &t, &collected.dropped)?;
+            self.log(plan, &t, names.into_iter().zip(values))?;
         }
         if self.system.due(plan.log) {
             self.log_system(plan)?;
@@ -985,16 +988,17 @@ impl<'a> Session<'a> {
     /// The device's sums since the last log line. None when a loss among
     /// them was not finite: the run is then back at the last good read and
     /// checks those steps again one at a time, before each update.
-    fn read(&mut self) -> Result<Option<Totals>> {
-        match self.pending.read() {
-            Ok(t) => {
+    /// The step's read: the totals since the last one, and `extra`'s values.
+    fn read(&mut self, extra: &[Tensor<1>]) -> Result<Option<(Totals, Vec<f64>)>> {
+        match self.pending.read(extra) {
+            Ok((t, values)) => {
                 self.last_loss = t.last_loss.or(self.last_loss);
                 self.good = Good {
                     model: self.model.clone(),
                     optim: self.optim.clone(),
                     step: self.step,
                 };
-                Ok(Some(t))
+                Ok(Some((t, values)))
             }
             Err(NonFinite) => {
                 self.recheck_through = self.step;
@@ -1029,7 +1033,7 @@ impl<'a> Session<'a> {
         &mut self,
         plan: &Plan,
         t: &Totals,
-        dropped: &std::collections::BTreeMap<String, f64>,
+        dropped: impl Iterator<Item = (String, f64)>,
     ) -> Result<()> {
         let (step, epoch, p, version) = (self.step, plan.epoch, plan.p, &self.versions.label);
         let line = |name: &str, value: f64| metric(step, epoch, TRAIN, name, value, p, version);
@@ -1042,7 +1046,7 @@ impl<'a> Session<'a> {
             line(SAMPLES_PER_S, t.per_s),
         ];
         for (slot, frac) in dropped {
-            lines.push(line(&metric::dropped(slot), *frac));
+            lines.push(line(&metric::dropped(&slot), frac));
         }
         self.writer.log_metrics(&lines)?;
         self.writer.status.samples_per_s = Some(t.per_s);
@@ -1151,7 +1155,7 @@ impl<'a> Session<'a> {
             return Ok((State::Diverged, message));
         }
         if self.flags.stop_requested {
-            if let Err(NonFinite) = self.pending.read() {
+            if let Err(NonFinite) = self.pending.read(&[]) {
                 // The steps since the last good read are done again on resume.
                 self.go_back_to_good()?;
             }

@@ -70,6 +70,22 @@ pub(super) fn flat<const D: usize>(t: &Tensor<D>) -> Tensor<1> {
     t.clone().reshape([t.dims().iter().product::<usize>()])
 }
 
+/// The tensor without its autodiff tracking, as the step's reads hold them.
+fn inner(t: Tensor<1>) -> Tensor<1> {
+    if t.is_autodiff() { t.inner() } else { t }
+}
+
+/// The fraction of real positions a mask drops, as a `[1]` tensor: the mask
+/// is 1 at padding, so its zeros are all at real positions.
+fn dropped_fraction<const D: usize>(m_flat: &Tensor<1>, valid: Option<&Tensor<D>>) -> Tensor<1> {
+    let zeros = inner(m_flat.clone()).equal_elem(0.0).float().mean();
+    let fraction = match valid {
+        Some(v) => zeros / inner(flat(v)).mean().clamp_min(f32::MIN_POSITIVE),
+        None => zeros,
+    };
+    fraction.clamp_max(1.0)
+}
+
 /// `[batch, channels, height, width]` for a snapshot: text `[batch, tokens,
 /// hidden]` becomes one channel of tokens × hidden; attention heads
 /// `[batch, heads, tokens, head_dim]` and images stay as they are.
@@ -136,7 +152,9 @@ pub(super) struct StepSlots<'a> {
     pub(super) samples: usize,
     /// Text: the real tokens of those samples.
     pub(super) tokens: Vec<Vec<String>>,
-    pub(super) dropped: BTreeMap<String, f64>,
+    /// Each slot's dropped fraction, on the device: read with the loss at
+    /// the log step's read (one wait for all of them).
+    pub(super) dropped: BTreeMap<String, Tensor<1>>,
     pub(super) snapshots: Vec<SnapshotLine>,
     /// This step's masks, checked when the loss turns non-finite.
     pub(super) masks: Vec<(String, Tensor<1>)>,
@@ -168,7 +186,8 @@ impl StepSlots<'_> {
         };
         if ctx.is_identity() {
             if self.log_now {
-                self.dropped.insert(name.to_string(), 0.0);
+                let none = Tensor::<1>::zeros([1], &x.device());
+                self.dropped.insert(name.to_string(), inner(none));
             }
             return Ok(x);
         }
@@ -187,14 +206,8 @@ impl StepSlots<'_> {
             )));
         }
         if self.log_now {
-            // The mask is 1 at padding: zeros are all at real positions, and the
-            // fraction is of real positions.
-            let zeros: f32 = m_flat.clone().equal_elem(0.0).float().mean().into_scalar();
-            let real = valid.as_ref().map_or(1.0, |v| {
-                flat(v).mean().into_scalar::<f32>().max(f32::MIN_POSITIVE)
-            });
             self.dropped
-                .insert(name.to_string(), (zeros / real).min(1.0) as f64);
+                .insert(name.to_string(), dropped_fraction(&m_flat, valid.as_ref()));
         }
         self.masks.push((name.to_string(), m_flat));
         if self.snapshot_now {
