@@ -130,7 +130,8 @@ pub const LOST_AFTER_SECS: f64 = 120.0;
 
 /// Serialises this process's writes of status.json: the trainer's own, its
 /// watchdog's and its heartbeat's (which reads the file and writes it back).
-static STATUS_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// It holds the status files this process has given a final state.
+static STATUS_WRITES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 /// This machine's host name (read once: every status write and every
 /// liveness check asks).
@@ -146,8 +147,14 @@ pub fn hostname() -> String {
 
 /// Writes the trainer's status, stamped with this host and a fresh heartbeat.
 pub fn write_status(dir: &RunDir, status: &Status) -> std::io::Result<()> {
-    let _one = STATUS_WRITES.lock().unwrap_or_else(|e| e.into_inner());
-    write_json(&dir.file(STATUS), &stamped(status))
+    let finals = STATUS_WRITES.lock().unwrap_or_else(|e| e.into_inner());
+    let path = dir.file(STATUS);
+    if finals.contains(&path) {
+        // This process gave the run its final status (and is ending): a step
+        // finishing on another thread meanwhile must not write over it.
+        return Ok(());
+    }
+    write_json(&path, &stamped(status))
 }
 
 fn stamped(status: &Status) -> Status {
@@ -596,8 +603,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Writes a final status: atomically if it can, else in place (on a full disk
 /// the rename's new file may not fit where the old one's blocks do).
 pub fn write_status_final(dir: &RunDir, status: &Status) -> std::io::Result<()> {
-    let _one = STATUS_WRITES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut finals = STATUS_WRITES.lock().unwrap_or_else(|e| e.into_inner());
     let path = dir.file(STATUS);
+    finals.push(path.clone());
     let status = &stamped(status);
     write_json(&path, status).or_else(|_| {
         let text = serde_json::to_string_pretty(status).map_err(std::io::Error::other)?;
@@ -1009,6 +1017,22 @@ pub fn list_runs(runs: &Path) -> Vec<RunDir> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Once a run's trainer has written its final status, a step finishing on
+    /// another thread before the process exits does not write over it.
+    #[test]
+    fn a_final_status_is_not_written_over_by_this_process() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::new(tmp.path());
+        let mut status = Status::new(std::process::id());
+        status.state = State::Training;
+        write_status(&run, &status).unwrap();
+        status.state = State::Failed;
+        write_status_final(&run, &status).unwrap();
+        status.state = State::Training;
+        write_status(&run, &status).unwrap();
+        assert_eq!(run.status().unwrap().state, State::Failed);
+    }
     use super::*;
 
     /// Issue 34, item 10: of three channels — dead (all zero), one drop,
