@@ -4,17 +4,22 @@
 //!   written by bench/flex_ops_fixture.py; CI needs no torch);
 //! - against upstream flex's own paths on the same inputs
 //!   (`burn_flex::set_native_kernels(false)`);
-//! - a CIFAR ResNet-18 trained three steps both ways from the same weights.
+//! - a CIFAR ResNet-18 trained three steps both ways from the same weights;
+//! - the fused optimiser against burn-optim's, checkpoints across both.
 
 use std::sync::Mutex;
 
 use burn::tensor::module::{batch_norm, batch_norm_train, conv2d};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use probdrop_tui::experiment::{ModelKind, ModelSpec};
 use probdrop_tui::train::models::{InputKind, Model};
-use probdrop_tui::train::optim::{Rule, RunOptimizer, Stepping};
+use probdrop_tui::train::optim::Stepping;
 use serde_json::Value;
+
+#[path = "common/steps.rs"]
+mod steps;
+use steps::*;
 
 /// The kernel switch is process-wide: tests that depend on it take turns.
 static KERNELS: Mutex<()> = Mutex::new(());
@@ -27,45 +32,8 @@ fn with_kernels<R>(native: bool, f: impl FnOnce() -> R) -> R {
     result
 }
 
-/// Deterministic values in [-1, 1) (bench/flex_ops_fixture.py has the same).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
-fn tensor<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tensor<D> {
-    let n = shape.iter().product();
-    Tensor::from_data(TensorData::new(values(n, seed), shape), device)
-}
-
-fn flat<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().unwrap()
-}
-
 fn device() -> Device {
     Device::flex().autodiff()
-}
-
-/// Largest difference within `tolerance` of the reference's largest magnitude.
-fn assert_close(what: &str, ours: &[f32], reference: &[f32], tolerance: f32) {
-    assert_eq!(ours.len(), reference.len(), "{what}: lengths");
-    let scale = reference.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    let worst = ours
-        .iter()
-        .zip(reference)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    assert!(
-        worst <= tolerance * scale,
-        "{what}: max difference {worst} against max magnitude {scale}"
-    );
 }
 
 fn fixture() -> Value {
@@ -257,48 +225,6 @@ fn batch_norm_agrees_with_upstream_flex() {
     }
 }
 
-/// Every parameter's gradient, in the order the module visits them.
-struct GradsOf<'a>(&'a burn::optim::GradientsParams, Vec<Vec<f32>>);
-
-impl burn::module::ModuleVisitor for GradsOf<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-        if let Some(grad) = self.0.get::<D>(param.id) {
-            self.1.push(flat(grad));
-        }
-    }
-}
-
-/// Three SGD steps (momentum 0.9) of `model` on fixed batches: the first
-/// step's gradient of every parameter, and the three losses.
-fn three_steps(mut model: Model, device: &Device) -> (Vec<Vec<f32>>, Vec<f32>) {
-    use burn::module::Module;
-    use burn::nn::loss::CrossEntropyLossConfig;
-
-    let rule = Rule::Sgd {
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 0.0,
-    };
-    let mut optim = RunOptimizer::new(rule, Stepping::PerParameter);
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let labels = Tensor::<1, Int>::from_data(TensorData::new((0..8i64).collect(), [8]), device);
-    let (mut losses, mut first_grads) = (Vec::new(), Vec::new());
-    for step in 0..3 {
-        let images = tensor([8, 3, 32, 32], 20 + step, device);
-        let logits = model.forward(images, &mut |_, x| Ok(x)).unwrap();
-        let loss = loss_fn.forward(logits, labels.clone());
-        losses.push(loss.clone().into_scalar::<f32>());
-        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
-        if step == 0 {
-            let mut visitor = GradsOf(&grads, Vec::new());
-            model.visit(&mut visitor);
-            first_grads = visitor.1;
-        }
-        model = optim.step(0.05, model, grads);
-    }
-    (first_grads, losses)
-}
-
 /// The same tolerances as `tests/native_ops.rs` (LibTorch against flex): each
 /// parameter's first gradient within 1e-2 of its norm, the first loss within
 /// 1e-5, the three losses within 1e-2. A wrong kernel is off by its whole size.
@@ -318,8 +244,12 @@ fn resnet18_trained_three_steps_agrees_with_upstream_flex() {
         &device,
     )
     .unwrap();
-    let (grads, losses) = with_kernels(true, || three_steps(model.clone(), &device));
-    let (ref_grads, ref_losses) = with_kernels(false, || three_steps(model, &device));
+    let (grads, losses) = with_kernels(true, || {
+        three_steps(model.clone(), &device, Stepping::PerParameter)
+    });
+    let (ref_grads, ref_losses) = with_kernels(false, || {
+        three_steps(model, &device, Stepping::PerParameter)
+    });
     assert_eq!(
         ref_grads.len(),
         62,
@@ -385,4 +315,18 @@ fn max_pool2d_agrees_with_pytorch_and_upstream_flex() {
             "pool case {i} against upstream"
         );
     }
+}
+
+/// The fused optimiser updates as burn's per-parameter one does, for each
+/// update rule, on a first step and on a step with state (burn's, loaded).
+#[test]
+fn fused_optimiser_steps_as_burns_per_parameter_one() {
+    steps_as_burns_per_parameter_optimiser(Stepping::Fused, &device());
+}
+
+/// The fused optimiser's checkpoint resumes on either kind exactly as it
+/// would have gone on without the break.
+#[test]
+fn fused_optimiser_checkpoints_resume_on_either_kind() {
+    checkpoints_resume_on_either_kind(Stepping::Fused, &device());
 }

@@ -6,47 +6,14 @@
 
 use burn::tensor::module::{batch_norm, batch_norm_train, conv2d};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Tensor, TensorData, activation::relu};
-use probdrop_tui::experiment::{ModelKind, ModelSpec};
-use probdrop_tui::train::models::{InputKind, Model};
-use probdrop_tui::train::optim::{Rule, RunOptimizer, Stepping};
+use burn::tensor::{Device, Tensor, activation::relu};
+use probdrop_tui::experiment::ModelKind;
+use probdrop_tui::train::models::InputKind;
+use probdrop_tui::train::optim::Stepping;
 
-/// Deterministic values in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
-fn tensor<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tensor<D> {
-    let n = shape.iter().product();
-    Tensor::from_data(TensorData::new(values(n, seed), shape), device)
-}
-
-fn flat<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().unwrap()
-}
-
-/// Largest difference relative to the largest magnitude of the reference.
-fn assert_close(what: &str, ours: &[f32], reference: &[f32], tolerance: f32) {
-    assert_eq!(ours.len(), reference.len(), "{what}: lengths");
-    let scale = reference.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    let worst = ours
-        .iter()
-        .zip(reference)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    assert!(
-        worst <= tolerance * scale,
-        "{what}: max difference {worst} against max magnitude {scale}"
-    );
-}
+#[path = "common/steps.rs"]
+mod steps;
+use steps::*;
 
 /// The reference, then each LibTorch device here: the CPU, and the first GPU
 /// where there is one (scripts/gpu-check.sh runs this test there).
@@ -186,104 +153,20 @@ fn relu_backward_agrees_with_flex() {
     }
 }
 
-/// Every parameter's gradient, in the order the module visits them.
-struct GradsOf<'a>(&'a burn::optim::GradientsParams, Vec<Vec<f32>>);
-
-impl burn::module::ModuleVisitor for GradsOf<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-        if let Some(grad) = self.0.get::<D>(param.id) {
-            self.1.push(flat(grad));
-        }
-    }
-}
-
-/// The CIFAR ResNet-18, from weights initialised on flex and saved (so every
-/// device starts from the same ones), trained three SGD steps (momentum 0.9) on
-/// fixed batches: the first step's gradient of every parameter, and the three
-/// losses.
-/// A model's initial weights, made once on flex and loaded on each device so
-/// that every device starts from the same ones (tests build models on several
-/// threads at once, so seeding alone would not do).
-struct Weights {
-    kind: ModelKind,
-    input: InputKind,
-    bytes: Vec<u8>,
-}
-
-impl Weights {
-    fn new(kind: ModelKind, input: InputKind) -> Self {
-        use burn::module::Module;
-        let flex = Device::flex().autodiff();
-        let tmp = tempfile::tempdir().unwrap();
-        let file = tmp.path().join("model.bpk");
-        Model::build(&ModelSpec::of(kind), input, 10, &flex)
-            .unwrap()
-            .save_file(&file)
-            .unwrap();
-        let bytes = std::fs::read(&file).unwrap();
-        Weights { kind, input, bytes }
-    }
-
-    fn on(&self, device: &Device) -> Model {
-        use burn::module::Module;
-        let bytes = burn::tensor::Bytes::from_bytes_vec(self.bytes.clone());
-        let record = burn::store::ModuleRecord::from_bytes(bytes).unwrap();
-        Model::build(&ModelSpec::of(self.kind), self.input, 10, device)
-            .unwrap()
-            .try_load_record(record)
-            .unwrap()
-    }
-}
-
-fn resnet_steps(
-    weights: &Weights,
-    device: &Device,
-    stepping: Stepping,
-) -> (Vec<Vec<f32>>, Vec<f32>) {
-    use burn::module::Module;
-    use burn::nn::loss::CrossEntropyLossConfig;
-    use burn::tensor::Int;
-
-    let mut model = weights.on(device);
-    let rule = Rule::Sgd {
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 0.0,
-    };
-    let mut optim = RunOptimizer::new(rule, stepping);
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let labels = Tensor::<1, Int>::from_data(TensorData::new((0..8i64).collect(), [8]), device);
-    let mut losses = Vec::new();
-    let mut first_grads = Vec::new();
-    for step in 0..3 {
-        let images = tensor([8, 3, 32, 32], 20 + step, device);
-        let logits = model.forward(images, &mut |_, x| Ok(x)).unwrap();
-        let loss = loss_fn.forward(logits, labels.clone());
-        losses.push(loss.clone().into_scalar::<f32>());
-        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
-        if step == 0 {
-            let mut visitor = GradsOf(&grads, Vec::new());
-            model.visit(&mut visitor);
-            first_grads = visitor.1;
-        }
-        model = optim.step(0.05, model, grads);
-    }
-    (first_grads, losses)
-}
-
 #[test]
 fn resnet18_gradients_and_three_steps_agree_with_flex() {
     let devices = devices();
     // The reference steps with burn's optimiser on flex, LibTorch with foreach.
     let weights = Weights::new(ModelKind::Resnet18, InputKind::Image([3, 32, 32]));
-    let (ref_grads, ref_losses) = resnet_steps(&weights, &devices[0], Stepping::PerParameter);
+    let (ref_grads, ref_losses) =
+        three_steps(weights.on(&devices[0]), &devices[0], Stepping::PerParameter);
     assert_eq!(
         ref_grads.len(),
         62,
         "every conv, batch-norm and linear parameter"
     );
     for device in &devices[1..] {
-        let (grads, losses) = resnet_steps(&weights, device, Stepping::Foreach);
+        let (grads, losses) = three_steps(weights.on(device), device, Stepping::Foreach);
         assert_eq!(grads.len(), ref_grads.len());
         // Measured on the whole vector, with room for one activation within float
         // rounding of zero taking the other side of a ReLU on one device. Seen
@@ -314,126 +197,18 @@ fn resnet18_gradients_and_three_steps_agree_with_flex() {
     }
 }
 
-/// `steps` updates of the small CNN on fixed batches, from batch
-/// `first_batch` on.
-fn small_cnn_steps(
-    device: &Device,
-    optim: &mut RunOptimizer,
-    model: Model,
-    first_batch: u64,
-    steps: u64,
-) -> Model {
-    use burn::nn::loss::CrossEntropyLossConfig;
-    use burn::tensor::Int;
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let labels = Tensor::<1, Int>::from_data(TensorData::new((0..8i64).collect(), [8]), device);
-    (first_batch..first_batch + steps).fold(model, |model, b| {
-        let images = tensor([8, 1, 28, 28], 40 + b, device);
-        let logits = model.forward(images, &mut |_, x| Ok(x)).unwrap();
-        let loss = loss_fn.forward(logits, labels.clone());
-        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
-        optim.step(0.05, model, grads)
-    })
-}
-
-fn parameters(model: &Model) -> Vec<f32> {
-    use burn::module::Module;
-    let mut all = ParamsOf(Vec::new());
-    model.visit(&mut all);
-    all.0
-}
-
-struct ParamsOf(Vec<f32>);
-
-impl burn::module::ModuleVisitor for ParamsOf {
-    fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
-        self.0.extend(flat(p.val()));
-    }
-}
-
-const RULES: [Rule; 4] = [
-    Rule::Sgd {
-        momentum: 0.0,
-        nesterov: false,
-        weight_decay: 0.0,
-    },
-    Rule::Sgd {
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 5e-4,
-    },
-    Rule::Sgd {
-        momentum: 0.9,
-        nesterov: true,
-        weight_decay: 5e-4,
-    },
-    Rule::AdamW {
-        betas: [0.9, 0.999],
-        eps: 1e-8,
-        weight_decay: 0.05,
-    },
-];
-
-/// One step of each kind from the same model, batch and optimiser state
-/// (`state`: an optimiser file, or none for a first step): the parameters.
-///
-/// Compared one step at a time: over several steps AdamW turns rounding-level
-/// differences into whole steps of size lr (its update is about lr·sign(g) for
-/// a gradient that is near zero), seen here on 4 of 421,642 elements by step 3.
-fn one_step_each(rule: Rule, model: &Model, state: Option<&std::path::Path>) -> [Vec<f32>; 2] {
-    let device = &devices()[1];
-    [Stepping::Foreach, Stepping::PerParameter].map(|stepping| {
-        let mut optim = RunOptimizer::new(rule, stepping);
-        if let Some(file) = state {
-            optim = optim.load(file).unwrap();
-        }
-        parameters(&small_cnn_steps(device, &mut optim, model.clone(), 2, 1))
-    })
-}
-
 /// The foreach optimiser updates as burn's per-parameter one does, for each
 /// update rule, on a first step and on a step with state (burn's, loaded).
 #[test]
 fn foreach_optimiser_steps_as_burns_per_parameter_one() {
-    let device = &devices()[1];
-    let weights = Weights::new(ModelKind::SmallCnn, InputKind::Image([1, 28, 28]));
-    let tmp = tempfile::tempdir().unwrap();
-    for rule in RULES {
-        let model = weights.on(device);
-        let [ours, burns] = one_step_each(rule, &model, None);
-        assert_close(&format!("{rule:?} first step"), &ours, &burns, 1e-5);
-
-        let mut history = RunOptimizer::new(rule, Stepping::PerParameter);
-        let model = small_cnn_steps(device, &mut history, model, 0, 2);
-        let file = tmp.path().join("burn.bpk");
-        history.save(&file).unwrap();
-        let [ours, burns] = one_step_each(rule, &model, Some(&file));
-        assert_close(&format!("{rule:?} third step"), &ours, &burns, 1e-5);
-    }
+    steps_as_burns_per_parameter_optimiser(Stepping::Foreach, &devices()[1]);
 }
 
 /// The foreach optimiser's checkpoint resumes on either kind exactly as it
 /// would have gone on without the break.
 #[test]
 fn foreach_optimiser_checkpoints_resume_on_either_kind() {
-    let device = &devices()[1];
-    let weights = Weights::new(ModelKind::SmallCnn, InputKind::Image([1, 28, 28]));
-    let tmp = tempfile::tempdir().unwrap();
-    for rule in RULES {
-        let mut optim = RunOptimizer::new(rule, Stepping::Foreach);
-        let model = weights.on(device);
-        let model = small_cnn_steps(device, &mut optim, model, 0, 2);
-        let file = tmp.path().join("foreach.bpk");
-        optim.save(&file).unwrap();
-        let unbroken = parameters(&small_cnn_steps(device, &mut optim, model.clone(), 2, 1));
-        for (resumed, kind) in one_step_each(rule, &model, Some(&file))
-            .iter()
-            .zip(["foreach", "per-parameter"])
-        {
-            let what = format!("{rule:?} resumed on {kind}");
-            assert_close(&what, resumed, &unbroken, 1e-5);
-        }
-    }
+    checkpoints_resume_on_either_kind(Stepping::Foreach, &devices()[1]);
 }
 
 /// The switches of `cudnn_benchmark` and `deterministic` reach LibTorch (the

@@ -216,5 +216,27 @@ fn cnn_step(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, masks, cnn_step);
+/// The masks alone at ResNet-18's two slots (CIFAR shapes, batch 128, the
+/// stage 3 and stage 4 outputs) with `bench-step`'s settings, for their share
+/// of a ResNet-18 step (BENCHMARKS.md).
+fn resnet18_slots(c: &mut Criterion) {
+    let libs = libraries();
+    let ctx = MaskContext::training(0.1, 1);
+    let mut g = c.benchmark_group("resnet18_slots");
+    g.sample_size(10);
+    let acts = [[128, 256, 8, 8], [128, 512, 4, 4]].map(|shape| {
+        Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &Device::default())
+    });
+    for name in ["dropblock", "probdropblock"] {
+        let s = libs[name]
+            .create(&[("block_size".into(), plugin_api::Value::Int(3))])
+            .unwrap();
+        g.bench_function(BenchmarkId::new("both-masks-b128", name), |bch| {
+            bch.iter(|| acts.iter().for_each(|x| sync(s.mask(x, &ctx).unwrap())))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, masks, cnn_step, resnet18_slots);
 criterion_main!(benches);

@@ -42,8 +42,9 @@ pub struct BenchArgs {
     /// experiments (default true).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub cudnn_benchmark: bool,
-    /// "per-parameter" (burn's optimiser, any backend) or "foreach" (LibTorch's
-    /// multi-tensor kernels); default: foreach on LibTorch.
+    /// "per-parameter" (burn's optimiser, any backend), "foreach" (LibTorch's
+    /// multi-tensor kernels) or "fused" (one pass per parameter on flex);
+    /// default: the backend's own (foreach on LibTorch, fused on flex).
     #[arg(long)]
     pub optimizer: Option<String>,
     /// On LibTorch: count the ATen operators of one extra step, by name.
@@ -69,7 +70,8 @@ pub struct BenchReport {
     pub backend: String,
     pub device: String,
     pub strategy: String,
-    /// "per-parameter" (burn's ModuleOptimizer) or "foreach" (LibTorch).
+    /// "per-parameter" (burn's ModuleOptimizer), "foreach" (LibTorch) or
+    /// "fused" (flex).
     pub optimizer: String,
     pub batch: usize,
     pub steps: usize,
@@ -106,15 +108,15 @@ fn parse_model(text: &str) -> Result<(ModelKind, [usize; 3])> {
 }
 
 fn parse_stepping(text: Option<&str>, backend: BackendChoice) -> Result<Stepping> {
+    let best = Stepping::best_for(backend);
     match text {
-        None => Ok(Stepping::best_for(backend)),
+        None => Ok(best),
         Some("per-parameter") => Ok(Stepping::PerParameter),
-        Some("foreach") if Stepping::best_for(backend) == Stepping::Foreach => {
-            Ok(Stepping::Foreach)
-        }
+        Some(name) if name == best.label() => Ok(best),
         Some("foreach") => Err(anyhow!("--optimizer foreach needs the LibTorch backend")),
+        Some("fused") => Err(anyhow!("--optimizer fused needs the flex backend")),
         Some(other) => Err(anyhow!(
-            "--optimizer: expected per-parameter or foreach, found {other:?}"
+            "--optimizer: expected per-parameter, foreach or fused, found {other:?}"
         )),
     }
 }

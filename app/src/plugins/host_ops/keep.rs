@@ -100,7 +100,6 @@ impl Job {
             s.as_slice()
                 .par_chunks(chunks.len)
                 .enumerate()
-                .with_min_len(64)
                 .map_init(
                     || Scratch::new(chunks.len),
                     |scratch, (i, values)| chunks.sums(scratch, seeds, values, weights, i),
@@ -202,19 +201,22 @@ struct Chunks {
 }
 
 /// One offset of a window over a block taken as flat: output `i` combines
-/// cell `i + step` where `real` (the cell lies on the output's own line).
+/// cell `i + step` where `real` (the cell lies on the output's own line):
+/// all bits set there, none elsewhere, so that the choice is two bitwise
+/// operations in the vectorised loop (a `bool` costs byte unpacking).
 /// Flat runs vectorise where a line of 14 cells would not.
 struct Pass {
     step: isize,
     lo: usize,
     hi: usize,
-    real: Vec<bool>,
+    real: Vec<u32>,
 }
 
 impl Chunks {
     fn new(shape: [usize; 4], dims: &[usize], b: usize) -> Chunks {
         let first = dims.iter().copied().min().unwrap_or(3);
-        let len: usize = shape[first..].iter().product();
+        let block: usize = shape[first..].iter().product();
+        let len = block * blocks_per_chunk(shape[..first].iter().product(), block);
         let passes = dims
             .iter()
             .map(|&d| {
@@ -229,7 +231,7 @@ impl Chunks {
         for dim in &passes {
             let mut count = vec![0.0; len];
             for pass in dim {
-                for (i, _) in (pass.lo..pass.hi).zip(&pass.real).filter(|(_, r)| **r) {
+                for (i, _) in (pass.lo..pass.hi).zip(&pass.real).filter(|(_, r)| **r != 0) {
                     count[(i as isize + pass.step) as usize] += 1.0;
                 }
             }
@@ -250,6 +252,24 @@ impl Chunks {
         let w = weights.map(|w| &w[i * self.len..][..self.len]);
         scratch.sums(self, seeds, values, w)
     }
+}
+
+/// Elements a chunk should hold: its passes run as flat loops this long
+/// (a 7×7 plane alone is too short to vectorise or to pay for its task),
+/// and its three scratch buffers stay in L1/L2.
+const CHUNK_TARGET: usize = 4096;
+
+/// How many of the `count` independent blocks of `block` elements make one
+/// chunk: the most that fit [`CHUNK_TARGET`] and divide `count`, so that
+/// every chunk has the same length (the passes are laid out for one length).
+/// A window never crosses into another block: each pass's `real` flags are
+/// worked out per line, whatever block the line is in.
+fn blocks_per_chunk(count: usize, block: usize) -> usize {
+    let most = (CHUNK_TARGET / block.max(1)).clamp(1, count.max(1));
+    (1..=most)
+        .rev()
+        .find(|&k| count.is_multiple_of(k))
+        .unwrap_or(1)
 }
 
 fn add(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
@@ -275,7 +295,11 @@ impl Pass {
         let real = (lo..hi)
             .map(|i| {
                 let j = ((i / inner) % axis_len) as isize + shift;
-                (0..axis_len as isize).contains(&j)
+                if (0..axis_len as isize).contains(&j) {
+                    u32::MAX
+                } else {
+                    0
+                }
             })
             .collect();
         Pass { step, lo, hi, real }
@@ -287,9 +311,11 @@ impl Pass {
         let from = (self.lo as isize + self.step) as usize;
         let cells = &src[from..from + out.len()];
         let run = out.iter_mut().zip(cells).zip(&self.real);
+        let pick =
+            |c: f32, r: u32, other: f32| f32::from_bits(c.to_bits() & r | other.to_bits() & !r);
         match how {
-            Combine::Product => run.for_each(|((o, &c), &r)| *o *= if r { c } else { 1.0 }),
-            Combine::Sum => run.for_each(|((o, &c), &r)| *o += if r { c } else { 0.0 }),
+            Combine::Product => run.for_each(|((o, &c), &r)| *o *= pick(c, r, 1.0)),
+            Combine::Sum => run.for_each(|((o, &c), &r)| *o += pick(c, r, 0.0)),
         }
     }
 }
@@ -344,8 +370,8 @@ impl Scratch {
         // At γ = 0 (the solve's start) every `1 − q` is 1 and so is each product.
         let seeded = seeds.gamma > 0.0;
         if !seeded && w.is_none() {
-            let reach = s.iter().zip(&chunks.cover).map(|(&v, &c)| f64::from(v * c));
-            return [s.len() as f64, s.len() as f64, reach.sum()];
+            let reach = lane_sum(s.len(), |i| s[i] * chunks.cover[i]);
+            return [s.len() as f64, s.len() as f64, reach];
         }
         seeds.fill(s, &mut self.kept, &mut self.rate);
         for passes in &chunks.passes {
@@ -356,26 +382,35 @@ impl Scratch {
             along(&self.rate, &mut self.next, passes, Combine::Sum);
             std::mem::swap(&mut self.rate, &mut self.next);
         }
-        let mut sums = [0.0; 3];
-        let kept_and_rate = self.kept.iter().zip(&self.rate);
+        let (kept, rate) = (&self.kept[..], &self.rate[..]);
         match w {
-            None => {
-                sums[0] = s.len() as f64;
-                for (&k, &r) in kept_and_rate {
-                    sums[1] += f64::from(k);
-                    sums[2] += f64::from(k * r);
-                }
-            }
-            Some(w) => {
-                for ((&k, &r), &w) in kept_and_rate.zip(w) {
-                    sums[0] += f64::from(w);
-                    sums[1] += f64::from(w * k);
-                    sums[2] += f64::from(w * k * r);
-                }
-            }
+            None => [
+                s.len() as f64,
+                lane_sum(kept.len(), |i| kept[i]),
+                lane_sum(kept.len(), |i| kept[i] * rate[i]),
+            ],
+            Some(w) => [
+                lane_sum(w.len(), |i| w[i]),
+                lane_sum(w.len(), |i| w[i] * kept[i]),
+                lane_sum(w.len(), |i| w[i] * kept[i] * rate[i]),
+            ],
         }
-        sums
     }
+}
+
+/// `Σ term(i)` for `i < len`, in f64 over eight lanes: one running sum is a
+/// chain of dependent additions (four cycles each), eight run side by side.
+fn lane_sum(len: usize, term: impl Fn(usize) -> f32) -> f64 {
+    const LANES: usize = 8;
+    let mut lanes = [0.0f64; LANES];
+    let whole = len - len % LANES;
+    for base in (0..whole).step_by(LANES) {
+        for (j, lane) in lanes.iter_mut().enumerate() {
+            *lane += f64::from(term(base + j));
+        }
+    }
+    let tail: f64 = (whole..len).map(|i| f64::from(term(i))).sum();
+    lanes.iter().sum::<f64>() + tail
 }
 
 #[derive(Clone, Copy, PartialEq)]

@@ -1,13 +1,14 @@
 //! A run's optimiser. Burn's `ModuleOptimizer` updates one parameter at a
 //! time, about five kernels each (310 launches a step for ResNet-18); on
 //! LibTorch the same update rules run as a few foreach kernels over every
-//! parameter at once (issue 14). Both write the same checkpoint file, so a run
-//! resumes on either.
+//! parameter at once (issue 14), and on flex as one fused pass per parameter
+//! (issue 35). All write the same checkpoint file, so a run resumes on any.
 
 pub mod record;
 
 #[cfg(feature = "tch")]
 mod foreach;
+mod fused;
 
 use std::path::Path;
 
@@ -98,15 +99,19 @@ pub enum Stepping {
     PerParameter,
     /// Every parameter at once with LibTorch's foreach kernels.
     Foreach,
+    /// One pass per parameter, in place, on flex.
+    Fused,
 }
 
 impl Stepping {
-    /// Foreach where the build and the backend allow it.
+    /// The backend's own: foreach on LibTorch, fused on flex.
     pub fn best_for(backend: crate::experiment::BackendChoice) -> Self {
-        if cfg!(feature = "tch") && backend == crate::experiment::BackendChoice::Libtorch {
-            Stepping::Foreach
-        } else {
-            Stepping::PerParameter
+        match backend {
+            crate::experiment::BackendChoice::Libtorch if cfg!(feature = "tch") => {
+                Stepping::Foreach
+            }
+            crate::experiment::BackendChoice::Flex => Stepping::Fused,
+            _ => Stepping::PerParameter,
         }
     }
 
@@ -114,6 +119,7 @@ impl Stepping {
         match self {
             Stepping::PerParameter => "per-parameter",
             Stepping::Foreach => "foreach",
+            Stepping::Fused => "fused",
         }
     }
 }
@@ -123,6 +129,7 @@ pub enum RunOptimizer {
     PerParameter(ModuleOptimizer),
     #[cfg(feature = "tch")]
     Foreach(foreach::ForeachOptimizer),
+    Fused(fused::FusedOptimizer),
 }
 
 impl RunOptimizer {
@@ -130,6 +137,7 @@ impl RunOptimizer {
         match stepping {
             #[cfg(feature = "tch")]
             Stepping::Foreach => RunOptimizer::Foreach(foreach::ForeachOptimizer::new(rule)),
+            Stepping::Fused => RunOptimizer::Fused(fused::FusedOptimizer::new(rule)),
             _ => RunOptimizer::PerParameter(rule.per_parameter()),
         }
     }
@@ -140,6 +148,7 @@ impl RunOptimizer {
             RunOptimizer::PerParameter(o) => o.step(lr, model, grads),
             #[cfg(feature = "tch")]
             RunOptimizer::Foreach(o) => o.step(lr, model, grads),
+            RunOptimizer::Fused(o) => o.step(lr, model, grads),
         }
     }
 
@@ -148,6 +157,7 @@ impl RunOptimizer {
             RunOptimizer::PerParameter(o) => o.save(path).map_err(|e| format!("{e:?}")),
             #[cfg(feature = "tch")]
             RunOptimizer::Foreach(o) => record::save(&o.to_record(), path),
+            RunOptimizer::Fused(o) => record::save(&o.to_record(), path),
         }
     }
 
@@ -158,6 +168,7 @@ impl RunOptimizer {
             }
             #[cfg(feature = "tch")]
             RunOptimizer::Foreach(o) => RunOptimizer::Foreach(o.with_record(record::load(path)?)),
+            RunOptimizer::Fused(o) => RunOptimizer::Fused(o.with_record(record::load(path)?)),
         })
     }
 }

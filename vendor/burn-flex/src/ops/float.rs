@@ -40,6 +40,14 @@ impl FloatTensorOps<Flex> for Flex {
     ) -> FloatTensor<Flex> {
         let mut seed = crate::backend::SEED.lock();
         let mut rng = seed.take().unwrap_or_else(crate::backend::get_seeded_rng);
+        // probdrop-tui (issue 35): uniform f32 in parallel (random_native.rs).
+        if let (Distribution::Uniform(low, high), FloatDType::F32 | FloatDType::Flex32) =
+            (distribution, dtype)
+        {
+            let out = super::random_native::uniform_f32(shape, low, high, &mut rng);
+            *seed = Some(rng);
+            return out;
+        }
         let data = match dtype {
             FloatDType::F64 => TensorData::random::<f64, _, _>(shape, distribution, &mut rng),
             FloatDType::F32 | FloatDType::Flex32 => {

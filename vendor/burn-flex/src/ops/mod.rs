@@ -101,6 +101,7 @@ pub mod conv;
 pub(crate) mod batch_norm_native;
 pub(crate) mod conv2d_native;
 pub(crate) mod pool2d_native;
+pub(crate) mod random_native;
 pub(crate) mod upstream;
 #[cfg(test)]
 mod native_tests;

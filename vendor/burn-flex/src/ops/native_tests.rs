@@ -183,6 +183,13 @@ fn max_pool2d_matches_upstream() {
         ([1, 2, 9, 7], [3, 2], [2, 3], [1, 0], [2, 1], false),
         ([2, 2, 7, 7], [2, 2], [2, 2], [0, 0], [1, 1], true),
         ([1, 1, 5, 6], [3, 3], [2, 2], [1, 1], [1, 1], true),
+        // Stride 1 (the framed flat path without indices): mask expansions
+        // over many small planes, even kernels, dilation, no padding.
+        ([64, 64, 7, 7], [3, 3], [1, 1], [1, 1], [1, 1], false),
+        ([3, 5, 6, 8], [4, 2], [1, 1], [2, 1], [1, 1], false),
+        ([2, 3, 9, 8], [3, 3], [1, 1], [2, 1], [2, 2], false),
+        ([2, 2, 6, 5], [5, 5], [1, 1], [0, 0], [1, 1], false),
+        ([1, 1, 1, 1], [1, 1], [1, 1], [0, 0], [1, 1], false),
     ];
     for (i, (shape, kernel, stride, padding, dilation, ceil_mode)) in cases.into_iter().enumerate()
     {
@@ -213,5 +220,64 @@ fn max_pool2d_matches_upstream() {
             flat(ours),
             "case {i} without indices"
         );
+    }
+}
+
+#[test]
+fn uniform_draws_are_uniform_reproducible_and_in_range() {
+    use burn_backend::{Backend, Distribution, ops::FloatTensorOps};
+    use burn_std::FloatDType;
+    let draw = |seed: u64, low: f64, high: f64| {
+        Flex::seed(&Default::default(), seed);
+        let t = Flex::float_random(
+            [100_003].into(),
+            Distribution::Uniform(low, high),
+            &Default::default(),
+            FloatDType::F32,
+        );
+        flat(t)
+    };
+    let a = draw(7, 0.0, 1.0);
+    assert_eq!(a, draw(7, 0.0, 1.0), "same seed, same values");
+    assert_ne!(a, draw(8, 0.0, 1.0), "another seed, other values");
+    assert!(a.iter().all(|&v| (0.0..1.0).contains(&v)));
+    // Mean 1/2 and variance 1/12 within ~5 standard errors.
+    let n = a.len() as f64;
+    let mean = a.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    assert!((mean - 0.5).abs() < 5.0 * (1.0 / 12.0 / n).sqrt(), "mean {mean}");
+    assert!((var - 1.0 / 12.0).abs() < 5e-3, "variance {var}");
+    // 100 equal bins: chi-square with 99 degrees of freedom, p < 1e-4 refused.
+    let mut bins = [0f64; 100];
+    for &v in &a {
+        bins[(v * 100.0) as usize] += 1.0;
+    }
+    let expected = n / 100.0;
+    let chi2: f64 = bins.iter().map(|b| (b - expected).powi(2) / expected).sum();
+    assert!(chi2 < 170.0, "chi-square {chi2}");
+    // Consecutive values uncorrelated (lag-1 correlation within ~5 s.e.).
+    let lag: f64 = a
+        .windows(2)
+        .map(|w| (w[0] as f64 - mean) * (w[1] as f64 - mean))
+        .sum::<f64>()
+        / (n - 1.0)
+        / var;
+    assert!(lag.abs() < 5.0 / n.sqrt(), "lag-1 correlation {lag}");
+    let b = draw(3, -2.0, 6.0);
+    assert!(b.iter().all(|&v| (-2.0..6.0).contains(&v)));
+    let mean = b.iter().map(|&v| v as f64).sum::<f64>() / b.len() as f64;
+    assert!((mean - 2.0).abs() < 0.05, "mean {mean}");
+}
+
+#[test]
+fn uniform_values_follow_one_stream_whatever_the_chunking() {
+    use super::random_native::{uniform_f32, unit};
+    use burn_std::rand::{RngExt, SeedableRng};
+    let mut rng = crate::backend::FlexRng::seed_from_u64(11);
+    let key: u64 = crate::backend::FlexRng::seed_from_u64(11).random();
+    // Several parallel chunks; each value as the sequential stream gives it.
+    let t = flat(uniform_f32([40_000].into(), 0.0, 1.0, &mut rng));
+    for (i, v) in t.iter().enumerate() {
+        assert_eq!(*v, unit(key, i as u64), "element {i}");
     }
 }

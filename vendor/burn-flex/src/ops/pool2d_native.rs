@@ -105,7 +105,11 @@ fn pool_typed<T: Real>(
     );
     let xs = x.storage::<T>();
     if !with_indices {
-        let values = separable(xs, planes, [h, w], [oh, ow], pool);
+        let values = if pool.stride == [1, 1] {
+            stride_one(xs, planes, [h, w], [oh, ow], pool)
+        } else {
+            separable(xs, planes, [h, w], [oh, ow], pool)
+        };
         let out_shape = Shape::from(alloc::vec![shape[0], shape[1], oh, ow]);
         let output = FlexTensor::new(
             Bytes::from_elems(values),
@@ -272,6 +276,80 @@ fn separable<T: Real>(
     }
     #[cfg(not(feature = "rayon"))]
     out.chunks_mut(len).enumerate().for_each(job);
+    out
+}
+
+/// Elements of padded planes a stride-1 task pools at once: enough to cover
+/// the task's overhead, small enough for its three buffers to stay in L2.
+const STRIDE_ONE_BLOCK: usize = 1 << 14;
+
+/// Stride-1 max pooling without indices (a mask's block expansion, a window
+/// pool): the planes, framed by −∞ to the padded size, are pooled as one flat
+/// array per block of planes, so each tap is one long contiguous loop even on
+/// 7×7 planes whose rows are too short to vectorise. A window never reaches
+/// past its plane's frame, so the flat loops never mix planes in an output.
+fn stride_one<T: Real>(
+    xs: &[T],
+    planes: usize,
+    [h, w]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    pool: Pool2d,
+) -> Vec<T> {
+    let [ph, pw] = pool.padding;
+    let [dh, dw] = pool.dilation;
+    // Stride 1: the frame is exactly the windows' extent.
+    let (hp, wp) = (oh + dh * (pool.kernel[0] - 1), ow + dw * (pool.kernel[1] - 1));
+    let frame = hp * wp;
+    let per_task = (STRIDE_ONE_BLOCK / frame.max(1)).max(1);
+    let mut out = unwritten::<T>(planes * oh * ow);
+    let job = |(t, dst): (usize, &mut [T])| {
+        let count = dst.len() / (oh * ow).max(1);
+        let len = count * frame;
+        let mut framed = alloc::vec![T::neg_infinity(); len];
+        for p in 0..count {
+            let src = &xs[(t * per_task + p) * h * w..][..h * w];
+            let plane = &mut framed[p * frame..][..frame];
+            for (y, row) in src.chunks_exact(w).enumerate() {
+                // Rows and columns past the frame (asymmetric padding) are
+                // never read by a window.
+                let (fy, take) = (y + ph, w.min(wp.saturating_sub(pw)));
+                if fy < hp {
+                    plane[fy * wp + pw..][..take].copy_from_slice(&row[..take]);
+                }
+            }
+        }
+        let rows = flat_max(&framed, pool.kernel[1], dw);
+        let cols = flat_max(&rows, pool.kernel[0], dh * wp);
+        for (p, out_plane) in dst.chunks_exact_mut(oh * ow).enumerate() {
+            for (oy, line) in out_plane.chunks_exact_mut(ow).enumerate() {
+                line.copy_from_slice(&cols[p * frame + oy * wp..][..ow]);
+            }
+        }
+    };
+    let len = (per_task * oh * ow).max(1);
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(len).enumerate().for_each(job);
+    }
+    #[cfg(not(feature = "rayon"))]
+    out.chunks_mut(len).enumerate().for_each(job);
+    out
+}
+
+/// `out[j] = max over k < kernel of src[j + k·step]`, as long as the last tap
+/// is inside `src` (the tail that is not is −∞).
+fn flat_max<T: Real>(src: &[T], kernel: usize, step: usize) -> Vec<T> {
+    let reach = (kernel - 1) * step;
+    let mut out = src.to_vec();
+    let valid = src.len().saturating_sub(reach);
+    for k in 1..kernel {
+        out[..valid]
+            .iter_mut()
+            .zip(&src[k * step..])
+            .for_each(|(d, &v)| *d = nan_max(*d, v));
+    }
+    out[valid..].fill(T::neg_infinity());
     out
 }
 
