@@ -74,6 +74,16 @@ pub fn check(plugins: &Path, files: &[PathBuf]) -> Result<()> {
                     if runs.len() == 1 { "" } else { "s" },
                     describe_runs(&runs)
                 );
+                for s in exp
+                    .file
+                    .strategy
+                    .iter()
+                    .filter(|s| s.plugin != experiment::NONE)
+                {
+                    if let Some(text) = experiment::slots::describe_placement(&exp.file.model, s) {
+                        println!("  {} at {text}", experiment::strategy_label(s));
+                    }
+                }
                 for w in &exp.warnings {
                     println!("  warning: {w}");
                 }

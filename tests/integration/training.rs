@@ -512,8 +512,10 @@ schedule = {{ kind = "constant", p = 0.2 }}
         .iter()
         .map(|s| (s.slot.clone(), s.height))
         .collect();
-    assert!(slots.contains(&("stage3".to_string(), 8)), "{slots:?}");
-    assert!(slots.contains(&("stage4".to_string(), 4)), "{slots:?}");
+    // The old names (`stage4` above) stand for the stage outputs, named as
+    // the modules now are.
+    assert!(slots.contains(&("layer3".to_string(), 8)), "{slots:?}");
+    assert!(slots.contains(&("layer4".to_string(), 4)), "{slots:?}");
     assert!(
         metrics
             .iter()
@@ -946,4 +948,138 @@ fn a_trainer_logs_its_use_of_the_machine_as_system_metrics() {
         train_steps(&metrics, metric::CPU_PERCENT).len()
     );
     assert_eq!(rows(metric::RSS_BYTES), rss.len());
+}
+
+/// A ResNet-18 experiment over the Fashion-MNIST subset with one strategy,
+/// two steps, every step logged.
+fn resnet_file(dir: &Path, name: &str, strategy: &str) -> PathBuf {
+    let data = repo_root().join("data/fashion-mnist-subset");
+    let file = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "name = \"{name}\"\n[data]\nformat = \"idx\"\npath = \"{}\"\ntrain_limit = 64\n\
+         val_limit = 16\n[model]\nkind = \"resnet18\"\n[train]\nepochs = 1\nbatch_size = 8\n\
+         max_steps = 2\nlog_every = 1\n[[strategy]]\n{strategy}\n",
+        data.display()
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Each dropped fraction a run logged, by slot: `[(slot, [per step])]`.
+fn dropped_by_slot(run: &RunDir) -> Vec<(String, Vec<f64>)> {
+    let mut out: Vec<(String, Vec<f64>)> = Vec::new();
+    for m in run.metrics().iter().filter(|m| m.split == "train") {
+        let Some(slot) = m.metric.strip_prefix("dropped/") else {
+            continue;
+        };
+        match out.iter_mut().find(|(s, _)| s == slot) {
+            Some((_, values)) => values.push(m.value),
+            None => out.push((slot.to_string(), vec![m.value])),
+        }
+    }
+    out
+}
+
+/// Every new kind of slot (after a batch norm, a shortcut, a residual branch,
+/// a stage output by its old name) trains two steps on flex, with the
+/// strategy where its `slots` put it and nowhere else; stochastic depth's
+/// linear rule leaves the first branch alone and drops at the deeper ones.
+#[test]
+fn every_kind_of_resnet_slot_trains_where_its_pattern_puts_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = "schedule = { kind = \"constant\", p = 0.5 }";
+    let cases = [
+        (
+            "bn",
+            "plugin = \"dropout2d\"\nslots = [\"layer2.*.bn1\"]",
+            names(&["layer2.0.bn1", "layer2.1.bn1"]),
+        ),
+        (
+            "shortcut",
+            "plugin = \"dropblock\"\nparams = { block_size = 3 }\nslots = [\"layer[34].0.shortcut\"]",
+            names(&["layer3.0.shortcut", "layer4.0.shortcut"]),
+        ),
+        (
+            "branch",
+            "plugin = \"droppath\"\nslots = [\"layer*.*.branch\"]\ndepth_rule = \"linear\"",
+            (1..=4)
+                .flat_map(|s| (0..2).map(move |b| format!("layer{s}.{b}.branch")))
+                .collect(),
+        ),
+        (
+            "stage",
+            "plugin = \"dropout\"\nslots = [\"stage3\"]",
+            names(&["layer3"]),
+        ),
+    ];
+    for (name, strategy, want) in cases {
+        let file = resnet_file(tmp.path(), name, &format!("{strategy}\n{p}"));
+        let runs = tmp.path().join(format!("runs-{name}"));
+        let run = trained(&runs, &file);
+        assert_eq!(train_steps(&run.metrics(), "loss").len(), 2, "{name}");
+        let dropped = dropped_by_slot(&run);
+        let slots: Vec<&str> = dropped.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(
+            slots, want,
+            "{name}: the slots that logged a dropped fraction"
+        );
+        if name == "branch" {
+            assert!(dropped[0].1.iter().all(|&d| d == 0.0), "{dropped:?}");
+            assert!(dropped[7].1.iter().any(|&d| d > 0.0), "{dropped:?}");
+        } else {
+            assert!(
+                dropped.iter().all(|(_, d)| d.iter().any(|&v| v > 0.0)),
+                "{name}: {dropped:?}"
+            );
+        }
+    }
+}
+
+/// A file written before slots followed the modules (`stage3`, `stage4`, or
+/// no `slots` key on a ResNet) masks the same places with the same masks as
+/// one naming `layer3` and `layer4`: the stage outputs, 7×7 and 4×4 on
+/// 28×28 images.
+#[test]
+fn old_slot_names_mask_the_same_places_with_the_same_masks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let strategy = "plugin = \"dropblock\"\nparams = { block_size = 3 }\n\
+                    schedule = { kind = \"constant\", p = 0.3 }";
+    let masks = |name: &str, slots: &str| {
+        let file = resnet_file(
+            tmp.path(),
+            name,
+            &format!("{strategy}\n{slots}\n[model.slots.stage4]\np_scale = 0.5"),
+        );
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(
+            &file,
+            text.replace("log_every = 1", "log_every = 1\nsnapshot_every = 1"),
+        )
+        .unwrap();
+        let run = trained(&tmp.path().join(format!("runs-{name}")), &file);
+        run.snapshots()
+            .into_iter()
+            .map(|s| (s.step, s.slot, s.height, s.mask))
+            .collect::<Vec<_>>()
+    };
+    let new = masks("new", "slots = [\"layer3\", \"layer4\"]");
+    let places: Vec<(&str, usize)> = new.iter().map(|(_, s, h, _)| (s.as_str(), *h)).collect();
+    assert!(
+        places.contains(&("layer3", 7)) && places.contains(&("layer4", 4)),
+        "{places:?}"
+    );
+    assert!(
+        places.iter().all(|(s, _)| ["layer3", "layer4"].contains(s)),
+        "{places:?}"
+    );
+    assert!(
+        new.iter().any(|(_, _, _, m)| m.contains(&0.0)),
+        "something is dropped"
+    );
+    assert_eq!(masks("old", "slots = [\"stage3\", \"stage4\"]"), new);
+    assert_eq!(masks("default", ""), new);
 }

@@ -56,6 +56,7 @@ pub const CHANGES: &[(&str, Change)] = &[
     ("strategy.params", Change::Live),
     ("strategy.schedule", Change::Live),
     ("strategy.slots", Change::Live),
+    ("strategy.depth_rule", Change::Live),
 ];
 
 /// The row of `key`: its longest listed prefix (whole segments).

@@ -6,6 +6,7 @@ pub mod diagnostic;
 pub mod machine;
 mod partial;
 pub mod schema;
+pub mod slots;
 
 pub use changes::live_diff;
 
@@ -21,6 +22,7 @@ pub use diagnostic::{Diagnostic, Seg};
 use diagnostic::{Locator, did_you_mean, expected_words, first_quoted, key};
 pub use machine::{Machine, MemoryFloor};
 pub use schema::*;
+pub use slots::{DepthRule, Placed, model_slots, placement};
 
 /// Name of the strategy that applies no extra dropout.
 pub const NONE: &str = "none";
@@ -161,6 +163,7 @@ pub fn none_strategy() -> StrategySpec {
         params: toml::Table::new(),
         schedule: DropSchedule::default(),
         slots: None,
+        depth_rule: DepthRule::Constant,
     }
 }
 
@@ -648,26 +651,33 @@ impl Checker<'_> {
     ) {
         let s = &f.strategy[i];
         let at = |k: &[&str]| strategy_key(i, k);
-        for (j, slot) in s.slots.iter().flatten().enumerate() {
-            if !slots.contains(slot) {
-                let mut path = at(&["slots"]);
-                path.push(Seg::Index(j));
-                self.err_help(
-                    path,
-                    false,
-                    format!(
-                        "unknown slot \"{slot}\"; this model's slots are: {}",
-                        slots.join(", ")
-                    ),
-                    did_you_mean(slot, slots),
-                );
+        let placed = match placement(&f.model, s) {
+            Ok(placed) => placed,
+            Err(unmatched) => {
+                for u in unmatched {
+                    let mut path = at(&["slots"]);
+                    path.push(Seg::Index(u.index));
+                    self.err_help(
+                        path,
+                        false,
+                        format!(
+                            "unknown slot \"{}\" (no slot has this name or matches it as a pattern); this model's slots are: {}",
+                            u.pattern,
+                            slots.join(", ")
+                        ),
+                        did_you_mean(&u.pattern, slots),
+                    );
+                }
+                Vec::new()
             }
-        }
+        };
         let Some((schema, schema_ok)) = self.check_plugin(i, s, catalog) else {
             return;
         };
         for (slot, spec) in &f.model.slots {
-            if s.slots.as_ref().is_none_or(|l| l.contains(slot)) && !spec.params.is_empty() {
+            let here = slots::canonical(&f.model, slot);
+            let applies = placed.iter().any(|p| Some(&p.name) == here.as_ref());
+            if applies && !spec.params.is_empty() {
                 // Errors point at the slot's own table.
                 let path = vec![key("model"), key("slots"), key(slot), key("params")];
                 let before = self.errors.len() + self.more;
@@ -979,7 +989,7 @@ impl Checker<'_> {
         }
         let slots = model_slots(m);
         for (name, spec) in &m.slots {
-            if !slots.contains(name) {
+            if slots::canonical(m, name).is_none() {
                 self.err_help(
                     vec![key("model"), key("slots"), key(name)],
                     true,
@@ -1309,24 +1319,6 @@ pub fn params_of(table: &toml::Table) -> Vec<(String, Value)> {
         .iter()
         .filter_map(|(k, v)| toml_to_value(v).ok().map(|v| (k.clone(), v)))
         .collect()
-}
-
-/// The dropout slots of a model, in forward order.
-pub fn model_slots(m: &ModelSpec) -> Vec<String> {
-    match m.kind {
-        ModelKind::SmallCnn => {
-            let n = m.channels.as_ref().map_or(2, Vec::len);
-            (2..=n).map(|i| format!("block{i}")).collect()
-        }
-        ModelKind::Resnet18 | ModelKind::Resnet50 => vec!["stage3".into(), "stage4".into()],
-        ModelKind::Transformer => {
-            let mut slots: Vec<String> = (1..=m.layers.unwrap_or(2))
-                .map(|i| format!("layer{i}"))
-                .collect();
-            slots.push("heads".into());
-            slots
-        }
-    }
 }
 
 /// The drop rate in force at `step` of `total_steps` (`steps_per_epoch` for step

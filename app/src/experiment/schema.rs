@@ -349,9 +349,17 @@ pub struct StrategySpec {
     pub params: toml::Table,
     #[serde(default)]
     pub schedule: DropSchedule,
-    /// Slots this strategy is applied at (default: every slot of the model).
+    /// Slots this strategy is applied at: names, old names (`stage3`) or
+    /// patterns (`layer3.*.bn1`); default: the model's default slots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<Vec<String>>,
+    /// How `p` changes with the position of the slots, in forward order.
+    #[serde(default, skip_serializing_if = "is_constant")]
+    pub depth_rule: super::slots::DepthRule,
+}
+
+fn is_constant(rule: &super::slots::DepthRule) -> bool {
+    *rule == super::slots::DepthRule::Constant
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]

@@ -1,4 +1,6 @@
-//! ResNets (He et al., 2016) with dropout slots after stage 3 and stage 4.
+//! ResNets (He et al., 2016) with dropout slots named as torchvision names
+//! the modules (`experiment::slots`): after each batch norm, on each block's
+//! shortcut and residual branch, and at each stage's output.
 //!
 //! Depth 18 stacks basic blocks (two 3×3 convs), depth 50 stacks bottleneck
 //! blocks (1×1 → 3×3 → 1×1, four times wider out than in) with the stride on
@@ -16,10 +18,8 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 
 use super::models::SlotFn;
+use crate::experiment::slots::{BlockSlots, stage_slot};
 use crate::plugins::MaskError;
-
-/// The dropout slots, in forward order: the outputs of stage 3 and stage 4.
-const SLOTS: [&str; 2] = ["stage3", "stage4"];
 
 /// Base width of each stage; bottleneck stages output four times as much.
 const WIDTHS: [usize; 4] = [64, 128, 256, 512];
@@ -164,11 +164,11 @@ impl ResNet {
         // Stage index i outputs [batch, 64·2^i, 32 / 2^i, 32 / 2^i]: stage 3 is
         // [batch, 256, 8, 8], stage 4 [batch, 512, 4, 4].
         for (i, stage) in self.stages.iter().enumerate() {
-            x = stage.iter().fold(x, |x, block| block.forward(x));
-            // Stages 3 and 4 (indices 2 and 3) end in a slot.
-            if let Some(slot) = i.checked_sub(2).and_then(|j| SLOTS.get(j)) {
-                x = slots(slot, x)?;
+            for (j, block) in stage.iter().enumerate() {
+                let names = BlockSlots::at(i + 1, j, block.convs.len());
+                x = block.forward(x, &names, slots)?;
             }
+            x = slots(&stage_slot(i + 1), x)?;
         }
         let [batch, channels, _, _] = x.dims();
         let x = adaptive_avg_pool2d(x, [1, 1]).reshape([batch, channels]); // [batch, 512]
@@ -177,18 +177,30 @@ impl ResNet {
 }
 
 impl Block {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let identity = match &self.shortcut {
-            Some(projection) => projection.forward(x.clone()),
-            None => x.clone(),
-        };
+    /// `relu(branch(x) + shortcut(x))`, each slot of `names` in torchvision's
+    /// order: after each batch norm, then the shortcut, then the branch.
+    fn forward(
+        &self,
+        x: Tensor<4>,
+        names: &BlockSlots,
+        slots: &mut SlotFn<'_>,
+    ) -> Result<Tensor<4>, MaskError> {
         let last = self.convs.len() - 1;
-        let out = self.convs.iter().enumerate().fold(x, |x, (i, layer)| {
-            let y = layer.forward(x);
+        let mut out = x.clone();
+        for (i, (layer, name)) in self.convs.iter().zip(&names.bns).enumerate() {
+            out = slots(name, layer.forward(out))?;
             // The last conv's ReLU comes after the addition.
-            if i < last { relu(y) } else { y }
-        });
-        relu(out + identity)
+            if i < last {
+                out = relu(out);
+            }
+        }
+        let identity = match &self.shortcut {
+            Some(projection) => projection.forward(x),
+            None => x,
+        };
+        let identity = slots(&names.shortcut, identity)?;
+        let out = slots(&names.branch, out)?;
+        Ok(relu(out + identity))
     }
 }
 
@@ -296,18 +308,19 @@ mod tests {
         let device = Device::default();
         let config = ResNetConfig::new(18, 10, true);
         let spec = crate::experiment::ModelSpec::of(crate::experiment::ModelKind::Resnet18);
-        assert_eq!(crate::experiment::model_slots(&spec), SLOTS);
         let model = config.init(&device).unwrap();
         let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
         let (logits, seen) = slot_shapes(&model, x);
         assert_eq!(logits.dims(), [2, 10]);
-        assert_eq!(
-            seen,
-            [
-                ("stage3".to_string(), [2, 256, 8, 8]),
-                ("stage4".to_string(), [2, 512, 4, 4])
-            ]
-        );
+        // The forward pass visits the one list of slots, in its order.
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, crate::experiment::model_slots(&spec));
+        let shape_of = |name: &str| seen.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(shape_of("layer3"), [2, 256, 8, 8]);
+        assert_eq!(shape_of("layer4"), [2, 512, 4, 4]);
+        assert_eq!(shape_of("layer1.0.bn1"), [2, 64, 32, 32]);
+        assert_eq!(shape_of("layer2.0.shortcut"), [2, 128, 16, 16]);
+        assert_eq!(shape_of("layer4.1.branch"), [2, 512, 4, 4]);
     }
 
     #[test]
@@ -317,13 +330,52 @@ mod tests {
         let x = Tensor::<4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
         let (logits, seen) = slot_shapes(&model, x);
         assert_eq!(logits.dims(), [1, 7]);
-        assert_eq!(
-            seen,
-            [
-                ("stage3".to_string(), [1, 1024, 4, 4]),
-                ("stage4".to_string(), [1, 2048, 2, 2])
-            ]
-        );
+        let spec = crate::experiment::ModelSpec::of(crate::experiment::ModelKind::Resnet50);
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, crate::experiment::model_slots(&spec));
+        let shape_of = |name: &str| seen.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(shape_of("layer3"), [1, 1024, 4, 4]);
+        assert_eq!(shape_of("layer4"), [1, 2048, 2, 2]);
+        assert_eq!(shape_of("layer1.0.bn3"), [1, 256, 16, 16]);
+    }
+
+    /// Stochastic depth's place: with a sample's residual branch dropped, the
+    /// block passes its shortcut on for that sample (`relu(0 + x) = x`, the
+    /// identity shortcut carrying a ReLU's output), and the other samples
+    /// are left alone.
+    #[test]
+    fn a_dropped_branch_leaves_the_shortcut() {
+        let device = Device::default();
+        let model = ResNetConfig::new(18, 10, true).init(&device).unwrap();
+        let x = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+        let (mut shortcut, mut branch, mut out) = (None, None, None);
+        model
+            .forward(x, &mut |slot, t| {
+                match slot {
+                    "layer2.1.shortcut" => shortcut = Some(t.clone()),
+                    "layer2.1.branch" => {
+                        branch = Some(t.clone());
+                        let keep = Tensor::<1>::from_floats([0.0, 1.0], &t.device());
+                        return Ok(t * keep.reshape([2, 1, 1, 1]));
+                    }
+                    "layer2" => out = Some(t.clone()),
+                    _ => {}
+                }
+                Ok(t)
+            })
+            .unwrap();
+        let (shortcut, branch, out) = (shortcut.unwrap(), branch.unwrap(), out.unwrap());
+        let sample = |t: &Tensor<4>, i: usize| {
+            let [_, c, h, w] = t.dims();
+            t.clone()
+                .slice([i..i + 1, 0..c, 0..h, 0..w])
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        assert_eq!(sample(&out, 0), sample(&shortcut, 0), "the shortcut, as is");
+        let kept = relu(branch + shortcut);
+        assert_eq!(sample(&out, 1), sample(&kept, 1), "the other sample");
     }
 
     #[test]
@@ -357,7 +409,7 @@ mod tests {
         let err = model
             .forward(x, &mut |slot, t| {
                 calls.push(slot.to_string());
-                if slot == "stage4" {
+                if slot == "layer4" {
                     Err(MaskError("broken".into()))
                 } else {
                     Ok(t)
@@ -365,6 +417,7 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(err.0, "broken");
-        assert_eq!(calls, ["stage3", "stage4"]);
+        assert_eq!(calls.last().map(String::as_str), Some("layer4"));
+        assert_eq!(calls.len(), 36, "every slot up to the failing one");
     }
 }

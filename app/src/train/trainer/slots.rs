@@ -32,11 +32,15 @@ pub(super) fn build_slots(
     spec: &StrategySpec,
     library: Option<&Library>,
 ) -> Result<Vec<Slot>, String> {
+    let placed = experiment::placement(&file.model, spec).map_err(|unmatched| {
+        let patterns: Vec<&str> = unmatched.iter().map(|u| u.pattern.as_str()).collect();
+        format!("no slot of this model matches {}", patterns.join(", "))
+    })?;
     let mut slots = Vec::new();
     for name in experiment::model_slots(&file.model) {
-        let over = file.model.slots.get(&name);
-        let chosen = spec.slots.as_ref().is_none_or(|l| l.contains(&name));
-        let enabled = chosen && over.is_none_or(|o| o.enabled);
+        let over = experiment::slots::override_for(&file.model, &name);
+        let place = placed.iter().find(|p| p.name == name);
+        let enabled = place.is_some() && over.is_none_or(|o| o.enabled);
         let live = match library {
             Some(lib) if enabled => Some(LiveStrategy::new(
                 lib,
@@ -47,7 +51,7 @@ pub(super) fn build_slots(
         slots.push(Slot {
             name,
             enabled,
-            p_scale: over.map_or(1.0, |o| o.p_scale),
+            p_scale: over.map_or(1.0, |o| o.p_scale) * place.map_or(1.0, |p| p.depth_scale),
             live,
         });
     }
