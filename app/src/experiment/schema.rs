@@ -157,6 +157,7 @@ fn default_workers() -> usize {
 pub enum ModelKind {
     SmallCnn,
     Resnet18,
+    Resnet20,
     Resnet50,
     Transformer,
 }

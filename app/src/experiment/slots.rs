@@ -54,6 +54,7 @@ pub fn stage_slot(stage: usize) -> String {
 pub fn residual_layout(kind: ModelKind) -> Option<(&'static [usize], usize)> {
     match kind {
         ModelKind::Resnet18 => Some((&[2, 2, 2, 2], 2)),
+        ModelKind::Resnet20 => Some((&[3, 3, 3], 2)),
         ModelKind::Resnet50 => Some((&[3, 4, 6, 3], 3)),
         _ => None,
     }
@@ -75,7 +76,7 @@ pub fn slot_defs(m: &ModelSpec) -> Vec<SlotDef> {
             let n = m.channels.as_ref().map_or(2, Vec::len);
             all((2..=n).map(|i| format!("block{i}")).collect())
         }
-        ModelKind::Resnet18 | ModelKind::Resnet50 => residual_slots(m.kind),
+        ModelKind::Resnet18 | ModelKind::Resnet20 | ModelKind::Resnet50 => residual_slots(m.kind),
         ModelKind::Transformer => {
             let mut names: Vec<String> = (1..=m.layers.unwrap_or(2))
                 .map(|i| format!("layer{i}"))
@@ -90,7 +91,9 @@ fn residual_slots(kind: ModelKind) -> Vec<SlotDef> {
     let Some((blocks, bns)) = residual_layout(kind) else {
         return Vec::new();
     };
-    let defaults: Vec<&str> = ALIASES.iter().map(|(_, to)| *to).collect();
+    // Without `slots`, the outputs of the last two stages (the DropBlock
+    // paper's groups 3 and 4; what `stage3` and `stage4` always meant).
+    let first_default = blocks.len().saturating_sub(1);
     let mut out = Vec::new();
     for (s, &count) in blocks.iter().enumerate() {
         let stage = s + 1;
@@ -104,9 +107,10 @@ fn residual_slots(kind: ModelKind) -> Vec<SlotDef> {
                     }),
             );
         }
-        let name = stage_slot(stage);
-        let default = defaults.contains(&name.as_str());
-        out.push(SlotDef { name, default });
+        out.push(SlotDef {
+            name: stage_slot(stage),
+            default: stage >= first_default,
+        });
     }
     out
 }
@@ -118,12 +122,13 @@ pub fn model_slots(m: &ModelSpec) -> Vec<String> {
 
 /// The slot `name` stands for on `m` (itself, or what its alias names).
 pub fn canonical(m: &ModelSpec, name: &str) -> Option<String> {
-    let name = match residual_layout(m.kind) {
-        Some(_) => ALIASES
+    // Files from before ResNet-20 existed name only ResNet-18 and 50 slots so.
+    let name = match m.kind {
+        ModelKind::Resnet18 | ModelKind::Resnet50 => ALIASES
             .iter()
             .find(|(from, _)| *from == name)
             .map_or(name, |(_, to)| to),
-        None => name,
+        _ => name,
     };
     model_slots(m).into_iter().find(|n| n == name)
 }

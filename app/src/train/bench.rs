@@ -18,7 +18,7 @@ use crate::train::optim::{Rule, RunOptimizer, Stepping};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// small-cnn (1×28×28 inputs) or resnet18 (3×32×32, CIFAR shapes).
+    /// small-cnn (1×28×28 inputs), resnet18 or resnet20 (3×32×32, CIFAR shapes).
     #[arg(long, default_value = "small-cnn")]
     pub model: String,
     #[arg(long, default_value_t = 64)]
@@ -31,9 +31,16 @@ pub struct BenchArgs {
     /// "flex" or "libtorch" (default: as for experiments).
     #[arg(long)]
     pub backend: Option<String>,
-    /// Strategy at every slot ("none" for no extra dropout).
+    /// Strategy at the slots `--slots` picks ("none" for no extra dropout).
     #[arg(long, default_value = "dropblock")]
     pub strategy: String,
+    /// Slot names or patterns, as `slots` in an experiment (default: the
+    /// model's default slots).
+    #[arg(long, value_delimiter = ',')]
+    pub slots: Option<Vec<String>>,
+    /// How `p` changes with the slots' position, as `depth_rule`.
+    #[arg(long, default_value = "constant")]
+    pub depth_rule: String,
     #[arg(long, default_value_t = 3)]
     pub block_size: i64,
     #[arg(long, default_value_t = 0.1)]
@@ -101,8 +108,9 @@ fn parse_model(text: &str) -> Result<(ModelKind, [usize; 3])> {
     match text {
         "small-cnn" => Ok((ModelKind::SmallCnn, [1, 28, 28])),
         "resnet18" => Ok((ModelKind::Resnet18, [3, 32, 32])),
+        "resnet20" => Ok((ModelKind::Resnet20, [3, 32, 32])),
         other => Err(anyhow!(
-            "--model: expected small-cnn or resnet18, found {other:?}"
+            "--model: expected small-cnn, resnet18 or resnet20, found {other:?}"
         )),
     }
 }
@@ -119,6 +127,24 @@ fn parse_stepping(text: Option<&str>, backend: BackendChoice) -> Result<Stepping
             "--optimizer: expected per-parameter, foreach or fused, found {other:?}"
         )),
     }
+}
+
+/// Where `--slots` and `--depth-rule` put the strategy on `model`.
+fn bench_placement(args: &BenchArgs, model: &ModelSpec) -> Result<Vec<experiment::Placed>> {
+    let rule: experiment::DepthRule =
+        serde_json::from_value(serde_json::Value::String(args.depth_rule.clone()))
+            .map_err(|_| anyhow!("--depth-rule: expected constant, linear or linear-down"))?;
+    let mut spec = experiment::none_strategy();
+    spec.slots = args.slots.clone();
+    spec.depth_rule = rule;
+    experiment::placement(model, &spec).map_err(|unmatched| {
+        let names: Vec<&str> = unmatched.iter().map(|u| u.pattern.as_str()).collect();
+        anyhow!(
+            "--slots: {} matches no slot; this model's slots are: {}",
+            names.join(", "),
+            experiment::model_slots(model).join(", ")
+        )
+    })
 }
 
 fn bench_strategy(args: &BenchArgs, library: Option<&Library>) -> Result<Option<Strategy>> {
@@ -181,6 +207,7 @@ pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchRe
     )
     .map_err(|e| anyhow!(e))?;
     let strategy = bench_strategy(args, library)?;
+    let placed = bench_placement(args, &ModelSpec::of(kind))?;
     let rule = Rule::Sgd {
         momentum: 0.9,
         nesterov: false,
@@ -200,14 +227,15 @@ pub fn bench_step(args: &BenchArgs, library: Option<&Library>) -> Result<BenchRe
     let mut run_step = |model: Model| -> Result<Model> {
         step += 1;
         let logits = model
-            .forward(images.clone(), &mut |slot, x| match &strategy {
-                Some(s) => {
-                    let mut ctx = MaskContext::training(args.p, 0);
-                    ctx.step = step;
-                    ctx.slot = slot.to_string();
-                    s.apply(x, &ctx)
-                }
-                None => Ok(x),
+            .forward(images.clone(), &mut |slot, x| {
+                let (Some(s), Some(place)) = (&strategy, placed.iter().find(|p| p.name == slot))
+                else {
+                    return Ok(x);
+                };
+                let mut ctx = MaskContext::training(args.p * place.depth_scale, 0);
+                ctx.step = step;
+                ctx.slot = slot.to_string();
+                s.apply(x, &ctx)
             })
             .map_err(|e| anyhow!(e.0))?;
         let loss = loss_fn.forward(logits, targets.clone());

@@ -162,11 +162,11 @@ impl Model {
                 }
                 Ok(Model::SmallCnn(config.init(device)))
             }
-            ModelKind::Resnet18 | ModelKind::Resnet50 => {
-                let depth = if spec.kind == ModelKind::Resnet18 {
-                    18
-                } else {
-                    50
+            ModelKind::Resnet18 | ModelKind::Resnet20 | ModelKind::Resnet50 => {
+                let depth = match spec.kind {
+                    ModelKind::Resnet18 => 18,
+                    ModelKind::Resnet20 => 20,
+                    _ => 50,
                 };
                 // Small images get the CIFAR stem (3×3, no max-pool), large ones the
                 // ImageNet stem.
@@ -215,7 +215,7 @@ pub fn memory_floor(spec: &ModelSpec, input: [usize; 3], batch: usize) -> Option
     let (parameters, activations) = match spec.kind {
         ModelKind::SmallCnn => small_cnn_floor(spec, input),
         ModelKind::Transformer => transformer_floor(spec, input),
-        ModelKind::Resnet18 | ModelKind::Resnet50 => return None,
+        ModelKind::Resnet18 | ModelKind::Resnet20 | ModelKind::Resnet50 => return None,
     };
     let bytes = F32
         .saturating_mul(4)

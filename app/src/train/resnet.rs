@@ -6,23 +6,30 @@
 //! blocks (1×1 → 3×3 → 1×1, four times wider out than in) with the stride on
 //! the 3×3 conv (the "v1.5" layout torchvision uses). The CIFAR stem replaces
 //! the 7×7 stride-2 conv and max-pool with one 3×3 stride-1 conv, so 32×32
-//! images still reach stage 4 at 4×4.
+//! images still reach stage 4 at 4×4. Depth 20 is the paper's CIFAR network:
+//! three stages of three basic blocks, 16, 32 and 64 channels, and
+//! parameter-free shortcuts (option A: the input subsampled, the new channels
+//! zeros) where a block changes shape.
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
-use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
-use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor};
 
 use super::models::SlotFn;
 use crate::experiment::slots::{BlockSlots, stage_slot};
 use crate::plugins::MaskError;
 
-/// Base width of each stage; bottleneck stages output four times as much.
+/// Base width of each stage of the ImageNet ResNets; bottleneck stages
+/// output four times as much.
 const WIDTHS: [usize; 4] = [64, 128, 256, 512];
+
+/// Width of each stage of the CIFAR ResNets (depth 6n + 2).
+const CIFAR_WIDTHS: [usize; 3] = [16, 32, 64];
 
 /// Output channels of a bottleneck block relative to its inner width.
 const EXPANSION: usize = 4;
@@ -30,7 +37,7 @@ const EXPANSION: usize = 4;
 /// A ResNet for `in_channels × H × W` images.
 #[derive(Config, Debug)]
 pub struct ResNetConfig {
-    /// 18 (basic blocks) or 50 (bottleneck blocks).
+    /// 18 (basic blocks), 20 (CIFAR basic blocks) or 50 (bottleneck blocks).
     pub depth: usize,
     pub classes: usize,
     #[config(default = 3)]
@@ -52,7 +59,8 @@ struct ConvBn {
 #[derive(Module, Debug)]
 struct Block {
     convs: Vec<ConvBn>,
-    /// A 1×1 projection where the block changes the shape; the identity otherwise.
+    /// A 1×1 projection where the block changes the shape (ResNet-18 and 50);
+    /// the identity otherwise, padded where the shape changes (ResNet-20).
     shortcut: Option<ConvBn>,
 }
 
@@ -65,11 +73,14 @@ pub struct ResNet {
     fc: Linear,
 }
 
-/// Which block a depth stacks, and how many per stage.
+/// Which block a depth stacks, how many per stage, and how wide.
 #[derive(Clone, Copy)]
 struct Layout {
     bottleneck: bool,
-    blocks: [usize; 4],
+    blocks: &'static [usize],
+    widths: &'static [usize],
+    /// 1×1 projections on shape-changing shortcuts (else option A).
+    projection: bool,
 }
 
 impl Layout {
@@ -77,14 +88,24 @@ impl Layout {
         match depth {
             18 => Ok(Layout {
                 bottleneck: false,
-                blocks: [2, 2, 2, 2],
+                blocks: &[2, 2, 2, 2],
+                widths: &WIDTHS,
+                projection: true,
+            }),
+            20 => Ok(Layout {
+                bottleneck: false,
+                blocks: &[3, 3, 3],
+                widths: &CIFAR_WIDTHS,
+                projection: false,
             }),
             50 => Ok(Layout {
                 bottleneck: true,
-                blocks: [3, 4, 6, 3],
+                blocks: &[3, 4, 6, 3],
+                widths: &WIDTHS,
+                projection: true,
             }),
             _ => Err(format!(
-                "ResNet depth {depth} is not supported (choose 18 or 50)"
+                "ResNet depth {depth} is not supported (choose 18, 20 or 50)"
             )),
         }
     }
@@ -109,25 +130,29 @@ impl ResNetConfig {
         if self.in_channels == 0 {
             return Err("a ResNet needs at least one input channel".into());
         }
+        let first = layout.widths[0];
         let stem = if self.cifar_stem {
-            conv_bn(self.in_channels, WIDTHS[0], 3, 1, device)
+            conv_bn(self.in_channels, first, 3, 1, device)
         } else {
-            conv_bn(self.in_channels, WIDTHS[0], 7, 2, device)
+            conv_bn(self.in_channels, first, 7, 2, device)
         };
-        let mut inputs = WIDTHS[0];
-        let mut stages = Vec::with_capacity(WIDTHS.len());
-        for (stage, &width) in WIDTHS.iter().enumerate() {
+        let mut inputs = first;
+        let mut stages = Vec::with_capacity(layout.widths.len());
+        for (stage, &width) in layout.widths.iter().enumerate() {
             // The first stage keeps the stem's resolution; the others halve it
             // in their first block.
             let first_stride = if stage == 0 { 1 } else { 2 };
             let blocks = (0..layout.blocks[stage])
                 .map(|i| {
                     let stride = if i == 0 { first_stride } else { 1 };
-                    let block = if layout.bottleneck {
+                    let mut block = if layout.bottleneck {
                         bottleneck(inputs, width, stride, device)
                     } else {
                         basic_block(inputs, width, stride, device)
                     };
+                    if !layout.projection {
+                        block.shortcut = None;
+                    }
                     inputs = layout.outputs(width);
                     block
                 })
@@ -196,12 +221,32 @@ impl Block {
         }
         let identity = match &self.shortcut {
             Some(projection) => projection.forward(x),
-            None => x,
+            None => padded_identity(x, out.dims()),
         };
         let identity = slots(&names.shortcut, identity)?;
         let out = slots(&names.branch, out)?;
         Ok(relu(out + identity))
     }
+}
+
+/// Option A (He et al. 2016, CIFAR): `x` as is where the block keeps its
+/// shape; else subsampled to the block's resolution (every stride-th row
+/// and column, a 1×1 pool) and its new channels zeros, half before, half
+/// after.
+fn padded_identity(x: Tensor<4>, [_, channels, height, width]: [usize; 4]) -> Tensor<4> {
+    let [n, c, h, _] = x.dims();
+    if [c, h] == [channels, height] {
+        return x;
+    }
+    let stride = h.div_ceil(height).max(1);
+    let x = avg_pool2d(x, AvgPoolOptions::new([1, 1]).with_stride([stride, stride])); // [n, c, height, width]
+    let extra = channels.saturating_sub(c);
+    let device = x.device();
+    let zeros = |k: usize| Tensor::<4>::zeros([n, k, height, width], &device);
+    let (before, after) = (extra / 2, extra - extra / 2);
+    let parts = [zeros(before), x, zeros(after)];
+    let parts: Vec<Tensor<4>> = parts.into_iter().filter(|t| t.dims()[1] > 0).collect();
+    Tensor::cat(parts, 1)
 }
 
 impl ConvBn {
@@ -379,6 +424,50 @@ mod tests {
     }
 
     #[test]
+    fn cifar_resnet20_is_the_papers() {
+        let device = Device::default().autodiff();
+        let model = ResNetConfig::new(20, 10, true).init(&device).unwrap();
+        // He et al. 2016: 0.27M parameters (option A shortcuts add none).
+        assert_eq!(trainable_params(&model), 269_722);
+        let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let (logits, seen) = slot_shapes(&model, x);
+        assert_eq!(logits.dims(), [2, 10]);
+        let spec = crate::experiment::ModelSpec::of(crate::experiment::ModelKind::Resnet20);
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, crate::experiment::model_slots(&spec));
+        let shape_of = |name: &str| seen.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(shape_of("layer1"), [2, 16, 32, 32]);
+        assert_eq!(shape_of("layer2.0.shortcut"), [2, 32, 16, 16]);
+        assert_eq!(shape_of("layer3"), [2, 64, 8, 8]);
+        // The padded shortcut's gradient reaches the input.
+        let loss = logits.sum();
+        let grads = loss.backward();
+        assert!(model.stem.conv.weight.grad(&grads).is_some());
+    }
+
+    /// Option A: the subsampled input in the middle channels, zeros around.
+    #[test]
+    fn a_padded_shortcut_subsamples_and_adds_zero_channels() {
+        let device = Device::default();
+        let x = Tensor::<4>::random([1, 2, 4, 4], Distribution::Normal(0.0, 1.0), &device);
+        let y = padded_identity(x.clone(), [1, 4, 2, 2]);
+        assert_eq!(y.dims(), [1, 4, 2, 2]);
+        let values = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+        let want = x.clone().slice([0..1, 0..2, 0..4, 0..4]);
+        let picked: Vec<f32> = values(want)
+            .chunks(4)
+            .enumerate()
+            .filter(|(row, _)| row % 2 == 0)
+            .flat_map(|(_, r)| [r[0], r[2]])
+            .collect();
+        let y = values(y);
+        assert_eq!(&y[..4], &[0.0; 4]);
+        assert_eq!(&y[4..12], picked.as_slice());
+        assert_eq!(&y[12..], &[0.0; 4]);
+        assert_eq!(values(padded_identity(x.clone(), [1, 2, 4, 4])), values(x));
+    }
+
+    #[test]
     fn parameter_counts_match_the_reference_models() {
         let device = Device::default();
         let resnet18 = ResNetConfig::new(18, 10, true).init(&device).unwrap();
@@ -393,7 +482,10 @@ mod tests {
     fn unsupported_depths_are_refused() {
         let device = Device::default();
         let err = ResNetConfig::new(34, 10, true).init(&device).unwrap_err();
-        assert_eq!(err, "ResNet depth 34 is not supported (choose 18 or 50)");
+        assert_eq!(
+            err,
+            "ResNet depth 34 is not supported (choose 18, 20 or 50)"
+        );
         assert!(ResNetConfig::new(18, 0, true).init(&device).is_err());
     }
 
