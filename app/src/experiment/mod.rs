@@ -784,92 +784,134 @@ impl Checker<'_> {
             v.push(key(k));
             v
         };
-        let kind = match s.kind {
-            DropKind::Constant => "constant",
-            DropKind::Linear => "linear",
-            DropKind::Step => "step",
+        let (kind, used): (&str, &[&str]) = match s.kind {
+            DropKind::Constant => ("constant", &["p"]),
+            DropKind::Linear => ("linear", &["start", "end", "ramp"]),
+            DropKind::Step => ("step", &["values", "at_epochs"]),
+            DropKind::Early => ("early", &["p", "until"]),
+            DropKind::Late => ("late", &["p", "from"]),
         };
-        let unused = |this: &mut Self, present: bool, k: &str| {
-            if present {
-                this.err_help(
-                    at(k),
-                    true,
-                    format!("not used by a {kind} schedule"),
-                    Some("remove this key or change `kind`".into()),
-                );
-            }
-        };
+        let present = [
+            ("p", s.p.is_some()),
+            ("start", s.start.is_some()),
+            ("end", s.end.is_some()),
+            ("ramp", s.ramp.is_some()),
+            ("values", !s.values.is_empty()),
+            ("at_epochs", !s.at_epochs.is_empty()),
+            ("until", s.until.is_some()),
+            ("from", s.from.is_some()),
+        ];
         match s.kind {
-            DropKind::Constant => {
-                match s.p {
-                    None => self.err(at("kind"), "a constant schedule needs `p`, the drop rate"),
-                    Some(v) => self.rate(at("p"), v),
-                }
-                unused(self, s.start.is_some(), "start");
-                unused(self, s.end.is_some(), "end");
-                unused(self, s.ramp.is_some(), "ramp");
-                unused(self, !s.values.is_empty(), "values");
-                unused(self, !s.at_epochs.is_empty(), "at_epochs");
-            }
-            DropKind::Linear => {
-                match s.end {
+            DropKind::Constant => self.needed_rate(
+                s.p,
+                at("p"),
+                at("kind"),
+                "a constant schedule needs `p`, the drop rate",
+            ),
+            DropKind::Linear => self.check_linear(s, &at),
+            DropKind::Step => self.check_step(s, &at, epochs),
+            DropKind::Early | DropKind::Late => {
+                let (name, fraction, a_kind) = match s.kind {
+                    DropKind::Early => ("until", s.until, "an early"),
+                    _ => ("from", s.from, "a late"),
+                };
+                self.needed_rate(
+                    s.p,
+                    at("p"),
+                    at("kind"),
+                    &format!("{a_kind} schedule needs `p`, the drop rate"),
+                );
+                match fraction {
                     None => self.err(
                         at("kind"),
-                        "a linear schedule needs `end`, the final drop rate",
+                        format!("{a_kind} schedule needs `{name}`, a fraction of training"),
                     ),
-                    Some(v) => self.rate(at("end"), v),
+                    Some(f) if !(f > 0.0 && f < 1.0) => self.err(
+                        at(name),
+                        format!("expected a fraction of training in (0, 1), found {f}"),
+                    ),
+                    Some(_) => {}
                 }
-                if let Some(v) = s.start {
-                    self.rate(at("start"), v);
-                }
-                if let Some(r) = s.ramp
-                    && !(r > 0.0 && r <= 1.0)
-                {
-                    self.err(
-                        at("ramp"),
-                        format!("expected a fraction of training in (0, 1], found {r}"),
-                    );
-                }
-                unused(self, s.p.is_some(), "p");
-                unused(self, !s.values.is_empty(), "values");
-                unused(self, !s.at_epochs.is_empty(), "at_epochs");
             }
-            DropKind::Step => {
-                if s.values.is_empty() {
-                    self.err(at("kind"), "a step schedule needs `values`, the drop rates");
-                }
-                for (i, &v) in s.values.iter().enumerate() {
-                    let mut path = at("values");
-                    path.push(Seg::Index(i));
-                    self.rate(path, v);
-                }
-                if !s.values.is_empty() && s.at_epochs.len() + 1 != s.values.len() {
-                    self.err(
-                        at("at_epochs"),
-                        format!(
-                            "expected {} epoch(s), one fewer than `values`, found {}",
-                            s.values.len() - 1,
-                            s.at_epochs.len()
-                        ),
-                    );
-                }
-                if s.at_epochs.windows(2).any(|w| w[0] >= w[1])
-                    || s.at_epochs.iter().any(|&e| e == 0 || e >= epochs.max(1))
-                {
-                    self.err(
-                        at("at_epochs"),
-                        format!(
-                            "expected increasing epochs between 1 and {}, found {:?}",
-                            epochs.saturating_sub(1),
-                            s.at_epochs
-                        ),
-                    );
-                }
-                unused(self, s.p.is_some(), "p");
-                unused(self, s.start.is_some(), "start");
-                unused(self, s.end.is_some(), "end");
-                unused(self, s.ramp.is_some(), "ramp");
-            }
+        }
+        // After the kind's own needs, as the first line names what is missing.
+        for (k, _) in present
+            .iter()
+            .filter(|(k, here)| *here && !used.contains(k))
+        {
+            self.err_help(
+                at(k),
+                true,
+                format!("not used by a {kind} schedule"),
+                Some("remove this key or change `kind`".into()),
+            );
+        }
+    }
+
+    /// A rate that must be there: `missing` at `kind_at` without it.
+    fn needed_rate(
+        &mut self,
+        rate: Option<f64>,
+        rate_at: Vec<Seg>,
+        kind_at: Vec<Seg>,
+        missing: &str,
+    ) {
+        match rate {
+            None => self.err(kind_at, missing),
+            Some(v) => self.rate(rate_at, v),
+        }
+    }
+
+    fn check_linear(&mut self, s: &DropSchedule, at: &dyn Fn(&str) -> Vec<Seg>) {
+        self.needed_rate(
+            s.end,
+            at("end"),
+            at("kind"),
+            "a linear schedule needs `end`, the final drop rate",
+        );
+        if let Some(v) = s.start {
+            self.rate(at("start"), v);
+        }
+        if let Some(r) = s.ramp
+            && !(r > 0.0 && r <= 1.0)
+        {
+            self.err(
+                at("ramp"),
+                format!("expected a fraction of training in (0, 1], found {r}"),
+            );
+        }
+    }
+
+    fn check_step(&mut self, s: &DropSchedule, at: &dyn Fn(&str) -> Vec<Seg>, epochs: usize) {
+        if s.values.is_empty() {
+            self.err(at("kind"), "a step schedule needs `values`, the drop rates");
+        }
+        for (i, &v) in s.values.iter().enumerate() {
+            let mut path = at("values");
+            path.push(Seg::Index(i));
+            self.rate(path, v);
+        }
+        if !s.values.is_empty() && s.at_epochs.len() + 1 != s.values.len() {
+            self.err(
+                at("at_epochs"),
+                format!(
+                    "expected {} epoch(s), one fewer than `values`, found {}",
+                    s.values.len() - 1,
+                    s.at_epochs.len()
+                ),
+            );
+        }
+        if s.at_epochs.windows(2).any(|w| w[0] >= w[1])
+            || s.at_epochs.iter().any(|&e| e == 0 || e >= epochs.max(1))
+        {
+            self.err(
+                at("at_epochs"),
+                format!(
+                    "expected increasing epochs between 1 and {}, found {:?}",
+                    epochs.saturating_sub(1),
+                    s.at_epochs
+                ),
+            );
         }
     }
 
@@ -1338,6 +1380,14 @@ pub fn drop_rate(s: &DropSchedule, step: u64, total_steps: u64, steps_per_epoch:
             let idx = s.at_epochs.iter().filter(|&&e| epoch >= e as u64).count();
             s.values.get(idx).copied().unwrap_or(0.0)
         }
+        DropKind::Early | DropKind::Late => {
+            let fraction = step as f64 / total_steps.max(1) as f64;
+            let on = match s.kind {
+                DropKind::Early => fraction < s.until.unwrap_or(0.0),
+                _ => fraction >= s.from.unwrap_or(1.0),
+            };
+            if on { s.p.unwrap_or(0.0) } else { 0.0 }
+        }
     }
 }
 
@@ -1443,6 +1493,22 @@ schedule = { kind = "constant", p = 0.1 }
             [at(0), at(9), at(10), at(29), at(30)],
             [0.0, 0.0, 0.05, 0.05, 0.1]
         );
+        let early = DropSchedule {
+            kind: DropKind::Early,
+            p: Some(0.1),
+            until: Some(0.2),
+            ..Default::default()
+        };
+        let at = |s| drop_rate(&early, s, 100, 10);
+        assert_eq!([at(0), at(19), at(20), at(99)], [0.1, 0.1, 0.0, 0.0]);
+        let late = DropSchedule {
+            kind: DropKind::Late,
+            p: Some(0.1),
+            from: Some(0.8),
+            ..Default::default()
+        };
+        let at = |s| drop_rate(&late, s, 100, 10);
+        assert_eq!([at(0), at(79), at(80), at(99)], [0.0, 0.0, 0.1, 0.1]);
     }
 
     #[test]

@@ -370,6 +370,12 @@ pub enum DropKind {
     Constant,
     Linear,
     Step,
+    /// Early dropout (Liu et al., ICML 2023): `p` until a fraction of
+    /// training, then nothing.
+    Early,
+    /// Late dropout (the same paper): nothing until a fraction of training,
+    /// then `p`.
+    Late,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -377,9 +383,15 @@ pub enum DropKind {
 pub struct DropSchedule {
     #[serde(default)]
     pub kind: DropKind,
-    /// constant: the drop rate.
+    /// constant, early, late: the drop rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p: Option<f64>,
+    /// early: the fraction of training that has dropout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<f64>,
+    /// late: the fraction of training from which dropout starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<f64>,
     /// linear: rate at the first step (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<f64>,
