@@ -270,6 +270,10 @@ fn a_second_trainer_on_one_run_directory_is_refused_and_a_reused_pid_is_not_aliv
 }
 
 /// A run stopped after a few steps, with its checkpoint, for the resume tests.
+/// A run stopped after step 6, well before its last step: its 150 steps
+/// leave the stop time to arrive (with 12, a fast step finished the run
+/// between the look that saw step 6 and the stop, and the stop met a closed
+/// socket: seen in CI once steps got faster).
 fn stopped_run(s: &Setup) -> RunDir {
     let (mut child, run) = s.start_run();
     wait_for("step 6", || last_step(&run) >= 6);
@@ -281,7 +285,7 @@ fn stopped_run(s: &Setup) -> RunDir {
 fn an_unreadable_checkpoint_is_refused_and_nothing_changes_until_a_restart_is_asked() {
     let s = setup(
         "probe-v1",
-        "epochs = 1\nmax_steps = 12\ncheckpoint_every = 3",
+        "epochs = 10\nmax_steps = 150\ncheckpoint_every = 3",
     );
     let run = stopped_run(&s);
     let checkpoint = run.file(dir::CHECKPOINT);
@@ -326,14 +330,14 @@ fn an_unreadable_checkpoint_is_refused_and_nothing_changes_until_a_restart_is_as
         String::from_utf8_lossy(&out.stderr)
     );
     assert_steps_contiguous(&run);
-    assert_eq!(last_step(&run), 12);
+    assert_eq!(last_step(&run), 150);
 }
 
 #[test]
 fn a_damaged_log_is_truncated_on_resume_and_a_failed_resume_keeps_the_step() {
     let s = setup(
         "probe-v1",
-        "epochs = 1\nmax_steps = 12\ncheckpoint_every = 3",
+        "epochs = 10\nmax_steps = 150\ncheckpoint_every = 3",
     );
     let run = stopped_run(&s);
     let stopped_at = run.status().unwrap().step;
