@@ -236,6 +236,16 @@ pub fn placement(m: &ModelSpec, s: &StrategySpec) -> Result<Vec<Placed>, Vec<Unm
         .collect())
 }
 
+/// The factor on `p` at placed slot `p`: its depth factor times its
+/// `[model.slots]` `p_scale`; `None` where `[model.slots]` turns it off.
+pub fn effective_scale(m: &ModelSpec, p: &Placed) -> Option<f64> {
+    let over = override_for(m, &p.name);
+    if over.is_some_and(|o| !o.enabled) {
+        return None;
+    }
+    Some(p.depth_scale * over.map_or(1.0, |o| o.p_scale))
+}
+
 /// Where strategy `s` applies on `m`, for people: each slot with the factor
 /// on `p` there (its depth factor times its `[model.slots]` `p_scale`) when
 /// that is not 1; slots turned off by `[model.slots]` left out. `None` when a
@@ -245,11 +255,7 @@ pub fn describe_placement(m: &ModelSpec, s: &StrategySpec) -> Option<String> {
     let parts: Vec<String> = placed
         .iter()
         .filter_map(|p| {
-            let over = override_for(m, &p.name);
-            if over.is_some_and(|o| !o.enabled) {
-                return None;
-            }
-            let scale = p.depth_scale * over.map_or(1.0, |o| o.p_scale);
+            let scale = effective_scale(m, p)?;
             Some(if scale == 1.0 {
                 p.name.clone()
             } else {

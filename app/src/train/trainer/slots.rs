@@ -39,8 +39,11 @@ pub(super) fn build_slots(
     let mut slots = Vec::new();
     for name in experiment::model_slots(&file.model) {
         let over = experiment::slots::override_for(&file.model, &name);
-        let place = placed.iter().find(|p| p.name == name);
-        let enabled = place.is_some() && over.is_none_or(|o| o.enabled);
+        let scale = placed
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| experiment::slots::effective_scale(&file.model, p));
+        let enabled = scale.is_some();
         let live = match library {
             Some(lib) if enabled => Some(LiveStrategy::new(
                 lib,
@@ -51,7 +54,7 @@ pub(super) fn build_slots(
         slots.push(Slot {
             name,
             enabled,
-            p_scale: over.map_or(1.0, |o| o.p_scale) * place.map_or(1.0, |p| p.depth_scale),
+            p_scale: scale.unwrap_or(1.0),
             live,
         });
     }
