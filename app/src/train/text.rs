@@ -525,6 +525,27 @@ mod tests {
         assert!(err.contains("no label column in the header"), "{err}");
     }
 
+    /// The same sentences give the same vocabulary, run after run (a run's
+    /// seed must fix its tokens); upstream's trainer numbered its subword
+    /// tokens in a hash map's order, different in every map.
+    #[test]
+    fn the_same_sentences_train_the_same_vocabulary() {
+        let data = load(&austen(), TextFormat::LabelText).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let saved = |i: usize| {
+            let path = dir.path().join(format!("{i}.json"));
+            Vocabulary::train(&data.train[..400], 2000, 32)
+                .unwrap()
+                .save(&path)
+                .unwrap();
+            std::fs::read(path).unwrap()
+        };
+        let first = saved(0);
+        for i in 1..6 {
+            assert!(saved(i) == first, "training {i} gave another vocabulary");
+        }
+    }
+
     #[test]
     fn a_vocabulary_trained_on_austen_frames_pads_truncates_and_reloads() {
         let data = load(&austen(), TextFormat::LabelText).unwrap();
