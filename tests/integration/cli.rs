@@ -38,7 +38,7 @@ fn plugins_text_output_describes_each_strategy() {
 }
 
 #[test]
-fn plugins_lists_all_nine_bundled_strategies_as_dynamic_libraries() {
+fn plugins_lists_all_ten_bundled_strategies_as_dynamic_libraries() {
     let out = run(&["plugins", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -52,6 +52,7 @@ fn plugins_lists_all_nine_bundled_strategies_as_dynamic_libraries() {
             "dropblock",
             "dropblock1d",
             "drophead",
+            "dropkey",
             "dropout",
             "dropout2d",
             "droppath",

@@ -1,4 +1,4 @@
-//! The 1-D strategies (and DropHead) on real transformer activations: the
+//! The 1-D strategies (and DropHead, DropKey) on real transformer activations: the
 //! committed Austen sentences, encoded, batched with padding, and passed through
 //! a seeded encoder; what the strategies see is what a text run hands them.
 //! Every check is over real positions, and padding must come out untouched.
@@ -18,19 +18,31 @@ const HEADS: usize = 4;
 const BATCH: usize = 48;
 
 /// Layer activations `[batch, tokens, hidden]`, attention heads
-/// `[batch, heads, tokens, head_dim]`, and each example's real length.
+/// `[batch, heads, tokens, head_dim]`, attention logits `[batch, heads,
+/// queries, keys]`, and each example's real length.
 struct Activations {
     hidden: Tensor<3>,
     heads: Tensor<4>,
+    keys: Tensor<4>,
     lens: Vec<usize>,
 }
 
 struct Record {
     hidden: Option<Tensor<3>>,
     heads: Option<Tensor<4>>,
+    keys: Option<Tensor<4>>,
 }
 
 impl TextSlots for Record {
+    fn keys(
+        &mut self,
+        _: &str,
+        scores: Tensor<4>,
+        _: &Tensor<2, Bool>,
+    ) -> Result<Tensor<4>, MaskError> {
+        self.keys.get_or_insert(scores.clone());
+        Ok(scores)
+    }
     fn hidden(
         &mut self,
         slot: &str,
@@ -81,6 +93,7 @@ fn activations() -> &'static Activations {
         let mut record = Record {
             hidden: None,
             heads: None,
+            keys: None,
         };
         probdrop_tui::plugins::library::with_generator(|| {
             device.seed(7);
@@ -96,6 +109,7 @@ fn activations() -> &'static Activations {
         Activations {
             hidden: record.hidden.unwrap(),
             heads: record.heads.unwrap(),
+            keys: record.keys.unwrap(),
             lens,
         }
     })
@@ -415,6 +429,52 @@ fn drophead_drops_whole_heads_and_leaves_padding() {
     let got = dropped as f64 / total as f64;
     // 3,840 Bernoulli(0.25) draws: sd 0.007; tolerance 0.03.
     assert!((got - p).abs() < 0.03, "{got}");
+}
+
+/// DropKey keeps each real logit with probability 1 − p, independently of
+/// its neighbours, as a 0/1 mask (no rescale), and never touches a padded key.
+#[test]
+fn dropkey_drops_real_logits_at_p_unscaled_and_independently() {
+    let a = activations();
+    let [n, heads, q, k] = a.keys.dims();
+    let p = 0.3;
+    let s = strategy("dropkey", &[]);
+    let v = validity(&a.lens, k).reshape([n, 1, 1, k]);
+    let m = to_vec(
+        s.mask_padded(&a.keys, Some(&v), &ctx(p, 41))
+            .unwrap()
+            .expand([n, heads, q, k]),
+    );
+    let (mut dropped, mut real, mut pairs, mut both) = (0usize, 0usize, 0usize, 0usize);
+    for (row, values) in m.chunks(k).enumerate() {
+        let len = a.lens[row / (heads * q)];
+        for (key, &value) in values.iter().enumerate() {
+            assert!(value == 0.0 || value == 1.0, "{value}: rescaled");
+            if key >= len {
+                assert_eq!(value, 1.0, "a padded key dropped");
+                continue;
+            }
+            real += 1;
+            dropped += usize::from(value == 0.0);
+            if key + 1 < len {
+                pairs += 1;
+                both += usize::from(value == 0.0 && values[key + 1] == 0.0);
+            }
+        }
+    }
+    let got = dropped as f64 / real as f64;
+    let sd = (p * (1.0 - p) / real as f64).sqrt();
+    assert!(
+        (got - p).abs() < 5.0 * sd.max(1e-3),
+        "dropped {got} of {real}"
+    );
+    // Neighbouring keys drop together at p², as independent draws do.
+    let together = both as f64 / pairs as f64;
+    assert!(
+        (together - p * p).abs() < 0.02,
+        "{together} against {}",
+        p * p
+    );
 }
 
 fn kept_heads(m: &[f32], sample: usize, heads: usize, t: usize, d: usize) -> usize {

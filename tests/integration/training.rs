@@ -441,7 +441,7 @@ fn doctor_reports_backends_plugins_and_data_paths() {
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("flex (CPU, pure Rust)"), "{text}");
-    assert!(text.contains("9 strategies: "), "{text}");
+    assert!(text.contains("10 strategies: "), "{text}");
     assert!(text.contains("quickstart.toml: data "), "{text}");
     assert!(text.contains("fashion-mnist-subset (found)"), "{text}");
     // The machine as the dashboard's Runs view shows it: a GPU line per
@@ -1082,4 +1082,82 @@ fn old_slot_names_mask_the_same_places_with_the_same_masks() {
     );
     assert_eq!(masks("old", "slots = [\"stage3\", \"stage4\"]"), new);
     assert_eq!(masks("default", ""), new);
+}
+
+/// A three-layer transformer on the Austen sentences, trained two steps with
+/// `strategy` (the lines of one `[[strategy]]` table); without the model's
+/// own dropout, so that a strategy's masks are the only random draws.
+fn text_slots_file(dir: &Path, name: &str, strategy: &str) -> PathBuf {
+    let data = repo_root().join("data/austen-sentences");
+    let file = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "name = \"{name}\"\n[data]\nformat = \"text\"\npath = \"{}\"\nmax_len = 32\n\
+         vocab_size = 2000\ntrain_limit = 64\nval_limit = 16\n[model]\nkind = \"transformer\"\n\
+         hidden = 32\nheads = 4\nlayers = 3\nff = 64\ndropout = 0.0\n[train]\nepochs = 1\nbatch_size = 16\n\
+         max_steps = 2\nlog_every = 1\n[[strategy]]\n{strategy}\n",
+        data.display()
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// The transformer's residual branches (LayerDrop's places) and attention
+/// logits (DropKey's) train two steps with the strategy where its `slots`
+/// put it and nowhere else; DropKey's rate falls with depth under
+/// `linear-down`, to nothing at the last layer.
+#[test]
+fn every_kind_of_transformer_slot_trains_where_its_pattern_puts_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = "schedule = { kind = \"constant\", p = 0.5 }";
+    let branches = "plugin = \"droppath\"\nslots = [\"layer*.attn\", \"layer*.ff\"]";
+    let keys = "plugin = \"dropkey\"\nslots = [\"layer*.keys\"]\ndepth_rule = \"linear-down\"";
+    let cases = [
+        (
+            "branches",
+            branches,
+            names(&[
+                "layer1.attn",
+                "layer1.ff",
+                "layer2.attn",
+                "layer2.ff",
+                "layer3.attn",
+                "layer3.ff",
+            ]),
+        ),
+        (
+            "keys",
+            keys,
+            names(&["layer1.keys", "layer2.keys", "layer3.keys"]),
+        ),
+    ];
+    for (name, strategy, want) in cases {
+        let file = text_slots_file(tmp.path(), name, &format!("{strategy}\n{p}"));
+        let run = trained(&tmp.path().join(format!("runs-{name}")), &file);
+        assert_eq!(train_steps(&run.metrics(), "loss").len(), 2, "{name}");
+        let dropped = dropped_by_slot(&run);
+        let slots: Vec<&str> = dropped.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(
+            slots, want,
+            "{name}: the slots that logged a dropped fraction"
+        );
+        if name == "keys" {
+            // 2 × 16 × 4 heads × 32 × 32 logits a step: p within a few points.
+            let mean = |i: usize| dropped[i].1.iter().sum::<f64>() / 2.0;
+            assert!((mean(0) - 0.5).abs() < 0.03, "{dropped:?}");
+            assert!((mean(1) - 0.25).abs() < 0.03, "{dropped:?}");
+            assert_eq!(mean(2), 0.0, "{dropped:?}");
+        }
+    }
+    // The dropped keys reach the softmax: the first loss moves with them,
+    // and not when DropKey drops nothing.
+    let first_loss = |name: &str, strategy: &str| {
+        let file = text_slots_file(tmp.path(), name, strategy);
+        let run = trained(&tmp.path().join(format!("runs-{name}")), &file);
+        train_steps(&run.metrics(), "loss")[0].1
+    };
+    let none = first_loss("none", "plugin = \"none\"");
+    let idle = format!("{keys}\nschedule = {{ kind = \"constant\", p = 0.0 }}");
+    assert_eq!(first_loss("idle", &idle), none);
+    let busy = format!("{keys}\n{p}");
+    assert_ne!(first_loss("busy", &busy), none);
 }

@@ -45,6 +45,44 @@ impl BlockSlots {
     }
 }
 
+/// The slot names of one transformer layer, in forward order: the attention
+/// logits (before the softmax), the attention branch and the feed-forward
+/// branch (each just before its add), and the layer's output.
+pub struct LayerSlots {
+    pub keys: String,
+    pub attn: String,
+    pub ff: String,
+    pub output: String,
+}
+
+impl LayerSlots {
+    /// Layer `layer` (from 1).
+    pub fn at(layer: usize) -> LayerSlots {
+        let output = format!("layer{layer}");
+        LayerSlots {
+            keys: format!("{output}.keys"),
+            attn: format!("{output}.attn"),
+            ff: format!("{output}.ff"),
+            output,
+        }
+    }
+
+    /// Each name, and whether a strategy without `slots` applies there (the
+    /// layer's output, as before the branches had names).
+    fn defs(self) -> [SlotDef; 4] {
+        let def = |name, default| SlotDef { name, default };
+        [
+            def(self.keys, false),
+            def(self.attn, false),
+            def(self.ff, false),
+            def(self.output, true),
+        ]
+    }
+}
+
+/// The transformer's per-head attention outputs, one slot for every layer.
+pub const HEADS_SLOT: &str = "heads";
+
 /// The name of stage `stage`'s output.
 pub fn stage_slot(stage: usize) -> String {
     format!("layer{stage}")
@@ -78,11 +116,14 @@ pub fn slot_defs(m: &ModelSpec) -> Vec<SlotDef> {
         }
         ModelKind::Resnet18 | ModelKind::Resnet20 | ModelKind::Resnet50 => residual_slots(m.kind),
         ModelKind::Transformer => {
-            let mut names: Vec<String> = (1..=m.layers.unwrap_or(2))
-                .map(|i| format!("layer{i}"))
+            let mut defs: Vec<SlotDef> = (1..=m.layers.unwrap_or(2))
+                .flat_map(|i| LayerSlots::at(i).defs())
                 .collect();
-            names.push("heads".into());
-            all(names)
+            defs.push(SlotDef {
+                name: HEADS_SLOT.into(),
+                default: true,
+            });
+            defs
         }
     }
 }

@@ -1,10 +1,13 @@
 //! A transformer encoder classifier for text: token and learned position
 //! embeddings, N post-norm layers (multi-head self-attention, feed-forward), a
-//! classification head on the first token (`[CLS]`). Dropout slots follow each
-//! layer's output (`layer1`, `layer2`, … with `[batch, tokens, hidden]`, blocks
-//! along one token's hidden units, as the ProbDropBlock author code placed them)
-//! and each layer's per-head attention output (`heads`, `[batch, heads, tokens,
-//! head_dim]`, for DropHead). Padded positions are masked out of attention.
+//! classification head on the first token (`[CLS]`). Dropout slots (named in
+//! `experiment::slots`) follow each layer's output (`layer1`, `layer2`, … with
+//! `[batch, tokens, hidden]`, blocks along one token's hidden units, as the
+//! ProbDropBlock author code placed them), each residual branch before its add
+//! (`layerN.attn`, `layerN.ff`: LayerDrop's places), the attention logits
+//! (`layerN.keys`, `[batch, heads, queries, keys]`: DropKey's) and each layer's
+//! per-head attention output (`heads`, `[batch, heads, tokens, head_dim]`, for
+//! DropHead). Padded positions are masked out of attention.
 
 use burn::config::Config;
 use burn::module::Module;
@@ -15,6 +18,7 @@ use burn::nn::{
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
+use crate::experiment::slots::{HEADS_SLOT, LayerSlots};
 use crate::plugins::MaskError;
 
 /// Where the encoder hands its activations to a strategy (the identity when none
@@ -27,6 +31,15 @@ pub trait TextSlots {
         x: Tensor<3>,
         pad: &Tensor<2, Bool>,
     ) -> Result<Tensor<3>, MaskError>;
+    /// A layer's attention logits `[batch, heads, queries, keys]` before the
+    /// softmax: the logits with the keys a strategy drops set to
+    /// [`DROPPED_LOGIT`], not rescaled.
+    fn keys(
+        &mut self,
+        slot: &str,
+        scores: Tensor<4>,
+        pad: &Tensor<2, Bool>,
+    ) -> Result<Tensor<4>, MaskError>;
     /// A layer's attention output per head: `[batch, heads, tokens, head_dim]`.
     fn heads(
         &mut self,
@@ -39,7 +52,40 @@ pub trait TextSlots {
 /// No strategy anywhere.
 pub struct NoSlots;
 
+/// The logit of a dropped key. A row whose every real key is dropped
+/// attends evenly to its real keys (what DropKey's additive `-1e12` does in
+/// f32), never NaN; padded keys, at `PAD_LOGIT` below it, stay out.
+pub const DROPPED_LOGIT: f64 = -1e9;
+
+/// Added to a padded key's logit: far enough below [`DROPPED_LOGIT`] that no
+/// padded key outweighs a dropped real one.
+const PAD_LOGIT: f64 = -4e9;
+
+/// `scores` with the keys that `keep` (1 kept, 0 dropped; broadcastable to
+/// `[batch, heads, queries, keys]`) drops set to [`DROPPED_LOGIT`]: no
+/// gradient flows to a dropped logit.
+pub fn drop_keys(scores: Tensor<4>, keep: Tensor<4>) -> Tensor<4> {
+    let dropped = keep.clone().neg().add_scalar(1.0);
+    scores * keep + dropped * DROPPED_LOGIT
+}
+
+/// Attention weights from logits `[batch, heads, queries, keys]`: a softmax
+/// over the keys, none on padded keys (`pad` `[batch, keys]`).
+fn key_weights(scores: Tensor<4>, pad: &Tensor<2, Bool>) -> Tensor<4> {
+    let [batch, keys] = pad.dims();
+    let key_pad = pad.clone().float().reshape([batch, 1, 1, keys]) * PAD_LOGIT;
+    softmax(scores + key_pad, 3)
+}
+
 impl TextSlots for NoSlots {
+    fn keys(
+        &mut self,
+        _: &str,
+        scores: Tensor<4>,
+        _: &Tensor<2, Bool>,
+    ) -> Result<Tensor<4>, MaskError> {
+        Ok(scores)
+    }
     fn hidden(
         &mut self,
         _: &str,
@@ -143,6 +189,25 @@ impl EncoderLayer {
         &self,
         x: Tensor<3>,
         pad: &Tensor<2, Bool>,
+        names: &LayerSlots,
+        slots: &mut dyn TextSlots,
+    ) -> Result<Tensor<3>, MaskError> {
+        let attended = self.attention(x.clone(), pad, names, slots)?;
+        let branch = self.dropout.forward(self.output.forward(attended));
+        let branch = slots.hidden(&names.attn, branch, pad)?;
+        let x = self.norm_attention.forward(x + branch);
+        let ff = self.ff_out.forward(gelu(self.ff_in.forward(x.clone())));
+        let branch = slots.hidden(&names.ff, self.dropout.forward(ff), pad)?;
+        Ok(self.norm_ff.forward(x + branch)) // [batch, tokens, hidden]
+    }
+
+    /// Multi-head self-attention before its output projection, heads joined
+    /// again: `[batch, tokens, hidden]`.
+    fn attention(
+        &self,
+        x: Tensor<3>,
+        pad: &Tensor<2, Bool>,
+        names: &LayerSlots,
         slots: &mut dyn TextSlots,
     ) -> Result<Tensor<3>, MaskError> {
         let [batch, tokens, hidden] = x.dims();
@@ -153,18 +218,12 @@ impl EncoderLayer {
         };
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x.clone()));
+        let v = split(self.value.forward(x));
         // [batch, heads, tokens, tokens]; padded keys get no weight.
         let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
-        let key_pad = pad.clone().float().reshape([batch, 1, 1, tokens]) * -1e9;
-        let weights = softmax(scores + key_pad, 3);
-        let per_head = slots.heads("heads", weights.matmul(v), pad)?; // [batch, heads, tokens, head_dim]
-        let attended = per_head.swap_dims(1, 2).reshape([batch, tokens, hidden]);
-        let x = self
-            .norm_attention
-            .forward(x + self.dropout.forward(self.output.forward(attended)));
-        let ff = self.ff_out.forward(gelu(self.ff_in.forward(x.clone())));
-        Ok(self.norm_ff.forward(x + self.dropout.forward(ff))) // [batch, tokens, hidden]
+        let weights = key_weights(slots.keys(&names.keys, scores, pad)?, pad);
+        let per_head = slots.heads(HEADS_SLOT, weights.matmul(v), pad)?; // [batch, heads, tokens, head_dim]
+        Ok(per_head.swap_dims(1, 2).reshape([batch, tokens, hidden]))
     }
 }
 
@@ -186,8 +245,9 @@ impl TextEncoder {
                 .forward(self.tokens.forward(ids) + self.positions.forward(positions)),
         );
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x, pad, slots)?;
-            x = slots.hidden(&format!("layer{}", i + 1), x, pad)?;
+            let names = LayerSlots::at(i + 1);
+            x = layer.forward(x, pad, &names, slots)?;
+            x = slots.hidden(&names.output, x, pad)?;
         }
         let hidden = x.dims()[2];
         let first = x
@@ -229,6 +289,15 @@ mod tests {
     struct Record(Vec<(String, Vec<usize>)>);
 
     impl TextSlots for Record {
+        fn keys(
+            &mut self,
+            s: &str,
+            x: Tensor<4>,
+            _: &Tensor<2, Bool>,
+        ) -> Result<Tensor<4>, MaskError> {
+            self.0.push((s.into(), x.dims().to_vec()));
+            Ok(x)
+        }
         fn hidden(
             &mut self,
             s: &str,
@@ -259,7 +328,17 @@ mod tests {
         };
         assert_eq!(
             crate::experiment::model_slots(&spec),
-            ["layer1", "layer2", "heads"]
+            [
+                "layer1.keys",
+                "layer1.attn",
+                "layer1.ff",
+                "layer1",
+                "layer2.keys",
+                "layer2.attn",
+                "layer2.ff",
+                "layer2",
+                "heads"
+            ]
         );
         let model = c.init(&device).unwrap();
         let (ids, pad) = batch(&[vec![2, 7, 9, 3], vec![2, 5, 3]], 8, &device);
@@ -267,9 +346,15 @@ mod tests {
         let logits = model.forward(ids, &pad, &mut seen).unwrap();
         assert_eq!(logits.dims(), [2, 3]);
         let expected: Vec<(String, Vec<usize>)> = [
+            ("layer1.keys", vec![2, 4, 8, 8]),
             ("heads", vec![2, 4, 8, 4]),
+            ("layer1.attn", vec![2, 8, 16]),
+            ("layer1.ff", vec![2, 8, 16]),
             ("layer1", vec![2, 8, 16]),
+            ("layer2.keys", vec![2, 4, 8, 8]),
             ("heads", vec![2, 4, 8, 4]),
+            ("layer2.attn", vec![2, 8, 16]),
+            ("layer2.ff", vec![2, 8, 16]),
             ("layer2", vec![2, 8, 16]),
         ]
         .into_iter()
@@ -283,6 +368,32 @@ mod tests {
                 .check()
                 .is_err()
         );
+    }
+
+    /// Dropped keys get no weight and no gradient, nothing is rescaled, and
+    /// a row with every real key dropped attends evenly to its real keys,
+    /// never to padding.
+    #[test]
+    fn dropped_keys_get_no_weight_and_a_fully_dropped_row_stays_finite() {
+        let device = Device::default();
+        let scores: Vec<f32> = vec![0.5, 2.0, -1.0, 3.0, 1.0, 0.0, 4.0, 9.0];
+        let scores = Tensor::<4>::from_data(TensorData::new(scores, [1, 1, 2, 4]), &device);
+        // Row 0 keeps keys 0 and 2; row 1 drops both real keys it has left.
+        let keep = vec![1.0f32, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0];
+        let keep = Tensor::<4>::from_data(TensorData::new(keep, [1, 1, 2, 4]), &device);
+        let pad = Tensor::<2, Bool>::from_data(
+            TensorData::new(vec![false, false, true, true], [1, 4]),
+            &device,
+        );
+        // Keys 2 and 3 are padding: row 0 keeps only key 0 of its real keys.
+        let w = key_weights(drop_keys(scores, keep), &pad)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(w[..4], [1.0, 0.0, 0.0, 0.0], "{w:?}");
+        for (got, want) in w[4..].iter().zip([0.5, 0.5, 0.0, 0.0]) {
+            assert!((got - want).abs() < 1e-6, "{w:?}");
+        }
     }
 
     /// What sits at padded positions, and how much padding there is, changes

@@ -9,7 +9,7 @@ use crate::experiment::{self, ExperimentFile, StrategySpec};
 use crate::plugins::watch::LiveStrategy;
 use crate::plugins::{Library, MaskContext, MaskError};
 use crate::run::dir::SnapshotLine;
-use crate::train::transformer::TextSlots;
+use crate::train::transformer::{TextSlots, drop_keys};
 use crate::train::watchdog::Watchdog;
 
 /// The strategy configured at one slot.
@@ -177,11 +177,25 @@ impl StepSlots<'_> {
         x: Tensor<D>,
         valid: impl FnOnce() -> Option<Tensor<D>>,
     ) -> Result<Tensor<D>, MaskError> {
+        Ok(match self.mask(name, &x, valid)? {
+            Some(m) => x * m.autodiff(),
+            None => x,
+        })
+    }
+
+    /// The slot's mask for `x` (`None` where nothing is dropped), with its
+    /// dropped fraction, snapshot and finiteness check recorded.
+    fn mask<const D: usize>(
+        &mut self,
+        name: &str,
+        x: &Tensor<D>,
+        valid: impl FnOnce() -> Option<Tensor<D>>,
+    ) -> Result<Option<Tensor<D>>, MaskError> {
         let Some(slot) = self.slots.iter().find(|s| s.name == name) else {
-            return Ok(x);
+            return Ok(None);
         };
         let (true, Some(live)) = (slot.enabled, slot.live.as_ref()) else {
-            return Ok(x);
+            return Ok(None);
         };
         let ctx = MaskContext {
             p: (self.p * slot.p_scale).clamp(0.0, 1.0),
@@ -196,13 +210,13 @@ impl StepSlots<'_> {
                 let none = Tensor::<1>::zeros([1], &x.device());
                 self.dropped.insert(name.to_string(), inner(none));
             }
-            return Ok(x);
+            return Ok(None);
         }
         let valid = valid();
         let info = &live.strategy.info;
         self.watchdog
             .enter_mask(&format!("{} {}", info.name, info.version), name);
-        let m = live.strategy.mask_padded(&x, valid.as_ref(), &ctx);
+        let m = live.strategy.mask_padded(x, valid.as_ref(), &ctx);
         self.watchdog.leave_mask();
         let m = m?;
         let m_flat = flat(&m);
@@ -225,7 +239,7 @@ impl StepSlots<'_> {
                     .push(snapshot(&x4, &m4, self.step, name, ctx.p, sample, tokens));
             }
         }
-        Ok(x * m.autodiff())
+        Ok(Some(m))
     }
 }
 
@@ -238,6 +252,22 @@ pub(super) fn validity<const D: usize>(pad: &Tensor<2, Bool>, shape: [usize; D])
 }
 
 impl TextSlots for StepSlots<'_> {
+    fn keys(
+        &mut self,
+        slot: &str,
+        scores: Tensor<4>,
+        pad: &Tensor<2, Bool>,
+    ) -> Result<Tensor<4>, MaskError> {
+        let [b, t] = pad.dims();
+        let valid = || Some(validity(pad, [b, 1, 1, t]));
+        Ok(match self.mask(slot, &scores, valid)? {
+            // Any non-zero value keeps: a strategy that rescales is not
+            // rescaled here.
+            Some(m) => drop_keys(scores, m.not_equal_elem(0.0).float().autodiff()),
+            None => scores,
+        })
+    }
+
     fn hidden(
         &mut self,
         slot: &str,
