@@ -40,11 +40,28 @@ fn shipped_experiments_are_valid() {
     );
     // Shipped for GPU users with the data: valid, and says it cannot run here.
     assert!(
-        out.contains("compare-cifar10-resnet18.toml: ok (15 runs: none, dropout, dropout2d, dropblock, probdropblock × seeds [1, 2, 3])"),
+        out.contains("compare-cifar10-resnet18.toml: ok (18 runs: none, dropout, dropout2d, dropblock, probdropblock, stochastic-depth × seeds [1, 2, 3])"),
         "{out}"
     );
     assert!(
         out.contains("warning: no run can start here until the data is there"),
+        "{out}"
+    );
+    // The ResNet files put DropBlock where timm and the DropBlock paper do,
+    // and stochastic depth on the residual branches with the linear rule.
+    assert!(
+        out.contains(
+            "  dropblock at 8 slots: layer3.0.bn1, layer3.0.shortcut, layer3.1.bn1, \
+             layer3.1.shortcut, layer4.0.bn1, layer4.0.shortcut, layer4.1.bn1, layer4.1.shortcut"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("  stochastic-depth at 8 slots: layer1.0.branch ×0, layer1.1.branch ×0.143"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  dropblock at 18 slots: layer3.0.bn2, layer3.0.shortcut"),
         "{out}"
     );
 }
