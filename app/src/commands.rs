@@ -74,6 +74,11 @@ pub fn check(plugins: &Path, files: &[PathBuf]) -> Result<()> {
                     if runs.len() == 1 { "" } else { "s" },
                     describe_runs(&runs)
                 );
+                if exp.data_missing.is_none() {
+                    let size = crate::train::models::describe_size(&exp.file, &exp.data_path)
+                        .unwrap_or_else(|e| format!("parameters not counted: {e}"));
+                    println!("  model: {size}");
+                }
                 for s in exp
                     .file
                     .strategy

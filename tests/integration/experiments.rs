@@ -47,6 +47,20 @@ fn shipped_experiments_are_valid() {
         out.contains("warning: no run can start here until the data is there"),
         "{out}"
     );
+    // ResNet-20's count on one-channel images: He et al.'s 0.27 M (269,722
+    // on three channels) less the first convolution's 16 × 2 × 9 weights.
+    assert!(
+        out.contains(
+            "placement-resnet20.toml: ok (25 runs: none, dropblock-stage, dropblock-paper, \
+             probdropblock-paper, stochastic-depth × seeds [1, 2, 3, 4, 5])\n  \
+             model: 269,434 learned parameters (1×28×28 images, 10 classes)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("  model: up to 1,298,182 learned parameters (a vocabulary of up to 8000 tokens, 6 classes)"),
+        "{out}"
+    );
     // The ResNet files put DropBlock where timm and the DropBlock paper do,
     // and stochastic depth on the residual branches with the linear rule.
     assert!(

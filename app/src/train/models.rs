@@ -1,7 +1,7 @@
 //! Models with named dropout slots (placements from strategies.md).
 
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
@@ -9,7 +9,9 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Bool, Device, Int, Tensor};
 
-use crate::experiment::{MemoryFloor, ModelKind, ModelSpec};
+use std::path::Path;
+
+use crate::experiment::{ExperimentFile, MemoryFloor, ModelKind, ModelSpec};
 use crate::plugins::MaskError;
 use crate::train::resnet::{ResNet, ResNetConfig};
 use crate::train::transformer::{TextEncoder, TextEncoderConfig, TextSlots};
@@ -205,6 +207,88 @@ impl Model {
             _ => Err(MaskError("this model reads images, not text".into())),
         }
     }
+}
+
+/// The learned parameters of `model`: [`Module::num_params`] less batch
+/// norm's running statistics, which published counts leave out.
+pub fn learned_params<M: Module>(model: &M) -> usize {
+    #[derive(Default)]
+    struct Count {
+        path: Vec<String>,
+        total: usize,
+    }
+    impl ModuleVisitor for Count {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let field = self.path.last().map(String::as_str);
+            if !matches!(field, Some("running_mean" | "running_var")) {
+                self.total += param.lazy_shape().num_elements();
+            }
+        }
+    }
+    let mut count = Count::default();
+    model.visit(&mut count);
+    count.total
+}
+
+/// The model of `file` as `check` describes it: its learned parameters on the
+/// data at `data_path` (the input's shape and the classes fix the first and
+/// last layers; for text, the configured vocabulary is an upper bound, as the
+/// trained one may come out smaller).
+pub fn describe_size(file: &ExperimentFile, data_path: &Path) -> Result<String, String> {
+    let spec = &file.data;
+    let (input, classes, what) = match crate::train::text::TextFormat::of(spec.format) {
+        Some(format) => {
+            let data = crate::train::text::load(data_path, format).map_err(|e| e.to_string())?;
+            let (vocab_size, max_len) = (spec.vocab_size(), spec.max_len());
+            let input = InputKind::Text {
+                vocab_size,
+                max_len,
+            };
+            (
+                input,
+                data.classes.len(),
+                format!("a vocabulary of up to {vocab_size} tokens"),
+            )
+        }
+        None => {
+            let splits = crate::train::data::load(spec, data_path).map_err(|e| e.to_string())?;
+            let [c, h, w] = splits.shape();
+            (
+                InputKind::Image([c, h, w]),
+                splits.classes(),
+                format!("{c}×{h}×{w} images"),
+            )
+        }
+    };
+    let model = Model::build(&file.model, input, classes, &Device::flex())?;
+    let count = group_thousands(learned_params(&model));
+    let bound = if matches!(input, InputKind::Text { .. }) {
+        "up to "
+    } else {
+        ""
+    };
+    Ok(format!(
+        "{bound}{count} learned parameters ({what}, {classes} classes)"
+    ))
+}
+
+/// `n` with a comma between each group of three digits.
+fn group_thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
 }
 
 /// A floor on the memory of one training step of `spec` on inputs of `input`

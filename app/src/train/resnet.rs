@@ -306,34 +306,10 @@ fn bottleneck(inputs: usize, width: usize, stride: usize, device: &Device) -> Bl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::module::{ModuleVisitor, Param};
     use burn::tensor::Distribution;
 
-    /// Learned weights only: `num_params()` also counts batch norm's running
-    /// mean and variance, which published parameter counts leave out.
     fn trainable_params(model: &ResNet) -> usize {
-        #[derive(Default)]
-        struct Count {
-            path: Vec<String>,
-            total: usize,
-        }
-        impl ModuleVisitor for Count {
-            fn enter_module(&mut self, name: &str, _: &str) {
-                self.path.push(name.to_string());
-            }
-            fn exit_module(&mut self, _: &str, _: &str) {
-                self.path.pop();
-            }
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let field = self.path.last().map(String::as_str);
-                if !matches!(field, Some("running_mean" | "running_var")) {
-                    self.total += param.lazy_shape().num_elements();
-                }
-            }
-        }
-        let mut count = Count::default();
-        model.visit(&mut count);
-        count.total
+        crate::train::models::learned_params(model)
     }
 
     /// Runs the model, recording each slot's name and input shape.
