@@ -11,7 +11,7 @@ use burn::tensor::{Bool, Device, Tensor};
 use probdrop_tui::plugins::{MaskContext, MaskError, Strategy};
 use probdrop_tui::train::data::Item;
 use probdrop_tui::train::text::{self, TextBatcher, TextFormat, Vocabulary};
-use probdrop_tui::train::transformer::{TextEncoderConfig, TextSlots};
+use probdrop_tui::train::transformer::{TextEncoderConfig, TextSlots, drop_keys, key_weights};
 
 const HIDDEN: usize = 64;
 const HEADS: usize = 4;
@@ -475,6 +475,44 @@ fn dropkey_drops_real_logits_at_p_unscaled_and_independently() {
         "{together} against {}",
         p * p
     );
+}
+
+/// DropKey's mask through the model's own attention: every row of weights
+/// sums to 1, dropped keys and padding get none, and a query whose every
+/// real key is dropped attends evenly to its real keys (never NaN).
+#[test]
+fn dropkey_rows_sum_to_one_and_a_fully_dropped_row_attends_evenly() {
+    let a = activations();
+    let [n, heads, q, k] = a.keys.dims();
+    let s = strategy("dropkey", &[]);
+    let v = validity(&a.lens, k).reshape([n, 1, 1, k]);
+    let keep = s.mask_padded(&a.keys, Some(&v), &ctx(0.8, 43)).unwrap();
+    let pad: Vec<bool> = a
+        .lens
+        .iter()
+        .flat_map(|&l| (0..k).map(move |t| t >= l))
+        .collect();
+    let pad =
+        Tensor::<2, Bool>::from_data(burn::tensor::TensorData::new(pad, [n, k]), &a.keys.device());
+    let keep = keep.expand([n, heads, q, k]);
+    let weights = to_vec(key_weights(drop_keys(a.keys.clone(), keep.clone()), &pad));
+    let keep = to_vec(keep);
+    let mut fully_dropped = 0;
+    for (row, (w, m)) in weights.chunks(k).zip(keep.chunks(k)).enumerate() {
+        let len = a.lens[row / (heads * q)];
+        let sum: f32 = w.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5, "row {row} sums to {sum}");
+        assert!(w[len..].iter().all(|&x| x == 0.0), "padding weighted");
+        if m[..len].iter().all(|&x| x == 0.0) {
+            fully_dropped += 1;
+            let even = 1.0 / len as f32;
+            assert!(w[..len].iter().all(|&x| (x - even).abs() < 1e-5), "{w:?}");
+        } else {
+            let dropped = w[..len].iter().zip(m).filter(|(_, m)| **m == 0.0);
+            assert!(dropped.clone().all(|(&x, _)| x == 0.0), "{w:?}");
+        }
+    }
+    assert!(fully_dropped > 0, "no row had every key dropped at p = 0.8");
 }
 
 fn kept_heads(m: &[f32], sample: usize, heads: usize, t: usize, d: usize) -> usize {

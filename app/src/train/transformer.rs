@@ -71,7 +71,7 @@ pub fn drop_keys(scores: Tensor<4>, keep: Tensor<4>) -> Tensor<4> {
 
 /// Attention weights from logits `[batch, heads, queries, keys]`: a softmax
 /// over the keys, none on padded keys (`pad` `[batch, keys]`).
-fn key_weights(scores: Tensor<4>, pad: &Tensor<2, Bool>) -> Tensor<4> {
+pub fn key_weights(scores: Tensor<4>, pad: &Tensor<2, Bool>) -> Tensor<4> {
     let [batch, keys] = pad.dims();
     let key_pad = pad.clone().float().reshape([batch, 1, 1, keys]) * PAD_LOGIT;
     softmax(scores + key_pad, 3)
