@@ -10,6 +10,7 @@ use crate::dashboard::{
     select_run_of, snapshot, type_line,
 };
 use crossterm::event::KeyCode;
+use probdrop_tui::run::dir::metric::{SeriesKey, Split};
 use probdrop_tui::run::dir::{self, State, Status};
 use probdrop_tui::run::lock::RunLock;
 use probdrop_tui::run::notes::{ARCHIVE, NOTES, Notes};
@@ -263,17 +264,18 @@ fn the_chart_cursor_reads_values_and_x_counts_epochs_or_minutes() {
     app.apply(Action::Go(View::Charts), &mut fx);
     press(&mut app, KeyCode::Left, &mut fx);
     let screen = render(&app, 80, 24);
-    let newest = app.runs[0].series["train/loss"].last().unwrap().0;
+    let train_loss = SeriesKey::new(Split::Train, "loss");
+    let newest = app.runs[0].series[&train_loss].last().unwrap().0;
     let read_at = format!("step {newest:.0}:");
     assert!(screen.contains(&read_at), "{screen}");
     // At the newest step: each run's last training loss and validation loss.
     for r in &app.runs {
-        let last = |key: &str| r.series[key].last().unwrap();
-        let loss = last("train/loss").1;
+        let last = |split: Split| r.series[&SeriesKey::new(split, "loss")].last().unwrap();
+        let loss = last(Split::Train).1;
         // Four significant digits: losses here are between 1 and 10.
         assert!((1.0..10.0).contains(&loss), "{loss}");
         let loss = format!("{loss:.3}");
-        let val = format!("•{:.3}", last("val/loss").1);
+        let val = format!("•{:.3}", last(Split::Val).1);
         let flat = screen.replace('\u{a0}', " ");
         assert!(
             flat.contains(&loss) && flat.contains(&val),

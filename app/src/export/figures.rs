@@ -10,6 +10,7 @@ use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use crate::run::dir::metric::{SeriesKey, Split};
 use crate::run::dir::{MetricLine, metric};
 
 /// Pixels of a figure: two panels side by side.
@@ -252,17 +253,17 @@ pub fn series(lines: &[MetricLine], split: &str, name: &str) -> Vec<(f64, f64)> 
 
 /// A run's loss and accuracy panels, training and validation.
 pub fn run_panels(lines: &[MetricLine]) -> Vec<Panel> {
-    let curve = |split: &str, name: &str, colour: usize| Curve {
-        name: metric::series(split, name),
+    let curve = |split: Split, name: &str, colour: usize| Curve {
+        name: SeriesKey::new(split, name).to_string(),
         colour,
-        points: series(lines, split, name),
+        points: series(lines, split.name(), name),
         band: Vec::new(),
         faint: false,
     };
     [(metric::LOSS, "loss"), (metric::ACC, "accuracy")]
         .into_iter()
         .map(|(name, title)| {
-            let curves = vec![curve(metric::TRAIN, name, 0), curve(metric::VAL, name, 1)];
+            let curves = vec![curve(Split::Train, name, 0), curve(Split::Val, name, 1)];
             Panel::new(title, title, curves)
         })
         .collect()

@@ -204,10 +204,11 @@ pub fn comparison_figure(dir: &Path, manifest: &Manifest, format: Format) -> Res
 /// step-level values under their own names (`lr`, `p`, `dropped/block2`).
 pub fn tag(line: &MetricLine) -> String {
     let quality = [metric::LOSS, metric::ACC, metric::TOP5].contains(&line.metric.as_str());
-    if line.split == metric::VAL || quality {
-        metric::series(&line.split, &line.metric)
-    } else {
-        line.metric.clone()
+    match metric::Split::of(&line.split) {
+        Some(split) if split == metric::Split::Val || quality => {
+            metric::SeriesKey::new(split, &line.metric).to_string()
+        }
+        _ => line.metric.clone(),
     }
 }
 

@@ -303,14 +303,56 @@ pub mod metric {
         name.starts_with(system!(""))
     }
 
-    /// How the dashboard keys a series: "split/metric", e.g. "val/acc".
-    pub fn series(split: &str, name: &str) -> String {
-        format!("{split}/{name}")
+    /// The data a metric was measured on.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum Split {
+        Train,
+        Val,
     }
 
-    /// The validation accuracy's series, what comparisons rank by.
-    pub fn val_acc() -> String {
-        series(VAL, ACC)
+    impl Split {
+        pub const ALL: [Split; 2] = [Split::Train, Split::Val];
+
+        /// Its name in metrics.jsonl.
+        pub const fn name(self) -> &'static str {
+            match self {
+                Split::Train => TRAIN,
+                Split::Val => VAL,
+            }
+        }
+
+        /// The split a metrics.jsonl line names, if one.
+        pub fn of(name: &str) -> Option<Split> {
+            Split::ALL.into_iter().find(|s| s.name() == name)
+        }
+    }
+
+    /// One metric on one split: what the dashboard keys a run's series by,
+    /// written `split/metric` (`val/acc`, `train/dropped/block2`).
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub struct SeriesKey {
+        pub split: Split,
+        pub metric: String,
+    }
+
+    impl SeriesKey {
+        pub fn new(split: Split, metric: &str) -> SeriesKey {
+            SeriesKey {
+                split,
+                metric: metric.to_string(),
+            }
+        }
+
+        /// The validation accuracy's series, what comparisons rank by.
+        pub fn val_acc() -> SeriesKey {
+            SeriesKey::new(Split::Val, ACC)
+        }
+    }
+
+    impl std::fmt::Display for SeriesKey {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}/{}", self.split.name(), self.metric)
+        }
     }
 }
 
@@ -1017,6 +1059,20 @@ pub fn list_runs(runs: &Path) -> Vec<RunDir> {
 
 #[cfg(test)]
 mod tests {
+
+    /// A series key reads back from metrics.jsonl's split names only, writes
+    /// as `split/metric`, and sorts training before validation.
+    #[test]
+    fn series_keys_are_split_and_metric() {
+        use super::metric::{SeriesKey, Split};
+        assert_eq!(Split::of("train"), Some(Split::Train));
+        assert_eq!(Split::of("val"), Some(Split::Val));
+        assert_eq!(Split::of("test"), None);
+        let dropped = SeriesKey::new(Split::Train, &super::metric::dropped("layer3.0.bn1"));
+        assert_eq!(dropped.to_string(), "train/dropped/layer3.0.bn1");
+        assert_eq!(SeriesKey::val_acc().to_string(), "val/acc");
+        assert!(SeriesKey::new(Split::Train, "z") < SeriesKey::new(Split::Val, "a"));
+    }
 
     /// Once a run's trainer has written its final status, a step finishing on
     /// another thread before the process exits does not write over it.

@@ -16,7 +16,7 @@ use crate::experiment::{Catalog, DeviceName, Machine};
 use crate::plugins::Found;
 use crate::plugins::watch::ReloadEvent;
 use crate::run::control::Command as Ctl;
-use crate::run::dir::metric::{self, val_acc};
+use crate::run::dir::metric::{self, SeriesKey, Split};
 use crate::run::dir::{EventKind, RunDir, State};
 
 /// Side effects the dashboard asks for.
@@ -418,20 +418,18 @@ impl App {
             return Outcome::default();
         };
         let mean = |is: &dyn Fn(&str) -> bool| -> Option<f64> {
+            // Over the training split's series whose metric `is` picks.
             let (sum, n) = r
                 .series
                 .iter()
-                .filter(|(key, _)| is(key))
+                .filter(|(key, _)| key.split == Split::Train && is(&key.metric))
                 .map(|(_, s)| s.sum_count())
                 .fold((0.0, 0), |(s, n), (s1, n1)| (s + s1, n + n1));
             (n > 0).then(|| sum / n as f64)
         };
-        fn train(key: &str) -> Option<&str> {
-            key.strip_prefix(metric::TRAIN)?.strip_prefix('/')
-        }
-        let accs = r.series.get(&val_acc());
-        let p = mean(&|key| train(key) == Some(metric::P));
-        let dropped = mean(&|key| train(key).is_some_and(metric::is_dropped));
+        let accs = r.series.get(&SeriesKey::val_acc());
+        let p = mean(&|name| name == metric::P);
+        let dropped = mean(&|name| metric::is_dropped(name));
         Outcome {
             state: r.status.as_ref().map(|s| s.state),
             final_acc: accs.and_then(|s| s.last()).map(|p| p.1),

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use super::identity::{self, Config};
 use super::state::XAxis;
 use crate::experiment::{self, Catalog, Diagnostic, Experiment, Machine};
+use crate::run::dir::metric::{SeriesKey, Split};
 use crate::run::dir::{self, EventLine, RunDir, RunInfo, SnapshotLine, State, Status};
 use crate::run::files::{Stamp, Watched};
 use crate::run::notes::Notes;
@@ -254,8 +255,7 @@ pub struct RunView {
     pub dir: RunDir,
     pub info: RunInfo,
     pub status: Option<Status>,
-    /// By "split/metric", e.g. "train/loss", "val/acc", "train/p".
-    pub series: BTreeMap<String, Series>,
+    pub series: BTreeMap<SeriesKey, Series>,
     pub events: Vec<EventLine>,
     /// The snapshots of each slot and sample, oldest first: every one while
     /// there are few, then an even spread over the run (see [`keep_snapshot`]).
@@ -461,7 +461,7 @@ impl RunView {
     /// Folds what metrics.jsonl gained into the series (at most
     /// [`READ_PER_REFRESH`] bytes: a long log comes in over a few refreshes).
     fn refresh_metrics(&mut self) -> bool {
-        let mut key = String::new();
+        let mut key = SeriesKey::new(Split::Train, "");
         let mut changed = false;
         let (series, walls) = (&mut self.series, &mut self.walls);
         let path = self.dir.file(dir::METRICS);
@@ -479,11 +479,13 @@ impl RunView {
                     };
                     changed = true;
                     keep_wall(walls, m.step as f64, m.wall);
+                    let Some(split) = Split::of(&m.split) else {
+                        return;
+                    };
                     // One key buffer: no allocation per line.
-                    key.clear();
-                    key.push_str(&m.split);
-                    key.push('/');
-                    key.push_str(&m.metric);
+                    key.split = split;
+                    key.metric.clear();
+                    key.metric.push_str(&m.metric);
                     if !series.contains_key(&key) {
                         series.insert(key.clone(), Series::default());
                     }
@@ -924,7 +926,7 @@ mod tests {
         );
         std::fs::write(d.file(dir::METRICS), &text).unwrap();
         let mut view = RunView::open(d.clone()).unwrap();
-        let loss = |v: &RunView| v.series["train/loss"].clone();
+        let loss = |v: &RunView| v.series[&SeriesKey::new(Split::Train, "loss")].clone();
         assert!(loss(&view).last().unwrap().0 < n as f64, "not all at once");
         assert!(view.behind());
         while view.refresh() {}

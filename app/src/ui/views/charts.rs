@@ -13,7 +13,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 use super::{ColorDepth, RUN_COLORS};
 use crate::run::dir::EventKind;
-use crate::run::dir::metric;
+use crate::run::dir::metric::{self, SeriesKey, Split};
 use crate::ui::app::App;
 use crate::ui::identity;
 use crate::ui::series;
@@ -27,7 +27,7 @@ fn metric_choices(runs: &[&RunView]) -> Vec<String> {
     let mut rest: Vec<String> = runs
         .iter()
         .flat_map(|r| r.series.keys())
-        .filter_map(|k| k.split_once('/').map(|(_, name)| name.to_string()))
+        .map(|k| k.metric.clone())
         .filter(|n| !first.contains(&n.as_str()))
         .collect();
     rest.sort();
@@ -67,7 +67,7 @@ struct CurveKey {
     /// The runs it is made of, each with its series' version then.
     members: Vec<(std::path::PathBuf, u64)>,
     /// The series, and for seeds averaged which curve of it (mean, band edge).
-    series: String,
+    series: SeriesKey,
     part: Part,
     columns: usize,
     /// The zoom window's first and last step, as bits (`None`: no zoom).
@@ -481,8 +481,8 @@ pub(crate) fn curves(
     for (i, g) in groups.iter().enumerate() {
         let Some(first) = g.first() else { continue };
         let along = |pts: Vec<(f64, f64)>| along(o.x_axis, first, pts);
-        for split in [metric::TRAIN, metric::VAL] {
-            let key = metric::series(split, name);
+        for split in Split::ALL {
+            let key = SeriesKey::new(split, name);
             let members: Vec<(&RunView, &Series)> = g
                 .iter()
                 .filter_map(|r| Some((*r, r.series.get(&key)?)))
@@ -490,10 +490,9 @@ pub(crate) fn curves(
             if members.is_empty() {
                 continue;
             }
-            let look = if split == metric::TRAIN {
-                Look::Train
-            } else {
-                Look::Val
+            let look = match split {
+                Split::Train => Look::Train,
+                Split::Val => Look::Val,
             };
             let mut cached = |part: Part, smoothed: bool| -> Vec<(f64, f64)> {
                 let key = CurveKey {
@@ -519,7 +518,7 @@ pub(crate) fn curves(
                     .clone()
             };
             let smooth = o.alpha() > 0.0 && look == Look::Train;
-            let val = split == metric::VAL;
+            let val = split == Split::Val;
             let mut push = |part: Part, look: Look, points: Vec<(f64, f64)>| {
                 curves.push(Curve {
                     group: i,
@@ -574,9 +573,9 @@ fn zoom_window(runs: &[&RunView], name: &str, last: Option<f64>) -> Option<(f64,
     let end = runs
         .iter()
         .filter_map(|r| {
-            [metric::TRAIN, metric::VAL]
+            Split::ALL
                 .into_iter()
-                .filter_map(|split| r.series.get(&metric::series(split, name))?.last())
+                .filter_map(|split| r.series.get(&SeriesKey::new(split, name))?.last())
                 .map(|p| p.0)
                 .reduce(f64::max)
         })

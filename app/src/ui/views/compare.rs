@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 use super::state_style;
 use crate::run::comparison::Table as Comparison;
 use crate::run::dir::State;
-use crate::run::dir::metric::val_acc;
+use crate::run::dir::metric::SeriesKey;
 use crate::ui::app::{App, ComparisonView};
 use crate::ui::workspace::DisplayState;
 
@@ -173,7 +173,7 @@ fn draw_runs(frame: &mut Frame, app: &App, c: &ComparisonView, label_width: u16,
             let state = run.map_or(DisplayState::Unknown, |r| r.state());
             let o = crate::run::comparison::Outcome::from_val_acc(
                 None,
-                &run.and_then(|r| r.series.get(&val_acc()))
+                &run.and_then(|r| r.series.get(&SeriesKey::val_acc()))
                     .map(|s| s.points().iter().map(|p| p.1).collect::<Vec<_>>())
                     .unwrap_or_default(),
             );
