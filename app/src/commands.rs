@@ -79,6 +79,9 @@ pub fn check(plugins: &Path, files: &[PathBuf]) -> Result<()> {
                         .unwrap_or_else(|e| format!("parameters not counted: {e}"));
                     println!("  model: {size}");
                 }
+                for line in describe_sweeps(&exp) {
+                    println!("  {line}");
+                }
                 for s in exp
                     .file
                     .strategy
@@ -108,6 +111,36 @@ pub fn check(plugins: &Path, files: &[PathBuf]) -> Result<()> {
         bail!("{bad} of {} experiment file(s) invalid", files.len());
     }
     Ok(())
+}
+
+/// For each sweeping arm: its keys, its cell count and its runs
+/// (`dropblock sweeps block_size × p: 3 × 3 = 9 cells × 3 seeds = 27 runs`).
+fn describe_sweeps(exp: &experiment::Experiment) -> Vec<String> {
+    let seeds = exp.file.seeds.len();
+    let mut lines = Vec::new();
+    for s in &exp.file.strategy {
+        let Some(Ok(axes)) = s.sweep.as_ref().map(experiment::sweep::axes) else {
+            continue;
+        };
+        let keys: Vec<&str> = axes.iter().map(|(k, _)| k.as_str()).collect();
+        let sizes: Vec<String> = axes
+            .iter()
+            .map(|(_, axis)| match axis {
+                experiment::sweep::Axis::Grid(values) => values.len().to_string(),
+                experiment::sweep::Axis::Random { count, .. } => format!("{count} drawn"),
+            })
+            .collect();
+        let cells = experiment::sweep::cells(&axes, experiment::sweep_seed(&exp.file))
+            .map_or(0, |c| c.len());
+        lines.push(format!(
+            "{} sweeps {}: {} = {cells} cells × {seeds} seeds = {} runs",
+            experiment::strategy_label(s),
+            keys.join(" × "),
+            sizes.join(" × "),
+            cells * seeds
+        ));
+    }
+    lines
 }
 
 fn describe_runs(runs: &[RunSpec]) -> String {

@@ -331,6 +331,7 @@ fn a_comparisons_unfinished_run_is_not_shown_as_final() {
         strategies: vec!["none".into(), "dropblock".into()],
         seeds: vec![1],
         runs: vec![entry("none", &done), entry("dropblock", &live)],
+        cells: Default::default(),
     }
     .save(&root.join("compare/quickstart"))
     .unwrap();

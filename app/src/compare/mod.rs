@@ -10,6 +10,7 @@ pub mod placement;
 pub mod slurm;
 pub mod starts;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +27,8 @@ use crate::run::trainer::Trainer;
 use placement::{PLACED_DEVICE, Placement};
 
 use crate::run::comparison::{
-    Entry, MANIFEST, Manifest, RUNS_CSV, TABLE_CSV, TABLE_MD, markdown, outcome_of, write_reports,
+    Entry, MANIFEST, Manifest, RUNS_CSV, SweepCell, TABLE_CSV, TABLE_MD, markdown, outcome_of,
+    write_reports,
 };
 
 #[derive(clap::Args, Debug)]
@@ -295,15 +297,39 @@ fn open_manifest(compare_dir: &Path, exp: &Experiment, source: &Path) -> Result<
             strategies: Vec::new(),
             seeds: Vec::new(),
             runs: Vec::new(),
+            cells: Default::default(),
         },
     };
     manifest.baseline = baseline;
     manifest.strategies = labels;
+    manifest.cells = sweep_cells(exp);
     manifest.seeds = exp.file.seeds.clone();
     manifest
         .save(compare_dir)
         .with_context(|| format!("writing {}", compare_dir.join(MANIFEST).display()))?;
     Ok(manifest)
+}
+
+/// The sweep cells among `exp`'s arms, by label, as the manifest keeps them.
+fn sweep_cells(exp: &Experiment) -> BTreeMap<String, SweepCell> {
+    let file_arms = exp.file.strategy.iter().flat_map(|s| {
+        let seed = experiment::sweep_seed(&exp.file);
+        let arm = experiment::strategy_label(s);
+        experiment::sweep::expand(s, seed)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(move |(cell_arm, cell)| Some((cell_arm, cell?, arm.clone())))
+    });
+    file_arms
+        .map(|(s, cell, arm)| {
+            let values = cell
+                .values
+                .iter()
+                .map(|(k, v)| (k.clone(), experiment::sweep::show(v)))
+                .collect();
+            (experiment::strategy_label(&s), SweepCell { arm, values })
+        })
+        .collect()
 }
 
 /// What each strategy × seed needs: nothing (finished, counted in the pool),

@@ -184,6 +184,7 @@ mod tests {
             strategies: vec!["none".into()],
             seeds: vec![1, 2],
             runs: entries,
+            cells: Default::default(),
         }
     }
 

@@ -57,6 +57,9 @@ pub const CHANGES: &[(&str, Change)] = &[
     ("strategy.schedule", Change::Live),
     ("strategy.slots", Change::Live),
     ("strategy.depth_rule", Change::Live),
+    // A run is one cell, found again by its label in the expanded file; its
+    // own copy sweeps nothing.
+    ("strategy.sweep", Change::Inert),
 ];
 
 /// The row of `key`: its longest listed prefix (whole segments).

@@ -7,6 +7,7 @@ pub mod machine;
 mod partial;
 pub mod schema;
 pub mod slots;
+pub mod sweep;
 
 pub use changes::live_diff;
 
@@ -137,11 +138,22 @@ impl Experiment {
     }
 
     pub fn strategies(&self) -> Vec<StrategySpec> {
+        self.arms().into_iter().map(|(s, _)| s).collect()
+    }
+
+    /// Every arm, a sweeping `[[strategy]]` expanded into one per cell (with
+    /// its cell; `None` for an arm that sweeps nothing).
+    pub fn arms(&self) -> Vec<(StrategySpec, Option<sweep::Cell>)> {
         if self.file.strategy.is_empty() {
-            vec![none_strategy()]
-        } else {
-            self.file.strategy.clone()
+            return vec![(none_strategy(), None)];
         }
+        let seed = sweep_seed(&self.file);
+        self.file
+            .strategy
+            .iter()
+            // A loaded experiment's sweeps expand: `check_sweep` made sure.
+            .flat_map(|s| sweep::expand(s, seed).unwrap_or_else(|_| vec![(s.clone(), None)]))
+            .collect()
     }
 
     /// The experiment as one run sees it: one strategy, one seed, the data path
@@ -156,6 +168,11 @@ impl Experiment {
     }
 }
 
+/// What a file's random sweeps are drawn from: its first seed.
+pub fn sweep_seed(f: &ExperimentFile) -> u64 {
+    f.seeds.first().copied().unwrap_or(0)
+}
+
 pub fn none_strategy() -> StrategySpec {
     StrategySpec {
         plugin: NONE.into(),
@@ -164,6 +181,7 @@ pub fn none_strategy() -> StrategySpec {
         schedule: DropSchedule::default(),
         slots: None,
         depth_rule: DepthRule::Constant,
+        sweep: None,
     }
 }
 
@@ -542,6 +560,11 @@ fn p(segs: &[&str]) -> Vec<Seg> {
     segs.iter().map(|s| key(s)).collect()
 }
 
+/// The `sweep` key of the `i`th `[[strategy]]`.
+fn at_sweep(i: usize) -> Vec<Seg> {
+    strategy_key(i, &["sweep"])
+}
+
 /// The path of `keys` inside the `i`th `[[strategy]]`.
 fn strategy_key(i: usize, keys: &[&str]) -> Vec<Seg> {
     let mut v = vec![key("strategy"), Seg::Index(i)];
@@ -594,16 +617,18 @@ impl Checker<'_> {
         let slots = model_slots(&f.model);
         let mut labels: Vec<String> = Vec::new();
         for (i, s) in f.strategy.iter().enumerate() {
-            let label = strategy_label(s);
-            if labels.contains(&label) {
-                self.err(
-                    strategy_key(i, &["label"]),
-                    format!(
-                        "two strategies are labelled \"{label}\"; give each a distinct `label`"
-                    ),
-                );
+            let arms = sweep::expand(s, sweep_seed(f)).unwrap_or_default();
+            for label in arms.iter().map(|(arm, _)| strategy_label(arm)) {
+                if labels.contains(&label) {
+                    self.err(
+                        strategy_key(i, &["label"]),
+                        format!(
+                            "two strategies are labelled \"{label}\"; give each a distinct `label`"
+                        ),
+                    );
+                }
+                labels.push(label);
             }
-            labels.push(label);
             self.check_strategy(f, i, &slots, catalog);
         }
     }
@@ -671,7 +696,9 @@ impl Checker<'_> {
                 Vec::new()
             }
         };
-        let Some((schema, schema_ok)) = self.check_plugin(i, s, catalog) else {
+        let checked = self.check_plugin(i, s, catalog);
+        self.check_sweep(f, i, checked.map(|(schema, _)| schema), catalog);
+        let Some((schema, schema_ok)) = checked else {
             return;
         };
         for (slot, spec) in &f.model.slots {
@@ -730,6 +757,159 @@ impl Checker<'_> {
             self.check_rules(at(&["params"]), rules, &strategy_params(s, None));
         }
         Some((schema, schema_ok))
+    }
+
+    /// Strategy `i`'s sweep: its keys (the strategy's parameters, `p`,
+    /// `schedule.<key>`), then every cell as an arm of its own (parameters,
+    /// the strategy's rules, the schedule), each error at its key.
+    fn check_sweep(
+        &mut self,
+        f: &ExperimentFile,
+        i: usize,
+        schema: Option<&[ParamSpec]>,
+        catalog: &Catalog,
+    ) {
+        let s = &f.strategy[i];
+        let Some(table) = &s.sweep else { return };
+        let at = |k: &str| strategy_key(i, &["sweep", k]);
+        let Some(schema) = schema else {
+            if s.plugin == NONE {
+                self.err(at_sweep(i), "the \"none\" strategy has nothing to sweep");
+            }
+            return;
+        };
+        let axes = match sweep::axes(table) {
+            Ok(axes) => axes,
+            Err(e) => return self.err(at(&e.key), e.message),
+        };
+        let mut known: Vec<String> = schema.iter().map(|p| p.name.clone()).collect();
+        known.push(sweep::P_KEY.into());
+        let unknown: Vec<&String> = axes
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| !k.starts_with(sweep::SCHEDULE_PREFIX) && !known.contains(k))
+            .collect();
+        for key in &unknown {
+            self.err_help(
+                at(key),
+                true,
+                format!(
+                    "unknown sweep key; this strategy sweeps {}, and `schedule.<key>`",
+                    known.join(", ")
+                ),
+                did_you_mean(key, &known),
+            );
+        }
+        if !unknown.is_empty() {
+            return;
+        }
+        if self.check_values(f, i, schema, catalog, &axes) {
+            match sweep::cells(&axes, sweep_seed(f)) {
+                Ok(cells) => self.check_cells(f, i, schema, catalog, &cells),
+                Err(e) => self.err(at(&e.key), e.message),
+            }
+        }
+    }
+
+    /// Each listed value alone in strategy `i`'s arm, reported at the value;
+    /// whether all passed.
+    fn check_values(
+        &mut self,
+        f: &ExperimentFile,
+        i: usize,
+        schema: &[ParamSpec],
+        catalog: &Catalog,
+        axes: &[(String, sweep::Axis)],
+    ) -> bool {
+        let mut ok = true;
+        for (key, axis) in axes {
+            let sweep::Axis::Grid(values) = axis else {
+                continue;
+            };
+            for (j, value) in values.iter().enumerate() {
+                let alone = sweep::Cell {
+                    values: vec![(key.clone(), value.clone())],
+                };
+                let problem = match sweep::apply(&f.strategy[i], &alone) {
+                    Err(e) => Some(e.message),
+                    Ok(arm) => self.cell_problem(f, &arm, schema, catalog),
+                };
+                if let Some(problem) = problem {
+                    let mut path = strategy_key(i, &["sweep", key]);
+                    path.push(Seg::Index(j));
+                    self.err(path, format!("`{key} = {}`: {problem}", sweep::show(value)));
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+
+    /// Each cell of strategy `i`'s sweep checked as the arm it makes; the
+    /// first cell that fails is reported at its first key, with its values.
+    fn check_cells(
+        &mut self,
+        f: &ExperimentFile,
+        i: usize,
+        schema: &[ParamSpec],
+        catalog: &Catalog,
+        cells: &[sweep::Cell],
+    ) {
+        let s = &f.strategy[i];
+        let failures: Vec<(&sweep::Cell, String)> = cells
+            .iter()
+            .filter_map(|cell| {
+                let problem = match sweep::apply(s, cell) {
+                    Err(e) => Some(e.message),
+                    Ok(arm) => self.cell_problem(f, &arm, schema, catalog),
+                };
+                problem.map(|p| (cell, p))
+            })
+            .collect();
+        let Some((cell, problem)) = failures.first() else {
+            return;
+        };
+        let key = &cell.values[0].0;
+        let more = match failures.len() - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more cells)"),
+        };
+        self.err(
+            strategy_key(i, &["sweep", key]),
+            format!("the cell `{}`: {problem}{more}", cell.suffix()),
+        );
+    }
+
+    /// What is wrong with a sweep cell's arm, in the words an arm's own
+    /// error would use.
+    fn cell_problem(
+        &self,
+        f: &ExperimentFile,
+        arm: &StrategySpec,
+        schema: &[ParamSpec],
+        catalog: &Catalog,
+    ) -> Option<String> {
+        let mut scratch = Checker {
+            locator: self.locator,
+            machine: self.machine,
+            errors: Vec::new(),
+            more: 0,
+        };
+        scratch.check_params(Vec::new(), &arm.params, schema);
+        if scratch.errors.is_empty()
+            && let Some(rules) = catalog.rules.get(&arm.plugin)
+        {
+            scratch.check_rules(Vec::new(), rules, &strategy_params(arm, None));
+        }
+        scratch.check_schedule(&arm.schedule, &[key("schedule")], f.train.epochs);
+        scratch.errors.into_iter().next().map(|d| {
+            let named = d.key.trim_start_matches('`');
+            if named.is_empty() {
+                d.message
+            } else {
+                format!("`{named}`: {}", d.message)
+            }
+        })
     }
 
     /// The strategy's own rules, reported at its parameters in its words.

@@ -357,6 +357,10 @@ pub struct StrategySpec {
     /// How `p` changes with the position of the slots, in forward order.
     #[serde(default, skip_serializing_if = "is_constant")]
     pub depth_rule: super::slots::DepthRule,
+    /// Values to sweep (`experiment::sweep`): this arm stands for one arm per
+    /// cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<toml::Table>,
 }
 
 fn is_constant(rule: &super::slots::DepthRule) -> bool {

@@ -380,6 +380,7 @@ mod tests {
             schedule: Default::default(),
             slots: Some(slots.iter().map(|s| s.to_string()).collect()),
             depth_rule: rule,
+            sweep: None,
         }
     }
 

@@ -35,6 +35,17 @@ pub struct Manifest {
     pub strategies: Vec<String>,
     pub seeds: Vec<u64>,
     pub runs: Vec<Entry>,
+    /// The sweep cells among the strategies, by label (none without sweeps).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cells: BTreeMap<String, SweepCell>,
+}
+
+/// A strategy that is one cell of a sweep: the arm it came from and each
+/// swept key's value, as the file writes it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SweepCell {
+    pub arm: String,
+    pub values: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -221,6 +232,8 @@ pub struct Table {
     pub experiment: String,
     pub baseline: String,
     pub rows: Vec<Row>,
+    /// The manifest's sweep cells, by label.
+    pub cells: BTreeMap<String, SweepCell>,
 }
 
 fn delta(
@@ -311,6 +324,7 @@ pub fn table(manifest: &Manifest, outcome: impl Fn(&Entry) -> Outcome) -> Table 
         experiment: manifest.experiment.clone(),
         baseline: manifest.baseline.clone(),
         rows,
+        cells: manifest.cells.clone(),
     }
 }
 
@@ -515,18 +529,35 @@ fn num(x: Option<f64>) -> String {
     }
 }
 
-/// One row per strategy, fractions (not percent), full precision.
+/// One row per strategy (per sweep cell), fractions (not percent), full
+/// precision; with sweeps, each row's arm and swept values come first, a
+/// column per swept key.
 pub fn csv(t: &Table) -> String {
-    let mut out = String::from(
-        "strategy,seeds_finished,seeds_total,final_mean,final_sd,final_ci_low,final_ci_high,\
+    let keys: std::collections::BTreeSet<&String> =
+        t.cells.values().flat_map(|c| c.values.keys()).collect();
+    let mut out = String::from("strategy");
+    if !t.cells.is_empty() {
+        out.push_str(",arm");
+        keys.iter().for_each(|k| out.extend([",", k.as_str()]));
+    }
+    out.push_str(
+        ",seeds_finished,seeds_total,final_mean,final_sd,final_ci_low,final_ci_high,\
          best_mean,best_sd,best_ci_low,best_ci_high,delta_final,p_final,delta_best,p_best,\
          drop_p_mean,dropped_mean,p_final_holm,detectable_final,p_final_test,p_final_welch\n",
     );
     for (r, sig) in t.rows.iter().zip(significance(t)) {
         let f = r.final_acc;
         let b = r.best_acc;
+        out.push_str(&r.label);
+        if !t.cells.is_empty() {
+            let cell = t.cells.get(&r.label);
+            out.extend([",", cell.map_or(&r.label, |c| &c.arm).as_str()]);
+            for k in &keys {
+                let value = cell.and_then(|c| c.values.get(*k));
+                out.extend([",", value.map_or("", String::as_str)]);
+            }
+        }
         let cells = [
-            r.label.clone(),
             r.finished.len().to_string(),
             r.seeds_total.to_string(),
             num(f.map(|s| s.mean)),
@@ -548,7 +579,7 @@ pub fn csv(t: &Table) -> String {
             sig.test.map_or("", TestKind::name).to_lowercase(),
             num(r.delta_final.and_then(|d| d.welch).map(|w| w.p)),
         ];
-        let _ = writeln!(out, "{}", cells.join(","));
+        let _ = writeln!(out, ",{}", cells.join(","));
     }
     out
 }
@@ -632,6 +663,7 @@ mod tests {
             strategies: strategies.iter().map(|s| s.to_string()).collect(),
             seeds: seeds.to_vec(),
             runs,
+            cells: BTreeMap::new(),
         }
     }
 
