@@ -63,6 +63,27 @@ fn a_two_by_two_sweep_compares_each_cell_with_its_values_as_columns() {
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 5, "{csv}");
+    // The heatmap writes each cell's mean final accuracy, in percent, with
+    // its keys on the axes.
+    let svg = std::fs::read_to_string(cdir.join("sweep.svg")).unwrap();
+    assert!(cdir.join("sweep.png").is_file());
+    let mean_at = header.iter().position(|h| *h == "final_mean").unwrap();
+    for row in &rows[1..] {
+        let mean: f64 = row[mean_at].parse().unwrap();
+        assert!(
+            svg.contains(&format!("{:.2}", 100.0 * mean)),
+            "{row:?} not drawn"
+        );
+    }
+    let texts: Vec<&str> = svg
+        .split("</text>")
+        .filter_map(|t| t.rsplit('>').next())
+        .map(str::trim)
+        .collect();
+    assert!(
+        texts.contains(&"block_size") && texts.contains(&"p"),
+        "{texts:?}"
+    );
     assert_eq!(rows[0][..5], ["none", "none", "", "", "1"]);
     for (row, label) in rows[1..].iter().zip(CELLS) {
         let (b, p) = (label.contains("block_size=5"), label.contains("p=0.3"));

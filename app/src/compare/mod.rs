@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::experiment::{self, Experiment, Machine, NONE};
-use crate::export::{Format, comparison_figure};
+use crate::export::{Format, comparison_figure, sweep_figure};
 use crate::run::control::{self, Command as Ctl};
 use crate::run::dir::{self, RunDir, State};
 use crate::run::prepare::{create_run, load_for_runs};
@@ -537,6 +537,7 @@ fn finish(
     let mut figures = Vec::new();
     for format in [Format::Png, Format::Svg] {
         figures.extend(comparison_figure(compare_dir, manifest, format)?);
+        figures.extend(sweep_figure(compare_dir, &t, format)?);
     }
     println!(
         "written: {}, {}, {}, {}",

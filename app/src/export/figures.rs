@@ -89,13 +89,32 @@ fn font() -> Result<()> {
         .ok_or_else(|| anyhow!("the figure font did not load"))
 }
 
+/// What draws itself on a figure's page, whichever the backend.
+pub trait Figure {
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>;
+}
+
+/// Panels side by side.
+struct Panels<'a>(&'a [Panel]);
+
+impl Figure for Panels<'_> {
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        draw_on(root, self.0)
+    }
+}
+
 /// Draws `panels` side by side into `path`, PNG or SVG by its extension.
 pub fn draw(path: &Path, panels: &[Panel]) -> Result<()> {
+    draw_figure(path, &Panels(panels))
+}
+
+/// Draws `figure` into `path`, PNG or SVG by its extension.
+pub fn draw_figure(path: &Path, figure: &impl Figure) -> Result<()> {
     let bytes = font().and_then(|()| {
         if is_svg(path) {
-            svg(|root| draw_on(root, panels))
+            svg(|root| figure.draw_on(root))
         } else {
-            png(|root| draw_on(root, panels))
+            png(|root| figure.draw_on(root))
         }
     });
     save(
@@ -186,7 +205,7 @@ fn bounds(panel: &Panel) -> ((f64, f64), (f64, f64)) {
     ((x0, x1.max(x0 + 1.0)), panel.y_range.unwrap_or(y))
 }
 
-fn draw_panel<DB: DrawingBackend>(
+pub(crate) fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     panel: &Panel,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {

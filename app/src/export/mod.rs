@@ -7,6 +7,7 @@ pub mod figures;
 pub mod hparams;
 pub mod images;
 pub mod safetensors;
+pub mod sweep_figure;
 pub mod tfevents;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::run::comparison::Manifest;
+use crate::run::comparison::{Manifest, Table};
 use crate::run::dir::{MetricLine, RunDir, RunInfo, SnapshotLine, State, metric};
 use crate::run::files;
 use crate::run::provenance::Provenance;
@@ -197,6 +198,18 @@ pub fn comparison_figure(dir: &Path, manifest: &Manifest, format: Format) -> Res
         figure_ext(format).unwrap_or("png")
     ));
     figures::draw(&path, &figures::comparison_panels(&runs))?;
+    Ok(vec![path])
+}
+
+/// The sweep's figure, `sweep.png` or `.svg` in `dir` (nothing without
+/// sweep cells): a panel per sweeping arm.
+pub fn sweep_figure(dir: &Path, table: &Table, format: Format) -> Result<Vec<PathBuf>> {
+    if table.cells.is_empty() {
+        return Ok(Vec::new());
+    }
+    export_dir(dir)?;
+    let path = dir.join(format!("sweep.{}", figure_ext(format).unwrap_or("png")));
+    sweep_figure::draw(&path, &sweep_figure::sweep_panels(table))?;
     Ok(vec![path])
 }
 
