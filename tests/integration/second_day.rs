@@ -332,6 +332,8 @@ fn a_comparisons_unfinished_run_is_not_shown_as_final() {
         seeds: vec![1],
         runs: vec![entry("none", &done), entry("dropblock", &live)],
         cells: Default::default(),
+        halted: Default::default(),
+        cleared: Default::default(),
     }
     .save(&root.join("compare/quickstart"))
     .unwrap();

@@ -212,3 +212,50 @@ fn check_counts_the_cells_and_runs_of_a_sweep() {
         "{text}"
     );
 }
+
+/// Successive halving on a sweep built to have one bad cell (dropout at
+/// p = 1 zeroes every activation at its slot while training): at half of
+/// training that cell stops for good, reported as halted, and the other
+/// trains to the end.
+#[test]
+fn halving_stops_the_bad_cell_at_its_rung_and_finishes_the_good_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    Tiny {
+        seeds: "[1, 2]",
+        train: "epochs = 2\neval_every = 4\nlog_every = 1",
+        strategies: "[[strategy]]\nplugin = \"dropout\"\n\
+                     schedule = { kind = \"constant\", p = 0.0 }\n\
+                     sweep = { p = [0.0, 1.0] }\n\n\
+                     [sweep]\nhalving = { rungs = [0.5], keep = 0.5 }",
+        ..Tiny::default()
+    }
+    .write(&tmp.path().join("tiny.toml"));
+    let out = compare_cmd(tmp.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let cdir = tmp.path().join("compare/tiny");
+    let m = Manifest::load(&cdir).unwrap();
+    let (good, bad) = ("dropout p=0.0", "dropout p=1.0");
+    assert_eq!(m.halted.keys().collect::<Vec<_>>(), [bad], "{stderr}");
+    assert_eq!(m.halted[bad], 0.5);
+    assert_eq!(m.cleared.get(good), Some(&1));
+    for seed in [1, 2] {
+        let status = |label| {
+            RunDir::new(&m.entry(label, seed).unwrap().dir)
+                .status()
+                .unwrap()
+        };
+        let (g, b) = (status(good), status(bad));
+        assert_eq!((g.state, g.step), (State::Done, 32));
+        // 512 images in batches of 32, two epochs: the rung is step 16.
+        assert_eq!(b.state, State::Stopped);
+        assert!((16..32).contains(&b.step), "stopped at {}", b.step);
+    }
+    let md = std::fs::read_to_string(cdir.join("compare.md")).unwrap();
+    assert!(md.contains("halted at 50 %"), "{md}");
+    // Run again: nothing left to train, the halted cell stays where it is.
+    let again = compare_cmd(tmp.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr).into_owned();
+    assert!(again.status.success(), "{stderr}");
+    assert!(!stderr.contains("started "), "{stderr}");
+}

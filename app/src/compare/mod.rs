@@ -6,11 +6,12 @@
 //! `run::comparison`. The runs themselves live in the runs directory, where the
 //! dashboard shows them like any other.
 
+pub mod halving;
 pub mod placement;
 pub mod slurm;
 pub mod starts;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,7 @@ use crate::run::control::{self, Command as Ctl};
 use crate::run::dir::{self, RunDir, State};
 use crate::run::prepare::{create_run, load_for_runs};
 use crate::run::trainer::Trainer;
+use halving::Ladder;
 use placement::{PLACED_DEVICE, Placement};
 
 use crate::run::comparison::{
@@ -136,12 +138,18 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
         slurm::check_path("--runs", &args.runs)?;
         slurm::check_path("--plugins", plugins)?;
     }
+    let halving = exp.file.sweep.as_ref().and_then(|s| s.halving.clone());
+    if halving.is_some() && args.launcher == Launcher::Slurm {
+        bail!(
+            "[sweep] halving stops and resumes runs at each rung from here: run it with the local launcher (--jobs or --devices)"
+        );
+    }
     let mut manifest = open_manifest(&compare_dir, &exp, &source)?;
     let mut pool = Pool {
         placement,
         ..Pool::default()
     };
-    let to_start = sort_runs(
+    let mut to_start = sort_runs(
         &exp,
         &source,
         &args.runs,
@@ -149,6 +157,10 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
         &mut manifest,
         &mut pool,
     )?;
+    let ladder = halving.as_ref().map(|h| Ladder::new(h, &manifest));
+    if let Some(l) = &ladder {
+        to_start.retain(|e| !l.parked(&manifest, e));
+    }
     eprintln!(
         "compare {}: {} strategies × {} seeds = {} runs; {} finished, {} still \
          training, {} to run, {} at a time (in {})",
@@ -178,20 +190,50 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
         )?;
         return finish(&compare_dir, &manifest, interrupted, &pool.failed);
     }
-    let mut queue = to_start.into_iter();
+    let mut queue: VecDeque<Entry> = to_start.into();
     let interrupted = loop {
-        pool.collect_ended(&compare_dir, &manifest)?;
+        pool.collect_ended(&compare_dir, &manifest, ladder.as_ref())?;
         if stop.load(Ordering::Relaxed) {
             pool.stop_all()?;
             break true;
         }
-        pool.fill(plugins, &mut queue, jobs)?;
-        if pool.running.is_empty() && pool.attached.is_empty() {
+        if let Some(l) = &ladder {
+            climb(l, &mut manifest, &pool, &mut queue, &compare_dir)?;
+        }
+        pool.fill(plugins, &mut std::iter::from_fn(|| queue.pop_front()), jobs)?;
+        if pool.running.is_empty() && pool.attached.is_empty() && queue.is_empty() {
             break false;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     finish(&compare_dir, &manifest, interrupted, &pool.failed)
+}
+
+/// Halving: stops the trainers that reached their cell's rung, decides the
+/// arms whose cells all stand at one, and queues the runs that go on.
+fn climb(
+    ladder: &Ladder,
+    manifest: &mut Manifest,
+    pool: &Pool,
+    queue: &mut VecDeque<Entry>,
+    compare_dir: &Path,
+) -> Result<()> {
+    for r in &pool.running {
+        let d = RunDir::new(&r.entry.dir);
+        let Some(s) = d.status() else { continue };
+        let due = ladder.stop_step(manifest, &r.entry, s.total_steps);
+        if !s.state.is_final() && due.is_some_and(|stop| s.step >= stop) {
+            let _ = control::send(&d.file(dir::SOCKET), &Ctl::Stop);
+        }
+    }
+    let (cleared, halted) = (manifest.cleared.clone(), manifest.halted.len());
+    let going = ladder.decide(manifest);
+    if manifest.cleared != cleared || manifest.halted.len() != halted {
+        manifest.save(compare_dir)?;
+        write_reports(compare_dir, manifest)?;
+    }
+    queue.extend(going);
+    Ok(())
 }
 
 /// Submits what is neither finished, queued nor running as one job array,
@@ -213,7 +255,7 @@ fn on_slurm(
     let mine = slurm::submit(plugins, compare_dir, submit, &args.slurm)?;
     waiting.extend(mine.iter().cloned());
     slurm::follow(waiting, &mine, stop, |ended| {
-        pool.collect_ended(compare_dir, manifest)?;
+        pool.collect_ended(compare_dir, manifest, None)?;
         for e in &ended {
             let d = RunDir::new(&e.dir);
             report_end(&d, e, Duration::ZERO, &mut pool.finished, &mut pool.failed);
@@ -298,6 +340,8 @@ fn open_manifest(compare_dir: &Path, exp: &Experiment, source: &Path) -> Result<
             seeds: Vec::new(),
             runs: Vec::new(),
             cells: Default::default(),
+            halted: Default::default(),
+            cleared: Default::default(),
         },
     };
     manifest.baseline = baseline;
@@ -403,7 +447,12 @@ impl Pool {
 
     /// Reports the runs that ended since the last look (rewriting the reports
     /// after each one this invocation started) and the pauses.
-    fn collect_ended(&mut self, compare_dir: &Path, manifest: &Manifest) -> Result<()> {
+    fn collect_ended(
+        &mut self,
+        compare_dir: &Path,
+        manifest: &Manifest,
+        ladder: Option<&Ladder>,
+    ) -> Result<()> {
         let mut i = 0;
         while i < self.running.len() {
             let Some(exit) = self.running[i].trainer.exited()? else {
@@ -417,6 +466,14 @@ impl Pool {
             self.release(r.gpu);
             let _ = r.trainer.record(exit);
             let d = RunDir::new(&r.entry.dir);
+            if ladder.is_some_and(|l| l.parked(manifest, &r.entry)) {
+                let step = d.status().map_or(0, |s| s.step);
+                eprintln!(
+                    "{} seed {}: at its rung (step {step})",
+                    r.entry.label, r.entry.seed
+                );
+                continue;
+            }
             let took = r.started.elapsed();
             report_end(&d, &r.entry, took, &mut self.finished, &mut self.failed);
             write_reports(compare_dir, manifest)?;

@@ -185,6 +185,8 @@ mod tests {
             seeds: vec![1, 2],
             runs: entries,
             cells: Default::default(),
+            halted: Default::default(),
+            cleared: Default::default(),
         }
     }
 

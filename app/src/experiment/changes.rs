@@ -51,6 +51,8 @@ pub const CHANGES: &[(&str, Change)] = &[
     ("train.memory_limit", Change::Restart),
     ("train.thread_limit", Change::Restart),
     ("log", Change::Restart),
+    // How compare schedules the cells; nothing a running run reads.
+    ("sweep", Change::Inert),
     ("strategy.plugin", Change::Restart),
     ("strategy.label", Change::Inert),
     ("strategy.params", Change::Live),

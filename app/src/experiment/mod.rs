@@ -605,6 +605,7 @@ impl Checker<'_> {
 
     fn check(&mut self, f: &ExperimentFile, catalog: &Catalog) {
         self.check_top(f);
+        self.check_halving(f);
         self.check_model(&f.model);
         self.check_modality(&f.data, &f.model);
         self.check_optimizer(&f.optimizer);
@@ -661,6 +662,38 @@ impl Checker<'_> {
             self.err(
                 p(&["cudnn_benchmark"]),
                 "cudnn_benchmark = true contradicts deterministic = true (the search picks algorithms by timing); remove one",
+            );
+        }
+    }
+
+    /// `[sweep.halving]`: rungs increasing within (0, 1), `keep` in (0, 1),
+    /// and a sweep to halve.
+    fn check_halving(&mut self, f: &ExperimentFile) {
+        let Some(h) = f.sweep.as_ref().and_then(|s| s.halving.as_ref()) else {
+            return;
+        };
+        let at = |k: &str| p(&["sweep", "halving", k]);
+        let inside = h.rungs.iter().all(|r| *r > 0.0 && *r < 1.0);
+        let increasing = h.rungs.windows(2).all(|w| w[0] < w[1]);
+        if h.rungs.is_empty() || !inside || !increasing {
+            self.err(
+                at("rungs"),
+                format!(
+                    "expected increasing fractions of training in (0, 1), found {:?}",
+                    h.rungs
+                ),
+            );
+        }
+        if !(h.keep > 0.0 && h.keep < 1.0) {
+            self.err(
+                at("keep"),
+                format!("expected a fraction in (0, 1), found {}", h.keep),
+            );
+        }
+        if f.strategy.iter().all(|s| s.sweep.is_none()) {
+            self.err(
+                p(&["sweep", "halving"]),
+                "halving needs a [[strategy]] with a `sweep` to halve",
             );
         }
     }

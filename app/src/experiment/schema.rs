@@ -39,6 +39,32 @@ pub struct ExperimentFile {
     pub log: LogSpec,
     #[serde(default)]
     pub strategy: Vec<StrategySpec>,
+    /// How `compare` runs the cells of the strategies' sweeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepSpec>,
+}
+
+/// `[sweep]`: how a comparison runs its sweep cells.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halving: Option<Halving>,
+}
+
+/// Successive halving: at each rung (a fraction of training), the cells of
+/// an arm that rank below the best `keep` fraction by mean validation
+/// accuracy over seeds stop; the others go on.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Halving {
+    pub rungs: Vec<f64>,
+    #[serde(default = "half")]
+    pub keep: f64,
+}
+
+fn half() -> f64 {
+    0.5
 }
 
 /// What the trainer writes besides its own logs.

@@ -57,13 +57,13 @@ pub struct ExportArgs {
 /// What a path on the command line is.
 enum Source {
     Run(RunDir),
-    Comparison(String, Manifest),
+    Comparison(String, Box<Manifest>),
 }
 
 fn source(path: &Path) -> Result<Source> {
     if let Ok(manifest) = Manifest::load(path) {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        return Ok(Source::Comparison(name.into_owned(), manifest));
+        return Ok(Source::Comparison(name.into_owned(), Box::new(manifest)));
     }
     let run = RunDir::new(path);
     if run.info().is_err() {

@@ -38,6 +38,13 @@ pub struct Manifest {
     /// The sweep cells among the strategies, by label (none without sweeps).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cells: BTreeMap<String, SweepCell>,
+    /// Halving: the cells stopped for good, with the rung (a fraction of
+    /// training) they stopped at.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub halted: BTreeMap<String, f64>,
+    /// Halving: the rungs each going cell has passed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cleared: BTreeMap<String, usize>,
 }
 
 /// A strategy that is one cell of a sweep: the arm it came from and each
@@ -283,9 +290,12 @@ pub fn table(manifest: &Manifest, outcome: impl Fn(&Entry) -> Outcome) -> Table 
                 ));
                 dropping.entry(label).or_default().extend(o.dropping);
             } else {
-                let state = o.state.map_or("not started".to_string(), |s| {
-                    format!("{s:?}").to_lowercase()
-                });
+                let state = match manifest.halted.get(label.as_str()) {
+                    Some(rung) => format!("halted at {:.0} %", 100.0 * rung),
+                    None => o.state.map_or("not started".to_string(), |s| {
+                        format!("{s:?}").to_lowercase()
+                    }),
+                };
                 pending.entry(label).or_default().push((seed, state));
             }
         }
@@ -664,6 +674,8 @@ mod tests {
             seeds: seeds.to_vec(),
             runs,
             cells: BTreeMap::new(),
+            halted: BTreeMap::new(),
+            cleared: BTreeMap::new(),
         }
     }
 
