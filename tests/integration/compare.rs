@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{Tiny, repo_root};
+use crate::common::{Tiny, kill_once_a_run_is_done, repo_root};
 use probdrop_tui::run::comparison::{self as compare, Manifest};
 use probdrop_tui::run::dir::{self, RunDir, State};
 use probdrop_tui::run::provenance::{ConfigChange, Provenance};
@@ -181,28 +181,7 @@ fn a_killed_compare_started_again_repeats_no_finished_run() {
         .spawn()
         .unwrap();
     let cdir = tmp.path().join("compare/tiny");
-    let start = Instant::now();
-    let done = loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no run finished"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-        let Ok(m) = Manifest::load(&cdir) else {
-            continue;
-        };
-        let done: Vec<PathBuf> = m
-            .runs
-            .iter()
-            .filter(|e| RunDir::new(&e.dir).status().map(|s| s.state) == Some(State::Done))
-            .map(|e| e.dir.clone())
-            .collect();
-        if !done.is_empty() {
-            break done;
-        }
-    };
-    first.kill().unwrap();
-    first.wait().unwrap();
+    let done = kill_once_a_run_is_done(&mut first, &cdir, Duration::from_secs(120));
     let before: Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> = done
         .iter()
         .map(|d| {

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{Tiny, repo_root};
+use crate::common::{Tiny, kill_once_a_run_is_done, repo_root};
 use probdrop_tui::run::comparison::{Manifest, TABLE_CSV};
 use probdrop_tui::run::dir::{self, RunDir, State};
 
@@ -128,28 +128,7 @@ fn a_killed_sweep_started_again_runs_only_what_is_missing() {
         .spawn()
         .unwrap();
     let cdir = tmp.path().join("compare/tiny");
-    let start = Instant::now();
-    let done = loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "no run finished"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-        let Ok(m) = Manifest::load(&cdir) else {
-            continue;
-        };
-        let done: Vec<PathBuf> = m
-            .runs
-            .iter()
-            .filter(|e| RunDir::new(&e.dir).status().map(|s| s.state) == Some(State::Done))
-            .map(|e| e.dir.clone())
-            .collect();
-        if !done.is_empty() {
-            break done;
-        }
-    };
-    first.kill().unwrap();
-    first.wait().unwrap();
+    let done = kill_once_a_run_is_done(&mut first, &cdir, Duration::from_secs(180));
     let before: Vec<(PathBuf, Vec<u8>)> = done
         .iter()
         .map(|d| (d.clone(), std::fs::read(d.join(dir::METRICS)).unwrap()))

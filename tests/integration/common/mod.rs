@@ -39,6 +39,37 @@ pub fn bin() -> Command {
     cmd
 }
 
+/// Waits (up to `within`) until a run of the comparison in `compare_dir`
+/// is done, then kills `compare`: the run directories done by then.
+pub fn kill_once_a_run_is_done(
+    compare: &mut std::process::Child,
+    compare_dir: &Path,
+    within: Duration,
+) -> Vec<PathBuf> {
+    use probdrop_tui::run::comparison::Manifest;
+    use probdrop_tui::run::dir::{RunDir, State};
+    let start = Instant::now();
+    let done = loop {
+        assert!(start.elapsed() < within, "no run finished");
+        std::thread::sleep(Duration::from_millis(50));
+        let Ok(m) = Manifest::load(compare_dir) else {
+            continue;
+        };
+        let done: Vec<PathBuf> = m
+            .runs
+            .iter()
+            .filter(|e| RunDir::new(&e.dir).status().map(|s| s.state) == Some(State::Done))
+            .map(|e| e.dir.clone())
+            .collect();
+        if !done.is_empty() {
+            break done;
+        }
+    };
+    compare.kill().unwrap();
+    compare.wait().unwrap();
+    done
+}
+
 /// Polls `done` every 50 ms until it holds; fails the test after `timeout`.
 pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
