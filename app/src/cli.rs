@@ -72,7 +72,13 @@ pub enum Command {
     Reproduce(crate::reproduce::ReproduceArgs),
     /// Train one prepared run directory (what the dashboard starts for each run).
     #[command(hide = true)]
-    Train { run_dir: PathBuf },
+    Train {
+        run_dir: PathBuf,
+        /// Stop, checkpointed, once this fraction of training is done (how
+        /// compare's halving stops a run at a rung).
+        #[arg(long, value_parser = fraction)]
+        stop_at: Option<f64>,
+    },
     /// Smoke-test one library (what a watcher runs, in a child process, before it
     /// loads a changed library).
     #[command(hide = true)]
@@ -94,6 +100,14 @@ pub enum Command {
         #[arg(long, default_value = "experiments")]
         experiments: PathBuf,
     },
+}
+
+/// A fraction of training strictly between 0 and 1.
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if crate::experiment::in_open_unit(x) => Ok(x),
+        _ => Err(format!("expected a fraction in (0, 1), found {text}")),
+    }
 }
 
 #[derive(clap::Args, Debug)]

@@ -165,6 +165,7 @@ pub fn run(plugins: &Path, args: &RunArgs) -> Result<()> {
         plugins_dir: plugins.to_path_buf(),
         progress,
         restart: args.restart,
+        stop_at: None,
     };
     if args.launcher == Launcher::Slurm {
         slurm::check_path("--runs", &args.runs)?;
@@ -366,7 +367,7 @@ fn cut_middle(text: &str, room: Option<usize>) -> String {
 }
 
 /// `probdrop-tui train RUN_DIR`: one run, plain progress lines (to the run's log).
-pub fn train(plugins: &Path, run_dir: &Path) -> Result<()> {
+pub fn train(plugins: &Path, run_dir: &Path, stop_at: Option<f64>) -> Result<()> {
     let d = RunDir::new(run_dir);
     d.info()
         .map_err(|e| anyhow!("{}: not a run directory ({e})", run_dir.display()))?;
@@ -376,6 +377,7 @@ pub fn train(plugins: &Path, run_dir: &Path) -> Result<()> {
             plugins_dir: plugins.to_path_buf(),
             progress: Progress::Lines,
             restart: false,
+            stop_at,
         },
     )?;
     eprintln!("{}", summary.message);

@@ -30,7 +30,9 @@ fn main() {
         Some(Command::Reproduce(reproduce)) => {
             probdrop_tui::reproduce::reproduce(&args.plugins, reproduce)
         }
-        Some(Command::Train { run_dir }) => commands::train(&args.plugins, run_dir),
+        Some(Command::Train { run_dir, stop_at }) => {
+            commands::train(&args.plugins, run_dir, *stop_at)
+        }
         Some(Command::Trial {
             library,
             load_only,

@@ -79,6 +79,7 @@ pub fn reproduce(plugins: &Path, args: &ReproduceArgs) -> Result<()> {
             Progress::Lines
         },
         restart: false,
+        stop_at: None,
     };
     let summary = trainer::train(&replay, &opts)?;
     let tolerance = tolerance_for(&start);

@@ -1,8 +1,8 @@
 //! Successive halving over a sweep's cells (`[sweep] halving = { rungs,
 //! keep }`). A cell's runs train to the cell's next rung (a fraction of
-//! training) and stop there, checkpointed. Once every run of an arm's open
-//! cells stands at that rung, the cells are ranked by mean validation
-//! accuracy over seeds at the rung step; the best `keep` fraction (at least
+//! training) and stop there by themselves (`train --stop-at`), checkpointed.
+//! Once every run of an arm's open cells stands at that rung, the cells are
+//! ranked by mean validation accuracy over seeds at the rung step; the best `keep` fraction (at least
 //! one) go on, resumed from their checkpoints, and the others stop for good,
 //! recorded in the manifest as halted at that rung. Unlike ASHA, a rung waits
 //! for all of its arm's cells, so every decision compares the same seeds at
@@ -13,11 +13,7 @@ use std::collections::BTreeMap;
 use crate::experiment::Halving;
 use crate::run::comparison::{Entry, Manifest};
 use crate::run::dir::{RunDir, State, metric};
-
-/// The step at which a run of `total` steps stands at rung `fraction`.
-pub fn rung_step(fraction: f64, total: u64) -> u64 {
-    ((fraction * total as f64).ceil() as u64).max(1)
-}
+use crate::train::schedule::step_at_fraction as rung_step;
 
 /// The rungs, and each sweeping arm's cells.
 pub struct Ladder {
@@ -41,15 +37,15 @@ impl Ladder {
         }
     }
 
-    /// The step at which `e`'s run stops next, if before its end: its cell's
-    /// next rung (none for a halted cell, which does not run at all).
-    pub fn stop_step(&self, m: &Manifest, e: &Entry, total: u64) -> Option<u64> {
+    /// The fraction of training at which `e`'s run stops next, if before its
+    /// end: its cell's next rung (none for a halted cell, which does not run
+    /// at all).
+    pub fn next_rung(&self, m: &Manifest, e: &Entry) -> Option<f64> {
         if !m.cells.contains_key(&e.label) {
             return None;
         }
         let k = m.cleared.get(&e.label).copied().unwrap_or(0);
-        let rung = self.rungs.get(k)?;
-        Some(rung_step(*rung, total))
+        self.rungs.get(k).copied()
     }
 
     /// Whether `e` waits at a rung (or was halted): not to be started.
@@ -60,8 +56,8 @@ impl Ladder {
         let Some(s) = RunDir::new(&e.dir).status() else {
             return false;
         };
-        self.stop_step(m, e, s.total_steps)
-            .is_some_and(|stop| s.step >= stop)
+        self.next_rung(m, e)
+            .is_some_and(|rung| s.step >= rung_step(rung, s.total_steps))
     }
 
     /// Decides every arm whose open cells all stand at their next rung; the

@@ -198,9 +198,11 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
             break true;
         }
         if let Some(l) = &ladder {
-            climb(l, &mut manifest, &pool, &mut queue, &compare_dir)?;
+            climb(l, &mut manifest, &mut queue, &compare_dir)?;
         }
-        pool.fill(plugins, &mut std::iter::from_fn(|| queue.pop_front()), jobs)?;
+        let rung = |e: &Entry| ladder.as_ref().and_then(|l| l.next_rung(&manifest, e));
+        let mut next = std::iter::from_fn(|| queue.pop_front().map(|e| (rung(&e), e)));
+        pool.fill(plugins, &mut next, jobs)?;
         if pool.running.is_empty() && pool.attached.is_empty() && queue.is_empty() {
             break false;
         }
@@ -209,23 +211,14 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
     finish(&compare_dir, &manifest, interrupted, &pool.failed)
 }
 
-/// Halving: stops the trainers that reached their cell's rung, decides the
-/// arms whose cells all stand at one, and queues the runs that go on.
+/// Halving: decides the arms whose cells all stand at their rung (their
+/// trainers stop there by themselves) and queues the runs that go on.
 fn climb(
     ladder: &Ladder,
     manifest: &mut Manifest,
-    pool: &Pool,
     queue: &mut VecDeque<Entry>,
     compare_dir: &Path,
 ) -> Result<()> {
-    for r in &pool.running {
-        let d = RunDir::new(&r.entry.dir);
-        let Some(s) = d.status() else { continue };
-        let due = ladder.stop_step(manifest, &r.entry, s.total_steps);
-        if !s.state.is_final() && due.is_some_and(|stop| s.step >= stop) {
-            let _ = control::send(&d.file(dir::SOCKET), &Ctl::Stop);
-        }
-    }
     let (cleared, halted) = (manifest.cleared.clone(), manifest.halted.len());
     let going = ladder.decide(manifest);
     if manifest.cleared != cleared || manifest.halted.len() != halted {
@@ -497,11 +490,12 @@ impl Pool {
         Ok(())
     }
 
-    /// Starts trainers from `queue` until `jobs` are going.
+    /// Starts trainers from `queue` until `jobs` are going, each to stop at
+    /// its halving rung if it has one.
     fn fill(
         &mut self,
         plugins: &Path,
-        queue: &mut impl Iterator<Item = Entry>,
+        queue: &mut impl Iterator<Item = (Option<f64>, Entry)>,
         jobs: usize,
     ) -> Result<()> {
         while self.running.len() + self.attached.len() < jobs {
@@ -512,11 +506,11 @@ impl Pool {
                 },
                 None => None,
             };
-            let Some(entry) = queue.next() else {
+            let Some((rung, entry)) = queue.next() else {
                 self.release(gpu);
                 break;
             };
-            let trainer = self.start(plugins, &entry, gpu)?;
+            let trainer = self.start(plugins, &entry, gpu, rung)?;
             self.running.push(Running {
                 entry,
                 trainer,
@@ -529,15 +523,23 @@ impl Pool {
     }
 
     /// Starts the trainer of `entry`, on GPU `gpu` of `--devices` (named in
-    /// its status, so that the dashboard shows where it runs).
-    fn start(&self, plugins: &Path, entry: &Entry, gpu: Option<usize>) -> Result<Trainer> {
+    /// its status, so that the dashboard shows where it runs), to stop at
+    /// fraction `rung` of training if given.
+    fn start(
+        &self,
+        plugins: &Path,
+        entry: &Entry,
+        gpu: Option<usize>,
+        rung: Option<f64>,
+    ) -> Result<Trainer> {
         let run = RunDir::new(&entry.dir);
         let placed = gpu.and_then(|i| Some(&self.placement.as_ref()?.gpus[i]));
         if let (Some(g), Some(mut status)) = (placed, run.status()) {
             status.device = g.name.clone();
             dir::write_json(&run.file(dir::STATUS), &status)?;
         }
-        let trainer = Trainer::start_seeing(plugins, &run, placed.map(|g| g.visible.as_str()))
+        let visible = placed.map(|g| g.visible.as_str());
+        let trainer = Trainer::start_seeing(plugins, &run, visible, rung)
             .with_context(|| format!("starting a trainer for {}", entry.dir.display()))?;
         let on = placed.map_or(String::new(), |g| format!(" on {}", g.name));
         eprintln!(

@@ -168,6 +168,12 @@ impl Experiment {
     }
 }
 
+/// Whether `x` is a fraction strictly between 0 and 1 (a halving rung, a
+/// share kept).
+pub fn in_open_unit(x: f64) -> bool {
+    x > 0.0 && x < 1.0
+}
+
 /// What a file's random sweeps are drawn from: its first seed.
 pub fn sweep_seed(f: &ExperimentFile) -> u64 {
     f.seeds.first().copied().unwrap_or(0)
@@ -673,7 +679,7 @@ impl Checker<'_> {
             return;
         };
         let at = |k: &str| p(&["sweep", "halving", k]);
-        let inside = h.rungs.iter().all(|r| *r > 0.0 && *r < 1.0);
+        let inside = h.rungs.iter().all(|r| in_open_unit(*r));
         let increasing = h.rungs.windows(2).all(|w| w[0] < w[1]);
         if h.rungs.is_empty() || !inside || !increasing {
             self.err(
@@ -684,7 +690,7 @@ impl Checker<'_> {
                 ),
             );
         }
-        if !(h.keep > 0.0 && h.keep < 1.0) {
+        if !in_open_unit(h.keep) {
             self.err(
                 at("keep"),
                 format!("expected a fraction in (0, 1), found {}", h.keep),

@@ -25,14 +25,23 @@ impl Trainer {
     /// logout waits on it; they stop it through its socket, so that it
     /// checkpoints first.
     pub fn start(plugins: &Path, run: &RunDir) -> io::Result<Trainer> {
-        Trainer::start_seeing(plugins, run, None)
+        Trainer::start_seeing(plugins, run, None, None)
     }
 
     /// [`Trainer::start`] with only the GPU of `CUDA_VISIBLE_DEVICES` entry
-    /// `gpu` visible to it (it opens that GPU as `cuda:0`).
-    pub fn start_seeing(plugins: &Path, run: &RunDir, gpu: Option<&str>) -> io::Result<Trainer> {
+    /// `gpu` visible to it (it opens that GPU as `cuda:0`), stopping at
+    /// fraction `stop_at` of training if given (`train --stop-at`).
+    pub fn start_seeing(
+        plugins: &Path,
+        run: &RunDir,
+        gpu: Option<&str>,
+        stop_at: Option<f64>,
+    ) -> io::Result<Trainer> {
         let mut cmd = detached(plugins)?;
         cmd.arg("train").arg(&run.path);
+        if let Some(f) = stop_at {
+            cmd.arg("--stop-at").arg(f.to_string());
+        }
         if let Some(gpu) = gpu {
             cmd.env("CUDA_VISIBLE_DEVICES", gpu);
         }

@@ -2,6 +2,12 @@
 
 use crate::experiment::{LrKind, LrScheduleSpec};
 
+/// The step at which a run of `total` steps has done `fraction` of its
+/// training (at least one step): where a halving rung stops a run.
+pub fn step_at_fraction(fraction: f64, total: u64) -> u64 {
+    ((fraction * total as f64).ceil() as u64).max(1)
+}
+
 /// The learning rate for optimiser step `step` (1-based) of `total` steps.
 pub fn learning_rate(
     base: f64,

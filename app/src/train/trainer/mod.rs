@@ -52,6 +52,9 @@ pub struct TrainOptions {
     pub progress: Progress,
     /// Start over from step 0, discarding the checkpoint and the logs.
     pub restart: bool,
+    /// Stop, checkpointed, once this fraction of training is done (a
+    /// halving rung); resuming goes on from there.
+    pub stop_at: Option<f64>,
 }
 
 /// How a run ended.

@@ -27,7 +27,7 @@ use crate::train::data::EpochItems;
 use crate::train::device;
 use crate::train::models::Model;
 use crate::train::optim::{Rule, RunOptimizer, Stepping};
-use crate::train::schedule::learning_rate;
+use crate::train::schedule::{learning_rate, step_at_fraction};
 use crate::train::watchdog::Watchdog;
 
 use super::checkpoint::save_checkpoint;
@@ -594,7 +594,7 @@ impl<'a> Session<'a> {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        if self.flags.stop_requested {
+        if self.flags.stop_requested || self.at_stop_fraction() {
             return Ok(false);
         }
         if self.replay.is_some() {
@@ -603,6 +603,21 @@ impl<'a> Session<'a> {
         self.take_reloads()?;
         self.take_config_changes()?;
         Ok(true)
+    }
+
+    /// Whether `--stop-at`'s fraction of training is done: then the run
+    /// stops as if asked to.
+    fn at_stop_fraction(&mut self) -> bool {
+        let Some(f) = self.opts.stop_at else {
+            return false;
+        };
+        let at = step_at_fraction(f, self.total_steps);
+        if self.step < at || self.step >= self.total_steps {
+            return false;
+        }
+        self.flags.stop_requested = true;
+        self.flags.stop_reason = Some(format!("--stop-at {f} (step {at})"));
+        true
     }
 
     /// What the replayed run did after this step: its library swaps, then its
