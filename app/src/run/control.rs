@@ -59,13 +59,37 @@ pub struct ControlServer {
     closing: Arc<AtomicBool>,
 }
 
+/// The longest socket path the kernel takes is 107 bytes (`sun_path`).
+const SOCKET_PATH_MAX: usize = 107;
+
+/// Calls `f` with a path to the socket `path` that the kernel takes: `path`
+/// itself if short enough, else the same file through `/proc/self/fd` and an
+/// open handle on its directory (a run directory may lie deep, and a sweep
+/// cell's name is long).
+fn reachable<T>(path: &Path, f: impl FnOnce(&Path) -> std::io::Result<T>) -> std::io::Result<T> {
+    use std::os::fd::AsRawFd;
+    if path.as_os_str().len() <= SOCKET_PATH_MAX {
+        return f(path);
+    }
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return f(path);
+    };
+    let dir = std::fs::File::open(parent)?;
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name);
+    let result = f(&short);
+    drop(dir);
+    result
+}
+
 /// A listener bound at `path`, owner-only, with the identity of the socket file
 /// it made (to see it deleted or replaced).
 fn bind(path: &Path) -> std::io::Result<(UnixListener, (u64, u64))> {
     use std::os::unix::fs::MetadataExt;
     // A socket file left by a killed trainer is stale: remove it.
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
+    let listener = reachable(path, |p| UnixListener::bind(p))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     listener.set_nonblocking(true)?;
     let meta = std::fs::metadata(path)?;
@@ -404,7 +428,8 @@ pub fn post(run_dir: &Path, command: &Command) -> Result<(), RunError> {
 
 /// Sends one command to the run whose socket is `path` and returns the reply.
 pub fn send(path: &Path, command: &Command) -> Result<Reply, RunError> {
-    let mut stream = UnixStream::connect(path).map_err(|source| RunError::Unreachable {
+    let stream = reachable(path, |p| UnixStream::connect(p));
+    let mut stream = stream.map_err(|source| RunError::Unreachable {
         path: path.to_path_buf(),
         source,
     })?;
@@ -431,6 +456,21 @@ mod tests {
             .unwrap()
             .write_all(bytes)
             .unwrap();
+    }
+
+    /// A run directory deeper than a socket path may be still gets its socket.
+    #[test]
+    fn a_socket_deep_in_the_file_system_is_bound_and_reached() {
+        let tmp = tempfile::tempdir().unwrap();
+        let deep = tmp.path().join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        let path = deep.join(dir::SOCKET);
+        assert!(path.as_os_str().len() > SOCKET_PATH_MAX);
+        let server = ControlServer::start(&path, Arc::new(AtomicBool::new(false))).unwrap();
+        assert!(path.exists(), "the socket file is where it was asked for");
+        let reply = send(&path, &Command::Pause).unwrap();
+        assert!(reply.ok, "{reply:?}");
+        assert_eq!(server.commands.recv().unwrap(), Command::Pause);
     }
 
     /// Every look until the inbox has nothing new.
