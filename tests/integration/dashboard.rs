@@ -389,7 +389,7 @@ fn state_of(app: &App) -> String {
         "{:?}",
         (
             (app.view, app.help, app.selected.run, app.selected.event),
-            (app.marked.len(), app.charts),
+            (app.marked.len(), app.charts, &app.sweep),
             (app.masks, app.event_open, &app.events_of),
             (app.config_open, app.log_open),
             (app.entry.is_some(), &app.run_list, app.confirm.is_some()),
@@ -401,7 +401,12 @@ fn state_of(app: &App) -> String {
 fn every_key_in_the_help_does_what_it_says() {
     // Every binding, also those that share a help line with the one before.
     for binding in KEYMAP {
-        let mut app = app();
+        // The Sweep view's keys act on a sweep.
+        let mut app = if binding.scope == Scope::In(View::Sweep) {
+            crate::sweep_view::sweep_app()
+        } else {
+            app()
+        };
         let mut fx = FakeEffects::default();
         let view = match binding.scope {
             Scope::In(v) => v,
@@ -422,6 +427,8 @@ fn every_key_in_the_help_does_what_it_says() {
         (app.masks.back, app.charts.metric) = (1, 1);
         // Hiding the cursor needs one shown.
         app.charts.cursor = Some(0.5);
+        // Left needs somewhere to come from in the sweep's grid.
+        app.sweep.x = usize::from(binding.action == Action::SweepLeft);
         let prompt = binding.scope == Scope::Prompt;
         if prompt {
             app.apply(Action::StartRuns, &mut fx);
@@ -442,7 +449,7 @@ fn every_key_in_the_help_does_what_it_says() {
             Action::Quit => app.quit,
             Action::ToggleHelp => app.help,
             Action::NextView => app.view == View::Charts,
-            Action::PrevView => app.view == View::Compare,
+            Action::PrevView => app.view == View::Sweep,
             Action::Go(v) => app.view == v,
             Action::Up => app.selected.run == 0,
             Action::Down | Action::Bottom => app.selected.run == 1,
@@ -450,6 +457,7 @@ fn every_key_in_the_help_does_what_it_says() {
             Action::Mark => app.marked.len() == 1,
             Action::MarkStrategy => app.marked.len() == 1 && app.message.contains("marked"),
             Action::NextComparison | Action::PrevComparison => app.selected.comparison == 1,
+            Action::MarkCell => app.marked.len() == 4 && app.message.contains("marked"),
             // Finished runs have no trainer: the dashboard says so instead of sending.
             Action::Pause | Action::Resume | Action::Stop => {
                 fx.calls.is_empty() && app.message.contains("no trainer running")
@@ -477,7 +485,7 @@ fn every_key_in_the_help_does_what_it_says() {
             // Runs has no figure: it says which views do.
             Action::ExportView => app
                 .message
-                .contains("w writes the Charts, Masks and Compare"),
+                .contains("w writes the Charts, Masks, Compare and Sweep"),
             _ => before != after,
         };
         assert!(
@@ -1132,7 +1140,7 @@ fn w_writes_the_chart_the_mask_and_the_comparison_as_figures() {
     press(&mut app, KeyCode::Char('w'), &mut fx);
     assert!(
         app.message
-            .contains("w writes the Charts, Masks and Compare views")
+            .contains("w writes the Charts, Masks, Compare and Sweep views")
     );
 }
 

@@ -25,6 +25,7 @@ mod scaffold;
 mod second_day;
 mod slurm;
 mod strategies;
+mod sweep_view;
 mod sweeps;
 mod text_strategies;
 mod training;

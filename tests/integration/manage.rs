@@ -310,20 +310,32 @@ fn the_help_turns_pages_at_80x24_and_shows_every_key() {
     let mut fx = FakeEffects::default();
     press(&mut app, KeyCode::Char('?'), &mut fx);
     let first = render(&app, 80, 24);
-    assert!(first.contains("Keys 1/2, ↑/↓"), "{first}");
-    press(&mut app, KeyCode::Down, &mut fx);
-    let second = render(&app, 80, 24);
-    snapshot("help_80x24_page2", &second);
+    assert!(first.contains("Keys 1/"), "{first}");
+    // ↓ turns the pages until it comes back to the first.
+    let mut pages = vec![first.clone()];
+    loop {
+        press(&mut app, KeyCode::Down, &mut fx);
+        let page = render(&app, 80, 24);
+        if page == first {
+            break;
+        }
+        assert!(pages.len() < 5, "the pages never came back to the first");
+        pages.push(page);
+    }
+    assert!(pages.len() >= 2);
+    assert!(
+        first.contains(&format!("Keys 1/{}", pages.len())),
+        "{first}"
+    );
+    snapshot("help_80x24_page2", &pages[1]);
     assert_eq!(app.selected.run, 0, "↓ turned the page, not the run");
     for b in KEYMAP.iter().filter(|b| !b.label.is_empty()) {
         let line = format!("{:<8} {}", b.label, b.help);
         assert!(
-            first.contains(&line) || second.contains(&line),
+            pages.iter().any(|p| p.contains(&line)),
             "{line:?} on no page"
         );
     }
     // At 160×48 one page holds them all.
     assert!(render(&app, 160, 48).contains("Keys (? to close)"));
-    press(&mut app, KeyCode::Down, &mut fx);
-    assert_eq!(render(&app, 80, 24), first, "past the last page: the first");
 }

@@ -672,3 +672,36 @@ fn the_loading_line_shows_which_crate_of_how_many_is_building() {
     );
     s.quit();
 }
+
+/// Issue 37: in a real terminal, the Sweep view's cursor moves over the
+/// places of a real sweep, Space marks the runs of the one under it, and
+/// Charts overlays exactly those runs.
+#[test]
+fn the_sweep_view_moves_over_places_and_marks_one_for_the_charts() {
+    let root = crate::sweep_view::sweep_fixture();
+    let mut s = Session::start(root);
+    s.wait_for("the tab bar", Duration::from_secs(120), |t| {
+        t.contains("8 Sweep")
+    });
+    s.keys("8");
+    s.wait_for("the heatmap", Duration::from_secs(10), |t| {
+        t.contains("Sweep 1/2") && t.contains("block_size=3 gamma_scale=0.5:")
+    });
+    // Right, then down: block_size 5, gamma_scale 1.0 (p averaged over).
+    s.keys("\x1b[C");
+    s.keys("\x1b[B");
+    s.wait_for(
+        "the cursor on the last place",
+        Duration::from_secs(10),
+        |t| t.contains("block_size=5 gamma_scale=1.0:"),
+    );
+    s.keys(" ");
+    s.wait_for("the place's runs marked", Duration::from_secs(10), |t| {
+        t.contains("4 run(s) marked for the charts")
+    });
+    s.keys("2");
+    s.wait_for("the four runs overlaid", Duration::from_secs(10), |t| {
+        t.contains("(4 runs)")
+    });
+    s.quit();
+}

@@ -10,11 +10,14 @@ use std::sync::Arc;
 use super::keys::{Action, View};
 use super::manage::{Ask, Confirm, Entry, TextKey};
 use super::runlist::RunList;
-use super::state::{ChartOptions, FOLLOW_NEWEST, MaskCursor, Selected, cycle, move_cursor};
+use super::state::{
+    ChartOptions, FOLLOW_NEWEST, MaskCursor, Selected, SweepCursor, cycle, move_cursor,
+};
 use super::workspace::{self, DisplayState, ExperimentView, RunView};
 use crate::experiment::{Catalog, DeviceName, Machine};
 use crate::plugins::Found;
 use crate::plugins::watch::ReloadEvent;
+use crate::run::comparison::{Table, grid};
 use crate::run::control::Command as Ctl;
 use crate::run::dir::metric::{self, SeriesKey, Split};
 use crate::run::dir::{EventKind, RunDir, State};
@@ -225,6 +228,7 @@ pub struct App {
     pub marked: BTreeSet<PathBuf>,
     pub charts: ChartOptions,
     pub masks: MaskCursor,
+    pub sweep: SweepCursor,
     /// Runs: the config panel is open.
     pub config_open: bool,
     /// Runs: the selected run's trainer.log is shown under the table.
@@ -280,6 +284,7 @@ impl App {
             marked: BTreeSet::new(),
             charts: ChartOptions::default(),
             masks: MaskCursor::default(),
+            sweep: SweepCursor::default(),
             config_open: false,
             log_open: false,
             event_open: false,
@@ -403,16 +408,39 @@ impl App {
     }
 
     /// The selected comparison's table, from the runs as the dashboard has read them.
-    pub fn comparison_table(&self) -> Option<(&ComparisonView, crate::run::comparison::Table)> {
+    pub fn comparison_table(&self) -> Option<(&ComparisonView, Table)> {
         let c = self.comparisons.get(self.selected.comparison)?;
         let table = crate::run::comparison::table(&c.manifest, |e| self.outcome(&e.dir));
         Some((c, table))
     }
 
+    /// The Sweep view's grid as its cursor picks it, with the comparison
+    /// and table it comes from.
+    pub fn sweep_grid(&self) -> Option<(&ComparisonView, Table, grid::Grid)> {
+        let (c, t) = self.comparison_table()?;
+        let arms = grid::arms(&t);
+        let arm = arms.get(self.sweep.arm % arms.len().max(1))?;
+        let axes = self.sweep.axes_of(arm.keys.len());
+        let g = grid::grid(&t, arm, axes, &self.sweep.held, self.sweep.measure);
+        Some((c, t, g))
+    }
+
+    /// The Sweep view's keys, there (not while the help is open).
+    fn sweep_keys(&mut self, action: Action) -> bool {
+        if self.view != View::Sweep || self.help {
+            return false;
+        }
+        let arms = self
+            .comparison_table()
+            .map(|(_, t)| grid::arms(&t))
+            .unwrap_or_default();
+        self.sweep.apply(action, &arms)
+    }
+
     /// A run's outcome from its series: the last and the best validation
     /// accuracy and the mean drop rates are exact however the series are
     /// downsampled (each keeps its last value, maximum, sum and count).
-    fn outcome(&self, dir: &Path) -> crate::run::comparison::Outcome {
+    pub fn outcome(&self, dir: &Path) -> crate::run::comparison::Outcome {
         use crate::run::comparison::{Dropping, Outcome};
         let Some(r) = self.runs.iter().find(|r| r.dir.path == dir) else {
             return Outcome::default();
@@ -532,6 +560,8 @@ impl App {
             View::Experiments => self.experiments.len(),
             View::Plugins => self.plugins.len(),
             View::Events => self.events().len(),
+            // Its keys are taken before (`sweep_keys`).
+            View::Sweep => 0,
             View::Compare => self
                 .comparisons
                 .get(self.selected.comparison)
@@ -565,7 +595,11 @@ impl App {
     }
 
     fn act(&mut self, action: Action, fx: &mut dyn Effects) {
-        if self.charts.apply(action) || self.masks.apply(action) || self.navigate(action) {
+        if self.charts.apply(action)
+            || self.masks.apply(action)
+            || self.navigate(action)
+            || self.sweep_keys(action)
+        {
             return;
         }
         if matches!(
@@ -588,11 +622,13 @@ impl App {
         match action {
             Action::Mark => self.mark_run(),
             Action::MarkStrategy => self.mark_strategy(),
+            Action::MarkCell => self.mark_cell(),
             Action::NextComparison | Action::PrevComparison => {
                 let n = self.comparisons.len();
                 let forward = action == Action::NextComparison;
                 self.selected.comparison = cycle(self.selected.comparison, n, forward);
                 self.selected.strategy = 0;
+                self.sweep = SweepCursor::default();
             }
             Action::Pause | Action::Resume | Action::Stop => self.control_run(action, fx),
             Action::Restart => self.restart_run(fx),
@@ -841,6 +877,37 @@ impl App {
         }
         self.message = format!(
             "{label}: {} run(s) {} for the charts",
+            dirs.len(),
+            if all_marked { "unmarked" } else { "marked" }
+        );
+    }
+
+    /// Marks (or unmarks) the runs of the Sweep view's place under the cursor.
+    fn mark_cell(&mut self) {
+        let Some((c, _, g)) = self.sweep_grid() else {
+            self.message = "no sweep here to mark".into();
+            return;
+        };
+        let (x, y) = self.sweep.at(&g);
+        let place = &g.places[y][x];
+        let dirs: Vec<PathBuf> = (c.manifest.current())
+            .filter(|e| place.labels.contains(&e.label))
+            .map(|e| e.dir.clone())
+            .collect();
+        let all_marked = !dirs.is_empty() && dirs.iter().all(|d| self.marked.contains(d));
+        for d in &dirs {
+            if all_marked {
+                self.marked.remove(d);
+            } else {
+                self.marked.insert(d.clone());
+            }
+        }
+        let what = match place.labels.as_slice() {
+            [one] => one.clone(),
+            many => format!("{} cells", many.len()),
+        };
+        self.message = format!(
+            "{what}: {} run(s) {} for the charts",
             dirs.len(),
             if all_marked { "unmarked" } else { "marked" }
         );

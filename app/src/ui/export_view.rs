@@ -10,6 +10,7 @@ use super::keys::View;
 use super::views::charts::{self, Look, Part};
 use super::views::masks;
 use crate::export::figures::{self, Curve, Panel};
+use crate::export::sweep_figure::{self, SweepPanel};
 use crate::run::comparison::Manifest;
 use crate::run::dir::{self, SnapshotLine, metric};
 
@@ -29,6 +30,8 @@ pub enum Figure {
     },
     /// A comparison's figure, in a folder of its name.
     Comparison { name: String, manifest: Manifest },
+    /// The sweep's grid or line as shown.
+    Sweep { stem: String, panel: SweepPanel },
 }
 
 /// The current view's figure, or why it has none.
@@ -38,7 +41,8 @@ pub fn figure(app: &App) -> Result<Figure, String> {
         View::Charts => chart(app, &stamp),
         View::Masks => mask(app, &stamp),
         View::Compare => comparison(app),
-        _ => Err("w writes the Charts, Masks and Compare views as figures".into()),
+        View::Sweep => sweep(app, &stamp),
+        _ => Err("w writes the Charts, Masks, Compare and Sweep views as figures".into()),
     }
 }
 
@@ -55,6 +59,9 @@ pub fn write(figure: &Figure, out: &Path) -> Result<Vec<PathBuf>, String> {
             channel,
         } => both(out, stem, |p| {
             figures::draw_snapshot(p, snapshot, Some(*channel))
+        }),
+        Figure::Sweep { stem, panel } => both(out, stem, |p| {
+            sweep_figure::draw(p, std::slice::from_ref(panel))
         }),
         Figure::Comparison { name, manifest } => {
             let dir = out.join(name);
@@ -172,4 +179,16 @@ fn comparison(app: &App) -> Result<Figure, String> {
         name: c.name(),
         manifest: c.manifest.clone(),
     })
+}
+
+/// The Sweep view's grid (or line) as shown.
+fn sweep(app: &App, stamp: &str) -> Result<Figure, String> {
+    let (c, t, g) = app.sweep_grid().ok_or("no sweep to draw")?;
+    let stem = format!("sweep-{}-{}-{stamp}", c.name(), g.arm.replace(' ', "_"));
+    let panel = if g.is_line() {
+        SweepPanel::Line(sweep_figure::line(&g, &t.baseline))
+    } else {
+        SweepPanel::Heat(g)
+    };
+    Ok(Figure::Sweep { stem, panel })
 }

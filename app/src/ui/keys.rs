@@ -12,10 +12,11 @@ pub enum View {
     Experiments,
     Events,
     Compare,
+    Sweep,
 }
 
 impl View {
-    pub const ALL: [View; 7] = [
+    pub const ALL: [View; 8] = [
         View::Runs,
         View::Charts,
         View::Masks,
@@ -23,6 +24,7 @@ impl View {
         View::Experiments,
         View::Events,
         View::Compare,
+        View::Sweep,
     ];
 
     pub fn title(self) -> &'static str {
@@ -34,6 +36,7 @@ impl View {
             View::Experiments => "Experiments",
             View::Events => "Events",
             View::Compare => "Compare",
+            View::Sweep => "Sweep",
         }
     }
 }
@@ -122,8 +125,26 @@ pub enum Action {
     /// Masks: the snapshot before / after the one shown (the newest at first).
     OlderSnapshot,
     NewerSnapshot,
-    /// Charts, Masks, Compare: what the view shows, as PNG and SVG figures.
+    /// Charts, Masks, Compare, Sweep: what the view shows, as PNG and SVG figures.
     ExportView,
+    /// Sweep: move over the places of the grid (up and down are Up, Down).
+    SweepLeft,
+    SweepRight,
+    /// Sweep: the next sweeping arm of the comparison.
+    NextArm,
+    /// Sweep: the next pair of swept keys on the axes.
+    NextAxes,
+    /// Sweep: the keys on no axis averaged over or held at one value (in turn).
+    CycleHold,
+    /// Sweep: best accuracy instead of final, or back.
+    ToggleBest,
+    /// Sweep: nothing, ± sd or ± 95 % CI beside each mean.
+    CycleSpread,
+    /// Sweep: mark (or unmark) the runs of the place under the cursor.
+    MarkCell,
+    /// Sweep: the hparams table's next sort column; its order reversed.
+    SortSweep,
+    ReverseSweep,
 }
 
 /// Where a binding applies.
@@ -177,7 +198,7 @@ pub const KEYMAP: &[Binding] = &[
     ),
     b(
         K::Char('1'),
-        "1…7 Tab",
+        "1…8 Tab",
         G,
         A::Go(View::Runs),
         "views (S-Tab: back)",
@@ -190,6 +211,7 @@ pub const KEYMAP: &[Binding] = &[
     b(K::Char('5'), "", G, A::Go(View::Experiments), ""),
     b(K::Char('6'), "", G, A::Go(View::Events), ""),
     b(K::Char('7'), "", G, A::Go(View::Compare), ""),
+    b(K::Char('8'), "", G, A::Go(View::Sweep), ""),
     b(K::Up, "↑/↓ k/j", G, A::Up, "select previous / next"),
     b(K::Char('k'), "", G, A::Up, ""),
     b(K::Down, "", G, A::Down, ""),
@@ -440,6 +462,72 @@ pub const KEYMAP: &[Binding] = &[
         "previous / next comparison",
     ),
     b(K::Right, "", In(View::Compare), A::NextComparison, ""),
+    b(
+        K::Left,
+        "arrows",
+        In(View::Sweep),
+        A::SweepLeft,
+        "move over the places",
+    ),
+    b(K::Right, "", In(View::Sweep), A::SweepRight, ""),
+    b(
+        K::Char(' '),
+        "Space",
+        In(View::Sweep),
+        A::MarkCell,
+        "mark its runs for charts",
+    ),
+    b(
+        K::Char('['),
+        "[/]",
+        In(View::Sweep),
+        A::PrevComparison,
+        "previous / next comparison",
+    ),
+    b(K::Char(']'), "", In(View::Sweep), A::NextComparison, ""),
+    b(
+        K::Char('a'),
+        "a",
+        In(View::Sweep),
+        A::NextArm,
+        "next swept strategy",
+    ),
+    b(
+        K::Char('x'),
+        "x",
+        In(View::Sweep),
+        A::NextAxes,
+        "next pair of keys",
+    ),
+    b(
+        K::Char('h'),
+        "h",
+        In(View::Sweep),
+        A::CycleHold,
+        "other keys: averaged / held",
+    ),
+    b(
+        K::Char('b'),
+        "b",
+        In(View::Sweep),
+        A::ToggleBest,
+        "best accuracy / final",
+    ),
+    b(
+        K::Char('e'),
+        "e",
+        In(View::Sweep),
+        A::CycleSpread,
+        "± sd / ± 95 % CI / none",
+    ),
+    b(
+        K::Char('S'),
+        "S/r",
+        In(View::Sweep),
+        A::SortSweep,
+        "table: sort by / reverse",
+    ),
+    b(K::Char('r'), "", In(View::Sweep), A::ReverseSweep, ""),
     b(
         K::Left,
         "←/→ Tab",

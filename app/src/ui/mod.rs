@@ -530,7 +530,8 @@ impl Dashboard {
                         MouseEventKind::ScrollDown => Some(keys::Action::Down),
                         MouseEventKind::ScrollUp => Some(keys::Action::Up),
                         MouseEventKind::Down(_) if m.row == 0 => {
-                            views::tab_at(m.column).map(keys::Action::Go)
+                            let width = crossterm::terminal::size().map_or(80, |s| s.0);
+                            views::tab_at(m.column, width).map(keys::Action::Go)
                         }
                         _ => None,
                     };

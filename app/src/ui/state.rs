@@ -2,6 +2,7 @@
 //! shares. Each part takes the actions that are its own and says whether it did.
 
 use super::keys::Action;
+use crate::run::comparison::grid::{Arm, Grid, Hold, Measure};
 
 pub const SMOOTHING: [f64; 4] = [0.0, 0.6, 0.9, 0.98];
 pub const ZOOM: [Option<f64>; 3] = [None, Some(1000.0), Some(100.0)];
@@ -186,6 +187,152 @@ impl MaskCursor {
     }
 }
 
+/// What the Sweep view's places show beside each mean.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Spread {
+    #[default]
+    Nothing,
+    Sd,
+    /// Half the 95 % CI of the mean.
+    Ci,
+}
+
+impl Spread {
+    pub fn next(self) -> Spread {
+        match self {
+            Spread::Nothing => Spread::Sd,
+            Spread::Sd => Spread::Ci,
+            Spread::Ci => Spread::Nothing,
+        }
+    }
+}
+
+/// The Sweep view's choices. Its cursor and counters are taken against the
+/// selected comparison's arms as they are when a key is pressed (`arms`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SweepCursor {
+    /// Which sweeping arm.
+    pub arm: usize,
+    /// The place the cursor is on: column, row.
+    pub x: usize,
+    pub y: usize,
+    /// Which pair of the arm's keys is on the axes (see [`key_pairs`]).
+    pub axes: usize,
+    /// How each key on no axis is taken, by key index.
+    pub held: Vec<Hold>,
+    pub measure: Measure,
+    pub spread: Spread,
+    /// The hparams table's sort column (taken modulo the columns) and order.
+    pub sort: usize,
+    pub descending: bool,
+}
+
+/// The axes a sweep over `n` keys can show: the one key, or each pair.
+pub fn key_pairs(n: usize) -> Vec<(usize, Option<usize>)> {
+    if n <= 1 {
+        return vec![(0, None)];
+    }
+    (0..n)
+        .flat_map(|x| (x + 1..n).map(move |y| (x, Some(y))))
+        .collect()
+}
+
+impl SweepCursor {
+    /// The keys on the axes for an arm of `n` keys.
+    pub fn axes_of(&self, n: usize) -> (usize, Option<usize>) {
+        let pairs = key_pairs(n);
+        pairs[self.axes % pairs.len()]
+    }
+
+    /// Takes the Sweep view's keys, over `arms` (the selected comparison's).
+    pub fn apply(&mut self, action: Action, arms: &[Arm]) -> bool {
+        let arm = arms.get(self.arm % arms.len().max(1));
+        let n = arm.map_or(0, |a| a.keys.len());
+        let (x_key, y_key) = self.axes_of(n);
+        let len = |k: Option<usize>| k.and_then(|k| Some(arm?.values.get(k)?.len())).unwrap_or(1);
+        let (w, h) = (len(Some(x_key)), len(y_key));
+        match action {
+            Action::SweepLeft => self.x = self.x.saturating_sub(1),
+            Action::SweepRight => self.x = (self.x + 1).min(w - 1),
+            Action::Up => self.y = self.y.saturating_sub(1),
+            Action::Down => self.y = (self.y + 1).min(h - 1),
+            Action::Top => self.y = 0,
+            Action::Bottom => self.y = h - 1,
+            Action::NextArm => {
+                *self = SweepCursor {
+                    arm: cycle(self.arm, arms.len(), true),
+                    ..self.keeping_choices()
+                }
+            }
+            Action::NextAxes => {
+                *self = SweepCursor {
+                    axes: cycle(self.axes, key_pairs(n).len(), true),
+                    ..self.keeping_choices()
+                }
+            }
+            Action::CycleHold => return self.cycle_hold(arm, (x_key, y_key)),
+            Action::ToggleBest => {
+                self.measure = match self.measure {
+                    Measure::Final => Measure::Best,
+                    Measure::Best => Measure::Final,
+                }
+            }
+            Action::CycleSpread => self.spread = self.spread.next(),
+            Action::SortSweep => self.sort += 1,
+            Action::ReverseSweep => self.descending = !self.descending,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The place the cursor is on in `g` (kept inside it).
+    pub fn at(&self, g: &Grid) -> (usize, usize) {
+        (
+            self.x.min(g.xs.len().saturating_sub(1)),
+            self.y.min(g.ys.len().saturating_sub(1)),
+        )
+    }
+
+    /// A fresh cursor keeping what is shown beside the means and the sort.
+    fn keeping_choices(&self) -> SweepCursor {
+        SweepCursor {
+            arm: self.arm,
+            axes: self.axes,
+            measure: self.measure,
+            spread: self.spread,
+            sort: self.sort,
+            descending: self.descending,
+            ..SweepCursor::default()
+        }
+    }
+
+    /// The keys on no axis, as an odometer: the first goes averaged, at its
+    /// first value, …, at its last, then averaged again and carries to the
+    /// next. False if every key is on an axis.
+    fn cycle_hold(&mut self, arm: Option<&Arm>, (x, y): (usize, Option<usize>)) -> bool {
+        let Some(arm) = arm else { return false };
+        let off: Vec<usize> = (0..arm.keys.len())
+            .filter(|k| *k != x && Some(*k) != y)
+            .collect();
+        if off.is_empty() {
+            return false;
+        }
+        self.held.resize(arm.keys.len(), Hold::Averaged);
+        for k in off {
+            let next = match self.held[k] {
+                Hold::Averaged => Hold::At(0),
+                Hold::At(i) if i + 1 < arm.values[k].len() => Hold::At(i + 1),
+                Hold::At(_) => Hold::Averaged,
+            };
+            self.held[k] = next;
+            if next != Hold::Averaged {
+                break;
+            }
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +396,65 @@ mod tests {
         m.apply(Action::OlderSnapshot);
         assert_eq!((m.slot, m.sample, m.channel, m.back), (1, 0, 0, 1));
         assert!(!m.apply(Action::Up));
+    }
+
+    /// An arm over `values.len()` keys k0, k1, … with these values.
+    fn arm(values: &[&[&str]]) -> Arm {
+        Arm {
+            name: "dropblock".into(),
+            keys: (0..values.len()).map(|k| format!("k{k}")).collect(),
+            values: values
+                .iter()
+                .map(|v| v.iter().map(|s| s.to_string()).collect())
+                .collect(),
+            cells: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_sweep_cursor_stays_on_the_grid_and_a_new_pair_starts_it_over() {
+        let arms = [arm(&[&["3", "5", "7"], &["0.1", "0.2"]]), arm(&[&["a"]])];
+        let mut c = SweepCursor::default();
+        for _ in 0..5 {
+            c.apply(Action::SweepRight, &arms);
+            c.apply(Action::Down, &arms);
+        }
+        assert_eq!((c.x, c.y), (2, 1), "the last column and row");
+        c.apply(Action::SweepLeft, &arms);
+        c.apply(Action::Top, &arms);
+        assert_eq!((c.x, c.y), (1, 0));
+        c.apply(Action::CycleSpread, &arms);
+        c.apply(Action::NextArm, &arms);
+        assert_eq!((c.arm, c.x, c.y, c.spread), (1, 0, 0, Spread::Sd));
+        assert!(
+            !c.apply(Action::CycleHold, &arms),
+            "one key: nothing to hold"
+        );
+        assert!(!c.apply(Action::Quit, &arms));
+    }
+
+    #[test]
+    fn keys_off_the_axes_go_through_every_holding_like_an_odometer() {
+        assert_eq!(key_pairs(1), [(0, None)]);
+        assert_eq!(key_pairs(3), [(0, Some(1)), (0, Some(2)), (1, Some(2))]);
+        let arms = [arm(&[&["3"], &["1"], &["0.1", "0.2"], &["x", "y"]])];
+        let mut c = SweepCursor::default();
+        let mut seen = vec![c.held.clone()];
+        for _ in 0..9 {
+            assert!(c.apply(Action::CycleHold, &arms));
+            seen.push(c.held.clone());
+        }
+        // Keys 2 and 3 each averaged or at one of two values: 3 × 3 holdings,
+        // then the first again.
+        use Hold::{At, Averaged as Avg};
+        assert_eq!(seen[1], [Avg, Avg, At(0), Avg]);
+        assert_eq!(seen[3], [Avg, Avg, Avg, At(0)]);
+        assert_eq!(seen[8], [Avg, Avg, At(1), At(1)]);
+        assert_eq!(seen[9], [Avg; 4]);
+        let distinct: std::collections::BTreeSet<String> =
+            seen[1..].iter().map(|h| format!("{h:?}")).collect();
+        assert_eq!(distinct.len(), 9);
+        c.apply(Action::NextAxes, &arms);
+        assert_eq!(c.axes_of(4), (0, Some(2)));
     }
 }

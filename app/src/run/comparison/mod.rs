@@ -5,6 +5,7 @@
 //! table of validation accuracy over seeds with t-tests against the baseline
 //! (paired by seed; Welch's where the seeds do not pair up).
 
+pub mod grid;
 pub mod stats;
 
 use std::collections::BTreeMap;

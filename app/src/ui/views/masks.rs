@@ -13,7 +13,7 @@ use crate::ui::state::MaskCursor;
 use crate::ui::workspace::RunView;
 
 /// A value in [0, 1] as a colour of a dark-to-bright ramp.
-fn heat(v: f32, depth: ColorDepth) -> Color {
+pub(super) fn heat(v: f32, depth: ColorDepth) -> Color {
     let v = v.clamp(0.0, 1.0);
     match depth {
         ColorDepth::TrueColor => {

@@ -10,6 +10,7 @@ mod experiments;
 pub(crate) mod masks;
 mod plugins;
 mod runs;
+mod sweep;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -81,12 +82,35 @@ fn tab_title(i: usize, view: View) -> String {
     format!("{} {}", i + 1, view.title())
 }
 
-/// The view whose tab is at `column` of the tab bar (for mouse clicks).
-pub fn tab_at(column: u16) -> Option<View> {
+/// The space either side of a tab's title: none below 90 columns, where
+/// every title must fit.
+fn tab_padding(width: u16) -> &'static str {
+    if width < 90 { "" } else { " " }
+}
+
+/// The tab bar of a terminal `width` wide, `view`'s tab shown selected.
+fn tab_bar(view: View, width: u16) -> Tabs<'static> {
+    let titles: Vec<Line> = View::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Line::from(tab_title(i, *v)))
+        .collect();
+    let selected = View::ALL.iter().position(|v| *v == view).unwrap_or(0);
+    Tabs::new(titles)
+        .padding(tab_padding(width), tab_padding(width))
+        .select(selected)
+        .highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        .divider("│")
+}
+
+/// The view whose tab is at `column` of a tab bar `width` wide (for mouse
+/// clicks).
+pub fn tab_at(column: u16, width: u16) -> Option<View> {
     let mut x = 0;
+    let pad = tab_padding(width).len();
     for (i, v) in View::ALL.iter().enumerate() {
-        // The tab bar pads each title with a space either side, then a divider.
-        x += tab_title(i, *v).chars().count() + 3;
+        // Each title padded either side, then a divider.
+        x += tab_title(i, *v).chars().count() + 2 * pad + 1;
         if usize::from(column) < x {
             return Some(*v);
         }
@@ -130,19 +154,7 @@ fn draw_with(frame: &mut Frame, app: &App, depth: ColorDepth, curves: &mut Curve
         Constraint::Length(1),
     ])
     .areas(area);
-    let titles: Vec<Line> = View::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Line::from(tab_title(i, *v)))
-        .collect();
-    let selected = View::ALL.iter().position(|v| *v == app.view).unwrap_or(0);
-    frame.render_widget(
-        Tabs::new(titles)
-            .select(selected)
-            .highlight_style(Style::new().add_modifier(Modifier::REVERSED))
-            .divider("│"),
-        tabs,
-    );
+    frame.render_widget(tab_bar(app.view, area.width), tabs);
     if app.help {
         draw_help(frame, body, app.help_page);
     } else if app.config_open && app.view == View::Runs {
@@ -156,6 +168,7 @@ fn draw_with(frame: &mut Frame, app: &App, depth: ColorDepth, curves: &mut Curve
             View::Experiments => experiments::draw(frame, app, body),
             View::Events => events::draw(frame, app, body),
             View::Compare => compare::draw(frame, app, body),
+            View::Sweep => sweep::draw(frame, app, body, depth),
         }
     }
     if let Some(c) = &app.confirm {
@@ -448,31 +461,27 @@ mod tests {
 
     #[test]
     fn a_click_on_a_tab_title_opens_that_view() {
-        let backend = ratatui::backend::TestBackend::new(160, 10);
-        let mut terminal = ratatui::Terminal::new(backend).unwrap();
-        let f = crate::ui::keys::View::ALL;
-        terminal
-            .draw(|frame| {
-                let titles: Vec<Line> = f
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| Line::from(tab_title(i, *v)))
-                    .collect();
-                frame.render_widget(Tabs::new(titles).divider("│"), frame.area());
-            })
-            .unwrap();
-        let row: String = (0..160)
-            .map(|x| terminal.backend().buffer()[(x, 0)].symbol().to_string())
-            .collect();
-        for (i, v) in f.iter().enumerate() {
-            let title = tab_title(i, *v);
-            let at = row.find(&title).expect("drawn") as u16;
-            // Columns count characters; the dividers are one column each.
-            let column = row[..at as usize].chars().count() as u16;
-            assert_eq!(tab_at(column), Some(*v), "{title}");
-            assert_eq!(tab_at(column + title.len() as u16 - 1), Some(*v), "{title}");
+        for width in [80, 160] {
+            let backend = ratatui::backend::TestBackend::new(width, 1);
+            let mut terminal = ratatui::Terminal::new(backend).unwrap();
+            let bar = tab_bar(View::Runs, width);
+            terminal
+                .draw(|frame| frame.render_widget(bar, frame.area()))
+                .unwrap();
+            let row: String = (0..width)
+                .map(|x| terminal.backend().buffer()[(x, 0)].symbol().to_string())
+                .collect();
+            for (i, v) in View::ALL.iter().enumerate() {
+                let title = tab_title(i, *v);
+                let at = row.find(&title).expect("every tab drawn");
+                // Columns count characters; the dividers are one column each.
+                let column = row[..at].chars().count() as u16;
+                assert_eq!(tab_at(column, width), Some(*v), "{title} at {width}");
+                let last = column + title.len() as u16 - 1;
+                assert_eq!(tab_at(last, width), Some(*v), "{title} at {width}");
+            }
+            assert_eq!(tab_at(width - 1, width), None, "{row}");
         }
-        assert_eq!(tab_at(159), None);
     }
 
     #[test]
