@@ -241,13 +241,13 @@ fn run_on_slurm(plugins: &Path, args: &RunArgs, dirs: Vec<RunDir>) -> Result<()>
         .unwrap_or(&args.runs)
         .to_path_buf();
     let (mut waiting, submit) = slurm::split_queued(entries)?;
-    let mine = slurm::submit(plugins, &beside, submit, &args.slurm)?;
+    let mine = slurm::submit(plugins, &beside, submit, &args.slurm, None)?;
     waiting.extend(mine.iter().cloned());
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    let interrupted = slurm::follow(waiting, &mine, &stop, |ended| {
+    let interrupted = slurm::follow(waiting, mine, &stop, |ended| {
         for e in ended {
             let state = RunDir::new(&e.dir)
                 .status()
@@ -256,7 +256,10 @@ fn run_on_slurm(plugins: &Path, args: &RunArgs, dirs: Vec<RunDir>) -> Result<()>
                 });
             eprintln!("{} seed {}: {state}", e.label, e.seed);
         }
-        Ok(false)
+        Ok(slurm::Ticked {
+            submitted: Vec::new(),
+            others: false,
+        })
     })?;
     let summaries: Vec<(RunDir, Option<Summary>)> = dirs
         .into_iter()

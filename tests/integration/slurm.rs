@@ -497,3 +497,55 @@ fn no_path_in_a_batch_script_runs_as_a_command() {
         "{script}"
     );
 }
+
+/// Issue 37: successive halving through Slurm. The cells' runs go as one
+/// array that stops at the rung (`--stop-at` in its script), compare decides
+/// when the array has ended, and the survivors go as a second array that
+/// trains them to the end; the bad cell (dropout at p = 1) stays halted.
+#[test]
+fn halving_on_slurm_submits_each_rung_and_the_survivors() {
+    let Some(c) = cluster("slurm-halving") else {
+        return;
+    };
+    let cwd = c.dir.join("work");
+    std::fs::create_dir_all(&cwd).unwrap();
+    Tiny {
+        seeds: "[1, 2]",
+        train: "epochs = 2\neval_every = 4\nlog_every = 1",
+        strategies: "[[strategy]]\nplugin = \"dropout\"\n\
+                     schedule = { kind = \"constant\", p = 0.0 }\n\
+                     sweep = { p = [0.0, 1.0] }\n\n\
+                     [sweep]\nhalving = { rungs = [0.5], keep = 0.5 }",
+        ..Tiny::default()
+    }
+    .write(&cwd.join("tiny.toml"));
+    let log = ok(compare(&cwd, &c.env, &["--launcher", "slurm"])
+        .output()
+        .unwrap());
+    let cdir = cwd.join("compare/tiny");
+    let m = Manifest::load(&cdir).unwrap();
+    let (good, bad) = ("dropout p=0.0", "dropout p=1.0");
+    assert_eq!(m.halted.keys().collect::<Vec<_>>(), [bad], "{log}");
+    for seed in [1, 2] {
+        let run = |label| RunDir::new(&m.entry(label, seed).unwrap().dir);
+        let (g, b) = (run(good).status().unwrap(), run(bad).status().unwrap());
+        assert_eq!((g.state, g.step), (State::Done, 32), "{log}");
+        assert_eq!((b.state, b.step), (State::Stopped, 16), "{log}");
+    }
+    // The rung's array, the baseline's (to the end) and the survivors'.
+    let scripts: Vec<String> = std::fs::read_dir(&cdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sh"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(scripts.len(), 3, "{log}");
+    let stopping = scripts
+        .iter()
+        .filter(|s| s.contains(" --stop-at 0.5 "))
+        .count();
+    assert_eq!(stopping, 1, "{scripts:?}");
+    assert_eq!(log.matches("submitted Slurm job").count(), 3, "{log}");
+    let md = std::fs::read_to_string(cdir.join("compare.md")).unwrap();
+    assert!(md.contains("halted at 50 %"), "{md}");
+}

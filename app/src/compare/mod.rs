@@ -139,11 +139,6 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
         slurm::check_path("--plugins", plugins)?;
     }
     let halving = exp.file.sweep.as_ref().and_then(|s| s.halving.clone());
-    if halving.is_some() && args.launcher == Launcher::Slurm {
-        bail!(
-            "[sweep] halving stops and resumes runs at each rung from here: run it with the local launcher (--jobs or --devices)"
-        );
-    }
     let mut manifest = open_manifest(&compare_dir, &exp, &source)?;
     let mut pool = Pool {
         placement,
@@ -180,9 +175,9 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
     }
     if args.launcher == Launcher::Slurm {
         let interrupted = on_slurm(
-            plugins,
-            &compare_dir,
-            &manifest,
+            (plugins, &compare_dir),
+            &mut manifest,
+            ladder.as_ref(),
             &mut pool,
             to_start,
             args,
@@ -198,7 +193,8 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
             break true;
         }
         if let Some(l) = &ladder {
-            climb(l, &mut manifest, &mut queue, &compare_dir)?;
+            // Their trainers stop at their rungs by themselves.
+            queue.extend(decide_and_save(l, &mut manifest, &compare_dir)?);
         }
         let rung = |e: &Entry| ladder.as_ref().and_then(|l| l.next_rung(&manifest, e));
         let mut next = std::iter::from_fn(|| queue.pop_front().map(|e| (rung(&e), e)));
@@ -211,53 +207,98 @@ pub fn compare(plugins: &Path, machine: &dyn Machine, args: &CompareArgs) -> Res
     finish(&compare_dir, &manifest, interrupted, &pool.failed)
 }
 
-/// Halving: decides the arms whose cells all stand at their rung (their
-/// trainers stop there by themselves) and queues the runs that go on.
-fn climb(
+/// Decides the arms whose cells all stand at their rung; the manifest and
+/// the reports written again when anything was decided; the runs that go on.
+fn decide_and_save(
     ladder: &Ladder,
     manifest: &mut Manifest,
-    queue: &mut VecDeque<Entry>,
     compare_dir: &Path,
-) -> Result<()> {
+) -> Result<Vec<Entry>> {
     let (cleared, halted) = (manifest.cleared.clone(), manifest.halted.len());
     let going = ladder.decide(manifest);
     if manifest.cleared != cleared || manifest.halted.len() != halted {
         manifest.save(compare_dir)?;
         write_reports(compare_dir, manifest)?;
     }
-    queue.extend(going);
-    Ok(())
+    Ok(going)
 }
 
-/// Submits what is neither finished, queued nor running as one job array,
-/// and waits for every task (and for trainers an earlier compare left
-/// here); true if interrupted (what this invocation submitted is cancelled).
+/// Submits what is neither finished, queued nor running as job arrays (one
+/// per halving rung the runs stop at), and waits for every task (and for
+/// trainers an earlier compare left here), submitting the survivors of each
+/// halving decision as it is made; true if interrupted (what this invocation
+/// submitted is cancelled).
 fn on_slurm(
-    plugins: &Path,
-    compare_dir: &Path,
-    manifest: &Manifest,
+    (plugins, compare_dir): (&Path, &Path),
+    manifest: &mut Manifest,
+    ladder: Option<&Ladder>,
     pool: &mut Pool,
     to_start: Vec<Entry>,
     args: &CompareArgs,
     stop: &AtomicBool,
 ) -> Result<bool> {
-    let (mut waiting, submit) = slurm::split_queued(to_start)?;
+    let (mut waiting, mut submit) = slurm::split_queued(to_start)?;
     if !waiting.is_empty() {
         eprintln!("{} run(s) still queued or running in Slurm", waiting.len());
     }
-    let mine = slurm::submit(plugins, compare_dir, submit, &args.slurm)?;
+    if let Some(l) = ladder {
+        submit.extend(decide_and_save(l, manifest, compare_dir)?);
+    }
+    let mine = submit_by_rung((plugins, compare_dir), manifest, ladder, submit, args)?;
     waiting.extend(mine.iter().cloned());
-    slurm::follow(waiting, &mine, stop, |ended| {
-        pool.collect_ended(compare_dir, manifest, None)?;
+    slurm::follow(waiting, mine, stop, |ended| {
+        pool.collect_ended(compare_dir, manifest, ladder)?;
         for e in &ended {
             let d = RunDir::new(&e.dir);
+            if ladder.is_some_and(|l| l.parked(manifest, e)) {
+                let step = d.status().map_or(0, |s| s.step);
+                eprintln!("{} seed {}: at its rung (step {step})", e.label, e.seed);
+                continue;
+            }
             report_end(&d, e, Duration::ZERO, &mut pool.finished, &mut pool.failed);
         }
         if !ended.is_empty() {
             write_reports(compare_dir, manifest)?;
         }
-        Ok(!pool.attached.is_empty())
+        let going = match ladder {
+            Some(l) => decide_and_save(l, manifest, compare_dir)?,
+            None => Vec::new(),
+        };
+        Ok(slurm::Ticked {
+            submitted: submit_by_rung((plugins, compare_dir), manifest, ladder, going, args)?,
+            others: !pool.attached.is_empty(),
+        })
     })
+}
+
+/// `entries` submitted as one array per rung they stop at next (one for
+/// those that train to the end).
+fn submit_by_rung(
+    (plugins, compare_dir): (&Path, &Path),
+    manifest: &Manifest,
+    ladder: Option<&Ladder>,
+    entries: Vec<Entry>,
+    args: &CompareArgs,
+) -> Result<Vec<slurm::Task>> {
+    let mut by_rung: Vec<(Option<f64>, Vec<Entry>)> = Vec::new();
+    for e in entries {
+        let rung = ladder.and_then(|l| l.next_rung(manifest, &e));
+        match by_rung.iter_mut().find(|(r, _)| *r == rung) {
+            Some((_, group)) => group.push(e),
+            None => by_rung.push((rung, vec![e])),
+        }
+    }
+    let mut tasks = Vec::new();
+    for (rung, group) in by_rung {
+        tasks.extend(slurm::submit(
+            plugins,
+            compare_dir,
+            group,
+            &args.slurm,
+            rung,
+        )?);
+    }
+    Ok(tasks)
 }
 
 /// Where `--devices` puts trainers, if it was given.

@@ -168,25 +168,27 @@ impl Paths {
     }
 }
 
-/// Submits `entries` as one job array; records each task in its run.json and
-/// returns them with their task ids.
+/// Submits `entries` as one job array, each task to stop at fraction
+/// `stop_at` of its training if given (a halving rung); records each task in
+/// its run.json and returns them with their task ids.
 pub fn submit(
     plugins: &Path,
     compare_dir: &Path,
     entries: Vec<Entry>,
     args: &SlurmArgs,
+    stop_at: Option<f64>,
 ) -> Result<Vec<Task>> {
     if entries.is_empty() {
         return Ok(Vec::new());
     }
     let paths = Paths::of(plugins, compare_dir, &entries)?;
-    let stamp = dir::timestamp(dir::now() as u64);
-    let index = paths.compare_dir.join(format!("slurm-{stamp}.tasks"));
+    let stem = fresh_stem(&paths.compare_dir);
+    let index = paths.compare_dir.join(format!("{stem}.tasks"));
     let lines: Vec<&str> = paths.runs.iter().filter_map(|p| p.to_str()).collect();
     dir::write_atomic(&index, (lines.join("\n") + "\n").as_bytes())
         .with_context(|| format!("writing {}", index.display()))?;
-    let script = paths.compare_dir.join(format!("slurm-{stamp}.sh"));
-    dir::write_atomic(&script, batch_script(&paths, &index).as_bytes())
+    let script = paths.compare_dir.join(format!("{stem}.sh"));
+    dir::write_atomic(&script, batch_script(&paths, &index, stop_at).as_bytes())
         .with_context(|| format!("writing {}", script.display()))?;
     let job = sbatch(
         &script,
@@ -211,6 +213,20 @@ pub fn submit(
     Ok(submitted)
 }
 
+/// `slurm-<time>` for a new array's script and index, with `-2`, `-3`, …
+/// when arrays submitted within the same second (one per halving rung) would
+/// take the same name.
+fn fresh_stem(compare_dir: &Path) -> String {
+    let stamp = format!("slurm-{}", dir::timestamp(dir::now() as u64));
+    (1..)
+        .map(|n| match n {
+            1 => stamp.clone(),
+            n => format!("{stamp}-{n}"),
+        })
+        .find(|s| !compare_dir.join(format!("{s}.tasks")).exists())
+        .unwrap_or(stamp)
+}
+
 /// A path as one single-quoted shell word: nothing in it is expanded.
 fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
@@ -219,12 +235,14 @@ fn shell_quote(p: &Path) -> String {
 /// The array's script: task `i` trains the run on line `i + 1` of `index`.
 /// Every path in it is a quoted word; none is in an `#SBATCH` line (the
 /// output file goes to `sbatch` as an argument, where no shell reads it).
-fn batch_script(paths: &Paths, index: &Path) -> String {
+/// The stop fraction is a number Rust wrote: digits and a point.
+fn batch_script(paths: &Paths, index: &Path, stop_at: Option<f64>) -> String {
+    let stop = stop_at.map_or(String::new(), |f| format!(" --stop-at {f}"));
     format!(
         "#!/bin/sh\n\
          #SBATCH --job-name=probdrop-compare\n\
          run=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {index})\n\
-         exec {exe} --plugins {plugins} train \"$run\" >> \"$run/trainer.log\" 2>&1\n",
+         exec {exe} --plugins {plugins} train \"$run\"{stop} >> \"$run/trainer.log\" 2>&1\n",
         index = shell_quote(index),
         exe = shell_quote(&paths.exe),
         plugins = shell_quote(&paths.plugins),
@@ -289,19 +307,26 @@ pub fn cancel(tasks: &[Task]) {
     let _ = Command::new("scancel").args(&jobs).status();
 }
 
+/// What `follow`'s tick says after each look: tasks it submitted since (to
+/// follow too), and whether anything else is still going.
+pub struct Ticked {
+    pub submitted: Vec<Task>,
+    pub others: bool,
+}
+
 /// Follows `waiting` with `squeue` until none is queued or running. `tick`
-/// gets the runs whose tasks left the queue since the last look and says
-/// whether anything else is still going. True if `stop` was raised (then the
-/// tasks of `mine`, what this invocation submitted, are cancelled).
+/// gets the runs whose tasks left the queue since the last look. True if
+/// `stop` was raised (then the tasks of `mine`, what this invocation
+/// submitted, are cancelled).
 pub fn follow(
     mut waiting: Vec<Task>,
-    mine: &[Task],
+    mut mine: Vec<Task>,
     stop: &AtomicBool,
-    mut tick: impl FnMut(Vec<Entry>) -> Result<bool>,
+    mut tick: impl FnMut(Vec<Entry>) -> Result<Ticked>,
 ) -> Result<bool> {
     loop {
         if stop.load(Ordering::Relaxed) {
-            cancel(mine);
+            cancel(&mine);
             return Ok(true);
         }
         let jobs = dedup(waiting.iter().map(|(_, t)| job_of(t).to_string()).collect());
@@ -317,7 +342,9 @@ pub fn follow(
                 false
             }
         });
-        let others = tick(ended)?;
+        let Ticked { submitted, others } = tick(ended)?;
+        waiting.extend(submitted.iter().cloned());
+        mine.extend(submitted);
         if waiting.is_empty() && !others {
             return Ok(false);
         }
