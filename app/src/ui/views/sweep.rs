@@ -114,42 +114,17 @@ fn draw_heat(
     block: Block,
     area: Rect,
 ) {
-    let (cx, cy) = cursor.at(g);
-    let (lo, hi) = range(g).unwrap_or((0.0, 0.0));
-    let shade = |mean: f64| {
-        if hi > lo {
-            (mean - lo) / (hi - lo)
-        } else {
-            0.5
-        }
-    };
+    let range = range(g).unwrap_or((0.0, 0.0));
     let corner = format!("{} ↓ {} →", g.y_key.as_deref().unwrap_or(""), g.x_key);
     // A place's text starts one column in (its cursor bracket goes there).
     let header =
         std::iter::once(Cell::from(corner)).chain(g.xs.iter().map(|x| Cell::from(format!(" {x}"))));
-    let rows =
-        g.ys.iter()
-            .zip(&g.places)
-            .enumerate()
-            .map(|(y, (value, row))| {
-                let places = row.iter().enumerate().map(|(x, place)| {
-                    let text = place_text(place.stat.as_ref(), cursor.spread);
-                    let text = if (x, y) == (cx, cy) {
-                        format!("[{text}]")
-                    } else {
-                        format!(" {text}")
-                    };
-                    match &place.stat {
-                        Some(s) => {
-                            let v = shade(s.mean) as f32;
-                            let ink = if v > 0.6 { Color::Black } else { Color::White };
-                            Cell::from(text).style(Style::new().bg(heat(v, depth)).fg(ink))
-                        }
-                        None => Cell::from(text),
-                    }
-                });
-                Row::new(std::iter::once(Cell::from(value.as_str())).chain(places))
-            });
+    let rows = (g.ys.iter().zip(&g.places).enumerate()).map(|(y, (value, row))| {
+        let places = (row.iter().enumerate()).map(|(x, place)| {
+            place_cell(place, (x, y) == cursor.at(g), cursor.spread, range, depth)
+        });
+        Row::new(std::iter::once(Cell::from(value.as_str())).chain(places))
+    });
     let key_width =
         (g.y_key.as_deref().unwrap_or("").chars().count() + g.x_key.chars().count() + 5) as u16;
     let widths = std::iter::once(Constraint::Length(key_width.max(8) + 1))
@@ -164,7 +139,34 @@ fn draw_heat(
             .column_spacing(0),
         grid_area,
     );
-    frame.render_widget(scale_line(g, (lo, hi), depth), scale_area);
+    frame.render_widget(scale_line(g, range, depth), scale_area);
+}
+
+/// One place of the heatmap: its text (bracketed under the cursor) on its
+/// shade of the scale from `lo` to `hi`, in ink that reads on it.
+fn place_cell(
+    place: &Place,
+    under_cursor: bool,
+    spread: Spread,
+    (lo, hi): (f64, f64),
+    depth: ColorDepth,
+) -> Cell<'static> {
+    let text = place_text(place.stat.as_ref(), spread);
+    let text = if under_cursor {
+        format!("[{text}]")
+    } else {
+        format!(" {text}")
+    };
+    let Some(s) = &place.stat else {
+        return Cell::from(text);
+    };
+    let v = if hi > lo {
+        (s.mean - lo) / (hi - lo)
+    } else {
+        0.5
+    } as f32;
+    let ink = if v > 0.6 { Color::Black } else { Color::White };
+    Cell::from(text).style(Style::new().bg(heat(v, depth)).fg(ink))
 }
 
 /// The colour scale with its end values, what `*` means, and the baseline.
@@ -416,43 +418,15 @@ fn draw_hparams(
     let (x, y) = app.sweep.at(g);
     let here = &g.places[y][x].labels;
     let first = rows.iter().position(|r| here.contains(&r.label));
-    let state_column = header.len() - 4;
-    let widths: Vec<Constraint> = header
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let widest = rows
-                .iter()
-                .map(|r| r.cells[i].chars().count())
-                .max()
-                .unwrap_or(0);
-            Constraint::Length(widest.max(h.chars().count()) as u16 + 1)
-        })
-        .collect();
-    let n = rows.len();
-    let table_rows = rows.into_iter().map(|r| {
-        let ours = here.contains(&r.label);
-        let state = state_style(r.state);
-        let cells = r.cells.into_iter().enumerate().map(|(i, text)| {
-            let cell = Cell::from(text);
-            if i == state_column {
-                cell.style(state)
-            } else {
-                cell
-            }
-        });
-        let row = Row::new(cells);
-        if ours {
-            row.style(Style::new().add_modifier(Modifier::BOLD))
-        } else {
-            row
-        }
-    });
+    let widths = column_widths(&header, &rows);
     let order = if app.sweep.descending { "↓" } else { "↑" };
     let title = format!(
-        "hparams: {n} runs by {} {order} (S column, r reverse; bold: the place's)",
+        "hparams: {} runs by {} {order} (S column, r reverse; bold: the place's)",
+        rows.len(),
         header[column]
     );
+    let state_column = header.len() - 4;
+    let table_rows = rows.into_iter().map(|r| hparams_row(r, state_column, here));
     let header_row =
         Row::new(header).style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
     let mut state = TableState::default().with_selected(first);
@@ -464,4 +438,35 @@ fn draw_hparams(
         area,
         &mut state,
     );
+}
+
+/// Each column as wide as its widest cell or its header, and a space.
+fn column_widths(header: &[String], rows: &[HRow]) -> Vec<Constraint> {
+    (header.iter().enumerate())
+        .map(|(i, h)| {
+            let widest = rows.iter().map(|r| r.cells[i].chars().count()).max();
+            Constraint::Length(widest.unwrap_or(0).max(h.chars().count()) as u16 + 1)
+        })
+        .collect()
+}
+
+/// A run's row: its state coloured as in Runs, bold when it is one of the
+/// place's under the cursor.
+fn hparams_row(r: HRow, state_column: usize, here: &[String]) -> Row<'static> {
+    let ours = here.contains(&r.label);
+    let state = state_style(r.state);
+    let cells = r.cells.into_iter().enumerate().map(|(i, text)| {
+        let cell = Cell::from(text);
+        if i == state_column {
+            cell.style(state)
+        } else {
+            cell
+        }
+    });
+    let row = Row::new(cells);
+    if ours {
+        row.style(Style::new().add_modifier(Modifier::BOLD))
+    } else {
+        row
+    }
 }
