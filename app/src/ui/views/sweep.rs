@@ -139,7 +139,7 @@ fn draw_heat(
             .column_spacing(0),
         grid_area,
     );
-    frame.render_widget(scale_line(g, range, depth), scale_area);
+    frame.render_widget(scale_line(g, depth), scale_area);
 }
 
 /// One place of the heatmap: its text (bracketed under the cursor) on its
@@ -170,15 +170,19 @@ fn place_cell(
 }
 
 /// The colour scale with its end values, what `*` means, and the baseline.
-fn scale_line(g: &Grid, (lo, hi): (f64, f64), depth: ColorDepth) -> Line<'static> {
-    let mut spans = vec![Span::raw(format!("{lo:.2} "))];
-    for i in 0..8 {
-        spans.push(Span::styled(
-            "█",
-            Style::new().fg(heat(i as f32 / 7.0, depth)),
-        ));
-    }
-    spans.push(Span::raw(format!(" {hi:.2}  * ≠ baseline (Holm {ALPHA})")));
+fn scale_line(g: &Grid, depth: ColorDepth) -> Line<'static> {
+    let mut spans = match range(g) {
+        Some((lo, hi)) => {
+            let mut ramp = vec![Span::raw(format!("{lo:.2} "))];
+            for i in 0..8 {
+                let colour = heat(i as f32 / 7.0, depth);
+                ramp.push(Span::styled("█", Style::new().fg(colour)));
+            }
+            ramp.push(Span::raw(format!(" {hi:.2}  * ≠ baseline (Holm {ALPHA})")));
+            ramp
+        }
+        None => vec![Span::raw("no place has a finished run yet")],
+    };
     if let Some(b) = &g.baseline {
         spans.push(Span::raw(format!("  baseline {:.2} ± {:.2}", b.mean, b.sd)));
     }
