@@ -85,6 +85,17 @@ fn a_two_by_two_sweep_compares_each_cell_with_its_values_as_columns() {
         "{texts:?}"
     );
     assert_eq!(rows[0][..5], ["none", "none", "", "", "1"]);
+    // compare.md names the arm's best cell: a row with the highest mean.
+    let mean = |r: &Vec<&str>| r[mean_at].parse::<f64>().unwrap();
+    let top = rows[1..].iter().map(mean).fold(f64::MIN, f64::max);
+    let md = std::fs::read_to_string(cdir.join("compare.md")).unwrap();
+    assert!(
+        rows[1..]
+            .iter()
+            .filter(|r| mean(r) == top)
+            .any(|r| md.contains(&format!("| dropblock | {} |", r[0]))),
+        "{md}"
+    );
     for (row, label) in rows[1..].iter().zip(CELLS) {
         let (b, p) = (label.contains("block_size=5"), label.contains("p=0.3"));
         let values = [if b { "5" } else { "3" }, if p { "0.3" } else { "0.05" }];

@@ -5,6 +5,7 @@
 //! table of validation accuracy over seeds with t-tests against the baseline
 //! (paired by seed; Welch's where the seeds do not pair up).
 
+pub mod best;
 pub mod grid;
 pub mod stats;
 
@@ -431,6 +432,7 @@ pub fn markdown(t: &Table) -> String {
         t.baseline, t.baseline
     );
     significance_markdown(t, &mut out);
+    best::markdown(t, &mut out);
     let pending: Vec<String> = t
         .rows
         .iter()
