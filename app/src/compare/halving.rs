@@ -2,11 +2,11 @@
 //! keep }`). A cell's runs train to the cell's next rung (a fraction of
 //! training) and stop there by themselves (`train --stop-at`), checkpointed.
 //! Once every run of an arm's open cells stands at that rung, the cells are
-//! ranked by mean validation accuracy over seeds at the rung step; the best `keep` fraction (at least
-//! one) go on, resumed from their checkpoints, and the others stop for good,
-//! recorded in the manifest as halted at that rung. Unlike ASHA, a rung waits
-//! for all of its arm's cells, so every decision compares the same seeds at
-//! the same step; the price is the wait.
+//! ranked by mean validation accuracy over seeds at the rung step; the best
+//! `keep` fraction (at least one) go on, resumed from their checkpoints, and
+//! the others stop for good, recorded in the manifest as halted at that
+//! rung. Unlike ASHA, a rung waits for all of its arm's cells, so every
+//! decision compares the same seeds at the same step; the price is the wait.
 
 use std::collections::BTreeMap;
 

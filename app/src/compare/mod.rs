@@ -249,12 +249,10 @@ fn on_slurm(
     slurm::follow(waiting, mine, stop, |ended| {
         pool.collect_ended(compare_dir, manifest, ladder)?;
         for e in &ended {
-            let d = RunDir::new(&e.dir);
-            if ladder.is_some_and(|l| l.parked(manifest, e)) {
-                let step = d.status().map_or(0, |s| s.step);
-                eprintln!("{} seed {}: at its rung (step {step})", e.label, e.seed);
+            if said_at_rung(ladder, manifest, e) {
                 continue;
             }
+            let d = RunDir::new(&e.dir);
             report_end(&d, e, Duration::ZERO, &mut pool.finished, &mut pool.failed);
         }
         if !ended.is_empty() {
@@ -269,6 +267,17 @@ fn on_slurm(
             others: !pool.attached.is_empty(),
         })
     })
+}
+
+/// Whether `e`'s run ended where halving parked it (at its rung, or its
+/// cell halted), not for good; says so.
+fn said_at_rung(ladder: Option<&Ladder>, manifest: &Manifest, e: &Entry) -> bool {
+    if !ladder.is_some_and(|l| l.parked(manifest, e)) {
+        return false;
+    }
+    let step = RunDir::new(&e.dir).status().map_or(0, |s| s.step);
+    eprintln!("{} seed {}: at its rung (step {step})", e.label, e.seed);
+    true
 }
 
 /// `entries` submitted as one array per rung they stop at next (one for
@@ -499,15 +508,10 @@ impl Pool {
             let r = self.running.remove(i);
             self.release(r.gpu);
             let _ = r.trainer.record(exit);
-            let d = RunDir::new(&r.entry.dir);
-            if ladder.is_some_and(|l| l.parked(manifest, &r.entry)) {
-                let step = d.status().map_or(0, |s| s.step);
-                eprintln!(
-                    "{} seed {}: at its rung (step {step})",
-                    r.entry.label, r.entry.seed
-                );
+            if said_at_rung(ladder, manifest, &r.entry) {
                 continue;
             }
+            let d = RunDir::new(&r.entry.dir);
             let took = r.started.elapsed();
             report_end(&d, &r.entry, took, &mut self.finished, &mut self.failed);
             write_reports(compare_dir, manifest)?;

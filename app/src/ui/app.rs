@@ -861,14 +861,19 @@ impl App {
         let Some(label) = c.manifest.strategies.get(self.selected.strategy) else {
             return;
         };
-        let dirs: Vec<PathBuf> = c
-            .manifest
-            .current()
+        let dirs: Vec<PathBuf> = (c.manifest.current())
             .filter(|e| &e.label == label)
             .map(|e| e.dir.clone())
             .collect();
-        let all_marked = dirs.iter().all(|d| self.marked.contains(d));
-        for d in &dirs {
+        let what = label.clone();
+        self.toggle_marks(&what, &dirs);
+    }
+
+    /// Marks `dirs` for the charts, or unmarks them if all are marked
+    /// already; says so, naming them `what`.
+    fn toggle_marks(&mut self, what: &str, dirs: &[PathBuf]) {
+        let all_marked = !dirs.is_empty() && dirs.iter().all(|d| self.marked.contains(d));
+        for d in dirs {
             if all_marked {
                 self.marked.remove(d);
             } else {
@@ -876,7 +881,7 @@ impl App {
             }
         }
         self.message = format!(
-            "{label}: {} run(s) {} for the charts",
+            "{what}: {} run(s) {} for the charts",
             dirs.len(),
             if all_marked { "unmarked" } else { "marked" }
         );
@@ -894,23 +899,11 @@ impl App {
             .filter(|e| place.labels.contains(&e.label))
             .map(|e| e.dir.clone())
             .collect();
-        let all_marked = !dirs.is_empty() && dirs.iter().all(|d| self.marked.contains(d));
-        for d in &dirs {
-            if all_marked {
-                self.marked.remove(d);
-            } else {
-                self.marked.insert(d.clone());
-            }
-        }
         let what = match place.labels.as_slice() {
             [one] => one.clone(),
             many => format!("{} cells", many.len()),
         };
-        self.message = format!(
-            "{what}: {} run(s) {} for the charts",
-            dirs.len(),
-            if all_marked { "unmarked" } else { "marked" }
-        );
+        self.toggle_marks(&what, &dirs);
     }
 
     fn control_run(&mut self, action: Action, fx: &mut dyn Effects) {
