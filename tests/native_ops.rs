@@ -221,13 +221,13 @@ fn the_cudnn_switches_can_be_set_and_cleared() {
     configure_cudnn(None, false);
 }
 
-// The ops of plugin interfaces 1.3 and 1.4 on LibTorch, with the checks the flex run uses.
+// The ops of plugin interfaces 1.3 to 1.5 on LibTorch, with the checks the flex run uses.
 #[path = "integration/ops_1_3.rs"]
 mod ops_1_3;
 
 #[test]
 #[allow(deprecated)] // burn-tch, kept on purpose (architecture.md)
-fn interface_1_3_and_1_4_ops_compute_what_they_promise_on_libtorch() {
+fn interface_1_3_to_1_5_ops_compute_what_they_promise_on_libtorch() {
     ops_1_3::check_every_op(&Device::libtorch());
     if tch::Cuda::is_available() {
         ops_1_3::check_every_op(&Device::libtorch_cuda(0));

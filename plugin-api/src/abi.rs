@@ -92,6 +92,19 @@ pub struct BlockKeepArgs {
     pub masked: bool,
 }
 
+/// ProbDropBlock's mask from its seed probabilities (interface 1.5, see
+/// [`HostOps::block_mask`]).
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq)]
+pub struct BlockMaskArgs {
+    /// The block dimensions, as a bit mask of logical dimensions.
+    pub dims: u32,
+    /// The block width `b` along each (`b / 2` before, cropped to size).
+    pub block: u32,
+    /// The rescale's small constant: `keep · numel / (Σ keep + eps)`.
+    pub eps: f64,
+}
+
 /// The header every host-ops table starts with. A plugin reads `size` before any
 /// op that a newer minor version added, so an older host never has its table read
 /// past its end.
@@ -182,6 +195,17 @@ pub struct HostOps {
     /// `q_max` (`exact`) or of `s`; over the positions where `valid` is 1 when
     /// `masked`. One pass where `log`, window sums and `exp` would take ten.
     pub block_keep: extern "C" fn(Handle, Handle, Handle, BlockKeepArgs) -> Handle,
+    // Added in interface 1.5.
+    /// `(s, gamma, args)`: Bernoulli seeds with probabilities
+    /// `q = clamp(gamma · s, 0, 1)` (`gamma` one element) from the host's
+    /// seeded RNG, each grown into a block of `block` along `dims` (the
+    /// expansion's window), `keep = 1 − dropped`, rescaled to
+    /// `keep · numel / (Σ keep + eps)`. One pass where seven ops take one each.
+    pub block_mask: extern "C" fn(Handle, Handle, BlockMaskArgs) -> Handle,
+    /// `(t, group_from, eps)`: `t / (mean + eps)`, the mean over the dims from
+    /// `group_from` on (one per index of the dims before), and 1 throughout a
+    /// group whose mean is 0. One pass where five ops take one each.
+    pub mean_one: extern "C" fn(Handle, u32, f64) -> Handle,
 }
 
 /// What the host tells a strategy about this call.

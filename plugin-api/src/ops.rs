@@ -7,7 +7,7 @@
 
 use abi_stable::std_types::RSlice;
 
-use crate::abi::{BlockKeepArgs, Handle, HostOps, PoolArgs, RawDims};
+use crate::abi::{BlockKeepArgs, BlockMaskArgs, Handle, HostOps, PoolArgs, RawDims};
 use crate::{Error, Result};
 
 macro_rules! op_codes {
@@ -173,6 +173,7 @@ impl<'a> Ops<'a> {
 /// host whose table is shorter has none of them.
 const ADDED_IN_1_3: (usize, u32) = (std::mem::offset_of!(HostOps, arange), 3);
 const ADDED_IN_1_4: (usize, u32) = (std::mem::offset_of!(HostOps, block_keep), 4);
+const ADDED_IN_1_5: (usize, u32) = (std::mem::offset_of!(HostOps, block_mask), 5);
 
 /// Refuses an op the host's table does not reach (a host older than the op).
 /// Hosts refuse plugins of a newer minor, so this is a second line of defence.
@@ -530,5 +531,43 @@ impl<'a> Tensor<'a> {
         let m = both.dup()?.slice(&[0], &[1])?.reshape(&one)?;
         let fall = both.slice(&[1], &[2])?.reshape(&one)?;
         Ok((m, fall))
+    }
+
+    /// Interface 1.5. The block mask whose seeds have probabilities
+    /// `q = clamp(γ · self, 0, 1)` (`gamma` one element): Bernoulli seeds from
+    /// the host's seeded RNG, each grown into a block of `b` along
+    /// `block_dims` (the window of [`Pool::Max`] with padding `b / 2`, cropped
+    /// to size), `keep = 1 − dropped`, rescaled to
+    /// `keep · numel / (Σ keep + eps)`. Consumes `self`. One host pass.
+    pub fn block_mask(
+        self,
+        gamma: &Tensor<'a>,
+        block_dims: &[usize],
+        b: usize,
+        eps: f64,
+    ) -> Result<Tensor<'a>> {
+        needs(self.raw, ADDED_IN_1_5, "block_mask")?;
+        let raw = self.raw;
+        let args = BlockMaskArgs {
+            dims: block_dims.iter().fold(0, |m, &d| m | (1 << d)),
+            block: b as u32,
+            eps,
+        };
+        let g = gamma.dup()?.take();
+        wrap(raw, (raw.block_mask)(self.take(), g, args), "block_mask")
+    }
+
+    /// Interface 1.5. `self / (mean + eps)` with the mean over every dim from
+    /// `group_from` on (one group per index of the dims before it), and 1
+    /// throughout a group whose mean is 0 (nothing to tell apart). Consumes
+    /// `self`. One host pass.
+    pub fn mean_one(self, group_from: usize, eps: f64) -> Result<Tensor<'a>> {
+        needs(self.raw, ADDED_IN_1_5, "mean_one")?;
+        let raw = self.raw;
+        wrap(
+            raw,
+            (raw.mean_one)(self.take(), group_from as u32, eps),
+            "mean_one",
+        )
     }
 }

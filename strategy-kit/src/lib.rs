@@ -3,7 +3,8 @@
 //!
 //! Kept apart from `plugin-api`, whose version is the plugin interface
 //! version: changing an algorithm here changes no interface. It needs
-//! interface 1.2 (top-k ranking and validity maps).
+//! interface 1.5 (top-k ranking and validity maps from 1.2, ProbDropBlock's
+//! `block_keep` from 1.4 and `block_mask` from 1.5).
 //!
 //! "Block dims" are the dimensions a block extends along: `[H, W]` (2 and 3 of
 //! `[N, C, H, W]`) for 2-D, one axis for 1-D. Every helper takes them explicitly so
@@ -353,11 +354,7 @@ pub fn normalised_salience<'a>(
         Direction::High => s,
         Direction::Low => s.dup()?.reduce(Reduce::Max, &group, true)?.sub(s)?,
     };
-    let to_mean_one = |t: Tensor<'a>| -> Result<Tensor<'a>> {
-        let mean = t.dup()?.reduce(Reduce::Mean, &group, true)?;
-        let empty = mean.dup()?.scalar(ScalarOp::Eq, 0.0)?;
-        t.div(mean.add_scalar(NORM_EPS)?)?.add(empty)
-    };
+    let to_mean_one = |t: Tensor<'a>| t.mean_one(group_from, NORM_EPS);
     match normalize {
         Normalize::Mean => to_mean_one(s),
         Normalize::Max => {
@@ -531,20 +528,6 @@ pub fn matched_gamma<'a>(
     Ok(gamma)
 }
 
-/// ProbDropBlock's mask from a seed probability map `q`: Bernoulli seeds
-/// (optionally only at valid centres), expanded and rescaled.
-pub fn prob_block_mask<'a>(
-    q: Tensor<'a>,
-    block_dims: &[usize],
-    b: usize,
-    valid_only: bool,
-) -> Result<Tensor<'a>> {
-    let mut seeds = q.clamp(0.0, 1.0)?.bernoulli()?;
-    if valid_only {
-        seeds = restrict_valid(seeds, block_dims, b)?;
-    }
-    keep_rescaled(expand_blocks(seeds, block_dims, b)?)
-}
 /// The author code's top-k reading: rank `s + 0.1 · U(0,1) · mean(s)` over the
 /// whole tensor; the `floor(numel · p / b^k)` lowest (or, for [`Direction::High`],
 /// highest) positions are seeds; expand with an average pool; rescale.
@@ -777,27 +760,28 @@ impl ProbConfig {
             Group::Batch => 0,
         };
         let s_hat = normalised_salience(s, group_from, self.normalize, self.direction)?;
+        // Seeds only where a whole block fits: zero salience elsewhere, before
+        // the solve, so that it counts only those seeds.
+        let s_hat = if self.valid_only {
+            s_hat.mul(centre_map(ops, &shape, block_dims, b)?)?
+        } else {
+            s_hat
+        };
         let lens: Vec<usize> = block_dims.iter().map(|&d| shape[d]).collect();
         let ghiasi = self.gamma_scale * ghiasi_gamma(p, b, &lens);
-        let q = match self.gamma {
+        let one = vec![1; shape.len()];
+        let gamma = match self.gamma {
             GammaKind::Matched => {
-                // Seeds restricted first, so that the solve counts only those.
-                let s_hat = if self.valid_only {
-                    s_hat.mul(centre_map(ops, &shape, block_dims, b)?)?
-                } else {
-                    s_hat
-                };
                 let kept = 1.0 - dropblock_expected_fraction(&lens, b, ghiasi);
-                let target = ops.full(&vec![1; shape.len()], kept)?;
-                let gamma = matched_gamma(&s_hat, target, block_dims, b, None)?;
-                s_hat.mul(gamma)?
+                matched_gamma(&s_hat, ops.full(&one, kept)?, block_dims, b, None)?
             }
-            GammaKind::Ghiasi => s_hat.mul_scalar(ghiasi)?,
-            GammaKind::Simple => {
-                s_hat.mul_scalar(self.gamma_scale * simple_gamma(p, b, block_dims.len()))?
-            }
+            GammaKind::Ghiasi => ops.full(&one, ghiasi)?,
+            GammaKind::Simple => ops.full(
+                &one,
+                self.gamma_scale * simple_gamma(p, b, block_dims.len()),
+            )?,
         };
-        prob_block_mask(q, block_dims, b, self.valid_only)
+        s_hat.block_mask(&gamma, block_dims, b, RESCALE_EPS)
     }
 }
 

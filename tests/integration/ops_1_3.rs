@@ -1,4 +1,4 @@
-//! The host ops of plugin interfaces 1.3 and 1.4 through the plugin's own wrapper
+//! The host ops of plugin interfaces 1.3 to 1.5 through the plugin's own wrapper
 //! (`plugin_api::Ops`/`Tensor` over the host's table), checked against values
 //! worked out by hand. `check_every_op` runs on flex here and on LibTorch in
 //! tests/native_ops.rs, which includes this file.
@@ -11,7 +11,7 @@ type Check = fn(&Ops<'static>, &Session, &Device);
 
 /// Every check of this file on `device`, each in a fresh arena.
 pub fn check_every_op(device: &Device) {
-    let checks: [(&str, Check); 10] = [
+    let checks: [(&str, Check); 12] = [
         ("rounding", rounding),
         ("remainder", remainder),
         ("arange", arange),
@@ -22,6 +22,8 @@ pub fn check_every_op(device: &Device) {
         ("gather", gather),
         ("index_select", index_select),
         ("block_keep", block_keep),
+        ("block_mask", block_mask),
+        ("mean_one", mean_one),
     ];
     for (name, check) in checks {
         let session = Session::open(device.clone());
@@ -200,6 +202,56 @@ fn block_keep(ops: &Ops<'static>, s: &Session, d: &Device) {
     close(got, [(2.0 * k4 + k6) / 3.0, (8.0 * k4 + 6.0 * k6) / 3.0]);
 }
 
+/// Interface 1.5's `block_mask` where the seeds are certain: rates 0 and 1
+/// (`u < 1` always, `u < 0` never), so the blocks and the rescale are known.
+fn block_mask(ops: &Ops<'static>, s: &Session, d: &Device) {
+    let mask = |rates: &[f32; 7], gamma: f32, b: usize| {
+        let x = put(s, ops, d, [1, 7], rates);
+        let g = put(s, ops, d, [1, 1], &[gamma]);
+        get::<2>(s, x.block_mask(&g, &[1], b, 1e-6).unwrap()).1
+    };
+    let one_seed = [0.0, 0.0, 0.0, 10.0, 0.0, 0.0, 0.0];
+    // b = 3 drops 2..=4 around the seed at 3: 4 kept of 7.
+    let want = [1.75, 1.75, 0.0, 0.0, 0.0, 1.75, 1.75];
+    near(&mask(&one_seed, 1.0, 3), &want);
+    // b = 2: one cell before, none after (the even window's crop): 3 and 4.
+    let want = [1.4, 1.4, 1.4, 0.0, 0.0, 1.4, 1.4];
+    near(&mask(&one_seed, 1.0, 2), &want);
+    // No seed: nothing dropped; every seed: everything.
+    near(&mask(&one_seed, 0.0, 3), &[1.0; 7]);
+    near(&mask(&[1.0; 7], 5.0, 3), &[0.0; 7]);
+    // 2-D: one seed in the middle of 3×3 covers the whole plane.
+    let x = put(
+        s,
+        ops,
+        d,
+        [1, 1, 3, 3],
+        &[0., 0., 0., 0., 1., 0., 0., 0., 0.],
+    );
+    let g = put(s, ops, d, [1, 1, 1, 1], &[1.0]);
+    let (shape, got) = get::<4>(s, x.block_mask(&g, &[2, 3], 3, 1e-6).unwrap());
+    assert_eq!(shape, [1, 1, 3, 3]);
+    near(&got, &[0.0; 9]);
+}
+
+/// Interface 1.5's `mean_one`: each row to mean 1, an all-zero row to 1.
+fn mean_one(ops: &Ops<'static>, s: &Session, d: &Device) {
+    let x = put(s, ops, d, [2, 3], &[1.0, 2.0, 3.0, 0.0, 0.0, 0.0]);
+    let (shape, got) = get::<2>(s, x.mean_one(1, 1e-12).unwrap());
+    assert_eq!(shape, [2, 3]);
+    near(&got, &[0.5, 1.0, 1.5, 1.0, 1.0, 1.0]);
+}
+
+fn near(got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{got:?} against {want:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+            "{got:?} against {want:?}"
+        );
+    }
+}
+
 fn close(got: [f32; 2], want: [f32; 2]) {
     for (g, w) in got.iter().zip(want) {
         assert!((g - w).abs() <= 2e-5 * w.abs(), "{got:?} against {want:?}");
@@ -207,6 +259,6 @@ fn close(got: [f32; 2], want: [f32; 2]) {
 }
 
 #[test]
-fn interface_1_3_and_1_4_ops_compute_what_they_promise_on_flex() {
+fn interface_1_3_to_1_5_ops_compute_what_they_promise_on_flex() {
     check_every_op(&Device::default());
 }

@@ -43,6 +43,8 @@ pub mod ops;
 pub mod simd;
 
 pub use backend::{Flex, FlexDevice};
+// probdrop-tui (issue 35): a fused kernel's uniforms, the same as a drawn tensor's.
+pub use ops::random_native::{uniform_key, unit as uniform_unit};
 pub use layout::Layout;
 pub use qtensor::FlexQTensor;
 pub use tensor::FlexTensor;

@@ -8,6 +8,8 @@ use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use plugin_api::abi::{BlockKeepArgs, Handle};
 use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::values::Values;
 use super::window::Axis;
@@ -27,15 +29,8 @@ pub(super) extern "C" fn op_block_keep(
         } else {
             None
         };
-        let dims: Vec<usize> = (0..s.rank)
-            .filter(|d| args.dims & (1 << d) != 0)
-            .map(|d| d + 4 - s.rank)
-            .collect();
-        if dims.is_empty() || args.block == 0 {
-            return Err("block_keep needs a block dimension and a block of at least 1".into());
-        }
         let job = Job {
-            dims,
+            dims: block_dims(args.dims, args.block, s.rank)?,
             b: args.block as usize,
             q_max: args.q_max,
             exact: args.exact,
@@ -43,6 +38,19 @@ pub(super) extern "C" fn op_block_keep(
         let both: Entry = entry_of(job.moments(s.tensor, gamma, valid)?, &[2])?;
         Ok(both)
     })
+}
+
+/// The block dimensions of a bit mask of logical ones, as dimensions of the
+/// stored rank-4 tensor; refused when there is none or the block is empty.
+pub(super) fn block_dims(mask: u32, block: u32, rank: usize) -> Result<Vec<usize>, String> {
+    let dims: Vec<usize> = (0..rank)
+        .filter(|d| mask & (1 << d) != 0)
+        .map(|d| d + 4 - rank)
+        .collect();
+    if dims.is_empty() || block == 0 {
+        return Err("needs a block dimension and a block of at least 1".into());
+    }
+    Ok(dims)
 }
 
 /// One `block_keep` call: the block dimensions (stored, of rank 4), the
@@ -83,7 +91,7 @@ impl Job {
         valid: Option<Tensor<4>>,
     ) -> Result<[f64; 2], String> {
         let device = s.device();
-        let chunks = Chunks::new(s.dims(), &self.dims, self.b);
+        let chunks = Chunks::cached(s.dims(), &self.dims, self.b);
         let s = Values::of(s)?;
         let g = Values::of(gamma)?
             .as_slice()
@@ -96,7 +104,10 @@ impl Job {
             q_max: self.q_max,
             exact: self.exact,
         };
-        let sums = if parallel_pays(&device, s.as_slice().len()) {
+        // At γ = 0 without weights a chunk is one weighted sum (`Scratch::sums`):
+        // waking the other core would cost more than the sum.
+        let light = seeds.gamma <= 0.0 && weights.is_none();
+        let sums = if !light && parallel_pays(&device, s.as_slice().len()) {
             s.as_slice()
                 .par_chunks(chunks.len)
                 .enumerate()
@@ -173,7 +184,7 @@ impl Job {
 /// pass wins (on LibTorch's CPU too, after one copy of the values: the
 /// composed ops took 6× DropBlock's mask time there); a GPU keeps the
 /// composed ops on the device.
-fn on_cpu(device: &Device) -> bool {
+pub(super) fn on_cpu(device: &Device) -> bool {
     *device == Device::flex() || is_libtorch_cpu(device)
 }
 
@@ -190,11 +201,11 @@ fn is_libtorch_cpu(_: &Device) -> bool {
 
 /// How the tensor splits into independent blocks: from the first block dim
 /// to the last dim, contiguous, so that every window lies inside one.
-struct Chunks {
+pub(super) struct Chunks {
     /// Elements per block.
-    len: usize,
+    pub(super) len: usize,
     /// Per block dim, one pass per offset in its window.
-    passes: Vec<Vec<Pass>>,
+    pub(super) passes: Vec<Vec<Pass>>,
     /// How many windows hold each cell: at `γ = 0` the slope's sum of window
     /// sums is one weighted sum.
     cover: Vec<f32>,
@@ -205,14 +216,40 @@ struct Chunks {
 /// all bits set there, none elsewhere, so that the choice is two bitwise
 /// operations in the vectorised loop (a `bool` costs byte unpacking).
 /// Flat runs vectorise where a line of 14 cells would not.
-struct Pass {
+pub(super) struct Pass {
     step: isize,
     lo: usize,
     hi: usize,
     real: Vec<u32>,
 }
 
+/// What a [`Chunks`] layout depends on.
+type Layout = ([usize; 4], Vec<usize>, usize);
+
+/// Layouts already worked out: a mask's shapes repeat every step, and a
+/// layout costs as much as a pass (a division per cell of every window pass).
+static LAYOUTS: Mutex<Option<HashMap<Layout, Arc<Chunks>>>> = Mutex::new(None);
+
+/// Enough for every slot of a model; past it the map starts again.
+const LAYOUTS_KEPT: usize = 32;
+
 impl Chunks {
+    /// The layout for this shape, window and block dims, made once.
+    pub(super) fn cached(shape: [usize; 4], dims: &[usize], b: usize) -> Arc<Chunks> {
+        let key = (shape, dims.to_vec(), b);
+        let mut guard = LAYOUTS.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = guard.get_or_insert_with(HashMap::new);
+        if let Some(chunks) = map.get(&key) {
+            return Arc::clone(chunks);
+        }
+        if map.len() >= LAYOUTS_KEPT {
+            map.clear();
+        }
+        let chunks = Arc::new(Chunks::new(shape, dims, b));
+        map.insert(key, Arc::clone(&chunks));
+        chunks
+    }
+
     fn new(shape: [usize; 4], dims: &[usize], b: usize) -> Chunks {
         let first = dims.iter().copied().min().unwrap_or(3);
         let block: usize = shape[first..].iter().product();
@@ -250,7 +287,33 @@ impl Chunks {
         i: usize,
     ) -> [f64; 3] {
         let w = weights.map(|w| &w[i * self.len..][..self.len]);
-        scratch.sums(self, seeds, values, w)
+        pulp::Arch::new().dispatch(ChunkSums {
+            scratch,
+            chunks: self,
+            seeds,
+            s: values,
+            w,
+        })
+    }
+}
+
+/// One chunk's [`Scratch::sums`] as a `pulp` operation: inlined into its
+/// dispatch (no closure, whose body would be compiled apart), the loops are
+/// compiled for the CPU's widest vectors, AVX2 or AVX-512.
+struct ChunkSums<'s> {
+    scratch: &'s mut Scratch,
+    chunks: &'s Chunks,
+    seeds: Seeds,
+    s: &'s [f32],
+    w: Option<&'s [f32]>,
+}
+
+impl pulp::WithSimd for ChunkSums<'_> {
+    type Output = [f64; 3];
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> [f64; 3] {
+        self.scratch.sums(self.chunks, self.seeds, self.s, self.w)
     }
 }
 
@@ -306,6 +369,7 @@ impl Pass {
     }
 
     /// `dst` combined with the cells this pass reaches in `src`.
+    #[inline(always)] // inside `pulp` dispatch: compiled for its vectors
     fn apply(&self, src: &[f32], dst: &mut [f32], how: Combine) {
         let out = &mut dst[self.lo..self.hi];
         let from = (self.lo as isize + self.step) as usize;
@@ -316,6 +380,7 @@ impl Pass {
         match how {
             Combine::Product => run.for_each(|((o, &c), &r)| *o *= pick(c, r, 1.0)),
             Combine::Sum => run.for_each(|((o, &c), &r)| *o += pick(c, r, 0.0)),
+            Combine::Max => run.for_each(|((o, &c), &r)| *o = o.max(pick(c, r, 0.0))),
         }
     }
 }
@@ -332,6 +397,7 @@ impl Seeds {
     /// `1 − q` and the slope's term `r` (`s / (1 − q)` below `q_max` when
     /// `exact`, else `s`) of every value, in f32 (as the composed ops): two
     /// passes without branches, so that both vectorise.
+    #[inline(always)] // inside `pulp` dispatch: compiled for its vectors
     fn fill(self, s: &[f32], kept: &mut [f32], rate: &mut [f32]) {
         let (gamma, q_max) = (self.gamma as f32, self.q_max as f32);
         for (k, &v) in kept.iter_mut().zip(s) {
@@ -366,11 +432,12 @@ impl Scratch {
     }
 
     /// `[Σ w, Σ w·k, Σ w·k·R]` over one block (every `w` 1 without weights).
+    #[inline(always)] // inside `pulp` dispatch: compiled for its vectors
     fn sums(&mut self, chunks: &Chunks, seeds: Seeds, s: &[f32], w: Option<&[f32]>) -> [f64; 3] {
         // At γ = 0 (the solve's start) every `1 − q` is 1 and so is each product.
         let seeded = seeds.gamma > 0.0;
         if !seeded && w.is_none() {
-            let reach = lane_sum(s.len(), |i| s[i] * chunks.cover[i]);
+            let reach = lane_sum([s, &chunks.cover]);
             return [s.len() as f64, s.len() as f64, reach];
         }
         seeds.fill(s, &mut self.kept, &mut self.rate);
@@ -384,48 +451,62 @@ impl Scratch {
         }
         let (kept, rate) = (&self.kept[..], &self.rate[..]);
         match w {
-            None => [
-                s.len() as f64,
-                lane_sum(kept.len(), |i| kept[i]),
-                lane_sum(kept.len(), |i| kept[i] * rate[i]),
-            ],
+            None => [s.len() as f64, lane_sum([kept]), lane_sum([kept, rate])],
             Some(w) => [
-                lane_sum(w.len(), |i| w[i]),
-                lane_sum(w.len(), |i| w[i] * kept[i]),
-                lane_sum(w.len(), |i| w[i] * kept[i] * rate[i]),
+                lane_sum([w]),
+                lane_sum([w, kept]),
+                lane_sum([w, kept, rate]),
             ],
         }
     }
 }
 
-/// `Σ term(i)` for `i < len`, in f64 over eight lanes: one running sum is a
-/// chain of dependent additions (four cycles each), eight run side by side.
-fn lane_sum(len: usize, term: impl Fn(usize) -> f32) -> f64 {
-    const LANES: usize = 8;
-    let mut lanes = [0.0f64; LANES];
+/// Lanes of [`lane_sum`]: wide enough to fill the vector registers, each
+/// lane a short sum of one chunk (at most [`CHUNK_TARGET`] / 16 terms).
+const LANES: usize = 16;
+
+/// `Σ_i Π_k parts[k][i]` (the parts of equal length), in f32 lanes side by
+/// side, vectorised, their total in f64: a chunk's lanes hold a few hundred
+/// terms each (f32 is exact enough there), the chunks add up in f64.
+#[inline(always)] // inside `pulp` dispatch: compiled for its vectors
+pub(super) fn lane_sum<const N: usize>(parts: [&[f32]; N]) -> f64 {
+    let len = parts[0].len();
     let whole = len - len % LANES;
+    let mut lanes = [0.0f32; LANES];
     for base in (0..whole).step_by(LANES) {
+        let cells: [&[f32; LANES]; N] = parts.map(|p| {
+            p[base..base + LANES]
+                .try_into()
+                .expect("a slice of LANES cells")
+        });
         for (j, lane) in lanes.iter_mut().enumerate() {
-            *lane += f64::from(term(base + j));
+            *lane += cells.iter().map(|c| c[j]).product::<f32>();
         }
     }
-    let tail: f64 = (whole..len).map(|i| f64::from(term(i))).sum();
-    lanes.iter().sum::<f64>() + tail
+    let tail: f64 = (whole..len)
+        .map(|i| f64::from(parts.iter().map(|p| p[i]).product::<f32>()))
+        .sum();
+    lanes.iter().map(|&l| f64::from(l)).sum::<f64>() + tail
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Combine {
+pub(super) enum Combine {
     Product,
     Sum,
+    /// Of values `>= 0` (seeds): 0 where the window holds none.
+    Max,
 }
 
-/// `dst` at every position: the product or sum of `src` over the window
-/// along one block dim (its `passes`). Direct, not running: a window is a
-/// handful of cells, and a product cannot be undone by division where a
-/// factor is 0.
-fn along(src: &[f32], dst: &mut [f32], passes: &[Pass], how: Combine) {
-    dst.fill(if how == Combine::Product { 1.0 } else { 0.0 });
-    for pass in passes {
+/// `dst` at every position: the product, sum or maximum of `src` over the
+/// window along one block dim (its `passes`). Direct, not running: a window
+/// is a handful of cells, and a product cannot be undone by division where
+/// a factor is 0. Every window holds its own cell (offset 0, on every
+/// line), so `dst` starts as a copy of `src` and the other offsets follow.
+#[inline(always)] // inside `pulp` dispatch: compiled for its vectors
+pub(super) fn along(src: &[f32], dst: &mut [f32], passes: &[Pass], how: Combine) {
+    debug_assert!(passes.iter().any(|p| p.step == 0));
+    dst.copy_from_slice(src);
+    for pass in passes.iter().filter(|p| p.step != 0) {
         pass.apply(src, dst, how);
     }
 }

@@ -17,6 +17,8 @@ use plugin_api::{BinaryOp, Pool, Reduce, ScalarOp, Unary};
 
 mod indexing;
 mod keep;
+mod mask;
+mod normalise;
 mod values;
 mod window;
 
@@ -94,6 +96,8 @@ pub static HOST_OPS: HostOps = HostOps {
     gather: indexing::op_gather,
     index_select: indexing::op_index_select,
     block_keep: keep::op_block_keep,
+    block_mask: mask::op_block_mask,
+    mean_one: normalise::op_mean_one,
 };
 
 /// A live arena for the duration of one `mask` call on this thread.

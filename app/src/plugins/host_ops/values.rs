@@ -35,3 +35,45 @@ impl Values {
         }
     }
 }
+
+/// A flex float tensor whose f32 values a kernel overwrites: its own buffer
+/// when nothing else holds it and the buffer is exactly its values in order
+/// (no fresh buffer: on the 2-core VM a fresh 800 KB costs more in page
+/// faults than a pass over it), else a copy of the values.
+pub(super) struct Writable {
+    flex: FlexTensor,
+}
+
+impl Writable {
+    /// `t`'s buffer, or a copy; an error when `t` is not on flex.
+    pub(super) fn of(t: Tensor<4>) -> Result<Writable, String> {
+        let n = t.shape().num_elements();
+        let flex = t
+            .try_into_primitive::<Flex>()
+            .map_err(|e| format!("not a flex tensor: {e:?}"))?;
+        let whole = flex.is_contiguous()
+            && flex.layout().start_offset() == 0
+            && flex.dtype() == burn::tensor::DType::F32
+            && flex.bytes().len() == n * std::mem::size_of::<f32>()
+            && bytemuck::try_cast_slice::<u8, f32>(flex.bytes()).is_ok();
+        if whole {
+            return Ok(Writable { flex });
+        }
+        let data = Tensor::<4>::from_primitive::<Flex>(flex)
+            .into_data()
+            .convert::<f32>();
+        Ok(Writable {
+            flex: FlexTensor::from_data(data),
+        })
+    }
+
+    /// The values, copied first if another tensor shares them.
+    pub(super) fn values(&mut self) -> &mut [f32] {
+        self.flex.storage_mut::<f32>()
+    }
+
+    /// Back to a tensor of the shape it had.
+    pub(super) fn into_tensor(self) -> Tensor<4> {
+        Tensor::from_primitive::<Flex>(self.flex)
+    }
+}

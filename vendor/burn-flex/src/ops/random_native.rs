@@ -33,25 +33,33 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The `i`-th float in `[0, 1)` of the stream keyed by `key`.
+/// The `i`-th float in `[0, 1)` of the stream keyed by `key`: element `i`
+/// of the uniform `[0, 1)` tensor drawn with that key. Public so that a
+/// fused kernel draws the same values without the tensor (with
+/// [`uniform_key`]).
 #[inline(always)]
-pub(crate) fn unit(key: u64, i: u64) -> f32 {
+pub fn unit(key: u64, i: u64) -> f32 {
     let bits = mix(key.wrapping_add(i.wrapping_add(1).wrapping_mul(GOLDEN)));
     (bits >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
+}
+
+/// The key the next uniform `f32` tensor would be drawn with, taken from the
+/// seeded generator as that draw takes it: `unit(key, i)` for every `i` is
+/// then the tensor the draw would have given.
+pub fn uniform_key() -> u64 {
+    let mut seed = crate::backend::SEED.lock();
+    let mut rng = seed.take().unwrap_or_else(crate::backend::get_seeded_rng);
+    let key: u64 = rng.random();
+    *seed = Some(rng);
+    key
 }
 
 /// A tensor of `shape` uniform on `[low, high)`, drawn from `rng`.
 pub(crate) fn uniform_f32(shape: Shape, low: f64, high: f64, rng: &mut FlexRng) -> FlexTensor {
     let key: u64 = rng.random();
     let mut values = unwritten::<f32>(shape.num_elements());
-    let (low, span) = (low as f32, (high - low) as f32);
-    let below_high = |v: f32| if v < high as f32 { v } else { low.max(prev(high as f32)) };
-    let fill = |(c, dst): (usize, &mut [f32])| {
-        let first = (c * CHUNK) as u64;
-        for (i, d) in dst.iter_mut().enumerate() {
-            *d = below_high(low + span * unit(key, first + i as u64));
-        }
-    };
+    let (low, span, high) = (low as f32, (high - low) as f32, high as f32);
+    let fill = |(c, dst): (usize, &mut [f32])| fill_chunk(key, (c * CHUNK) as u64, dst, low, span, high);
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
@@ -64,6 +72,28 @@ pub(crate) fn uniform_f32(shape: Shape, low: f64, high: f64, rng: &mut FlexRng) 
         Layout::contiguous(shape),
         DType::F32,
     )
+}
+
+/// Elements `first..` of the stream keyed by `key` into `dst`, on `[low,
+/// low + span)` below `high`. Compiled for the CPU's widest vectors
+/// (macerator's dispatch): with AVX-512 SplitMix64's 64-bit products are
+/// vector instructions, elsewhere the same integer arithmetic; the values do
+/// not depend on which.
+#[allow(clippy::extra_unused_type_parameters)]
+#[cfg_attr(feature = "simd", macerator::with_simd)]
+fn fill_chunk<#[cfg(feature = "simd")] S: macerator::Simd>(
+    key: u64,
+    first: u64,
+    dst: &mut [f32],
+    low: f32,
+    span: f32,
+    high: f32,
+) {
+    let below = low.max(prev(high));
+    for (i, d) in dst.iter_mut().enumerate() {
+        let v = low + span * unit(key, first + i as u64);
+        *d = if v < high { v } else { below };
+    }
 }
 
 /// The largest `f32` below `x` (finite, positive or negative `x`).
