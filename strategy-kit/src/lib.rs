@@ -4,7 +4,7 @@
 //! Kept apart from `plugin-api`, whose version is the plugin interface
 //! version: changing an algorithm here changes no interface. It needs
 //! interface 1.5 (top-k ranking and validity maps from 1.2, ProbDropBlock's
-//! `block_keep` from 1.4 and `block_mask` from 1.5).
+//! `block_keep` from 1.4, `block_mask` and `mean_one` from 1.5).
 //!
 //! "Block dims" are the dimensions a block extends along: `[H, W]` (2 and 3 of
 //! `[N, C, H, W]`) for 2-D, one axis for 1-D. Every helper takes them explicitly so

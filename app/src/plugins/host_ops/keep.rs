@@ -93,10 +93,7 @@ impl Job {
         let device = s.device();
         let chunks = Chunks::cached(s.dims(), &self.dims, self.b);
         let s = Values::of(s)?;
-        let g = Values::of(gamma)?
-            .as_slice()
-            .first()
-            .map_or(0.0, |&g| f64::from(g));
+        let g = f64::from(Values::first_of(gamma)?);
         let weights = valid.map(Values::of).transpose()?;
         let weights = weights.as_ref().map(Values::as_slice);
         let seeds = Seeds {
@@ -184,7 +181,7 @@ impl Job {
 /// pass wins (on LibTorch's CPU too, after one copy of the values: the
 /// composed ops took 6× DropBlock's mask time there); a GPU keeps the
 /// composed ops on the device.
-pub(super) fn on_cpu(device: &Device) -> bool {
+fn on_cpu(device: &Device) -> bool {
     *device == Device::flex() || is_libtorch_cpu(device)
 }
 

@@ -54,11 +54,7 @@ impl Job {
     /// [`Job::on_host`] with the uniforms of stream `key`.
     fn fused(&self, s: Tensor<4>, gamma: Tensor<4>, key: u64) -> Result<Tensor<4>, String> {
         let chunks = Chunks::cached(s.dims(), &self.dims, self.b);
-        let g = Values::of(gamma)?
-            .as_slice()
-            .first()
-            .copied()
-            .unwrap_or(0.0);
+        let g = Values::first_of(gamma)?;
         // Each chunk's rates are read into scratch before its keep is written
         // over them: the mask takes the rates' buffer.
         let mut mask = Writable::of(s)?;

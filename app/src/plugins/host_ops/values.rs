@@ -28,6 +28,11 @@ impl Values {
             .map_err(|e| format!("{e:?}"))
     }
 
+    /// The first value of a one-element tensor (a rate), 0 when it is empty.
+    pub(super) fn first_of(t: Tensor<4>) -> Result<f32, String> {
+        Ok(Values::of(t)?.as_slice().first().copied().unwrap_or(0.0))
+    }
+
     pub(super) fn as_slice(&self) -> &[f32] {
         match self {
             Values::Shared(flex, n) => &bytemuck::cast_slice(flex.bytes())[..*n],
